@@ -1,0 +1,40 @@
+# Everything runs from a local virtualenv at .venv/, built from the committed lock (constraints.txt).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+export CREDIT_HOME ?= $(CURDIR)/var
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export AIRFLOW__LOGGING__BASE_LOG_FOLDER := $(AIRFLOW_HOME)/logs
+export PYTHONHASHSEED := 0
+
+DEMO_AS_OF ?= 2026-06-30
+DEMO_ENTITIES ?= 20000
+
+.PHONY: install demo test bench lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r constraints.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+lock:
+	$(BIN)/uv pip compile --python-version 3.11 --no-header --annotation-style line requirements.in -o constraints.txt
+
+demo: install
+	$(BIN)/python -m scoring.demo_airflow --home "$(CREDIT_HOME)" --as-of $(DEMO_AS_OF) --entities $(DEMO_ENTITIES)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m scoring.bench
+
+clean:
+	rm -rf var
