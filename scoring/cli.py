@@ -1,0 +1,270 @@
+"""``credit``: the command line for operators, regulators and auditors.
+
+Every command that touches the store takes ``--db URL`` (default CREDIT_DB_URL, else the embedded
+SQLite under CREDIT_HOME) and ``--json``. Errors are one line on stderr with a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_GATE, EXIT_UNUSABLE = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+
+
+def _progress(args):
+    if getattr(args, "json", False) or getattr(args, "quiet", False):
+        return lambda msg: print(msg, file=sys.stderr, flush=True) if os.environ.get("CREDIT_VERBOSE") else None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def _home(args) -> Path:
+    from .store import default_home
+
+    return Path(args.home).resolve() if getattr(args, "home", None) else default_home()
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_demo_data(args) -> int:
+    from .demo_data import write_deliveries
+
+    res = write_deliveries(args.out, args.as_of, n_entities=args.entities, seed=args.seed,
+                           defect_rate=args.defect_rate, progress=_progress(args))
+    if args.json:
+        _print_json(res)
+    else:
+        print(f"landing folder: {res.get('landing', Path(args.out) / 'landing')}")
+        print(f"delivered until {res['delivered_until']}: {len(res['files'])} new files; "
+              f"injected defects {res.get('defects', {})}")
+    return EXIT_OK
+
+
+def _context(args):
+    from .pipeline import RunContext
+
+    home = _home(args)
+    landing = Path(args.landing) if args.landing else Path(os.environ.get("CREDIT_LANDING") or home / "landing")
+    return RunContext(as_of=args.as_of, landing=landing, home=home, db_url=args.db,
+                      knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args))
+
+
+def cmd_run(args) -> int:
+    from .pipeline import STEP_NAMES, GateFailed, run_step, run_summary
+
+    ctx = _context(args)
+    if not ctx.landing.is_dir():
+        raise CliError(f"landing folder {ctx.landing} does not exist (generate one with `credit demo-data`)")
+    steps = STEP_NAMES if not args.step else tuple(args.step)
+    code = EXIT_OK
+    try:
+        for name in steps:
+            run_step(name, ctx)
+    except GateFailed as exc:
+        if "report" in steps:
+            run_step("report", ctx)
+        print(f"credit run: {exc}", file=sys.stderr)
+        code = EXIT_GATE
+    summary = run_summary(ctx)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"run {summary['run_id']}: {summary['status']}; {summary['entities_scored']:,} entities; "
+              f"tiers {summary['tiers']}")
+        print(f"output_sha256 {summary['output_sha256']}")
+        print(f"report: {summary['report']}")
+    return code
+
+
+def cmd_check(args) -> int:
+    """Validate one provider file without loading it into the store."""
+    import pandas as pd
+
+    from . import ingest as ing
+    from . import quality
+    from .catalogue import Catalogue
+
+    cat = Catalogue.load()
+    path = Path(args.file)
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    raw = ing.read_file(path, max_cells=int(cat.gates["max_xlsx_cells"]), max_bytes=int(cat.gates["max_file_bytes"]))
+    as_of = pd.Timestamp(args.as_of) if args.as_of else (ing.delivery_date(path.name) or pd.Timestamp("2262-01-01"))
+    if pd.isna(as_of):
+        as_of = pd.Timestamp("2262-01-01")
+    reasons: dict[str, int] = {}
+    for r in raw.bad_rows["reason"]:
+        reasons[r] = reasons.get(r, 0) + 1
+    quarantined = len(raw.bad_rows)
+    gates = [quality.gate_schema(path.name, raw.missing_required)]
+    if not raw.missing_required and len(raw.rows):
+        table = "stg_entity" if raw.layout.feed == "register" else "stg_record"
+        stg = ing.stage_entities(raw, as_of) if table == "stg_entity" else ing.stage_records(raw, cat, as_of)
+        stg["seen_before"] = False
+        if table == "stg_record":
+            subject = stg["uscc"].fillna(stg["id_number"]).fillna(stg["subject_name"])
+            stg["record_key"] = (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
+            stg["registered_date"] = pd.Series(pd.NaT, index=stg.index, dtype="datetime64[s]")
+        v = quality.validate_table(quality.gx_context(None), table, stg, cat, as_of.date().isoformat(),
+                                   "check", with_docs=False)
+        bad = v.reasons[v.reasons != ""]
+        quarantined += len(bad)
+        for codes in bad:
+            for c in codes.split(","):
+                reasons[c] = reasons.get(c, 0) + 1
+    elif raw.missing_required:
+        quarantined = raw.received
+        reasons["schema_mismatch"] = raw.received
+    gates.append(quality.gate_quarantine_share(path.name, raw.received, quarantined,
+                                               float(cat.gates["max_quarantine_share"])))
+    failed = [g for g in gates if not g.passed]
+    out = {"file": str(path), "layout": raw.layout.id, "feed": raw.layout.feed, "encoding": raw.encoding,
+           "format": raw.file_format, "received": raw.received, "accepted": raw.received - quarantined,
+           "quarantined": quarantined, "reasons": dict(sorted(reasons.items())),
+           "hard_gates_failed": [f"{g.gate}: {g.message}" for g in failed], "sha256": raw.sha256}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{path.name}: {raw.layout.title} ({raw.encoding}); received {out['received']}, "
+              f"accepted {out['accepted']}, quarantined {out['quarantined']} {out['reasons']}")
+        for g in failed:
+            print(f"hard gate failed: {g.gate}: {g.message}")
+    return EXIT_GATE if failed else EXIT_OK
+
+
+def cmd_agencies(args) -> int:
+    from .publish import load_agencies
+
+    ag = load_agencies()
+    rows = [{"id": a["id"], "name": a["name"], "level": a["level"], "domain": a["domain"],
+             "scope": {"divisions": a.get("divisions", []), "industries": a.get("industries", [])},
+             "channel": a.get("channel"), "encoding": a.get("encoding")} for a in ag]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['id']:<14} {r['name']}  divisions={','.join(r['scope']['divisions'])} "
+                  f"industries={','.join(r['scope']['industries']) or 'all'}")
+    return EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain_entity
+
+    out = explain_entity(args.uscc, args.run, db_url=args.db, home=_home(args))
+    if args.json:
+        _print_json(out)
+    else:
+        print(out["text"])
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    import sqlalchemy as sa
+
+    from .store import Store, runs
+
+    store = Store.open(args.db, _home(args))
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            sa.select(runs.c.run_id, runs.c.as_of, runs.c.status, runs.c.entities_scored, runs.c.tiers_json,
+                      runs.c.output_sha256).order_by(runs.c.run_id))]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['run_id']:<24} {r['status']:<12} {r['entities_scored'] or 0:>9,} {r['tiers_json'] or ''}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="credit", description="Public credit composite evaluation pipeline (公共信用综合评价)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, db=True):
+        if db:
+            sp.add_argument("--db", default=None, help="database URL (default CREDIT_DB_URL or embedded SQLite)")
+            sp.add_argument("--home", default=None, help="data folder (default CREDIT_HOME or ./var)")
+        sp.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+    sp = sub.add_parser("demo-data", help="write the synthetic province's deliveries up to a date")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--entities", type=int, default=20_000)
+    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--defect-rate", type=float, default=0.02)
+    sp.add_argument("--as-of", default="2026-06-30")
+    common(sp, db=False)
+    sp.set_defaults(func=cmd_demo_data)
+
+    sp = sub.add_parser("run", help="run the nightly pipeline for an as-of date")
+    sp.add_argument("--as-of", required=True)
+    sp.add_argument("--knowledge-cutoff", default=None)
+    sp.add_argument("--landing", default=None)
+    sp.add_argument("--step", action="append", choices=["ingest", "gate", "score", "publish", "report"],
+                    help="run only these steps (repeatable)")
+    common(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("check", help="validate one provider file without loading it")
+    sp.add_argument("file")
+    sp.add_argument("--as-of", default=None)
+    common(sp, db=False)
+    sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("agencies", help="list the registered supervisory agencies")
+    common(sp, db=False)
+    sp.set_defaults(func=cmd_agencies)
+
+    sp = sub.add_parser("explain", help="every record behind one entity's evaluation in a run")
+    sp.add_argument("uscc")
+    sp.add_argument("--run", required=True)
+    common(sp)
+    sp.set_defaults(func=cmd_explain)
+
+    sp = sub.add_parser("status", help="list stored runs")
+    common(sp)
+    sp.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"credit {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except Exception as exc:  # the contract: one clear line, never a traceback
+        from .ingest import UnusableFile
+        from .pipeline import PipelineError
+
+        if isinstance(exc, UnusableFile):
+            print(f"credit {args.command}: {getattr(args, 'file', '')}: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        if isinstance(exc, PipelineError):
+            print(f"credit {args.command}: {exc}", file=sys.stderr)
+            return EXIT_GATE
+        if os.environ.get("CREDIT_DEBUG"):
+            raise
+        print(f"credit {args.command}: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Feed layouts as providers write them, and their mapping onto canonical staged columns.
+
+Headers are matched tolerantly: whitespace, BOMs and full-width brackets are normalised, and
+each canonical column accepts a few aliases seen in older or partial variants of a layout.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    id: str
+    feed: str
+    title: str
+    columns: dict[str, tuple[str, ...]]  # canonical name -> accepted headers (first is the standard one)
+    required: tuple[str, ...]            # canonical columns without which the file is unusable
+    signature: tuple[str, ...]           # canonical columns whose presence identifies the layout
+
+    def standard_headers(self) -> list[str]:
+        return [aliases[0] for aliases in self.columns.values()]
+
+
+_CODES = {
+    "uscc": ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码", "行政相对人代码_1"),
+    "reg_no": ("行政相对人代码_2(工商注册号)", "工商注册号", "行政相对人代码_2"),
+    "org_code": ("行政相对人代码_3(组织机构代码)", "组织机构代码", "行政相对人代码_3"),
+    "tax_no": ("行政相对人代码_4(税务登记号)", "税务登记号", "行政相对人代码_4"),
+    "inst_no": ("行政相对人代码_5(事业单位证书号)", "事业单位证书号", "行政相对人代码_5"),
+    "soc_no": ("行政相对人代码_6(社会组织登记证号)", "社会组织登记证号", "行政相对人代码_6"),
+    "legal_rep_name": ("法定代表人",),
+    "legal_rep_id_type": ("法定代表人证件类型",),
+    "legal_rep_id_number": ("法定代表人证件号码",),
+    "id_type": ("证件类型",),
+    "id_number": ("证件号码",),
+}
+
+PENALTY = Layout(
+    id="sgs_penalty", feed="penalty", title="双公示 行政处罚",
+    columns={
+        "subject_name": ("行政相对人名称",),
+        "subject_category": ("行政相对人类别",),
+        **_CODES,
+        "doc_number": ("行政处罚决定书文号", "处罚决定书文号", "决定书文号"),
+        "violation_type": ("违法行为类型",),
+        "violation_facts": ("违法事实",),
+        "legal_basis": ("处罚依据",),
+        "penalty_category": ("处罚类别",),
+        "penalty_content": ("处罚内容",),
+        "fine_wan_yuan": ("罚款金额(万元)", "罚款金额"),
+        "confiscated_wan_yuan": ("没收违法所得、没收非法财物的金额(万元)", "没收违法所得、没收非法财物的金额"),
+        "licence_revoked": ("暂扣或吊销证照名称及编号",),
+        "decision_date": ("处罚决定日期", "处罚日期"),
+        "valid_to": ("处罚有效期",),
+        "publicity_end": ("公示截止期", "公示截止日期"),
+        "authority_name": ("处罚机关",),
+        "authority_uscc": ("处罚机关统一社会信用代码",),
+        "source_unit": ("数据来源单位",),
+        "source_unit_uscc": ("数据来源单位统一社会信用代码",),
+        "remarks": ("备注",),
+    },
+    required=("subject_name", "doc_number", "decision_date", "penalty_category"),
+    signature=("doc_number", "penalty_category"),
+)
+
+LICENCE = Layout(
+    id="sgs_licence", feed="licence", title="双公示 行政许可",
+    columns={
+        "subject_name": ("行政相对人名称",),
+        "subject_category": ("行政相对人类别",),
+        **_CODES,
+        "doc_title": ("行政许可决定文书名称",),
+        "doc_number": ("行政许可决定文书号", "许可决定书文号"),
+        "licence_category": ("许可类别",),
+        "licence_name": ("许可证书名称",),
+        "licence_number": ("许可编号",),
+        "licence_content": ("许可内容",),
+        "decision_date": ("许可决定日期",),
+        "valid_from": ("有效期自",),
+        "valid_to": ("有效期至",),
+        "authority_name": ("许可机关",),
+        "authority_uscc": ("许可机关统一社会信用代码",),
+        "licence_status": ("当前状态",),
+        "source_unit": ("数据来源单位",),
+        "source_unit_uscc": ("数据来源单位统一社会信用代码",),
+        "remarks": ("备注",),
+    },
+    required=("subject_name", "doc_number", "decision_date"),
+    signature=("doc_number", "licence_category"),
+)
+
+DISHONEST = Layout(
+    id="court_dishonest_debtor", feed="dishonest_debtor", title="失信被执行人名单",
+    columns={
+        "subject_name": ("被执行人姓名/名称", "被执行人姓名", "被执行人名称"),
+        "subject_code": ("统一社会信用代码/身份证号码", "证件号码"),
+        "legal_rep_name": ("法定代表人或负责人姓名",),
+        "authority_name": ("执行法院",),
+        "province": ("省份",),
+        "basis_doc_number": ("执行依据文号",),
+        "filing_date": ("立案时间",),
+        "doc_number": ("案号",),
+        "basis_unit": ("做出执行依据单位",),
+        "obligation": ("生效法律文书确定的义务",),
+        "performance": ("被执行人的履行情况",),
+        "circumstances": ("失信被执行人行为具体情形",),
+        "decision_date": ("发布时间",),
+        "performed_part": ("已履行部分",),
+        "unperformed_part": ("未履行部分",),
+    },
+    required=("subject_name", "subject_code", "doc_number", "decision_date"),
+    signature=("subject_code", "circumstances"),
+)
+
+CREDIT_RECORD = Layout(
+    id="credit_record", feed="credit_record", title="信用信息归集通用格式",
+    columns={
+        "item_code": ("信息项编码",),
+        "subject_name": ("主体名称",),
+        "subject_category": ("主体类别",),
+        "uscc": ("统一社会信用代码",),
+        "id_number": ("身份证号码",),
+        "legal_rep_name": ("法定代表人",),
+        "doc_number": ("文书编号",),
+        "decision_date": ("认定日期",),
+        "publicity_end": ("公示截止日期",),
+        "amount_yuan": ("金额(元)", "金额"),
+        "authority_name": ("认定机关",),
+        "source_unit": ("数据来源单位",),
+        "remarks": ("备注",),
+    },
+    required=("item_code", "subject_name", "doc_number", "decision_date"),
+    signature=("item_code", "doc_number"),
+)
+
+INSPECTION = Layout(
+    id="inspection_result", feed="inspection", title="双随机抽查结果",
+    columns={
+        "doc_number": ("抽查任务编号",),
+        "subject_name": ("检查对象名称",),
+        "uscc": ("统一社会信用代码",),
+        "decision_date": ("检查日期",),
+        "inspection_result": ("检查结果",),
+        "authority_name": ("检查实施机关",),
+        "remarks": ("备注",),
+    },
+    required=("doc_number", "subject_name", "uscc", "decision_date", "inspection_result"),
+    signature=("inspection_result",),
+)
+
+REGISTER = Layout(
+    id="entity_register", feed="register", title="市场主体登记信息",
+    columns={
+        "uscc": ("统一社会信用代码",),
+        "subject_name": ("主体名称",),
+        "entity_type": ("主体类型",),
+        "industry": ("行业门类",),
+        "division_code": ("住所所在地行政区划代码",),
+        "decision_date": ("成立日期",),
+        "entity_status": ("登记状态",),
+        "legal_rep_name": ("法定代表人",),
+        "legal_rep_id_number": ("法定代表人证件号码",),
+        "phone": ("联系电话",),
+    },
+    required=("uscc", "subject_name", "entity_type", "division_code", "decision_date", "entity_status"),
+    signature=("entity_type", "entity_status"),
+)
+
+LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER)
+BY_ID = {layout.id: layout for layout in LAYOUTS}
+
+
+def normalise_header(h: object) -> str:
+    s = unicodedata.normalize("NFKC", str(h)).replace("\ufeff", "")
+    return re.sub(r"\s+", "", s)
+
+
+def match_header(headers: list[str]) -> tuple[Layout | None, dict[str, str], list[str]]:
+    """Pick the layout whose columns best cover the headers.
+
+    Returns (layout or None, raw header -> canonical column, canonical required columns missing).
+    """
+    norm = {normalise_header(h): h for h in headers}
+    best, best_map, best_score = None, {}, 0
+    for layout in LAYOUTS:
+        mapping = {}
+        for canon, aliases in layout.columns.items():
+            for alias in aliases:
+                raw = norm.get(normalise_header(alias))
+                if raw is not None and raw not in mapping:
+                    mapping[raw] = canon
+                    break
+        found = set(mapping.values())
+        if not set(layout.signature) <= found:
+            continue
+        score = len(found) / len(layout.columns)
+        if score > best_score:
+            best, best_map, best_score = layout, mapping, score
+    if best is None:
+        return None, {}, []
+    missing = [c for c in best.required if c not in set(best_map.values())]
+    return best, best_map, missing

@@ -1,0 +1,137 @@
+"""Publication of a run's results to supervisory agencies: one outbox folder per agency and run.
+
+Each agency receives only the entities in its scope. Files are written into a temporary folder,
+synced, and renamed into place in one step, so an agency never sees half a night; publishing the
+same run again writes identical bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from .catalogue import CONFIG_DIR, content_hash, load_document
+
+DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
+PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "score", "tier",
+                     "dim_law_abiding", "dim_contracts_promises", "dim_qualifications_honours",
+                     "dim_social_responsibility", "dim_supervisory_risk", "override", "flags", "reasons"]
+SCHEMA_VERSION = "agency_results/1"
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def load_agencies(path: Path | str = DEFAULT_AGENCIES) -> list[dict]:
+    doc = load_document(path)
+    agencies = sorted(doc["agencies"], key=lambda a: a["id"])
+    ids = [a["id"] for a in agencies]
+    if len(ids) != len(set(ids)):
+        raise ValueError("agency registry: duplicate ids")
+    return agencies
+
+
+def in_scope(results: pd.DataFrame, agency: dict) -> pd.Series:
+    div = results["division_code"].astype("string").fillna("")
+    ok = pd.Series(False, index=results.index)
+    for prefix in agency.get("divisions") or [""]:
+        ok |= div.str.startswith(str(prefix))
+    inds = agency.get("industries") or []
+    if inds:
+        ok &= results["industry"].isin(inds)
+    return ok
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            s = out[col].astype("string")
+            risky = s.str.startswith(FORMULA_LEAD).fillna(False)
+            out[col] = s.where(~risky, "'" + s)
+    return out
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def agency_files(results: pd.DataFrame, agency: dict, run: dict) -> dict[str, bytes]:
+    """The bytes of every file an agency receives for a run (pure; deterministic)."""
+    import io
+
+    sub = results[in_scope(results, agency)][PUBLISHED_COLUMNS].sort_values("uscc", ignore_index=True)
+    csv_frame = neutralise_formulas(sub)
+    enc = agency.get("encoding", "utf-8-sig")
+    text = csv_frame.to_csv(index=False, float_format="%.1f", lineterminator="\r\n")
+    csv_bytes = text.encode(enc, errors="strict")
+    buf = io.BytesIO()
+    sub.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
+    files = {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}
+    manifest = {
+        "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
+        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": int(len(sub)),
+        "csv_encoding": enc, "output_sha256": run["output_sha256"],
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                  for name, data in sorted(files.items())},
+        "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
+    }
+    files["manifest.json"] = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    return files
+
+
+def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
+    """Atomically replace ``folder`` with exactly these files (identical bytes → no change)."""
+    if folder.is_dir() and all((folder / n).is_file() and (folder / n).read_bytes() == d for n, d in files.items()) \
+            and sorted(p.name for p in folder.iterdir()) == sorted(files):
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, data in sorted(files.items()):
+        _fsync_write(tmp / name, data)
+    old = folder.with_name(folder.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress=None) -> dict:
+    from .store import entity_results, publications, runs
+
+    agencies = agencies or load_agencies()
+    with store.engine.connect() as conn:
+        run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
+        results = pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
+                              .order_by(entity_results.c.uscc), conn)
+    outbox = store.home / "outbox"
+    rows, delivered = [], []
+    for i, agency in enumerate(agencies, start=1):
+        files = agency_files(results, agency, run)
+        folder = outbox / agency["id"] / run_id
+        write_outbox(folder, files)
+        n = json.loads(files["manifest.json"])["rows"]
+        for name, data in sorted(files.items()):
+            rows.append({"run_id": run_id, "agency_id": agency["id"],
+                         "path": (folder / name).relative_to(outbox).as_posix(), "rows": n,
+                         "sha256": hashlib.sha256(data).hexdigest()})
+        delivered.append(str(folder))
+        if progress:
+            progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {n:,} entities")
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
+        store.insert_frame(conn, publications, pd.DataFrame(rows))
+        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+    return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
