@@ -27,8 +27,17 @@ $(VENV)/.installed: constraints.txt pyproject.toml
 lock:
 	$(BIN)/uv pip compile --python-version 3.11 --no-header --annotation-style line requirements.in -o constraints.txt
 
+# The main job on a fresh machine: a demo province, one nightly run through Airflow (dags test on
+# SQLite), then where the results are.
 demo: install
-	$(BIN)/python -m scoring.demo_airflow --home "$(CREDIT_HOME)" --as-of $(DEMO_AS_OF) --entities $(DEMO_ENTITIES)
+	$(BIN)/credit demo-data --out "$(CREDIT_HOME)/demo" --entities $(DEMO_ENTITIES) --as-of $(DEMO_AS_OF)
+	$(BIN)/airflow db migrate > "$(CREDIT_HOME)/airflow-migrate.log" 2>&1 || (tail -20 "$(CREDIT_HOME)/airflow-migrate.log"; exit 1)
+	@echo "running DAG public_credit_nightly (airflow dags test; log: $(CREDIT_HOME)/airflow-dags-test.log)"
+	CREDIT_LANDING="$(CREDIT_HOME)/demo/landing" $(BIN)/airflow dags test public_credit_nightly \
+		-c '{"as_of": "$(DEMO_AS_OF)"}' > "$(CREDIT_HOME)/airflow-dags-test.log" 2>&1 \
+		|| (grep -E "ERROR|Error|failed" "$(CREDIT_HOME)/airflow-dags-test.log" | tail -20; exit 1)
+	@grep -E "DagRun Finished" "$(CREDIT_HOME)/airflow-dags-test.log" | sed 's/.*\(state=[a-z]*\).*/DAG run finished: \1/'
+	$(BIN)/credit status --as-of $(DEMO_AS_OF)
 
 test: install
 	$(BIN)/python -m pytest -q

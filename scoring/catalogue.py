@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pandas as pd
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "config"
+# Versioned configuration (catalogue, policy, agencies). An installed package points here with
+# CREDIT_CONFIG_DIR; a checkout uses its own config/ folder.
+CONFIG_DIR = Path(os.environ.get("CREDIT_CONFIG_DIR") or REPO_ROOT / "config")
 DEFAULT_CATALOGUE = CONFIG_DIR / "catalogue" / "v1.yaml"
 
 SEVERITIES = ("none", "minor", "general", "severe")

@@ -177,6 +177,29 @@ def cmd_status(args) -> int:
 
     from .store import Store, runs
 
+    if args.as_of:
+        from .pipeline import RunContext, run_summary
+
+        home = _home(args)
+        s = run_summary(RunContext(as_of=args.as_of, landing=home / "landing", home=home, db_url=args.db))
+        if args.json:
+            _print_json(s)
+            return EXIT_OK
+        print(f"run {s['run_id']} (as of {s['as_of']}): {s['status']}")
+        print(f"entities scored: {s['entities_scored']:,}")
+        print("tiers: " + "  ".join(f"{t}={s['tiers'].get(t, 0):,}" for t in "ABCD"))
+        print(f"output_sha256: {s['output_sha256']}")
+        print(f"run report:    {s['report']}")
+        rdir = Path(s["report"]).parent
+        for label, name in (("provider report", "provider_report.csv"), ("results", "entity_score.csv"),
+                            ("manifest", "manifest.json")):
+            if (rdir / name).exists():
+                print(f"{label + ':':<15}{rdir / name}")
+        docs = rdir / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        if docs.exists():
+            print(f"GX Data Docs:  {docs}")
+        print(f"outboxes:      {home / 'outbox'} ({len({Path(p).parent for p in s['published']})} agency deliveries)")
+        return EXIT_OK if s["status"] in ("published", "scored") else EXIT_GATE
     store = Store.open(args.db, _home(args))
     with store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(
@@ -236,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_explain)
 
-    sp = sub.add_parser("status", help="list stored runs")
+    sp = sub.add_parser("status", help="list stored runs, or show one night's run")
+    sp.add_argument("--as-of", default=None, help="show the nightly run for this date")
     common(sp)
     sp.set_defaults(func=cmd_status)
     return p

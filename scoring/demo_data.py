@@ -411,7 +411,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "source_unit": np.full(n_np, cat.provider("samr")["name"]),
             "source_unit_uscc": np.full(n_np, cat.provider("samr")["uscc"])})
         # Fines of natural persons are above the 200-yuan simplified limit (0.02 万元).
-        npf["罚款金额(万元)"] = npf["罚款金额(万元)"].astype(float).clip(lower=0.05).round(2).astype(str)
+        npf["罚款金额（万元）"] = npf["罚款金额（万元）"].astype(float).clip(lower=0.05).round(2).astype(str)
         out[("samr", "penalty")] = pd.concat([out[("samr", "penalty")], npf], ignore_index=True)
     return out
 
@@ -460,7 +460,7 @@ def inject_defects(frame: pd.DataFrame, layout_id: str, rate: float, rng,
             if f.at[i, "行政相对人类别"] == "自然人":
                 continue
             f.at[i, "处罚类别"] = "罚款"
-            f.at[i, "罚款金额(万元)"] = f"{rng.integers(1, 30) / 100:.2f}"
+            f.at[i, "罚款金额（万元）"] = f"{rng.integers(1, 30) / 100:.2f}"
             dec, _ = parse_dates(pd.Series([f.at[i, "处罚决定日期"]]))
             if not pd.isna(dec.iloc[0]):
                 f.at[i, "公示截止期"] = (dec.iloc[0] + pd.DateOffset(months=3)).strftime("%Y-%m-%d")

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from . import __version__
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, canonical_json, content_hash
 from .evaluate import DEFAULT_POLICY, Policy
+from .steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
 
-STEP_NAMES = ("ingest", "gate", "score", "publish", "report")
 
 
 class PipelineError(Exception):
