@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 
+MISSING_COLUMNS = "missing required columns: "
+
+
 class PipelineError(Exception):
     """A step could not complete; the message is one line for the operator."""
 
@@ -161,7 +164,7 @@ def ingest(ctx: RunContext) -> dict:
             continue
         row.update(sha256=raw.sha256, n_bytes=raw.n_bytes, feed=raw.layout.feed, layout=raw.layout.id,
                    encoding=raw.encoding, file_format=raw.file_format, status="staged",
-                   received=raw.received, message=(f"missing required columns: {','.join(raw.missing_required)}"
+                   received=raw.received, message=(MISSING_COLUMNS + ",".join(raw.missing_required)
                                                    if raw.missing_required else None))
         file_rows.append(row)
         raw.path = rel
@@ -289,8 +292,9 @@ def gate(ctx: RunContext) -> dict:
                                         observed=f"{f.received}={f.accepted}+{f.quarantined}",
                                         threshold="received = accepted + quarantined",
                                         message="" if balanced else "rows unaccounted for"))
-        missing = (f.message or "").removeprefix("missing required columns: ")
-        gates.append(quality.gate_schema(f.path, [m for m in missing.split(",") if m] if f.message else []))
+        note = f.message if isinstance(f.message, str) else ""
+        missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
+        gates.append(quality.gate_schema(f.path, [m for m in missing.split(",") if m]))
         gates.append(quality.gate_quarantine_share(f.path, f.received, f.quarantined,
                                                    float(cat.gates["max_quarantine_share"])))
         hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &

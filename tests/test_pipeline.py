@@ -1,0 +1,97 @@
+"""The nightly pipeline end to end on the embedded store, through the real CLI."""
+import json
+import re
+import shutil
+
+import pandas as pd
+import sqlalchemy as sa
+
+from conftest import AS_OF, run_cli
+from scoring.layouts import CREDIT_RECORD
+
+
+def test_run_json_contract_and_all_four_tiers(sqlite_run):
+    s = sqlite_run["summary"]
+    assert s["status"] == "published"
+    assert s["run_id"] and s["entities_scored"] > 1000
+    assert set(s["tiers"]) == set("ABCD") and all(s["tiers"][t] > 0 for t in "ABCD")
+    assert sum(s["tiers"].values()) == s["entities_scored"]
+    assert re.fullmatch(r"[0-9a-f]{64}", s["output_sha256"])
+    assert s["published"] and all(p.startswith(str(sqlite_run["home"])) for p in s["published"])
+
+
+def test_rerunning_the_same_night_is_idempotent(sqlite_run, province):
+    before = {p: open(p, "rb").read() for p in sqlite_run["summary"]["published"]}
+    p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"),
+                "--home", str(sqlite_run["home"]), "--json", env={"CREDIT_DB_URL": ""})
+    assert p.returncode == 0, p.stderr[-2000:]
+    again = json.loads(p.stdout)
+    assert again["output_sha256"] == sqlite_run["summary"]["output_sha256"]
+    assert again["tiers"] == sqlite_run["summary"]["tiers"]
+    assert {p: open(p, "rb").read() for p in again["published"]} == before
+    eng = sa.create_engine(sqlite_run["url"])
+    n = pd.read_sql("select count(*) as n from entity_results", eng)["n"].iloc[0]
+    assert n == again["entities_scored"]  # replaced by run id, not appended
+
+
+def test_published_files_carry_a_manifest_with_hashes(sqlite_run):
+    import hashlib
+    from pathlib import Path
+
+    manifests = [Path(p) for p in sqlite_run["summary"]["published"] if p.endswith("manifest.json")]
+    assert manifests
+    for m in manifests:
+        doc = json.loads(m.read_text())
+        assert doc["run_id"] == sqlite_run["summary"]["run_id"] and doc["as_of"] == AS_OF
+        for name, meta in doc["files"].items():
+            assert hashlib.sha256((m.parent / name).read_bytes()).hexdigest() == meta["sha256"]
+
+
+def test_tiers_come_from_real_records(sqlite_run):
+    eng = sa.create_engine(sqlite_run["url"])
+    res = pd.read_sql("select uscc, tier, score, override, reasons from entity_results", eng)
+    listed = res[res["override"] == "severe_dishonesty_list"]
+    assert len(listed) > 0 and (listed["tier"] == "D").all()
+    assert res["reasons"].str.match(r"^R\d{3} ").all()
+    clean = res[res["reasons"].str.startswith("R000")]
+    assert (clean["tier"].isin(["B"])).all()  # nothing known: the base score, tier B
+
+
+def test_explain_lists_every_record(sqlite_run):
+    eng = sa.create_engine(sqlite_run["url"])
+    uscc = pd.read_sql("select uscc from entity_results where override = 'severe_dishonesty_list' "
+                       "order by uscc limit 1", eng)["uscc"].iloc[0]
+    p = run_cli("explain", uscc, "--run", sqlite_run["summary"]["run_id"], "--home", str(sqlite_run["home"]),
+                "--json", env={"CREDIT_DB_URL": ""})
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["tier"] == "D"
+    assert any(r["item_code"] in ("DISHONEST_DEBTOR", "SEVERE_DISHONESTY_LIST") and r["counts"] for r in out["records"])
+
+
+def test_a_failed_hard_gate_publishes_nothing(province, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(province / "landing", landing)
+    cols = [h for h in CREDIT_RECORD.standard_headers() if h != "主体名称"]
+    (landing / "ndrc" / "20260630_extra.csv").write_text(
+        ",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8")
+    home = tmp_path / "h"
+    p = run_cli("run", "--as-of", AS_OF, "--landing", str(landing), "--home", str(home), "--json",
+                env={"CREDIT_DB_URL": ""})
+    assert p.returncode == 1
+    s = json.loads(p.stdout)
+    assert s["status"] == "gate_failed" and "schema" in s["message"]
+    assert s["published"] == [] and s["entities_scored"] == 0
+    assert not (home / "outbox").exists()
+    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
+    assert pd.read_sql("select count(*) n from entity_results", eng)["n"].iloc[0] == 0
+    assert pd.read_sql("select count(*) n from record_batches", eng)["n"].iloc[0] == 0
+    report = (home / "runs").rglob("report.html")
+    assert any("schema" in r.read_text(encoding="utf-8") for r in report)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    p = run_cli("run", "--as-of", AS_OF, "--landing", str(tmp_path / "nope"), "--home", str(tmp_path))
+    assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
+    p = run_cli("run", "--as-of", "2026-13-45", "--landing", str(tmp_path), "--home", str(tmp_path))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
