@@ -45,6 +45,7 @@ class RawFile:
     mapping: dict[str, str]
     missing_required: list[str]
     rows: pd.DataFrame                     # canonical columns as raw strings, plus line_no
+    raw: pd.DataFrame                      # the same rows under the provider's own headers, plus line_no
     bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["line_no", "reason", "raw"]))
     sha256: str = ""
     n_bytes: int = 0
@@ -79,27 +80,52 @@ def detect_encoding(data: bytes) -> tuple[str, str]:
         raise UnusableFile("bad_encoding", f"neither UTF-8 nor GB18030 (invalid byte at {exc.start})") from None
 
 
-def _read_csv_text(text: str) -> tuple[list[str], list[list[str]], list[int]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _read_csv_text(text: str) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
+    """Parse CSV text with Arrow's C++ reader. Returns (header, data frame of strings with
+    line_no, bad lines as (line_no, reason, text)). Line numbers count records, header = 1, as a
+    spreadsheet numbers rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    invalid: list[tuple[int, str, int]] = []
+
+    def on_invalid(row):
+        invalid.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    first_line = text.split("\n", 1)[0]
     try:
-        header = next(reader)
-    except StopIteration:
+        width = len(next(csv.reader([first_line])))
+    except (StopIteration, csv.Error):
         raise UnusableFile("empty", "the file has no header row") from None
-    except csv.Error as exc:
-        raise UnusableFile("malformed", f"the header row cannot be parsed: {exc}") from None
-    rows, lines = [], []
     try:
-        for rec in reader:
-            rows.append(rec)
-            lines.append(len(rows) + 1)
-    except csv.Error as exc:
-        # A broken quote swallows the rest of the file: keep what was read, report the remainder.
-        rows.append(["\x00csv_error:" + str(exc)])
-        lines.append(len(rows) + 1)
-    return header, rows, lines
+        table = pacsv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=True,
+                                           block_size=64 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        raise UnusableFile("malformed", f"CSV cannot be parsed: {str(exc).splitlines()[0][:160]}") from None
+    frame = table.to_pandas()
+    if frame.empty:
+        raise UnusableFile("empty", "the file has no header row")
+    header = [str(v) for v in frame.iloc[0].tolist()]
+    data = frame.iloc[1:].reset_index(drop=True)
+    data.columns = range(width)
+    bad_numbers = {n for n, _, _ in invalid}
+    total = len(frame) + len(invalid)
+    lines = [n for n in range(2, total + 1) if n not in bad_numbers]
+    data["line_no"] = np.asarray(lines[:len(data)], dtype=np.int64)
+    last = total
+    bad = [(n, "truncated_row" if n == last and not text.endswith(("\n", "\r")) else "wrong_field_count", t)
+           for n, t, _ in invalid]
+    return header, data, bad
 
 
-def _read_xlsx(data: bytes, max_cells: int) -> tuple[list[str], list[list[str]], list[int]]:
+def _read_xlsx(data: bytes, max_cells: int) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
     import openpyxl  # imported here: only XLSX deliveries pay for it
 
     try:
@@ -122,12 +148,21 @@ def _read_xlsx(data: bytes, max_cells: int) -> tuple[list[str], list[list[str]],
         header = [("" if v is None else str(v)) for v in next(it)]
     except StopIteration:
         raise UnusableFile("empty", "the workbook's first sheet is empty") from None
-    rows, lines = [], []
+    rows, bad = [], []
+    width = len(header)
     for i, rec in enumerate(it, start=2):
-        rows.append(["" if v is None else _cell_text(v) for v in rec])
-        lines.append(i)
+        cells = ["" if v is None else _cell_text(v) for v in rec]
+        if len(cells) > width and not any(c.strip() for c in cells[width:]):
+            cells = cells[:width]
+        if len(cells) != width:
+            bad.append((i, "wrong_field_count", "\x1f".join(cells)))
+            continue
+        rows.append(cells + [i])
     wb.close()
-    return header, rows, lines
+    data = pd.DataFrame(rows, columns=[*range(width), "line_no"])
+    data[list(range(width))] = data[list(range(width))].astype("string")
+    data["line_no"] = data["line_no"].astype(np.int64)
+    return header, data, bad
 
 
 def _cell_text(v) -> str:
@@ -168,16 +203,21 @@ def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() == ".xlsx":
         if data[:4] != b"PK\x03\x04":
             raise UnusableFile("malformed", "named .xlsx but is not an XLSX (ZIP) file")
-        header, rows, lines = _read_xlsx(data, max_cells)
+        header, data_frame, bad = _read_xlsx(data, max_cells)
         encoding, fmt = "xlsx", "xlsx"
     else:
         if b"\x00" in data[:8192]:
             raise UnusableFile("binary", "binary content (NUL bytes) in a CSV delivery")
         encoding, text = detect_encoding(data)
-        header, rows, lines = _read_csv_text(text)
+        if not text.strip():
+            raise UnusableFile("empty", "the file has no header row")
+        header, data_frame, bad = _read_csv_text(text)
         fmt = "csv"
-        if text and not text.endswith(("\n", "\r")) and rows:
-            rows[-1] = rows[-1] + ["\x00truncated"]  # no final newline: the last row may be cut
+        if data_frame.shape[0] and not text.endswith(("\n", "\r")) and not bad:
+            # No final newline: the last row may have been cut inside its last field.
+            last = data_frame.iloc[-1]
+            bad.append((int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str))))
+            data_frame = data_frame.iloc[:-1]
     header = [h.strip() for h in header]
     if not any(header):
         raise UnusableFile("empty", "the header row is blank")
@@ -185,45 +225,32 @@ def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50
     if layout is None:
         raise UnusableFile("unknown_layout", f"header matches no known layout: {','.join(header[:6])}…")
     width = len(header)
-    bad, good, good_lines = [], [], []
-    for rec, line in zip(rows, lines):
-        if rec and rec[-1] == "\x00truncated":
-            rec = rec[:-1]
-            if len(rec) != width:
-                bad.append((line, "truncated_row", "\x1f".join(rec)))
-                continue
-        if rec and rec[0].startswith("\x00csv_error:"):
-            bad.append((line, "malformed_row", rec[0][11:]))
-            continue
-        if not any(c.strip() for c in rec):
-            bad.append((line, "blank_row", ""))
-            continue
-        if len(rec) != width:
-            bad.append((line, "wrong_field_count", "\x1f".join(rec)))
-            continue
-        good.append(rec)
-        good_lines.append(line)
-    raw = pd.DataFrame(good, columns=header, dtype="string") if good else pd.DataFrame(columns=header, dtype="string")
-    cols = {canon: raw[h] for h, canon in mapping.items()}
-    frame = pd.DataFrame(cols, index=raw.index)
+    values = data_frame[list(range(width))]
+    blank = (values.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
+    for ln in data_frame.loc[blank, "line_no"]:
+        bad.append((int(ln), "blank_row", ""))
+    data_frame = data_frame[~blank].reset_index(drop=True)
+    raw = data_frame[list(range(width))].copy()
+    raw.columns = header
+    col_index = {h: i for i, h in enumerate(header)}
+    frame = pd.DataFrame({canon: data_frame[col_index[h]] for h, canon in mapping.items()}, index=data_frame.index)
     for canon in layout.columns:
         if canon not in frame:
-            frame[canon] = pd.Series(pd.NA, index=raw.index, dtype="string")
-    frame["line_no"] = np.asarray(good_lines, dtype=np.int64)
-    frame["raw"] = _raw_json(raw)
+            frame[canon] = pd.Series(pd.NA, index=data_frame.index, dtype="string")
+    frame["line_no"] = data_frame["line_no"].to_numpy(dtype=np.int64)
+    raw["line_no"] = frame["line_no"].to_numpy()
+    bad_rows = pd.DataFrame(sorted(bad), columns=["line_no", "reason", "raw"])
     return RawFile(path=str(path), provider=provider or path.parent.name, encoding=encoding,
                    file_format=fmt, layout=layout, header=header, mapping=mapping,
-                   missing_required=missing, rows=frame,
-                   bad_rows=pd.DataFrame(bad, columns=["line_no", "reason", "raw"]),
-                   sha256=sha, n_bytes=size)
+                   missing_required=missing, rows=frame, raw=raw, bad_rows=bad_rows, sha256=sha, n_bytes=size)
 
 
-def _raw_json(raw: pd.DataFrame) -> pd.Series:
-    """The row as the provider sent it (header → value), kept for quarantine and audit."""
+def raw_json(raw: pd.DataFrame) -> pd.Series:
+    """Rows as the provider sent them (header → value), for quarantine and audit."""
     import json
 
-    cols = list(raw.columns)
-    values = raw.fillna("").to_numpy(dtype=object)
+    cols = [c for c in raw.columns if c != "line_no"]
+    values = raw[cols].fillna("").to_numpy(dtype=object)
     return pd.Series([json.dumps(dict(zip(cols, v)), ensure_ascii=False) for v in values],
                      index=raw.index, dtype="string")
 
@@ -262,12 +289,12 @@ STG_RECORD_COLUMNS = [
     "item_code", "subject_type", "subject_name", "uscc", "id_number",
     "legal_rep_name", "legal_rep_id_number", "doc_number", "penalty_category",
     "amount_yuan", "decision_date", "publicity_end_date", "valid_to_date",
-    "authority_name", "inspection_result", "bad_values", "raw",
+    "authority_name", "inspection_result", "bad_values",
 ]
 STG_ENTITY_COLUMNS = [
     "source_file", "line_no", "provider", "delivered_on", "uscc", "subject_name", "entity_type",
     "eval_class", "industry", "division_code", "registered_date", "entity_status",
-    "legal_rep_name", "legal_rep_id_number", "phone", "bad_values", "raw",
+    "legal_rep_name", "legal_rep_id_number", "phone", "bad_values",
 ]
 EVAL_CLASS = {"有限责任公司": "legal_person", "股份有限公司": "legal_person", "农民专业合作社": "legal_person",
               "事业单位": "legal_person", "社会团体": "legal_person", "民办非企业单位": "legal_person",
@@ -370,7 +397,6 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
         else:
             raise ValueError(f"stage_records: layout {lay} is not a record layout")
     out["bad_values"] = bad.mask(bad == "", pd.NA)
-    out["raw"] = f["raw"]
     for c in ("uscc", "id_number", "legal_rep_name", "legal_rep_id_number"):
         out[c] = out[c].astype("string")
     assert len(out) == n
@@ -399,7 +425,6 @@ def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     out["phone"] = clean_text(f["phone"])
     out["bad_values"] = pd.Series(np.where(reg_bad, "registered_date;", ""), index=f.index, dtype="string")
     out["bad_values"] = out["bad_values"].mask(out["bad_values"] == "", pd.NA)
-    out["raw"] = f["raw"]
     return out[STG_ENTITY_COLUMNS].reset_index(drop=True)
 
 

@@ -139,6 +139,8 @@ def ingest(ctx: RunContext) -> dict:
     as_of = pd.Timestamp(ctx.as_of)
     files = ing.list_deliveries(ctx.landing, as_of)
     rec_frames, ent_frames, bad_frames, file_rows = [], [], [], []
+    raw_index: dict[str, str] = {}  # provider's own columns per file, for quarantine rows
+    (rdir / "staged" / "raw").mkdir(parents=True, exist_ok=True)
     for i, (path, delivered) in enumerate(files, start=1):
         rel = path.relative_to(ctx.landing).as_posix()
         delivered = delivered if delivered is not None else as_of
@@ -171,14 +173,17 @@ def ingest(ctx: RunContext) -> dict:
         if raw.missing_required:
             # A schema mismatch is a hard gate: the rows are held with the file, not staged.
             bad_frames.append(pd.DataFrame({"line_no": raw.rows["line_no"], "reason": "schema_mismatch",
-                                            "raw": raw.rows["raw"], "path": rel, "provider": raw.provider}))
+                                            "raw": ing.raw_json(raw.raw), "path": rel, "provider": raw.provider}))
         elif raw.layout.feed == "register":
             ent_frames.append(ing.stage_entities(raw, delivered))
         else:
             rec_frames.append(ing.stage_records(raw, cat, delivered))
         if len(raw.bad_rows):
             bad_frames.append(raw.bad_rows.assign(path=rel, provider=raw.provider))
+        raw_index[rel] = f"{len(raw_index):05d}.parquet"
+        _write_parquet(rdir / "staged" / "raw" / raw_index[rel], raw.raw)
         ctx.say(f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows")
+    (rdir / "staged" / "raw" / "index.json").write_text(json.dumps(raw_index, ensure_ascii=False, sort_keys=True))
     _write_parquet(rdir / "staged" / "stg_record.parquet", _concat(rec_frames))
     _write_parquet(rdir / "staged" / "stg_entity.parquet", _concat(ent_frames))
     _write_parquet(rdir / "staged" / "unparsed.parquet",
@@ -268,7 +273,7 @@ def gate(ctx: RunContext) -> dict:
             bad = stg[reasons != ""]
             q_parts.append(pd.DataFrame({"path": bad["source_file"], "line_no": bad["line_no"],
                                          "provider": bad["provider"], "reasons": reasons[reasons != ""],
-                                         "raw_json": bad["raw"]}))
+                                         "raw_json": _raw_values(rdir, bad)}))
     if len(unparsed):
         q_parts.append(pd.DataFrame({"path": unparsed["path"], "line_no": unparsed["line_no"],
                                      "provider": unparsed["provider"], "reasons": unparsed["reason"],
@@ -345,6 +350,20 @@ def gate(ctx: RunContext) -> dict:
         raise GateFailed(f"run {ctx.run_id} stopped by hard gates: " +
                          "; ".join(f"{g.gate} {g.scope} ({g.message or g.observed})" for g in failed[:5]))
     return summary
+
+
+def _raw_values(rdir: Path, rows: pd.DataFrame) -> pd.Series:
+    """The provider's own values (header → value) for these staged rows, read back per file."""
+    from .ingest import raw_json
+
+    index = json.loads((rdir / "staged" / "raw" / "index.json").read_text())
+    out = pd.Series(pd.NA, index=rows.index, dtype="string")
+    for path, part in rows.groupby("source_file", sort=True):
+        raw = pd.read_parquet(rdir / "staged" / "raw" / index[path])
+        raw = raw[raw["line_no"].isin(part["line_no"])]
+        by_line = pd.Series(raw_json(raw).to_numpy(), index=raw["line_no"].to_numpy())
+        out[part.index] = part["line_no"].map(by_line).to_numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- score
