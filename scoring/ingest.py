@@ -187,6 +187,8 @@ def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50
 
     path = Path(path)
     check_name(path.name)
+    if path.is_symlink():
+        raise UnusableFile("bad_file_name", f"{path.name} is a symbolic link; deliveries must be regular files")
     try:
         size = path.stat().st_size
     except OSError as exc:

@@ -29,8 +29,10 @@ def _table(df: pd.DataFrame, max_rows: int = 50) -> str:
     return df.head(max_rows).to_html(index=False, escape=True, border=0)
 
 
-def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue) -> pd.DataFrame:
-    """Per provider: rows received/accepted, 双公示 compliance vs 98%, USCC errors in ‱ vs 1‱."""
+def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
+                      staged: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per provider: rows received/accepted, 双公示 compliance vs 98%, USCC errors in ‱ vs 1‱,
+    timeliness against the feed's update cycle, and the top reasons with an example line."""
     if files.empty:
         return pd.DataFrame()
     f = files[files["status"] != "rejected"]
@@ -43,6 +45,15 @@ def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue) -> pd.
     g["uscc_ok"] = g["uscc_error_per_10k"] <= float(catalogue.gates["uscc_error_target_per_10k"])
     rejected = files[files["status"] == "rejected"].groupby("provider").size()
     g["rejected_files"] = g.index.map(rejected).fillna(0).astype(int)
+    if staged is not None and len(staged):
+        feed_of = files.set_index("path")["feed"]
+        lag = (pd.to_datetime(staged["delivered_on"]) - pd.to_datetime(staged["decision_date"])).dt.days
+        limit = staged["source_file"].map(feed_of).map(
+            {f: int(c["cycle_days"]) + int(c["grace_days"]) for f, c in catalogue.feeds.items()})
+        t = pd.DataFrame({"provider": staged["provider"], "lag": lag, "timely": lag <= limit}).dropna(subset=["lag"])
+        tg = t.groupby("provider").agg(median_lag_days=("lag", "median"), timely_share=("timely", "mean"))
+        g["median_lag_days"] = tg["median_lag_days"].reindex(g.index)
+        g["timely_share"] = tg["timely_share"].reindex(g.index).round(4)
     top = (quar.assign(reason=quar["reasons"].str.split(",")).explode("reason")
            .groupby(["provider", "reason"]).agg(n=("line_no", "size"), example=("line_no", "min"),
                                                  path=("path", "first")).reset_index())
@@ -120,10 +131,14 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined)</h2>")
     parts.append(_table(files[["path", "provider", "feed", "encoding", "status", "received", "accepted",
                                "quarantined", "reject_code", "message"]], 500))
-    fb = provider_feedback(files, quar, cat)
+    staged_path = rdir / "staged" / "stg_record.parquet"
+    staged = pd.read_parquet(staged_path, columns=["source_file", "provider", "delivered_on", "decision_date"]) \
+        if staged_path.exists() else None
+    fb = provider_feedback(files, quar, cat, staged)
     if len(fb):
         parts.append("<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "
-                     "rate target ≤ 1‱.</p>" + _table(fb, 100))
+                     "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
+                     "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100))
         fb.to_csv(rdir / "provider_report.csv", index=False, encoding="utf-8-sig")
     docs = rdir / "data_docs.json"
     if docs.exists():

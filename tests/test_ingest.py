@@ -141,3 +141,13 @@ def test_run_with_empty_and_unreadable_files_reports_them(province, tmp_path):
     assert files.loc["samr/20260629_extra.csv", "status"] == "rejected"
     assert files.loc["samr/20260629_extra.csv", "reject_code"] == "empty"
     assert files.loc["eco/20260629_notes.csv", "reject_code"] == "binary"
+
+
+def test_symlinks_out_of_the_landing_folder_are_rejected(tmp_path):
+    target = tmp_path / "secret.csv"
+    target.write_text(f"{HEADER}\n{ROW}\n", encoding="utf-8")
+    link = tmp_path / "20260630_credit_record.csv"
+    link.symlink_to(target)
+    with pytest.raises(ingest.UnusableFile) as exc:
+        ingest.read_file(link)
+    assert exc.value.code == "bad_file_name"
