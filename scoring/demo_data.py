@@ -20,7 +20,7 @@ import pandas as pd
 from . import codes, geo
 from .catalogue import Catalogue
 from .ingest import parse_dates
-from .layouts import CREDIT_RECORD, DISHONEST, INSPECTION, LICENCE, PENALTY, REGISTER, Layout
+from .layouts import CHANGES, CREDIT_RECORD, DISHONEST, INSPECTION, LICENCE, PENALTY, REGISTER, Layout
 
 WORLD_START = pd.Timestamp("2022-07-01")
 WORLD_END = pd.Timestamp("2027-12-31")
@@ -56,6 +56,7 @@ DELIVERY_FORMAT = {
     ("hrss", "credit_record"): ("xlsx", None), ("hf", "credit_record"): ("csv", "utf-8"),
     ("ndrc", "credit_record"): ("csv", "utf-8-sig"), ("civ", "credit_record"): ("xlsx", None),
     ("utility", "credit_record"): ("csv", "gb18030"),
+    ("ndrc", "credit_change"): ("csv", "utf-8-sig"),
 }
 XLSX_MAX_ROWS = 200_000  # beyond this a provider falls back to CSV (as real exports do)
 DEFECT_KINDS = ("bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
@@ -100,6 +101,7 @@ def _id_numbers(rng, n, divisions: np.ndarray) -> np.ndarray:
 class World:
     entities: pd.DataFrame   # one row per market entity, with latent risk (ground truth)
     records: pd.DataFrame    # one row per true catalogue record (before delivery defects)
+    changes: pd.DataFrame    # corrections, revocations, objections and repairs of those records
     seed: int
 
 
@@ -144,7 +146,8 @@ def build_world(n_entities: int = 20_000, seed: int = 42) -> World:
         "latent_risk": np.round(z, 6),
     })
     records = _build_records(rng, entities, seed)
-    return World(entities=entities, records=records, seed=seed)
+    changes = _build_changes(rng, records, Catalogue.load())
+    return World(entities=entities, records=records, changes=changes, seed=seed)
 
 
 def _build_records(rng, ent: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -193,7 +196,66 @@ def _build_records(rng, ent: pd.DataFrame, seed: int) -> pd.DataFrame:
         _pick(rng, PENALTY_PROVIDERS, [w for _, w in PENALTY_PROVIDERS], m)]
     rec["licence_years"] = rng.integers(1, 6, m)
     rec["record_no"] = np.arange(m)
+    rec["doc_number"] = _doc_numbers(rec, ent)
     return rec
+
+
+def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
+    """Decision document numbers as each provider writes them; unique per record and subject."""
+    no = rec["record_no"].astype(str)
+    year = rec["decision_date"].dt.year.astype(str)
+    kind = rec["kind"]
+    prov = kind.map(CREDIT_RECORD_PROVIDER).fillna("")
+    div = pd.Series(ent["division_code"].to_numpy()[rec["entity"].to_numpy()], index=rec.index)
+    return np.select(
+        [kind.isin(["PENALTY", "PENALTY_SEVERE"]), kind == "LICENCE", kind == "INSPECTION",
+         kind == "DISHONEST_DEBTOR"],
+        ["黑" + rec["penalty_provider"] + "罚字〔" + year + "〕" + no + "号", "黑市监许字" + no,
+         "HLJSJ" + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div,
+         "（" + year + "）黑执" + no],
+        "HLJ-" + prov.str.upper() + "-" + no).astype(str)
+
+
+def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
+    """Corrections, revocations, objections and repairs of negative records (the rights of Arts. 35-40)."""
+    negative = {"PENALTY", "PENALTY_SEVERE", "COMMITMENT_BREACH", "UTILITY_ARREARS", "COURT_JUDGMENT",
+                "TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS", "HOUSING_FUND_ARREARS", "REFUSE_TO_PERFORM",
+                "FALSIFICATION", "SEVERE_DISHONESTY_LIST", "INSPECTION"}
+    neg = rec[rec["kind"].isin(negative) & ~((rec["kind"] == "INSPECTION") & ~rec["inspection_failed"])]
+    n = len(neg)
+    u = rng.random(n)
+    dec = neg["decision_date"].reset_index(drop=True)
+    days = lambda lo, hi: pd.to_timedelta(rng.integers(lo, hi, n), unit="D")  # noqa: E731
+    severe = neg["kind"].isin(["PENALTY_SEVERE", "FALSIFICATION", "SEVERE_DISHONESTY_LIST"]).to_numpy()
+    minor = (neg["kind"] == "INSPECTION").to_numpy()
+    repair_at = dec + pd.to_timedelta(np.where(severe, 372, np.where(minor, 5, 95)), unit="D") + days(0, 150)
+    frames = []
+
+    def add(mask, op, eff, **extra):
+        if mask.any():
+            frames.append(pd.DataFrame({"record_no": neg["record_no"].to_numpy()[mask], "op": op,
+                                        "effective_date": pd.to_datetime(eff)[mask], **{k: v[mask] for k, v in extra.items()}}))
+
+    add(u < 0.12, "信用修复", repair_at.to_numpy())
+    obj = (u >= 0.12) & (u < 0.15)
+    marked = (dec + days(5, 40)).to_numpy()
+    add(obj, "异议标注", marked)
+    closed = obj & (rng.random(n) < 0.6)
+    add(closed, "异议办结", marked + days(3, 10).to_numpy(), result=np.full(n, "维持"))
+    add((u >= 0.15) & (u < 0.155), "撤销", (dec + days(20, 200)).to_numpy())
+    cor = (u >= 0.155) & (u < 0.165) & ~minor
+    sev = neg["kind"].map({"PENALTY": "general", "PENALTY_SEVERE": "severe"}).fillna("general")
+    rid = cat.rule_id_on(dec)
+    rules = cat.rule_frame().set_index(["rule_id", "severity"])["min_months"]
+    min_m = np.maximum([rules[(r, s)] for r, s in zip(rid, sev)], 1)
+    new_end = np.array([d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]") \
+        if n else np.array([], dtype="datetime64[s]")
+    add(cor, "更正", (dec + days(10, 60)).to_numpy(), new_publicity_end=new_end)
+    if not frames:
+        return pd.DataFrame(columns=["record_no", "op", "effective_date", "result", "new_publicity_end"])
+    out = pd.concat(frames, ignore_index=True)
+    out["lag_days"] = rng.integers(1, 10, len(out))
+    return out.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
 
 
 # --------------------------------------------------------------------------- delivery frames
@@ -302,9 +364,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             m = item == it
             pub_end[m] = _publicity_end(cat, it, p["decision_date"][m], p["publicity_months_draw"].to_numpy()[m])
         pr = cat.provider(prov)
-        doc = np.char.add(np.char.add(f"黑{prov}罚字〔", p["decision_date"].dt.year.astype(str).to_numpy().astype(str)),
-                          np.char.add("〕", p["record_no"].astype(str).to_numpy().astype(str)))
-        doc = np.char.add(doc, "号")
+        doc = p["doc_number"].to_numpy()
         out[(prov, "penalty")] = _layout_frame(PENALTY, {
             "subject_name": ent["name"].to_numpy()[pe],
             "subject_category": ent["subject_category"].to_numpy()[pe],
@@ -332,7 +392,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[le])),
             "legal_rep_name": ent["legal_rep_name"].to_numpy()[le],
             "doc_title": np.full(len(lic), "准予行政许可决定书"),
-            "doc_number": np.char.add("黑市监许字", lic["record_no"].astype(str).to_numpy().astype(str)),
+            "doc_number": lic["doc_number"].to_numpy(),
             "licence_category": np.full(len(lic), "普通"),
             "licence_name": np.array(["食品经营许可证", "道路运输经营许可证", "排污许可证", "建筑业企业资质证书"])[
                 lic["record_no"].to_numpy() % 4],
@@ -346,8 +406,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
     ins = rec[rec["kind"] == "INSPECTION"]
     if len(ins):
         ie = ins["entity"].to_numpy()
-        task = np.char.add("HLJSJ", ins["decision_date"].dt.strftime("%Y%m%d").to_numpy().astype(str))
-        task = np.char.add(task, np.char.add("-", ent["division_code"].to_numpy()[ie].astype(str)))
+        task = ins["doc_number"].to_numpy()
         result = np.where(ins["inspection_failed"], np.array(["发现问题，已责令改正", "发现问题，移交处理"])[
             ins["record_no"].to_numpy() % 2], "未发现问题")
         out[("samr", "inspection")] = _layout_frame(INSPECTION, {
@@ -366,8 +425,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "authority_name": _authority(ent, de, "court"), "province": np.full(len(dd), "黑龙江"),
             "basis_doc_number": np.char.add("（2024）黑民初", dd["record_no"].astype(str).to_numpy().astype(str)),
             "filing_date": fd(dd["decision_date"] - pd.Timedelta(days=60)),
-            "doc_number": np.char.add(np.char.add("（", dd["decision_date"].dt.year.astype(str).to_numpy().astype(str)),
-                                      np.char.add("）黑执", dd["record_no"].astype(str).to_numpy().astype(str))),
+            "doc_number": dd["doc_number"].to_numpy(),
             "basis_unit": _authority(ent, de, "court"),
             "obligation": np.full(len(dd), "支付款项"), "performance": np.full(len(dd), "全部未履行"),
             "circumstances": np.full(len(dd), "有履行能力而拒不履行生效法律文书确定义务"),
@@ -389,10 +447,32 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "subject_category": ent["subject_category"].to_numpy()[pe],
             "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[pe])),
             "legal_rep_name": ent["legal_rep_name"].to_numpy()[pe],
-            "doc_number": np.char.add(f"HLJ-{prov.upper()}-", p["record_no"].astype(str).to_numpy().astype(str)),
+            "doc_number": p["doc_number"].to_numpy(),
             "decision_date": fd(p["decision_date"]), "publicity_end": fd(pub_end),
             "amount_yuan": _str_amount(rng, p["amount_yuan"].to_numpy()),
             "authority_name": _authority(ent, pe, prov), "source_unit": np.full(len(p), pr["name"])})
+
+    # Changes, delivered by the platform once the record itself has been delivered.
+    allrec = world.records.set_index("record_no")
+    ch = world.changes
+    if len(ch):
+        rec_deliv = (allrec["decision_date"] + pd.to_timedelta(allrec["delivery_lag_days"], unit="D"))
+        ch_deliv = pd.Series(np.maximum((ch["effective_date"] + pd.to_timedelta(ch["lag_days"], unit="D")).to_numpy(),
+                                        (ch["record_no"].map(rec_deliv) + pd.Timedelta(days=1)).to_numpy()),
+                             index=ch.index)
+        sel = (ch_deliv <= delivered_until) & ((ch_deliv > delivered_after) if delivered_after is not None else True)
+        c = ch[sel]
+        if len(c):
+            r = allrec.loc[c["record_no"]]
+            ce = r["entity"].to_numpy()
+            item = r["kind"].map({"PENALTY": "PENALTY_GENERAL", "INSPECTION": "INSPECTION_FAIL"}).fillna(r["kind"])
+            out[("ndrc", "credit_change")] = _layout_frame(CHANGES, {
+                "op": c["op"].to_numpy(), "doc_number": r["doc_number"].to_numpy(),
+                "subject_code": ent["uscc"].to_numpy()[ce], "subject_name": ent["name"].to_numpy()[ce],
+                "item_code": item.to_numpy(), "effective_date": fd(c["effective_date"]),
+                "result": c.get("result", pd.Series("", index=c.index)).fillna("").to_numpy(),
+                "new_publicity_end": fd(c.get("new_publicity_end", pd.Series(pd.NaT, index=c.index))),
+                "source_unit": np.full(len(c), cat.provider("ndrc")["name"])})
 
     # Natural persons appear in penalty feeds too (not evaluated, but validated and masked).
     n_np = max(1, len(out.get(("samr", "penalty"), [])) // 25) if ("samr", "penalty") in out else 0
@@ -527,15 +607,39 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     frames = delivery_frames(world, cat, after, as_of, rng)
     stamp = as_of.strftime("%Y%m%d")
     written, all_labels = [], []
-    for (prov, feed), frame in sorted(frames.items()):
+    bad_path = truth / "quarantined_records.csv"
+    bad_keys = set(map(tuple, pd.read_csv(bad_path, dtype=str).fillna("").to_numpy())) if bad_path.exists() else set()
+    new_bad = []
+    # Provider feeds first, so the change feed knows which records their defects keep out.
+    order = sorted(frames.items(), key=lambda kv: (kv[0][1] == "credit_change", kv[0]))
+    for (prov, feed), frame in order:
         fmt, enc = DELIVERY_FORMAT[(prov, feed)]
         if fmt == "xlsx" and len(frame) > XLSX_MAX_ROWS:
             fmt, enc = "csv", "gb18030"
         layout_id = {"register": "entity_register", "penalty": "sgs_penalty", "licence": "sgs_licence",
                      "inspection": "inspection_result", "dishonest_debtor": "court_dishonest_debtor",
-                     "credit_record": "credit_record"}[feed]
+                     "credit_record": "credit_record", "credit_change": "credit_change"}[feed]
         frng = np.random.default_rng(_stable_seed(seed, prov, feed, stamp))
-        frame, labels = inject_defects(frame, layout_id, defect_rate, frng, as_of)
+        # The platform's own change feed carries no injected defects (they are labelled per provider feed).
+        rate = 0.0 if feed == "credit_change" else defect_rate
+        if feed == "credit_change":
+            keys = list(zip(frame["原文书编号"].astype(str), frame["统一社会信用代码/身份证号码"].astype(str)))
+            orphan = np.flatnonzero([k in bad_keys for k in keys])
+            frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
+            labels = pd.DataFrame({"row_index": orphan, "defect": "orphan_change"})
+        else:
+            original = frame
+            frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
+            doc_col, code_col = _key_columns(original)
+            if doc_col:
+                # Rows defective in place are quarantined: changes about them will find no record.
+                # (Duplicates are extra copies; their original is accepted.)
+                at = labels.loc[labels["defect"] != "duplicate", "row_index"].to_numpy(dtype=np.int64)
+                orig_rows = _original_rows(len(original), labels)[at]
+                for d, c in zip(original[doc_col].to_numpy()[orig_rows], original[code_col].to_numpy()[orig_rows]):
+                    k = (str(d).strip(), str(c).strip().upper())
+                    bad_keys.add(k)
+                    new_bad.append(k)
         rel = Path(prov) / f"{stamp}_{feed}.{fmt}"
         (landing / prov).mkdir(exist_ok=True)
         say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
@@ -543,6 +647,7 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
         labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
         all_labels.append(labels[["file", "line", "defect"]])
         written.append({"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"})
+    _append_csv(pd.DataFrame(new_bad, columns=["doc_number", "subject_code"]), bad_path)
     defects = pd.concat(all_labels, ignore_index=True) if all_labels else pd.DataFrame(columns=["file", "line", "defect"])
     _append_csv(defects, truth / "defects.csv")
     ent = world.entities
@@ -559,6 +664,25 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     return {"out": str(out), "landing": str(landing), "files": written,
             "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
             "delivered_until": str(as_of.date())}
+
+
+def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:
+    for doc in ("行政处罚决定书文号", "行政许可决定文书号", "案号", "文书编号", "抽查任务编号"):
+        if doc in frame.columns:
+            for code in ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码/身份证号码", "统一社会信用代码"):
+                if code in frame.columns:
+                    return doc, code
+    return None, None
+
+
+def _original_rows(n_original: int, labels: pd.DataFrame) -> np.ndarray:
+    """Map output row positions back to original row positions (duplicates are inserted copies)."""
+    dup_at = np.sort(labels.loc[labels["defect"] == "duplicate", "row_index"].to_numpy(dtype=np.int64))
+    total = n_original + len(dup_at)
+    is_dup = np.zeros(total, dtype=bool)
+    is_dup[dup_at] = True
+    orig = np.cumsum(~is_dup) - 1
+    return orig
 
 
 def _append_csv(df: pd.DataFrame, path: Path) -> None:

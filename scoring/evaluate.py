@@ -59,6 +59,42 @@ class Policy:
         return pd.DataFrame(rows).sort_values("item_code", ignore_index=True)
 
 
+# --------------------------------------------------------------------------- rights of the evaluated
+
+def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Apply the corrections, revocations, objections and repairs known at the cutoff.
+
+    A revocation or correction applies from when we learned it (its presence in ``changes``, which
+    holds only what was known by the cutoff), whatever the as-of date; a repair applies from its
+    effective date; an objection is pending on the as-of date if its latest mark or closure
+    effective by then is a mark. Adds: status, corrected, repaired_date, objection_pending.
+    """
+    as_of = pd.Timestamp(as_of)
+    r = records.copy()
+    r["status"] = "active"
+    r["corrected"] = False
+    r["repaired_date"] = pd.Series(pd.NaT, index=r.index, dtype="datetime64[s]")
+    r["objection_pending"] = False
+    if changes is None or changes.empty or r.empty:
+        return r
+    order = [c for c in ("known_from", "batch_id", "source_file", "line_no") if c in changes.columns]
+    ch = changes.sort_values(order, kind="stable")
+    key = r["record_key"]
+    r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = "revoked"
+    cor = ch[ch["op"] == "correct"].drop_duplicates("record_key", keep="last").set_index("record_key")
+    if len(cor):
+        for col, new in (("decision_date", "new_decision_date"), ("publicity_end_date", "new_publicity_end_date")):
+            v = pd.to_datetime(key.map(cor[new]))
+            r[col] = pd.to_datetime(r[col]).where(v.isna(), v).astype("datetime64[s]")
+        r["corrected"] = key.isin(cor.index).to_numpy()
+    rep = ch[ch["op"] == "repair"].groupby("record_key")["effective_date"].min()
+    r["repaired_date"] = pd.to_datetime(key.map(rep)).astype("datetime64[s]")
+    obj = ch[ch["op"].isin(["objection", "objection_closed"]) & (pd.to_datetime(ch["effective_date"]) <= as_of)]
+    last = obj.sort_values(["effective_date"], kind="stable").drop_duplicates("record_key", keep="last")
+    r["objection_pending"] = key.isin(set(last.loc[last["op"] == "objection", "record_key"])).to_numpy()
+    return r
+
+
 # --------------------------------------------------------------------------- which records count
 
 EXCLUSION_ORDER = ("not_yet_decided", "superseded", "revoked", "repaired", "objection_pending",

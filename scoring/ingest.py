@@ -430,6 +430,40 @@ def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     return out[STG_ENTITY_COLUMNS].reset_index(drop=True)
 
 
+CHANGE_OPS = {"更正": "correct", "撤销": "revoke", "异议标注": "objection", "异议办结": "objection_closed",
+              "信用修复": "repair"}
+STG_CHANGE_COLUMNS = [
+    "source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code", "item_code",
+    "effective_date", "result", "new_decision_date", "new_publicity_end_date", "record_key", "bad_values",
+]
+
+
+def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
+    """Typed change rows (stg_change): one correction, revocation, objection or repair of one record."""
+    f = raw.rows
+    out = pd.DataFrame(index=f.index)
+    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
+    out["line_no"] = f["line_no"]
+    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
+    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
+    op_text = clean_text(f["op"])
+    out["op"] = op_text.map(CHANGE_OPS, na_action="ignore").astype("string").where(op_text.notna(), pd.NA)
+    out["op"] = out["op"].where(op_text.isna() | out["op"].notna(), "unknown:" + op_text)
+    out["doc_number"] = clean_text(f["doc_number"])
+    out["subject_code"] = codes.normalise_code(f["subject_code"])
+    out["item_code"] = clean_text(f["item_code"]).str.upper()
+    bad = pd.Series("", index=f.index, dtype="string")
+    for col, src in (("effective_date", "effective_date"), ("new_decision_date", "new_decision_date"),
+                     ("new_publicity_end_date", "new_publicity_end")):
+        d, d_bad = parse_dates(f[src])
+        out[col] = d
+        bad = bad.where(~d_bad, bad + col + ";")
+    out["result"] = clean_text(f["result"])
+    out["record_key"] = (out["doc_number"].fillna("") + "|" + out["subject_code"].fillna("")).astype("string")
+    out["bad_values"] = bad.mask(bad == "", pd.NA)
+    return out[STG_CHANGE_COLUMNS].reset_index(drop=True)
+
+
 def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path, pd.Timestamp | None]]:
     """Files under landing/<provider>/ delivered by the as-of date, in a stable order.
 

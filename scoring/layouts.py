@@ -168,7 +168,27 @@ REGISTER = Layout(
     signature=("entity_type", "entity_status"),
 )
 
-LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER)
+# Corrections, revocations, objections and repairs of records already delivered (Arts. 35, 38-40).
+CHANGES = Layout(
+    id="credit_change", feed="credit_change", title="信用信息变更（更正、撤销、异议、修复）",
+    columns={
+        "op": ("操作类型",),
+        "doc_number": ("原文书编号",),
+        "subject_code": ("统一社会信用代码/身份证号码", "统一社会信用代码"),
+        "subject_name": ("主体名称",),
+        "item_code": ("信息项编码",),
+        "effective_date": ("生效日期",),
+        "result": ("处理结果",),
+        "new_decision_date": ("更正后认定日期",),
+        "new_publicity_end": ("更正后公示截止日期",),
+        "remarks": ("说明",),
+        "source_unit": ("数据来源单位",),
+    },
+    required=("op", "doc_number", "subject_code", "effective_date"),
+    signature=("op", "doc_number"),
+)
+
+LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER, CHANGES)
 BY_ID = {layout.id: layout for layout in LAYOUTS}
 
 

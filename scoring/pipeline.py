@@ -138,7 +138,7 @@ def ingest(ctx: RunContext) -> dict:
         store.save_artifact(conn, "policy", pol.sha256, canonical_json(pol.doc), pol.doc.get("version_label", ""))
     as_of = pd.Timestamp(ctx.as_of)
     files = ing.list_deliveries(ctx.landing, as_of)
-    rec_frames, ent_frames, bad_frames, file_rows = [], [], [], []
+    rec_frames, ent_frames, chg_frames, bad_frames, file_rows = [], [], [], [], []
     raw_index: dict[str, str] = {}  # provider's own columns per file, for quarantine rows
     (rdir / "staged" / "raw").mkdir(parents=True, exist_ok=True)
     for i, (path, delivered) in enumerate(files, start=1):
@@ -176,6 +176,8 @@ def ingest(ctx: RunContext) -> dict:
                                             "raw": ing.raw_json(raw.raw), "path": rel, "provider": raw.provider}))
         elif raw.layout.feed == "register":
             ent_frames.append(ing.stage_entities(raw, delivered))
+        elif raw.layout.feed == "credit_change":
+            chg_frames.append(ing.stage_changes(raw, delivered))
         else:
             rec_frames.append(ing.stage_records(raw, cat, delivered))
         if len(raw.bad_rows):
@@ -186,6 +188,7 @@ def ingest(ctx: RunContext) -> dict:
     (rdir / "staged" / "raw" / "index.json").write_text(json.dumps(raw_index, ensure_ascii=False, sort_keys=True))
     _write_parquet(rdir / "staged" / "stg_record.parquet", _concat(rec_frames))
     _write_parquet(rdir / "staged" / "stg_entity.parquet", _concat(ent_frames))
+    _write_parquet(rdir / "staged" / "stg_change.parquet", _concat(chg_frames))
     _write_parquet(rdir / "staged" / "unparsed.parquet",
                    _concat(bad_frames, columns=["line_no", "reason", "raw", "path", "provider"]))
     with store.engine.begin() as conn:
@@ -229,6 +232,7 @@ def gate(ctx: RunContext) -> dict:
     rdir = store.run_dir(ctx.run_id)
     stg_rec = _read_parquet(rdir / "staged" / "stg_record.parquet")
     stg_ent = _read_parquet(rdir / "staged" / "stg_entity.parquet")
+    stg_chg = _read_parquet(rdir / "staged" / "stg_change.parquet")
     unparsed = _read_parquet(rdir / "staged" / "unparsed.parquet")
     as_of = ctx.as_of.isoformat()
     gx_ctx = quality.gx_context(rdir / "gx")
@@ -236,11 +240,14 @@ def gate(ctx: RunContext) -> dict:
     with store.engine.connect() as conn:
         prior_batches_rec = [b for b in store.visible_batches(conn, "records", ctx.knowledge_cutoff) if b["run_id"] != ctx.run_id]
         prior_batches_ent = [b for b in store.visible_batches(conn, "entities", ctx.knowledge_cutoff) if b["run_id"] != ctx.run_id]
+        prior_batches_chg = [b for b in store.visible_batches(conn, "changes", ctx.knowledge_cutoff) if b["run_id"] != ctx.run_id]
         files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == ctx.run_id), conn)
         history = pd.read_sql(sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on,
                                         landed_files.c.received, landed_files.c.status), conn)
     stored_ent = store.read_batches(prior_batches_ent)
-    stored_keys = set(store.read_batches(prior_batches_rec)["record_key"]) if prior_batches_rec else set()
+    stored_rec = store.read_batches(prior_batches_rec, columns=["record_key", "item_code", "decision_date"])
+    stored_keys = set(stored_rec["record_key"]) if len(stored_rec) else set()
+    stored_chg = store.read_batches(prior_batches_chg, columns=["change_key"])
 
     # Register first: records are checked against registration dates.
     if len(stg_ent):
@@ -266,9 +273,20 @@ def gate(ctx: RunContext) -> dict:
     else:
         v_rec, rec_reasons = None, pd.Series([], dtype="string")
 
-    # Quarantine: GX failures plus lines the reader could not parse.
+    # Changes refer to records already accepted (earlier or in this run).
+    if len(stg_chg):
+        known = pd.concat([stored_rec[["record_key", "item_code", "decision_date"]] if len(stored_rec) else None,
+                           stg_rec.loc[rec_reasons == "", ["record_key", "item_code", "decision_date"]]
+                           if len(stg_rec) else None]).drop_duplicates("record_key", keep="last")
+        stg_chg = annotate_changes(stg_chg, known, cat, set(stored_chg["change_key"]) if len(stored_chg) else set())
+        ctx.say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
+        v_chg = quality.validate_table(gx_ctx, "stg_change", stg_chg, cat, as_of, ctx.run_id, with_docs=True)
+        chg_reasons = v_chg.reasons
+    else:
+        v_chg, chg_reasons = None, pd.Series([], dtype="string")
+
     q_parts = []
-    for stg, reasons in ((stg_rec, rec_reasons), (stg_ent, ent_reasons)):
+    for stg, reasons in ((stg_rec, rec_reasons), (stg_ent, ent_reasons), (stg_chg, chg_reasons)):
         if len(stg):
             bad = stg[reasons != ""]
             q_parts.append(pd.DataFrame({"path": bad["source_file"], "line_no": bad["line_no"],
@@ -282,9 +300,9 @@ def gate(ctx: RunContext) -> dict:
     quar = quar.sort_values(["path", "line_no"], ignore_index=True).assign(run_id=ctx.run_id)
 
     # Reconciliation per file: received = accepted + quarantined.
-    acc_counts = pd.concat([stg_rec.loc[rec_reasons == "", "source_file"] if len(stg_rec) else pd.Series(dtype=str),
-                            stg_ent.loc[ent_reasons == "", "source_file"] if len(stg_ent) else pd.Series(dtype=str)]
-                           ).value_counts()
+    acc_counts = pd.concat([stg.loc[reasons == "", "source_file"] if len(stg) else pd.Series(dtype=str)
+                            for stg, reasons in ((stg_rec, rec_reasons), (stg_ent, ent_reasons),
+                                                 (stg_chg, chg_reasons))]).value_counts()
     q_counts = quar["path"].value_counts()
     files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
     files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
@@ -308,7 +326,7 @@ def gate(ctx: RunContext) -> dict:
     delivered = pd.concat([history[history["status"] == "stored"][["provider", "feed", "delivered_on"]],
                            files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]]])
     gates += quality.gate_feeds_present(cat, delivered, ctx.as_of)
-    for v, table in ((v_ent, "stg_entity"), (v_rec, "stg_record")):
+    for v, table in ((v_ent, "stg_entity"), (v_rec, "stg_record"), (v_chg, "stg_change")):
         if v is not None:
             gates.append(quality.GateResult("expectations_ran", table, True, v.success,
                                             message="" if v.success else "an expectation raised an error"))
@@ -325,7 +343,8 @@ def gate(ctx: RunContext) -> dict:
             conn.execute(sa.update(landed_files)
                          .where((landed_files.c.run_id == ctx.run_id) & (landed_files.c.path == f.path))
                          .values(accepted=int(f.accepted), quarantined=int(f.quarantined), status=status))
-        docs = {"stg_record": v_rec.docs_index if v_rec else None, "stg_entity": v_ent.docs_index if v_ent else None}
+        docs = {name: v.docs_index for name, v in (("stg_record", v_rec), ("stg_entity", v_ent), ("stg_change", v_chg))
+                if v is not None}
         if failed:
             msg = "; ".join(f"{g.gate} {g.scope}: {g.message or g.observed}" for g in failed[:5])
             _update_run(conn, ctx.run_id, status="gate_failed", step="gate", message=msg)
@@ -333,8 +352,9 @@ def gate(ctx: RunContext) -> dict:
             keep_rec = stg_rec[rec_reasons == ""].drop(columns=["seen_before", "registered_date", "bad_values"]) \
                 if len(stg_rec) else stg_rec
             keep_ent = acc_ent.drop(columns=["seen_before", "bad_values"]) if len(acc_ent) else acc_ent
+            keep_chg = stg_chg[chg_reasons == ""][CHANGE_COLUMNS] if len(stg_chg) else stg_chg
             batches = []
-            for table, frame in (("records", keep_rec), ("entities", keep_ent)):
+            for table, frame in (("records", keep_rec), ("entities", keep_ent), ("changes", keep_chg)):
                 if len(frame):
                     frame = frame.rename(columns={"delivered_on": "known_from"})
                     batches.append(store.write_batch(ctx.run_id, table, frame, ctx.knowledge_cutoff))
@@ -350,6 +370,38 @@ def gate(ctx: RunContext) -> dict:
         raise GateFailed(f"run {ctx.run_id} stopped by hard gates: " +
                          "; ".join(f"{g.gate} {g.scope} ({g.message or g.observed})" for g in failed[:5]))
     return summary
+
+
+CHANGE_COLUMNS = ["source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code",
+                  "item_code", "effective_date", "result", "new_decision_date", "new_publicity_end_date",
+                  "record_key", "change_key"]
+
+
+def annotate_changes(stg_chg: pd.DataFrame, known: pd.DataFrame, cat: Catalogue, stored_change_keys: set) -> pd.DataFrame:
+    """Add what the stg_change contract checks: does the record exist, may it be repaired, and
+    from when (the minimum publicity period under the rules in force on the repair date)."""
+    c = stg_chg.copy()
+    ref = known.set_index("record_key")
+    c["record_known"] = c["record_key"].isin(ref.index)
+    item = c["record_key"].map(ref["item_code"])
+    decided = pd.to_datetime(c["record_key"].map(ref["decision_date"]))
+    repairable = item.map({i["code"]: bool(i.get("repairable")) for i in cat.items}).fillna(True)
+    c["repair_allowed"] = (c["op"] != "repair").fillna(True) | repairable.astype(bool)
+    severity = item.map({i["code"]: i["severity"] for i in cat.items})
+    rule_id = cat.rule_id_on(c["effective_date"].fillna(pd.Timestamp("1970-01-01")))
+    rules = cat.rule_frame().set_index(["rule_id", "severity"])["min_months"]
+    months = pd.Series([rules.get((r, s), 0) if isinstance(s, str) else 0 for r, s in zip(rule_id, severity)],
+                       index=c.index)
+    earliest = pd.Series(pd.NaT, index=c.index, dtype="datetime64[s]")
+    is_repair = (c["op"] == "repair").fillna(False).to_numpy()
+    for m in sorted(months[is_repair].unique()):
+        sel = is_repair & (months == m).to_numpy()
+        earliest[sel] = decided[sel] + pd.DateOffset(months=int(m))
+    c["repair_earliest_date"] = earliest
+    c["change_key"] = (c["record_key"].fillna("") + "|" + c["op"].fillna("") + "|"
+                       + c["effective_date"].dt.strftime("%Y-%m-%d").fillna("")).astype("string")
+    c["seen_before"] = c["change_key"].isin(stored_change_keys)
+    return c
 
 
 def _raw_values(rdir: Path, rows: pd.DataFrame) -> pd.Series:
@@ -371,16 +423,18 @@ def _raw_values(rdir: Path, rows: pd.DataFrame) -> pd.Series:
 def load_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Entities and records as known at the cutoff (or exactly the listed batches)."""
     batches = store.visible_batches(conn, "entities", knowledge_cutoff) + \
-        store.visible_batches(conn, "records", knowledge_cutoff)
+        store.visible_batches(conn, "records", knowledge_cutoff) + \
+        store.visible_batches(conn, "changes", knowledge_cutoff)
     if batch_ids is not None:
         batches = [b for b in batches if b["batch_id"] in set(batch_ids)]
     ent = store.read_batches([b for b in batches if b["table_name"] == "entities"])
     rec = store.read_batches([b for b in batches if b["table_name"] == "records"])
+    chg = store.read_batches([b for b in batches if b["table_name"] == "changes"])
     if len(ent):
         ent = ent.drop_duplicates("uscc", keep="last").sort_values("uscc", ignore_index=True)
     if len(rec):
         rec = rec.drop_duplicates("record_key", keep="last").sort_values("record_key", ignore_index=True)
-    return ent, rec, batches
+    return ent, rec, chg, batches
 
 
 def score(ctx: RunContext) -> dict:
@@ -396,10 +450,11 @@ def score(ctx: RunContext) -> dict:
         row = _run_row(conn, ctx.run_id)
         if row is None or row["status"] in ("gate_failed", "failed"):
             raise PipelineError(f"run {ctx.run_id} has not passed its gates; nothing to score")
-        ent, rec, batches = load_inputs(store, conn, ctx.knowledge_cutoff)
+        ent, rec, chg, batches = load_inputs(store, conn, ctx.knowledge_cutoff)
     if ent.empty:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
     ctx.say(f"score: {len(ent):,} registered entities, {len(rec):,} records known by {ctx.knowledge_cutoff}")
+    rec = evaluate.apply_changes(rec, chg, ctx.as_of)
     results = evaluate.score_entities(ent, rec, cat, pol, ctx.as_of)
     t_score = time.perf_counter() - t0
     v = quality.validate_table(quality.gx_context(rdir / "gx"), "entity_score", results, cat,

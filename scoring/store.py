@@ -215,14 +215,15 @@ class Store:
                 "table_name": table_name, "known_from": pd.Timestamp(known_from).date(),
                 "path": rel.as_posix(), "sha256": digest, "rows": int(len(frame))}
 
-    def read_batches(self, batches: list[dict]) -> pd.DataFrame:
+    def read_batches(self, batches: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+        """Read batches back, verifying each file against its recorded sha256."""
         frames = []
         for b in batches:
             path = self.lake / b["path"]
             data = path.read_bytes()
             if sha256_bytes(data) != b["sha256"]:
                 raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
-            t = pq.read_table(io.BytesIO(data)).to_pandas()
+            t = pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
             frames.append(t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"])))
         if not frames:
             return pd.DataFrame()

@@ -41,7 +41,8 @@ def test_mixes_layouts_encodings_and_formats(province):
     assert {f["format"] for f in files} == {"csv", "xlsx"}
     assert {"utf-8", "utf-8-sig", "gb18030"} <= {f["encoding"] for f in files}
     feeds = {f["file"].split("_", 1)[1].split(".")[0] for f in files}
-    assert {"penalty", "licence", "dishonest_debtor", "credit_record", "inspection", "register"} <= feeds
+    assert {"penalty", "licence", "dishonest_debtor", "credit_record", "inspection", "register",
+            "credit_change"} <= feeds
 
 
 def test_defects_injected_at_the_known_rate_with_labels(province):
@@ -50,7 +51,7 @@ def test_defects_injected_at_the_known_rate_with_labels(province):
     rows = sum(f["rows"] for f in state["deliveries"][0]["files"])
     assert 0.012 < len(d) / rows < 0.03
     assert set(d["defect"]) == {"bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
-                                "duplicate", "missing_field"}
+                                "duplicate", "missing_field", "orphan_change"}
     truth = pd.read_csv(province / "ground_truth" / "entities.csv")
     assert "latent_risk" in truth.columns
 

@@ -11,7 +11,8 @@ from scoring.quality import gx_context, validate_table
 
 EXPECTED_REASON = {"bad_check_digit": {"invalid_uscc", "invalid_id_number"}, "unknown_item": {"unknown_item"},
                    "simplified_procedure": {"simplified_procedure"}, "future_date": {"future_date"},
-                   "duplicate": {"duplicate"}, "missing_field": {"missing_field"}}
+                   "duplicate": {"duplicate"}, "missing_field": {"missing_field"},
+                   "orphan_change": {"unknown_record"}}
 
 
 @pytest.fixture(scope="module")
