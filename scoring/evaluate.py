@@ -17,6 +17,7 @@ import pandas as pd
 from .catalogue import CONFIG_DIR, Catalogue, content_hash, load_document
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
+POLICY_HISTORY = CONFIG_DIR / "policy" / "history.yaml"
 DAYS_PER_MONTH = 30.4375
 OUTPUT_SCHEMA_VERSION = "entity_score/1"
 NO_RECORD_REASON = "R000 暂无计分信用记录 / no credit records count on this date"
@@ -45,6 +46,18 @@ class Policy:
         cuts = [t["min_score"] for t in self.doc["tiers"]]
         if cuts != sorted(cuts, reverse=True) or [t["tier"] for t in self.doc["tiers"]] != ["A", "B", "C", "D"]:
             raise ValueError("policy tiers must be A, B, C, D with falling cut scores")
+
+    @classmethod
+    def in_force(cls, as_of, history: Path | str = POLICY_HISTORY) -> "Policy":
+        """The policy whose history entry is in force on the as-of date, checked against its hash."""
+        entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
+        day = pd.Timestamp(as_of)
+        chosen = [e for e in entries if pd.Timestamp(str(e["effective_from"])) <= day] or entries[:1]
+        entry = chosen[-1]
+        policy = cls.load(Path(history).parent / entry["policy"])
+        if entry.get("sha256") and entry["sha256"] != policy.sha256:
+            raise ValueError(f"policy {entry['policy']} does not match the approved hash in {Path(history).name}")
+        return policy
 
     @property
     def dimension_ids(self) -> list[str]:
@@ -99,148 +112,232 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
 
 EXCLUSION_ORDER = ("not_yet_decided", "superseded", "revoked", "repaired", "objection_pending",
                    "expired", "not_scored_item", "not_an_entity")
+PUB_KINDS = ("none", "rules", "fixed", "listed", "validity")
+
+
+def add_months(dates: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """dates + months, clipped to the end of the month (like DateOffset(months=...)), vectorised."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    ym = d.astype("datetime64[M]")
+    day = (d - ym.astype("datetime64[D]")).astype(np.int64)
+    target = ym + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
+    dim = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    out = target.astype("datetime64[D]") + np.minimum(day, dim - 1).astype("timedelta64[D]")
+    return np.where(np.isnat(d), np.datetime64("NaT", "D"), out)
+
+
+def item_table(catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
+    """One row per item code (sorted), with everything the engine needs on the as-of date."""
+    rules = catalogue.rules_in_force(pd.Timestamp(as_of).date())
+    pol = policy.items_frame().set_index("item_code")
+    dims = {d: i for i, d in enumerate(policy.dimension_ids)}
+    codes = sorted(set(catalogue.item_codes) | set(pol.index))
+    rows = []
+    for code in codes:
+        spec = next((i for i in catalogue.items if i["code"] == code), {})
+        pub = spec.get("publicity", "none")
+        kind = pub if isinstance(pub, str) else "fixed"
+        sev = spec.get("severity", "none")
+        months = {"rules": rules[sev]["max_months"] if sev in rules else 0,
+                  "fixed": pub["months"] if isinstance(pub, dict) else 0,
+                  "listed": spec.get("listing_max_months") or 1200}.get(kind, 0)
+        p = pol.loc[code] if code in pol.index else None
+        rows.append({"item_code": code, "pub_kind": PUB_KINDS.index(kind), "months": int(months),
+                     "scored": p is not None, "points": float(p["points"]) if p is not None else 0.0,
+                     "half_life_months": float(p["half_life_months"]) if p is not None else np.nan,
+                     "dim": dims.get(p["dimension"], -1) if p is not None else -1,
+                     "severe_list": code in set(policy.doc["overrides"]["severe_list_items"]),
+                     "reason_code": p["reason_code"] if p is not None else "",
+                     "text_zh": p["text_zh"] if p is not None else code,
+                     "text_en_one": p["text_en_one"] if p is not None else code,
+                     "text_en_many": p["text_en_many"] if p is not None else code})
+    return pd.DataFrame(rows)
+
+
+def _dates(frame: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in frame:
+        return np.full(len(frame), np.datetime64("NaT", "D"))
+    return pd.to_datetime(frame[col]).to_numpy(dtype="datetime64[D]")
+
+
+def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of) -> dict[str, np.ndarray]:
+    """The engine behind classify_records: arrays only, no copies of the frame."""
+    as_of = np.datetime64(pd.Timestamp(as_of).date(), "D")
+    item_idx = pd.Categorical(records["item_code"], categories=items["item_code"]).codes.astype(np.int64)
+    known = item_idx >= 0
+    ii = np.where(known, item_idx, 0)
+    pub_kind = np.where(known, items["pub_kind"].to_numpy()[ii], 0)
+    months = np.where(known, items["months"].to_numpy()[ii], 0)
+    dec = _dates(records, "decision_date")
+    until = add_months(dec, months)
+    given = _dates(records, "publicity_end_date")
+    rules = pub_kind == PUB_KINDS.index("rules")
+    until = np.where(rules & ~np.isnat(given) & (given < until), given, until)
+    until = np.where(pub_kind == PUB_KINDS.index("validity"), _dates(records, "valid_to_date"), until)
+    until = np.where(pub_kind == PUB_KINDS.index("none"), np.datetime64("NaT", "D"), until)
+
+    n = len(records)
+    status = records["status"].to_numpy(dtype=object) if "status" in records else np.full(n, "active", dtype=object)
+    repaired = _dates(records, "repaired_date")
+    pending = (records["objection_pending"].fillna(False).to_numpy(dtype=bool) if "objection_pending" in records
+               else np.zeros(n, dtype=bool))
+    suspend = policy.doc["overrides"].get("pending_objection", "suspend") == "suspend"
+    natural = (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool)
+    scored = known & np.where(known, items["scored"].to_numpy()[ii], False)
+    conditions = [
+        np.isnat(dec) | (dec > as_of), status == "superseded", status == "revoked",
+        ~np.isnat(repaired) & (repaired <= as_of), pending & suspend,
+        ~np.isnat(until) & (until <= as_of), ~scored, natural,
+    ]
+    excluded = np.full(n, -1, dtype=np.int8)
+    for code in range(len(conditions) - 1, -1, -1):  # the first applicable reason wins
+        excluded = np.where(conditions[code], np.int8(code), excluded)
+    counts = excluded < 0
+    half_life = np.where(known, items["half_life_months"].to_numpy()[ii], np.nan)
+    age = np.clip((as_of - dec).astype("timedelta64[D]").astype(np.float64), 0, None)
+    with np.errstate(invalid="ignore"):
+        weight = np.where(np.isnan(half_life), 1.0, np.power(0.5, age / (half_life * DAYS_PER_MONTH)))
+    weight = np.where(counts, weight, 0.0)
+    points = np.where(known, items["points"].to_numpy()[ii], 0.0) * weight
+    return {"item_idx": item_idx, "counts": counts, "excluded": excluded, "until": until, "weight": weight,
+            "points": points, "decision": dec, "objection": pending}
 
 
 def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
     """Annotate each record with whether it counts on ``as_of`` and, if not, why.
 
-    ``records`` holds the versions visible at the knowledge cutoff (the caller picked them);
-    columns used: item_code, subject_type, decision_date, publicity_end_date, valid_to_date and,
-    when present, status / repaired_date / objection_pending.
-    Adds: counts (bool), excluded_because (str or NA), publicity_until (date), weight (decay).
+    ``records`` holds the versions visible at the knowledge cutoff, after apply_changes.
+    Adds: counts, excluded_because, publicity_until (under the rules in force on the as-of date:
+    Art. 37; NDRC Order 36 from 2026-04-01), weight (time decay) and points.
     """
-    as_of = pd.Timestamp(as_of)
+    a = _classify(records, item_table(catalogue, policy, as_of), policy, as_of)
     r = records.copy()
-    n = len(r)
-    items = catalogue.items_frame().set_index("item_code")
-    pol = policy.items_frame().set_index("item_code")
-    dec = pd.to_datetime(r["decision_date"])
-    pub_kind = r["item_code"].map(items["publicity_kind"])
-    severity = r["item_code"].map(items["severity"])
-
-    # Publicity end under the rules in force on the as-of date (Art. 37; NDRC Order 36 from 2026-04-01).
-    rules = catalogue.rules_in_force(as_of.date())
-    max_months = severity.map({s: rules[s]["max_months"] for s in ("minor", "general", "severe")})
-    until = pd.Series(pd.NaT, index=r.index, dtype="datetime64[s]")
-    for months in sorted(pd.unique(max_months.dropna())):
-        sel = ((pub_kind == "rules") & (max_months == months)).to_numpy()
-        until[sel] = dec[sel] + pd.DateOffset(months=int(months))
-    given_end = pd.to_datetime(r.get("publicity_end_date", pd.Series(pd.NaT, index=r.index)))
-    until = until.where(~((pub_kind == "rules") & given_end.notna() & (given_end < until)), given_end)
-    fixed = r["item_code"].map(items["publicity_months"])
-    for months in sorted(pd.unique(fixed.dropna())):
-        sel = ((pub_kind == "fixed") & (fixed == months)).to_numpy()
-        until[sel] = dec[sel] + pd.DateOffset(months=int(months))
-    listing = r["item_code"].map({i["code"]: i.get("listing_max_months") for i in catalogue.items})
-    for months in sorted(pd.unique(listing.dropna())):
-        sel = ((pub_kind == "listed") & (listing == months)).to_numpy()
-        until[sel] = dec[sel] + pd.DateOffset(months=int(months))
-    valid_to = pd.to_datetime(r.get("valid_to_date", pd.Series(pd.NaT, index=r.index)))
-    sel = (pub_kind == "validity").to_numpy()
-    until[sel] = valid_to[sel]
-    r["publicity_until"] = until
-
-    status = r["status"] if "status" in r else pd.Series("active", index=r.index)
-    repaired = pd.to_datetime(r["repaired_date"]) if "repaired_date" in r else pd.Series(pd.NaT, index=r.index)
-    pending = (r["objection_pending"].fillna(False).astype(bool) if "objection_pending" in r
-               else pd.Series(False, index=r.index))
-    suspend_pending = policy.doc["overrides"].get("pending_objection", "suspend") == "suspend"
-
-    reasons = [
-        ("not_yet_decided", (dec > as_of).fillna(True)),
-        ("superseded", (status == "superseded").fillna(False)),
-        ("revoked", (status == "revoked").fillna(False)),
-        ("repaired", (repaired <= as_of).fillna(False)),
-        ("objection_pending", pending & suspend_pending),
-        ("expired", (until <= as_of).fillna(False) & (pub_kind != "none")),
-        ("not_scored_item", ~r["item_code"].isin(pol.index)),
-        ("not_an_entity", (r["subject_type"] == "natural").fillna(True)),
-    ]
-    excluded = pd.Series(pd.NA, index=r.index, dtype="string")
-    for name, mask in reversed(reasons):  # the first applicable reason wins
-        excluded = excluded.mask(mask.to_numpy(), name)
-    r["excluded_because"] = excluded
-    r["counts"] = excluded.isna().to_numpy()
-    r["objection_flag"] = pending.to_numpy()
-
-    half_life = r["item_code"].map(pol["half_life_months"])
-    age_days = (as_of - dec).dt.days.clip(lower=0).astype("float64")
-    weight = np.where(half_life.isna(), 1.0, np.power(0.5, age_days / (half_life * DAYS_PER_MONTH)))
-    r["weight"] = np.where(r["counts"], weight, 0.0)
-    r["points"] = r["item_code"].map(pol["points"]).fillna(0.0).to_numpy() * r["weight"]
-    assert len(r) == n
+    names = np.array(EXCLUSION_ORDER, dtype=object)
+    r["excluded_because"] = pd.Series(np.where(a["excluded"] >= 0, names[np.clip(a["excluded"], 0, None)], None),
+                                      index=r.index, dtype="string")
+    r["counts"] = a["counts"]
+    r["objection_flag"] = a["objection"]
+    r["publicity_until"] = a["until"]
+    r["weight"] = a["weight"]
+    r["points"] = a["points"]
     return r
 
 
 # --------------------------------------------------------------------------- scores, tiers, reasons
 
+def _positions(values: pd.Series, index: pd.Series) -> np.ndarray:
+    """Position of each value in ``index`` (-1 if absent), with Arrow's hash join."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    pos = pc.index_in(pa.array(values.astype("string").to_numpy(dtype=object) if values.dtype == object else values),
+                      value_set=pa.array(index))
+    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Catalogue, policy: Policy,
                    as_of) -> pd.DataFrame:
     """One row per active entity: score, dimension scores, tier, override, flags and reasons."""
-    as_of = pd.Timestamp(as_of)
-    ent = entities[(entities["entity_status"] == "存续") &
-                   (pd.to_datetime(entities["registered_date"]) <= as_of)]
-    ent = ent.sort_values("uscc", ignore_index=True)
-    cls = classify_records(records, catalogue, policy, as_of)
-    c = cls[cls["counts"] & cls["uscc"].isin(ent["uscc"])]
-    pol = policy.items_frame().set_index("item_code")
-    dims = policy.dimension_ids
+    as_of_ts = pd.Timestamp(as_of)
+    active = (entities["entity_status"] == "存续").to_numpy(dtype=bool) & \
+        (pd.to_datetime(entities["registered_date"]) <= as_of_ts).to_numpy(dtype=bool)
+    ent = entities[active].sort_values("uscc", ignore_index=True)
+    n_ent = len(ent)
+    items = item_table(catalogue, policy, as_of)
+    n_items = len(items)
+    a = _classify(records, items, policy, as_of)
+    e_idx = _positions(records["uscc"], ent["uscc"])
+    mask = a["counts"] & (e_idx >= 0)
+    key = e_idx[mask].astype(np.int64) * n_items + a["item_idx"][mask]
+    pts = a["points"][mask]
+    dec = a["decision"][mask].astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key, pts, dec = key[order], pts[order], dec[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    g_key = key[starts]
+    g_ent, g_item = g_key // n_items, g_key % n_items
+    g_n = np.diff(np.r_[starts, len(key)])
+    g_sum = np.add.reduceat(pts, starts) if len(key) else np.zeros(0)
+    g_latest = np.maximum.reduceat(dec, starts) if len(key) else np.zeros(0, np.int64)
 
-    per_item = (c.groupby(["uscc", "item_code"], sort=True, observed=True)
-                .agg(n=("points", "size"), contribution=("points", "sum"), latest=("decision_date", "max"))
-                .reset_index())
-    per_item["dimension"] = per_item["item_code"].map(pol["dimension"])
-    dim_raw = (per_item.pivot_table(index="uscc", columns="dimension", values="contribution",
-                                    aggfunc="sum", fill_value=0.0)
-               .reindex(index=ent["uscc"], columns=dims, fill_value=0.0))
-    bounds = {d["id"]: (float(d["min"]), float(d["max"])) for d in policy.doc["dimensions"]}
-    dim = pd.DataFrame({d: dim_raw[d].clip(*bounds[d]) for d in dims}, index=dim_raw.index)
+    dims = policy.dimension_ids
+    g_dim = items["dim"].to_numpy()[g_item]
+    dim_raw = np.bincount(g_ent * len(dims) + g_dim, weights=g_sum, minlength=n_ent * len(dims)).reshape(n_ent, len(dims))
+    bounds = np.array([(float(d["min"]), float(d["max"])) for d in policy.doc["dimensions"]])
+    dim = np.clip(dim_raw, bounds[:, 0], bounds[:, 1])
     scale = policy.doc["scale"]
     total = float(scale["base"]) + dim.sum(axis=1)
-    score = np.floor(total.clip(float(scale["min"]), float(scale["max"])) + 0.5).astype(int)
+    score = np.floor(np.clip(total, float(scale["min"]), float(scale["max"])) + 0.5).astype(np.int64)
 
     tiers = policy.doc["tiers"]
-    tier = np.select([score.to_numpy() >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
+    tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
     ov = policy.doc["overrides"]
-    listed = set(c.loc[c["item_code"].isin(ov["severe_list_items"]), "uscc"])
-    on_list = ent["uscc"].isin(listed).to_numpy()
+    on_list = np.zeros(n_ent, dtype=bool)
+    on_list[g_ent[items["severe_list"].to_numpy()[g_item]]] = True
     tier = np.where(on_list, ov["severe_list_tier"], tier)
-    override = np.where(on_list, "severe_dishonesty_list", "")
-    has_records = ent["uscc"].isin(set(per_item["uscc"])).to_numpy()
-    new = (pd.to_datetime(ent["registered_date"]) > as_of - pd.Timedelta(days=int(ov["new_entity_days"]))).to_numpy()
+    has_records = np.zeros(n_ent, dtype=bool)
+    has_records[g_ent] = True
+    new = (pd.to_datetime(ent["registered_date"]) > as_of_ts - pd.Timedelta(days=int(ov["new_entity_days"]))).to_numpy()
     insufficient = new & ~has_records
     tier = np.where(insufficient & ~on_list, ov["insufficient_information_tier"], tier)
-    flags = np.where(insufficient, "insufficient_information", "")
-    objection = set(cls.loc[cls["objection_flag"] & cls["uscc"].isin(ent["uscc"]), "uscc"])
-    flags = np.where(ent["uscc"].isin(objection).to_numpy(),
-                     np.char.add(flags.astype(str), np.where(flags != "", ";objection_pending", "objection_pending")),
-                     flags)
+    objection = np.zeros(n_ent, dtype=bool)
+    obj_rows = a["objection"] & (e_idx >= 0)
+    objection[e_idx[obj_rows]] = True
+    flags = np.where(insufficient, "insufficient_information", "").astype(object)
+    flags = np.where(objection, np.where(insufficient, "insufficient_information;objection_pending",
+                                         "objection_pending"), flags)
 
     out = pd.DataFrame({
         "uscc": ent["uscc"].to_numpy(), "name": ent["subject_name"].to_numpy(),
         "division_code": ent["division_code"].to_numpy(), "industry": ent["industry"].to_numpy(),
-        "eval_class": ent["eval_class"].to_numpy(), "score": score.to_numpy(), "tier": tier,
+        "eval_class": ent["eval_class"].to_numpy(), "score": score,
+        "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
     })
-    for d in dims:
-        out[f"dim_{d}"] = np.round(dim[d].to_numpy(), 1) + 0.0  # +0.0 turns -0.0 into 0.0
-    out["override"] = override
-    out["flags"] = flags
-    out["reasons"] = format_reasons(per_item, pol, ent["uscc"], int(policy.doc["reasons"]["top_n"])).to_numpy()
+    for j, d in enumerate(dims):
+        out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
+    out["override"] = pd.Categorical(np.where(on_list, "severe_dishonesty_list", ""))
+    out["flags"] = pd.Categorical(flags)
+    out["reasons"] = format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items, n_ent,
+                                    int(policy.doc["reasons"]["top_n"]))
     return out
 
 
-def format_reasons(per_item: pd.DataFrame, pol: pd.DataFrame, usccs: pd.Series, top_n: int) -> pd.Series:
-    """Top contributions per entity with fixed bilingual wording, ranked by absolute effect."""
-    p = per_item.assign(abs_c=per_item["contribution"].abs())
-    p = p.sort_values(["uscc", "abs_c", "item_code"], ascending=[True, False, True], kind="stable")
-    p = p[p.groupby("uscc", sort=False).cumcount() < top_n]
-    latest = pd.to_datetime(p["latest"]).dt.strftime("%Y-%m-%d")
-    n = p["n"].astype(str)
-    en = np.where(p["n"] == 1, p["item_code"].map(pol["text_en_one"]), p["item_code"].map(pol["text_en_many"]))
-    text = (p["item_code"].map(pol["reason_code"]) + " " + p["item_code"].map(pol["text_zh"]) + " " + n
-            + " 条，最近 " + latest + " / " + n + " " + pd.Series(en, index=p.index) + ", latest " + latest)
-    joined = text.groupby(p["uscc"], sort=False).agg(" | ".join)
-    return usccs.map(joined).fillna(NO_RECORD_REASON).reset_index(drop=True)
+def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int) -> np.ndarray:
+    """Top contributions per entity with fixed bilingual wording, ranked by absolute effect
+    (ties by item code). Texts are built once per distinct (item, count, date) and then taken."""
+    out = np.full(n_ent, NO_RECORD_REASON, dtype=object)
+    if not len(g_ent):
+        return out
+    order = np.lexsort((g_item, -np.abs(g_sum), g_ent))
+    e, it, cnt, lat = g_ent[order], g_item[order], g_n[order], g_latest[order]
+    first = np.r_[True, e[1:] != e[:-1]]
+    seg_start = np.maximum.accumulate(np.where(first, np.arange(len(e)), 0))
+    rank = np.arange(len(e)) - seg_start
+    keep = rank < top_n
+    e, it, cnt, lat, rank = e[keep], it[keep], cnt[keep], lat[keep], rank[keep]
+    # One text per distinct (item, count, latest date): pack the triple into one integer key.
+    packed = (it.astype(np.int64) << 42) | (np.minimum(cnt, (1 << 21) - 1).astype(np.int64) << 21) | \
+        (lat.astype(np.int64) + (1 << 20))
+    uniq, codes_ = np.unique(packed, return_inverse=True)
+    u = pd.DataFrame({"it": uniq >> 42, "n": (uniq >> 21) & ((1 << 21) - 1), "d": (uniq & ((1 << 21) - 1)) - (1 << 20)})
+    date = pd.to_datetime(u["d"].to_numpy().astype("datetime64[D]")).strftime("%Y-%m-%d")
+    ni = u["n"].astype(str)
+    row = items.iloc[u["it"].to_numpy()].reset_index(drop=True)
+    en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
+    texts = (row["reason_code"] + " " + row["text_zh"] + ni + " 条，最近 " + date + " / " + ni + " "
+             + en + ", latest " + date).to_numpy(dtype=object)
+    t = texts[codes_]
+    joined = np.full(n_ent, None, dtype=object)
+    for k in range(top_n):
+        sel = rank == k
+        ek, tk = e[sel], t[sel]
+        if k == 0:
+            joined[ek] = tk
+        else:
+            joined[ek] = joined[ek] + " | " + tk
+    return np.where(joined == None, out, joined)  # noqa: E711
 
 
 # --------------------------------------------------------------------------- canonical output

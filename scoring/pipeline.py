@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from . import __version__
 from .catalogue import DEFAULT_CATALOGUE, Catalogue, canonical_json, content_hash
-from .evaluate import DEFAULT_POLICY, Policy
+from .evaluate import Policy
 from .steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class RunContext:
     db_url: str | None = None
     knowledge_cutoff: dt.date | None = None
     catalogue_path: Path = DEFAULT_CATALOGUE
-    policy_path: Path = DEFAULT_POLICY
+    policy_path: Path | None = None        # None: the policy in force on the as-of date
     kind: str = "nightly"
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
@@ -79,7 +79,8 @@ class RunContext:
         d = json.loads(text)
         return cls(as_of=d["as_of"], landing=Path(d["landing"]), home=Path(d["home"]), db_url=d.get("db_url"),
                    knowledge_cutoff=d.get("knowledge_cutoff"),
-                   catalogue_path=Path(d["catalogue_path"]), policy_path=Path(d["policy_path"]),
+                   catalogue_path=Path(d["catalogue_path"]),
+                   policy_path=Path(d["policy_path"]) if d.get("policy_path") else None,
                    kind=d.get("kind", "nightly"))
 
 
@@ -98,7 +99,8 @@ def _open(ctx: RunContext):
 
 
 def _configs(ctx: RunContext) -> tuple[Catalogue, Policy]:
-    return Catalogue.load(ctx.catalogue_path), Policy.load(ctx.policy_path)
+    policy = Policy.load(ctx.policy_path) if ctx.policy_path else Policy.in_force(ctx.as_of)
+    return Catalogue.load(ctx.catalogue_path), policy
 
 
 def _update_run(conn, run_id: str, **values) -> None:
