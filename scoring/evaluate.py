@@ -126,6 +126,22 @@ def add_months(dates: np.ndarray, months: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(d), np.datetime64("NaT", "D"), out)
 
 
+def _add_months_by_table(dates: np.ndarray, group: np.ndarray, group_months: np.ndarray) -> np.ndarray:
+    """dates[i] + group_months[group[i]] months, for millions of rows: dates span a few thousand
+    days and there are few groups, so each (group, day) pair is computed once and gathered."""
+    valid = ~np.isnat(dates)
+    if not valid.any():
+        return dates.copy()
+    days = dates.astype(np.int64)
+    lo, hi = days[valid].min(), days[valid].max()
+    if hi - lo > 200_000:
+        return add_months(dates, np.asarray(group_months)[group])
+    span = np.arange(lo, hi + 1).astype("datetime64[D]")
+    table = np.stack([add_months(span, np.full(len(span), m)) for m in group_months]).astype(np.int64)
+    out = table[group, np.where(valid, days - lo, 0)].astype("datetime64[D]")
+    return np.where(valid, out, np.datetime64("NaT", "D"))
+
+
 def item_table(catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
     """One row per item code (sorted), with everything the engine needs on the as-of date."""
     rules = catalogue.rules_in_force(pd.Timestamp(as_of).date())
@@ -167,9 +183,8 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of)
     known = item_idx >= 0
     ii = np.where(known, item_idx, 0)
     pub_kind = np.where(known, items["pub_kind"].to_numpy()[ii], 0)
-    months = np.where(known, items["months"].to_numpy()[ii], 0)
     dec = _dates(records, "decision_date")
-    until = add_months(dec, months)
+    until = _add_months_by_table(dec, ii, items["months"].to_numpy())
     given = _dates(records, "publicity_end_date")
     rules = pub_kind == PUB_KINDS.index("rules")
     until = np.where(rules & ~np.isnat(given) & (given < until), given, until)
@@ -177,21 +192,24 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of)
     until = np.where(pub_kind == PUB_KINDS.index("none"), np.datetime64("NaT", "D"), until)
 
     n = len(records)
-    status = records["status"].to_numpy(dtype=object) if "status" in records else np.full(n, "active", dtype=object)
+
+    def is_(col, value):
+        return (records[col] == value).fillna(False).to_numpy(dtype=bool) if col in records else np.zeros(n, bool)
+
     repaired = _dates(records, "repaired_date")
     pending = (records["objection_pending"].fillna(False).to_numpy(dtype=bool) if "objection_pending" in records
                else np.zeros(n, dtype=bool))
     suspend = policy.doc["overrides"].get("pending_objection", "suspend") == "suspend"
-    natural = (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool)
     scored = known & np.where(known, items["scored"].to_numpy()[ii], False)
     conditions = [
-        np.isnat(dec) | (dec > as_of), status == "superseded", status == "revoked",
-        ~np.isnat(repaired) & (repaired <= as_of), pending & suspend,
-        ~np.isnat(until) & (until <= as_of), ~scored, natural,
+        lambda: np.isnat(dec) | (dec > as_of), lambda: is_("status", "superseded"), lambda: is_("status", "revoked"),
+        lambda: ~np.isnat(repaired) & (repaired <= as_of), lambda: pending & suspend,
+        lambda: ~np.isnat(until) & (until <= as_of), lambda: ~scored,
+        lambda: (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool),
     ]
     excluded = np.full(n, -1, dtype=np.int8)
     for code in range(len(conditions) - 1, -1, -1):  # the first applicable reason wins
-        excluded = np.where(conditions[code], np.int8(code), excluded)
+        excluded[conditions[code]()] = code
     counts = excluded < 0
     half_life = np.where(known, items["half_life_months"].to_numpy()[ii], np.nan)
     age = np.clip((as_of - dec).astype("timedelta64[D]").astype(np.float64), 0, None)
@@ -225,6 +243,14 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
 
 # --------------------------------------------------------------------------- scores, tiers, reasons
 
+def _arrow(s: pd.Series):
+    """The Arrow array behind a string Series (no copy when it is Arrow-backed already)."""
+    import pyarrow as pa
+
+    arr = getattr(s.array, "_pa_array", None)
+    return arr if arr is not None else pa.array(s.astype("string").array._pa_array)
+
+
 def _positions(values: pd.Series, index: pd.Series) -> np.ndarray:
     """Position of each value in ``index`` (-1 if absent), with Arrow's hash join."""
     import pyarrow as pa
@@ -232,9 +258,17 @@ def _positions(values: pd.Series, index: pd.Series) -> np.ndarray:
 
     if not len(values):
         return np.zeros(0, dtype=np.int64)
-    pos = pc.index_in(pa.array(values.astype("string").to_numpy(dtype=object) if values.dtype == object else values),
-                      value_set=pa.array(index))
-    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    from concurrent.futures import ThreadPoolExecutor
+
+    arr, value_set = _arrow(values), _arrow(index)
+    if isinstance(value_set, pa.ChunkedArray):
+        value_set = value_set.combine_chunks()
+    # Arrow releases the GIL: look up halves of the column on both cores.
+    n = len(arr)
+    parts = [arr.slice(i, min(n, i + n // 2 + 1) - i) for i in range(0, n, n // 2 + 1)]
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        found = list(pool.map(lambda part: pc.index_in(part, value_set=value_set), parts))
+    return np.concatenate([f.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64) for f in found])
 
 
 def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Catalogue, policy: Policy,
@@ -290,9 +324,9 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
                                          "objection_pending"), flags)
 
     out = pd.DataFrame({
-        "uscc": ent["uscc"].to_numpy(), "name": ent["subject_name"].to_numpy(),
-        "division_code": ent["division_code"].to_numpy(), "industry": ent["industry"].to_numpy(),
-        "eval_class": ent["eval_class"].to_numpy(), "score": score,
+        "uscc": ent["uscc"].array, "name": ent["subject_name"].array,
+        "division_code": ent["division_code"].array, "industry": ent["industry"].array,
+        "eval_class": ent["eval_class"].array, "score": score,
         "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
     })
     for j, d in enumerate(dims):
@@ -304,12 +338,11 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     return out
 
 
-def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int) -> np.ndarray:
+def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int):
     """Top contributions per entity with fixed bilingual wording, ranked by absolute effect
     (ties by item code). Texts are built once per distinct (item, count, date) and then taken."""
-    out = np.full(n_ent, NO_RECORD_REASON, dtype=object)
     if not len(g_ent):
-        return out
+        return np.full(n_ent, NO_RECORD_REASON, dtype=object)
     order = np.lexsort((g_item, -np.abs(g_sum), g_ent))
     e, it, cnt, lat = g_ent[order], g_item[order], g_n[order], g_latest[order]
     first = np.r_[True, e[1:] != e[:-1]]
@@ -328,16 +361,22 @@ def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_e
     en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
     texts = (row["reason_code"] + " " + row["text_zh"] + ni + " 条，最近 " + date + " / " + ni + " "
              + en + ", latest " + date).to_numpy(dtype=object)
-    t = texts[codes_]
-    joined = np.full(n_ent, None, dtype=object)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Per rank, each entity's text (null where it has fewer reasons), joined in Arrow's C++.
+    dict_texts = pa.array(texts, type=pa.string())
+    per_rank = []
     for k in range(top_n):
         sel = rank == k
-        ek, tk = e[sel], t[sel]
-        if k == 0:
-            joined[ek] = tk
-        else:
-            joined[ek] = joined[ek] + " | " + tk
-    return np.where(joined == None, out, joined)  # noqa: E711
+        idx = np.full(n_ent, -1, dtype=np.int64)
+        idx[e[sel]] = codes_[sel]
+        per_rank.append(pc.take(dict_texts, pa.array(idx, mask=idx < 0)))
+    joined = per_rank[0].fill_null(NO_RECORD_REASON)
+    for nxt in per_rank[1:]:  # ranks are dense: rank k exists only where rank k-1 does
+        both = pc.binary_join_element_wise(joined, nxt.fill_null(""), " | ")
+        joined = pc.if_else(pc.is_null(nxt), joined, both)
+    return pd.arrays.ArrowStringArray(joined)
 
 
 # --------------------------------------------------------------------------- canonical output
