@@ -471,6 +471,7 @@ def score(ctx: RunContext) -> dict:
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
     tiers = evaluate.tier_counts(results)
     _write_parquet(rdir / "entity_score.parquet", results)
+    _write_parquet(rdir / "active_entities.parquet", evaluate.active_entities(ent, ctx.as_of)[["uscc", "eval_class"]])
     (rdir / "entity_score.csv").write_bytes(evaluate.canonical_bytes(results))
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
                               {"score_seconds": round(t_score, 3)})

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -14,6 +15,54 @@ CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC",
 "WenQuanYi Micro Hei",sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}
 .fail{color:#b00;font-weight:bold}.ok{color:#070}h2{border-bottom:2px solid #c00;padding-bottom:4px}"""
+
+
+COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
+
+
+def use_cjk_font() -> str | None:
+    """Register the Noto Sans CJK SC font shipped by the mplfonts package so plot labels in Chinese
+    render on any machine; returns the family name (None if the font is unavailable)."""
+    from pathlib import Path as _P
+
+    import matplotlib
+    from matplotlib import font_manager
+
+    try:
+        import mplfonts
+    except ImportError:
+        return None
+    path = _P(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+    if not path.exists():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    name = font_manager.FontProperties(fname=str(path)).get_name()
+    matplotlib.rcParams["font.family"] = [name, "DejaVu Sans"]
+    matplotlib.rcParams["axes.unicode_minus"] = False
+    return name
+
+
+def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Entities by tier in the previous run (rows) and this run (columns); new and gone included."""
+    m = previous[["uscc", "tier"]].merge(current[["uscc", "tier"]], on="uscc", how="outer", suffixes=("_prev", "_now"))
+    m["tier_prev"] = m["tier_prev"].astype("object").fillna("new")
+    m["tier_now"] = m["tier_now"].astype("object").fillna("gone")
+    t = pd.crosstab(m["tier_prev"], m["tier_now"])
+    rows = [r for r in ["A", "B", "C", "D", "new"] if r in t.index]
+    cols = [c for c in ["A", "B", "C", "D", "gone"] if c in t.columns]
+    return t.reindex(index=rows, columns=cols, fill_value=0)
+
+
+def coverage(results: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
+    """Share of active registered entities per class with an evaluation based on information."""
+    evaluated = results[~results["flags"].astype(str).str.contains("insufficient_information")]
+    reg = registered.groupby("eval_class").size().rename("active_registered")
+    ev = evaluated.groupby("eval_class").size().rename("evaluated")
+    c = pd.concat([reg, ev], axis=1).fillna(0).astype(int)
+    c["coverage"] = (c["evaluated"] / c["active_registered"].clip(lower=1)).round(4)
+    c["target"] = c.index.map(COVERAGE_TARGETS)
+    c["meets_target"] = np.where(c["target"].isna(), None, c["coverage"] >= c["target"].fillna(0))
+    return c.reset_index().rename(columns={"index": "eval_class"})
 
 
 def _png(fig) -> str:
@@ -71,7 +120,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     from .catalogue import Catalogue
-    from .store import gate_results, landed_files, quarantine, runs
+    from .store import entity_results, gate_results, landed_files, quarantine, runs
 
     rdir = store.run_dir(run_id)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -93,33 +142,60 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
     scores_path = rdir / "entity_score.parquet"
     if scores_path.exists() and run["status"] in ("scored", "published"):
+        use_cjk_font()
         res = pd.read_parquet(scores_path)
-        tiers = res["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
+        tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
         ax[0].bar(tiers.index, tiers.values, color=["#2a9d8f", "#8ab17d", "#f4a261", "#e76f51"])
-        ax[0].set_title("Tier distribution (A low risk ... D high risk)")
+        ax[0].set_title("信用风险分类 Tier distribution (A 低 … D 高)")
         for x, v in zip(tiers.index, tiers.values):
             ax[0].annotate(f"{v:,}", (x, v), ha="center", va="bottom", fontsize=8)
         ax[1].hist(res["score"], bins=50, color="#264653")
-        ax[1].set_title("Score distribution (0-1000)")
+        ax[1].set_title("综合评价得分 Score distribution (0–1000)")
         parts.append("<h2>等级分布 Tiers</h2>" + _png(fig))
         parts.append(_table(pd.DataFrame({"tier": tiers.index, "entities": tiers.values,
                                           "share": (tiers.values / max(1, len(res))).round(4)})))
-        cov = res.groupby("eval_class").size().rename("evaluated").reset_index()
-        parts.append("<h2>覆盖率 Coverage</h2><p>Seed 004 targets: ≥80% of legal persons, ≥70% of "
-                     "unincorporated organisations evaluated.</p>" + _table(cov))
+        with store.engine.connect() as conn:
+            prev = conn.execute(sa.select(runs.c.run_id).where(
+                (runs.c.as_of < run["as_of"]) & runs.c.status.in_(["scored", "published"]) &
+                (runs.c.kind == run["kind"])).order_by(runs.c.as_of.desc()).limit(1)).first()
+            prev_res = pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
+                                   .where(entity_results.c.run_id == prev.run_id), conn) if prev else None
+        if prev_res is not None and len(prev_res):
+            mm = migration_matrix(prev_res, res)
+            fig, ax = plt.subplots(figsize=(5.5, 4))
+            ax.imshow(np.log1p(mm.to_numpy()), cmap="Reds")
+            ax.set_xticks(range(len(mm.columns)), mm.columns)
+            ax.set_yticks(range(len(mm.index)), mm.index)
+            ax.set_xlabel(f"本次 this run ({run_id})")
+            ax.set_ylabel(f"上次 previous run ({prev.run_id})")
+            for i in range(mm.shape[0]):
+                for j in range(mm.shape[1]):
+                    dark = np.log1p(mm.iat[i, j]) > 0.6 * np.log1p(mm.to_numpy().max())
+                    ax.text(j, i, f"{mm.iat[i, j]:,}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+            ax.set_title("等级迁移矩阵 Tier migration")
+            parts.append("<h2>等级迁移 Migration against the previous run</h2>" + _png(fig) +
+                         _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"})))
+        else:
+            parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
+        reg_path = rdir / "active_entities.parquet"
+        if reg_path.exists():
+            cov = coverage(res, pd.read_parquet(reg_path))
+            parts.append("<h2>覆盖率 Coverage</h2><p>Seed 004 targets: public credit composite evaluation for "
+                         "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov))
         truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
         if truth is not None and truth.exists():
             ins = pd.read_csv(truth, dtype={"uscc": str})
             asof = pd.Timestamp(run["as_of"])
-            later = ins[(pd.to_datetime(ins["inspection_date"]) > asof) &
-                        (pd.to_datetime(ins["inspection_date"]) <= asof + pd.Timedelta(days=365))]
-            hit = later.merge(res[["uscc", "tier"]], on="uscc").groupby("tier")["problem_found"].agg(["mean", "size"])
-            hit = hit.reindex(list("ABCD"))
+            when = pd.to_datetime(ins["inspection_date"])
+            later = ins[(when > asof) & (when <= asof + pd.Timedelta(days=365))]
+            hit = (later.merge(res[["uscc", "tier"]].astype({"tier": str}), on="uscc")
+                   .groupby("tier")["problem_found"].agg(["mean", "size"]).reindex(list("ABCD")))
             fig, ax = plt.subplots(figsize=(5, 3))
             ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
-            ax.set_title("Problem-finding rate of later inspections by tier")
-            parts.append("<h2>分级有效性 Hit rate by tier (demo ground truth)</h2>" + _png(fig) +
+            ax.set_title("后续检查问题发现率 Problem-finding rate by tier")
+            parts.append("<h2>分级有效性 Hit rate of later inspections by tier (demo ground truth)</h2>" + _png(fig) +
                          _table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"})))
     parts.append("<h2>闸门 Gates</h2>")
     if len(gates):
