@@ -129,7 +129,8 @@ def cmd_check(args) -> int:
         quarantined = raw.received
         reasons["schema_mismatch"] = raw.received
     gates.append(quality.gate_quarantine_share(path.name, raw.received, quarantined,
-                                               float(cat.gates["max_quarantine_share"])))
+                                               float(cat.gates["max_quarantine_share"]),
+                                               int(cat.gates.get("min_rows_for_share_gate", 0))))
     failed = [g for g in gates if not g.passed]
     out = {"file": str(path), "layout": raw.layout.id, "feed": raw.layout.feed, "encoding": raw.encoding,
            "format": raw.file_format, "received": raw.received, "accepted": raw.received - quarantined,

@@ -605,6 +605,13 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     world = build_world(n_entities, seed)
     rng = np.random.default_rng(_stable_seed(seed, "deliveries", as_of.date()))
     frames = delivery_frames(world, cat, after, as_of, rng)
+    # Every provider reports every feed it owes, even with nothing new (a "zero report").
+    feed_layout = {"register": REGISTER, "penalty": PENALTY, "licence": LICENCE, "inspection": INSPECTION,
+                   "dishonest_debtor": DISHONEST, "credit_record": CREDIT_RECORD, "credit_change": CHANGES}
+    for prov in cat.providers:
+        for feed in prov["feeds"]:
+            if (prov["id"], feed) not in frames and (prov["id"], feed) in DELIVERY_FORMAT:
+                frames[(prov["id"], feed)] = pd.DataFrame(columns=feed_layout[feed].standard_headers())
     stamp = as_of.strftime("%Y%m%d")
     written, all_labels = [], []
     bad_path = truth / "quarantined_records.csv"

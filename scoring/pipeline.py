@@ -321,7 +321,8 @@ def gate(ctx: RunContext) -> dict:
         missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
         gates.append(quality.gate_schema(f.path, [m for m in missing.split(",") if m]))
         gates.append(quality.gate_quarantine_share(f.path, f.received, f.quarantined,
-                                                   float(cat.gates["max_quarantine_share"])))
+                                                   float(cat.gates["max_quarantine_share"]),
+                                                   int(cat.gates.get("min_rows_for_share_gate", 0))))
         hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
                        (history["status"] == "stored")].sort_values("delivered_on")
         gates.append(quality.gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))

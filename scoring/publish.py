@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from .catalogue import CONFIG_DIR, content_hash, load_document
 
 DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
-PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "score", "tier",
-                     "dim_law_abiding", "dim_contracts_promises", "dim_qualifications_honours",
-                     "dim_social_responsibility", "dim_supervisory_risk", "override", "flags", "reasons"]
+PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "legal_rep_name",
+                     "legal_rep_id_number", "phone", "score", "tier", "dim_law_abiding", "dim_contracts_promises",
+                     "dim_qualifications_honours", "dim_social_responsibility", "dim_supervisory_risk",
+                     "override", "flags", "reasons"]
+FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
 SCHEMA_VERSION = "agency_results/1"
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,7 +48,8 @@ def in_scope(results: pd.DataFrame, agency: dict) -> pd.Series:
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe."""
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe. Numeric
+    columns are left alone: a plain negative number is a number to Excel/WPS, not a formula."""
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
@@ -92,13 +95,13 @@ def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
     if folder.is_dir() and all((folder / n).is_file() and (folder / n).read_bytes() == d for n, d in files.items()) \
             and sorted(p.name for p in folder.iterdir()) == sorted(files):
         return
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name("." + folder.name + ".tmp")  # hidden: readers never pick it up
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for name, data in sorted(files.items()):
         _fsync_write(tmp / name, data)
-    old = folder.with_name(folder.name + ".old")
+    old = folder.with_name("." + folder.name + ".old")
     if old.exists():
         shutil.rmtree(old)
     if folder.exists():
@@ -108,7 +111,27 @@ def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
         shutil.rmtree(old)
 
 
+def _register_for(store, conn, run: dict) -> pd.DataFrame:
+    """Legal representatives and phones of the run's entities, from the register batches it used."""
+    manifest = json.loads(run["manifest_json"])
+    from .store import record_batches
+
+    wanted = {b["batch_id"] for b in manifest["input_batches"]}
+    batches = [dict(b._mapping) for b in conn.execute(
+        sa.select(record_batches).where(record_batches.c.table_name == "entities")
+        .order_by(record_batches.c.known_from, record_batches.c.batch_id)) if b.batch_id in wanted]
+    reg = store.read_batches(batches, columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+    if reg.empty:
+        return pd.DataFrame(columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+    return reg.drop_duplicates("uscc", keep="last")
+
+
 def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress=None) -> dict:
+    """Deliver a scored run to every agency. Files first (each agency folder appears whole), then
+    one database transaction makes the run the published one, then the CURRENT pointers move."""
+    from .access import ensure_access_control
+    from .catalogue import Catalogue
+    from .masking import mask_personal_data
     from .store import entity_results, publications, runs
 
     agencies = agencies or load_agencies()
@@ -116,22 +139,66 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
         results = pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
                               .order_by(entity_results.c.uscc), conn)
+        register = _register_for(store, conn, run)
+    cat = Catalogue.from_doc(json.loads(_artifact(store, run["catalogue_sha256"])))
+    results = results.merge(register, on="uscc", how="left")
+    results = mask_personal_data(results, cat.doc.get("personal_data", {}))
+    fail_after = _fault_after()
     outbox = store.home / "outbox"
-    rows, delivered = [], []
-    for i, agency in enumerate(agencies, start=1):
-        files = agency_files(results, agency, run)
-        folder = outbox / agency["id"] / run_id
-        write_outbox(folder, files)
-        n = json.loads(files["manifest.json"])["rows"]
-        for name, data in sorted(files.items()):
-            rows.append({"run_id": run_id, "agency_id": agency["id"],
-                         "path": (folder / name).relative_to(outbox).as_posix(), "rows": n,
-                         "sha256": hashlib.sha256(data).hexdigest()})
-        delivered.append(str(folder))
-        if progress:
-            progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {n:,} entities")
-    with store.engine.begin() as conn:
-        conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
-        store.insert_frame(conn, publications, pd.DataFrame(rows))
-        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+    rows, delivered, written = [], [], []
+    try:
+        for i, agency in enumerate(agencies, start=1):
+            if fail_after is not None and i > fail_after:
+                raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
+            files = agency_files(results, agency, run)
+            folder = outbox / agency["id"] / run_id
+            write_outbox(folder, files)
+            written.append(folder)
+            n = json.loads(files["manifest.json"])["rows"]
+            for name, data in sorted(files.items()):
+                rows.append({"run_id": run_id, "agency_id": agency["id"],
+                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": n,
+                             "sha256": hashlib.sha256(data).hexdigest()})
+            delivered.append(str(folder))
+            if progress:
+                progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {n:,} entities")
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
+            store.insert_frame(conn, publications, pd.DataFrame(rows))
+            ensure_access_control(conn, agencies)
+            conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+    except BaseException:
+        # Nothing of this attempt stays visible: folders of a run that never became published go.
+        for folder in written:
+            current = (folder.parent / "CURRENT")
+            if not (current.exists() and current.read_text().strip() == run_id) and folder.exists():
+                shutil.rmtree(folder)
+        raise
+    for agency in agencies:
+        _write_pointer(outbox / agency["id"] / "CURRENT", run_id, run["as_of"])
     return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
+
+
+def _write_pointer(path: Path, run_id: str, as_of) -> None:
+    """Point an agency's CURRENT file at the newest published run (never back to an older one)."""
+    if path.exists():
+        old = path.read_text(encoding="utf-8").split()
+        if len(old) >= 2 and old[1] > str(as_of):
+            return
+    tmp = path.with_name(".CURRENT.tmp")
+    _fsync_write(tmp, f"{run_id} {as_of}\n".encode())
+    tmp.replace(path)
+
+
+def _fault_after() -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec.startswith("publish:"):
+        return int(spec.split(":", 1)[1])
+    return None
+
+
+def _artifact(store, sha: str) -> str:
+    from .store import artifacts
+
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)).scalar_one()

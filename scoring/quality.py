@@ -152,8 +152,12 @@ def gate_schema(path: str, missing_required: list[str]) -> GateResult:
                       message=f"missing required columns: {', '.join(missing_required)}" if missing_required else "")
 
 
-def gate_quarantine_share(path: str, received: int, quarantined: int, max_share: float) -> GateResult:
+def gate_quarantine_share(path: str, received: int, quarantined: int, max_share: float,
+                          min_rows: int = 0) -> GateResult:
     share = quarantined / received if received else 0.0
+    if received < min_rows:
+        return GateResult("quarantine_share", path, True, True, observed=f"{share:.4f}",
+                          threshold=f"not judged below {min_rows} rows")
     return GateResult("quarantine_share", path, True, share <= max_share, observed=f"{share:.4f}",
                       threshold=f"<= {max_share}",
                       message=(f"{quarantined} of {received} rows quarantined ({share:.1%})"

@@ -127,6 +127,24 @@ publications = sa.Table(
     sa.PrimaryKeyConstraint("run_id", "agency_id", "path", name="pk_publications"),
 )
 
+agency_scope = sa.Table(
+    "agency_scope", metadata,
+    sa.Column("agency_id", sa.String(40), nullable=False),
+    sa.Column("role_name", sa.String(80), nullable=False, index=True),
+    sa.Column("division_prefix", sa.String(12), nullable=False),
+    sa.Column("industry", sa.String(2)),
+)
+
+read_log = sa.Table(
+    "read_log", metadata,
+    sa.Column("read_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agency_id", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(80)),
+    sa.Column("rows", sa.Integer),
+    sa.Column("channel", sa.String(20), nullable=False),        # sql | file | cli
+    sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
 artifacts = sa.Table(
     "artifacts", metadata,
     sa.Column("sha256", sa.String(64), primary_key=True),
