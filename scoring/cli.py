@@ -58,8 +58,13 @@ def _context(args):
 
     home = _home(args)
     landing = Path(args.landing) if args.landing else Path(os.environ.get("CREDIT_LANDING") or home / "landing")
+    extra = {}
+    if getattr(args, "catalogue", None):
+        extra["catalogue_path"] = Path(args.catalogue).resolve()
+    if getattr(args, "policy", None):
+        extra["policy_path"] = Path(args.policy).resolve()
     return RunContext(as_of=args.as_of, landing=landing, home=home, db_url=args.db,
-                      knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args))
+                      knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args), **extra)
 
 
 def cmd_run(args) -> int:
@@ -173,6 +178,19 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def cmd_rerun(args) -> int:
+    from .audit import rerun
+
+    out = rerun(args.run_id, args.mode, db_url=args.db, home=_home(args), progress=_progress(args))
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"rerun {out['run_id']} ({out['mode']}): {'identical' if out['identical'] else 'DIFFERENT'}; "
+              f"output_sha256 {out['output_sha256']}; {len(out['changed_entities'])} entities changed")
+        print(f"auditor report: {out['report']}")
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     import sqlalchemy as sa
 
@@ -239,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--as-of", required=True)
     sp.add_argument("--knowledge-cutoff", default=None)
     sp.add_argument("--landing", default=None)
+    sp.add_argument("--catalogue", default=None, help="catalogue file (default config/catalogue/v1.yaml)")
+    sp.add_argument("--policy", default=None, help="policy file (default: the one in force on the as-of date)")
     sp.add_argument("--step", action="append", choices=["ingest", "gate", "score", "publish", "report"],
                     help="run only these steps (repeatable)")
     common(sp)
@@ -259,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run", required=True)
     common(sp)
     sp.set_defaults(func=cmd_explain)
+
+    sp = sub.add_parser("rerun", help="recompute a past evaluation (auditors); never publishes")
+    sp.add_argument("run_id")
+    sp.add_argument("--mode", choices=["as-known-then", "as-known-now"], default="as-known-then")
+    common(sp)
+    sp.set_defaults(func=cmd_rerun)
 
     sp = sub.add_parser("status", help="list stored runs, or show one night's run")
     sp.add_argument("--as-of", default=None, help="show the nightly run for this date")

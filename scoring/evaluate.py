@@ -266,6 +266,12 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
 
 # --------------------------------------------------------------------------- scores, tiers, reasons
 
+def evaluate_inputs(entities: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame, catalogue: Catalogue,
+                    policy: Policy, as_of) -> pd.DataFrame:
+    """The whole evaluation from what was known: apply the rights of the evaluated, then score."""
+    return score_entities(entities, apply_changes(records, changes, as_of), catalogue, policy, as_of)
+
+
 def _arrow(s: pd.Series):
     """The Arrow array behind a string Series (no copy when it is Arrow-backed already)."""
     import pyarrow as pa

@@ -457,8 +457,7 @@ def score(ctx: RunContext) -> dict:
     if ent.empty:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
     ctx.say(f"score: {len(ent):,} registered entities, {len(rec):,} records known by {ctx.knowledge_cutoff}")
-    rec = evaluate.apply_changes(rec, chg, ctx.as_of)
-    results = evaluate.score_entities(ent, rec, cat, pol, ctx.as_of)
+    results = evaluate.evaluate_inputs(ent, rec, chg, cat, pol, ctx.as_of)
     t_score = time.perf_counter() - t0
     v = quality.validate_table(quality.gx_context(rdir / "gx"), "entity_score", results, cat,
                                ctx.as_of.isoformat(), ctx.run_id, with_docs=True)

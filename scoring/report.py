@@ -107,9 +107,9 @@ def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
            .groupby(["provider", "reason"]).agg(n=("line_no", "size"), example=("line_no", "min"),
                                                  path=("path", "first")).reset_index())
     top = top.sort_values(["provider", "n"], ascending=[True, False])
-    g["top_reasons"] = top.groupby("provider").apply(
-        lambda t: "; ".join(f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples()),
-        include_groups=False)
+    tops = {prov: "; ".join(f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples())
+            for prov, t in top.groupby("provider", sort=True)}
+    g["top_reasons"] = g.index.map(tops)
     return g.reset_index()
 
 

@@ -83,6 +83,12 @@ def test_every_dag_has_tags_docs_and_retries(parsed):
         assert all(t["retries"] is not None for t in d["tasks"].values())
 
 
+def test_audit_rerun_dag_has_a_trigger_form(parsed):
+    d = parsed["dags"]["public_credit_audit_rerun"]
+    assert {"run_id", "mode"} <= set(d["params"])
+    assert d["schedule"] in ("None", "") or "None" in d["schedule"]
+
+
 def test_pipeline_steps_are_defined_once():
     from scoring import pipeline, steps
 
