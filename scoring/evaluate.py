@@ -83,7 +83,7 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
     effective by then is a mark. Adds: status, corrected, repaired_date, objection_pending.
     """
     as_of = pd.Timestamp(as_of)
-    r = records.copy()
+    r = records.copy(deep=False)  # copy-on-write: the caller's frame is never modified
     r["status"] = "active"
     r["corrected"] = False
     r["repaired_date"] = pd.Series(pd.NaT, index=r.index, dtype="datetime64[s]")
@@ -252,7 +252,7 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
     Art. 37; NDRC Order 36 from 2026-04-01), weight (time decay) and points.
     """
     a = _classify(records, item_table(catalogue, policy, as_of), policy, as_of)
-    r = records.copy()
+    r = records.copy(deep=False)
     names = np.array(EXCLUSION_ORDER, dtype=object)
     r["excluded_because"] = pd.Series(np.where(a["excluded"] >= 0, names[np.clip(a["excluded"], 0, None)], None),
                                       index=r.index, dtype="string")

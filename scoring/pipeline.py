@@ -476,10 +476,14 @@ def score(ctx: RunContext) -> dict:
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
                               {"score_seconds": round(t_score, 3)})
     with store.engine.begin() as conn:
+        # The manifest names these versions by hash: store them (content-addressed, never overwritten).
+        store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc), cat.doc.get("version_label", ""))
+        store.save_artifact(conn, "policy", pol.sha256, canonical_json(pol.doc), pol.doc.get("version_label", ""))
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
         store.insert_frame(conn, entity_results, results.assign(run_id=ctx.run_id))
         conn.execute(sa.update(runs).where(runs.c.run_id == ctx.run_id).values(
             status="scored", step="score", input_sha256=input_sha, output_sha256=out_sha,
+            catalogue_sha256=cat.sha256, policy_sha256=pol.sha256,
             entities_scored=len(results), tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest)))
     (rdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
     ctx.say(f"score: {len(results):,} entities scored in {t_score:.1f}s; tiers {tiers}")

@@ -140,7 +140,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
         results = pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
                               .order_by(entity_results.c.uscc), conn)
         register = _register_for(store, conn, run)
-    cat = Catalogue.from_doc(json.loads(_artifact(store, run["catalogue_sha256"])))
+    cat = Catalogue.from_doc(json.loads(_artifact(store, json.loads(run["manifest_json"])["catalogue_sha256"])))
     results = results.merge(register, on="uscc", how="left")
     results = mask_personal_data(results, cat.doc.get("personal_data", {}))
     fail_after = _fault_after()
