@@ -191,6 +191,69 @@ def cmd_rerun(args) -> int:
     return EXIT_OK
 
 
+def _parse_ratios(text: str) -> dict[str, float]:
+    out = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        tier, _, value = part.partition("=")
+        tier = tier.strip().upper()
+        if tier not in "ABCD" or not value:
+            raise CliError(f"bad ratio {part!r}: use A=0.03,B=0.1,C=0.4,D=0.8")
+        try:
+            v = float(value)
+        except ValueError:
+            raise CliError(f"bad ratio {part!r}: not a number") from None
+        if not 0 <= v <= 1:
+            raise CliError(f"ratio {part!r} is outside 0..1")
+        out[tier] = v
+    return out
+
+
+def cmd_sample(args) -> int:
+    from .sampling import make_plan, verify_plan
+    from .store import Store
+
+    store = Store.open(args.db, _home(args))
+    if args.action == "verify":
+        if not args.plan_id:
+            raise CliError("usage: credit sample verify PLAN_ID")
+        out = verify_plan(store, args.plan_id)
+        if args.json:
+            _print_json({"plan_id": out["plan_id"], "verified": out["verified"], "checks": out["checks"]})
+        else:
+            print(f"plan {out['plan_id']}: {'verified' if out['verified'] else 'NOT VERIFIED'} {out['checks']}")
+        return EXIT_OK if out["verified"] else EXIT_GATE
+    if args.action == "advise":
+        from .sampling import advise
+
+        if not args.agency or not args.capacity:
+            raise CliError("usage: credit sample advise --agency ID --capacity N [--ratios ...]")
+        plot = _home(args) / "outbox" / args.agency / "sampling" / f"advice-{args.capacity}.png"
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        out = advise(store, args.agency, args.capacity, _parse_ratios(args.ratios) if args.ratios else None,
+                     run_id=args.run, plot_path=plot)
+        if args.json:
+            _print_json(out)
+        else:
+            print(f"hit rate by tier {out['hit_rate_by_tier']}; population {out['population']}")
+            if "chosen" in out:
+                print(f"chosen  {out['chosen']}: {out['chosen_expected']}")
+            print(f"advisor {out['proposal']}: {out['proposal_expected']}")
+            print(f"uniform: {out['uniform_expected']}; plot {out['plot']}")
+        return EXIT_OK
+    if not args.agency or not args.ratios:
+        raise CliError("usage: credit sample --agency ID --ratios A=0.03,B=0.1,C=0.4,D=0.8 [--run RUN_ID] [--seed S]")
+    out = make_plan(store, args.agency, _parse_ratios(args.ratios), run_id=args.run, seed=args.seed, task=args.task)
+    if args.json:
+        _print_json({k: out[k] for k in ("plan_id", "seed", "population_sha256", "algorithm", "drawn", "entities",
+                                         "population_size", "assignments")} | {"run_id": out["plan"]["run_id"]})
+    else:
+        print(f"plan {out['plan_id']} (seed {out['seed']}, {out['algorithm']}): drawn {out['drawn']} "
+              f"from {out['population_size']:,} eligible entities; population sha256 {out['population_sha256']}")
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     import sqlalchemy as sa
 
@@ -285,6 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mode", choices=["as-known-then", "as-known-now"], default="as-known-then")
     common(sp)
     sp.set_defaults(func=cmd_rerun)
+
+    sp = sub.add_parser("sample", help="double-random inspection plan by tier, or `sample verify PLAN_ID`")
+    sp.add_argument("action", nargs="?", choices=["verify", "advise"],
+                    help="verify a stored draw, or advise ratios for a capacity")
+    sp.add_argument("plan_id", nargs="?")
+    sp.add_argument("--agency")
+    sp.add_argument("--ratios", help="e.g. A=0.03,B=0.1,C=0.4,D=0.8")
+    sp.add_argument("--run", default=None, help="run id (default: the latest published run)")
+    sp.add_argument("--seed", type=int, default=None, help="default: derived from the run's output hash and the plan")
+    sp.add_argument("--task", default="routine")
+    sp.add_argument("--capacity", type=int, default=None, help="inspections the agency can do (advise)")
+    common(sp)
+    sp.set_defaults(func=cmd_sample)
 
     sp = sub.add_parser("status", help="list stored runs, or show one night's run")
     sp.add_argument("--as-of", default=None, help="show the nightly run for this date")

@@ -145,6 +145,15 @@ read_log = sa.Table(
     sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+sampling_plans = sa.Table(
+    "sampling_plans", metadata,
+    sa.Column("plan_id", sa.String(120), primary_key=True),
+    sa.Column("agency_id", sa.String(40), nullable=False, index=True),
+    sa.Column("run_id", sa.String(80), nullable=False),
+    sa.Column("as_of", sa.String(10), nullable=False),
+    sa.Column("record_json", sa.Text, nullable=False),           # the draw record, hashed inside
+)
+
 artifacts = sa.Table(
     "artifacts", metadata,
     sa.Column("sha256", sa.String(64), primary_key=True),
