@@ -43,7 +43,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python -m scoring.bench
+	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m scoring.bench
 
 clean:
 	rm -rf var

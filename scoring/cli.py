@@ -120,8 +120,7 @@ def cmd_check(args) -> int:
         stg = ing.stage_entities(raw, as_of) if table == "stg_entity" else ing.stage_records(raw, cat, as_of)
         stg["seen_before"] = False
         if table == "stg_record":
-            subject = stg["uscc"].fillna(stg["id_number"]).fillna(stg["subject_name"])
-            stg["record_key"] = (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
+            stg["record_key"] = ing.record_key(stg)
             stg["registered_date"] = pd.Series(pd.NaT, index=stg.index, dtype="datetime64[s]")
         v = quality.validate_table(quality.gx_context(None), table, stg, cat, as_of.date().isoformat(),
                                    "check", with_docs=False)

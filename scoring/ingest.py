@@ -316,17 +316,30 @@ def _subject_type(category: pd.Series, code: pd.Series) -> pd.Series:
     return t.fillna(guess).astype("string")
 
 
+def _provenance(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
+    """Where each staged row came from: file, line, provider, delivery date."""
+    f = raw.rows
+    out = pd.DataFrame(index=f.index)
+    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
+    out["line_no"] = f["line_no"]
+    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
+    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
+    return out
+
+
+def record_key(stg: pd.DataFrame) -> pd.Series:
+    """A record's identity: its decision document number and its subject (USCC, ID number or name)."""
+    subject = stg["uscc"].fillna(stg["id_number"]).fillna(stg["subject_name"])
+    return (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
+
+
 def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> pd.DataFrame:
     """Typed canonical rows (stg_record) for every non-register layout. Pure: no I/O."""
     f = raw.rows
     lay = raw.layout.id
     n = len(f)
-    out = pd.DataFrame(index=f.index)
-    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
-    out["line_no"] = f["line_no"]
-    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
+    out = _provenance(raw, delivered_on)
     out["layout"] = pd.Series(lay, index=f.index, dtype="string")
-    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
     bad = pd.Series("", index=f.index, dtype="string")
 
     def note_bad(mask, col):
@@ -408,11 +421,7 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
 def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     """Typed register rows (stg_entity). Pure: no I/O."""
     f = raw.rows
-    out = pd.DataFrame(index=f.index)
-    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
-    out["line_no"] = f["line_no"]
-    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
-    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
+    out = _provenance(raw, delivered_on)
     out["uscc"] = codes.normalise_code(f["uscc"])
     out["subject_name"] = clean_text(f["subject_name"])
     out["entity_type"] = clean_text(f["entity_type"])
@@ -441,11 +450,7 @@ STG_CHANGE_COLUMNS = [
 def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     """Typed change rows (stg_change): one correction, revocation, objection or repair of one record."""
     f = raw.rows
-    out = pd.DataFrame(index=f.index)
-    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
-    out["line_no"] = f["line_no"]
-    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
-    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
+    out = _provenance(raw, delivered_on)
     op_text = clean_text(f["op"])
     out["op"] = op_text.map(CHANGE_OPS, na_action="ignore").astype("string").where(op_text.notna(), pd.NA)
     out["op"] = out["op"].where(op_text.isna() | out["op"].notna(), "unknown:" + op_text)

@@ -227,6 +227,7 @@ def gate(ctx: RunContext) -> dict:
     """Validate staged rows with the GX suites, quarantine bad rows, reconcile, apply hard gates,
     and only if every hard gate passes append the accepted rows to the record history."""
     from . import quality
+    from .ingest import record_key
     from .store import gate_results, landed_files, quarantine, record_batches
 
     store = _open(ctx)
@@ -264,8 +265,7 @@ def gate(ctx: RunContext) -> dict:
                      acc_ent[["uscc", "registered_date"]] if len(acc_ent) else pd.DataFrame(columns=["uscc", "registered_date"])],
                     ignore_index=True).drop_duplicates("uscc", keep="last")
     if len(stg_rec):
-        subject = stg_rec["uscc"].fillna(stg_rec["id_number"]).fillna(stg_rec["subject_name"])
-        stg_rec["record_key"] = (stg_rec["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
+        stg_rec["record_key"] = record_key(stg_rec)
         stg_rec["seen_before"] = stg_rec["record_key"].isin(stored_keys)
         reg_map = reg.set_index("uscc")["registered_date"] if len(reg) else pd.Series(dtype="datetime64[s]")
         stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype("datetime64[s]")
