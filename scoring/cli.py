@@ -253,6 +253,34 @@ def cmd_sample(args) -> int:
     return EXIT_OK
 
 
+def cmd_calibrate(args) -> int:
+    from .calibration import calibrate
+    from .store import Store
+
+    out = calibrate(Store.open(args.db, _home(args)), until=args.until)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"candidate {out['candidate_id']}: AUC {out['auc']:.4f} (current {out['baseline']['auc']:.4f}), "
+              f"KS {out['ks']:.4f}; hit rate by tier {out['hit_rate_by_tier']}")
+        print(f"model card: {out['model_card']}")
+    return EXIT_OK
+
+
+def cmd_policy(args) -> int:
+    from .calibration import promote
+    from .store import Store
+
+    entry = promote(Store.open(args.db, _home(args)), args.candidate_id, args.approved_by, args.reason,
+                    args.effective_from)
+    if args.json:
+        _print_json(entry)
+    else:
+        print(f"{args.candidate_id} is the policy for evaluations from {entry['effective_from']} "
+              f"(approved by {entry['approved_by']})")
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     import sqlalchemy as sa
 
@@ -360,6 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--capacity", type=int, default=None, help="inspections the agency can do (advise)")
     common(sp)
     sp.set_defaults(func=cmd_sample)
+
+    sp = sub.add_parser("calibrate", help="learn a candidate policy from inspection outcomes (model card)")
+    sp.add_argument("--until", default=None, help="use inspections up to this date")
+    common(sp)
+    sp.set_defaults(func=cmd_calibrate)
+
+    sp = sub.add_parser("policy", help="policy management: promote an approved candidate")
+    sp.add_argument("action", choices=["promote"])
+    sp.add_argument("candidate_id")
+    sp.add_argument("--approved-by", default="", help="who approved (required)")
+    sp.add_argument("--reason", default="", help="why (required)")
+    sp.add_argument("--effective-from", required=True, help="first as-of date the policy applies to")
+    common(sp)
+    sp.set_defaults(func=cmd_policy)
 
     sp = sub.add_parser("status", help="list stored runs, or show one night's run")
     sp.add_argument("--as-of", default=None, help="show the nightly run for this date")

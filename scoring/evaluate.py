@@ -48,13 +48,19 @@ class Policy:
             raise ValueError("policy tiers must be A, B, C, D with falling cut scores")
 
     @classmethod
-    def in_force(cls, as_of, history: Path | str = POLICY_HISTORY) -> "Policy":
-        """The policy whose history entry is in force on the as-of date, checked against its hash."""
-        entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
+    def in_force(cls, as_of, history: Path | str = POLICY_HISTORY, promoted: Path | None = None) -> "Policy":
+        """The policy whose history entry is in force on the as-of date, checked against its hash.
+        ``promoted`` is a deployment's own history of approved candidates (credit policy promote)."""
+        entries = [dict(e, _dir=Path(history).parent) for e in load_document(history)["history"]]
+        if promoted is not None and Path(promoted).exists():
+            import json as _json
+
+            entries += [dict(e, _dir=Path(promoted).parent) for e in _json.loads(Path(promoted).read_text())]
+        entries.sort(key=lambda e: str(e["effective_from"]))
         day = pd.Timestamp(as_of)
         chosen = [e for e in entries if pd.Timestamp(str(e["effective_from"])) <= day] or entries[:1]
         entry = chosen[-1]
-        policy = cls.load(Path(history).parent / entry["policy"])
+        policy = cls.load(entry["_dir"] / entry["policy"])
         if entry.get("sha256") and entry["sha256"] != policy.sha256:
             raise ValueError(f"policy {entry['policy']} does not match the approved hash in {Path(history).name}")
         return policy

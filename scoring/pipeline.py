@@ -99,7 +99,8 @@ def _open(ctx: RunContext):
 
 
 def _configs(ctx: RunContext) -> tuple[Catalogue, Policy]:
-    policy = Policy.load(ctx.policy_path) if ctx.policy_path else Policy.in_force(ctx.as_of)
+    policy = (Policy.load(ctx.policy_path) if ctx.policy_path
+              else Policy.in_force(ctx.as_of, promoted=ctx.home / "policy" / "history.json"))
     return Catalogue.load(ctx.catalogue_path), policy
 
 
