@@ -474,8 +474,15 @@ def score(ctx: RunContext) -> dict:
     _write_parquet(rdir / "entity_score.parquet", results)
     _write_parquet(rdir / "active_entities.parquet", evaluate.active_entities(ent, ctx.as_of)[["uscc", "eval_class"]])
     (rdir / "entity_score.csv").write_bytes(evaluate.canonical_bytes(results))
+    from .store import gate_results
+
+    with store.engine.connect() as conn:
+        g = pd.read_sql(sa.select(gate_results.c.gate, gate_results.c.passed, gate_results.c.hard)
+                        .where(gate_results.c.run_id == ctx.run_id), conn)
+    gates = {"checked": int(len(g)), "hard_failed": int((~g["passed"].astype(bool) & g["hard"].astype(bool)).sum()),
+             "by_gate": {k: int(v) for k, v in g.groupby("gate").size().sort_index().items()}}
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
-                              {"score_seconds": round(t_score, 3)})
+                              {"score_seconds": round(t_score, 3)}, gates)
     with store.engine.begin() as conn:
         # The manifest names these versions by hash: store them (content-addressed, never overwritten).
         store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc), cat.doc.get("version_label", ""))
@@ -491,7 +498,19 @@ def score(ctx: RunContext) -> dict:
     return {"run_id": ctx.run_id, "entities_scored": len(results), "tiers": tiers, "output_sha256": out_sha}
 
 
-def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings) -> dict:
+def _code_commit() -> str | None:
+    """The git commit of the code that ran, when it runs from a checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings, gates=None) -> dict:
     from importlib import metadata as md
 
     deps = {}
@@ -504,7 +523,8 @@ def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings
         "run_id": ctx.run_id, "kind": ctx.kind, "as_of": ctx.as_of.isoformat(),
         "knowledge_cutoff": ctx.knowledge_cutoff.isoformat(),
         "catalogue_sha256": cat.sha256, "policy_sha256": pol.sha256, "model_sha256": None,
-        "code_version": __version__, "dependencies": deps,
+        "code_version": __version__, "code_commit": _code_commit(), "dependencies": deps,
+        "gates": gates or {},
         "input_batches": [{"batch_id": b["batch_id"], "sha256": b["sha256"], "rows": b["rows"]} for b in batches],
         "input_sha256": input_sha, "output_sha256": out_sha, "output_schema": "entity_score/1",
         "entities_scored": n, "tiers": tiers, "timings": timings,

@@ -217,6 +217,7 @@ def make_plan(store, agency_id: str, ratios: dict[str, float], run_id: str | Non
               "entities": sorted(drawn["uscc"].tolist()),
               "assignments": team.to_dict("records"),
               "rounding": "k = floor(ratio * N + 0.5), at most N, per tier"}
+    record["joint_with"] = _joint_with(store, plan, record["entities"])
     record["record_sha256"] = hashlib.sha256(canonical_json(record).encode()).hexdigest()
     with store.engine.begin() as conn:
         conn.execute(sa.delete(sampling_plans).where(sampling_plans.c.plan_id == record["plan_id"]))
@@ -291,6 +292,25 @@ def _plot_advice(out: dict, path) -> None:
     ax.set_title(f"{out['agency_id']} 抽查比例建议 ratio advisor")
     fig.savefig(path, dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
+
+
+def _joint_with(store, plan: Plan, entities: list[str]) -> dict[str, list[str]]:
+    """Entities this plan shares with other agencies' plans of the same month: one joint inspection
+    each (Art. 54). Maps USCC → the other agencies, for the plans stored so far."""
+    from .store import sampling_plans
+
+    month = plan.as_of[:7]
+    with store.engine.connect() as conn:
+        others = conn.execute(sa.select(sampling_plans.c.agency_id, sampling_plans.c.record_json)
+                              .where(sampling_plans.c.agency_id != plan.agency_id)
+                              .where(sampling_plans.c.as_of.like(f"{month}%"))).all()
+    rows = [{"agency_id": a, "uscc": u, "as_of": plan.as_of} for a, text in others for u in json.loads(text)["entities"]]
+    rows += [{"agency_id": plan.agency_id, "uscc": u, "as_of": plan.as_of} for u in entities]
+    if not rows:
+        return {}
+    joint = joint_inspections(pd.DataFrame(rows))
+    mine = set(entities)
+    return {r.uscc: sorted(set(r.agencies.split(";")) - {plan.agency_id}) for r in joint.itertuples() if r.uscc in mine}
 
 
 def verify_plan(store, plan_id: str, inspectors_path=INSPECTORS) -> dict:

@@ -153,3 +153,18 @@ def test_propose_ratios_respects_bounds_and_capacity():
     assert tier_count(r["D"], 100) == 100 and tier_count(r["C"], 400) == 240
     with pytest.raises(ValueError):
         propose_ratios(counts, hit, 100, bounds)
+
+
+def test_entities_drawn_by_two_agencies_become_one_joint_inspection(sqlite_run):
+    home = str(sqlite_run["home"])
+    city = run_cli("sample", "--agency", "hrb-samr", "--ratios", "A=1,B=1,C=1,D=1", "--seed", "5", "--home", home,
+                   "--json", env={"CREDIT_DB_URL": ""})
+    prov = run_cli("sample", "--agency", "hlj-tax", "--ratios", "A=0.5,B=0.5,C=0.5,D=0.5", "--seed", "5",
+                   "--home", home, "--json", env={"CREDIT_DB_URL": ""})
+    assert city.returncode == 0 and prov.returncode == 0, prov.stderr
+    eng = sa.create_engine(sqlite_run["url"])
+    rec = json.loads(pd.read_sql(sa.text("select record_json from sampling_plans where plan_id = :p"), eng,
+                                 params={"p": json.loads(prov.stdout)["plan_id"]})["record_json"].iloc[0])
+    both = set(json.loads(city.stdout)["entities"]) & set(rec["entities"])
+    assert both and set(rec["joint_with"]) == both
+    assert all("hrb-samr" in v for v in rec["joint_with"].values())
