@@ -383,7 +383,13 @@ def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_e
     (ties by item code). Texts are built once per distinct (item, count, date) and then taken."""
     if not len(g_ent):
         return np.full(n_ent, NO_RECORD_REASON, dtype=object)
-    order = np.lexsort((g_item, -np.abs(g_sum), g_ent))
+    # One radix-sortable key: entity, then larger |contribution| first (to 1e-6 points), then item.
+    q = np.minimum(np.round(np.abs(g_sum) * 1e6), (1 << 31) - 1).astype(np.int64)
+    if len(g_ent) and g_ent.max() < (1 << 26) and g_item.max() < 32:
+        composite = (g_ent.astype(np.int64) << 36) | (((1 << 31) - 1 - q) << 5) | g_item.astype(np.int64)
+        order = np.argsort(composite, kind="stable")
+    else:
+        order = np.lexsort((g_item, -q, g_ent))
     e, it, cnt, lat = g_ent[order], g_item[order], g_n[order], g_latest[order]
     first = np.r_[True, e[1:] != e[:-1]]
     seg_start = np.maximum.accumulate(np.where(first, np.arange(len(e)), 0))
