@@ -257,7 +257,23 @@ def bench_rerun_and_publish(n_entities: int, n_records: int, pg_url: str | None)
         _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
-BENCHES = {"gate": bench_gate, "score": bench_score, "rerun": bench_rerun_and_publish}
+def bench_fit(n_inspections: int) -> None:
+    from .calibration import SignConstrainedLogisticRegression
+
+    print(f"\n[calibrate] fitting the sign-constrained model on {n_inspections:,} past inspections")
+    rng = np.random.default_rng(3)
+    k = 18
+    X = rng.poisson(0.3, size=(n_inspections, k)).astype(np.float64)
+    beta = np.r_[np.full(13, 0.8), np.full(5, -0.4)]
+    y = (rng.random(n_inspections) < 1 / (1 + np.exp(-(X @ beta - 1.5)))).astype(int)
+    t = time.perf_counter()
+    m = SignConstrainedLogisticRegression(signs=np.sign(beta).tolist(), random_state=0).fit(X, y)
+    dt_fit = time.perf_counter() - t
+    _line("fit", f"{dt_fit:.1f} s", "target <= 300 s", dt_fit <= 300)
+    _line("iterations; max |coef - truth|", f"{m.n_iter_}; {np.abs(m.coef_ - beta).max():.3f}")
+
+
+BENCHES = {"gate": bench_gate, "score": bench_score, "rerun": bench_rerun_and_publish, "fit": bench_fit}
 
 
 def main(argv=None) -> int:
@@ -266,6 +282,10 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--entities", type=int, default=3_000_000)
     p.add_argument("--records", type=int, default=30_000_000)
+    p.add_argument("--rerun-entities", type=int, default=1_000_000,
+                   help="scale of the store round trip (rerun and publish); 3,000,000 needs ~20 GB")
+    p.add_argument("--rerun-records", type=int, default=10_000_000)
+    p.add_argument("--inspections", type=int, default=1_000_000)
     p.add_argument("--pg-url", default=os.environ.get("CREDIT_BENCH_PG_URL"),
                    help="PostgreSQL for the publish figure (default: embedded SQLite)")
     args = p.parse_args(argv)
@@ -276,7 +296,9 @@ def main(argv=None) -> int:
         elif name == "score":
             bench_score(args.entities, args.records)
         elif name == "rerun":
-            bench_rerun_and_publish(args.entities, args.records, args.pg_url)
+            bench_rerun_and_publish(args.rerun_entities, args.rerun_records, args.pg_url)
+        elif name == "fit":
+            bench_fit(args.inspections)
     return 0
 
 
