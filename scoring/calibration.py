@@ -9,13 +9,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
@@ -133,13 +133,11 @@ def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, cha
 def policy_scores(X: pd.DataFrame, features: list[str], policy: Policy) -> tuple[np.ndarray, np.ndarray]:
     """Score and tier for feature rows under a policy (same arithmetic as the engine)."""
     pts = policy.items_frame().set_index("item_code")
-    dims = policy.dimension_ids
     total = np.zeros(len(X))
     for d in policy.doc["dimensions"]:
         cols = [f for f in features if f in pts.index and pts.at[f, "dimension"] == d["id"]]
         raw = X[cols].to_numpy() @ pts.loc[cols, "points"].to_numpy() if cols else np.zeros(len(X))
         total += np.clip(raw, d["min"], d["max"])
-    assert dims
     score = np.floor(np.clip(policy.doc["scale"]["base"] + total, 0, 1000) + 0.5)
     tiers = policy.doc["tiers"]
     tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
@@ -306,7 +304,7 @@ def promote(store, candidate_id: str, approved_by: str, reason: str, effective_f
     if not (approved_by or "").strip() or not (reason or "").strip():
         raise PipelineError("promotion refused: an approver and a reason are required")
     with store.engine.connect() as conn:
-        text = conn.execute(__import__("sqlalchemy").select(artifacts.c.content_json)
+        text = conn.execute(sa.select(artifacts.c.content_json)
                             .where(artifacts.c.label == candidate_id)).scalar()
     if text is None:
         raise PipelineError(f"no candidate {candidate_id!r}")

@@ -338,7 +338,6 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
     if delivered_after is not None:
         sel &= deliv > delivered_after
     rec = rec[sel]
-    e = rec["entity"].to_numpy()
     out: dict[tuple[str, str], pd.DataFrame] = {}
     fd = lambda s: _fmt_dates(rng, s)  # noqa: E731
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,21 +367,14 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
     out["penalty_category"] = clean_text(f["penalty_category"]) if "penalty_category" in f else pd.NA
     out["inspection_result"] = clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
 
-    dec, dec_bad = parse_dates(f["decision_date"])
-    note_bad(dec_bad, "decision_date")
-    out["decision_date"] = dec
-    if "publicity_end" in f:
-        pe, pe_bad = parse_dates(f["publicity_end"])
-        note_bad(pe_bad, "publicity_end")
-    else:
-        pe = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]")
-    out["publicity_end_date"] = pe
-    if "valid_to" in f:
-        vt, vt_bad = parse_dates(f["valid_to"])
-        note_bad(vt_bad, "valid_to")
-    else:
-        vt = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]")
-    out["valid_to_date"] = vt
+    for src, dst in (("decision_date", "decision_date"), ("publicity_end", "publicity_end_date"),
+                     ("valid_to", "valid_to_date")):
+        if src in f:
+            d, d_bad = parse_dates(f[src])
+            note_bad(d_bad, src)
+        else:
+            d = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]")
+        out[dst] = d
 
     if lay == "sgs_penalty":
         fine, fine_bad = parse_amounts(f["fine_wan_yuan"])

@@ -566,18 +566,6 @@ def run_step(name: str, ctx: RunContext) -> dict:
     return STEPS[name](ctx)
 
 
-def run_all(ctx: RunContext) -> dict:
-    """All steps in order; a hard-gate failure still writes the report, then re-raises."""
-    results = {}
-    for name in STEP_NAMES:
-        try:
-            results[name] = run_step(name, ctx)
-        except GateFailed:
-            results["report"] = report(ctx)
-            raise
-    return results
-
-
 def run_summary(ctx: RunContext) -> dict:
     """What ``credit run --json`` prints: the run's state as stored."""
     from .store import publications

@@ -8,7 +8,6 @@ quarantined by the reader). Hard gates stop the run before anything is stored or
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ import pandas as pd
 
 from .catalogue import Catalogue
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,10 +40,6 @@ class Verdicts:
     summary: list[dict] = field(default_factory=list)
     docs_index: str | None = None
     success: bool = True
-
-    @property
-    def accepted_mask(self) -> pd.Series:
-        return self.reasons == ""
 
 
 def _suite_module(table: str):

@@ -23,8 +23,6 @@ COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, r
 def use_cjk_font() -> str | None:
     """Register the Noto Sans CJK SC font shipped by the mplfonts package so plot labels in Chinese
     render on any machine; returns the family name (None if the font is unavailable)."""
-    from pathlib import Path as _P
-
     import matplotlib
     from matplotlib import font_manager
 
@@ -32,7 +30,7 @@ def use_cjk_font() -> str | None:
         import mplfonts
     except ImportError:
         return None
-    path = _P(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+    path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
     if not path.exists():
         return None
     font_manager.fontManager.addfont(str(path))

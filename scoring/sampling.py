@@ -191,14 +191,13 @@ def make_plan(store, agency_id: str, ratios: dict[str, float], run_id: str | Non
               task: str = "routine", inspectors_path=INSPECTORS) -> dict:
     """Draw a plan, assign inspectors, store the draw record and deliver it to the agency."""
     from .pipeline import PipelineError
-    from .publish import load_agencies, load_document as _ld, write_outbox
-    from .publish import DEFAULT_AGENCIES
+    from .publish import DEFAULT_AGENCIES, load_agencies, write_outbox
     from .store import sampling_plans
 
     agencies = {a["id"]: a for a in load_agencies()}
     if agency_id not in agencies:
         raise PipelineError(f"unknown agency {agency_id!r} (see `credit agencies`)")
-    cfg = _ld(DEFAULT_AGENCIES)
+    cfg = load_document(DEFAULT_AGENCIES)
     run, results, ins = _inputs(store, run_id, agency_id)
     plan = Plan(agency_id=agency_id, task=task, run_id=run["run_id"], as_of=str(run["as_of"]),
                 ratios={t: float(ratios.get(t, 0.0)) for t in TIERS}, seed=None,
@@ -236,10 +235,9 @@ def advise(store, agency_id: str, capacity: int, ratios: dict[str, float] | None
     """Expected inspections and findings for the chosen ratios, and the proposal that finds the most
     problems within capacity inside the policy's bounds (hit rates from past inspections)."""
     from .publish import DEFAULT_AGENCIES, load_agencies
-    from .publish import load_document as _ld
 
     agency = {a["id"]: a for a in load_agencies()}[agency_id]
-    bounds = _ld(DEFAULT_AGENCIES)["sampling_bounds"]
+    bounds = load_document(DEFAULT_AGENCIES)["sampling_bounds"]
     run, results, ins = _inputs(store, run_id, agency_id)
     plan = Plan(agency_id=agency_id, task="advice", run_id=run["run_id"], as_of=str(run["as_of"]), ratios={})
     pop = eligible_population(results, ins, agency, plan)
