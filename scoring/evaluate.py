@@ -184,10 +184,12 @@ def _days(frame: pd.DataFrame, col: str) -> np.ndarray:
     datetime64 and plain integer comparisons."""
     if col not in frame:
         return np.full(len(frame), NA_DAY, dtype=np.int32)
-    d = pd.to_datetime(frame[col]).to_numpy().astype("datetime64[D]")
-    out = d.astype(np.int64)
-    out[np.isnat(d)] = NA_DAY
-    return out.astype(np.int32)
+    d = pd.to_datetime(frame[col]).to_numpy()
+    per_day = np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(d.dtype)[0])
+    raw = d.view(np.int64)
+    out = (raw // per_day).astype(np.int32)  # floor: days before 1970 stay on their own date
+    out[raw == np.iinfo(np.int64).min] = NA_DAY  # NaT
+    return out
 
 
 def _to_dates(days: np.ndarray) -> np.ndarray:
@@ -236,18 +238,18 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of)
     for code in range(len(conditions) - 1, -1, -1):  # the first applicable reason wins
         excluded[conditions[code]()] = code
     counts = excluded < 0
-    # Decay and points only where a record counts.
-    c_ii = ii[counts]
+    del conditions
+    # Decay and points only for the records that count (usually a minority of a long history).
+    rows = np.flatnonzero(counts)
+    c_ii = ii[rows]
     half_life = items["half_life_months"].to_numpy(dtype=np.float64)[c_ii]
-    age = np.clip((as_day - dec[counts]).astype(np.float64), 0, None)
+    age = np.clip((as_day - dec[rows]).astype(np.float64), 0, None)
     with np.errstate(invalid="ignore"):
         w = np.where(np.isnan(half_life), 1.0, np.power(0.5, age / (half_life * DAYS_PER_MONTH)))
-    weight = np.zeros(n)
-    weight[counts] = w
-    points = np.zeros(n)
-    points[counts] = items["points"].to_numpy(dtype=np.float64)[c_ii] * w
-    return {"item_idx": item_idx, "counts": counts, "excluded": excluded, "until": until, "weight": weight,
-            "points": points, "decision": dec, "objection": pending}
+    del half_life, age
+    return {"item_idx": item_idx, "counts": counts, "excluded": excluded, "until": until, "decision": dec,
+            "objection": pending, "rows": rows, "weight": w,
+            "points": items["points"].to_numpy(dtype=np.float64)[c_ii] * w}
 
 
 def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
@@ -265,8 +267,10 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
     r["counts"] = a["counts"]
     r["objection_flag"] = a["objection"]
     r["publicity_until"] = _to_dates(a["until"])
-    r["weight"] = a["weight"]
-    r["points"] = a["points"]
+    for col in ("weight", "points"):
+        full = np.zeros(len(r))
+        full[a["rows"]] = a[col]
+        r[col] = full
     return r
 
 
@@ -286,24 +290,52 @@ def _arrow(s: pd.Series):
     return arr if arr is not None else pa.array(s.astype("string").array._pa_array)
 
 
-def _positions(values: pd.Series, index: pd.Series) -> np.ndarray:
-    """Position of each value in ``index`` (-1 if absent), with Arrow's hash join."""
+def _positions(values: pd.Series, index: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
+    """Position in ``index`` of each value (of ``values[rows]`` if given; -1 if absent), with one
+    Arrow hash lookup (the value set's table is built once)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not len(values):
-        return np.zeros(0, dtype=np.int64)
-    from concurrent.futures import ThreadPoolExecutor
+    arr = _arrow(values)
+    if rows is not None:
+        arr = arr.take(pa.array(rows))
+    if not len(arr):
+        return np.zeros(0, dtype=np.int32)
+    return pc.index_in(arr, value_set=_arrow(index)).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
 
-    arr, value_set = _arrow(values), _arrow(index)
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    # Arrow releases the GIL: look up halves of the column on both cores.
-    n = len(arr)
-    parts = [arr.slice(i, min(n, i + n // 2 + 1) - i) for i in range(0, n, n // 2 + 1)]
-    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-        found = list(pool.map(lambda part: pc.index_in(part, value_set=value_set), parts))
-    return np.concatenate([f.fill_null(-1).to_numpy(zero_copy_only=False) for f in found]).astype(np.int32)
+
+DENSE_GROUP_LIMIT = 1 << 28  # (entity, item) cells: 2 GB of dense tables at most
+
+
+def _group_records(ent_idx: np.ndarray, item_idx: np.ndarray, points: np.ndarray, decision: np.ndarray,
+                   n_ent: int, n_items: int):
+    """Per (entity, item) with counting records, in entity-then-item order: number of records,
+    sum of points (added in record order) and latest decision day."""
+    key = ent_idx.astype(np.int64) * n_items + item_idx
+    if n_ent * n_items <= DENSE_GROUP_LIMIT:  # dense tables beat sorting tens of millions of keys
+        size = n_ent * n_items
+        g_key = np.flatnonzero(np.bincount(key, minlength=size))
+        g_n = np.bincount(key, minlength=size)[g_key]
+        g_sum = np.bincount(key, weights=points, minlength=size)[g_key]
+        latest = np.full(size, NA_DAY, dtype=np.int32)
+        np.maximum.at(latest, key, decision)
+        g_latest = latest[g_key]
+        del latest
+    else:
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        g_key = key[starts]
+        g_n = np.diff(np.r_[starts, len(key)])
+        g_sum = _sequential_sums(points[order], starts)
+        g_latest = np.maximum.reduceat(decision[order], starts) if len(key) else np.zeros(0, np.int32)
+    return g_key // n_items, (g_key % n_items).astype(np.int64), g_n, g_sum, g_latest
+
+
+def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Segment sums added strictly in order (as bincount does), so both paths agree to the bit."""
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+    return np.bincount(seg, weights=values, minlength=len(starts))
 
 
 def active_entities(entities: pd.DataFrame, as_of) -> pd.DataFrame:
@@ -322,19 +354,18 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     items = item_table(catalogue, policy, as_of)
     n_items = len(items)
     a = _classify(records, items, policy, as_of)
-    e_idx = _positions(records["uscc"], ent["uscc"])
-    mask = a["counts"] & (e_idx >= 0)
-    key = e_idx[mask].astype(np.int64) * n_items + a["item_idx"][mask].astype(np.int64)
-    pts = a["points"][mask]
-    dec = a["decision"][mask].astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key, pts, dec = key[order], pts[order], dec[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-    g_key = key[starts]
-    g_ent, g_item = g_key // n_items, g_key % n_items
-    g_n = np.diff(np.r_[starts, len(key)])
-    g_sum = np.add.reduceat(pts, starts) if len(key) else np.zeros(0)
-    g_latest = np.maximum.reduceat(dec, starts) if len(key) else np.zeros(0, np.int64)
+    # Entity positions only for the rows that matter: counting records and pending objections.
+    need = np.flatnonzero(a["counts"] | a["objection"])
+    e_need = _positions(records["uscc"], ent["uscc"], need)
+    e_rows = e_need[np.isin(need, a["rows"], assume_unique=True)] if len(need) != len(a["rows"]) else e_need
+    objection = np.zeros(n_ent, dtype=bool)
+    obj = e_need[a["objection"][need] & (e_need >= 0)]
+    objection[obj] = True
+    ok = e_rows >= 0
+    g_ent, g_item, g_n, g_sum, g_latest = _group_records(
+        e_rows[ok], a["item_idx"][a["rows"][ok]].astype(np.int64), a["points"][ok], a["decision"][a["rows"][ok]],
+        n_ent, n_items)
+    del a, need, e_need, e_rows, ok
 
     dims = policy.dimension_ids
     g_dim = items["dim"].to_numpy()[g_item]
@@ -356,12 +387,11 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     new = (pd.to_datetime(ent["registered_date"]) > as_of_ts - pd.Timedelta(days=int(ov["new_entity_days"]))).to_numpy()
     insufficient = new & ~has_records
     tier = np.where(insufficient & ~on_list, ov["insufficient_information_tier"], tier)
-    objection = np.zeros(n_ent, dtype=bool)
-    obj_rows = a["objection"] & (e_idx >= 0)
-    objection[e_idx[obj_rows]] = True
-    flags = np.where(insufficient, "insufficient_information", "").astype(object)
-    flags = np.where(objection, np.where(insufficient, "insufficient_information;objection_pending",
-                                         "objection_pending"), flags)
+    # Flags and override as categorical codes: no per-entity strings.
+    flags = pd.Categorical.from_codes(
+        np.array([0, 1, 3, 2], dtype=np.int8)[insufficient.astype(np.int8) + 2 * objection.astype(np.int8)],
+        categories=["", "insufficient_information", "insufficient_information;objection_pending",
+                    "objection_pending"])
 
     out = pd.DataFrame({
         "uscc": ent["uscc"].array, "name": ent["subject_name"].array,
@@ -371,8 +401,9 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     })
     for j, d in enumerate(dims):
         out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
-    out["override"] = pd.Categorical(np.where(on_list, "severe_dishonesty_list", ""))
-    out["flags"] = pd.Categorical(flags)
+    out["override"] = pd.Categorical.from_codes(on_list.astype(np.int8), categories=["", "severe_dishonesty_list"]
+                                                ).remove_unused_categories()
+    out["flags"] = flags.remove_unused_categories()
     out["reasons"] = format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items, n_ent,
                                     int(policy.doc["reasons"]["top_n"]))
     return out
@@ -380,49 +411,52 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
 
 def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int):
     """Top contributions per entity with fixed bilingual wording, ranked by absolute effect
-    (ties by item code). Texts are built once per distinct (item, count, date) and then taken."""
+    (ties by item code). ``g_*`` are per (entity, item) groups in entity order. Texts are built
+    once per distinct (item, count, date), then taken and joined per entity in Arrow's C++."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if not len(g_ent):
-        return np.full(n_ent, NO_RECORD_REASON, dtype=object)
-    # One radix-sortable key: entity, then larger |contribution| first (to 1e-6 points), then item.
+        return pd.arrays.ArrowStringArray(pa.array(np.full(n_ent, NO_RECORD_REASON, dtype=object), pa.string()))
+    # Rank key, unique within an entity: larger |contribution| (to 1e-6 points) first, then item code.
+    bits = max(1, int(len(items) - 1).bit_length())
     q = np.minimum(np.round(np.abs(g_sum) * 1e6), (1 << 31) - 1).astype(np.int64)
-    if len(g_ent) and g_ent.max() < (1 << 26) and g_item.max() < 32:
-        composite = (g_ent.astype(np.int64) << 36) | (((1 << 31) - 1 - q) << 5) | g_item.astype(np.int64)
-        order = np.argsort(composite, kind="stable")
-    else:
-        order = np.lexsort((g_item, -q, g_ent))
-    e, it, cnt, lat = g_ent[order], g_item[order], g_n[order], g_latest[order]
-    first = np.r_[True, e[1:] != e[:-1]]
-    seg_start = np.maximum.accumulate(np.where(first, np.arange(len(e)), 0))
-    rank = np.arange(len(e)) - seg_start
-    keep = rank < top_n
-    e, it, cnt, lat, rank = e[keep], it[keep], cnt[keep], lat[keep], rank[keep]
+    rank_key = (q << bits) | ((1 << bits) - 1 - g_item)
+    starts = np.flatnonzero(np.r_[True, g_ent[1:] != g_ent[:-1]])
+    seg_len = np.diff(np.r_[starts, len(g_ent)])
+    # Rank k: each entity's best remaining group (top_n passes of a segment max, no sort).
+    chosen, ranks = [], []
+    for k in range(top_n):
+        best = np.maximum.reduceat(rank_key, starts)
+        hit = np.flatnonzero((rank_key == np.repeat(best, seg_len)) & (rank_key >= 0))
+        rank_key[hit] = -1
+        chosen.append(hit)
+        ranks.append(np.full(len(hit), k, dtype=np.int64))
+    pick, rank = np.concatenate(chosen), np.concatenate(ranks)
+    e = g_ent[pick]
     # One text per distinct (item, count, latest date): pack the triple into one integer key.
-    packed = (it.astype(np.int64) << 42) | (np.minimum(cnt, (1 << 21) - 1).astype(np.int64) << 21) | \
-        (lat.astype(np.int64) + (1 << 20))
-    uniq, codes_ = np.unique(packed, return_inverse=True)
+    packed = (g_item[pick].astype(np.int64) << 42) | (np.minimum(g_n[pick], (1 << 21) - 1).astype(np.int64) << 21) | \
+        (g_latest[pick].astype(np.int64) + (1 << 20))
+    codes_, uniq = pd.factorize(packed, sort=True)
     u = pd.DataFrame({"it": uniq >> 42, "n": (uniq >> 21) & ((1 << 21) - 1), "d": (uniq & ((1 << 21) - 1)) - (1 << 20)})
     date = pd.to_datetime(u["d"].to_numpy().astype("datetime64[D]")).strftime("%Y-%m-%d")
     ni = u["n"].astype(str)
     row = items.iloc[u["it"].to_numpy()].reset_index(drop=True)
     en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
     texts = (row["reason_code"] + " " + row["text_zh"] + ni + " 条，最近 " + date + " / " + ni + " "
-             + en + ", latest " + date).to_numpy(dtype=object)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    # Per rank, each entity's text (null where it has fewer reasons), joined in Arrow's C++.
-    dict_texts = pa.array(texts, type=pa.string())
-    per_rank = []
-    for k in range(top_n):
-        sel = rank == k
-        idx = np.full(n_ent, -1, dtype=np.int64)
-        idx[e[sel]] = codes_[sel]
-        per_rank.append(pc.take(dict_texts, pa.array(idx, mask=idx < 0)))
-    joined = per_rank[0].fill_null(NO_RECORD_REASON)
-    for nxt in per_rank[1:]:  # ranks are dense: rank k exists only where rank k-1 does
-        both = pc.binary_join_element_wise(joined, nxt.fill_null(""), " | ")
-        joined = pc.if_else(pc.is_null(nxt), joined, both)
-    return pd.arrays.ArrowStringArray(joined)
+             + en + ", latest " + date).tolist() + [NO_RECORD_REASON]
+    # Each entity's texts in rank order (ranks are dense), or the no-record text: one list per entity.
+    per_entity = np.bincount(e, minlength=n_ent)
+    offsets = np.r_[0, np.cumsum(np.maximum(per_entity, 1))]
+    take = np.full(offsets[-1], len(texts) - 1, dtype=np.int64)
+    take[offsets[e] + rank] = codes_
+    text_bytes = np.array([len(t.encode()) for t in texts], dtype=np.int64)
+    big = int(text_bytes[take].sum()) + 3 * len(take) >= (1 << 31) - 1
+    dictionary = pa.array(texts, type=pa.large_string() if big else pa.string())
+    small = len(take) < (1 << 31) - 1
+    lists = (pa.ListArray if small else pa.LargeListArray).from_arrays(
+        pa.array(offsets, pa.int32() if small else pa.int64()), pc.take(dictionary, pa.array(take)))
+    return pd.arrays.ArrowStringArray(pc.binary_join(lists, " | "))
 
 
 # --------------------------------------------------------------------------- canonical output

@@ -161,3 +161,17 @@ def test_a_repaired_record_never_lowers_a_score(recs, data):
         return
     i = data.draw(st.sampled_from(negatives))
     assert _one(recs, repaired=[i]) >= _one(recs)
+
+
+def test_sorted_and_dense_grouping_give_identical_results(monkeypatch):
+    """Large provinces group (entity, item) cells by sorting instead of dense tables; both paths
+    must agree to the byte, reasons included."""
+    from scoring import evaluate
+    from scoring.bench import synthetic_province
+
+    ent, rec = synthetic_province(5_000, 60_000, seed=11)
+    dense = evaluate.score_entities(ent, rec, CAT, POL, "2026-06-30")
+    monkeypatch.setattr(evaluate, "DENSE_GROUP_LIMIT", 0)
+    sorted_ = evaluate.score_entities(ent, rec, CAT, POL, "2026-06-30")
+    assert canonical_bytes(dense) == canonical_bytes(sorted_)
+    assert (dense["reasons"] != evaluate.NO_RECORD_REASON).sum() > 100
