@@ -322,6 +322,34 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+def cmd_reads(args) -> int:
+    """Review of the agencies' registered reads (seed 004 row 19) and of what was delivered."""
+    import sqlalchemy as sa
+
+    from .store import Store, publications, read_log
+
+    store = Store.open(args.db, _home(args))
+    with store.engine.connect() as conn:
+        q = sa.select(read_log.c.read_id, read_log.c.agency_id, read_log.c.db_role, read_log.c.channel,
+                      read_log.c.read_at, read_log.c.query).order_by(read_log.c.read_id)
+        d = sa.select(publications.c.run_id, publications.c.agency_id, publications.c.path, publications.c.rows,
+                      publications.c.sha256, publications.c.delivered_at).order_by(
+            publications.c.run_id, publications.c.agency_id, publications.c.path)
+        if args.agency:
+            q = q.where(read_log.c.agency_id == args.agency)
+            d = d.where(publications.c.agency_id == args.agency)
+        reads = [dict(r._mapping) for r in conn.execute(q)]
+        deliveries = [dict(r._mapping) for r in conn.execute(d)]
+    if args.json:
+        _print_json({"reads": reads, "deliveries": deliveries})
+        return EXIT_OK
+    print(f"{len(deliveries)} delivered files, {len(reads)} registered reads"
+          + (f" for {args.agency}" if args.agency else ""))
+    for r in reads:
+        print(f"{r['read_id']:>6} {str(r['read_at'])[:19]} {r['agency_id']:<14} {' '.join(str(r['query']).split())[:100]}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--effective-from", required=True, help="first as-of date the policy applies to")
     common(sp)
     sp.set_defaults(func=cmd_policy)
+
+    sp = sub.add_parser("reads", help="review agencies' registered reads and deliveries (query registration)")
+    sp.add_argument("--agency", default=None, help="only this agency id")
+    common(sp)
+    sp.set_defaults(func=cmd_reads)
 
     sp = sub.add_parser("status", help="list stored runs, or show one night's run")
     sp.add_argument("--as-of", default=None, help="show the nightly run for this date")

@@ -444,6 +444,7 @@ def load_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = Non
 def score(ctx: RunContext) -> dict:
     """Score every active entity as of the as-of date with what was known at the cutoff."""
     from . import evaluate, quality
+    from . import store as store_mod
     from .store import entity_results, runs
 
     t0 = time.perf_counter()
@@ -482,7 +483,8 @@ def score(ctx: RunContext) -> dict:
     gates = {"checked": int(len(g)), "hard_failed": int((~g["passed"].astype(bool) & g["hard"].astype(bool)).sum()),
              "by_gate": {k: int(v) for k, v in g.groupby("gate").size().sort_index().items()}}
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
-                              {"score_seconds": round(t_score, 3)}, gates)
+                              {"score_seconds": round(t_score, 3)}, gates,
+                              {"entity_score.parquet": store_mod.sha256_file(rdir / "entity_score.parquet")})
     with store.engine.begin() as conn:
         # The manifest names these versions by hash: store them (content-addressed, never overwritten).
         store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc), cat.doc.get("version_label", ""))
@@ -510,7 +512,8 @@ def _code_commit() -> str | None:
         return None
 
 
-def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings, gates=None) -> dict:
+def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings, gates=None,
+                   result_files=None) -> dict:
     from importlib import metadata as md
 
     deps = {}
@@ -527,7 +530,7 @@ def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings
         "gates": gates or {},
         "input_batches": [{"batch_id": b["batch_id"], "sha256": b["sha256"], "rows": b["rows"]} for b in batches],
         "input_sha256": input_sha, "output_sha256": out_sha, "output_schema": "entity_score/1",
-        "entities_scored": n, "tiers": tiers, "timings": timings,
+        "entities_scored": n, "tiers": tiers, "timings": timings, "result_files": result_files or {},
     }
 
 

@@ -12,7 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from .catalogue import CONFIG_DIR, content_hash, load_document
@@ -36,15 +39,28 @@ def load_agencies(path: Path | str = DEFAULT_AGENCIES) -> list[dict]:
     return agencies
 
 
-def in_scope(results: pd.DataFrame, agency: dict) -> pd.Series:
-    div = results["division_code"].astype("string").fillna("")
-    ok = pd.Series(False, index=results.index)
+def in_scope(results: pa.Table, agency: dict) -> pa.Array:
+    """Which rows of the (published) results an agency may receive: division prefixes, then industries."""
+    div = pc.fill_null(results["division_code"].cast(pa.string()), "")
+    ok = None
     for prefix in agency.get("divisions") or [""]:
-        ok |= div.str.startswith(str(prefix))
+        hit = pc.starts_with(div, str(prefix))
+        ok = hit if ok is None else pc.or_(ok, hit)
     inds = agency.get("industries") or []
     if inds:
-        ok &= results["industry"].isin(inds)
+        ok = pc.and_(ok, pc.fill_null(pc.is_in(results["industry"].cast(pa.string()), pa.array(inds, pa.string())), False))
     return ok
+
+
+def _neutralised(col) -> pa.Array:
+    """Text cells that a spreadsheet would run as a formula, prefixed with an apostrophe."""
+    col = col.cast(pa.large_string())
+    risky = None
+    for lead in FORMULA_LEAD:
+        hit = pc.starts_with(col, lead)
+        risky = hit if risky is None else pc.or_(risky, hit)
+    quoted = pc.binary_join_element_wise(pa.scalar("'", pa.large_string()), col, pa.scalar("", pa.large_string()))
+    return pc.if_else(pc.fill_null(risky, False), quoted, col)
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,10 +69,38 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            s = out[col].astype("string")
-            risky = s.str.startswith(FORMULA_LEAD).fillna(False)
-            out[col] = s.where(~risky, "'" + s)
+            out[col] = pd.Series(pd.arrays.ArrowStringArray(_neutralised(pa.array(out[col].astype("string").array))),
+                                 index=out.index)
     return out
+
+
+def _one_decimal(col) -> pa.Array:
+    """Floats as text with exactly one decimal (-70.0, 12.5), like %.1f, computed in Arrow."""
+    tenths = pc.cast(pc.round(pc.multiply(col, 10.0)), pa.int64())
+    whole = pc.cast(pc.divide(pc.abs(tenths), 10), pa.string())
+    frac = pc.cast(pc.subtract(pc.abs(tenths), pc.multiply(pc.divide(pc.abs(tenths), 10), 10)), pa.string())
+    sign = pc.if_else(pc.less(tenths, 0), "-", "")
+    return pc.binary_join_element_wise(sign, whole, ".", frac, "")
+
+
+def published_table(results: pd.DataFrame) -> pa.Table:
+    """The masked results in the published column order, sorted by USCC, as Arrow (typed)."""
+    t = pa.Table.from_pandas(results[PUBLISHED_COLUMNS].sort_values("uscc", kind="stable"), preserve_index=False)
+    return t.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) or
+                             pa.types.is_large_string(f.type) else f for f in t.schema]))
+
+
+def csv_table(published: pa.Table) -> pa.Table:
+    """What goes into the CSV files: text neutralised against formulas, floats with one decimal."""
+    cols = []
+    for name in published.column_names:
+        col = published[name]
+        if pa.types.is_floating(col.type):
+            col = _one_decimal(col)
+        elif pa.types.is_string(col.type):
+            col = _neutralised(col)
+        cols.append(col)
+    return pa.table(cols, names=published.column_names)
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -66,21 +110,31 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def agency_files(results: pd.DataFrame, agency: dict, run: dict) -> dict[str, bytes]:
+def agency_files(published: pa.Table, for_csv: pa.Table, agency: dict, run: dict) -> dict[str, bytes]:
     """The bytes of every file an agency receives for a run (pure; deterministic)."""
     import io
 
-    sub = results[in_scope(results, agency)][PUBLISHED_COLUMNS].sort_values("uscc", ignore_index=True)
-    csv_frame = neutralise_formulas(sub)
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    keep = in_scope(published, agency)
     enc = agency.get("encoding", "utf-8-sig")
-    text = csv_frame.to_csv(index=False, float_format="%.1f", lineterminator="\r\n")
-    csv_bytes = text.encode(enc, errors="strict")
     buf = io.BytesIO()
-    sub.to_parquet(buf, index=False, engine="pyarrow", compression="zstd")
+    pacsv.write_csv(for_csv.filter(keep), buf, pacsv.WriteOptions(eol="\r\n"))
+    text = buf.getvalue()
+    if enc == "utf-8-sig":
+        csv_bytes = b"\xef\xbb\xbf" + text
+    elif enc.replace("-", "").replace("_", "").lower() in ("utf8", ""):
+        csv_bytes = text
+    else:
+        csv_bytes = text.decode("utf-8").encode(enc, errors="strict")
+    sub = published.filter(keep)
+    buf = io.BytesIO()
+    pq.write_table(sub, buf, compression="zstd")
     files = {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}
     manifest = {
         "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
-        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": int(len(sub)),
+        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": int(sub.num_rows),
         "csv_encoding": enc, "output_sha256": run["output_sha256"],
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                   for name, data in sorted(files.items())},
@@ -126,23 +180,57 @@ def _register_for(store, conn, run: dict) -> pd.DataFrame:
     return reg.drop_duplicates("uscc", keep="last")
 
 
+def _run_results(store, conn, run_id: str, manifest: dict) -> pd.DataFrame:
+    """The run's scored results: its Parquet file, checked against the hash in its manifest (the
+    database holds the same rows; reading them back row by row would cost minutes at scale)."""
+    from .store import entity_results, sha256_bytes
+
+    expected = (manifest.get("result_files") or {}).get("entity_score.parquet")
+    path = store.run_dir(run_id) / "entity_score.parquet"
+    if expected and path.exists():
+        data = path.read_bytes()
+        if sha256_bytes(data) != expected:
+            raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
+        import io
+
+        return pd.read_parquet(io.BytesIO(data))
+    return pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
+                       .order_by(entity_results.c.uscc), conn)
+
+
+def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFrame:
+    """Results with their legal representative's data (null where the register has none)."""
+    from .evaluate import _positions
+
+    pos = _positions(results["uscc"], register["uscc"]) if len(register) else np.full(len(results), -1)
+    out = results.copy(deep=False)
+    for col in ("legal_rep_name", "legal_rep_id_number", "phone"):
+        src = pa.array(register[col].astype("string").array, type=pa.large_string()) if len(register) else \
+            pa.nulls(0, pa.large_string())
+        taken = src.take(pa.array(pos, mask=pos < 0)) if len(src) else pa.nulls(len(results), pa.large_string())
+        out[col] = pd.Series(pd.arrays.ArrowStringArray(taken), index=results.index)
+    return out
+
+
 def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress=None) -> dict:
     """Deliver a scored run to every agency. Files first (each agency folder appears whole), then
     one database transaction makes the run the published one, then the CURRENT pointers move."""
     from .access import ensure_access_control
     from .catalogue import Catalogue
     from .masking import mask_personal_data
-    from .store import entity_results, publications, runs
+    from .store import publications, runs
 
     agencies = agencies or load_agencies()
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
-        results = pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
-                              .order_by(entity_results.c.uscc), conn)
+        manifest = json.loads(run["manifest_json"])
+        results = _run_results(store, conn, run_id, manifest)
         register = _register_for(store, conn, run)
-    cat = Catalogue.from_doc(json.loads(_artifact(store, json.loads(run["manifest_json"])["catalogue_sha256"])))
-    results = results.merge(register, on="uscc", how="left")
-    results = mask_personal_data(results, cat.doc.get("personal_data", {}))
+    cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
+    results = _with_register(results, register)
+    published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
+    for_csv = csv_table(published)
+    del results, register
     fail_after = _fault_after()
     outbox = store.home / "outbox"
     rows, delivered, written = [], [], []
@@ -150,7 +238,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
         for i, agency in enumerate(agencies, start=1):
             if fail_after is not None and i > fail_after:
                 raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
-            files = agency_files(results, agency, run)
+            files = agency_files(published, for_csv, agency, run)
             folder = outbox / agency["id"] / run_id
             write_outbox(folder, files)
             written.append(folder)

@@ -124,6 +124,7 @@ publications = sa.Table(
     sa.Column("path", sa.String(500), nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     sa.PrimaryKeyConstraint("run_id", "agency_id", "path", name="pk_publications"),
 )
 
@@ -143,6 +144,8 @@ read_log = sa.Table(
     sa.Column("rows", sa.Integer),
     sa.Column("channel", sa.String(20), nullable=False),        # sql | file | cli
     sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("db_role", sa.String(80)),                        # the database role that read
+    sa.Column("query", sa.Text),                                # the statement it ran (query registration)
 )
 
 sampling_plans = sa.Table(
@@ -177,6 +180,14 @@ def default_db_url(home: Path | None = None) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def migrate(url: str) -> None:
@@ -270,12 +281,11 @@ class Store:
             return
         cols = [c.name for c in table.columns if c.name in frame.columns]
         frame = frame[cols]
+        whole = [c for c in cols if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c])]
+        if whole:  # integers that went through NaN come back as floats: 3.0 is not an integer to SQL
+            frame = frame.astype({c: "Int64" for c in whole})
         if conn.dialect.name == "postgresql":
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cur:
-                with cur.copy(f'COPY "{table.name}" ({", ".join(cols)}) FROM STDIN') as copy:
-                    for row in frame.itertuples(index=False, name=None):
-                        copy.write_row([None if _isna(v) else v for v in row])
+            _copy_csv(conn, table.name, frame)
             return
         rows = [{k: (None if _isna(v) else v) for k, v in zip(cols, row)}
                 for row in frame.itertuples(index=False, name=None)]
@@ -285,6 +295,25 @@ class Store:
         exists = conn.execute(sa.select(artifacts.c.sha256).where(artifacts.c.sha256 == sha256)).first()
         if not exists:
             conn.execute(artifacts.insert().values(sha256=sha256, kind=kind, label=label, content_json=content_json))
+
+
+def _copy_csv(conn, table_name: str, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
+    """COPY a frame into PostgreSQL as CSV written by Arrow's C++ writer, chunk by chunk, so the
+    server parses one chunk while the next is written. Every valid value is quoted, so an empty
+    string stays empty and only a missing value (unquoted empty field) becomes NULL."""
+    import pyarrow.csv as pacsv
+
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    data = data.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                                for f in data.schema]))
+    opts = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    cols = ", ".join(f'"{c}"' for c in data.column_names)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f'COPY "{table_name}" ({cols}) FROM STDIN WITH (FORMAT csv)') as copy:
+        for start in range(0, data.num_rows, chunk_rows):
+            buf = io.BytesIO()
+            pacsv.write_csv(data.slice(start, chunk_rows), buf, opts)
+            copy.write(buf.getbuffer())
 
 
 def _isna(v) -> bool:

@@ -101,11 +101,14 @@ def pg_published(province, pg_server_url, tmp_path_factory):
 
 
 def _as_role(url, role, sql):
+    """One agency session: the statement, then commit (as a client in autocommit mode would)."""
     eng = sa.create_engine(url)
     try:
         with eng.connect() as c:
             c.execute(sa.text(f"SET ROLE {role}"))
-            return c.execute(sa.text(sql)).all()
+            rows = c.execute(sa.text(sql)).all()
+            c.commit()
+            return rows
     finally:
         eng.dispose()
 
@@ -175,3 +178,38 @@ def test_killing_publish_midway_leaves_the_previous_run_visible(province, pg_url
     current = _as_role(pg_url, role_name("hlj-samr"), "select distinct run_id from agency_current")
     assert current == [("nightly-20260731",)]
     assert all((d / "CURRENT").read_text().startswith("nightly-20260731") for d in outbox.iterdir())
+
+
+def _read_log(url):
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as c:
+            return [dict(r._mapping) for r in c.execute(sa.text(
+                "select agency_id, db_role, channel, query from read_log order by read_id"))]
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.postgres
+def test_every_agency_read_is_registered_once_and_the_log_is_out_of_its_reach(pg_published):
+    url, role = pg_published["url"], role_name("hrb-samr")
+    before = len(_read_log(url))
+    statements = [f"select count(*) from {view_name('hrb-samr')}",               # own view (two views deep)
+                  "select * from agency_current where uscc = 'no such entity'",  # finds nothing
+                  "select division_code from entity_results"]                    # the table itself
+    for sql in statements:
+        _as_role(url, role, sql)
+    new = _read_log(url)[before:]
+    assert [r["query"] for r in new] == statements
+    assert {(r["agency_id"], r["db_role"], r["channel"]) for r in new} == {("hrb-samr", role, "sql")}
+    for sql in ["select * from read_log", "delete from read_log", "update read_log set query = ''",
+                f"insert into read_log (agency_id, channel, db_role) values ('dq-samr', 'sql', '{role_name('dq-samr')}')",
+                # a read that cannot be registered is refused
+                "set transaction read only; select count(*) from agency_current"]:
+        with pytest.raises(sa.exc.DBAPIError):
+            _as_role(url, role, sql)
+    review = run_cli("reads", "--db", url, "--home", str(pg_published["home"]), "--agency", "hrb-samr", "--json")
+    assert review.returncode == 0, review.stderr[-2000:]
+    out = json.loads(review.stdout)
+    assert [r["query"] for r in out["reads"]][-3:] == statements
+    assert {d["agency_id"] for d in out["deliveries"]} == {"hrb-samr"} and all(d["delivered_at"] for d in out["deliveries"])
