@@ -52,15 +52,17 @@ def in_scope(results: pa.Table, agency: dict) -> pa.Array:
     return ok
 
 
+_FORMULA_PATTERN = "^[" + "".join("\\" + c if c in "-^]\\" else c for c in FORMULA_LEAD) + "]"
+
+
 def _neutralised(col) -> pa.Array:
     """Text cells that a spreadsheet would run as a formula, prefixed with an apostrophe."""
+    risky = pc.fill_null(pc.match_substring_regex(col, _FORMULA_PATTERN), False)
+    if not pc.any(risky).as_py():
+        return col
     col = col.cast(pa.large_string())
-    risky = None
-    for lead in FORMULA_LEAD:
-        hit = pc.starts_with(col, lead)
-        risky = hit if risky is None else pc.or_(risky, hit)
     quoted = pc.binary_join_element_wise(pa.scalar("'", pa.large_string()), col, pa.scalar("", pa.large_string()))
-    return pc.if_else(pc.fill_null(risky, False), quoted, col)
+    return pc.if_else(risky, quoted, col)
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -110,38 +112,47 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def agency_files(published: pa.Table, for_csv: pa.Table, agency: dict, run: dict) -> dict[str, bytes]:
-    """The bytes of every file an agency receives for a run (pure; deterministic)."""
+def _scope_key(agency: dict) -> tuple:
+    return (tuple(agency.get("divisions") or [""]), tuple(agency.get("industries") or []),
+            agency.get("encoding", "utf-8-sig"))
+
+
+def data_files(published: pa.Table, for_csv: pa.Table, agency: dict) -> tuple[dict[str, bytes], int]:
+    """The CSV and Parquet bytes of an agency's scope (the same for agencies with the same scope)."""
     import io
 
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    keep = in_scope(published, agency)
     enc = agency.get("encoding", "utf-8-sig")
+    keep = in_scope(published, agency)
     buf = io.BytesIO()
-    pacsv.write_csv(for_csv.filter(keep), buf, pacsv.WriteOptions(eol="\r\n"))
-    text = buf.getvalue()
     if enc == "utf-8-sig":
-        csv_bytes = b"\xef\xbb\xbf" + text
-    elif enc.replace("-", "").replace("_", "").lower() in ("utf8", ""):
-        csv_bytes = text
-    else:
-        csv_bytes = text.decode("utf-8").encode(enc, errors="strict")
+        buf.write(b"\xef\xbb\xbf")  # the BOM by which Excel/WPS recognise UTF-8
+    pacsv.write_csv(for_csv.filter(keep), buf, pacsv.WriteOptions(eol="\r\n"))
+    csv_bytes = buf.getvalue()
+    if enc.replace("-", "").replace("_", "").lower() not in ("utf8sig", "utf8"):
+        csv_bytes = csv_bytes.decode("utf-8").encode(enc, errors="strict")
     sub = published.filter(keep)
     buf = io.BytesIO()
     pq.write_table(sub, buf, compression="zstd")
-    files = {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}
+    return {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}, int(sub.num_rows)
+
+
+def agency_files(published: pa.Table, for_csv: pa.Table, agency: dict, run: dict,
+                 data: tuple[dict[str, bytes], int] | None = None) -> dict[str, bytes]:
+    """The bytes of every file an agency receives for a run (pure; deterministic)."""
+    files, rows = data or data_files(published, for_csv, agency)
+    enc = agency.get("encoding", "utf-8-sig")
     manifest = {
         "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
-        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": int(sub.num_rows),
+        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": rows,
         "csv_encoding": enc, "output_sha256": run["output_sha256"],
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                   for name, data in sorted(files.items())},
         "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
     }
-    files["manifest.json"] = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
-    return files
+    return {**files, "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")}
 
 
 def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
@@ -234,22 +245,38 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     fail_after = _fault_after()
     outbox = store.home / "outbox"
     rows, delivered, written = [], [], []
+    # Arrow's writers release the GIL: build distinct scopes' files and write folders on both cores.
+    from concurrent.futures import ThreadPoolExecutor
+
+    firsts = {}
+    for agency in agencies:
+        firsts.setdefault(_scope_key(agency), agency)
     try:
-        for i, agency in enumerate(agencies, start=1):
-            if fail_after is not None and i > fail_after:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            data = dict(zip(firsts, pool.map(lambda a: data_files(published, for_csv, a), firsts.values())))
+            del published, for_csv
+
+            def deliver(agency):
+                files = agency_files(None, None, agency, run, data[_scope_key(agency)])
+                folder = outbox / agency["id"] / run_id
+                written.append(folder)
+                write_outbox(folder, files)
+                return agency, folder, files
+
+            todo = agencies if fail_after is None else agencies[:fail_after]
+            for i, (agency, folder, files) in enumerate(pool.map(deliver, todo), start=1):
+                manifest_ = json.loads(files["manifest.json"])
+                for name, data_ in sorted(files.items()):
+                    sha = manifest_["files"][name]["sha256"] if name in manifest_["files"] else \
+                        hashlib.sha256(data_).hexdigest()
+                    rows.append({"run_id": run_id, "agency_id": agency["id"],
+                                 "path": (folder / name).relative_to(outbox).as_posix(),
+                                 "rows": manifest_["rows"], "sha256": sha})
+                delivered.append(str(folder))
+                if progress:
+                    progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {manifest_['rows']:,} entities")
+            if len(todo) < len(agencies):
                 raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
-            files = agency_files(published, for_csv, agency, run)
-            folder = outbox / agency["id"] / run_id
-            write_outbox(folder, files)
-            written.append(folder)
-            n = json.loads(files["manifest.json"])["rows"]
-            for name, data in sorted(files.items()):
-                rows.append({"run_id": run_id, "agency_id": agency["id"],
-                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": n,
-                             "sha256": hashlib.sha256(data).hexdigest()})
-            delivered.append(str(folder))
-            if progress:
-                progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {n:,} entities")
         with store.engine.begin() as conn:
             conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
             store.insert_frame(conn, publications, pd.DataFrame(rows))
