@@ -73,10 +73,15 @@ class SignConstrainedLogisticRegression(ClassifierMixin, BaseEstimator):
 
 # --------------------------------------------------------------------------- point-in-time features
 
-def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
-                           catalogue: Catalogue, policy: Policy) -> tuple[pd.DataFrame, list[str]]:
-    """One row per inspection: decayed counts per scored item of the entity's records known and in
-    force the day before the inspection. Nothing dated or learned on or after that day counts."""
+def point_in_time_records(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
+                          catalogue: Catalogue, policy: Policy) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The records behind each inspection's features, before decay: (rows, pairs, scored items).
+
+    rows: one per inspection (uscc, decision_date, label). pairs: one per scored record known and
+    in force the day before that inspection (row, item_code, age_days). Nothing dated or learned on
+    or after the inspection day counts. Kept apart from decay so that half-lives can be learned
+    without rebuilding the set.
+    """
     items = item_table(catalogue, policy, "2100-01-01")
     scored = items[items["scored"] & ~items["item_code"].isin(INSPECTION_ITEMS)]["item_code"].tolist()
     scored = sorted(set(scored) | {"INSPECTION_FAIL", "INSPECTION_PASS"})
@@ -114,17 +119,38 @@ def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, cha
             # A revoked record was never true; a repair counts from its date.
             hit = (kn != NA_DAY) & ((eff <= day) if op == "repair" else True)
             ok &= ~hit
-    half = pairs["item_code"].map(items.set_index("item_code")["half_life_months"]).to_numpy(np.float64)
-    age = np.clip(day - dec, 0, None).astype(np.float64)
+    ok &= pairs["item_code"].isin(scored).to_numpy()
+    age = np.clip(day - dec, 0, None)
+    out_pairs = pd.DataFrame({"row": pairs["row"].to_numpy()[ok], "item_code": pairs["item_code"].to_numpy()[ok],
+                              "age_days": age[ok].astype(np.int32)})
+    rows = ins[["uscc", "decision_date"]].copy()
+    rows["label"] = (ins["item_code"] == "INSPECTION_FAIL").astype(int).to_numpy()
+    return rows, out_pairs, scored
+
+
+def decayed_counts(pairs: pd.DataFrame, n_rows: int, features: list[str], half_lives: dict) -> np.ndarray:
+    """Sum per row and item of 0.5 ** (age / half-life) (1 per record where the half-life is None
+    or NaN): the engine's weight of each record on the day before the inspection."""
+    col = pd.Categorical(pairs["item_code"], categories=features).codes
+    half = np.array([np.nan if half_lives.get(f) is None else float(half_lives[f]) for f in features])[col]
     with np.errstate(invalid="ignore"):
-        w = np.where(np.isnan(half), 1.0, np.power(0.5, age / (half * DAYS_PER_MONTH)))
-    pairs = pairs.assign(w=np.where(ok, w, 0.0))
-    pairs = pairs[ok & pairs["item_code"].isin(scored).to_numpy()]
-    X = (pairs.pivot_table(index="row", columns="item_code", values="w", aggfunc="sum", fill_value=0.0)
-         .reindex(index=ins["row"], columns=scored, fill_value=0.0))
-    out = ins[["uscc", "decision_date"]].copy()
-    out["label"] = (ins["item_code"] == "INSPECTION_FAIL").astype(int).to_numpy()
-    out[scored] = X.to_numpy()
+        w = np.where(np.isnan(half), 1.0, np.power(0.5, pairs["age_days"].to_numpy(np.float64) / (half * DAYS_PER_MONTH)))
+    X = np.zeros((n_rows, len(features)))
+    np.add.at(X, (pairs["row"].to_numpy(), col), w)
+    return X
+
+
+def policy_half_lives(policy: Policy) -> dict:
+    return {code: spec.get("half_life_months") for code, spec in policy.doc["items"].items()}
+
+
+def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
+                           catalogue: Catalogue, policy: Policy) -> tuple[pd.DataFrame, list[str]]:
+    """One row per inspection: decayed counts (the policy's half-lives) per scored item of the
+    entity's records known and in force the day before the inspection, and the label."""
+    rows, pairs, scored = point_in_time_records(inspections, records, changes, catalogue, policy)
+    out = rows.copy()
+    out[scored] = decayed_counts(pairs, len(rows), scored, policy_half_lives(policy))
     return out, scored
 
 
