@@ -327,8 +327,16 @@ def candidate_policy(learner: PolicyLearner, features: list[str], current: Polic
     doc["version_label"] = "candidate"
     doc["policy"] = current.doc["policy"]
     cand = Policy.from_doc(doc)
-    _, cur_tier = policy_scores(pd.DataFrame(X_pop_current, columns=features), features, current)
+    cur_score, _ = policy_scores(pd.DataFrame(X_pop_current, columns=features), features, current)
     cand_score, _ = policy_scores(pd.DataFrame(X_pop, columns=features), features, cand)
+    # Shares by score among entities the severe-list override leaves alone: counting the listed
+    # ones here as well would send them to D twice over and fill D with the next-lowest scores.
+    listed = [features.index(f) for f in current.doc["overrides"]["severe_list_items"] if f in features]
+    free = ~(X_pop_current[:, listed].sum(axis=1) > 0) if listed else np.ones(len(cur_score), dtype=bool)
+    if not free.any():
+        free = np.ones(len(cur_score), dtype=bool)
+    cur_tier = np.select([cur_score[free] >= t["min_score"] for t in current.doc["tiers"]], list(TIERS), "D")
+    cand_score = cand_score[free]
     shares = np.cumsum([(cur_tier == t).mean() for t in TIERS])
     cuts, prev = [], 1001
     for t, share in zip(TIERS[:-1], shares[:-1]):
@@ -486,14 +494,33 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
     plt.close(fig)
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(m['baseline'].get(k)))}</td><td>{html.escape(str(m.get(k)))}</td></tr>"
                    for k in ("auc", "ks", "hit_rate_by_tier", "lift_d_over_a", "tier_counts"))
+    c, learned = m["comparison"], m["learned"]
+    verdict = ("better than the current policy, and the 95% interval excludes no difference" if c["beats_baseline_at_95"]
+               else "better than the current policy on these inspections, but the 95% interval includes no difference"
+               if c["beats_baseline"] else "not better than the current policy on these inspections")
+    search = "".join(f"<tr><td>{r['half_life_scale']}</td><td>{r['prior']}</td><td>{r['C']}</td>"
+                     f"<td>{r['val_log_loss']:.4f}</td><td>{r['val_auc']:.4f}</td></tr>" for r in learned["search"])
     text = ("<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
             f"<h1>模型卡 Model card — {m['candidate_id']}</h1><p>Status: <b>candidate</b> (not in force; promote with "
             "<code>credit policy promote</code>, approver and reason required)</p>"
             f"<p>Trained on {m['train']['inspections']} inspections up to {m['train']['until']}; tested on "
             f"{m['test']['inspections']} later ones. Model AUC {m['model_auc']}. PSI score {m['psi_score']:.4f}, "
             f"tier {m['psi_tier']:.4f}; {m['tier_changes']} test entities change tier.</p>"
+            f"<h2>Candidate against the current policy</h2><p>AUC difference {c['auc_difference']:+.4f} "
+            f"(95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f}; {c['share_of_resamples_above_zero']:.1%} of "
+            f"{c['resamples']} paired bootstrap resamples of entities above zero, seed {c['seed']}): <b>{verdict}</b>. "
+            f"Hit rates rise strictly from A to D: <b>{'yes' if c['hit_rates_rise_a_to_d'] else 'no'}</b>.</p>"
             "<table border=1><tr><th>metric</th><th>current policy</th><th>candidate</th></tr>" + rows + "</table>"
             f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+            "<h2>What was learned (training period only)</h2>"
+            f"<p>Half-lives: {html.escape('none (no decay)' if learned['half_life_scale'] is None else str(learned['half_life_scale']) + ' times the current ones')}; "
+            f"regularisation towards {html.escape(learned['prior'])} with C={learned['C']}; "
+            f"{learned['points_per_logit']} points per logit (the current policy's scale on the training period); "
+            f"caps {html.escape(json.dumps(learned['caps']))}; cut scores {html.escape(json.dumps(learned['cut_scores']))}. "
+            f"Chosen by log-loss on the latest {learned['validation_inspections']} training inspections, fitted on the "
+            "earlier ones, then refitted on the whole training period:</p>"
+            "<table border=1><tr><th>half-life scale</th><th>prior</th><th>C</th><th>validation log-loss</th>"
+            "<th>validation AUC</th></tr>" + search + "</table>"
             "<h2>Coefficients (sign-constrained: negative records never lower risk)</h2><pre>"
             + html.escape(json.dumps(m["coefficients"], indent=1)) + "</pre></body></html>")
     path = folder / "model_card.html"
