@@ -143,7 +143,8 @@ def decayed_counts(pairs: pd.DataFrame, n_rows: int, features: list[str], half_l
     col = pd.Categorical(pairs["item_code"], categories=features).codes
     half = np.array([np.nan if half_lives.get(f) is None else float(half_lives[f]) for f in features])[col]
     with np.errstate(invalid="ignore"):
-        w = np.where(np.isnan(half), 1.0, np.power(0.5, pairs["age_days"].to_numpy(np.float64) / (half * DAYS_PER_MONTH)))
+        age = pairs["age_days"].to_numpy(np.float64)
+        w = np.where(np.isnan(half), 1.0, np.power(0.5, age / (half * DAYS_PER_MONTH)))
     X = np.zeros((n_rows, len(features)))
     np.add.at(X, (pairs["row"].to_numpy(), col), w)
     return X
@@ -442,7 +443,8 @@ def calibrate(store, until: str | None = None, train_share: float = 0.7, random_
                "caps": {d["id"]: [d["min"], d["max"]] for d in cand.doc["dimensions"]},
                "cut_scores": {t["tier"]: t["min_score"] for t in cand.doc["tiers"]},
                "validation_inspections": learner.validation_rows_,
-               "search": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in learner.search_]}
+               "search": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+                          for r in learner.search_]}
     out = {"candidate_id": candidate_id, "candidate_sha256": cand.sha256, "current_policy_sha256": current.sha256,
            "train": {"inspections": int(len(train)), "until": str(pd.Timestamp(split).date())},
            "test": {"inspections": int(len(test)), "problem_rate": float(y.mean()) if len(y) else None},
@@ -495,9 +497,12 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(m['baseline'].get(k)))}</td><td>{html.escape(str(m.get(k)))}</td></tr>"
                    for k in ("auc", "ks", "hit_rate_by_tier", "lift_d_over_a", "tier_counts"))
     c, learned = m["comparison"], m["learned"]
-    verdict = ("better than the current policy, and the 95% interval excludes no difference" if c["beats_baseline_at_95"]
+    verdict = ("better than the current policy, and the 95% interval excludes no difference"
+               if c["beats_baseline_at_95"]
                else "better than the current policy on these inspections, but the 95% interval includes no difference"
                if c["beats_baseline"] else "not better than the current policy on these inspections")
+    decay = ("none (no decay)" if learned["half_life_scale"] is None
+             else f"{learned['half_life_scale']} times the current ones")
     search = "".join(f"<tr><td>{r['half_life_scale']}</td><td>{r['prior']}</td><td>{r['C']}</td>"
                      f"<td>{r['val_log_loss']:.4f}</td><td>{r['val_auc']:.4f}</td></tr>" for r in learned["search"])
     text = ("<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
@@ -513,10 +518,11 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
             "<table border=1><tr><th>metric</th><th>current policy</th><th>candidate</th></tr>" + rows + "</table>"
             f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
             "<h2>What was learned (training period only)</h2>"
-            f"<p>Half-lives: {html.escape('none (no decay)' if learned['half_life_scale'] is None else str(learned['half_life_scale']) + ' times the current ones')}; "
+            f"<p>Half-lives: {html.escape(decay)}; "
             f"regularisation towards {html.escape(learned['prior'])} with C={learned['C']}; "
             f"{learned['points_per_logit']} points per logit (the current policy's scale on the training period); "
-            f"caps {html.escape(json.dumps(learned['caps']))}; cut scores {html.escape(json.dumps(learned['cut_scores']))}. "
+            f"caps {html.escape(json.dumps(learned['caps']))}; "
+            f"cut scores {html.escape(json.dumps(learned['cut_scores']))}. "
             f"Chosen by log-loss on the latest {learned['validation_inspections']} training inspections, fitted on the "
             "earlier ones, then refitted on the whole training period:</p>"
             "<table border=1><tr><th>half-life scale</th><th>prior</th><th>C</th><th>validation log-loss</th>"
