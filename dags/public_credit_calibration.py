@@ -1,8 +1,9 @@
 """
 ### 政策校准 Monthly calibration of the policy from inspection outcomes
 
-Builds the point-in-time training set from past inspections, fits a sign-constrained model,
-validates it on later inspections against the current policy and writes a model card for the
+Builds the point-in-time training set from past inspections, learns half-lives and points
+(sign-constrained model) on the earlier ones, compares the candidate with the current policy on
+later inspections (AUC difference with a bootstrap interval) and writes a model card for the
 operators. The candidate is stored by content hash; it never promotes itself
 (`credit policy promote CANDIDATE_ID --approved-by NAME --reason TEXT --effective-from DATE`).
 """
@@ -30,6 +31,8 @@ with DAG(
         from scoring.store import Store
 
         out = calibrate(Store.open())
-        return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card")} | {"baseline_auc": out["baseline"]["auc"]}
+        return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card")} | {
+            "baseline_auc": out["baseline"]["auc"], "auc_difference": out["comparison"]["auc_difference"],
+            "auc_difference_ci95": out["comparison"]["ci95"]}
 
     calibrate_task()

@@ -261,8 +261,11 @@ def cmd_calibrate(args) -> int:
     if args.json:
         _print_json(out)
     else:
+        c = out["comparison"]
         print(f"candidate {out['candidate_id']}: AUC {out['auc']:.4f} (current {out['baseline']['auc']:.4f}), "
               f"KS {out['ks']:.4f}; hit rate by tier {out['hit_rate_by_tier']}")
+        print(f"AUC difference {c['auc_difference']:+.4f}, 95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} "
+              f"(paired bootstrap of entities); hit rates rise A to D: {'yes' if c['hit_rates_rise_a_to_d'] else 'no'}")
         print(f"model card: {out['model_card']}")
     return EXIT_OK
 
