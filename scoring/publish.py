@@ -87,7 +87,10 @@ def _one_decimal(col) -> pa.Array:
 
 def published_table(results: pd.DataFrame) -> pa.Table:
     """The masked results in the published column order, sorted by USCC, as Arrow (typed)."""
-    t = pa.Table.from_pandas(results[PUBLISHED_COLUMNS].sort_values("uscc", kind="stable"), preserve_index=False)
+    t = pa.Table.from_pandas(results[PUBLISHED_COLUMNS], preserve_index=False)
+    uscc = t["uscc"]
+    if len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py():  # results come sorted
+        t = t.take(pc.sort_indices(t, [("uscc", "ascending")]))
     return t.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) or
                              pa.types.is_large_string(f.type) else f for f in t.schema]))
 
@@ -245,38 +248,52 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     fail_after = _fault_after()
     outbox = store.home / "outbox"
     rows, delivered, written = [], [], []
-    # Arrow's writers release the GIL: build distinct scopes' files and write folders on both cores.
-    from concurrent.futures import ThreadPoolExecutor
+    # One task per distinct scope: build its files once, write them to each of its agencies'
+    # folders. Two workers, largest scopes first, so one builds (Arrow releases the GIL) while
+    # the other writes and syncs; no scope's bytes are kept once its folders are written.
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    firsts = {}
+    groups: dict[tuple, list[dict]] = {}
     for agency in agencies:
-        firsts.setdefault(_scope_key(agency), agency)
+        groups.setdefault(_scope_key(agency), []).append(agency)
+    size = {k: pc.sum(in_scope(published, g[0]).cast(pa.int64())).as_py() or 0 for k, g in groups.items()}
+    allowed = {a["id"] for a in (agencies if fail_after is None else agencies[:fail_after])}
+
+    def deliver(group: list[dict]) -> list[tuple[dict, Path, bytes]]:
+        data = data_files(published, for_csv, group[0])
+        done = []
+        for agency in group:
+            if agency["id"] not in allowed:
+                continue
+            files = agency_files(None, None, agency, run, data)
+            folder = outbox / agency["id"] / run_id
+            written.append(folder)
+            write_outbox(folder, files)
+            done.append((agency, folder, files["manifest.json"]))
+        return done
+
     try:
+        done = []
         with ThreadPoolExecutor(max_workers=2) as pool:
-            data = dict(zip(firsts, pool.map(lambda a: data_files(published, for_csv, a), firsts.values())))
-            del published, for_csv
-
-            def deliver(agency):
-                files = agency_files(None, None, agency, run, data[_scope_key(agency)])
-                folder = outbox / agency["id"] / run_id
-                written.append(folder)
-                write_outbox(folder, files)
-                return agency, folder, files
-
-            todo = agencies if fail_after is None else agencies[:fail_after]
-            for i, (agency, folder, files) in enumerate(pool.map(deliver, todo), start=1):
-                manifest_ = json.loads(files["manifest.json"])
-                for name, data_ in sorted(files.items()):
-                    sha = manifest_["files"][name]["sha256"] if name in manifest_["files"] else \
-                        hashlib.sha256(data_).hexdigest()
-                    rows.append({"run_id": run_id, "agency_id": agency["id"],
-                                 "path": (folder / name).relative_to(outbox).as_posix(),
-                                 "rows": manifest_["rows"], "sha256": sha})
-                delivered.append(str(folder))
-                if progress:
-                    progress(f"publish: [{i}/{len(agencies)}] {agency['id']} ← {manifest_['rows']:,} entities")
-            if len(todo) < len(agencies):
-                raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
+            futures = [pool.submit(deliver, groups[k]) for k in sorted(groups, key=lambda k: (-size[k], k))]
+            for fut in as_completed(futures):
+                for agency, folder, manifest_bytes in fut.result():
+                    done.append((agency, folder, manifest_bytes))
+                    if progress:
+                        progress(f"publish: [{len(done)}/{len(agencies)}] {agency['id']} ← "
+                                 f"{json.loads(manifest_bytes)['rows']:,} entities")
+        if len(done) < len(agencies):
+            raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
+        order = {a["id"]: i for i, a in enumerate(agencies)}
+        for agency, folder, manifest_bytes in sorted(done, key=lambda d: order[d[0]["id"]]):
+            m = json.loads(manifest_bytes)
+            shas = {**{n: f["sha256"] for n, f in m["files"].items()},
+                    "manifest.json": hashlib.sha256(manifest_bytes).hexdigest()}
+            for name in sorted(shas):
+                rows.append({"run_id": run_id, "agency_id": agency["id"],
+                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": m["rows"],
+                             "sha256": shas[name]})
+            delivered.append(str(folder))
         with store.engine.begin() as conn:
             conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
             store.insert_frame(conn, publications, pd.DataFrame(rows))
