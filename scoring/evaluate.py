@@ -314,8 +314,10 @@ def _group_records(ent_idx: np.ndarray, item_idx: np.ndarray, points: np.ndarray
     key = ent_idx.astype(np.int64) * n_items + item_idx
     if n_ent * n_items <= DENSE_GROUP_LIMIT:  # dense tables beat sorting tens of millions of keys
         size = n_ent * n_items
-        g_key = np.flatnonzero(np.bincount(key, minlength=size))
-        g_n = np.bincount(key, minlength=size)[g_key]
+        counts = np.bincount(key, minlength=size)
+        g_key = np.flatnonzero(counts)
+        g_n = counts[g_key]
+        del counts
         g_sum = np.bincount(key, weights=points, minlength=size)[g_key]
         latest = np.full(size, NA_DAY, dtype=np.int32)
         np.maximum.at(latest, key, decision)

@@ -39,8 +39,13 @@ def load_agencies(path: Path | str = DEFAULT_AGENCIES) -> list[dict]:
     return agencies
 
 
-def in_scope(results: pa.Table, agency: dict) -> pa.Array:
-    """Which rows of the (published) results an agency may receive: division prefixes, then industries."""
+def in_scope(results: pa.Table | pd.DataFrame, agency: dict):
+    """Which rows of the results an agency may receive: division prefixes, then industries.
+    An Arrow mask for a table; a boolean Series (same index) for a frame."""
+    if isinstance(results, pd.DataFrame):
+        cols = {c: pa.array(results[c].astype("string").array, type=pa.string()) for c in ("division_code", "industry")}
+        mask = in_scope(pa.table(cols), agency)
+        return pd.Series(mask.to_numpy(zero_copy_only=False), index=results.index, dtype=bool)
     div = pc.fill_null(results["division_code"].cast(pa.string()), "")
     ok = None
     for prefix in agency.get("divisions") or [""]:
