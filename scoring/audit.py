@@ -50,7 +50,7 @@ def _artifact(conn, sha: str) -> dict:
 def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, home: Path | None = None,
           progress=None) -> dict:
     from .pipeline import PipelineError, load_inputs
-    from .store import Store, entity_results
+    from .store import Store
 
     if mode not in MODES:
         raise PipelineError(f"mode must be one of {', '.join(MODES)}")
@@ -69,14 +69,17 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
                 raise PipelineError(f"input batches missing from the store: {', '.join(missing[:3])}")
         else:
             ent, rec, chg, batches = load_inputs(store, conn, FAR_FUTURE)
-        stored = pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id), conn)
     say(f"rerun {run_id} ({mode}): {len(ent):,} entities, {len(rec):,} records, {len(chg):,} changes")
     results = evaluate_inputs(ent, rec, chg, cat, pol, manifest["as_of"])
     seconds = time.perf_counter() - t0
     out_sha = output_sha256(results)
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
-    diff = diff_results(stored, results)
     identical = out_sha == manifest["output_sha256"]
+    if identical:  # same canonical bytes: no entity can differ
+        diff = diff_results(results.iloc[:0], results.iloc[:0])
+    else:
+        with store.engine.connect() as conn:
+            diff = diff_results(store.read_run_results(conn, run_id, manifest), results)
     out = {"run_id": run_id, "mode": mode, "as_of": manifest["as_of"],
            "knowledge_cutoff": manifest["knowledge_cutoff"] if mode == "as-known-then" else "now",
            "identical": identical, "output_sha256": out_sha, "original_output_sha256": manifest["output_sha256"],

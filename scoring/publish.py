@@ -199,24 +199,6 @@ def _register_for(store, conn, run: dict) -> pd.DataFrame:
     return reg.drop_duplicates("uscc", keep="last")
 
 
-def _run_results(store, conn, run_id: str, manifest: dict) -> pd.DataFrame:
-    """The run's scored results: its Parquet file, checked against the hash in its manifest (the
-    database holds the same rows; reading them back row by row would cost minutes at scale)."""
-    from .store import entity_results, sha256_bytes
-
-    expected = (manifest.get("result_files") or {}).get("entity_score.parquet")
-    path = store.run_dir(run_id) / "entity_score.parquet"
-    if expected and path.exists():
-        data = path.read_bytes()
-        if sha256_bytes(data) != expected:
-            raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
-        import io
-
-        return pd.read_parquet(io.BytesIO(data))
-    return pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
-                       .order_by(entity_results.c.uscc), conn)
-
-
 def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFrame:
     """Results with their legal representative's data (null where the register has none)."""
     from .evaluate import _positions
@@ -243,7 +225,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
         manifest = json.loads(run["manifest_json"])
-        results = _run_results(store, conn, run_id, manifest)
+        results = store.read_run_results(conn, run_id, manifest)
         register = _register_for(store, conn, run)
     cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
     results = _with_register(results, register)

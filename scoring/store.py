@@ -291,6 +291,19 @@ class Store:
                 for row in frame.itertuples(index=False, name=None)]
         conn.execute(table.insert(), rows)
 
+    def read_run_results(self, conn, run_id: str, manifest: dict) -> pd.DataFrame:
+        """A scored run's results: its Parquet file, checked against the hash in its manifest (the
+        database holds the same rows; reading them back row by row costs minutes at scale)."""
+        expected = (manifest.get("result_files") or {}).get("entity_score.parquet")
+        path = self.run_dir(run_id) / "entity_score.parquet"
+        if expected and path.exists():
+            data = path.read_bytes()
+            if sha256_bytes(data) != expected:
+                raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
+                           .order_by(entity_results.c.uscc), conn)
+
     def save_artifact(self, conn, kind: str, sha256: str, content_json: str, label: str = "") -> None:
         exists = conn.execute(sa.select(artifacts.c.sha256).where(artifacts.c.sha256 == sha256)).first()
         if not exists:
