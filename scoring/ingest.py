@@ -124,16 +124,25 @@ def _read_csv_text(text: str) -> tuple[list[str], pd.DataFrame, list[tuple[int, 
     return header, data, bad
 
 
+XLSX_BYTES_PER_CELL = 150
+XLSX_MAX_RATIO = 250
+
+
 def _read_xlsx(data: bytes, max_cells: int) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
     import openpyxl  # imported here: only XLSX deliveries pay for it
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         expanded = sum(i.file_size for i in zf.infolist())
+        packed = sum(i.compress_size for i in zf.infolist())
     except zipfile.BadZipFile:
         raise UnusableFile("truncated", "XLSX file is not a complete ZIP archive (truncated?)") from None
-    if expanded > max(64 * 1024 * 1024, 200 * max_cells // 1000):
+    # Checked before anything is inflated. Sheet XML costs roughly 70 bytes a cell and packs about
+    # 10:1; a zip bomb packs hundreds or thousands to one.
+    if expanded > max(64 * 1024 * 1024, XLSX_BYTES_PER_CELL * max_cells):
         raise UnusableFile("too_large", f"XLSX expands to {expanded:,} bytes, beyond the limit")
+    if expanded > 8 * 1024 * 1024 and expanded > XLSX_MAX_RATIO * max(packed, 1):
+        raise UnusableFile("too_large", f"XLSX packs {expanded / max(packed, 1):,.0f}:1 (a zip bomb?)")
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for corrupt workbooks

@@ -151,3 +151,16 @@ def test_symlinks_out_of_the_landing_folder_are_rejected(tmp_path):
     with pytest.raises(ingest.UnusableFile) as exc:
         ingest.read_file(link)
     assert exc.value.code == "bad_file_name"
+
+
+def test_xlsx_zip_bomb_is_rejected_before_inflating(tmp_path):
+    import zipfile
+
+    p = tmp_path / "20260630_credit_record.xlsx"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/worksheets/sheet1.xml", b"0" * (200 * 1024 * 1024))  # packs about 1000:1
+    assert p.stat().st_size < 1024 * 1024
+    with pytest.raises(ingest.UnusableFile) as exc:
+        ingest.read_file(p)  # the default cell budget alone would allow this much XML
+    assert exc.value.code == "too_large" and "zip bomb" in str(exc.value)
