@@ -147,17 +147,16 @@ def data_files(published: pa.Table, for_csv: pa.Table, agency: dict) -> tuple[di
     return {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}, int(sub.num_rows)
 
 
-def agency_files(published: pa.Table, for_csv: pa.Table, agency: dict, run: dict,
-                 data: tuple[dict[str, bytes], int] | None = None) -> dict[str, bytes]:
-    """The bytes of every file an agency receives for a run (pure; deterministic)."""
-    files, rows = data or data_files(published, for_csv, agency)
+def with_manifest(data: tuple[dict[str, bytes], int], agency: dict, run: dict) -> dict[str, bytes]:
+    """An agency's delivery: its scope's data files and a manifest naming their hashes."""
+    files, rows = data
     enc = agency.get("encoding", "utf-8-sig")
     manifest = {
         "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
         "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": rows,
         "csv_encoding": enc, "output_sha256": run["output_sha256"],
-        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                  for name, data in sorted(files.items())},
+        "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+                  for name, blob in sorted(files.items())},
         "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
     }
     return {**files, "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")}
@@ -252,7 +251,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
         for agency in group:
             if agency["id"] not in allowed:
                 continue
-            files = agency_files(None, None, agency, run, data)
+            files = with_manifest(data, agency, run)
             folder = outbox / agency["id"] / run_id
             written.append(folder)
             write_outbox(folder, files)
