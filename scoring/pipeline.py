@@ -444,8 +444,7 @@ def load_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = Non
 def score(ctx: RunContext) -> dict:
     """Score every active entity as of the as-of date with what was known at the cutoff."""
     from . import evaluate, quality
-    from . import store as store_mod
-    from .store import entity_results, runs
+    from .store import entity_results, runs, sha256_file
 
     t0 = time.perf_counter()
     store = _open(ctx)
@@ -484,7 +483,7 @@ def score(ctx: RunContext) -> dict:
              "by_gate": {k: int(v) for k, v in g.groupby("gate").size().sort_index().items()}}
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
                               {"score_seconds": round(t_score, 3)}, gates,
-                              {"entity_score.parquet": store_mod.sha256_file(rdir / "entity_score.parquet")})
+                              {"entity_score.parquet": sha256_file(rdir / "entity_score.parquet")})
     with store.engine.begin() as conn:
         # The manifest names these versions by hash: store them (content-addressed, never overwritten).
         store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc), cat.doc.get("version_label", ""))

@@ -96,8 +96,9 @@ def published_table(results: pd.DataFrame) -> pa.Table:
     uscc = t["uscc"]
     if len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py():  # results come sorted
         t = t.take(pc.sort_indices(t, [("uscc", "ascending")]))
-    return t.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) or
-                             pa.types.is_large_string(f.type) else f for f in t.schema]))
+    # Text stays large_string where it is (64-bit offsets: a province's reasons can pass 2 GB).
+    return t.cast(pa.schema([pa.field(f.name, pa.large_string()) if pa.types.is_dictionary(f.type) else f
+                             for f in t.schema]))
 
 
 def csv_table(published: pa.Table) -> pa.Table:
@@ -107,7 +108,7 @@ def csv_table(published: pa.Table) -> pa.Table:
         col = published[name]
         if pa.types.is_floating(col.type):
             col = _one_decimal(col)
-        elif pa.types.is_string(col.type):
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             col = _neutralised(col)
         cols.append(col)
     return pa.table(cols, names=published.column_names)
@@ -203,12 +204,11 @@ def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFram
     from .evaluate import _positions
 
     pos = _positions(results["uscc"], register["uscc"]) if len(register) else np.full(len(results), -1)
+    at = pa.array(pos, mask=pos < 0)
     out = results.copy(deep=False)
     for col in ("legal_rep_name", "legal_rep_id_number", "phone"):
-        src = pa.array(register[col].astype("string").array, type=pa.large_string()) if len(register) else \
-            pa.nulls(0, pa.large_string())
-        taken = src.take(pa.array(pos, mask=pos < 0)) if len(src) else pa.nulls(len(results), pa.large_string())
-        out[col] = pd.Series(pd.arrays.ArrowStringArray(taken), index=results.index)
+        src = pa.array(register[col].astype("string").array, type=pa.large_string())
+        out[col] = pd.Series(pd.arrays.ArrowStringArray(src.take(at)), index=results.index)
     return out
 
 
