@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 DEMO_AS_OF ?= 2026-06-30
 DEMO_ENTITIES ?= 20000
 
-.PHONY: install demo test bench lock clean
+.PHONY: install demo test bench lock clean deploy-local deploy-stop deploy-status
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,17 @@ test: install
 bench: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		$(BIN)/python -m scoring.bench
+
+# The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
+# worker) against a PostgreSQL and a Redis; settings from the environment, see deploy/local.py.
+deploy-local: install
+	$(BIN)/python deploy/local.py start
+
+deploy-stop:
+	$(BIN)/python deploy/local.py stop
+
+deploy-status:
+	$(BIN)/python deploy/local.py status
 
 clean:
 	rm -rf var
