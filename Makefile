@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 DEMO_AS_OF ?= 2026-06-30
 DEMO_ENTITIES ?= 20000
 
-.PHONY: install demo test bench lock clean deploy-local deploy-stop deploy-status
+.PHONY: install demo test bench lock clean deploy-local deploy-stop deploy-status compose-env
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,10 @@ deploy-stop:
 
 deploy-status:
 	$(BIN)/python deploy/local.py status
+
+# .env for docker compose with fresh random secrets (never overwrites an existing .env).
+compose-env: install
+	$(BIN)/python deploy/local.py compose-env
 
 clean:
 	rm -rf var
