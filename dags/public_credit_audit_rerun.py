@@ -41,7 +41,7 @@ with DAG(
     def rerun_task(params=None) -> dict:
         from pathlib import Path
 
-        from scoring.audit import rerun
+        from scoring.audit.rerun import rerun
 
         out = rerun(params["run_id"], params["mode"], db_url=params.get("db_url") or None,
                     home=Path(params["home"]) if params.get("home") else None)

@@ -27,8 +27,8 @@ with DAG(
 
     @task(task_id="calibrate")
     def calibrate_task() -> dict:
-        from scoring.calibration import calibrate
-        from scoring.store import Store
+        from scoring.calibration.learn import calibrate
+        from scoring.history.store import Store
 
         out = calibrate(Store.open())
         return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card")} | {

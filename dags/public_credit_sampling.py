@@ -36,11 +36,11 @@ with DAG(
 
     @task(task_id="draw")
     def draw_plan(params=None) -> str:
-        from scoring.cli import _parse_ratios
-        from scoring.sampling import make_plan
-        from scoring.store import Store
+        # Imported in the task, not at parse time: the library pulls in pandas and SQLAlchemy.
+        from scoring.history.store import Store
+        from scoring.sampling.plans import make_plan, parse_ratios
 
-        out = make_plan(Store.open(), params["agency"], _parse_ratios(params["ratios"]), seed=params.get("seed"),
+        out = make_plan(Store.open(), params["agency"], parse_ratios(params["ratios"]), seed=params.get("seed"),
                         task=params["task"])
         return out["plan_id"]
 
@@ -48,8 +48,8 @@ with DAG(
     def verify(plan_id: str) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from scoring.sampling import verify_plan
-        from scoring.store import Store
+        from scoring.history.store import Store
+        from scoring.sampling.plans import verify_plan
 
         out = verify_plan(Store.open(), plan_id)
         if not out["verified"]:
@@ -60,14 +60,13 @@ with DAG(
     def advise_task(params=None) -> dict | None:
         if not params.get("capacity"):
             return None
-        from scoring.cli import _parse_ratios
-        from scoring.sampling import advise
-        from scoring.store import Store
+        from scoring.history.store import Store
+        from scoring.sampling.plans import advise, parse_ratios
 
         store = Store.open()
         path = store.home / "outbox" / params["agency"] / "sampling" / f"advice-{params['capacity']}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return advise(store, params["agency"], int(params["capacity"]), _parse_ratios(params["ratios"]), plot_path=path)
+        return advise(store, params["agency"], int(params["capacity"]), parse_ratios(params["ratios"]), plot_path=path)
 
     verify(draw_plan())
     advise_task()

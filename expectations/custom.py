@@ -19,7 +19,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     multicolumn_condition_partial,
 )
 
-from scoring import codes
+from scoring.common import codes
 
 
 def _series(mask, index) -> pd.Series:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import sys
@@ -16,6 +17,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+
+from scoring import pipeline
+from scoring.audit.rerun import rerun
+from scoring.calibration.learn import PolicyLearner
+from scoring.common import codes
+from scoring.common.catalogue import Catalogue
+from scoring.common.config import canonical_json
+from scoring.evaluation.evaluate import Policy, classify_records, score_entities
+from scoring.history.store import (
+    Store,
+    entity_results,
+    record_batches,
+    runs,
+    sha256_file,
+)
+from scoring.history.store import write_parquet as _write_parquet
+from scoring.intake import ingest
+from scoring.publication.publish import load_agencies, publish_run
+from scoring.quality import validate as quality
+from scoring.world.province import build_world, delivery_frames, inject_defects
 
 
 def _rss_gb() -> float:
@@ -29,9 +51,6 @@ def _line(name: str, value: str, target: str = "", ok: bool | None = None) -> No
 
 def make_penalty_file(path: Path, rows: int, seed: int = 1) -> None:
     """A 双公示 penalty CSV of ``rows`` rows, tiled from a demo province's penalty feed."""
-    from .catalogue import Catalogue
-    from .demo_data import build_world, delivery_frames, inject_defects
-
     cat = Catalogue.load()
     world = build_world(60_000, seed)
     rng = np.random.default_rng(seed)
@@ -45,9 +64,6 @@ def make_penalty_file(path: Path, rows: int, seed: int = 1) -> None:
 
 
 def bench_gate(rows: int) -> None:
-    from . import codes, ingest, quality
-    from .catalogue import Catalogue
-
     print(f"\n[gate] validating {rows:,} 双公示 penalty rows (read + stage + GX suite stg_record)")
     cat = Catalogue.load()
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,9 +108,6 @@ def bench_gate(rows: int) -> None:
 
 def synthetic_province(n_entities: int, n_records: int, seed: int = 5):
     """Entities and records straight in memory (no files): the scoring engine's inputs at scale."""
-    from . import codes
-    from .catalogue import Catalogue
-
     rng = np.random.default_rng(seed)
     body = (np.arange(n_entities, dtype=np.int64) * 7_919_333 + 10_007) % 100_000_000
     digits = (body[:, None] // (10 ** np.arange(7, -1, -1))) % 10
@@ -125,8 +138,6 @@ def synthetic_province(n_entities: int, n_records: int, seed: int = 5):
 
 def naive_scores(ent: pd.DataFrame, rec: pd.DataFrame, cat, pol, as_of) -> pd.DataFrame:
     """The baseline: the same policy written the obvious way, a Python function per entity."""
-    from .evaluate import classify_records
-
     cls = classify_records(rec, cat, pol, as_of)
     cls = cls[cls["counts"]]
     items = pol.items_frame().set_index("item_code")
@@ -148,9 +159,6 @@ def naive_scores(ent: pd.DataFrame, rec: pd.DataFrame, cat, pol, as_of) -> pd.Da
 
 
 def bench_score(n_entities: int, n_records: int) -> None:
-    from .catalogue import Catalogue
-    from .evaluate import Policy, score_entities
-
     print(f"\n[score] composite evaluation with reasons: {n_entities:,} entities, {n_records:,} records")
     cat, pol = Catalogue.load(), Policy.load()
     t = time.perf_counter()
@@ -183,8 +191,6 @@ def bench_score(n_entities: int, n_records: int) -> None:
 
 def _store_province(store, ent: pd.DataFrame, rec: pd.DataFrame | None, as_of: str) -> None:
     """Put a synthetic province into a store as one accepted batch per table, like a first run."""
-    from .store import record_batches
-
     ent = ent.assign(entity_type="有限责任公司", legal_rep_name="张三", legal_rep_id_number="230102198001010129",
                      phone="13812345678", known_from=pd.Timestamp(as_of), source_file="bench", line_no=0)
     tables = [("entities", ent)]
@@ -203,7 +209,6 @@ def _scratch_database(server_url: str | None):
     if not server_url:
         yield None
         return
-    import sqlalchemy as sa
 
     name = f"credit_bench_{os.getpid()}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
@@ -224,9 +229,6 @@ def _scratch_database(server_url: str | None):
 
 
 def bench_rerun_and_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
-    from . import pipeline
-    from .audit import rerun
-    from .store import Store, runs
 
     print(f"\n[rerun, publish] {n_entities:,} entities, {n_records:,} records through the store")
     as_of = "2026-06-30"
@@ -262,14 +264,6 @@ def bench_rerun_and_publish(n_entities: int, n_records: int, pg_url: str | None)
 def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
     """Publishing a province's results: rows into the results database (COPY), then every
     agency's masked, scoped files and the publication transaction (publish_run)."""
-    import json
-
-    from .catalogue import Catalogue, canonical_json
-    from .evaluate import Policy, score_entities
-    from .pipeline import _write_parquet
-    from .publish import load_agencies, publish_run
-    from .store import Store, entity_results, runs, sha256_file
-
     print(f"\n[publish] {n_entities:,} results to the database and 12 agencies' files")
     as_of, run_id = "2026-06-30", "nightly-20260630"
     cat, pol = Catalogue.load(), Policy.load()
@@ -309,10 +303,6 @@ def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
 def bench_fit(n_inspections: int) -> None:
     """What `credit calibrate` fits: the PolicyLearner's search (half-lives x regularisation on a
     time-ordered fold, then the refit), on synthetic point-in-time records with a known truth."""
-    from .calibration import PolicyLearner
-    from .catalogue import Catalogue
-    from .evaluate import Policy
-
     print(f"\n[calibrate] learning a candidate policy from {n_inspections:,} past inspections")
     pol = Policy.in_force("2026-06-30")
     feats = sorted(pol.doc["items"])

@@ -12,6 +12,24 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
+import sqlalchemy as sa
+
+from scoring.audit.rerun import rerun
+from scoring.calibration.learn import calibrate, promote
+from scoring.common.catalogue import Catalogue
+from scoring.common.errors import PipelineError
+from scoring.evaluation.explain import explain_entity
+from scoring.history.store import Store, default_home, publications, read_log, runs
+from scoring.intake import ingest as ing
+from scoring.intake.ingest import UnusableFile
+from scoring.pipeline import STEP_NAMES, GateFailed, RunContext, run_step, run_summary
+from scoring.publication.publish import load_agencies
+from scoring.quality import gates as qg
+from scoring.quality import validate as quality
+from scoring.sampling.plans import advise, make_plan, parse_ratios, verify_plan
+from scoring.world.province import write_deliveries
+
 EXIT_OK, EXIT_GATE, EXIT_UNUSABLE = 0, 1, 2
 
 
@@ -32,16 +50,12 @@ def _progress(args):
 
 
 def _home(args) -> Path:
-    from .store import default_home
-
     return Path(args.home).resolve() if getattr(args, "home", None) else default_home()
 
 
 # --------------------------------------------------------------------------- commands
 
 def cmd_demo_data(args) -> int:
-    from .demo_data import write_deliveries
-
     res = write_deliveries(args.out, args.as_of, n_entities=args.entities, seed=args.seed,
                            defect_rate=args.defect_rate, progress=_progress(args))
     if args.json:
@@ -54,8 +68,6 @@ def cmd_demo_data(args) -> int:
 
 
 def _context(args):
-    from .pipeline import RunContext
-
     home = _home(args)
     landing = Path(args.landing) if args.landing else Path(os.environ.get("CREDIT_LANDING") or home / "landing")
     extra = {}
@@ -68,8 +80,6 @@ def _context(args):
 
 
 def cmd_run(args) -> int:
-    from .pipeline import STEP_NAMES, GateFailed, run_step, run_summary
-
     ctx = _context(args)
     if not ctx.landing.is_dir():
         raise CliError(f"landing folder {ctx.landing} does not exist (generate one with `credit demo-data`)")
@@ -96,12 +106,6 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     """Validate one provider file without loading it into the store."""
-    import pandas as pd
-
-    from . import ingest as ing
-    from . import quality
-    from .catalogue import Catalogue
-
     cat = Catalogue.load()
     path = Path(args.file)
     if not path.exists():
@@ -114,7 +118,7 @@ def cmd_check(args) -> int:
     for r in raw.bad_rows["reason"]:
         reasons[r] = reasons.get(r, 0) + 1
     quarantined = len(raw.bad_rows)
-    gates = [quality.gate_schema(path.name, raw.missing_required)]
+    gates = [qg.gate_schema(path.name, raw.missing_required)]
     if not raw.missing_required and len(raw.rows):
         table = "stg_entity" if raw.layout.feed == "register" else "stg_record"
         stg = ing.stage_entities(raw, as_of) if table == "stg_entity" else ing.stage_records(raw, cat, as_of)
@@ -132,7 +136,7 @@ def cmd_check(args) -> int:
     elif raw.missing_required:
         quarantined = raw.received
         reasons["schema_mismatch"] = raw.received
-    gates.append(quality.gate_quarantine_share(path.name, raw.received, quarantined,
+    gates.append(qg.gate_quarantine_share(path.name, raw.received, quarantined,
                                                float(cat.gates["max_quarantine_share"]),
                                                int(cat.gates.get("min_rows_for_share_gate", 0))))
     failed = [g for g in gates if not g.passed]
@@ -151,8 +155,6 @@ def cmd_check(args) -> int:
 
 
 def cmd_agencies(args) -> int:
-    from .publish import load_agencies
-
     ag = load_agencies()
     rows = [{"id": a["id"], "name": a["name"], "level": a["level"], "domain": a["domain"],
              "scope": {"divisions": a.get("divisions", []), "industries": a.get("industries", [])},
@@ -167,8 +169,6 @@ def cmd_agencies(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .explain import explain_entity
-
     out = explain_entity(args.uscc, args.run, db_url=args.db, home=_home(args))
     if args.json:
         _print_json(out)
@@ -178,8 +178,6 @@ def cmd_explain(args) -> int:
 
 
 def cmd_rerun(args) -> int:
-    from .audit import rerun
-
     out = rerun(args.run_id, args.mode, db_url=args.db, home=_home(args), progress=_progress(args))
     if args.json:
         _print_json(out)
@@ -191,28 +189,13 @@ def cmd_rerun(args) -> int:
 
 
 def _parse_ratios(text: str) -> dict[str, float]:
-    out = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        tier, _, value = part.partition("=")
-        tier = tier.strip().upper()
-        if tier not in "ABCD" or not value:
-            raise CliError(f"bad ratio {part!r}: use A=0.03,B=0.1,C=0.4,D=0.8")
-        try:
-            v = float(value)
-        except ValueError:
-            raise CliError(f"bad ratio {part!r}: not a number") from None
-        if not 0 <= v <= 1:
-            raise CliError(f"ratio {part!r} is outside 0..1")
-        out[tier] = v
-    return out
+    try:
+        return parse_ratios(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_sample(args) -> int:
-    from .sampling import make_plan, verify_plan
-    from .store import Store
-
     store = Store.open(args.db, _home(args))
     if args.action == "verify":
         if not args.plan_id:
@@ -224,7 +207,6 @@ def cmd_sample(args) -> int:
             print(f"plan {out['plan_id']}: {'verified' if out['verified'] else 'NOT VERIFIED'} {out['checks']}")
         return EXIT_OK if out["verified"] else EXIT_GATE
     if args.action == "advise":
-        from .sampling import advise
 
         if not args.agency or not args.capacity:
             raise CliError("usage: credit sample advise --agency ID --capacity N [--ratios ...]")
@@ -254,9 +236,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .calibration import calibrate
-    from .store import Store
-
     out = calibrate(Store.open(args.db, _home(args)), until=args.until)
     if args.json:
         _print_json(out)
@@ -271,9 +250,6 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_policy(args) -> int:
-    from .calibration import promote
-    from .store import Store
-
     entry = promote(Store.open(args.db, _home(args)), args.candidate_id, args.approved_by, args.reason,
                     args.effective_from)
     if args.json:
@@ -285,12 +261,7 @@ def cmd_policy(args) -> int:
 
 
 def cmd_status(args) -> int:
-    import sqlalchemy as sa
-
-    from .store import Store, runs
-
     if args.as_of:
-        from .pipeline import RunContext, run_summary
 
         home = _home(args)
         s = run_summary(RunContext(as_of=args.as_of, landing=home / "landing", home=home, db_url=args.db))
@@ -327,10 +298,6 @@ def cmd_status(args) -> int:
 
 def cmd_reads(args) -> int:
     """Review of the agencies' registered reads (seed 004 row 19) and of what was delivered."""
-    import sqlalchemy as sa
-
-    from .store import Store, publications, read_log
-
     store = Store.open(args.db, _home(args))
     with store.engine.connect() as conn:
         q = sa.select(read_log.c.read_id, read_log.c.agency_id, read_log.c.db_role, read_log.c.channel,
@@ -455,9 +422,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"credit {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except Exception as exc:  # the contract: one clear line, never a traceback
-        from .ingest import UnusableFile
-        from .pipeline import PipelineError
-
         if isinstance(exc, UnusableFile):
             print(f"credit {args.command}: {getattr(args, 'file', '')}: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE

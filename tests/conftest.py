@@ -16,7 +16,7 @@ AS_OF = "2026-06-30"
 @pytest.fixture(scope="session")
 def province(tmp_path_factory) -> Path:
     """A 3,000-entity demo province delivered up to 2026-06-30 (folder with landing/ and ground_truth/)."""
-    from scoring.demo_data import write_deliveries
+    from scoring.world.province import write_deliveries
 
     out = tmp_path_factory.mktemp("province")
     write_deliveries(out, AS_OF, n_entities=SMALL_ENTITIES, seed=7, defect_rate=0.02)

@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from conftest import AS_OF, run_cli
-from scoring.layouts import CREDIT_RECORD
+from scoring.intake.layouts import CREDIT_RECORD
 
 
 def test_run_json_contract_and_all_four_tiers(sqlite_run):

@@ -1,8 +1,8 @@
-"""Alembic environment: migrations run programmatically from scoring.store.migrate()."""
+"""Alembic environment: migrations run programmatically from scoring.history.store.migrate()."""
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from scoring.store import metadata
+from scoring.history.store import metadata
 
 config = context.config
 target_metadata = metadata

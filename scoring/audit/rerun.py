@@ -1,0 +1,166 @@
+"""Audit reruns (Art. 41): recompute a past evaluation byte for byte from what was known then,
+or with everything known now, and explain the difference.
+
+A rerun reads only: the run's manifest, the content-addressed catalogue and policy it used, and
+the immutable record batches. It writes only under CREDIT_HOME/audits/: it never publishes and
+never touches stored runs.
+"""
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.config import content_hash
+from scoring.common.errors import PipelineError
+from scoring.evaluation.evaluate import (
+    Policy,
+    canonical_bytes,
+    evaluate_inputs,
+    output_sha256,
+)
+from scoring.history.inputs import load_inputs
+from scoring.history.store import Store, artifacts, runs
+
+MODES = ("as-known-then", "as-known-now")
+COMPARED = ["score", "tier", "override", "flags", "reasons"]
+FAR_FUTURE = "9999-12-31"
+
+
+def _load_run(store, run_id: str) -> tuple[dict, dict]:
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+    if row is None or not row.manifest_json:
+        raise PipelineError(f"no scored run {run_id!r} to rerun")
+    return dict(row._mapping), json.loads(row.manifest_json)
+
+
+def _artifact(conn, sha: str) -> dict:
+    text = conn.execute(sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)).scalar()
+    if text is None:
+        raise PipelineError(f"artifact {sha[:12]}… is missing from the store")
+    doc = json.loads(text)
+    if content_hash(doc) != sha:
+        raise PipelineError(f"artifact {sha[:12]}… does not match its hash")
+    return doc
+
+
+def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, home: Path | None = None,
+          progress=None) -> dict:
+
+    if mode not in MODES:
+        raise PipelineError(f"mode must be one of {', '.join(MODES)}")
+    say = progress or (lambda m: None)
+    store = Store.open(db_url, home)
+    run, manifest = _load_run(store, run_id)
+    t0 = time.perf_counter()
+    with store.engine.connect() as conn:
+        cat = Catalogue.from_doc(_artifact(conn, manifest["catalogue_sha256"]))
+        pol = Policy.from_doc(_artifact(conn, manifest["policy_sha256"]))
+        if mode == "as-known-then":
+            ids = [b["batch_id"] for b in manifest["input_batches"]]
+            ent, rec, chg, batches = load_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
+            missing = sorted(set(ids) - {b["batch_id"] for b in batches})
+            if missing:
+                raise PipelineError(f"input batches missing from the store: {', '.join(missing[:3])}")
+        else:
+            ent, rec, chg, batches = load_inputs(store, conn, FAR_FUTURE)
+    say(f"rerun {run_id} ({mode}): {len(ent):,} entities, {len(rec):,} records, {len(chg):,} changes")
+    results = evaluate_inputs(ent, rec, chg, cat, pol, manifest["as_of"])
+    seconds = time.perf_counter() - t0
+    out_sha = output_sha256(results)
+    input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
+    identical = out_sha == manifest["output_sha256"]
+    if identical:  # same canonical bytes: no entity can differ
+        diff = diff_results(results.iloc[:0], results.iloc[:0])
+    else:
+        with store.engine.connect() as conn:
+            diff = diff_results(store.read_run_results(conn, run_id, manifest), results)
+    out = {"run_id": run_id, "mode": mode, "as_of": manifest["as_of"],
+           "knowledge_cutoff": manifest["knowledge_cutoff"] if mode == "as-known-then" else "now",
+           "identical": identical, "output_sha256": out_sha, "original_output_sha256": manifest["output_sha256"],
+           "input_sha256": input_sha, "original_input_sha256": manifest["input_sha256"],
+           "changed_entities": sorted(diff["uscc"].unique().tolist()), "rerun_seconds": round(seconds, 3),
+           "original_score_seconds": manifest.get("timings", {}).get("score_seconds")}
+    if mode == "as-known-then" and not identical:
+        out["input_changed"] = out["input_sha256"] != out["original_input_sha256"]
+    causes = pd.DataFrame()
+    if mode == "as-known-now" and len(diff):
+        original_ids = {b["batch_id"] for b in manifest["input_batches"]}
+        causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"])
+    folder = store.home / "audits" / run_id / mode
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rerun.json").write_text(json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True))
+    (folder / "entity_score.csv").write_bytes(canonical_bytes(results))
+    diff.to_csv(folder / "diff.csv", index=False, encoding="utf-8-sig")
+    causes.to_csv(folder / "causes.csv", index=False, encoding="utf-8-sig")
+    out["report"] = str(write_auditor_report(folder, run, manifest, out, diff, causes))
+    return out
+
+
+def diff_results(stored: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """Entities whose score, tier, override, flags or reasons differ (or appear/disappear)."""
+    cols = ["uscc"] + COMPARED
+    a = stored[cols].astype({c: str for c in COMPARED})
+    b = now[cols].astype({c: str for c in COMPARED})
+    m = a.merge(b, on="uscc", how="outer", suffixes=("_then", "_now"), indicator=True)
+    changed = m["_merge"] != "both"
+    for c in COMPARED:
+        changed |= m[f"{c}_then"].fillna("") != m[f"{c}_now"].fillna("")
+    d = m[changed].drop(columns="_merge").sort_values("uscc", ignore_index=True)
+    return d
+
+
+def explain_causes(diff: pd.DataFrame, rec: pd.DataFrame, chg: pd.DataFrame, original_ids: set, as_of) -> pd.DataFrame:
+    """Records and changes learned after the original run that touch each changed entity."""
+    changed = set(diff["uscc"])
+    parts = []
+    if len(rec):
+        late = rec[~rec["batch_id"].isin(original_ids) & rec["uscc"].isin(changed)]
+        late = late[pd.to_datetime(late["decision_date"]) <= pd.Timestamp(as_of)]
+        parts.append(pd.DataFrame({"uscc": late["uscc"], "cause": "late_delivery", "record_key": late["record_key"],
+                                   "item_code": late["item_code"], "effective_date": late["decision_date"],
+                                   "known_from": late["known_from"], "source": late["source_file"] + ":" +
+                                   late["line_no"].astype(str)}))
+    if len(chg):
+        new = chg[~chg["batch_id"].isin(original_ids) & chg["subject_code"].isin(changed)]
+        parts.append(pd.DataFrame({"uscc": new["subject_code"], "cause": new["op"].map(
+            {"correct": "correction", "revoke": "revocation", "objection": "objection",
+             "objection_closed": "objection_closed", "repair": "repair"}), "record_key": new["record_key"],
+            "item_code": new["item_code"], "effective_date": new["effective_date"], "known_from": new["known_from"],
+            "source": new["source_file"] + ":" + new["line_no"].astype(str)}))
+    if not parts:
+        return pd.DataFrame(columns=["uscc", "cause", "record_key", "item_code", "effective_date", "known_from", "source"])
+    return pd.concat(parts, ignore_index=True).sort_values(["uscc", "known_from", "record_key"], ignore_index=True)
+
+
+def write_auditor_report(folder: Path, run: dict, manifest: dict, out: dict, diff: pd.DataFrame,
+                         causes: pd.DataFrame) -> Path:
+    verdict = ("<p class='ok'>IDENTICAL — the rerun reproduces the original output byte for byte.</p>"
+               if out["identical"] else
+               f"<p class='fail'>DIFFERENT — {len(out['changed_entities'])} entities differ.</p>")
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
+                   for k, v in sorted(manifest.items()) if k != "input_batches")
+    parts = ["<html><head><meta charset='utf-8'><title>审计复算 Audit rerun</title><style>"
+             "body{font-family:'Noto Sans CJK SC',sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "font-size:12px;text-align:left}table{border-collapse:collapse}.ok{color:#070;font-weight:bold}"
+             ".fail{color:#b00;font-weight:bold}</style></head><body>",
+             f"<h1>审计复算 Audit rerun — {html.escape(out['run_id'])} ({html.escape(out['mode'])})</h1>", verdict,
+             f"<p>output_sha256 now <code>{out['output_sha256']}</code>, original "
+             f"<code>{out['original_output_sha256']}</code>; rerun {out['rerun_seconds']} s "
+             f"(original scoring {out['original_score_seconds']} s)</p>",
+             "<h2>Run manifest</h2><table>" + rows + "</table>",
+             f"<p>{len(manifest['input_batches'])} input batches, each verified against its sha256.</p>",
+             "<h2>差异 Differences</h2>" + (diff.to_html(index=False) if len(diff) else "<p>none</p>"),
+             "<h2>原因 Causes (records and changes learned after the original run)</h2>" +
+             (causes.to_html(index=False) if len(causes) else "<p>none</p>"),
+             "<p>Drill down: <code>credit explain USCC --run " + html.escape(out["run_id"]) + "</code></p>",
+             "</body></html>"]
+    path = folder / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

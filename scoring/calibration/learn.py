@@ -1,0 +1,563 @@
+"""Close the loop (seed 004 row 21): learn a candidate policy from what inspectors found.
+
+- A point-in-time training set: for every past inspection, the entity's records as known and in
+  force the day before it (decay included), and whether problems were found.
+- A sign-constrained logistic model (scikit-learn conventions) so that more negative records can
+  never lower risk and more positive ones never raise it.
+- Its coefficients become points per catalogue item: a policy the engine runs like any other.
+- Temporal validation against the current policy; a model card; nothing promotes itself.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import log_loss, roc_auc_score
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.config import canonical_json, content_hash
+from scoring.common.errors import PipelineError
+from scoring.common.plots import use_cjk_font
+from scoring.evaluation.evaluate import (
+    DAYS_PER_MONTH,
+    NA_DAY,
+    PUB_KINDS,
+    Policy,
+    add_months_by_table,
+    day_numbers,
+    item_table,
+)
+from scoring.history.inputs import load_inputs
+from scoring.history.store import artifacts
+
+INSPECTION_ITEMS = ("INSPECTION_PASS", "INSPECTION_FAIL")
+TIERS = ("A", "B", "C", "D")
+
+
+class SignConstrainedLogisticRegression(ClassifierMixin, BaseEstimator):
+    """L2-regularised logistic regression whose coefficients obey given signs (+1: >= 0,
+    -1: <= 0, 0: free), fitted with L-BFGS-B. Deterministic; random_state is kept for the
+    scikit-learn contract (the start point is zero).
+
+    coef_prior: the penalty pulls the coefficients towards these values instead of towards zero
+    (e.g. the current policy's points in logits: with little data the fit stays near what experts
+    wrote and moves only as far as the outcomes support)."""
+
+    def __init__(self, signs=None, C: float = 1.0, max_iter: int = 500, random_state: int | None = 0,
+                 coef_prior=None):
+        self.signs = signs
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.coef_prior = coef_prior
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        n, k = X.shape
+        signs = np.zeros(k) if self.signs is None else np.asarray(self.signs)
+        bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+        prior = np.zeros(k) if self.coef_prior is None else np.asarray(self.coef_prior, dtype=np.float64)
+
+        def loss(w):
+            z = X @ w[:-1] + w[-1]
+            p = expit(z)
+            dev = w[:-1] - prior
+            ll = np.sum(np.logaddexp(0, z) - y * z) / n + 0.5 / (self.C * n) * np.dot(dev, dev)
+            grad = np.append(X.T @ (p - y) / n + dev / (self.C * n), np.sum(p - y) / n)
+            return ll, grad
+
+        res = minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": self.max_iter})
+        self.coef_ = res.x[:-1].copy()
+        self.intercept_ = float(res.x[-1])
+        self.classes_ = np.array([0, 1])
+        self.n_iter_ = int(res.nit)
+        return self
+
+    def decision_function(self, X):
+        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+    def predict_proba(self, X):
+        p = expit(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return (self.decision_function(X) > 0).astype(int)
+
+
+# --------------------------------------------------------------------------- point-in-time features
+
+def point_in_time_records(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
+                          catalogue: Catalogue, policy: Policy) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The records behind each inspection's features, before decay: (rows, pairs, scored items).
+
+    rows: one per inspection (uscc, decision_date, label). pairs: one per scored record known and
+    in force the day before that inspection (row, item_code, age_days). Nothing dated or learned on
+    or after the inspection day counts. Kept apart from decay so that half-lives can be learned
+    without rebuilding the set.
+    """
+    items = item_table(catalogue, policy, "2100-01-01")
+    scored = items[items["scored"] & ~items["item_code"].isin(INSPECTION_ITEMS)]["item_code"].tolist()
+    scored = sorted(set(scored) | {"INSPECTION_FAIL", "INSPECTION_PASS"})
+    ins = inspections.reset_index(drop=True).assign(row=lambda d: np.arange(len(d)))
+    as_day = day_numbers(ins.assign(d=pd.to_datetime(ins["decision_date"]) - pd.Timedelta(days=1)), "d")
+    rec = records[records["uscc"].isin(set(ins["uscc"]))]
+    pairs = ins[["row", "uscc"]].merge(rec, on="uscc", how="inner")
+    day = as_day[pairs["row"].to_numpy()]
+    dec = day_numbers(pairs, "decision_date")
+    # Publicity under the rules in force on that day (two rule sets: before and from 2026-04-01).
+    until = np.full(len(pairs), NA_DAY, dtype=np.int32)
+    for rule in catalogue.doc["publicity_rules"]:
+        start = (pd.Timestamp(str(rule["effective_from"])) - pd.Timestamp("1970-01-01")).days
+        tab = item_table(catalogue, policy, str(rule["effective_from"]))
+        ii = pd.Categorical(pairs["item_code"], categories=tab["item_code"]).codes.astype(np.int16)
+        ii = np.where(ii < 0, 0, ii).astype(np.int16)
+        u = add_months_by_table(dec, ii, tab["months"].to_numpy())
+        kind = tab["pub_kind"].to_numpy()[ii]
+        given = day_numbers(pairs, "publicity_end_date")
+        shorter = (kind == PUB_KINDS.index("rules")) & (given != NA_DAY) & (given < u)
+        u[shorter] = given[shorter]
+        u[kind == PUB_KINDS.index("validity")] = day_numbers(pairs, "valid_to_date")[kind == PUB_KINDS.index("validity")]
+        u[kind == PUB_KINDS.index("none")] = NA_DAY
+        until = np.where(day >= start, u, until)
+    # Valid time decides: a record counts if decided before the inspection day and still in force.
+    # (Knowledge time cannot: the history before go-live was loaded in one backfill, so its
+    # known_from is the load date. Everything used is known by the training cutoff.)
+    ok = (dec != NA_DAY) & (dec < day + 1) & ((until == NA_DAY) | (until > day))
+    if changes is not None and len(changes):
+        ch = changes.assign(eff=day_numbers(changes, "effective_date"), kn=day_numbers(changes, "known_from"))
+        for op in ("repair", "revoke"):
+            c = ch[ch["op"] == op].groupby("record_key").agg(eff=("eff", "min"), kn=("kn", "min"))
+            eff = pairs["record_key"].map(c["eff"]).fillna(NA_DAY).to_numpy(np.int64)
+            kn = pairs["record_key"].map(c["kn"]).fillna(NA_DAY).to_numpy(np.int64)
+            # A revoked record was never true; a repair counts from its date.
+            hit = (kn != NA_DAY) & ((eff <= day) if op == "repair" else True)
+            ok &= ~hit
+    ok &= pairs["item_code"].isin(scored).to_numpy()
+    age = np.clip(day - dec, 0, None)
+    out_pairs = pd.DataFrame({"row": pairs["row"].to_numpy()[ok], "item_code": pairs["item_code"].to_numpy()[ok],
+                              "age_days": age[ok].astype(np.int32)})
+    rows = ins[["uscc", "decision_date"]].copy()
+    rows["label"] = (ins["item_code"] == "INSPECTION_FAIL").astype(int).to_numpy()
+    return rows, out_pairs, scored
+
+
+def decayed_counts(pairs: pd.DataFrame, n_rows: int, features: list[str], half_lives: dict) -> np.ndarray:
+    """Sum per row and item of 0.5 ** (age / half-life) (1 per record where the half-life is None
+    or NaN): the engine's weight of each record on the day before the inspection."""
+    col = pd.Categorical(pairs["item_code"], categories=features).codes
+    half = np.array([np.nan if half_lives.get(f) is None else float(half_lives[f]) for f in features])[col]
+    with np.errstate(invalid="ignore"):
+        age = pairs["age_days"].to_numpy(np.float64)
+        w = np.where(np.isnan(half), 1.0, np.power(0.5, age / (half * DAYS_PER_MONTH)))
+    X = np.zeros((n_rows, len(features)))
+    np.add.at(X, (pairs["row"].to_numpy(), col), w)
+    return X
+
+
+def policy_half_lives(policy: Policy) -> dict:
+    return {code: spec.get("half_life_months") for code, spec in policy.doc["items"].items()}
+
+
+def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
+                           catalogue: Catalogue, policy: Policy) -> tuple[pd.DataFrame, list[str]]:
+    """One row per inspection: decayed counts (the policy's half-lives) per scored item of the
+    entity's records known and in force the day before the inspection, and the label."""
+    rows, pairs, scored = point_in_time_records(inspections, records, changes, catalogue, policy)
+    out = rows.copy()
+    out[scored] = decayed_counts(pairs, len(rows), scored, policy_half_lives(policy))
+    return out, scored
+
+
+# --------------------------------------------------------------------------- policy scores from features
+
+def policy_scores(X: pd.DataFrame, features: list[str], policy: Policy) -> tuple[np.ndarray, np.ndarray]:
+    """Score and tier for feature rows under a policy (same arithmetic as the engine)."""
+    pts = policy.items_frame().set_index("item_code")
+    total = np.zeros(len(X))
+    for d in policy.doc["dimensions"]:
+        cols = [f for f in features if f in pts.index and pts.at[f, "dimension"] == d["id"]]
+        raw = X[cols].to_numpy() @ pts.loc[cols, "points"].to_numpy() if cols else np.zeros(len(X))
+        total += np.clip(raw, d["min"], d["max"])
+    score = np.floor(np.clip(policy.doc["scale"]["base"] + total, 0, 1000) + 0.5)
+    tiers = policy.doc["tiers"]
+    tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
+    listed = [f for f in features if f in policy.doc["overrides"]["severe_list_items"]]
+    if listed:
+        tier = np.where(X[listed].to_numpy().sum(axis=1) > 0, "D", tier)
+    return score, tier
+
+
+def ks_statistic(y: np.ndarray, risk: np.ndarray) -> float:
+    order = np.argsort(-risk, kind="stable")
+    y = y[order]
+    tpr = np.cumsum(y) / max(1, y.sum())
+    fpr = np.cumsum(1 - y) / max(1, (1 - y).sum())
+    return float(np.max(np.abs(tpr - fpr)))
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    e = np.clip(expected / max(1, expected.sum()), 1e-6, None)
+    a = np.clip(actual / max(1, actual.sum()), 1e-6, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def evaluate_policy(X, features, y, policy) -> dict:
+    score, tier = policy_scores(X, features, policy)
+    hit = {t: (float(y[tier == t].mean()) if (tier == t).any() else None) for t in TIERS}
+    return {"auc": float(roc_auc_score(y, -score)) if len(set(y)) > 1 else None,
+            "ks": ks_statistic(y, -score), "hit_rate_by_tier": hit,
+            "lift_d_over_a": (hit["D"] / hit["A"]) if hit["A"] and hit["D"] is not None else None,
+            "tier_counts": {t: int((tier == t).sum()) for t in TIERS}}
+
+
+# --------------------------------------------------------------------------- learning the policy's numbers
+
+HALF_LIFE_SCALES = (1.0, 2.0, 4.0, None)  # times the current half-lives; None: no decay
+CS = (0.01, 0.1, 1.0, 10.0)
+PRIORS = ("zero", "current")
+
+
+def _integral(x):
+    """Whole numbers stay ints so the candidate's canonical JSON reads like a hand-written one."""
+    return int(x) if x is not None and float(x).is_integer() else x
+
+
+class PolicyLearner(BaseEstimator):
+    """Learns the numbers of a policy from point-in-time records and inspection outcomes.
+
+    The candidate must be a policy the engine runs (points per item, half-lives, caps), so the
+    search is over exactly those: half-lives as a scale of the current ones (or none), and the
+    sign-constrained model's regularisation, pulled towards zero or towards the current policy's
+    points. Choices are made on the latest ``validation_share`` of the rows it is given (a
+    time-ordered fold: fit on earlier inspections, score later ones, by log-loss), then the
+    chosen model is refitted on all of them. Give it the training period only.
+
+    fit(pairs, y, days): pairs has row (index into y), item_code, age_days (point_in_time_records);
+    days orders the rows in time (the inspection day).
+    """
+    def __init__(self, current: Policy | None = None, features=None, signs=None,
+                 half_life_scales=HALF_LIFE_SCALES, Cs=CS, priors=PRIORS, validation_share: float = 0.3,
+                 random_state: int | None = 0):
+        self.current = current
+        self.features = features
+        self.signs = signs
+        self.half_life_scales = half_life_scales
+        self.Cs = Cs
+        self.priors = priors
+        self.validation_share = validation_share
+        self.random_state = random_state
+
+    def _half_lives(self, scale) -> dict:
+        cur = policy_half_lives(self.current)
+        return {f: None if scale is None or cur.get(f) is None else _integral(float(cur[f]) * scale)
+                for f in self.features}
+
+    def fit(self, pairs: pd.DataFrame, y, days):
+        y = np.asarray(y, dtype=int)
+        days = np.asarray(days)
+        n, feats = len(y), list(self.features)
+        points = self.current.items_frame().set_index("item_code")["points"].reindex(feats).fillna(0.0).to_numpy()
+        # The current policy's scale in logits per point on these rows: the prior's scale, and the
+        # candidate's points per logit (its points then read like the current ones).
+        cur_score, _ = policy_scores(pd.DataFrame(decayed_counts(pairs, n, feats, policy_half_lives(self.current)),
+                                                  columns=feats), feats, self.current)
+        one = SignConstrainedLogisticRegression(signs=[-1], C=1e6, random_state=self.random_state)
+        per_point = -float(one.fit(cur_score[:, None] / 100.0, y).coef_[0]) / 100.0 if len(set(y)) > 1 else 0.0
+        self.current_logit_per_point_ = per_point
+        self.points_per_logit_ = 1.0 / per_point if per_point > 1e-4 else 150.0
+        lo = np.where(np.asarray(self.signs) > 0, 0.0, -np.inf)
+        hi = np.where(np.asarray(self.signs) < 0, 0.0, np.inf)
+        self.prior_coef_ = np.clip(-points * per_point, lo, hi)
+        X = {s: decayed_counts(pairs, n, feats, self._half_lives(s)) for s in self.half_life_scales}
+        cut = np.quantile(days, 1 - self.validation_share) if n else 0
+        fit_rows, val_rows = days <= cut, days > cut
+        self.search_ = []
+        best = None
+        if len(set(y[fit_rows])) > 1 and len(set(y[val_rows])) > 1:
+            for s in self.half_life_scales:
+                for prior in self.priors:
+                    for C in self.Cs:
+                        m = self._model(C, prior).fit(X[s][fit_rows], y[fit_rows])
+                        p = m.predict_proba(X[s][val_rows])[:, 1]
+                        row = {"half_life_scale": s, "prior": prior, "C": C,
+                               "val_log_loss": float(log_loss(y[val_rows], p, labels=[0, 1])),
+                               "val_auc": float(roc_auc_score(y[val_rows], p))}
+                        self.search_.append(row)
+                        if best is None or row["val_log_loss"] < best["val_log_loss"] - 1e-12:
+                            best = row
+        if best is None:  # too little data to choose: stay closest to the current policy
+            best = {"half_life_scale": 1.0, "prior": "current", "C": min(self.Cs)}
+        self.half_life_scale_, self.prior_, self.C_ = best["half_life_scale"], best["prior"], best["C"]
+        self.half_lives_ = self._half_lives(self.half_life_scale_)
+        self.validation_rows_ = int(val_rows.sum())
+        self.model_ = self._model(self.C_, self.prior_).fit(X[self.half_life_scale_], y)
+        self.coef_ = self.model_.coef_
+        return self
+
+    def _model(self, C, prior):
+        return SignConstrainedLogisticRegression(signs=self.signs, C=C, random_state=self.random_state,
+                                                 coef_prior=self.prior_coef_ if prior == "current" else None)
+
+    def transform(self, pairs: pd.DataFrame, n_rows: int) -> np.ndarray:
+        return decayed_counts(pairs, n_rows, list(self.features), self.half_lives_)
+
+    def predict_proba(self, pairs: pd.DataFrame, n_rows: int) -> np.ndarray:
+        return self.model_.predict_proba(self.transform(pairs, n_rows))
+
+
+# --------------------------------------------------------------------------- candidate
+
+def candidate_policy(learner: PolicyLearner, features: list[str], current: Policy, X_pop: np.ndarray,
+                     X_pop_current: np.ndarray) -> Policy:
+    """The learned numbers as a policy: points per item (coefficients times the current policy's
+    points per logit), the learned half-lives, caps widened where the learned points would
+    otherwise clip the training population (the outcomes rise with every further record, they do
+    not level off, so a binding cap throws away what was learned; caps are never narrowed), and
+    cut scores at the current policy's tier shares. X_pop: the training population's counts under
+    the learned half-lives; X_pop_current: under the current ones."""
+    doc = json.loads(json.dumps(current.doc))
+    for f, c in zip(features, learner.coef_):
+        if f in doc["items"]:
+            doc["items"][f]["points"] = int(np.round(-c * learner.points_per_logit_))
+            doc["items"][f]["half_life_months"] = learner.half_lives_[f]
+    pts = np.array([doc["items"][f]["points"] for f in features], dtype=np.float64)
+    for d in doc["dimensions"]:
+        cols = np.array([doc["items"][f]["dimension"] == d["id"] for f in features])
+        raw = X_pop[:, cols] @ pts[cols] if cols.any() and len(X_pop) else np.zeros(1)
+        d["min"] = int(min(d["min"], np.floor(raw.min())))
+        d["max"] = int(max(d["max"], np.ceil(raw.max())))
+    doc["version_label"] = "candidate"
+    doc["policy"] = current.doc["policy"]
+    cand = Policy.from_doc(doc)
+    cur_score, _ = policy_scores(pd.DataFrame(X_pop_current, columns=features), features, current)
+    cand_score, _ = policy_scores(pd.DataFrame(X_pop, columns=features), features, cand)
+    # Shares by score among entities the severe-list override leaves alone: counting the listed
+    # ones here as well would send them to D twice over and fill D with the next-lowest scores.
+    listed = [features.index(f) for f in current.doc["overrides"]["severe_list_items"] if f in features]
+    free = ~(X_pop_current[:, listed].sum(axis=1) > 0) if listed else np.ones(len(cur_score), dtype=bool)
+    if not free.any():
+        free = np.ones(len(cur_score), dtype=bool)
+    cur_tier = np.select([cur_score[free] >= t["min_score"] for t in current.doc["tiers"]], list(TIERS), "D")
+    cand_score = cand_score[free]
+    shares = np.cumsum([(cur_tier == t).mean() for t in TIERS])
+    cuts, prev = [], 1001
+    for t, share in zip(TIERS[:-1], shares[:-1]):
+        q = int(np.quantile(cand_score, 1 - share)) if share > 0 else 1000
+        q = min(q, prev - 1)
+        cuts.append(q)
+        prev = q
+    for t, cut in zip(doc["tiers"][:-1], cuts):
+        t["min_score"] = max(1, cut)
+    doc["tiers"][-1]["min_score"] = 0
+    return Policy.from_doc(doc)
+
+
+# --------------------------------------------------------------------------- how sure is "better"
+
+def _weighted_auc(value_idx: np.ndarray, n_values: int, y: np.ndarray, w: np.ndarray) -> float:
+    """AUC with row weights; value_idx ranks the rows' risks (equal risks share an index: ties count half)."""
+    pos = np.bincount(value_idx, weights=w * y, minlength=n_values)
+    neg = np.bincount(value_idx, weights=w * (1 - y), minlength=n_values)
+    below = np.cumsum(neg) - neg
+    denom = pos.sum() * neg.sum()
+    return float(np.dot(pos, below + 0.5 * neg) / denom) if denom > 0 else float("nan")
+
+
+def paired_auc_difference(y, risk_a, risk_b, groups, resamples: int = 2000, random_state: int = 0) -> dict:
+    """AUC(a) - AUC(b) on the same inspections, with a 95% percentile interval from a paired
+    bootstrap that resamples entities (an entity's inspections move together; both policies are
+    scored on the same draw). Seeded: same inputs, same interval."""
+    y = np.asarray(y, dtype=np.float64)
+    ia = np.unique(np.asarray(risk_a), return_inverse=True)[1].ravel()
+    ib = np.unique(np.asarray(risk_b), return_inverse=True)[1].ravel()
+    na, nb = int(ia.max()) + 1 if len(ia) else 0, int(ib.max()) + 1 if len(ib) else 0
+    g = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    ones = np.ones(len(y))
+    est = _weighted_auc(ia, na, y, ones) - _weighted_auc(ib, nb, y, ones)
+    rng = np.random.default_rng(random_state)
+    n_groups = int(g.max()) + 1 if len(g) else 0
+    diffs = np.empty(resamples)
+    for b in range(resamples):
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[g].astype(np.float64)
+        diffs[b] = _weighted_auc(ia, na, y, w) - _weighted_auc(ib, nb, y, w)
+    diffs = diffs[~np.isnan(diffs)]
+    lo, hi = (np.quantile(diffs, [0.025, 0.975]) if len(diffs) else (np.nan, np.nan))
+    return {"auc_difference": float(est), "ci95": [float(lo), float(hi)],
+            "share_of_resamples_above_zero": float((diffs > 0).mean()) if len(diffs) else None,
+            "resamples": int(resamples), "resampled_by": "entity", "seed": random_state}
+
+
+def calibrate(store, until: str | None = None, train_share: float = 0.7, random_state: int = 0) -> dict:
+    """Build the training set, learn the candidate on the earlier inspections only, compare it
+    with the current policy on the later ones, write the model card, store the candidate by
+    content hash. Returns the metrics for the candidate and the current policy."""
+    until = until or "9999-12-31"
+    with store.engine.connect() as conn:
+        _, rec, chg, batches = load_inputs(store, conn, until)
+    if rec.empty:
+        raise PipelineError("no records in the store to calibrate on")
+    cat = Catalogue.load()
+    current = Policy.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")).date().isoformat())
+    ins = rec[rec["item_code"].isin(INSPECTION_ITEMS) & (pd.to_datetime(rec["decision_date"]) <= until)]
+    ins = ins.sort_values(["decision_date", "record_key"], ignore_index=True)
+    rows, pairs, features = point_in_time_records(ins, rec, chg, cat, current)
+    days = day_numbers(rows, "decision_date")
+    split = pd.to_datetime(rows["decision_date"]).quantile(train_share)
+    split_day = (pd.Timestamp(split).normalize() - pd.Timestamp("1970-01-01")).days
+    is_train = days <= split_day
+    train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    # Each side numbered from 0 so the learner and the metrics see only their own rows.
+    sub = {name: (rows.iloc[idx].reset_index(drop=True),
+                  pairs[np.isin(pairs["row"].to_numpy(), idx)].assign(
+                      row=lambda d, idx=idx: np.searchsorted(idx, d["row"].to_numpy())))
+           for name, idx in (("train", train_idx), ("test", test_idx))}
+    (train, train_pairs), (test, test_pairs) = sub["train"], sub["test"]
+    nature = {i["code"]: i["nature"] for i in cat.items}
+    signs = [1 if nature.get(f) == "negative" else -1 for f in features]
+    learner = PolicyLearner(current=current, features=features, signs=signs, random_state=random_state)
+    learner.fit(train_pairs, train["label"].to_numpy(), days[train_idx])
+    X_train = learner.transform(train_pairs, len(train))
+    X_train_cur = decayed_counts(train_pairs, len(train), features, policy_half_lives(current))
+    cand = candidate_policy(learner, features, current, X_train, X_train_cur)
+    # Each policy is scored on the test inspections with its own half-lives, as the engine would.
+    X_cand = pd.DataFrame(decayed_counts(test_pairs, len(test), features, policy_half_lives(cand)), columns=features)
+    X_cur = pd.DataFrame(decayed_counts(test_pairs, len(test), features, policy_half_lives(current)), columns=features)
+    y = test["label"].to_numpy()
+    p = learner.model_.predict_proba(X_cand.to_numpy())[:, 1]
+    cand_metrics = evaluate_policy(X_cand, features, y, cand)
+    base_metrics = evaluate_policy(X_cur, features, y, current)
+    cs, ct = policy_scores(X_cand, features, cand)
+    bs, bt = policy_scores(X_cur, features, current)
+    comparison = paired_auc_difference(y, -cs, -bs, test["uscc"].to_numpy(), random_state=random_state)
+    hit = [cand_metrics["hit_rate_by_tier"][t] for t in TIERS]
+    comparison["beats_baseline"] = bool(comparison["auc_difference"] > 0)
+    comparison["beats_baseline_at_95"] = bool(comparison["ci95"][0] > 0)
+    comparison["hit_rates_rise_a_to_d"] = bool(None not in hit and all(a < b for a, b in zip(hit, hit[1:])))
+    bins = np.linspace(0, 1000, 21)
+    deciles = pd.qcut(p, 10, duplicates="drop", labels=False)
+    calib = pd.DataFrame({"p": p, "y": y, "bin": deciles}).groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"))
+    candidate_id = "cand-" + cand.sha256[:16]
+    learned = {"half_life_scale": learner.half_life_scale_, "half_lives": learner.half_lives_,
+               "prior": learner.prior_, "C": learner.C_, "points_per_logit": round(learner.points_per_logit_, 4),
+               "caps": {d["id"]: [d["min"], d["max"]] for d in cand.doc["dimensions"]},
+               "cut_scores": {t["tier"]: t["min_score"] for t in cand.doc["tiers"]},
+               "validation_inspections": learner.validation_rows_,
+               "search": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+                          for r in learner.search_]}
+    out = {"candidate_id": candidate_id, "candidate_sha256": cand.sha256, "current_policy_sha256": current.sha256,
+           "train": {"inspections": int(len(train)), "until": str(pd.Timestamp(split).date())},
+           "test": {"inspections": int(len(test)), "problem_rate": float(y.mean()) if len(y) else None},
+           "model_auc": float(roc_auc_score(y, p)) if len(set(y)) > 1 else None,
+           **cand_metrics, "baseline": base_metrics, "comparison": comparison, "learned": learned,
+           "psi_score": psi(np.histogram(bs, bins)[0], np.histogram(cs, bins)[0]),
+           "psi_tier": psi(np.array([(bt == t).sum() for t in TIERS]), np.array([(ct == t).sum() for t in TIERS])),
+           "tier_changes": int((bt != ct).sum()),
+           "calibration": calib.round(4).reset_index().to_dict("records"),
+           "coefficients": dict(zip(features, np.round(learner.coef_, 6).tolist())),
+           "input_sha256": content_hash([[b["batch_id"], b["sha256"]] for b in batches])}
+    folder = store.home / "candidates" / candidate_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "policy.json").write_text(canonical_json(cand.doc), encoding="utf-8")
+    (folder / "metrics.json").write_text(json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True))
+    out["model_card"] = str(write_model_card(folder, out, test, features, p, cs, bs))
+    with store.engine.begin() as conn:
+        store.save_artifact(conn, "candidate", cand.sha256, canonical_json(cand.doc), candidate_id)
+    return out
+
+
+def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_score) -> Path:
+    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    use_cjk_font()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(4)
+    cand = [m["hit_rate_by_tier"][t] or 0 for t in TIERS]
+    base = [m["baseline"]["hit_rate_by_tier"][t] or 0 for t in TIERS]
+    ax[0].bar(x - 0.2, base, 0.4, label="现行 current")
+    ax[0].bar(x + 0.2, cand, 0.4, label="候选 candidate")
+    ax[0].set_xticks(x, TIERS)
+    ax[0].set_title("问题发现率 hit rate by tier (later inspections)")
+    ax[0].legend()
+    cal = pd.DataFrame(m["calibration"])
+    ax[1].plot(cal["predicted"], cal["observed"], marker="o")
+    ax[1].plot([0, 1], [0, 1], ls="--", color="grey")
+    ax[1].set_title("校准 calibration")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(m['baseline'].get(k)))}</td><td>{html.escape(str(m.get(k)))}</td></tr>"
+                   for k in ("auc", "ks", "hit_rate_by_tier", "lift_d_over_a", "tier_counts"))
+    c, learned = m["comparison"], m["learned"]
+    verdict = ("better than the current policy, and the 95% interval excludes no difference"
+               if c["beats_baseline_at_95"]
+               else "better than the current policy on these inspections, but the 95% interval includes no difference"
+               if c["beats_baseline"] else "not better than the current policy on these inspections")
+    decay = ("none (no decay)" if learned["half_life_scale"] is None
+             else f"{learned['half_life_scale']} times the current ones")
+    search = "".join(f"<tr><td>{r['half_life_scale']}</td><td>{r['prior']}</td><td>{r['C']}</td>"
+                     f"<td>{r['val_log_loss']:.4f}</td><td>{r['val_auc']:.4f}</td></tr>" for r in learned["search"])
+    text = ("<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
+            f"<h1>模型卡 Model card — {m['candidate_id']}</h1><p>Status: <b>candidate</b> (not in force; promote with "
+            "<code>credit policy promote</code>, approver and reason required)</p>"
+            f"<p>Trained on {m['train']['inspections']} inspections up to {m['train']['until']}; tested on "
+            f"{m['test']['inspections']} later ones. Model AUC {m['model_auc']}. PSI score {m['psi_score']:.4f}, "
+            f"tier {m['psi_tier']:.4f}; {m['tier_changes']} test entities change tier.</p>"
+            f"<h2>Candidate against the current policy</h2><p>AUC difference {c['auc_difference']:+.4f} "
+            f"(95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f}; {c['share_of_resamples_above_zero']:.1%} of "
+            f"{c['resamples']} paired bootstrap resamples of entities above zero, seed {c['seed']}): <b>{verdict}</b>. "
+            f"Hit rates rise strictly from A to D: <b>{'yes' if c['hit_rates_rise_a_to_d'] else 'no'}</b>.</p>"
+            "<table border=1><tr><th>metric</th><th>current policy</th><th>candidate</th></tr>" + rows + "</table>"
+            f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+            "<h2>What was learned (training period only)</h2>"
+            f"<p>Half-lives: {html.escape(decay)}; "
+            f"regularisation towards {html.escape(learned['prior'])} with C={learned['C']}; "
+            f"{learned['points_per_logit']} points per logit (the current policy's scale on the training period); "
+            f"caps {html.escape(json.dumps(learned['caps']))}; "
+            f"cut scores {html.escape(json.dumps(learned['cut_scores']))}. "
+            f"Chosen by log-loss on the latest {learned['validation_inspections']} training inspections, fitted on the "
+            "earlier ones, then refitted on the whole training period:</p>"
+            "<table border=1><tr><th>half-life scale</th><th>prior</th><th>C</th><th>validation log-loss</th>"
+            "<th>validation AUC</th></tr>" + search + "</table>"
+            "<h2>Coefficients (sign-constrained: negative records never lower risk)</h2><pre>"
+            + html.escape(json.dumps(m["coefficients"], indent=1)) + "</pre></body></html>")
+    path = folder / "model_card.html"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def promote(store, candidate_id: str, approved_by: str, reason: str, effective_from: str) -> dict:
+    """Make a candidate the policy for evaluations from a date; recorded in the policy history."""
+    if not (approved_by or "").strip() or not (reason or "").strip():
+        raise PipelineError("promotion refused: an approver and a reason are required")
+    with store.engine.connect() as conn:
+        text = conn.execute(sa.select(artifacts.c.content_json)
+                            .where(artifacts.c.label == candidate_id)).scalar()
+    if text is None:
+        raise PipelineError(f"no candidate {candidate_id!r}")
+    doc = json.loads(text)
+    pol = Policy.from_doc(doc)
+    folder = store.home / "policy"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{candidate_id}.json").write_text(canonical_json(doc), encoding="utf-8")
+    hist_path = folder / "history.json"
+    history = json.loads(hist_path.read_text()) if hist_path.exists() else []
+    entry = {"effective_from": effective_from, "policy": f"{candidate_id}.json", "sha256": pol.sha256,
+             "approved_by": approved_by, "reason": reason}
+    history.append(entry)
+    hist_path.write_text(json.dumps(history, ensure_ascii=False, indent=1))
+    return entry

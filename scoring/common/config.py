@@ -1,0 +1,34 @@
+"""Configuration as versioned data: where it lives, how it is read, and its content hash.
+
+A version is the sha256 of the document's canonical JSON (sorted keys, no whitespace), so
+renaming or re-indenting a file does not change it but any change of meaning does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Versioned configuration (catalogue, policy, agencies). An installed package points here with
+# CREDIT_CONFIG_DIR; a checkout uses its own config/ folder.
+CONFIG_DIR = Path(os.environ.get("CREDIT_CONFIG_DIR") or REPO_ROOT / "config")
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash(obj) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def load_document(path: Path | str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return doc

@@ -1,0 +1,368 @@
+"""Storage: SQL for metadata and results (SQLite embedded, PostgreSQL in production), Parquet for
+bulk record history.
+
+Record history is append-only and bitemporal. Each accepted batch of records is one Parquet file,
+content-hashed and listed in ``record_batches`` with the run that stored it and its knowledge
+date. A record carries its valid time (decision date, publicity window) and its knowledge time
+(``known_from``, the day we learned it; the batch sequence orders same-day knowledge). A later
+correction is a new version, never an edit, so what an earlier run saw can always be re-read.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("run_id", sa.String(80), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),            # nightly | rerun
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("knowledge_cutoff", sa.Date, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),          # running | gate_failed | scored | published | failed
+    sa.Column("step", sa.String(20)),
+    sa.Column("catalogue_sha256", sa.String(64)),
+    sa.Column("policy_sha256", sa.String(64)),
+    sa.Column("input_sha256", sa.String(64)),
+    sa.Column("output_sha256", sa.String(64)),
+    sa.Column("entities_scored", sa.Integer),
+    sa.Column("tiers_json", sa.Text),
+    sa.Column("manifest_json", sa.Text),
+    sa.Column("message", sa.Text),
+)
+
+landed_files = sa.Table(
+    "landed_files", metadata,
+    sa.Column("run_id", sa.String(80), nullable=False, index=True),
+    sa.Column("path", sa.String(500), nullable=False),           # relative to the landing folder
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("feed", sa.String(40)),
+    sa.Column("layout", sa.String(40)),
+    sa.Column("encoding", sa.String(20)),
+    sa.Column("file_format", sa.String(10)),
+    sa.Column("delivered_on", sa.Date),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("n_bytes", sa.BigInteger),
+    sa.Column("status", sa.String(20), nullable=False),          # staged | stored | rejected | held
+    sa.Column("reject_code", sa.String(40)),
+    sa.Column("message", sa.Text),
+    sa.Column("received", sa.Integer, nullable=False, default=0),
+    sa.Column("accepted", sa.Integer, nullable=False, default=0),
+    sa.Column("quarantined", sa.Integer, nullable=False, default=0),
+    sa.PrimaryKeyConstraint("run_id", "path", name="pk_landed_files"),
+)
+
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("run_id", sa.String(80), nullable=False, index=True),
+    sa.Column("path", sa.String(500), nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("reasons", sa.String(400), nullable=False),        # comma-separated stable reason codes
+    sa.Column("raw_json", sa.Text),
+    sa.PrimaryKeyConstraint("run_id", "path", "line_no", name="pk_quarantine"),
+)
+
+gate_results = sa.Table(
+    "gate_results", metadata,
+    sa.Column("run_id", sa.String(80), nullable=False, index=True),
+    sa.Column("gate", sa.String(60), nullable=False),
+    sa.Column("scope", sa.String(500), nullable=False),
+    sa.Column("hard", sa.Boolean, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("observed", sa.String(200)),
+    sa.Column("threshold", sa.String(200)),
+    sa.Column("message", sa.Text),
+    sa.PrimaryKeyConstraint("run_id", "gate", "scope", name="pk_gate_results"),
+)
+
+record_batches = sa.Table(
+    "record_batches", metadata,
+    sa.Column("batch_id", sa.String(120), primary_key=True),
+    sa.Column("run_id", sa.String(80), nullable=False, index=True),
+    sa.Column("table_name", sa.String(40), nullable=False),      # records | entities
+    sa.Column("known_from", sa.Date, nullable=False),
+    sa.Column("path", sa.String(500), nullable=False),           # relative to the lake folder
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+)
+
+entity_results = sa.Table(
+    "entity_results", metadata,
+    sa.Column("run_id", sa.String(80), nullable=False),
+    sa.Column("uscc", sa.String(18), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("division_code", sa.String(6)),
+    sa.Column("industry", sa.String(2)),
+    sa.Column("eval_class", sa.String(30)),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("tier", sa.String(1), nullable=False),
+    sa.Column("dim_law_abiding", sa.Float),
+    sa.Column("dim_contracts_promises", sa.Float),
+    sa.Column("dim_qualifications_honours", sa.Float),
+    sa.Column("dim_social_responsibility", sa.Float),
+    sa.Column("dim_supervisory_risk", sa.Float),
+    sa.Column("override", sa.String(40)),
+    sa.Column("flags", sa.String(200)),
+    sa.Column("reasons", sa.Text),
+    sa.PrimaryKeyConstraint("run_id", "uscc", name="pk_entity_results"),
+)
+
+publications = sa.Table(
+    "publications", metadata,
+    sa.Column("run_id", sa.String(80), nullable=False),
+    sa.Column("agency_id", sa.String(40), nullable=False),
+    sa.Column("path", sa.String(500), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("run_id", "agency_id", "path", name="pk_publications"),
+)
+
+agency_scope = sa.Table(
+    "agency_scope", metadata,
+    sa.Column("agency_id", sa.String(40), nullable=False),
+    sa.Column("role_name", sa.String(80), nullable=False, index=True),
+    sa.Column("division_prefix", sa.String(12), nullable=False),
+    sa.Column("industry", sa.String(2)),
+)
+
+read_log = sa.Table(
+    "read_log", metadata,
+    sa.Column("read_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agency_id", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(80)),
+    sa.Column("rows", sa.Integer),
+    sa.Column("channel", sa.String(20), nullable=False),        # sql | file | cli
+    sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("db_role", sa.String(80)),                        # the database role that read
+    sa.Column("query", sa.Text),                                # the statement it ran (query registration)
+)
+
+sampling_plans = sa.Table(
+    "sampling_plans", metadata,
+    sa.Column("plan_id", sa.String(120), primary_key=True),
+    sa.Column("agency_id", sa.String(40), nullable=False, index=True),
+    sa.Column("run_id", sa.String(80), nullable=False),
+    sa.Column("as_of", sa.String(10), nullable=False),
+    sa.Column("record_json", sa.Text, nullable=False),           # the draw record, hashed inside
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),            # catalogue | policy | model
+    sa.Column("label", sa.String(100)),
+    sa.Column("content_json", sa.Text, nullable=False),
+)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CREDIT_HOME") or Path.cwd() / "var").resolve()
+
+
+def default_db_url(home: Path | None = None) -> str:
+    url = os.environ.get("CREDIT_DB_URL")
+    if url:
+        return url
+    home = home or default_home()
+    return f"sqlite:///{home / 'credit.db'}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+@dataclass
+class Store:
+    """Where one deployment keeps its data: a database URL and a home folder for files."""
+
+    url: str
+    home: Path
+
+    def __post_init__(self):
+        self.home = Path(self.home)
+        if self.url.startswith("sqlite:///"):
+            Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def open(cls, url: str | None = None, home: Path | str | None = None, migrate_schema: bool = True) -> "Store":
+        home = Path(home) if home else default_home()
+        store = cls(url=url or default_db_url(home), home=home)
+        if migrate_schema:
+            migrate(store.url)
+        return store
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake" / _db_slug(self.url)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / _db_slug(self.url) / run_id
+
+    # ---------------------------------------------------------------- bulk writes
+
+    def write_batch(self, run_id: str, table_name: str, frame: pd.DataFrame, known_from) -> dict:
+        """Write one immutable Parquet batch; its name is its content hash, so a retry is a no-op."""
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+        data = buf.getvalue()
+        digest = sha256_bytes(data)
+        rel = Path(table_name) / f"{digest[:2]}" / f"{digest}.parquet"
+        path = self.lake / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        return {"batch_id": f"{table_name}:{digest[:32]}:{run_id}", "run_id": run_id,
+                "table_name": table_name, "known_from": pd.Timestamp(known_from).date(),
+                "path": rel.as_posix(), "sha256": digest, "rows": int(len(frame))}
+
+    def read_batches(self, batches: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+        """Read batches back, verifying each file against its recorded sha256."""
+        frames = []
+        for b in batches:
+            path = self.lake / b["path"]
+            data = path.read_bytes()
+            if sha256_bytes(data) != b["sha256"]:
+                raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
+            t = pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
+            frames.append(t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"])))
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def visible_batches(self, conn, table_name: str, knowledge_cutoff, upto_run: str | None = None) -> list[dict]:
+        """Batches known by the cutoff, from runs that stored them (in a fixed order)."""
+        q = (sa.select(record_batches)
+             .where(record_batches.c.table_name == table_name)
+             .where(record_batches.c.known_from <= pd.Timestamp(knowledge_cutoff).date())
+             .order_by(record_batches.c.known_from, record_batches.c.batch_id))
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    def insert_frame(self, conn, table: sa.Table, frame: pd.DataFrame) -> None:
+        """Bulk insert: COPY on PostgreSQL, executemany elsewhere. No per-row ORM objects."""
+        if frame.empty:
+            return
+        cols = [c.name for c in table.columns if c.name in frame.columns]
+        frame = frame[cols]
+        whole = [c for c in cols if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c])]
+        if whole:  # integers that went through NaN come back as floats: 3.0 is not an integer to SQL
+            frame = frame.astype({c: "Int64" for c in whole})
+        if conn.dialect.name == "postgresql":
+            _copy_csv(conn, table.name, frame)
+            return
+        rows = [{k: (None if _isna(v) else v) for k, v in zip(cols, row)}
+                for row in frame.itertuples(index=False, name=None)]
+        conn.execute(table.insert(), rows)
+
+    def read_run_results(self, conn, run_id: str, manifest: dict) -> pd.DataFrame:
+        """A scored run's results: its Parquet file, checked against the hash in its manifest (the
+        database holds the same rows; reading them back row by row costs minutes at scale)."""
+        expected = (manifest.get("result_files") or {}).get("entity_score.parquet")
+        path = self.run_dir(run_id) / "entity_score.parquet"
+        if expected and path.exists():
+            data = path.read_bytes()
+            if sha256_bytes(data) != expected:
+                raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
+                           .order_by(entity_results.c.uscc), conn)
+
+    def save_artifact(self, conn, kind: str, sha256: str, content_json: str, label: str = "") -> None:
+        exists = conn.execute(sa.select(artifacts.c.sha256).where(artifacts.c.sha256 == sha256)).first()
+        if not exists:
+            conn.execute(artifacts.insert().values(sha256=sha256, kind=kind, label=label, content_json=content_json))
+
+
+def _copy_csv(conn, table_name: str, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
+    """COPY a frame into PostgreSQL as CSV written by Arrow's C++ writer, chunk by chunk, so the
+    server parses one chunk while the next is written. Every valid value is quoted, so an empty
+    string stays empty and only a missing value (unquoted empty field) becomes NULL."""
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    data = data.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                                for f in data.schema]))
+    opts = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    cols = ", ".join(f'"{c}"' for c in data.column_names)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f'COPY "{table_name}" ({cols}) FROM STDIN WITH (FORMAT csv)') as copy:
+        for start in range(0, data.num_rows, chunk_rows):
+            buf = io.BytesIO()
+            pacsv.write_csv(data.slice(start, chunk_rows), buf, opts)
+            copy.write(buf.getbuffer())
+
+
+def _isna(v) -> bool:
+    try:
+        return v is None or (not isinstance(v, str) and pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _db_slug(url: str) -> str:
+    """A folder name per database, so two databases never share (and confuse) a lake."""
+    u = sa.engine.make_url(url)
+    base = f"{u.get_backend_name()}-{(u.database or 'db').replace('/', '_').replace(':', '_')}"
+    return (base[-40:] if len(base) > 40 else base) + "-" + sha256_bytes(url.encode())[:8]
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a frame so that a reader never sees half a file (write beside, then rename)."""
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def update_run(conn, run_id: str, **values) -> None:
+    conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(**values))
+
+
+def run_row(conn, run_id: str) -> dict | None:
+    row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+    return dict(row._mapping) if row else None

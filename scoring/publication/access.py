@@ -1,0 +1,115 @@
+"""Database-enforced agency scopes on PostgreSQL: one role per agency, row-level security on the
+results, invoker-rights views of the latest published run, and registration of every read
+(seed 004 row 19: query registration and review): the row-security policy itself writes one
+``read_log`` row per statement that touches the results, whatever the path (table, view, join),
+before any row is returned. A read that cannot be registered (a read-only transaction) fails.
+
+Idempotent: safe to run at every publication. SQLite (the embedded default) has no roles; there
+the scope is enforced by what is written to each agency's outbox.
+"""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import sqlalchemy as sa
+
+from scoring.history.store import agency_scope
+
+RESULT_COLUMNS = ["run_id", "uscc", "name", "division_code", "industry", "eval_class", "score", "tier",
+                  "dim_law_abiding", "dim_contracts_promises", "dim_qualifications_honours",
+                  "dim_social_responsibility", "dim_supervisory_risk", "override", "flags", "reasons"]
+
+
+def role_name(agency_id: str) -> str:
+    return "credit_agency_" + re.sub(r"[^a-z0-9_]", "_", agency_id.lower())
+
+
+def view_name(agency_id: str) -> str:
+    return "current_" + re.sub(r"[^a-z0-9_]", "_", agency_id.lower())
+
+
+def scope_rows(agencies: list[dict]) -> pd.DataFrame:
+    rows = []
+    for a in agencies:
+        for prefix in a.get("divisions") or [""]:
+            for ind in a.get("industries") or [None]:
+                rows.append({"agency_id": a["id"], "role_name": role_name(a["id"]),
+                             "division_prefix": str(prefix), "industry": ind})
+    return pd.DataFrame(rows)
+
+
+def ensure_access_control(conn, agencies: list[dict]) -> None:
+    """Create or refresh roles, grants, policies and views for the registry (PostgreSQL only)."""
+    if conn.dialect.name != "postgresql":
+        return
+
+    x = lambda sql: conn.execute(sa.text(sql))  # noqa: E731
+    roles = [role_name(a["id"]) for a in agencies]
+    for r in roles:
+        x(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN "
+          f"CREATE ROLE {r} NOLOGIN; END IF; END $$")
+        # Every statement an agency session runs also goes to the server log.
+        x(f"ALTER ROLE {r} SET log_statement = 'all'")
+    conn.execute(sa.delete(agency_scope))
+    conn.execute(agency_scope.insert(), scope_rows(agencies).astype(object).where(lambda d: d.notna(), None)
+                 .to_dict("records"))
+    x("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC")
+    x("ALTER TABLE entity_results ENABLE ROW LEVEL SECURITY")
+    x("ALTER TABLE agency_scope ENABLE ROW LEVEL SECURITY")
+    x("DROP POLICY IF EXISTS agency_reads_own_scope ON entity_results")
+    x("DROP POLICY IF EXISTS agency_sees_own_scope_rows ON agency_scope")
+    role_list = ", ".join(roles)
+    x(f"""CREATE POLICY agency_sees_own_scope_rows ON agency_scope FOR SELECT TO {role_list}
+          USING (role_name = current_user)""")
+    # Read registration: invoker's rights, so the row names the role that read; an agency may only
+    # add rows in its own name and can neither read nor change the log.
+    x("""CREATE OR REPLACE FUNCTION credit_register_read() RETURNS boolean
+          LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public AS $fn$
+          BEGIN
+            -- once per statement, however many relations of it ask
+            IF current_setting('credit.read_registered', true) = statement_timestamp()::text || txid_current() THEN
+              RETURN true;
+            END IF;
+            PERFORM set_config('credit.read_registered', statement_timestamp()::text || txid_current(), true);
+            INSERT INTO read_log (agency_id, channel, db_role, query)
+            VALUES (COALESCE((SELECT s.agency_id FROM agency_scope s WHERE s.role_name = current_user LIMIT 1),
+                             current_user), 'sql', current_user, current_query());
+            RETURN true;
+          END $fn$""")
+    x("REVOKE ALL ON FUNCTION credit_register_read() FROM PUBLIC")
+    x(f"GRANT EXECUTE ON FUNCTION credit_register_read() TO {role_list}")
+    x("ALTER TABLE read_log ENABLE ROW LEVEL SECURITY")
+    x("DROP POLICY IF EXISTS agency_registers_own_reads ON read_log")
+    x(f"""CREATE POLICY agency_registers_own_reads ON read_log FOR INSERT TO {role_list}
+          WITH CHECK (db_role = current_user AND channel = 'sql')""")
+    x(f"GRANT INSERT (agency_id, channel, db_role, query) ON read_log TO {role_list}")
+    x(f"GRANT USAGE ON SEQUENCE read_log_read_id_seq TO {role_list}")
+    # A row is visible to an agency only if its run was published and the entity is in scope. The
+    # policy registers any statement that examines a row of the results; the views below register
+    # theirs up front (a one-time filter), so a lookup that finds nothing is registered too.
+    x(f"""CREATE POLICY agency_reads_own_scope ON entity_results FOR SELECT TO {role_list} USING (
+          (SELECT credit_register_read())
+          AND run_id IN (SELECT r.run_id FROM runs r WHERE r.status = 'published')
+          AND EXISTS (SELECT 1 FROM agency_scope s WHERE s.role_name = current_user
+                      AND entity_results.division_code LIKE s.division_prefix || '%'
+                      AND (s.industry IS NULL OR s.industry = entity_results.industry)))""")
+    cols = ", ".join(f"e.{c}" for c in RESULT_COLUMNS)
+    latest = ("(SELECT r.run_id FROM runs r WHERE r.status = 'published' AND r.kind = 'nightly' "
+              "ORDER BY r.as_of DESC, r.run_id DESC LIMIT 1)")
+    # Scope is the table's row security (always applied first); the views only choose runs, so
+    # they need no security barrier, and their registration is a one-time filter before any scan.
+    x("DROP VIEW IF EXISTS agency_current CASCADE")  # with the per-agency views (and any of a removed agency)
+    x("DROP VIEW IF EXISTS agency_history")
+    x(f"""CREATE VIEW agency_current WITH (security_invoker = true) AS
+          SELECT {cols} FROM entity_results e WHERE (SELECT credit_register_read()) AND e.run_id = {latest}""")
+    x(f"""CREATE VIEW agency_history WITH (security_invoker = true) AS
+          SELECT {cols} FROM entity_results e WHERE (SELECT credit_register_read())""")
+    for a in agencies:
+        r, v = role_name(a["id"]), view_name(a["id"])
+        x(f"""CREATE VIEW {v} WITH (security_invoker = true) AS SELECT * FROM agency_current""")
+        x(f"REVOKE ALL ON {v} FROM PUBLIC")
+        x(f"GRANT SELECT ON {v} TO {r}")
+    x(f"GRANT USAGE ON SCHEMA public TO {role_list}")
+    x(f"GRANT SELECT ON entity_results, agency_current, agency_history, agency_scope TO {role_list}")
+    x(f"GRANT SELECT (run_id, as_of, status, kind) ON runs TO {role_list}")

@@ -1,0 +1,315 @@
+"""Publication of a run's results to supervisory agencies: one outbox folder per agency and run.
+
+Each agency receives only the entities in its scope. Files are written into a temporary folder,
+synced, and renamed into place in one step, so an agency never sees half a night; publishing the
+same run again writes identical bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.config import CONFIG_DIR, content_hash, load_document
+from scoring.evaluation.evaluate import positions
+from scoring.history.store import artifacts, publications, record_batches, runs
+from scoring.publication.access import ensure_access_control
+from scoring.publication.masking import mask_personal_data
+
+DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
+PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "legal_rep_name",
+                     "legal_rep_id_number", "phone", "score", "tier", "dim_law_abiding", "dim_contracts_promises",
+                     "dim_qualifications_honours", "dim_social_responsibility", "dim_supervisory_risk",
+                     "override", "flags", "reasons"]
+FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
+SCHEMA_VERSION = "agency_results/1"
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def load_agencies(path: Path | str = DEFAULT_AGENCIES) -> list[dict]:
+    doc = load_document(path)
+    agencies = sorted(doc["agencies"], key=lambda a: a["id"])
+    ids = [a["id"] for a in agencies]
+    if len(ids) != len(set(ids)):
+        raise ValueError("agency registry: duplicate ids")
+    return agencies
+
+
+def in_scope(results: pa.Table | pd.DataFrame, agency: dict):
+    """Which rows of the results an agency may receive: division prefixes, then industries.
+    An Arrow mask for a table; a boolean Series (same index) for a frame."""
+    if isinstance(results, pd.DataFrame):
+        cols = {c: pa.array(results[c].astype("string").array, type=pa.string()) for c in ("division_code", "industry")}
+        mask = in_scope(pa.table(cols), agency)
+        return pd.Series(mask.to_numpy(zero_copy_only=False), index=results.index, dtype=bool)
+    div = pc.fill_null(results["division_code"].cast(pa.string()), "")
+    ok = None
+    for prefix in agency.get("divisions") or [""]:
+        hit = pc.starts_with(div, str(prefix))
+        ok = hit if ok is None else pc.or_(ok, hit)
+    inds = agency.get("industries") or []
+    if inds:
+        ok = pc.and_(ok, pc.fill_null(pc.is_in(results["industry"].cast(pa.string()), pa.array(inds, pa.string())), False))
+    return ok
+
+
+_FORMULA_PATTERN = "^[" + "".join("\\" + c if c in "-^]\\" else c for c in FORMULA_LEAD) + "]"
+
+
+def _neutralised(col) -> pa.Array:
+    """Text cells that a spreadsheet would run as a formula, prefixed with an apostrophe."""
+    risky = pc.fill_null(pc.match_substring_regex(col, _FORMULA_PATTERN), False)
+    if not pc.any(risky).as_py():
+        return col
+    col = col.cast(pa.large_string())
+    quoted = pc.binary_join_element_wise(pa.scalar("'", pa.large_string()), col, pa.scalar("", pa.large_string()))
+    return pc.if_else(risky, quoted, col)
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe. Numeric
+    columns are left alone: a plain negative number is a number to Excel/WPS, not a formula."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = pd.Series(pd.arrays.ArrowStringArray(_neutralised(pa.array(out[col].astype("string").array))),
+                                 index=out.index)
+    return out
+
+
+def _one_decimal(col) -> pa.Array:
+    """Floats as text with exactly one decimal (-70.0, 12.5), like %.1f, computed in Arrow."""
+    tenths = pc.cast(pc.round(pc.multiply(col, 10.0)), pa.int64())
+    whole = pc.cast(pc.divide(pc.abs(tenths), 10), pa.string())
+    frac = pc.cast(pc.subtract(pc.abs(tenths), pc.multiply(pc.divide(pc.abs(tenths), 10), 10)), pa.string())
+    sign = pc.if_else(pc.less(tenths, 0), "-", "")
+    return pc.binary_join_element_wise(sign, whole, ".", frac, "")
+
+
+def published_table(results: pd.DataFrame) -> pa.Table:
+    """The masked results in the published column order, sorted by USCC, as Arrow (typed)."""
+    t = pa.Table.from_pandas(results[PUBLISHED_COLUMNS], preserve_index=False)
+    uscc = t["uscc"]
+    if len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py():  # results come sorted
+        t = t.take(pc.sort_indices(t, [("uscc", "ascending")]))
+    # Text stays large_string where it is (64-bit offsets: a province's reasons can pass 2 GB).
+    return t.cast(pa.schema([pa.field(f.name, pa.large_string()) if pa.types.is_dictionary(f.type) else f
+                             for f in t.schema]))
+
+
+def csv_table(published: pa.Table) -> pa.Table:
+    """What goes into the CSV files: text neutralised against formulas, floats with one decimal."""
+    cols = []
+    for name in published.column_names:
+        col = published[name]
+        if pa.types.is_floating(col.type):
+            col = _one_decimal(col)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = _neutralised(col)
+        cols.append(col)
+    return pa.table(cols, names=published.column_names)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _scope_key(agency: dict) -> tuple:
+    return (tuple(agency.get("divisions") or [""]), tuple(agency.get("industries") or []),
+            agency.get("encoding", "utf-8-sig"))
+
+
+def data_files(published: pa.Table, for_csv: pa.Table, agency: dict) -> tuple[dict[str, bytes], int]:
+    """The CSV and Parquet bytes of an agency's scope (the same for agencies with the same scope)."""
+    enc = agency.get("encoding", "utf-8-sig")
+    keep = in_scope(published, agency)
+    buf = io.BytesIO()
+    if enc == "utf-8-sig":
+        buf.write(b"\xef\xbb\xbf")  # the BOM by which Excel/WPS recognise UTF-8
+    pacsv.write_csv(for_csv.filter(keep), buf, pacsv.WriteOptions(eol="\r\n"))
+    csv_bytes = buf.getvalue()
+    if enc.replace("-", "").replace("_", "").lower() not in ("utf8sig", "utf8"):
+        csv_bytes = csv_bytes.decode("utf-8").encode(enc, errors="strict")
+    sub = published.filter(keep)
+    buf = io.BytesIO()
+    pq.write_table(sub, buf, compression="zstd")
+    return {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}, int(sub.num_rows)
+
+
+def with_manifest(data: tuple[dict[str, bytes], int], agency: dict, run: dict) -> dict[str, bytes]:
+    """An agency's delivery: its scope's data files and a manifest naming their hashes."""
+    files, rows = data
+    enc = agency.get("encoding", "utf-8-sig")
+    manifest = {
+        "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
+        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": rows,
+        "csv_encoding": enc, "output_sha256": run["output_sha256"],
+        "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+                  for name, blob in sorted(files.items())},
+        "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
+    }
+    return {**files, "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")}
+
+
+def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
+    """Atomically replace ``folder`` with exactly these files (identical bytes → no change)."""
+    if folder.is_dir() and all((folder / n).is_file() and (folder / n).read_bytes() == d for n, d in files.items()) \
+            and sorted(p.name for p in folder.iterdir()) == sorted(files):
+        return
+    tmp = folder.with_name("." + folder.name + ".tmp")  # hidden: readers never pick it up
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, data in sorted(files.items()):
+        _fsync_write(tmp / name, data)
+    old = folder.with_name("." + folder.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _register_for(store, conn, run: dict) -> pd.DataFrame:
+    """Legal representatives and phones of the run's entities, from the register batches it used."""
+    manifest = json.loads(run["manifest_json"])
+
+    wanted = {b["batch_id"] for b in manifest["input_batches"]}
+    batches = [dict(b._mapping) for b in conn.execute(
+        sa.select(record_batches).where(record_batches.c.table_name == "entities")
+        .order_by(record_batches.c.known_from, record_batches.c.batch_id)) if b.batch_id in wanted]
+    reg = store.read_batches(batches, columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+    if reg.empty:
+        return pd.DataFrame(columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+    return reg.drop_duplicates("uscc", keep="last")
+
+
+def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFrame:
+    """Results with their legal representative's data (null where the register has none)."""
+    pos = positions(results["uscc"], register["uscc"]) if len(register) else np.full(len(results), -1)
+    at = pa.array(pos, mask=pos < 0)
+    out = results.copy(deep=False)
+    for col in ("legal_rep_name", "legal_rep_id_number", "phone"):
+        src = pa.array(register[col].astype("string").array, type=pa.large_string())
+        out[col] = pd.Series(pd.arrays.ArrowStringArray(src.take(at)), index=results.index)
+    return out
+
+
+def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress=None) -> dict:
+    """Deliver a scored run to every agency. Files first (each agency folder appears whole), then
+    one database transaction makes the run the published one, then the CURRENT pointers move."""
+    agencies = agencies or load_agencies()
+    with store.engine.connect() as conn:
+        run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
+        manifest = json.loads(run["manifest_json"])
+        results = store.read_run_results(conn, run_id, manifest)
+        register = _register_for(store, conn, run)
+    cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
+    results = _with_register(results, register)
+    published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
+    for_csv = csv_table(published)
+    del results, register
+    fail_after = _fault_after()
+    outbox = store.home / "outbox"
+    rows, delivered, written = [], [], []
+    # One task per distinct scope: build its files once, write them to each of its agencies'
+    # folders. Two workers, largest scopes first, so one builds (Arrow releases the GIL) while
+    # the other writes and syncs; no scope's bytes are kept once its folders are written.
+
+    groups: dict[tuple, list[dict]] = {}
+    for agency in agencies:
+        groups.setdefault(_scope_key(agency), []).append(agency)
+    size = {k: pc.sum(in_scope(published, g[0]).cast(pa.int64())).as_py() or 0 for k, g in groups.items()}
+    allowed = {a["id"] for a in (agencies if fail_after is None else agencies[:fail_after])}
+
+    def deliver(group: list[dict]) -> list[tuple[dict, Path, bytes]]:
+        data = data_files(published, for_csv, group[0])
+        done = []
+        for agency in group:
+            if agency["id"] not in allowed:
+                continue
+            files = with_manifest(data, agency, run)
+            folder = outbox / agency["id"] / run_id
+            written.append(folder)
+            write_outbox(folder, files)
+            done.append((agency, folder, files["manifest.json"]))
+        return done
+
+    try:
+        done = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(deliver, groups[k]) for k in sorted(groups, key=lambda k: (-size[k], k))]
+            for fut in as_completed(futures):
+                for agency, folder, manifest_bytes in fut.result():
+                    done.append((agency, folder, manifest_bytes))
+                    if progress:
+                        progress(f"publish: [{len(done)}/{len(agencies)}] {agency['id']} ← "
+                                 f"{json.loads(manifest_bytes)['rows']:,} entities")
+        if len(done) < len(agencies):
+            raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
+        order = {a["id"]: i for i, a in enumerate(agencies)}
+        for agency, folder, manifest_bytes in sorted(done, key=lambda d: order[d[0]["id"]]):
+            m = json.loads(manifest_bytes)
+            shas = {**{n: f["sha256"] for n, f in m["files"].items()},
+                    "manifest.json": hashlib.sha256(manifest_bytes).hexdigest()}
+            for name in sorted(shas):
+                rows.append({"run_id": run_id, "agency_id": agency["id"],
+                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": m["rows"],
+                             "sha256": shas[name]})
+            delivered.append(str(folder))
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
+            store.insert_frame(conn, publications, pd.DataFrame(rows))
+            ensure_access_control(conn, agencies)
+            conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+    except BaseException:
+        # Nothing of this attempt stays visible: folders of a run that never became published go.
+        for folder in written:
+            current = (folder.parent / "CURRENT")
+            if not (current.exists() and current.read_text().strip() == run_id) and folder.exists():
+                shutil.rmtree(folder)
+        raise
+    for agency in agencies:
+        _write_pointer(outbox / agency["id"] / "CURRENT", run_id, run["as_of"])
+    return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
+
+
+def _write_pointer(path: Path, run_id: str, as_of) -> None:
+    """Point an agency's CURRENT file at the newest published run (never back to an older one)."""
+    if path.exists():
+        old = path.read_text(encoding="utf-8").split()
+        if len(old) >= 2 and old[1] > str(as_of):
+            return
+    tmp = path.with_name(".CURRENT.tmp")
+    _fsync_write(tmp, f"{run_id} {as_of}\n".encode())
+    tmp.replace(path)
+
+
+def _fault_after() -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec.startswith("publish:"):
+        return int(spec.split(":", 1)[1])
+    return None
+
+
+def _artifact(store, sha: str) -> str:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)).scalar_one()

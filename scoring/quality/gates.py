@@ -1,0 +1,228 @@
+"""Gate decisions: staged rows through their GX suites, quarantine assembled with reasons,
+reconciliation per file (received = accepted + quarantined) and the batch gates that decide
+whether a night may go on. Pure functions over frames; the pipeline reads and writes around them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.frames import concat_frames
+from scoring.intake.deliveries import MISSING_COLUMNS
+from scoring.intake.ingest import record_key
+from scoring.quality import validate as quality
+from scoring.quality.changes import annotate_changes
+from scoring.quality.validate import GateResult
+
+QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
+CHANGE_COLUMNS = ["source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code",
+                  "item_code", "effective_date", "result", "new_decision_date", "new_publicity_end_date",
+                  "record_key", "change_key"]
+
+
+@dataclass
+class StagedVerdicts:
+    """Staged tables with one reason string per row ("" = accepted) and the suites' results."""
+    records: pd.DataFrame
+    entities: pd.DataFrame
+    changes: pd.DataFrame
+    reasons: dict[str, pd.Series] = field(default_factory=dict)
+    validations: dict[str, quality.Verdicts] = field(default_factory=dict)
+
+    def tables(self):
+        return (("records", self.records), ("entities", self.entities), ("changes", self.changes))
+
+    def accepted(self, table: str) -> pd.DataFrame:
+        frame = dict(self.tables())[table]
+        return frame[self.reasons[table] == ""] if len(frame) else frame
+
+
+def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_chg: pd.DataFrame,
+                    stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_change_keys: set,
+                    cat: Catalogue, as_of: str, run_id: str,
+                    say: Callable[[str], None] = lambda _m: None) -> StagedVerdicts:
+    """Run each staged table through its suite, in dependency order: the register first (records
+    are checked against registration dates), then records, then changes (which refer to records
+    accepted earlier or in this run)."""
+    stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
+    out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
+    empty = pd.Series([], dtype="string")
+    stored_keys = set(stored_rec["record_key"]) if len(stored_rec) else set()
+
+    if len(stg_ent):
+        stg_ent["seen_before"] = False
+        say(f"gate: validating {len(stg_ent):,} register rows (suite stg_entity)")
+        out.validations["entities"] = quality.validate_table(gx_ctx, "stg_entity", stg_ent, cat, as_of, run_id,
+                                                             with_docs=True)
+        out.reasons["entities"] = out.validations["entities"].reasons
+    else:
+        out.reasons["entities"] = empty
+    acc_ent = out.accepted("entities")
+    reg = pd.concat([stored_ent[["uscc", "registered_date"]] if len(stored_ent)
+                     else pd.DataFrame(columns=["uscc", "registered_date"]),
+                     acc_ent[["uscc", "registered_date"]] if len(acc_ent)
+                     else pd.DataFrame(columns=["uscc", "registered_date"])],
+                    ignore_index=True).drop_duplicates("uscc", keep="last")
+    if len(stg_rec):
+        stg_rec["record_key"] = record_key(stg_rec)
+        stg_rec["seen_before"] = stg_rec["record_key"].isin(stored_keys)
+        reg_map = reg.set_index("uscc")["registered_date"] if len(reg) else pd.Series(dtype="datetime64[s]")
+        stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype("datetime64[s]")
+        say(f"gate: validating {len(stg_rec):,} record rows (suite stg_record)")
+        out.validations["records"] = quality.validate_table(gx_ctx, "stg_record", stg_rec, cat, as_of, run_id,
+                                                            with_docs=True)
+        out.reasons["records"] = out.validations["records"].reasons
+    else:
+        out.reasons["records"] = empty
+
+    if len(stg_chg):
+        known = pd.concat([stored_rec[["record_key", "item_code", "decision_date"]] if len(stored_rec) else None,
+                           stg_rec.loc[out.reasons["records"] == "", ["record_key", "item_code", "decision_date"]]
+                           if len(stg_rec) else None]).drop_duplicates("record_key", keep="last")
+        stg_chg = annotate_changes(stg_chg, known, cat, stored_change_keys)
+        say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
+        out.validations["changes"] = quality.validate_table(gx_ctx, "stg_change", stg_chg, cat, as_of, run_id,
+                                                            with_docs=True)
+        out.reasons["changes"] = out.validations["changes"].reasons
+    else:
+        out.reasons["changes"] = empty
+    out.records, out.entities, out.changes = stg_rec, stg_ent, stg_chg
+    return out
+
+
+def build_quarantine(verdicts: StagedVerdicts, unparsed: pd.DataFrame,
+                     raw_values: Callable[[pd.DataFrame], pd.Series], run_id: str) -> pd.DataFrame:
+    """One row per rejected line: where it came from, why, and the provider's own values."""
+    parts = []
+    for table, stg in verdicts.tables():
+        reasons = verdicts.reasons[table]
+        if len(stg):
+            bad = stg[reasons != ""]
+            parts.append(pd.DataFrame({"path": bad["source_file"], "line_no": bad["line_no"],
+                                       "provider": bad["provider"], "reasons": reasons[reasons != ""],
+                                       "raw_json": raw_values(bad)}))
+    if len(unparsed):
+        parts.append(pd.DataFrame({"path": unparsed["path"], "line_no": unparsed["line_no"],
+                                   "provider": unparsed["provider"], "reasons": unparsed["reason"],
+                                   "raw_json": unparsed["raw"]}))
+    quar = concat_frames(parts, columns=QUARANTINE_COLUMNS)
+    return quar.sort_values(["path", "line_no"], ignore_index=True).assign(run_id=run_id)
+
+
+def reconcile_files(files: pd.DataFrame, verdicts: StagedVerdicts, quar: pd.DataFrame) -> pd.DataFrame:
+    """The night's files with accepted and quarantined counts per file."""
+    acc_counts = pd.concat([stg.loc[verdicts.reasons[t] == "", "source_file"] if len(stg) else pd.Series(dtype=str)
+                            for t, stg in (("records", verdicts.records), ("entities", verdicts.entities),
+                                           ("changes", verdicts.changes))]).value_counts()
+    q_counts = quar["path"].value_counts()
+    files = files.copy()
+    files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
+    files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
+    return files
+
+
+def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVerdicts, cat: Catalogue,
+                 as_of) -> list[GateResult]:
+    """Every gate of the night, per file and per feed; the hard ones that fail stop the run."""
+    gates: list[GateResult] = []
+    for f in files.itertuples():
+        if f.status == "rejected":
+            continue
+        balanced = f.received == f.accepted + f.quarantined
+        gates.append(GateResult("reconciliation", f.path, True, balanced,
+                                observed=f"{f.received}={f.accepted}+{f.quarantined}",
+                                threshold="received = accepted + quarantined",
+                                message="" if balanced else "rows unaccounted for"))
+        note = f.message if isinstance(f.message, str) else ""
+        missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
+        gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
+        gates.append(gate_quarantine_share(f.path, f.received, f.quarantined,
+                                           float(cat.gates["max_quarantine_share"]),
+                                           int(cat.gates.get("min_rows_for_share_gate", 0))))
+        hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
+                       (history["status"] == "stored")].sort_values("delivered_on")
+        gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))
+    delivered = pd.concat([history[history["status"] == "stored"][["provider", "feed", "delivered_on"]],
+                           files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]]])
+    gates += gate_feeds_present(cat, delivered, as_of)
+    for table, suite in (("entities", "stg_entity"), ("records", "stg_record"), ("changes", "stg_change")):
+        v = verdicts.validations.get(table)
+        if v is not None:
+            gates.append(GateResult("expectations_ran", suite, True, v.success,
+                                    message="" if v.success else "an expectation raised an error"))
+    return gates
+
+
+def hard_failures(gates: list[GateResult]) -> list[GateResult]:
+    return [g for g in gates if g.hard and not g.passed]
+
+
+def accepted_tables(verdicts: StagedVerdicts) -> dict[str, pd.DataFrame]:
+    """What goes into the record history: accepted rows without the gate's working columns."""
+    rec, ent, chg = (verdicts.accepted(t) for t in ("records", "entities", "changes"))
+    return {
+        "records": rec.drop(columns=["seen_before", "registered_date", "bad_values"]) if len(rec) else rec,
+        "entities": ent.drop(columns=["seen_before", "bad_values"]) if len(ent) else ent,
+        "changes": chg[CHANGE_COLUMNS] if len(chg) else chg,
+    }
+
+
+def gate_summary(gates: pd.DataFrame) -> dict:
+    """Gate outcomes as the manifest records them."""
+    return {"checked": int(len(gates)),
+            "hard_failed": int((~gates["passed"].astype(bool) & gates["hard"].astype(bool)).sum()),
+            "by_gate": {k: int(v) for k, v in gates.groupby("gate").size().sort_index().items()}}
+
+
+
+def gate_schema(path: str, missing_required: list[str]) -> GateResult:
+    return GateResult("schema", path, True, not missing_required, observed=",".join(missing_required) or "ok",
+                      threshold="all required columns",
+                      message=f"missing required columns: {', '.join(missing_required)}" if missing_required else "")
+
+
+def gate_quarantine_share(path: str, received: int, quarantined: int, max_share: float,
+                          min_rows: int = 0) -> GateResult:
+    share = quarantined / received if received else 0.0
+    if received < min_rows:
+        return GateResult("quarantine_share", path, True, True, observed=f"{share:.4f}",
+                          threshold=f"not judged below {min_rows} rows")
+    return GateResult("quarantine_share", path, True, share <= max_share, observed=f"{share:.4f}",
+                      threshold=f"<= {max_share}",
+                      message=(f"{quarantined} of {received} rows quarantined ({share:.1%})"
+                               if share > max_share else ""))
+
+
+def gate_feeds_present(catalogue: Catalogue, deliveries: pd.DataFrame, as_of) -> list[GateResult]:
+    """Each provider's feeds must have a delivery within their update cycle (+grace)."""
+    as_of = pd.Timestamp(as_of)
+    out = []
+    for prov in catalogue.providers:
+        for feed in prov["feeds"]:
+            cyc = catalogue.feeds[feed]
+            limit = int(cyc["cycle_days"]) + int(cyc["grace_days"])
+            d = deliveries[(deliveries["provider"] == prov["id"]) & (deliveries["feed"] == feed)]
+            last = pd.to_datetime(d["delivered_on"]).max() if len(d) else pd.NaT
+            age = (as_of - last).days if not pd.isna(last) else None
+            ok = age is not None and age <= limit
+            out.append(GateResult(
+                "feed_present", f"{prov['id']}/{feed}", True, ok,
+                observed="never delivered" if age is None else f"{age} days since {last.date()}",
+                threshold=f"<= {limit} days",
+                message="" if ok else f"{prov['name']} {feed}: no delivery within {limit} days"))
+    return out
+
+
+def gate_row_count(scope: str, rows: int, history: list[int], cfg: dict) -> GateResult:
+    hist = [h for h in history if h > 0][-int(cfg["row_count_history_runs"]):]
+    if len(hist) < 3 or rows < int(cfg["min_rows_for_count_gate"]):
+        return GateResult("row_count", scope, True, True, observed=str(rows), threshold="too little history")
+    med = float(np.median(hist))
+    ratio = float(cfg["row_count_max_ratio"])
+    ok = med / ratio <= rows <= med * ratio
+    return GateResult("row_count", scope, True, ok, observed=str(rows), threshold=f"{med / ratio:.0f}..{med * ratio:.0f}",
+                      message="" if ok else f"{rows} rows against a recent median of {med:.0f}")

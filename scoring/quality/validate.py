@@ -1,0 +1,136 @@
+"""Quality gates: GX suites turn into row verdicts (accepted or quarantined with reasons), and
+batch gates decide whether the run may go on.
+
+Row verdicts come from the map expectations' unexpected indexes; every staged row ends either
+accepted or quarantined, and every received line is accounted for (unparseable lines are
+quarantined by the reader). Hard gates stop the run before anything is stored or published.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scoring.common.catalogue import Catalogue
+
+
+@dataclass
+class GateResult:
+    gate: str
+    scope: str
+    hard: bool
+    passed: bool
+    observed: str = ""
+    threshold: str = ""
+    message: str = ""
+
+    def as_row(self, run_id: str) -> dict:
+        return {"run_id": run_id, **self.__dict__}
+
+
+@dataclass
+class Verdicts:
+    """Per staged row: reasons (empty = accepted), plus the validation summary for reports."""
+    reasons: pd.Series                      # index aligned with the staged frame; "" = accepted
+    summary: list[dict] = field(default_factory=list)
+    docs_index: str | None = None
+    success: bool = True
+
+
+def _suite_module(table: str):
+    return importlib.import_module(f"expectations.{table}")
+
+
+def gx_context(docs_root: Path | None):
+    """A GX context: file-backed (with Data Docs) when a folder is given, else ephemeral."""
+    import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    import expectations.custom  # noqa: F401  (registers the custom expectations)
+
+    if docs_root is None:
+        ctx = gx.get_context(mode="ephemeral")
+    else:
+        docs_root.mkdir(parents=True, exist_ok=True)
+        ctx = gx.get_context(mode="file", project_root_dir=str(docs_root))
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def validate_table(ctx, table: str, frame: pd.DataFrame, catalogue: Catalogue, as_of: str,
+                   run_name: str, with_docs: bool) -> Verdicts:
+    """Validate a staged frame against the suite named after its table."""
+    import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    suite = _suite_module(table).build_suite(catalogue, as_of)
+    # GX hashes the whole batch; hand it only the columns its expectations read.
+    used = _suite_columns(suite)
+    frame = frame[[c for c in frame.columns if c in used]].reset_index(drop=True)
+    reasons = pd.Series("", index=frame.index, dtype="object")
+    if frame.empty:
+        return Verdicts(reasons=reasons.astype("string"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GX's own deprecation chatter is not ours to fix
+        ds = ctx.data_sources.add_or_update_pandas("pipeline")
+        try:
+            asset = ds.get_asset(table)
+        except LookupError:
+            asset = ds.add_dataframe_asset(table)
+        try:
+            bd = asset.get_batch_definition("whole")
+        except (LookupError, KeyError):
+            bd = asset.add_batch_definition_whole_dataframe("whole")
+        suite = ctx.suites.add_or_update(suite)
+        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=table, data=bd, suite=suite))
+        actions = [UpdateDataDocsAction(name="update_data_docs")] if with_docs else []
+        cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"{table}_checkpoint", validation_definitions=[vd], actions=actions,
+            result_format={"result_format": "COMPLETE"}))
+        run_time = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc)
+        res = cp.run(batch_parameters={"dataframe": frame},
+                     run_id=RunIdentifier(run_name=run_name, run_time=run_time))
+    vr = next(iter(res.run_results.values()))
+    summary, ok = [], True
+    hits: dict[str, list[np.ndarray]] = {}
+    for r in vr.results:
+        cfg = r.expectation_config
+        reason = (cfg.meta or {}).get("reason", cfg.type)
+        exc = r.exception_info or {}
+        raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
+        if raised:
+            ok = False
+            summary.append({"expectation": cfg.type, "reason": reason, "success": False,
+                            "unexpected": None, "error": exc.get("exception_message")})
+            continue
+        idx = r.result.get("unexpected_index_list") or []
+        if idx:
+            hits.setdefault(reason, []).append(np.asarray(idx, dtype=np.int64))
+        summary.append({"expectation": cfg.type, "reason": reason, "success": bool(r.success),
+                        "unexpected": int(r.result.get("unexpected_count") or 0), "error": None})
+    codes = np.full(len(frame), "", dtype=object)
+    for reason in sorted(hits):
+        rows = np.unique(np.concatenate(hits[reason]))
+        codes[rows] = np.where(codes[rows] == "", reason, codes[rows] + "," + reason)
+    docs = None
+    if with_docs:
+        sites = ctx.get_docs_sites_urls()
+        docs = sites[0]["site_url"] if sites else None
+    return Verdicts(reasons=pd.Series(codes, index=frame.index).astype("string"), summary=summary,
+                    docs_index=docs, success=ok)
+
+
+def _suite_columns(suite) -> set[str]:
+    cols: set[str] = set()
+    for e in suite.expectations:
+        kw = e.configuration.kwargs
+        if kw.get("column"):
+            cols.add(kw["column"])
+        cols.update(kw.get("column_list") or [])
+    return cols

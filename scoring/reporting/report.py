@@ -1,0 +1,214 @@
+"""Run report (HTML): tiers, scores, gates, reconciliation, quarantine and provider feedback."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.plots import use_cjk_font
+from scoring.history.store import (
+    entity_results,
+    gate_results,
+    landed_files,
+    quarantine,
+    runs,
+)
+
+CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",
+"WenQuanYi Micro Hei",sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}
+.fail{color:#b00;font-weight:bold}.ok{color:#070}h2{border-bottom:2px solid #c00;padding-bottom:4px}"""
+
+
+COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
+
+
+def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Entities by tier in the previous run (rows) and this run (columns); new and gone included."""
+    m = previous[["uscc", "tier"]].merge(current[["uscc", "tier"]], on="uscc", how="outer", suffixes=("_prev", "_now"))
+    m["tier_prev"] = m["tier_prev"].astype("object").fillna("new")
+    m["tier_now"] = m["tier_now"].astype("object").fillna("gone")
+    t = pd.crosstab(m["tier_prev"], m["tier_now"])
+    rows = [r for r in ["A", "B", "C", "D", "new"] if r in t.index]
+    cols = [c for c in ["A", "B", "C", "D", "gone"] if c in t.columns]
+    return t.reindex(index=rows, columns=cols, fill_value=0)
+
+
+def coverage(results: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
+    """Share of active registered entities per class with an evaluation based on information."""
+    evaluated = results[~results["flags"].astype(str).str.contains("insufficient_information")]
+    reg = registered.groupby("eval_class").size().rename("active_registered")
+    ev = evaluated.groupby("eval_class").size().rename("evaluated")
+    c = pd.concat([reg, ev], axis=1).fillna(0).astype(int)
+    c["coverage"] = (c["evaluated"] / c["active_registered"].clip(lower=1)).round(4)
+    c["target"] = c.index.map(COVERAGE_TARGETS)
+    c["meets_target"] = np.where(c["target"].isna(), None, c["coverage"] >= c["target"].fillna(0))
+    return c.reset_index().rename(columns={"index": "eval_class"})
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "<img src='data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + "'/>"
+
+
+def _table(df: pd.DataFrame, max_rows: int = 50) -> str:
+    return df.head(max_rows).to_html(index=False, escape=True, border=0)
+
+
+def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
+                      staged: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per provider: rows received/accepted, 双公示 compliance vs 98%, USCC errors in ‱ vs 1‱,
+    timeliness against the feed's update cycle, and the top reasons with an example line."""
+    if files.empty:
+        return pd.DataFrame()
+    f = files[files["status"] != "rejected"]
+    g = f.groupby("provider").agg(files=("path", "size"), received=("received", "sum"),
+                                  accepted=("accepted", "sum"), quarantined=("quarantined", "sum"))
+    uscc_err = quar[quar["reasons"].str.contains("invalid_uscc")].groupby("provider").size()
+    g["compliance"] = (g["accepted"] / g["received"]).round(4)
+    g["compliance_ok"] = g["compliance"] >= float(catalogue.gates["compliance_target"])
+    g["uscc_error_per_10k"] = (g.index.map(uscc_err).fillna(0) / g["received"] * 10_000).round(2)
+    g["uscc_ok"] = g["uscc_error_per_10k"] <= float(catalogue.gates["uscc_error_target_per_10k"])
+    rejected = files[files["status"] == "rejected"].groupby("provider").size()
+    g["rejected_files"] = g.index.map(rejected).fillna(0).astype(int)
+    if staged is not None and len(staged):
+        feed_of = files.set_index("path")["feed"]
+        lag = (pd.to_datetime(staged["delivered_on"]) - pd.to_datetime(staged["decision_date"])).dt.days
+        limit = staged["source_file"].map(feed_of).map(
+            {f: int(c["cycle_days"]) + int(c["grace_days"]) for f, c in catalogue.feeds.items()})
+        t = pd.DataFrame({"provider": staged["provider"], "lag": lag, "timely": lag <= limit}).dropna(subset=["lag"])
+        tg = t.groupby("provider").agg(median_lag_days=("lag", "median"), timely_share=("timely", "mean"))
+        g["median_lag_days"] = tg["median_lag_days"].reindex(g.index)
+        g["timely_share"] = tg["timely_share"].reindex(g.index).round(4)
+    top = (quar.assign(reason=quar["reasons"].str.split(",")).explode("reason")
+           .groupby(["provider", "reason"]).agg(n=("line_no", "size"), example=("line_no", "min"),
+                                                 path=("path", "first")).reset_index())
+    top = top.sort_values(["provider", "n"], ascending=[True, False])
+    tops = {prov: "; ".join(f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples())
+            for prov, t in top.groupby("provider", sort=True)}
+    g["top_reasons"] = g.index.map(tops)
+    return g.reset_index()
+
+
+def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
+    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    rdir = store.run_dir(run_id)
+    rdir.mkdir(parents=True, exist_ok=True)
+    with store.engine.connect() as conn:
+        run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
+        files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == run_id)
+                            .order_by(landed_files.c.path), conn)
+        gates = pd.read_sql(sa.select(gate_results).where(gate_results.c.run_id == run_id)
+                            .order_by(gate_results.c.gate, gate_results.c.scope), conn)
+        quar = pd.read_sql(sa.select(quarantine.c.path, quarantine.c.line_no, quarantine.c.provider,
+                                     quarantine.c.reasons).where(quarantine.c.run_id == run_id), conn)
+    cat = Catalogue.load()
+    parts = [f"<html><head><meta charset='utf-8'><title>公共信用综合评价 运行报告 {html.escape(run_id)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>公共信用综合评价 运行报告 / Run report — {html.escape(run_id)}</h1>",
+             f"<p>评价基准日 as-of <b>{run['as_of']}</b> · 知识截止 knowledge cutoff <b>{run['knowledge_cutoff']}</b> · "
+             f"状态 status <b class='{'ok' if run['status'] in ('published', 'scored') else 'fail'}'>{run['status']}</b></p>"]
+    if run.get("message"):
+        parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
+    scores_path = rdir / "entity_score.parquet"
+    if scores_path.exists() and run["status"] in ("scored", "published"):
+        use_cjk_font()
+        res = pd.read_parquet(scores_path)
+        tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
+        ax[0].bar(tiers.index, tiers.values, color=["#2a9d8f", "#8ab17d", "#f4a261", "#e76f51"])
+        ax[0].set_title("信用风险分类 Tier distribution (A 低 … D 高)")
+        for x, v in zip(tiers.index, tiers.values):
+            ax[0].annotate(f"{v:,}", (x, v), ha="center", va="bottom", fontsize=8)
+        ax[1].hist(res["score"], bins=50, color="#264653")
+        ax[1].set_title("综合评价得分 Score distribution (0–1000)")
+        parts.append("<h2>等级分布 Tiers</h2>" + _png(fig))
+        parts.append(_table(pd.DataFrame({"tier": tiers.index, "entities": tiers.values,
+                                          "share": (tiers.values / max(1, len(res))).round(4)})))
+        with store.engine.connect() as conn:
+            prev = conn.execute(sa.select(runs.c.run_id).where(
+                (runs.c.as_of < run["as_of"]) & runs.c.status.in_(["scored", "published"]) &
+                (runs.c.kind == run["kind"])).order_by(runs.c.as_of.desc()).limit(1)).first()
+            prev_res = pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
+                                   .where(entity_results.c.run_id == prev.run_id), conn) if prev else None
+        if prev_res is not None and len(prev_res):
+            mm = migration_matrix(prev_res, res)
+            fig, ax = plt.subplots(figsize=(5.5, 4))
+            ax.imshow(np.log1p(mm.to_numpy()), cmap="Reds")
+            ax.set_xticks(range(len(mm.columns)), mm.columns)
+            ax.set_yticks(range(len(mm.index)), mm.index)
+            ax.set_xlabel(f"本次 this run ({run_id})")
+            ax.set_ylabel(f"上次 previous run ({prev.run_id})")
+            for i in range(mm.shape[0]):
+                for j in range(mm.shape[1]):
+                    dark = np.log1p(mm.iat[i, j]) > 0.6 * np.log1p(mm.to_numpy().max())
+                    ax.text(j, i, f"{mm.iat[i, j]:,}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+            ax.set_title("等级迁移矩阵 Tier migration")
+            parts.append("<h2>等级迁移 Migration against the previous run</h2>" + _png(fig) +
+                         _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"})))
+        else:
+            parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
+        reg_path = rdir / "active_entities.parquet"
+        if reg_path.exists():
+            cov = coverage(res, pd.read_parquet(reg_path))
+            parts.append("<h2>覆盖率 Coverage</h2><p>Seed 004 targets: public credit composite evaluation for "
+                         "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov))
+        truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
+        if truth is not None and truth.exists():
+            ins = pd.read_csv(truth, dtype={"uscc": str})
+            asof = pd.Timestamp(run["as_of"])
+            when = pd.to_datetime(ins["inspection_date"])
+            later = ins[(when > asof) & (when <= asof + pd.Timedelta(days=365))]
+            hit = (later.merge(res[["uscc", "tier"]].astype({"tier": str}), on="uscc")
+                   .groupby("tier")["problem_found"].agg(["mean", "size"]).reindex(list("ABCD")))
+            fig, ax = plt.subplots(figsize=(5, 3))
+            ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
+            ax.set_title("后续检查问题发现率 Problem-finding rate by tier")
+            parts.append("<h2>分级有效性 Hit rate of later inspections by tier (demo ground truth)</h2>" + _png(fig) +
+                         _table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"})))
+    parts.append("<h2>闸门 Gates</h2>")
+    if len(gates):
+        g = gates.assign(result=gates["passed"].map({True: "pass", False: "FAIL"}))
+        failed = g[~g["passed"]]
+        parts.append(f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>")
+        parts.append(_table(pd.concat([failed, g[g["passed"]]])[["gate", "scope", "hard", "result", "observed",
+                                                                   "threshold", "message"]], 200))
+    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined)</h2>")
+    parts.append(_table(files[["path", "provider", "feed", "encoding", "status", "received", "accepted",
+                               "quarantined", "reject_code", "message"]], 500))
+    staged_path = rdir / "staged" / "stg_record.parquet"
+    staged = pd.read_parquet(staged_path, columns=["source_file", "provider", "delivered_on", "decision_date"]) \
+        if staged_path.exists() else None
+    fb = provider_feedback(files, quar, cat, staged)
+    if len(fb):
+        parts.append("<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "
+                     "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
+                     "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100))
+        fb.to_csv(rdir / "provider_report.csv", index=False, encoding="utf-8-sig")
+    docs = rdir / "data_docs.json"
+    if docs.exists():
+        links = {k: v for k, v in json.loads(docs.read_text()).items() if v}
+        if links:
+            parts.append("<h2>GX Data Docs</h2><ul>" + "".join(
+                f"<li><a href='{html.escape(v)}'>{html.escape(k)}</a></li>" for k, v in sorted(links.items())) + "</ul>")
+    parts.append("</body></html>")
+    path = rdir / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,4 @@
+"""Sampling: double-random inspection plans by tier, inspector assignment, verification, advice.
+
+May import: packages below it (common … audit).
+"""

@@ -1,0 +1,66 @@
+import hashlib
+import json
+
+import pandas as pd
+
+from scoring.common import codes
+from scoring.world.province import build_world, write_deliveries
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix in (".csv",):
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_entities_have_valid_codes_and_realistic_kinds():
+    w = build_world(5000, seed=3)
+    ent = w.entities
+    assert codes.valid_uscc(ent["uscc"].to_numpy()).all()
+    assert ent["uscc"].is_unique
+    first = set(ent["uscc"].str[0])
+    assert {"9", "N", "Y", "1", "5"} <= first
+    assert (ent["uscc"].str[:2] == "92").mean() > 0.2          # individual businesses
+    assert ent["division_code"].str.startswith("23").all()      # Heilongjiang
+    assert codes.valid_id_number(ent["legal_rep_id_number"].to_numpy()).all()
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_deliveries(a, "2026-06-30", n_entities=800, seed=11)
+    write_deliveries(b, "2026-06-30", n_entities=800, seed=11)
+    assert _digest(a) == _digest(b)
+
+
+def test_mixes_layouts_encodings_and_formats(province):
+    state = json.loads((province / "demo_state.json").read_text())
+    files = state["deliveries"][0]["files"]
+    assert {f["format"] for f in files} == {"csv", "xlsx"}
+    assert {"utf-8", "utf-8-sig", "gb18030"} <= {f["encoding"] for f in files}
+    feeds = {f["file"].split("_", 1)[1].split(".")[0] for f in files}
+    assert {"penalty", "licence", "dishonest_debtor", "credit_record", "inspection", "register",
+            "credit_change"} <= feeds
+
+
+def test_defects_injected_at_the_known_rate_with_labels(province):
+    d = pd.read_csv(province / "ground_truth" / "defects.csv")
+    state = json.loads((province / "demo_state.json").read_text())
+    rows = sum(f["rows"] for f in state["deliveries"][0]["files"])
+    assert 0.012 < len(d) / rows < 0.03
+    assert set(d["defect"]) == {"bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
+                                "duplicate", "missing_field", "orphan_change"}
+    truth = pd.read_csv(province / "ground_truth" / "entities.csv")
+    assert "latent_risk" in truth.columns
+
+
+def test_later_call_adds_only_the_new_period(tmp_path):
+    write_deliveries(tmp_path, "2026-06-30", n_entities=600, seed=5)
+    before = {p.name for p in (tmp_path / "landing").rglob("*.*")}
+    res = write_deliveries(tmp_path, "2026-07-31", n_entities=600, seed=5)
+    after = {p.name for p in (tmp_path / "landing").rglob("*.*")}
+    new = after - before
+    assert new and all(n.startswith("20260731_") for n in new)
+    assert res["delivered_until"] == "2026-07-31"
