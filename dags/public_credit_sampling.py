@@ -1,11 +1,17 @@
 """
-### 双随机抽查 Double-random inspection plan by tier
+### 双随机、一公开 Double-random inspection plans by tier
 
-Monthly for standing plans, or triggered with the form below. Draws the inspection targets of one
-agency from its scope in the latest published evaluation, stratified by tier with the given
-ratios, assigns at least two inspectors per inspection from the agency's register (respecting
-recusals), records seed, population hash and algorithm so anyone can redo the draw, verifies it,
-and delivers the plan to the agency's outbox. With a capacity it also asks the ratio advisor.
+Every run first **draws** the committed plans whose seed now exists: the seed of a plan is the
+output hash of the first nightly publication after the plan was committed, so nobody — operator or
+system — knows a draw when committing it, and no form or command takes a seed. Each draw is
+verified and published (一公开: `public/sampling/<agency>/<period>-<task>/plan.json` and `.csv`).
+
+Triggered with **commit** on, it then commits a new plan for a department: ratios by tier inside
+the bounds in force (config/agencies.yaml; refused with one line naming tier, bound and source),
+within the department's capacity for the period counting its other plans, on the whole tier
+(exclusions replaced by the next in the random order). One plan per department, period and task;
+a re-draw needs an approver and a reason, and the abandoned plan stays on record and public.
+With a capacity it also asks the ratio advisor.
 """
 from __future__ import annotations
 
@@ -13,9 +19,22 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
+AGENCIES = ["hlj-samr", "hrb-samr", "dq-samr", "lindian-samr", "sh-samr", "hlj-tax", "hlj-eco", "hrb-housing",
+            "hlj-transport", "hlj-health", "hlj-ema", "qqhr-ema"]
+# Shown on the form; the commit checks the registry (config/agencies.yaml), and a test keeps these in step.
+BOUNDS = {"A": "0–0.05", "B": "0.03–0.2 (lindian-samr 0.05–0.2)", "C": "0.21–0.6", "D": "0.61–1"}
+SOURCE = "黑龙江省社会信用条例第四十八条; 林甸县 tiered-supervision rule"
+
+
+def _ratio(tier: str, default: float) -> Param:
+    return Param(default, type="number", minimum=0, maximum=1, title=f"{tier} 级抽查比例 Ratio for tier {tier}",
+                 description=f"Bounds in force: {BOUNDS[tier]} ({SOURCE}); outside them the commit is refused. "
+                             "k = floor(ratio × whole tier + 1/2).")
+
+
 with DAG(
     dag_id="public_credit_sampling",
-    description="Double-random inspection plans by credit tier (ratios, reproducible draw, inspectors)",
+    description="双随机、一公开: commit plans, draw them with the next publication's hash, verify, publish",
     schedule="0 3 1 * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
     catchup=False,
@@ -24,49 +43,75 @@ with DAG(
     tags=["public-credit", "sampling", "double-random"],
     doc_md=__doc__,
     params={
-        "agency": Param("hlj-samr", type="string", title="Agency id", description="see `credit agencies`"),
-        "task": Param("routine", type="string", title="Inspection task"),
-        "ratios": Param("A=0.03,B=0.1,C=0.4,D=0.8", type="string", title="Ratios by tier",
-                        pattern=r"^[ABCD]=[0-9.]+(,[ABCD]=[0-9.]+)*$"),
-        "seed": Param(None, type=["null", "integer"], title="Seed",
-                      description="Empty: derived from the run's published output hash and the plan id"),
-        "capacity": Param(None, type=["null", "integer"], title="Inspection capacity (for the advisor)"),
+        "commit": Param(False, type="boolean", title="提交新计划 Commit a new plan",
+                        description="Off: only draw the plans whose seed publication now exists"),
+        "agency": Param("hlj-samr", type="string", enum=AGENCIES, title="部门 Department",
+                        description="the department (agency) whose plan this is; see `credit agencies`"),
+        "period": Param(None, type=["null", "string"], pattern=r"^\d{4}-(0[1-9]|1[0-2])$", title="期间 Period",
+                        description="YYYY-MM; empty: the month after the latest publication"),
+        "task": Param("routine", type="string", pattern=r"^[a-z0-9-]{1,30}$", title="抽查任务 Inspection task"),
+        "ratio_A": _ratio("A", 0.03),
+        "ratio_B": _ratio("B", 0.1),
+        "ratio_C": _ratio("C", 0.4),
+        "ratio_D": _ratio("D", 0.8),
+        "approver": Param(None, type=["null", "string"], title="批准人 Approver (re-draw only)",
+                          description="a re-draw of a department's plan for the same period needs a named approver"),
+        "reason": Param(None, type=["null", "string"], title="理由 Reason (re-draw only)"),
+        "capacity": Param(None, type=["null", "integer"], minimum=1, title="检查能力 Capacity (advisor)",
+                          description="empty: the department's capacity left for the period"),
     },
 ) as dag:
 
-    @task(task_id="draw")
-    def draw_plan(params=None) -> str:
-        # Imported in the task, not at parse time: the library pulls in pandas and SQLAlchemy.
-        from scoring.history.store import Store
-        from scoring.sampling.plans import make_plan, parse_ratios
-
-        out = make_plan(Store.open(), params["agency"], parse_ratios(params["ratios"]), seed=params.get("seed"),
-                        task=params["task"])
-        return out["plan_id"]
-
-    @task(task_id="verify")
-    def verify(plan_id: str) -> dict:
+    def _refuse(exc):
         from airflow.sdk.exceptions import AirflowFailException
 
-        from scoring.history.store import Store
-        from scoring.sampling.plans import verify_plan
+        raise AirflowFailException(str(exc)) from None
 
-        out = verify_plan(Store.open(), plan_id)
-        if not out["verified"]:
-            raise AirflowFailException(f"draw {plan_id} does not verify: {out['checks']}")
-        return out
+    @task(task_id="draw_ready")
+    def draw_ready() -> list[str]:
+        from scoring.history.store import Store
+        from scoring.sampling import plans
+
+        store = Store.open()
+        try:
+            drawn = [r["plan_id"] for r in plans.draw_ready(store)]
+            bad = [p for p in drawn if not plans.verify_plan(store, p)["verified"]]
+        except plans.SamplingRefused as exc:
+            _refuse(exc)
+        if bad:
+            _refuse(f"draws do not verify: {bad}")
+        return drawn
+
+    @task(task_id="commit")
+    def commit(params=None) -> str | None:
+        if not params.get("commit"):
+            return None
+        from scoring.history.store import Store
+        from scoring.sampling import plans
+
+        ratios = {t: params[f"ratio_{t}"] for t in "ABCD"}
+        try:
+            rec = plans.commit_plan(Store.open(), params["agency"], ratios, period=params.get("period"),
+                                    task=params["task"], approver=params.get("approver"), reason=params.get("reason"))
+        except plans.SamplingRefused as exc:
+            _refuse(exc)
+        return rec["plan_id"]
 
     @task(task_id="advise")
     def advise_task(params=None) -> dict | None:
-        if not params.get("capacity"):
+        if not params.get("commit") and not params.get("capacity"):
             return None
         from scoring.history.store import Store
-        from scoring.sampling.plans import advise, parse_ratios
+        from scoring.sampling import plans
 
         store = Store.open()
-        path = store.home / "outbox" / params["agency"] / "sampling" / f"advice-{params['capacity']}.png"
+        path = store.home / "outbox" / params["agency"] / "sampling" / f"advice-{params.get('period') or 'next'}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return advise(store, params["agency"], int(params["capacity"]), parse_ratios(params["ratios"]), plot_path=path)
+        try:
+            return plans.advise(store, params["agency"], params.get("capacity"),
+                                {t: params[f"ratio_{t}"] for t in "ABCD"}, period=params.get("period"), plot_path=path)
+        except plans.SamplingRefused as exc:
+            _refuse(exc)
 
-    verify(draw_plan())
+    draw_ready() >> commit()
     advise_task()

@@ -27,7 +27,7 @@ from scoring.pipeline import STEP_NAMES, GateFailed, RunContext, run_step, run_s
 from scoring.publication.publish import load_agencies
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
-from scoring.sampling.plans import advise, make_plan, parse_ratios, verify_plan
+from scoring.sampling import plans
 from scoring.world.province import write_deliveries
 
 EXIT_OK, EXIT_GATE, EXIT_UNUSABLE = 0, 1, 2
@@ -188,50 +188,71 @@ def cmd_rerun(args) -> int:
     return EXIT_OK
 
 
-def _parse_ratios(text: str) -> dict[str, float]:
-    try:
-        return parse_ratios(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
 def cmd_sample(args) -> int:
+    """双随机、一公开: commit a plan, draw it once the next publication exists, verify, enter results."""
     store = Store.open(args.db, _home(args))
-    if args.action == "verify":
-        if not args.plan_id:
-            raise CliError("usage: credit sample verify PLAN_ID")
-        out = verify_plan(store, args.plan_id)
-        if args.json:
-            _print_json({"plan_id": out["plan_id"], "verified": out["verified"], "checks": out["checks"]})
-        else:
-            print(f"plan {out['plan_id']}: {'verified' if out['verified'] else 'NOT VERIFIED'} {out['checks']}")
-        return EXIT_OK if out["verified"] else EXIT_GATE
-    if args.action == "advise":
-
-        if not args.agency or not args.capacity:
-            raise CliError("usage: credit sample advise --agency ID --capacity N [--ratios ...]")
-        plot = _home(args) / "outbox" / args.agency / "sampling" / f"advice-{args.capacity}.png"
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        out = advise(store, args.agency, args.capacity, _parse_ratios(args.ratios) if args.ratios else None,
-                     run_id=args.run, plot_path=plot)
+    action = args.action or "commit"
+    if action in ("verify", "results", "show") and not args.plan_id:
+        raise CliError(f"usage: credit sample {action} PLAN_ID")
+    if action == "commit":
+        if not args.agency or not args.ratios:
+            raise CliError("usage: credit sample commit --agency ID --ratios A=0.03,B=0.1,C=0.4,D=0.8 "
+                           "[--period YYYY-MM] [--task T] [--approver NAME --reason TEXT]")
+        rec = plans.commit_plan(store, args.agency, args.ratios, period=args.period, task=args.task,
+                                approver=args.approver, reason=args.reason)
+        out = {k: rec[k] for k in ("plan_id", "status", "period", "task", "commitment_sha256", "capacity",
+                                   "exclusions_by_reason", "redraw")} | {
+            "base_run": rec["base"]["run_id"], "planned": plans.planned_count(rec["ingredients"]),
+            "frame": rec["ingredients"]["frame"], "seed_source": rec["seed_source_rule"]}
+        text = (f"plan {rec['plan_id']} committed ({out['planned']} inspections planned on {out['frame']}); "
+                f"commitment {rec['commitment_sha256']}; drawn once the publication after {rec['base']['as_of']} exists")
+    elif action == "draw":
+        recs = [plans.draw_committed(store, args.plan_id)] if args.plan_id else plans.draw_ready(store)
+        out = {"drawn": [{"plan_id": r["plan_id"], "seed": r["draw"]["seed"], "seed_source": r["seed_source"],
+                          "by_tier": {t: sum(d["tier"] == t for d in r["draw"]["drawn"]) for t in "ABCD"},
+                          "skipped": len(r["draw"]["skipped"])} for r in recs]}
+        text = "\n".join(f"plan {d['plan_id']} drawn: {d['by_tier']} (seed from {d['seed_source']['run_id']}); "
+                         f"{d['skipped']} excluded entities replaced" for d in out["drawn"]) or "nothing to draw"
+    elif action == "verify":
+        out = plans.verify_plan(store, args.plan_id)
+        text = f"plan {out['plan_id']}: {'identical' if out['verified'] else 'DIFFERENT'} {out['checks']}"
         if args.json:
             _print_json(out)
         else:
-            print(f"hit rate by tier {out['hit_rate_by_tier']}; population {out['population']}")
-            if "chosen" in out:
-                print(f"chosen  {out['chosen']}: {out['chosen_expected']}")
-            print(f"advisor {out['proposal']}: {out['proposal_expected']}")
-            print(f"uniform: {out['uniform_expected']}; plot {out['plot']}")
-        return EXIT_OK
-    if not args.agency or not args.ratios:
-        raise CliError("usage: credit sample --agency ID --ratios A=0.03,B=0.1,C=0.4,D=0.8 [--run RUN_ID] [--seed S]")
-    out = make_plan(store, args.agency, _parse_ratios(args.ratios), run_id=args.run, seed=args.seed, task=args.task)
+            print(text)
+        return EXIT_OK if out["verified"] else EXIT_GATE
+    elif action == "show":
+        rec = plans.load_plan(store, args.plan_id)
+        t = plans.targets(store, rec)
+        load = {k: int(v) for k, v in sorted(pd.Series([i for team in t["inspectors"] for i in team],
+                                                        dtype=object).value_counts().items())}
+        out = {k: rec[k] for k in ("plan_id", "status", "period", "task", "commitment_sha256", "seed_source",
+                                   "exclusions_by_reason", "redraw", "abandoned", "capacity", "joint_with")} | {
+            "targets": len(t), "recusals_applied": int(sum(len(r) for r in t["recused"])),
+            "workload": load, "skipped": (rec.get("draw") or {}).get("skipped", [])}
+        text = json.dumps(out, ensure_ascii=False, indent=1)
+    elif action == "results":
+        if not args.file:
+            raise CliError("usage: credit sample results PLAN_ID --file RESULTS.csv [--landing DIR]")
+        frame = pd.read_csv(args.file, dtype=str, encoding="utf-8-sig")
+        out = plans.enter_results(store, args.plan_id, frame, landing=args.landing)
+        text = f"plan {out['plan_id']}: {out['entered']} results entered ({out['results']} in all)" + \
+            (f"; delivery {out['delivery']}" if "delivery" in out else "")
+    else:  # advise
+        if not args.agency:
+            raise CliError("usage: credit sample advise --agency ID [--capacity N] [--ratios ...] [--period YYYY-MM]")
+        plot = _home(args) / "outbox" / args.agency / "sampling" / f"advice-{args.period or 'next'}.png"
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        out = plans.advise(store, args.agency, args.capacity, args.ratios, period=args.period, plot_path=plot)
+        text = (f"hit rate by tier (random draws only) {out['hit_rate_by_tier']}; population {out['population']}\n"
+                f"bounds {out['bounds']['tiers']} ({out['bounds']['source']})\n"
+                f"capacity left {out['capacity_left']} of {out['capacity']}; advisor {out['proposal']}: "
+                f"{out['proposal_expected']}; uniform {out['uniform_expected']}"
+                + (f"\n{out['statement']}" if "statement" in out else "") + f"\nplot {out['plot']}")
     if args.json:
-        _print_json({k: out[k] for k in ("plan_id", "seed", "population_sha256", "algorithm", "drawn", "entities",
-                                         "population_size", "assignments")} | {"run_id": out["plan"]["run_id"]})
+        _print_json(out)
     else:
-        print(f"plan {out['plan_id']} (seed {out['seed']}, {out['algorithm']}): drawn {out['drawn']} "
-              f"from {out['population_size']:,} eligible entities; population sha256 {out['population_sha256']}")
+        print(text)
     return EXIT_OK
 
 
@@ -374,16 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_rerun)
 
-    sp = sub.add_parser("sample", help="double-random inspection plan by tier, or `sample verify PLAN_ID`")
-    sp.add_argument("action", nargs="?", choices=["verify", "advise"],
-                    help="verify a stored draw, or advise ratios for a capacity")
+    sp = sub.add_parser("sample", help="double-random plans: commit, draw, verify, results, show, advise")
+    sp.add_argument("action", nargs="?", choices=["commit", "draw", "verify", "results", "show", "advise"],
+                    help="commit a plan (default); draw once the next publication exists; verify; enter results")
     sp.add_argument("plan_id", nargs="?")
     sp.add_argument("--agency")
-    sp.add_argument("--ratios", help="e.g. A=0.03,B=0.1,C=0.4,D=0.8")
-    sp.add_argument("--run", default=None, help="run id (default: the latest published run)")
-    sp.add_argument("--seed", type=int, default=None, help="default: derived from the run's output hash and the plan")
+    sp.add_argument("--ratios", help="all four tiers inside the bounds, e.g. A=0.03,B=0.1,C=0.4,D=0.8")
+    sp.add_argument("--period", default=None, help="YYYY-MM (default: the month after the latest publication)")
     sp.add_argument("--task", default="routine")
-    sp.add_argument("--capacity", type=int, default=None, help="inspections the agency can do (advise)")
+    sp.add_argument("--approver", default=None, help="re-draw only: who approved it")
+    sp.add_argument("--reason", default=None, help="re-draw only: why")
+    sp.add_argument("--capacity", type=int, default=None, help="advise: inspections available (default: what's left)")
+    sp.add_argument("--file", default=None, help="results: CSV with uscc, inspection_date, problem_found (0/1)")
+    sp.add_argument("--landing", default=None, help="results: also deliver them to this landing folder (samr)")
     common(sp)
     sp.set_defaults(func=cmd_sample)
 

@@ -1,280 +1,514 @@
-"""Double-random (双随机) inspection plans by tier: ratios, reproducible draws, inspector
-assignment, joint inspections and a ratio advisor.
+"""Double-random (双随机、一公开) inspection plans in the store: commit, then draw, then publish.
 
-Reproducibility does not depend on any library's random generator: every random order is the
-order of sha256(seed | key), so anyone with the published record can redo the draw with a few
-lines of code in any language (全过程留痕、可回溯).
-
-Counts per tier: k = floor(ratio × N + 0.5) (round half up), capped at N.
+1. ``commit_plan``: the department's ratios (inside the bounds in force, within its capacity for
+   the period counting its other plans), the population snapshot of the latest publication (each
+   tier whole), the exclusions and the inspector register are frozen and hashed. The commitment is
+   stored and published before any seed exists. One plan per department, period and task; a
+   re-draw needs a named approver and a reason, and the abandoned plan stays on record and public.
+2. ``draw_plan``: possible only once the first nightly publication after the plan's base run exists:
+   its output hash is the published value the seed comes from. No production path takes a seed.
+3. ``verify_plan`` redoes everything from the store; doublerandom.py redoes the draw from the public
+   file alone. ``enter_results`` adds outcomes to the public file and writes them as an
+   inspection-result delivery (抽查任务编号 = plan id) so they flow back into the record history.
 """
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
-from scoring.common.config import CONFIG_DIR, canonical_json, load_document
-from scoring.common.errors import PipelineError
-from scoring.common.plots import use_cjk_font
+from scoring.common.config import canonical_json
 from scoring.history.inputs import load_inputs
 from scoring.history.store import entity_results, runs, sampling_plans
-from scoring.publication.publish import (
-    DEFAULT_AGENCIES,
-    in_scope,
-    load_agencies,
-    write_outbox,
-)
+from scoring.publication.masking import mask_name
+from scoring.publication.publish import in_scope, write_outbox
+from scoring.sampling import doublerandom as dr
+from scoring.sampling.commit import EXCLUSION_REASONS, ROUNDING, draw_plan as draw_frame
+from scoring.sampling.commit import commit_plan as commit_frame
+from scoring.sampling.commit import exclusions_from_history
+from scoring.sampling.rules import (AGENCIES, INSPECTORS, TIERS, SamplingRefused, bounds_for, capacity_for,
+                                    check_agency, check_ratios, load_register, parse_ratios, period_days, registry)
 
-ALGORITHM = "stratified-sha256-order/1"
-TIERS = ("A", "B", "C", "D")
-INSPECTORS = CONFIG_DIR / "inspectors.yaml"
-
-
-def tier_count(ratio: float, n: int) -> int:
-    """The documented rounding: round half up of ratio × stratum size, never above the stratum."""
-    return min(n, int(math.floor(ratio * n + 0.5)))
+ALGORITHM = dr.ALGORITHM
+INSPECTION_ITEMS = ("INSPECTION_PASS", "INSPECTION_FAIL")
+SEED_SOURCE = "output_sha256 of the first published nightly run with as_of after the plan's base run"
 
 
-def keyed_order(seed: int, keys: pd.Series) -> pd.Series:
-    """A reproducible random order: the sha256 of 'seed|key' for each key (lower first)."""
-    return keys.map(lambda k: hashlib.sha256(f"{seed}|{k}".encode()).hexdigest())
+# --------------------------------------------------------------------------- store access
+
+def _published(conn, run_id: str | None = None, after: str | None = None):
+    q = sa.select(runs).where(runs.c.status == "published")
+    if run_id:
+        return conn.execute(q.where(runs.c.run_id == run_id)).first()
+    if after:
+        q = q.where(runs.c.as_of > dt.date.fromisoformat(after)).order_by(runs.c.as_of, runs.c.run_id)
+        return conn.execute(q.limit(1)).first()
+    return conn.execute(q.order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(1)).first()
 
 
-def derive_seed(published_value: str, plan_id: str) -> int:
-    """A seed nobody chooses: from a value already published (the run's output hash) and the plan id."""
-    return int(hashlib.sha256(f"{published_value}|{plan_id}".encode()).hexdigest()[:15], 16)
+def _population(store, run, agency: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """In-scope entities of a published run (uscc, tier, name, eval_class) and the inspections known
+    to it (uscc, item_code, decision_date, doc_number)."""
+    with store.engine.connect() as conn:
+        res = pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier, entity_results.c.name,
+                                    entity_results.c.eval_class, entity_results.c.division_code,
+                                    entity_results.c.industry).where(entity_results.c.run_id == run.run_id), conn)
+        manifest = json.loads(run.manifest_json)
+        _, rec, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
+                                batch_ids=[b["batch_id"] for b in manifest["input_batches"]])[:3]
+    pop = res[in_scope(res, agency)].astype({"tier": str}).sort_values("uscc").reset_index(drop=True)
+    cols = ["uscc", "item_code", "decision_date", "doc_number"]
+    ins = rec[rec["item_code"].isin(INSPECTION_ITEMS)][cols] if len(rec) else pd.DataFrame(columns=cols)
+    return pop, ins.reset_index(drop=True)
 
 
-def population_sha256(pop: pd.DataFrame) -> str:
-    text = "".join(f"{u},{t}\n" for u, t in zip(pop["uscc"], pop["tier"]))
-    return hashlib.sha256(text.encode()).hexdigest()
+def _records(conn, agency_id: str | None = None) -> list[dict]:
+    q = sa.select(sampling_plans.c.record_json).order_by(sampling_plans.c.plan_id)
+    if agency_id:
+        q = q.where(sampling_plans.c.agency_id == agency_id)
+    return [json.loads(t) for t in conn.execute(q).scalars()]
 
 
-@dataclass
-class Plan:
-    agency_id: str
-    task: str
-    run_id: str
-    as_of: str
-    ratios: dict[str, float]
-    seed: int | None = None
-    exclusion_days: int = 90
-    frequency_caps: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def plan_id(self) -> str:
-        body = canonical_json({k: v for k, v in asdict(self).items() if k != "seed"} | {"seed": self.seed})
-        return f"{self.agency_id}-{self.task}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
+def load_plan(store, plan_id: str) -> dict:
+    with store.engine.connect() as conn:
+        text = conn.execute(sa.select(sampling_plans.c.record_json)
+                            .where(sampling_plans.c.plan_id == plan_id)).scalar()
+    if text is None:
+        raise SamplingRefused(f"no sampling plan {plan_id!r}")
+    return json.loads(text)
 
 
-def eligible_population(results: pd.DataFrame, inspections: pd.DataFrame, agency: dict, plan: Plan) -> pd.DataFrame:
-    """In-scope entities of the run, minus those inspected within the exclusion window or already at
-    their tier's yearly frequency cap. Sorted by USCC."""
-    pop = results[in_scope(results, agency)][["uscc", "tier"]].astype({"tier": str}).sort_values("uscc")
-    day = pd.Timestamp(plan.as_of)
-    if len(inspections):
-        when = pd.to_datetime(inspections["decision_date"])
-        recent = set(inspections.loc[(when > day - pd.Timedelta(days=plan.exclusion_days)) & (when <= day), "uscc"])
-        year = inspections[(when > day - pd.Timedelta(days=365)) & (when <= day)].groupby("uscc").size()
-        cap = pop["tier"].map(plan.frequency_caps).fillna(10**9)
-        over = pop["uscc"].map(year).fillna(0) >= cap
-        pop = pop[~pop["uscc"].isin(recent) & ~over.to_numpy()]
-    return pop.reset_index(drop=True)
+def _save(conn, record: dict) -> None:
+    conn.execute(sa.delete(sampling_plans).where(sampling_plans.c.plan_id == record["plan_id"]))
+    conn.execute(sampling_plans.insert().values(plan_id=record["plan_id"], agency_id=record["agency_id"],
+                                                run_id=record["base"]["run_id"], as_of=record["base"]["as_of"],
+                                                record_json=canonical_json(record)))
 
 
-def draw(pop: pd.DataFrame, ratios: dict[str, float], seed: int) -> pd.DataFrame:
-    """Stratified draw: per tier, the first k entities in the keyed order."""
-    parts = []
-    for tier in TIERS:
-        stratum = pop[pop["tier"] == tier]
-        k = tier_count(float(ratios.get(tier, 0.0)), len(stratum))
-        if k:
-            order = keyed_order(seed, stratum["uscc"])
-            parts.append(stratum.assign(_o=order.to_numpy()).sort_values(["_o", "uscc"]).head(k).drop(columns="_o"))
-    if not parts:
-        return pd.DataFrame(columns=["uscc", "tier"])
-    return pd.concat(parts, ignore_index=True)
+def planned_count(ingredients: dict) -> int:
+    return sum(dr.tier_count(ingredients["ratios"][t], ingredients["frame"][t]) for t in TIERS)
 
 
-def load_inspectors(path=INSPECTORS) -> pd.DataFrame:
-    rows = load_document(path)["inspectors"]
-    return pd.DataFrame([{**r, "conflicts": tuple(sorted(r.get("conflicts") or []))} for r in rows])
+# --------------------------------------------------------------------------- commit
+
+def commit_plan(store, agency_id: str, ratios, *, period: str | None = None, task: str = "routine",
+                approver: str | None = None, reason: str | None = None,
+                agencies_path=AGENCIES, inspectors_path=INSPECTORS) -> dict:
+    """Commit a department's plan for a period on the latest publication; nothing is drawn yet."""
+    reg = registry(agencies_path)
+    agency = check_agency(agency_id, reg)
+    ratios = parse_ratios(ratios)
+    register = load_register(inspectors_path, agency_id)
+    if len(register) < 2:
+        raise SamplingRefused(f"the register has {len(register)} inspectors for {agency_id}; two are needed per target")
+    with store.engine.connect() as conn:
+        base = _published(conn)
+        if base is None:
+            raise SamplingRefused("no published run yet: a plan commits to a published population")
+        mine = _records(conn, agency_id)
+    base_as_of = str(base.as_of)
+    if period is None:
+        nxt = dt.date.fromisoformat(base_as_of) + dt.timedelta(days=1)
+        period = f"{nxt:%Y-%m}"
+    first, last = period_days(period)
+    if last < dt.date.fromisoformat(base_as_of):
+        raise SamplingRefused(f"period {period} is closed: it ended before the latest publication ({base_as_of})")
+    bounds = check_ratios(agency_id, period, ratios, reg)
+    live = [r for r in mine if r["period"] == period and r["status"] != "abandoned"]
+    same = [r for r in live if r["task"] == task]
+    if same and not (approver and reason):
+        raise SamplingRefused(f"{agency_id} already has plan {same[0]['plan_id']} for {period} ({task}); "
+                              "a re-draw needs a named approver and a reason")
+    if (approver or reason) and not same:
+        raise SamplingRefused(f"nothing to re-draw: {agency_id} has no plan for {period} ({task})")
+    pop, ins = _population(store, base, agency)
+    cfg = {"exclusion_days": int(reg.get("exclusion_days", 90)),
+           "frequency_caps": {t: int(v) for t, v in reg.get("frequency_caps", {}).items()}}
+    excl = exclusions_from_history(pop, ins, base_as_of, cfg["exclusion_days"], cfg["frequency_caps"])
+    committed = commit_frame(pop, ratios, agency_id=agency_id, period=period, task=task, exclusions=excl,
+                             inspectors=register, rules=cfg,
+                             base={"run_id": base.run_id, "as_of": base_as_of, "output_sha256": base.output_sha256})
+    need = planned_count(committed["ingredients"])
+    others = [r for r in live if r not in same]
+    pending = sum(planned_count(r["ingredients"]) for r in others)
+    capacity = capacity_for(agency_id, reg)
+    if need + pending > capacity:
+        held = ", ".join(f"{r['plan_id']} ({planned_count(r['ingredients'])})" for r in others) or "none"
+        raise SamplingRefused(f"{agency_id} {period}: this plan needs {need} inspections and its other plans {pending} "
+                              f"[{held}], above the capacity {capacity}; lower the ratios (`credit sample advise`)")
+    attempt = 1 + sum(1 for r in mine if r["period"] == period and r["task"] == task)
+    record = {"plan_id": f"{agency_id}-{period}-{task}-{attempt}", "agency_id": agency_id,
+              "agency_name": agency["name"], "period": period, "task": task, "attempt": attempt,
+              "status": "committed", "base": committed["ingredients"]["base"],
+              "ingredients": committed["ingredients"], "commitment_sha256": committed["commitment_sha256"],
+              "bounds": bounds, "capacity": {"capacity": capacity, "this_plan": need, "other_plans": pending},
+              "exclusions_by_reason": {k: int(v) for k, v in excl["reason"].value_counts().sort_index().items()},
+              "seed_source_rule": SEED_SOURCE, "redraw": None, "abandoned": None, "draw": None,
+              "seed_source": None, "joint_with": {}, "results": []}
+    if same:
+        record["redraw"] = {"of": same[0]["plan_id"], "approver": approver, "reason": reason}
+    with store.engine.begin() as conn:
+        for old in same:
+            old["status"] = "abandoned"
+            old["abandoned"] = {"by": record["plan_id"], "approver": approver, "reason": reason}
+            _save(conn, old)
+        _save(conn, record)
+    publish_plan(store, record["plan_id"])
+    return record
 
 
-def assign_inspectors(drawn: pd.DataFrame, inspectors: pd.DataFrame, seed: int, per_inspection: int = 2) -> pd.DataFrame:
-    """At least two inspectors per inspection, drawn at random among those not recused from the
-    entity, the least loaded first (ties in keyed random order). Raises if recusals leave too few."""
-    load = {i: 0 for i in inspectors["inspector_id"]}
-    conflicts = {r.inspector_id: set(r.conflicts) for r in inspectors.itertuples()}
+# --------------------------------------------------------------------------- draw
+
+def draw_committed(store, plan_id: str) -> dict:
+    """Draw a committed plan with the seed from the first publication after its base run.
+    Refused while that publication does not exist: until then nobody knows the draw."""
+    record = load_plan(store, plan_id)
+    if record["status"] != "committed":
+        raise SamplingRefused(f"plan {plan_id} is {record['status']}, not waiting for a draw")
+    with store.engine.connect() as conn:
+        source = _published(conn, after=record["base"]["as_of"])
+        base = _published(conn, run_id=record["base"]["run_id"])
+    if source is None:
+        raise SamplingRefused(f"plan {plan_id} is committed; its seed is the output hash of the first publication "
+                              f"after {record['base']['as_of']}, which does not exist yet — nothing drawn")
+    if base is None:
+        raise SamplingRefused(f"the base run {record['base']['run_id']} of plan {plan_id} is no longer published")
+    agency = check_agency(record["agency_id"], registry())
+    pop, _ = _population(store, base, agency)
+    committed = {k: record[k] for k in ("ingredients", "commitment_sha256")}
+    drawn, out = draw_frame(committed, pop, source.output_sha256,
+                            seed_source={"rule": SEED_SOURCE, "run_id": source.run_id, "as_of": str(source.as_of)})
+    record.update(status="drawn", seed_source=out["seed_source"], draw=out["draw"])
+    with store.engine.begin() as conn:
+        record["joint_with"] = _joint_with(conn, store, record, set(drawn["uscc"]))
+        _save(conn, record)
+    publish_plan(store, plan_id)
+    return record
+
+
+def _joint_with(conn, store, record: dict, mine: set[str]) -> dict[str, list[str]]:
+    """Targets other departments' drawn plans of the same period also hold: one joint inspection
+    each (Regulation on Optimizing the Business Environment, Art. 54). USCC → the other plans."""
+    out: dict[str, list[str]] = {}
+    for other in _records(conn):
+        if other["agency_id"] == record["agency_id"] or other["period"] != record["period"] \
+                or other["status"] != "drawn":
+            continue
+        for u in sorted(mine & set(targets(store, other)["uscc"])):
+            out.setdefault(u, []).append(other["plan_id"])
+    return out
+
+
+def draw_ready(store) -> list[dict]:
+    """Draw every committed plan whose seed publication now exists (the DAG after each night)."""
+    with store.engine.connect() as conn:
+        waiting = [r["plan_id"] for r in _records(conn) if r["status"] == "committed"]
+    out = []
+    for plan_id in waiting:
+        try:
+            out.append(draw_committed(store, plan_id))
+        except SamplingRefused as e:
+            if "does not exist yet" not in str(e):
+                raise
+    return out
+
+
+def targets(store, record: dict) -> pd.DataFrame:
+    """The drawn entities of a plan with names, classes and inspector teams (agency view)."""
+    cols = ["uscc", "name", "eval_class", "tier", "position", "rank", "inspectors", "units", "recused"]
+    if not record.get("draw"):
+        return pd.DataFrame(columns=cols)
+    with store.engine.connect() as conn:
+        base = _published(conn, run_id=record["base"]["run_id"])
+    pop, _ = _population(store, base, check_agency(record["agency_id"], registry()))
+    committed = {k: record[k] for k in ("ingredients", "commitment_sha256")}
+    drawn, _ = draw_frame(committed, pop, record["seed_source"]["value"])
+    return drawn.merge(pop[["uscc", "name", "eval_class"]], on="uscc", how="left")[cols]
+
+
+# --------------------------------------------------------------------------- verify
+
+def verify_plan(store, plan_id: str) -> dict:
+    """Redo a plan from the store: commitment, population, exclusions, register, seed source, draw,
+    and the public file through the standalone verifier."""
+    record = load_plan(store, plan_id)
+    ing = record["ingredients"]
+    checks = {"commitment": dr.commitment_sha256(ing) == record["commitment_sha256"]}
+    with store.engine.connect() as conn:
+        base = _published(conn, run_id=record["base"]["run_id"])
+        source = _published(conn, run_id=record["seed_source"]["run_id"]) if record.get("seed_source") else None
+    checks["base_run"] = base is not None and base.output_sha256 == record["base"]["output_sha256"]
+    if base is not None:
+        reg = registry()
+        pop, ins = _population(store, base, check_agency(record["agency_id"], reg))
+        rules = ing["exclusion_rules"]
+        excl = exclusions_from_history(pop, ins, record["base"]["as_of"], rules["exclusion_days"],
+                                       rules["frequency_caps"])
+        redo = commit_frame(pop, ing["ratios"], agency_id=ing["agency_id"], period=ing["period"], task=ing["task"],
+                            exclusions=excl, inspectors=load_register(INSPECTORS, record["agency_id"]), rules=rules,
+                            base=ing["base"])["ingredients"]
+        checks["population"] = redo["frame_sha256"] == ing["frame_sha256"]
+        checks["exclusions"] = redo["exclusions"] == ing["exclusions"]
+        checks["register"] = redo["register_sha256"] == ing["register_sha256"] and redo["recusals"] == ing["recusals"]
+    if record.get("draw"):
+        checks["seed_source"] = (source is not None and source.output_sha256 == record["seed_source"]["value"]
+                                 and str(source.as_of) > record["base"]["as_of"])
+        again = dr.draw(ing, dr.derive_seed(record["commitment_sha256"], record["seed_source"]["value"]))
+        checks["draw"] = again == record["draw"]
+    path = public_dir(store, record) / "plan.json"
+    checks["public_file"] = path.exists() and not dr.verify(json.loads(path.read_text(encoding="utf-8")))
+    return {"plan_id": plan_id, "status": record["status"], "verified": all(checks.values()), "checks": checks}
+
+
+# --------------------------------------------------------------------------- 一公开
+
+def public_dir(store, record: dict) -> Path:
+    return Path(store.home) / "public" / "sampling" / record["agency_id"] / f"{record['period']}-{record['task']}"
+
+
+def _public_entities(t: pd.DataFrame) -> pd.DataFrame:
+    """Art. 23: organisations by name and USCC; individual businesses with masked name and code;
+    natural persons never identified."""
+    cls = t["eval_class"].fillna("")
+    person = cls.eq("natural_person")
+    indiv = cls.eq("individual_business")
+    name = t["name"].fillna("").astype(str)
+    code = t["uscc"].astype(str)
+    name = name.where(~indiv, mask_name(name).astype(str)).where(~person, "自然人（不公开）")
+    code = code.where(~indiv, code.str[:8] + "********" + code.str[-2:]).where(~person, "")
+    return pd.DataFrame({"entity": name.to_numpy(), "uscc": code.to_numpy()}, index=t.index)
+
+
+def _public_part(store, record: dict) -> dict:
+    part = {k: record[k] for k in ("plan_id", "period", "task", "attempt", "status", "ingredients",
+                                   "commitment_sha256", "seed_source_rule", "seed_source", "draw", "redraw",
+                                   "bounds", "capacity", "exclusions_by_reason", "joint_with")}
+    part["superseded"] = record["abandoned"]
+    t = targets(store, record)
+    results = {r["uscc"]: r for r in record.get("results", [])}
+    shown = _public_entities(t)
+    part["targets"] = [{"entity": e, "uscc": c, "units": list(u), "result": results.get(full, {}).get("result"),
+                        "inspection_date": results.get(full, {}).get("inspection_date")}
+                       for e, c, u, full in zip(shown["entity"], shown["uscc"], t["units"], t["uscc"])]
+    part["targets"].sort(key=lambda x: (x["uscc"], x["entity"]))
+    return part
+
+
+def publish_plan(store, plan_id: str) -> dict[str, Path]:
+    """Write the plan's public files (JSON, and CSV with BOM for Excel/WPS): the current attempt with
+    every abandoned one of the same department, period and task, and the agency's own copy with
+    unmasked targets and inspector names."""
+    record = load_plan(store, plan_id)
+    with store.engine.connect() as conn:
+        siblings = [r for r in _records(conn, record["agency_id"])
+                    if r["period"] == record["period"] and r["task"] == record["task"]]
+    current = max(siblings, key=lambda r: r["attempt"])
+    doc = {"title": "双随机、一公开 抽查计划 double-random inspection plan", "agency_id": current["agency_id"],
+           "agency_name": current["agency_name"], "algorithm": ALGORITHM,
+           "verify": "python doublerandom.py plan.json (standard library only)",
+           **_public_part(store, current),
+           "abandoned": [_public_part(store, r) for r in sorted(siblings, key=lambda r: r["attempt"])
+                         if r is not current]}
     rows = []
-    for uscc in drawn.sort_values("uscc")["uscc"]:
-        free = [i for i in sorted(load) if uscc not in conflicts[i]]
-        if len(free) < per_inspection:
-            raise ValueError(f"only {len(free)} inspectors may inspect {uscc}; {per_inspection} are required")
-        ranked = sorted(free, key=lambda i: (load[i], hashlib.sha256(f"{seed}|{uscc}|{i}".encode()).hexdigest()))
-        team = sorted(ranked[:per_inspection])
-        for i in team:
-            load[i] += 1
-        rows.append({"uscc": uscc, "inspectors": ";".join(team)})
-    return pd.DataFrame(rows, columns=["uscc", "inspectors"])
+    for part in [doc] + doc["abandoned"]:
+        for t in part["targets"] or [{}]:
+            rows.append({"计划编号 plan": part["plan_id"], "部门 agency": doc["agency_name"],
+                         "期间 period": part["period"], "任务 task": part["task"], "状态 status": part["status"],
+                         "承诺哈希 commitment": part["commitment_sha256"],
+                         "种子来源 seed source": (part["seed_source"] or {}).get("run_id", "（待下次发布 pending）"),
+                         "种子 seed": (part["draw"] or {}).get("seed", ""),
+                         "重新抽取 re-draw": json.dumps(part["redraw"], ensure_ascii=False) if part["redraw"] else "",
+                         "检查对象 entity": t.get("entity", ""), "统一社会信用代码 USCC": t.get("uscc", ""),
+                         "检查单位 units": ";".join(t.get("units") or []),
+                         "检查结果 result": t.get("result") or "", "检查日期 date": t.get("inspection_date") or ""})
+    folder = public_dir(store, current)
+    files = {"plan.json": json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"),
+             "plan.csv": pd.DataFrame(rows).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")}
+    write_outbox(folder, files)
+    joined = {c: targets(store, current)[c].map(lambda x: ";".join(x) if isinstance(x, list) else "")
+              for c in ("inspectors", "units", "recused")}
+    agency_csv = targets(store, current).assign(**joined)
+    write_outbox(Path(store.home) / "outbox" / current["agency_id"] / "sampling" / current["plan_id"],
+                 {"plan.json": files["plan.json"],
+                  "inspections.csv": agency_csv.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")})
+    return {name: folder / name for name in files}
 
 
-def joint_inspections(draws: pd.DataFrame) -> pd.DataFrame:
-    """Entities drawn by several agencies' plans in the same month: one joint inspection (Regulation
-    on Optimizing the Business Environment, Art. 54)."""
-    d = draws.assign(month=pd.to_datetime(draws["as_of"]).dt.strftime("%Y-%m"))
-    g = d.groupby(["month", "uscc"])["agency_id"].agg(lambda s: ";".join(sorted(set(s))))
-    g = g[g.str.contains(";")]
-    return g.rename("agencies").reset_index()
+# --------------------------------------------------------------------------- results flow back
+
+def enter_results(store, plan_id: str, results: pd.DataFrame, landing: Path | str | None = None) -> dict:
+    """Record inspection outcomes of a drawn plan (uscc, inspection_date, problem_found 0/1 or
+    result text), republish its public file, and write them as an inspection-result delivery for
+    the provider folder samr (抽查任务编号 = plan id), so the next night takes them into the
+    record history as INSPECTION_PASS / INSPECTION_FAIL tagged with the plan."""
+    record = load_plan(store, plan_id)
+    if record["status"] not in ("drawn",):
+        raise SamplingRefused(f"plan {plan_id} is {record['status']}: results go to a drawn plan")
+    t = targets(store, record)
+    drawn = set(t["uscc"])
+    res = results.copy()
+    res["uscc"] = res["uscc"].astype(str).str.strip().str.upper()
+    unknown = sorted(set(res["uscc"]) - drawn)
+    if unknown:
+        raise SamplingRefused(f"{unknown[0]} is not a target of plan {plan_id} ({len(unknown)} such rows); nothing entered")
+    if "result" not in res:
+        words = {"1": "发现问题", "true": "发现问题", "yes": "发现问题", "是": "发现问题",
+                 "0": "未发现问题", "false": "未发现问题", "no": "未发现问题", "否": "未发现问题"}
+        res["result"] = res["problem_found"].astype(str).str.strip().str.lower().map(words)
+    if res["result"].isna().any():
+        raise SamplingRefused(f"bad result for {res.loc[res['result'].isna(), 'uscc'].iloc[0]}: problem_found is "
+                              "1/0 (or a result text); nothing entered")
+    days = pd.to_datetime(res["inspection_date"], errors="coerce")
+    if days.isna().any():
+        raise SamplingRefused(f"bad inspection date {res.loc[days.isna(), 'inspection_date'].iloc[0]!r}; nothing entered")
+    first, _ = period_days(record["period"])
+    if (days.dt.date < first).any():
+        raise SamplingRefused(f"an inspection dated before the plan's period {record['period']}; nothing entered")
+    res["inspection_date"] = days.dt.strftime("%Y-%m-%d")
+    entered = {r["uscc"]: r for r in record.get("results", [])}
+    for r in res[["uscc", "inspection_date", "result"]].to_dict("records"):
+        entered[r["uscc"]] = r
+    record["results"] = [entered[u] for u in sorted(entered)]
+    with store.engine.begin() as conn:
+        _save(conn, record)
+    publish_plan(store, plan_id)
+    out = {"plan_id": plan_id, "entered": len(res), "results": len(record["results"])}
+    if landing is not None:
+        names = dict(zip(t["uscc"], t["name"]))
+        feed = pd.DataFrame({"抽查任务编号": plan_id, "检查对象名称": res["uscc"].map(names),
+                             "统一社会信用代码": res["uscc"], "检查日期": res["inspection_date"],
+                             "检查结果": res["result"], "检查实施机关": record["agency_name"],
+                             "备注": f"双随机抽查 {record['period']} {record['task']}"})
+        day = max(res["inspection_date"]).replace("-", "")
+        path = Path(landing) / "samr" / f"{day}_inspection_result.csv"
+        if path.exists():
+            raise SamplingRefused(f"{path} already exists; deliver these results under another date")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_bytes(feed.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig"))
+        tmp.rename(path)
+        out["delivery"] = str(path)
+    return out
 
 
 # --------------------------------------------------------------------------- ratio advisor
 
-def expected(pop_counts: dict[str, int], ratios: dict[str, float], hit: dict[str, float]) -> tuple[int, float]:
-    n = sum(tier_count(ratios.get(t, 0.0), pop_counts.get(t, 0)) for t in TIERS)
-    f = sum(tier_count(ratios.get(t, 0.0), pop_counts.get(t, 0)) * hit.get(t, 0.0) for t in TIERS)
-    return n, f
+def expected(pop_counts: dict[str, int], ratios: dict, hit: dict[str, float]) -> tuple[int, float]:
+    ks = {t: dr.tier_count(ratios.get(t, 0), pop_counts.get(t, 0)) for t in TIERS}
+    return sum(ks.values()), sum(ks[t] * hit.get(t, 0.0) for t in TIERS)
 
 
 def propose_ratios(pop_counts: dict[str, int], hit: dict[str, float], capacity: int,
-                   bounds: dict[str, list[float]]) -> dict[str, float]:
-    """Most expected findings within capacity and inside each tier's bounds: every tier gets its
-    minimum, then capacity goes to tiers in falling hit rate up to their maximum. (A greedy fill is
-    optimal here: each inspection's value depends only on its tier.)"""
-    ratios = {t: float(bounds[t][0]) for t in TIERS}
-    used = sum(tier_count(ratios[t], pop_counts.get(t, 0)) for t in TIERS)
+                   bounds: dict[str, list]) -> dict[str, str]:
+    """Most expected findings within capacity, inside each tier's bounds: every tier gets its
+    minimum, then capacity goes to tiers in falling hit rate up to their maximum (greedy is optimal:
+    an inspection's value depends only on its tier). Ratios are exact decimals giving whole counts."""
+    lo = {t: Decimal(str(bounds[t][0])) for t in TIERS}
+    hi = {t: Decimal(str(bounds[t][1])) for t in TIERS}
+    ratios = dict(lo)
+    used = sum(dr.tier_count(lo[t], pop_counts.get(t, 0)) for t in TIERS)
     if used > capacity:
-        raise ValueError(f"the minimum ratios already need {used} inspections, above the capacity {capacity}")
-    for t in sorted(TIERS, key=lambda t: -hit.get(t, 0.0)):
+        raise SamplingRefused(f"the minimum ratios of the bounds already need {used} inspections, above the "
+                              f"capacity {capacity}")
+    for t in sorted(TIERS, key=lambda t: (-hit.get(t, 0.0), t)):
         n = pop_counts.get(t, 0)
         if not n:
             continue
-        room = capacity - used
-        k_now = tier_count(ratios[t], n)
-        k_max = tier_count(float(bounds[t][1]), n)
-        k = min(k_max, k_now + room)
-        ratios[t] = round(max(ratios[t], (k - 0.5) / n + 1e-9 if k else 0.0), 6) if k > k_now else ratios[t]
-        while tier_count(ratios[t], n) > k:  # rounding safety
-            ratios[t] = round(ratios[t] - 1 / (2 * n), 6)
-        used += tier_count(ratios[t], n) - k_now
-    return ratios
+        k_now = dr.tier_count(ratios[t], n)
+        k = min(dr.tier_count(hi[t], n), k_now + capacity - used)
+        if k > k_now:
+            r = min(hi[t], (Decimal(k) / n).quantize(Decimal("0.000001")))
+            while dr.tier_count(r, n) > k:
+                r -= Decimal("0.000001")
+            while dr.tier_count(r, n) < k and r < hi[t]:
+                r += Decimal("0.000001")
+            ratios[t] = max(lo[t], r)
+            used += dr.tier_count(ratios[t], n) - k_now
+    return {t: format(ratios[t].normalize(), "f") for t in TIERS}
 
 
-def hit_rates(inspections: pd.DataFrame, tiers: pd.DataFrame) -> dict[str, float]:
-    """Problem-finding rate by tier from past inspections (INSPECTION_FAIL / all)."""
-    m = inspections.merge(tiers[["uscc", "tier"]].astype({"tier": str}), on="uscc")
-    if m.empty:
-        return {t: 0.0 for t in TIERS}
-    r = (m["item_code"] == "INSPECTION_FAIL").groupby(m["tier"]).mean()
-    return {t: float(r.get(t, 0.0)) for t in TIERS}
+def hit_rates(inspections: pd.DataFrame, tiers: pd.DataFrame, plan_ids: set[str]) -> dict[str, float | None]:
+    """Problem-finding rate by tier from randomly drawn inspections only: those whose task number
+    (doc_number) is a double-random plan; complaint-driven or other inspections would bias it."""
+    ins = inspections[inspections["doc_number"].astype(str).isin(plan_ids)] if len(inspections) else inspections
+    m = ins.merge(tiers[["uscc", "tier"]].astype({"tier": str}), on="uscc")
+    r = (m["item_code"] == "INSPECTION_FAIL").groupby(m["tier"]).mean() if len(m) else pd.Series(dtype=float)
+    return {t: (float(r[t]) if t in r.index else None) for t in TIERS}
 
 
-# --------------------------------------------------------------------------- orchestration
-
-def _inputs(store, run_id: str | None, agency_id: str):
-
-    with store.engine.connect() as conn:
-        q = sa.select(runs).where(runs.c.status == "published")
-        q = q.where(runs.c.run_id == run_id) if run_id else q.order_by(runs.c.as_of.desc()).limit(1)
-        run = conn.execute(q).first()
-        if run is None:
-            raise PipelineError(f"no published run {run_id or ''}".strip())
-        results = pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier, entity_results.c.division_code,
-                                        entity_results.c.industry).where(entity_results.c.run_id == run.run_id), conn)
-        manifest = json.loads(run.manifest_json)
-        _, rec, _, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
-                                   batch_ids=[b["batch_id"] for b in manifest["input_batches"]])
-    ins = rec[rec["item_code"].isin(["INSPECTION_PASS", "INSPECTION_FAIL"])][["uscc", "item_code", "decision_date"]] \
-        if len(rec) else pd.DataFrame(columns=["uscc", "item_code", "decision_date"])
-    return dict(run._mapping), results, ins
-
-
-def make_plan(store, agency_id: str, ratios: dict[str, float], run_id: str | None = None, seed: int | None = None,
-              task: str = "routine", inspectors_path=INSPECTORS) -> dict:
-    """Draw a plan, assign inspectors, store the draw record and deliver it to the agency."""
-    agencies = {a["id"]: a for a in load_agencies()}
-    if agency_id not in agencies:
-        raise PipelineError(f"unknown agency {agency_id!r} (see `credit agencies`)")
-    cfg = load_document(DEFAULT_AGENCIES)
-    run, results, ins = _inputs(store, run_id, agency_id)
-    plan = Plan(agency_id=agency_id, task=task, run_id=run["run_id"], as_of=str(run["as_of"]),
-                ratios={t: float(ratios.get(t, 0.0)) for t in TIERS}, seed=None,
-                exclusion_days=int(cfg.get("exclusion_days", 90)),
-                frequency_caps={t: int(v) for t, v in cfg.get("frequency_caps", {}).items()})
-    base_id = plan.plan_id
-    plan.seed = int(seed) if seed is not None else derive_seed(run["output_sha256"], base_id)
-    pop = eligible_population(results, ins, agencies[agency_id], plan)
-    drawn = draw(pop, plan.ratios, plan.seed)
-    reg = load_inspectors(inspectors_path)
-    team = assign_inspectors(drawn, reg[reg["agency_id"] == agency_id], plan.seed)
-    record = {"plan_id": plan.plan_id, "plan": asdict(plan), "algorithm": ALGORITHM,
-              "population_size": len(pop), "population_sha256": population_sha256(pop),
-              "population_by_tier": {t: int((pop["tier"] == t).sum()) for t in TIERS},
-              "drawn": {t: int((drawn["tier"] == t).sum()) for t in TIERS},
-              "entities": sorted(drawn["uscc"].tolist()),
-              "assignments": team.to_dict("records"),
-              "rounding": "k = floor(ratio * N + 0.5), at most N, per tier"}
-    record["joint_with"] = _joint_with(store, plan, record["entities"])
-    record["record_sha256"] = hashlib.sha256(canonical_json(record).encode()).hexdigest()
-    with store.engine.begin() as conn:
-        conn.execute(sa.delete(sampling_plans).where(sampling_plans.c.plan_id == record["plan_id"]))
-        conn.execute(sampling_plans.insert().values(plan_id=record["plan_id"], agency_id=agency_id,
-                                                    run_id=plan.run_id, as_of=plan.as_of,
-                                                    record_json=canonical_json(record)))
-    files = {"plan.json": json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True).encode(),
-             "inspections.csv": team.merge(drawn, on="uscc").to_csv(index=False, lineterminator="\r\n")
-             .encode("utf-8-sig")}
-    write_outbox(store.home / "outbox" / agency_id / "sampling" / record["plan_id"], files)
-    return {**record, "seed": plan.seed}
-
-
-def advise(store, agency_id: str, capacity: int, ratios: dict[str, float] | None = None, run_id: str | None = None,
+def advise(store, agency_id: str, capacity: int | None = None, ratios=None, period: str | None = None,
            plot_path=None) -> dict:
-    """Expected inspections and findings for the chosen ratios, and the proposal that finds the most
-    problems within capacity inside the policy's bounds (hit rates from past inspections)."""
-
-    agency = {a["id"]: a for a in load_agencies()}[agency_id]
-    bounds = load_document(DEFAULT_AGENCIES)["sampling_bounds"]
-    run, results, ins = _inputs(store, run_id, agency_id)
-    plan = Plan(agency_id=agency_id, task="advice", run_id=run["run_id"], as_of=str(run["as_of"]), ratios={})
-    pop = eligible_population(results, ins, agency, plan)
+    """Expected inspections and findings for the chosen ratios, and the proposal inside the bounds
+    in force that finds the most problems within the capacity left for the period (the department's
+    capacity minus its other plans). If the chosen ratios don't fit, says which tiers lose what."""
+    reg = registry()
+    agency = check_agency(agency_id, reg)
+    with store.engine.connect() as conn:
+        base = _published(conn)
+        if base is None:
+            raise SamplingRefused("no published run yet")
+        mine = _records(conn, agency_id)
+        plan_ids = {r["plan_id"] for r in _records(conn)}
+    if period is None:
+        period = f"{dt.date.fromisoformat(str(base.as_of)) + dt.timedelta(days=1):%Y-%m}"
+    bounds = bounds_for(agency_id, period_days(period)[0], reg)
+    pending = sum(planned_count(r["ingredients"]) for r in mine if r["period"] == period and r["status"] != "abandoned")
+    full = capacity_for(agency_id, reg)
+    cap = min(full - pending, capacity) if capacity is not None else full - pending
+    pop, ins = _population(store, base, agency)
     counts = {t: int((pop["tier"] == t).sum()) for t in TIERS}
-    hit = hit_rates(ins, results)
-    proposal = propose_ratios(counts, hit, capacity, bounds)
-    uniform_ratio = min(1.0, capacity / max(1, len(pop)))
-    uniform = {t: uniform_ratio for t in TIERS}
-    out = {"agency_id": agency_id, "run_id": run["run_id"], "capacity": capacity, "population": counts,
-           "hit_rate_by_tier": hit, "bounds": bounds, "proposal": proposal,
-           "proposal_expected": dict(zip(("inspections", "findings"), expected(counts, proposal, hit))),
-           "uniform_expected": dict(zip(("inspections", "findings"), expected(counts, uniform, hit)))}
-    if ratios:
-        out["chosen"] = ratios
-        out["chosen_expected"] = dict(zip(("inspections", "findings"), expected(counts, ratios, hit)))
+    hit = hit_rates(ins, pop, plan_ids)
+    basis = "randomly drawn inspections only (task number = a double-random plan)"
+    if all(v is None for v in hit.values()):
+        # no random draw has results yet: all inspections on record, which over-represent complaints
+        hit = hit_rates(ins, pop, set(ins["doc_number"].astype(str)))
+        basis = "no randomly drawn inspection has results yet: ALL inspections on record (biased by complaints)"
+    known = {t: (v if v is not None else 0.0) for t, v in hit.items()}
+    proposal = propose_ratios(counts, known, cap, bounds["tiers"])
+    total = max(1, sum(counts.values()))
+    uniform = {t: str(min(Decimal(1), Decimal(cap) / total).quantize(Decimal("0.000001"))) for t in TIERS}
+    out = {"agency_id": agency_id, "run_id": base.run_id, "period": period, "capacity": full,
+           "other_plans": pending, "capacity_left": cap, "population": counts, "hit_rate_by_tier": hit,
+           "hit_rate_basis": basis,
+           "bounds": bounds, "proposal": proposal,
+           "proposal_expected": dict(zip(("inspections", "findings"), expected(counts, proposal, known)))}
+    out["uniform_expected"] = dict(zip(("inspections", "findings"), expected(counts, uniform, known)))
+    if ratios is not None:
+        chosen = parse_ratios(ratios)
+        need = expected(counts, chosen, known)
+        out["chosen"] = chosen
+        out["chosen_expected"] = dict(zip(("inspections", "findings"), need))
+        if need[0] > cap:
+            loses = [f"{t} {chosen[t]}→{proposal[t]} (−{dr.tier_count(chosen[t], counts[t]) - dr.tier_count(proposal[t], counts[t])})"
+                     for t in TIERS if dr.tier_count(proposal[t], counts[t]) < dr.tier_count(chosen[t], counts[t])]
+            out["statement"] = (f"the chosen ratios need {need[0]} inspections but {cap} are left this period "
+                                f"(capacity {full}, other plans {pending}); scaled down: " + ", ".join(loses))
     if plot_path:
-        _plot_advice(out, plot_path)
+        _plot_advice(out, known, plot_path)
         out["plot"] = str(plot_path)
     return out
 
 
-def _plot_advice(out: dict, path) -> None:
-    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
+def _plot_advice(out: dict, hit: dict, path) -> None:
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from scoring.common.plots import use_cjk_font
 
     use_cjk_font()
-    caps = sorted({max(1, int(out["capacity"] * f)) for f in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)})
-    counts, hit, bounds = out["population"], out["hit_rate_by_tier"], out["bounds"]
+    caps = sorted({max(1, int(out["capacity_left"] * f)) for f in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)})
+    counts, bounds = out["population"], out["bounds"]["tiers"]
     best, flat = [], []
     for c in caps:
         try:
             best.append(expected(counts, propose_ratios(counts, hit, c, bounds), hit)[1])
-        except ValueError:
+        except SamplingRefused:
             best.append(float("nan"))
         r = min(1.0, c / max(1, sum(counts.values())))
         flat.append(expected(counts, {t: r for t in TIERS}, hit)[1])
@@ -290,67 +524,3 @@ def _plot_advice(out: dict, path) -> None:
     ax.set_title(f"{out['agency_id']} 抽查比例建议 ratio advisor")
     fig.savefig(path, dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-
-
-def _joint_with(store, plan: Plan, entities: list[str]) -> dict[str, list[str]]:
-    """Entities this plan shares with other agencies' plans of the same month: one joint inspection
-    each (Art. 54). Maps USCC → the other agencies, for the plans stored so far."""
-    month = plan.as_of[:7]
-    with store.engine.connect() as conn:
-        others = conn.execute(sa.select(sampling_plans.c.agency_id, sampling_plans.c.record_json)
-                              .where(sampling_plans.c.agency_id != plan.agency_id)
-                              .where(sampling_plans.c.as_of.like(f"{month}%"))).all()
-    rows = [{"agency_id": a, "uscc": u, "as_of": plan.as_of} for a, text in others for u in json.loads(text)["entities"]]
-    rows += [{"agency_id": plan.agency_id, "uscc": u, "as_of": plan.as_of} for u in entities]
-    if not rows:
-        return {}
-    joint = joint_inspections(pd.DataFrame(rows))
-    mine = set(entities)
-    return {r.uscc: sorted(set(r.agencies.split(";")) - {plan.agency_id}) for r in joint.itertuples() if r.uscc in mine}
-
-
-def verify_plan(store, plan_id: str, inspectors_path=INSPECTORS) -> dict:
-    """Redo a stored draw from its record and the run it names; any edit to the record fails."""
-    with store.engine.connect() as conn:
-        text = conn.execute(sa.select(sampling_plans.c.record_json).where(sampling_plans.c.plan_id == plan_id)).scalar()
-    if text is None:
-        raise PipelineError(f"no sampling plan {plan_id!r}")
-    record = json.loads(text)
-    claimed = record.pop("record_sha256", None)
-    intact = claimed == hashlib.sha256(canonical_json(record).encode()).hexdigest()
-    plan = Plan(**record["plan"])
-    run, results, ins = _inputs(store, plan.run_id, plan.agency_id)
-    agency = {a["id"]: a for a in load_agencies()}[plan.agency_id]
-    pop = eligible_population(results, ins, agency, plan)
-    drawn = draw(pop, plan.ratios, plan.seed)
-    reg = load_inspectors(inspectors_path)
-    team = assign_inspectors(drawn, reg[reg["agency_id"] == plan.agency_id], plan.seed)
-    checks = {
-        "record_intact": intact,
-        "plan_id": plan.plan_id == record["plan_id"],
-        "population": population_sha256(pop) == record["population_sha256"],
-        "entities": sorted(drawn["uscc"].tolist()) == record["entities"],
-        "inspectors": team.to_dict("records") == record["assignments"],
-        "algorithm": record["algorithm"] == ALGORITHM,
-    }
-    return {"plan_id": plan_id, "verified": all(checks.values()), "checks": checks}
-
-
-def parse_ratios(text: str) -> dict[str, float]:
-    """Ratios by tier from "A=0.03,B=0.1,C=0.4,D=0.8" (each between 0 and 1)."""
-    out = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        tier, _, value = part.partition("=")
-        tier = tier.strip().upper()
-        if tier not in "ABCD" or not value:
-            raise ValueError(f"bad ratio {part!r}: use A=0.03,B=0.1,C=0.4,D=0.8")
-        try:
-            v = float(value)
-        except ValueError:
-            raise ValueError(f"bad ratio {part!r}: not a number") from None
-        if not 0 <= v <= 1:
-            raise ValueError(f"ratio {part!r} is outside 0..1")
-        out[tier] = v
-    return out

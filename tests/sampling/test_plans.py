@@ -64,6 +64,7 @@ def two_nights(sqlite_run, province, tmp_path_factory):
     home = tmp_path_factory.mktemp("sampling_home")
     _copy_home(sqlite_run["home"], home)
     committed = _ok(home, "commit", "--agency", "hrb-samr", "--ratios", RATIOS)
+    province_wide = _ok(home, "commit", "--agency", "hlj-tax", "--ratios", "A=0.05,B=0.2,C=0.6,D=1")
     before = _refused(home, "draw", committed["plan_id"])
     nothing = _ok(home, "draw")  # the DAG's "draw what is ready": nothing yet
     world = tmp_path_factory.mktemp("province_next_night")
@@ -73,7 +74,7 @@ def two_nights(sqlite_run, province, tmp_path_factory):
                      "--json", env={"CREDIT_DB_URL": ""})
     assert night2.returncode == 0, night2.stderr[-2000:]
     drawn = _ok(home, "draw")
-    return {"home": home, "committed": committed, "before": before, "nothing": nothing, "drawn": drawn,
+    return {"home": home, "committed": committed, "province_wide": province_wide, "before": before, "nothing": nothing, "drawn": drawn,
             "night2": json.loads(night2.stdout), "province": province}
 
 
@@ -173,8 +174,8 @@ def test_the_draw_is_unknown_until_the_next_publication_exists(two_nights):
     c = two_nights["committed"]
     assert "does not exist yet — nothing drawn" in two_nights["before"]
     assert two_nights["nothing"] == {"drawn": []}
-    [d] = two_nights["drawn"]["drawn"]
-    assert d["plan_id"] == c["plan_id"]
+    d = {x["plan_id"]: x for x in two_nights["drawn"]["drawn"]}[c["plan_id"]]
+    assert set(x["plan_id"] for x in two_nights["drawn"]["drawn"]) == {c["plan_id"], two_nights["province_wide"]["plan_id"]}
     assert d["seed_source"]["run_id"] == two_nights["night2"]["run_id"]
     assert d["seed"] == dr.derive_seed(c["commitment_sha256"], two_nights["night2"]["output_sha256"])
     assert c["base_run"] != two_nights["night2"]["run_id"]
@@ -241,6 +242,24 @@ def test_verify_catches_an_edited_record(two_nights, tmp_path):
                   {"r": json.dumps(rec), "p": plan_id})
     p = _cli(home, "verify", plan_id)
     assert p.returncode == 1 and json.loads(p.stdout)["checks"]["draw"] is False
+
+
+def test_only_the_agencys_scope_is_drawn_and_joint_inspections_are_noted(two_nights):
+    from scoring.history.store import Store
+
+    home = two_nights["home"]
+    store = Store.open(f"sqlite:///{home / 'credit.db'}", home)
+    city = plans.load_plan(store, two_nights["committed"]["plan_id"])
+    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
+    res = pd.read_sql(sa.text("select uscc, division_code from entity_results where run_id = :r"), eng,
+                      params={"r": city["base"]["run_id"]}).set_index("uscc")
+    t = plans.targets(store, city)
+    assert res.loc[t["uscc"], "division_code"].str.startswith("2301").all()
+    assert sum(city["ingredients"]["frame"].values()) == res["division_code"].str.startswith("2301").sum()
+    province_wide = plans.targets(store, plans.load_plan(store, two_nights["province_wide"]["plan_id"]))
+    both = set(t["uscc"]) & set(province_wide["uscc"])
+    assert both and set(city["joint_with"]) == both  # Art. 54: one joint inspection each
+    assert all(v == [two_nights["province_wide"]["plan_id"]] for v in city["joint_with"].values())
 
 
 def test_recusal_applied_and_logged_teams_and_workload(two_nights):
