@@ -261,6 +261,53 @@ def bench_rerun_and_publish(n_entities: int, n_records: int, pg_url: str | None)
         _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
+def bench_nights(n_entities: int, n_records: int, delivery_rows: int, pg_url: str | None) -> None:
+    """A quiet night (nothing arrived) next to a delivery night (one provider file) on the same
+    province: the whole nightly pipeline, step by step. A quiet night must not cost more."""
+    from scoring.history.store import landed_files
+
+    print(f"\n[nights] {n_entities:,} entities, {n_records:,} records: a quiet night, then a night with "
+          f"{delivery_rows:,} new penalty rows")
+    with tempfile.TemporaryDirectory() as tmp, _scratch_database(pg_url) as scratch:
+        url = scratch or f"sqlite:///{tmp}/bench.db"
+        store = Store.open(url, Path(tmp))
+        ent, rec = synthetic_province(n_entities, n_records)
+        _store_province(store, ent, rec, "2026-06-28")
+        del rec
+        cat = Catalogue.load()
+        # Every provider's feeds were delivered on the 28th (what the freshness gate looks at).
+        known = pd.DataFrame([{"run_id": "bench-0", "path": f"{p['id']}/20260628_{f}.csv", "provider": p["id"],
+                               "feed": f, "delivered_on": pd.Timestamp("2026-06-28").date(),
+                               "sha256": f"bench-{p['id']}-{f}", "status": "stored", "received": 0, "accepted": 0,
+                               "quarantined": 0, "excluded": 0} for p in cat.providers for f in p["feeds"]])
+        with store.engine.begin() as conn:
+            store.insert_frame(conn, landed_files, known)
+        landing = Path(tmp) / "landing"
+        (landing / "samr").mkdir(parents=True)
+        figures = {}
+        for as_of, kind in (("2026-06-29", "quiet"), ("2026-06-30", "delivery")):
+            if kind == "delivery":
+                path = landing / "samr" / "20260630_penalty.csv"
+                make_penalty_file(path, delivery_rows)
+                pen = pd.read_csv(path, dtype=str, keep_default_na=False)
+                col = "行政相对人代码_1(统一社会信用代码)"
+                legal = pen[col] != ""
+                pen.loc[legal, col] = ent["uscc"].sample(int(legal.sum()), replace=True, random_state=1).to_numpy()
+                pen.to_csv(path, index=False, encoding="utf-8-sig")
+            ctx = pipeline.RunContext(as_of=as_of, landing=landing, home=Path(tmp), db_url=url)
+            steps = {}
+            for name in pipeline.STEP_NAMES:
+                t = time.perf_counter()
+                pipeline.run_step(name, ctx)
+                steps[name] = time.perf_counter() - t
+            figures[kind] = steps
+            _line(f"{kind} night ({as_of})", f"{sum(steps.values()):.1f} s",
+                  " + ".join(f"{k} {v:.1f}" for k, v in steps.items()))
+        q, d = sum(figures["quiet"].values()), sum(figures["delivery"].values())
+        _line("quiet night / delivery night", f"{q / d:.2f}", "target <= 1.00", q <= d)
+        _line("peak RSS so far", f"{_rss_gb():.2f} GB")
+
+
 def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
     """Publishing a province's results: rows into the results database (COPY), then every
     agency's masked, scoped files and the publication transaction (publish_run)."""
@@ -327,7 +374,7 @@ def bench_fit(n_inspections: int) -> None:
     _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
-BENCHES = ("gate", "score", "publish", "rerun", "fit")
+BENCHES = ("gate", "score", "publish", "rerun", "nights", "fit")
 
 
 def main(argv=None) -> int:
@@ -340,6 +387,8 @@ def main(argv=None) -> int:
                    help="scale of the store round trip (rerun and publish); 3,000,000 needs ~20 GB")
     p.add_argument("--rerun-records", type=int, default=10_000_000)
     p.add_argument("--inspections", type=int, default=1_000_000)
+    p.add_argument("--night-rows", type=int, default=10_000,
+                   help="rows of the delivery night's file (nights bench; a province's daily penalties)")
     p.add_argument("--pg-url", default=os.environ.get("CREDIT_BENCH_PG_URL"),
                    help="PostgreSQL for the publish figure (default: embedded SQLite)")
     args = p.parse_args(argv)
@@ -353,6 +402,8 @@ def main(argv=None) -> int:
             bench_publish(args.entities, args.records, args.pg_url)
         elif name == "rerun":
             bench_rerun_and_publish(args.rerun_entities, args.rerun_records, args.pg_url)
+        elif name == "nights":
+            bench_nights(args.entities, args.records, args.night_rows, args.pg_url)
         elif name == "fit":
             bench_fit(args.inspections)
     return 0

@@ -67,7 +67,7 @@ def cmd_demo_data(args) -> int:
     return EXIT_OK
 
 
-def _context(args):
+def _context(args, as_of=None):
     home = _home(args)
     landing = Path(args.landing) if args.landing else Path(os.environ.get("CREDIT_LANDING") or home / "landing")
     extra = {}
@@ -75,32 +75,56 @@ def _context(args):
         extra["catalogue_path"] = Path(args.catalogue).resolve()
     if getattr(args, "policy", None):
         extra["policy_path"] = Path(args.policy).resolve()
-    return RunContext(as_of=args.as_of, landing=landing, home=home, db_url=args.db,
-                      knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args), **extra)
+    return RunContext(as_of=as_of or args.as_of, landing=landing, home=home, db_url=args.db,
+                      knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args),
+                      waivers=_waivers(args), **extra)
+
+
+def _waivers(args) -> tuple:
+    from scoring.quality.waivers import WaiverError, parse_waiver
+
+    specs = getattr(args, "waive", None) or []
+    if not specs and (getattr(args, "approver", None) or getattr(args, "reason", None)):
+        raise CliError("--approver/--reason given without --waive GATE:SCOPE")
+    try:
+        return tuple(parse_waiver(s, args.approver, args.reason).as_dict() for s in specs)
+    except WaiverError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_run(args) -> int:
-    ctx = _context(args)
-    if not ctx.landing.is_dir():
-        raise CliError(f"landing folder {ctx.landing} does not exist (generate one with `credit demo-data`)")
+    from scoring.pipeline import run_night, run_nights
+
+    if bool(args.date_from) != bool(args.date_to) or bool(args.as_of) == bool(args.date_from):
+        raise CliError("give either --as-of DATE or both --from DATE --to DATE")
+    if args.date_from and args.knowledge_cutoff:
+        raise CliError("--knowledge-cutoff applies to one night (--as-of), not to --from/--to")
     steps = STEP_NAMES if not args.step else tuple(args.step)
-    code = EXIT_OK
-    try:
-        for name in steps:
-            run_step(name, ctx)
-    except GateFailed as exc:
-        if "report" in steps:
-            run_step("report", ctx)
-        print(f"credit run: {exc}", file=sys.stderr)
-        code = EXIT_GATE
-    summary = run_summary(ctx)
-    if args.json:
-        _print_json(summary)
+    probe = _context(args, as_of=args.as_of or args.date_from)
+    if not probe.landing.is_dir():
+        raise CliError(f"landing folder {probe.landing} does not exist (generate one with `credit demo-data`)")
+    if args.as_of:
+        summaries = [run_night(probe, steps)]
     else:
-        print(f"run {summary['run_id']}: {summary['status']}; {summary['entities_scored']:,} entities; "
-              f"tiers {summary['tiers']}")
-        print(f"output_sha256 {summary['output_sha256']}")
-        print(f"report: {summary['report']}")
+        summaries = run_nights(args.date_from, args.date_to, lambda d: _context(args, as_of=d), steps)
+    for s in summaries:
+        if s.get("error"):
+            print(f"credit run: {s['error']}", file=sys.stderr)
+    code = EXIT_OK if all(s["status"] == "published" or "publish" not in steps and not s.get("error")
+                          for s in summaries) else EXIT_GATE
+    if args.json:
+        _print_json(summaries[0] if args.as_of else {"nights": summaries})
+    else:
+        for s in summaries:
+            print(f"run {s['run_id']}: {s['status']}; {s['entities_scored']:,} entities; tiers {s['tiers']}"
+                  + ("; no new deliveries" if s["no_new_deliveries"] else f"; {s['deliveries']['files']} new files")
+                  + "".join(f"; WAIVED {w['gate']}:{w['scope']} by {w['approver']}" for w in s["waivers"]))
+            for p in s["landing_problems"]:
+                print(f"  landing: {p['kind']}: {p['path']}: {p['message']}")
+            print(f"  output_sha256 {s['output_sha256']}")
+            print(f"  report: {s['report']}")
+        if args.date_from and summaries and summaries[-1]["status"] != "published":
+            print(f"stopped at {summaries[-1]['as_of']}; later nights were not run", file=sys.stderr)
     return code
 
 
@@ -293,6 +317,15 @@ def cmd_status(args) -> int:
         print(f"entities scored: {s['entities_scored']:,}")
         print("tiers: " + "  ".join(f"{t}={s['tiers'].get(t, 0):,}" for t in "ABCD"))
         print(f"output_sha256: {s['output_sha256']}")
+        d = s["deliveries"]
+        print("deliveries:    " + ("no new deliveries (evaluated from the stored history)" if s["no_new_deliveries"] else
+                                   f"{d['files']} new files ({d['same_content']} same content as earlier files, "
+                                   f"{d['corrections']} corrections, {d['rejected']} rejected)"))
+        for w in s["waivers"]:
+            print(f"WAIVER:        {w['gate']}:{w['scope']} approved by {w['approver']} ({w['reason']}); "
+                  f"covered {', '.join(w['covered']) or 'nothing'}")
+        for p in s["landing_problems"]:
+            print(f"landing:       {p['kind']}: {p['path']}: {p['message']}")
         print(f"run report:    {s['report']}")
         rdir = Path(s["report"]).parent
         for label, name in (("provider report", "provider_report.csv"), ("results", "entity_score.csv"),
@@ -363,12 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_demo_data)
 
     sp = sub.add_parser("run", help="run the nightly pipeline for an as-of date")
-    sp.add_argument("--as-of", required=True)
+    sp.add_argument("--as-of", default=None, help="the night to run (or --from/--to for several, in order)")
+    sp.add_argument("--from", dest="date_from", default=None,
+                    help="catch up nights from this date, each cut at the files landed by 01:00 the next day")
+    sp.add_argument("--to", dest="date_to", default=None, help="last night of --from (inclusive)")
+    sp.add_argument("--waive", action="append", default=[], metavar="GATE:SCOPE",
+                    help="waive one failed hard gate for this run, e.g. feed_present:court (needs --approver, --reason)")
+    sp.add_argument("--approver", default=None, help="who approved the waiver")
+    sp.add_argument("--reason", default=None, help="why the gate may be waived for this run")
     sp.add_argument("--knowledge-cutoff", default=None)
     sp.add_argument("--landing", default=None)
     sp.add_argument("--catalogue", default=None, help="catalogue file (default config/catalogue/v1.yaml)")
     sp.add_argument("--policy", default=None, help="policy file (default: the one in force on the as-of date)")
-    sp.add_argument("--step", action="append", choices=["ingest", "gate", "score", "publish", "report"],
+    sp.add_argument("--step", action="append", choices=list(STEP_NAMES),
                     help="run only these steps (repeatable)")
     common(sp)
     sp.set_defaults(func=cmd_run)

@@ -48,13 +48,14 @@ from scoring.intake.deliveries import raw_values, stage_deliveries
 from scoring.publication import publish as pub
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
+from scoring.quality.waivers import apply_waivers, from_dicts
 from scoring.reporting import report as rep
 from scoring.steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "context_from_env", "run_step",
-           "run_summary"]
+__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "context_from_env", "run_night",
+           "run_nights", "run_step", "run_summary"]
 
 
 @dataclass
@@ -67,10 +68,18 @@ class RunContext:
     catalogue_path: Path = DEFAULT_CATALOGUE
     policy_path: Path | None = None        # None: the policy in force on the as-of date
     kind: str = "nightly"
+    # Catch-up and scheduled runs read only files that had landed when the night's run was due
+    # (scoring.intake.arrivals.nightly_arrival_cut); None: whatever is in the landing folder now.
+    arrival_cut: dt.datetime | None = None
+    # Operator waivers for this run only: dicts with gate, scope, approver, reason (quality.waivers).
+    waivers: tuple = ()
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.as_of = _as_date(self.as_of)
+        if isinstance(self.arrival_cut, str):
+            self.arrival_cut = dt.datetime.fromisoformat(self.arrival_cut)
+        self.waivers = tuple(w.as_dict() if hasattr(w, "as_dict") else dict(w) for w in (self.waivers or ()))
         self.knowledge_cutoff = _as_date(self.knowledge_cutoff or self.as_of)
         self.landing = Path(self.landing).resolve()
         self.home = Path(self.home).resolve()
@@ -89,8 +98,11 @@ class RunContext:
 
     def to_json(self) -> str:
         """The context as a small JSON document (what an orchestrator passes between tasks)."""
-        d = {k: (str(v) if v is not None else None) for k, v in asdict(self).items() if k != "progress"}
-        return json.dumps(d, sort_keys=True)
+        d = {k: (str(v) if v is not None else None) for k, v in asdict(self).items()
+             if k not in ("progress", "waivers", "arrival_cut")}
+        d["arrival_cut"] = self.arrival_cut.isoformat() if self.arrival_cut else None
+        d["waivers"] = list(self.waivers)
+        return json.dumps(d, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "RunContext":
@@ -99,7 +111,8 @@ class RunContext:
                    knowledge_cutoff=d.get("knowledge_cutoff"),
                    catalogue_path=Path(d["catalogue_path"]),
                    policy_path=Path(d["policy_path"]) if d.get("policy_path") else None,
-                   kind=d.get("kind", "nightly"))
+                   kind=d.get("kind", "nightly"), arrival_cut=d.get("arrival_cut"),
+                   waivers=tuple(d.get("waivers") or ()))
 
 
 def _as_date(v) -> dt.date:
@@ -109,6 +122,10 @@ def _as_date(v) -> dt.date:
         return v
     return dt.date.fromisoformat(str(v))
 
+
+
+def _read_json(path: Path, default):
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
 
 
 def _open(ctx: RunContext) -> Store:
@@ -141,13 +158,20 @@ def ingest(ctx: RunContext) -> dict:
             run_id=ctx.run_id, kind=ctx.kind, as_of=ctx.as_of, knowledge_cutoff=ctx.knowledge_cutoff,
             status="running", step="ingest", catalogue_sha256=cat.sha256, policy_sha256=pol.sha256))
         conn.execute(sa.delete(landed_files).where(landed_files.c.run_id == ctx.run_id))
-        done = {r.sha256 for r in conn.execute(
-            sa.select(landed_files.c.sha256).where(landed_files.c.status.in_(["stored", "rejected"]))
-            .where(landed_files.c.run_id != ctx.run_id))}
+        history = pd.read_sql(sa.select(landed_files.c.path, landed_files.c.provider, landed_files.c.feed,
+                                        landed_files.c.layout, landed_files.c.encoding, landed_files.c.file_format,
+                                        landed_files.c.sha256, landed_files.c.n_bytes, landed_files.c.arrived_at,
+                                        landed_files.c.status, landed_files.c.delivered_on, landed_files.c.received,
+                                        landed_files.c.run_id)
+                              .where(landed_files.c.run_id != ctx.run_id)
+                              .order_by(landed_files.c.delivered_on, landed_files.c.run_id, landed_files.c.path), conn)
         _save_versions(store, conn, cat, pol)
-    night = stage_deliveries(ctx.landing, pd.Timestamp(ctx.as_of), cat, done, ctx.run_id,
+    night = stage_deliveries(ctx.landing, pd.Timestamp(ctx.as_of), cat, history, ctx.run_id,
                              save_raw=lambda name, frame: write_parquet(staged_dir / "raw" / name, frame),
-                             say=ctx.say)
+                             say=ctx.say, arrival_cut=ctx.arrival_cut)
+    (store.run_dir(ctx.run_id) / "landing.json").write_text(json.dumps(
+        {"arrival_cut": ctx.arrival_cut.isoformat() if ctx.arrival_cut else None, "problems": night.problems},
+        ensure_ascii=False, indent=1, sort_keys=True))
     (staged_dir / "raw" / "index.json").write_text(json.dumps(night.raw_index, ensure_ascii=False, sort_keys=True))
     for name, frame in (("stg_record", night.records), ("stg_entity", night.entities),
                         ("stg_change", night.changes), ("unparsed", night.unparsed)):
@@ -157,7 +181,7 @@ def ingest(ctx: RunContext) -> dict:
         update_run(conn, ctx.run_id, step="ingest")
     summary = night.summary(ctx.run_id)
     ctx.say(f"ingest: {summary['files']} new files, {summary['received']:,} rows received, "
-            f"{summary['rejected']} files rejected")
+            f"{summary['rejected']} files rejected" + ("" if summary["files"] else " — no new deliveries"))
     return summary
 
 
@@ -177,20 +201,27 @@ def gate(ctx: RunContext) -> dict:
                  for t in ("records", "entities", "changes")}
         files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == ctx.run_id), conn)
         history = pd.read_sql(sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on,
-                                        landed_files.c.received, landed_files.c.status), conn)
-    stored_ent = store.read_batches(prior["entities"])
-    stored_rec = store.read_batches(prior["records"], columns=["record_key", "item_code", "decision_date"])
-    stored_chg = store.read_batches(prior["changes"], columns=["change_key"])
+                                        landed_files.c.received, landed_files.c.status)
+                              .where(landed_files.c.run_id != ctx.run_id), conn)
+    # A quiet night stages nothing: it needs none of the stored history to validate (the cost of
+    # reading it grows with the province; scoring reads what it needs).
+    anything = any(len(staged[n]) for n in ("stg_record", "stg_entity", "stg_change"))
+    stored_ent = store.read_batches(prior["entities"]) if anything else pd.DataFrame()
+    stored_rec = (store.read_batches(prior["records"], columns=["record_key", "item_code", "decision_date"])
+                  if anything else pd.DataFrame())
+    stored_chg = store.read_batches(prior["changes"], columns=["change_key"]) if anything else pd.DataFrame()
+    corrections = set(files.loc[files["message"].fillna("").str.startswith("correction of"), "path"])
 
-    verdicts = qg.validate_staged(quality.gx_context(rdir / "gx"), staged["stg_record"], staged["stg_entity"],
+    verdicts = qg.validate_staged(quality.gx_context(rdir / "gx") if anything else None,
+                                  staged["stg_record"], staged["stg_entity"],
                                   staged["stg_change"], stored_ent, stored_rec,
                                   set(stored_chg["change_key"]) if len(stored_chg) else set(),
-                                  cat, ctx.as_of.isoformat(), ctx.run_id, say=ctx.say)
+                                  cat, ctx.as_of.isoformat(), ctx.run_id, say=ctx.say, corrections=corrections)
     quar = qg.build_quarantine(verdicts, staged["unparsed"],
                                lambda rows: raw_values(rdir / "staged" / "raw", raw_index, rows), ctx.run_id)
     files = qg.reconcile_files(files, verdicts, quar)
     gates = qg.decide_gates(files, history, verdicts, cat, ctx.as_of)
-    failed = qg.hard_failures(gates)
+    failed, waived = apply_waivers(gates, from_dicts(ctx.waivers))
 
     with store.engine.begin() as conn:
         conn.execute(sa.delete(quarantine).where(quarantine.c.run_id == ctx.run_id))
@@ -199,7 +230,7 @@ def gate(ctx: RunContext) -> dict:
         store.insert_frame(conn, quarantine, quar)
         store.insert_frame(conn, gate_results, pd.DataFrame([g.as_row(ctx.run_id) for g in gates]))
         for f in files.itertuples():
-            status = f.status if f.status == "rejected" else ("held" if failed else "stored")
+            status = f.status if f.status in ("rejected", "same_content") else ("held" if failed else "stored")
             conn.execute(sa.update(landed_files)
                          .where((landed_files.c.run_id == ctx.run_id) & (landed_files.c.path == f.path))
                          .values(accepted=int(f.accepted), quarantined=int(f.quarantined), status=status))
@@ -216,11 +247,13 @@ def gate(ctx: RunContext) -> dict:
             for t, suite in (("records", "stg_record"), ("entities", "stg_entity"), ("changes", "stg_change"))
             if t in verdicts.validations}
     (rdir / "data_docs.json").write_text(json.dumps(docs, indent=1))
+    (rdir / "waivers.json").write_text(json.dumps(waived, ensure_ascii=False, indent=1, sort_keys=True))
     summary = {"run_id": ctx.run_id, "received": int(files["received"].sum()),
                "accepted": int(files["accepted"].sum()), "quarantined": int(files["quarantined"].sum()),
-               "hard_gates_failed": [f"{g.gate}:{g.scope}" for g in failed]}
+               "hard_gates_failed": [f"{g.gate}:{g.scope}" for g in failed],
+               "waived": [f"{w['gate']}:{s}" for w in waived for s in w["covered"]]}
     ctx.say(f"gate: {summary['accepted']:,} accepted, {summary['quarantined']:,} quarantined, "
-            f"{len(failed)} hard gates failed")
+            f"{len(failed)} hard gates failed" + (f", waived: {', '.join(summary['waived'])}" if waived else ""))
     if failed:
         raise GateFailed(f"run {ctx.run_id} stopped by hard gates: " +
                          "; ".join(f"{g.gate} {g.scope} ({g.message or g.observed})" for g in failed[:5]))
@@ -264,7 +297,8 @@ def score(ctx: RunContext) -> dict:
                         .where(gate_results.c.run_id == ctx.run_id), conn)
     manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
                               {"score_seconds": round(t_score, 3)}, qg.gate_summary(g),
-                              {"entity_score.parquet": sha256_file(rdir / "entity_score.parquet")})
+                              {"entity_score.parquet": sha256_file(rdir / "entity_score.parquet")},
+                              waivers=_read_json(rdir / "waivers.json", []))
     with store.engine.begin() as conn:
         _save_versions(store, conn, cat, pol)
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
@@ -285,7 +319,18 @@ def publish(ctx: RunContext) -> dict:
         row = run_row(conn, ctx.run_id)
     if row is None or row["status"] not in ("scored", "published"):
         raise PipelineError(f"run {ctx.run_id} is not scored (status {row and row['status']}); nothing published")
-    return pub.publish_run(store, ctx.run_id, progress=ctx.say)
+    out = pub.publish_run(store, ctx.run_id, progress=ctx.say)
+    _mark_report(store, ctx.run_id, "scored", "published")
+    return out
+
+
+def _mark_report(store: Store, run_id: str, old: str, new: str) -> None:
+    """The report is written before publication; its status line follows what happened next."""
+    path = store.run_dir(run_id) / "report.html"
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace(rep.STATUS_MARK.format(status=old), rep.STATUS_MARK.format(status=new)),
+                        encoding="utf-8")
 
 
 def report(ctx: RunContext) -> dict:
@@ -296,15 +341,81 @@ def report(ctx: RunContext) -> dict:
 
 
 STEPS: dict[str, Callable[[RunContext], dict]] = {
-    "ingest": ingest, "gate": gate, "score": score, "publish": publish, "report": report,
+    "ingest": ingest, "gate": gate, "score": score, "report": report, "publish": publish,
 }
 assert tuple(STEPS) == STEP_NAMES
 
 
 def run_step(name: str, ctx: RunContext) -> dict:
+    """Run one step. If it fails, the run's recorded state says so: failed (nothing new was
+    published, publication being the last step), or published with the failure noted when the
+    failure came after publication committed."""
     if name not in STEPS:
         raise PipelineError(f"unknown step {name!r}; steps are {', '.join(STEP_NAMES)}")
-    return STEPS[name](ctx)
+    try:
+        return STEPS[name](ctx)
+    except GateFailed:
+        raise  # the gate (or score contract) has recorded its own verdict
+    except Exception as exc:
+        _note_failure(ctx, name, exc)
+        raise
+
+
+def _note_failure(ctx: RunContext, step: str, exc: BaseException) -> None:
+    what = f"{step} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    try:
+        store = _open(ctx)
+        with store.engine.begin() as conn:
+            row = run_row(conn, ctx.run_id)
+            if row is None:
+                return
+            if row["status"] == "published":
+                update_run(conn, ctx.run_id, message=f"published; afterwards {what}")
+            else:
+                update_run(conn, ctx.run_id, status="failed", step=step, message=what)
+        _mark_report(store, ctx.run_id, "scored", "failed")
+    except Exception:  # noqa: BLE001 - the original failure is the one to report
+        log.exception("could not record the failure of %s for %s", step, ctx.run_id)
+
+
+def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
+    """Run a night's steps in order. A failed gate stops the night (the report still runs, so the
+    operator sees why); the summary says what is stored. Other failures propagate, recorded."""
+    error = None
+    try:
+        for name in steps:
+            run_step(name, ctx)
+    except GateFailed as exc:
+        error = str(exc)
+        if "report" in steps:
+            run_step("report", ctx)
+    summary = run_summary(ctx)
+    if error:
+        summary["error"] = error
+    return summary
+
+
+def run_nights(first, last, make_context: Callable[[dt.date], RunContext],
+               steps: tuple[str, ...] = STEP_NAMES) -> list[dict]:
+    """Nights first..last in order, as a scheduler catching up does: each keyed on its own date
+    and cut at its own arrival time (what had landed when its run was due). Stops at the first
+    night that is not published: the next nights would build on a gap."""
+    from scoring.intake.arrivals import nightly_arrival_cut
+
+    first, last = _as_date(first), _as_date(last)
+    if last < first:
+        raise PipelineError(f"--from {first} is after --to {last}")
+    out = []
+    day = first
+    while day <= last:
+        ctx = make_context(day)
+        ctx.arrival_cut = nightly_arrival_cut(day)
+        s = run_night(ctx, steps)
+        out.append(s)
+        if s["status"] != "published" and "publish" in steps:
+            break
+        day += dt.timedelta(days=1)
+    return out
 
 
 def run_summary(ctx: RunContext) -> dict:
@@ -324,7 +435,25 @@ def run_summary(ctx: RunContext) -> dict:
         "output_sha256": row.get("output_sha256"), "message": row.get("message"),
         "published": [str(store.home / "outbox" / p.path) for p in pubs],
         "report": str(rdir / "report.html"), "db_url": _redact(store.url),
+        **_night_notes(store, ctx.run_id, rdir),
     }
+
+
+def _night_notes(store: Store, run_id: str, rdir: Path) -> dict:
+    """What a night received, what it could not read, and the waivers it ran under."""
+    with store.engine.connect() as conn:
+        files = pd.read_sql(sa.select(landed_files.c.status, landed_files.c.message)
+                            .where(landed_files.c.run_id == run_id), conn)
+    landing = _read_json(rdir / "landing.json", {})
+    corrections = int(files["message"].fillna("").str.startswith("correction of").sum()) if len(files) else 0
+    return {"deliveries": {"files": int(len(files)),
+                           "same_content": int((files["status"] == "same_content").sum()) if len(files) else 0,
+                           "corrections": corrections,
+                           "rejected": int((files["status"] == "rejected").sum()) if len(files) else 0},
+            "no_new_deliveries": not len(files),
+            "landing_problems": landing.get("problems", []),
+            "arrival_cut": landing.get("arrival_cut"),
+            "waivers": _read_json(rdir / "waivers.json", [])}
 
 
 def _redact(url: str) -> str:

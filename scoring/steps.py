@@ -3,6 +3,8 @@
 Kept free of heavy imports so an Airflow DAG file can read it at parse time; scoring.pipeline
 binds each name to its function.
 """
-STEP_NAMES = ("ingest", "gate", "score", "publish", "report")
+# Publication is the last step: the report and every check that can fail run before anything
+# changes what agencies see (a failure after publishing leaves the run published, failure noted).
+STEP_NAMES = ("ingest", "gate", "score", "report", "publish")
 # Steps that still run after an earlier step failed (the operator needs the report most then).
 ALWAYS_RUN = ("report",)

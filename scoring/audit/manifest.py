@@ -20,7 +20,7 @@ def code_commit() -> str | None:
 
 
 def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings, gates=None,
-                   result_files=None) -> dict:
+                   result_files=None, waivers=None) -> dict:
     deps = {}
     for name in ("pandas", "numpy", "pyarrow", "great-expectations", "scikit-learn", "sqlalchemy"):
         try:
@@ -33,6 +33,8 @@ def build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, n, timings
         "catalogue_sha256": cat.sha256, "policy_sha256": pol.sha256, "model_sha256": None,
         "code_version": __version__, "code_commit": code_commit(), "dependencies": deps,
         "gates": gates or {},
+        # Operator waivers of failed hard gates for this run only (who, why, what they covered).
+        "waivers": list(waivers or []),
         "input_batches": [{"batch_id": b["batch_id"], "sha256": b["sha256"], "rows": b["rows"]} for b in batches],
         "input_sha256": input_sha, "output_sha256": out_sha, "output_schema": "entity_score/1",
         "entities_scored": n, "tiers": tiers, "timings": timings, "result_files": result_files or {},

@@ -86,7 +86,9 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
            "identical": identical, "output_sha256": out_sha, "original_output_sha256": manifest["output_sha256"],
            "input_sha256": input_sha, "original_input_sha256": manifest["input_sha256"],
            "changed_entities": sorted(diff["uscc"].unique().tolist()), "rerun_seconds": round(seconds, 3),
-           "original_score_seconds": manifest.get("timings", {}).get("score_seconds")}
+           "original_score_seconds": manifest.get("timings", {}).get("score_seconds"),
+           # The run's operator waivers, as its manifest recorded them: the rerun stands on the same decision.
+           "waivers": manifest.get("waivers", [])}
     if mode == "as-known-then" and not identical:
         out["input_changed"] = out["input_sha256"] != out["original_input_sha256"]
     causes = pd.DataFrame()
@@ -154,6 +156,11 @@ def write_auditor_report(folder: Path, run: dict, manifest: dict, out: dict, dif
              f"<p>output_sha256 now <code>{out['output_sha256']}</code>, original "
              f"<code>{out['original_output_sha256']}</code>; rerun {out['rerun_seconds']} s "
              f"(original scoring {out['original_score_seconds']} s)</p>",
+             "".join(f"<p class='fail'>The original run was published under an operator waiver: gate "
+                     f"{html.escape(w['gate'])} scope {html.escape(w['scope'])}, approved by "
+                     f"{html.escape(w['approver'])} — {html.escape(w['reason'])} (covered: "
+                     f"{html.escape(', '.join(w.get('covered', [])) or 'nothing')})</p>"
+                     for w in manifest.get("waivers", [])),
              "<h2>Run manifest</h2><table>" + rows + "</table>",
              f"<p>{len(manifest['input_batches'])} input batches, each verified against its sha256.</p>",
              "<h2>差异 Differences</h2>" + (diff.to_html(index=False) if len(diff) else "<p>none</p>"),

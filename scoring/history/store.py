@@ -53,14 +53,16 @@ landed_files = sa.Table(
     sa.Column("encoding", sa.String(20)),
     sa.Column("file_format", sa.String(10)),
     sa.Column("delivered_on", sa.Date),
+    sa.Column("arrived_at", sa.DateTime),                        # file modification time (UTC): when it landed
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("n_bytes", sa.BigInteger),
-    sa.Column("status", sa.String(20), nullable=False),          # staged | stored | rejected | held
+    sa.Column("status", sa.String(20), nullable=False),          # staged | stored | rejected | held | same_content
     sa.Column("reject_code", sa.String(40)),
     sa.Column("message", sa.Text),
     sa.Column("received", sa.Integer, nullable=False, default=0),
     sa.Column("accepted", sa.Integer, nullable=False, default=0),
     sa.Column("quarantined", sa.Integer, nullable=False, default=0),
+    sa.Column("excluded", sa.Integer, nullable=False, default=0, server_default="0"),  # repeats of an earlier delivery
     sa.PrimaryKeyConstraint("run_id", "path", name="pk_landed_files"),
 )
 
@@ -85,6 +87,7 @@ gate_results = sa.Table(
     sa.Column("observed", sa.String(200)),
     sa.Column("threshold", sa.String(200)),
     sa.Column("message", sa.Text),
+    sa.Column("waiver", sa.Text),                                # who waived this failed gate, and why
     sa.PrimaryKeyConstraint("run_id", "gate", "scope", name="pk_gate_results"),
 )
 

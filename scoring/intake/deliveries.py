@@ -1,9 +1,10 @@
-"""A night's deliveries: find the files due by the as-of date that no earlier run has stored, read
+"""A night's deliveries: find the files due by the as-of date that no earlier run has recorded, read
 each (encoding, layout), and stage its rows. A file that cannot be used is rejected with a reason;
-the night goes on with the others."""
+the night goes on with the others. What counts as a new delivery, a repeat or a correction is
+decided in scoring.intake.arrivals."""
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -12,6 +13,7 @@ import pandas as pd
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.frames import concat_frames
+from scoring.intake import arrivals as arr
 from scoring.intake import ingest as ing
 
 MISSING_COLUMNS = "missing required columns: "
@@ -26,46 +28,64 @@ class StagedNight:
     unparsed: pd.DataFrame
     files: list[dict] = field(default_factory=list)     # one landed_files row per file seen
     raw_index: dict[str, str] = field(default_factory=dict)  # file → its raw-values part
+    problems: list[dict] = field(default_factory=list)  # landing lines the operator must see (arrivals.Listing)
 
     def summary(self, run_id: str) -> dict:
         return {"run_id": run_id, "files": len(self.files),
                 "rejected": sum(1 for r in self.files if r["status"] == "rejected"),
-                "received": int(sum(r["received"] for r in self.files))}
+                "received": int(sum(r["received"] for r in self.files)),
+                "same_content": sum(1 for r in self.files if r["status"] == "same_content"),
+                "landing_problems": self.problems}
 
 
-def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, done: set[str], run_id: str,
+def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history: pd.DataFrame, run_id: str,
                      save_raw: Callable[[str, pd.DataFrame], None],
-                     say: Callable[[str], None] = lambda _m: None) -> StagedNight:
-    """Stage every new file in `landing` due by `as_of`; `done` holds the digests already stored or
-    rejected by earlier runs. `save_raw(name, frame)` keeps the provider's own values per file."""
-    files = ing.list_deliveries(landing, as_of)
+                     say: Callable[[str], None] = lambda _m: None, arrival_cut=None) -> StagedNight:
+    """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
+    given). `history`: the landed_files rows of earlier runs, which say what is already known (see
+    scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file."""
+    listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut), history)
+    files = listing.candidates
     rec_frames, ent_frames, chg_frames, bad_frames, file_rows = [], [], [], [], []
     raw_index: dict[str, str] = {}
-    for i, (path, delivered) in enumerate(files, start=1):
-        rel = path.relative_to(landing).as_posix()
-        delivered = delivered if delivered is not None else as_of
-        row = {"run_id": run_id, "path": rel, "provider": path.parent.name, "delivered_on": delivered.date(),
-               "sha256": "", "n_bytes": 0, "received": 0, "accepted": 0, "quarantined": 0}
+    last_by_feed = _last_delivery_by_feed(history)
+    for i, c in enumerate(files, start=1):
+        rel = c.rel
+        delivered = c.name_date if c.name_date is not None else as_of
+        row = {"run_id": run_id, "path": rel, "provider": c.provider, "delivered_on": delivered.date(),
+               "arrived_at": c.arrived_at.astimezone(dt.timezone.utc).replace(tzinfo=None),
+               "sha256": c.sha256, "n_bytes": c.n_bytes, "received": 0, "accepted": 0, "quarantined": 0,
+               "excluded": 0}
+        if c.action == "same_content":
+            # Counts as this day's delivery for freshness; its rows are already known: none added.
+            twin = _twin(c.same_as, file_rows, history)
+            row.update(status="same_content", feed=twin.get("feed"), layout=twin.get("layout"),
+                       encoding=twin.get("encoding"), file_format=twin.get("file_format"),
+                       received=int(twin.get("received") or 0), excluded=int(twin.get("received") or 0),
+                       message=f"same content as {c.same_as}")
+            file_rows.append(row)
+            say(f"[{i}/{len(files)}] {rel}: same content as {c.same_as} (a delivery; no new rows)")
+            continue
         try:
-            raw = ing.read_file(path, provider=path.parent.name,
+            raw = ing.read_file(c.path, provider=c.provider,
                                 max_cells=int(cat.gates["max_xlsx_cells"]), max_bytes=int(cat.gates["max_file_bytes"]))
         except ing.UnusableFile as exc:
-            try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                digest = "unreadable:" + rel
-            if digest in done:
-                continue
-            row.update(sha256=digest, status="rejected", reject_code=exc.code, message=str(exc))
+            row.update(status="rejected", reject_code=exc.code, message=str(exc))
             file_rows.append(row)
             say(f"[{i}/{len(files)}] {rel}: rejected — {exc}")
             continue
-        if raw.sha256 in done:
-            continue
+        note = None
+        if c.action == "correction":
+            note = f"correction of {c.same_as} (its rows supersede the earlier ones by record key)"
+        last = last_by_feed.get((c.provider, raw.layout.feed))
+        if c.name_date is not None and last is not None and c.name_date.date() < last and c.action == "new":
+            listing.problem("dated_before_last_delivery", rel,
+                            f"named for {c.name_date.date()}, before this feed's last delivery ({last}): "
+                            f"read as a late delivery, known from tonight")
         row.update(sha256=raw.sha256, n_bytes=raw.n_bytes, feed=raw.layout.feed, layout=raw.layout.id,
                    encoding=raw.encoding, file_format=raw.file_format, status="staged",
                    received=raw.received, message=(MISSING_COLUMNS + ",".join(raw.missing_required)
-                                                   if raw.missing_required else None))
+                                                   if raw.missing_required else note))
         file_rows.append(row)
         raw.path = rel
         if raw.missing_required:
@@ -82,10 +102,30 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, done: s
             bad_frames.append(raw.bad_rows.assign(path=rel, provider=raw.provider))
         raw_index[rel] = f"{len(raw_index):05d}.parquet"
         save_raw(raw_index[rel], raw.raw)
-        say(f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows")
-    return StagedNight(records=concat_frames(rec_frames), entities=concat_frames(ent_frames),
-                       changes=concat_frames(chg_frames), unparsed=concat_frames(bad_frames, columns=UNPARSED_COLUMNS),
-                       files=file_rows, raw_index=raw_index)
+        say(f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows"
+            + (f" — {note}" if note else ""))
+    for p in listing.problems:
+        say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
+    return StagedNight(records=concat_frames(rec_frames, columns=ing.STG_RECORD_COLUMNS),
+                       entities=concat_frames(ent_frames, columns=ing.STG_ENTITY_COLUMNS),
+                       changes=concat_frames(chg_frames, columns=ing.STG_CHANGE_COLUMNS),
+                       unparsed=concat_frames(bad_frames, columns=UNPARSED_COLUMNS),
+                       files=file_rows, raw_index=raw_index, problems=listing.problems)
+
+
+def _twin(path: str, this_night: list[dict], history: pd.DataFrame) -> dict:
+    for r in this_night:
+        if r["path"] == path and r.get("status") != "same_content":
+            return r
+    h = history[history["path"] == path] if len(history) else history
+    return h.iloc[-1].to_dict() if len(h) else {}
+
+
+def _last_delivery_by_feed(history: pd.DataFrame) -> dict:
+    if not len(history):
+        return {}
+    h = history[history["status"].isin(arr.SETTLED)].dropna(subset=["feed", "delivered_on"])
+    return {k: pd.Timestamp(v).date() for k, v in h.groupby(["provider", "feed"])["delivered_on"].max().items()}
 
 
 def raw_values(raw_dir: Path, raw_index: dict[str, str], rows: pd.DataFrame) -> pd.Series:

@@ -16,6 +16,7 @@ from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.intake.ingest import record_key
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
+from scoring.quality.freshness import gate_feeds_present
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
@@ -44,10 +45,12 @@ class StagedVerdicts:
 def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_chg: pd.DataFrame,
                     stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_change_keys: set,
                     cat: Catalogue, as_of: str, run_id: str,
-                    say: Callable[[str], None] = lambda _m: None) -> StagedVerdicts:
+                    say: Callable[[str], None] = lambda _m: None, corrections: set | frozenset = frozenset()
+                    ) -> StagedVerdicts:
     """Run each staged table through its suite, in dependency order: the register first (records
     are checked against registration dates), then records, then changes (which refer to records
-    accepted earlier or in this run)."""
+    accepted earlier or in this run). Rows of a correction delivery (a file name sent again with
+    new content, `corrections`) supersede the earlier ones by key: they are not duplicates."""
     stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
     out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
     empty = pd.Series([], dtype="string")
@@ -69,7 +72,7 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
                     ignore_index=True).drop_duplicates("uscc", keep="last")
     if len(stg_rec):
         stg_rec["record_key"] = record_key(stg_rec)
-        stg_rec["seen_before"] = stg_rec["record_key"].isin(stored_keys)
+        stg_rec["seen_before"] = stg_rec["record_key"].isin(stored_keys) & ~stg_rec["source_file"].isin(corrections)
         reg_map = reg.set_index("uscc")["registered_date"] if len(reg) else pd.Series(dtype="datetime64[s]")
         stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype("datetime64[s]")
         say(f"gate: validating {len(stg_rec):,} record rows (suite stg_record)")
@@ -84,6 +87,7 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
                            stg_rec.loc[out.reasons["records"] == "", ["record_key", "item_code", "decision_date"]]
                            if len(stg_rec) else None]).drop_duplicates("record_key", keep="last")
         stg_chg = annotate_changes(stg_chg, known, cat, stored_change_keys)
+        stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)
         say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
         out.validations["changes"] = quality.validate_table(gx_ctx, "stg_change", stg_chg, cat, as_of, run_id,
                                                             with_docs=True)
@@ -132,11 +136,14 @@ def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVer
     for f in files.itertuples():
         if f.status == "rejected":
             continue
-        balanced = f.received == f.accepted + f.quarantined
+        excluded = int(getattr(f, "excluded", 0) or 0)
+        balanced = f.received == f.accepted + f.quarantined + excluded
         gates.append(GateResult("reconciliation", f.path, True, balanced,
-                                observed=f"{f.received}={f.accepted}+{f.quarantined}",
-                                threshold="received = accepted + quarantined",
+                                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}",
+                                threshold="received = accepted + quarantined + excluded (repeats)",
                                 message="" if balanced else "rows unaccounted for"))
+        if f.status == "same_content":
+            continue  # a repeat of a delivery already judged: nothing else to gate
         note = f.message if isinstance(f.message, str) else ""
         missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
         gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
@@ -146,7 +153,8 @@ def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVer
         hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
                        (history["status"] == "stored")].sort_values("delivered_on")
         gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))
-    delivered = pd.concat([history[history["status"] == "stored"][["provider", "feed", "delivered_on"]],
+    delivered = pd.concat([history[history["status"].isin(["stored", "same_content"])][["provider", "feed",
+                                                                                         "delivered_on"]],
                            files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]]])
     gates += gate_feeds_present(cat, delivered, as_of)
     for table, suite in (("entities", "stg_entity"), ("records", "stg_record"), ("changes", "stg_change")):
@@ -195,26 +203,6 @@ def gate_quarantine_share(path: str, received: int, quarantined: int, max_share:
                       threshold=f"<= {max_share}",
                       message=(f"{quarantined} of {received} rows quarantined ({share:.1%})"
                                if share > max_share else ""))
-
-
-def gate_feeds_present(catalogue: Catalogue, deliveries: pd.DataFrame, as_of) -> list[GateResult]:
-    """Each provider's feeds must have a delivery within their update cycle (+grace)."""
-    as_of = pd.Timestamp(as_of)
-    out = []
-    for prov in catalogue.providers:
-        for feed in prov["feeds"]:
-            cyc = catalogue.feeds[feed]
-            limit = int(cyc["cycle_days"]) + int(cyc["grace_days"])
-            d = deliveries[(deliveries["provider"] == prov["id"]) & (deliveries["feed"] == feed)]
-            last = pd.to_datetime(d["delivered_on"]).max() if len(d) else pd.NaT
-            age = (as_of - last).days if not pd.isna(last) else None
-            ok = age is not None and age <= limit
-            out.append(GateResult(
-                "feed_present", f"{prov['id']}/{feed}", True, ok,
-                observed="never delivered" if age is None else f"{age} days since {last.date()}",
-                threshold=f"<= {limit} days",
-                message="" if ok else f"{prov['name']} {feed}: no delivery within {limit} days"))
-    return out
 
 
 def gate_row_count(scope: str, rows: int, history: list[int], cfg: dict) -> GateResult:

@@ -28,6 +28,7 @@ class GateResult:
     observed: str = ""
     threshold: str = ""
     message: str = ""
+    waiver: str = ""          # set when an operator waived this failed gate for this run
 
     def as_row(self, run_id: str) -> dict:
         return {"run_id": run_id, **self.__dict__}

@@ -28,6 +28,56 @@ td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3
 
 
 COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
+STATUS_MARK = "<!--status-->{status}<!--/status-->"  # publish rewrites it once the run is published
+
+
+def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
+    """What an operator must see before anything else: waivers, tonight's deliveries (or that
+    there were none), problems in the landing folder, and each provider's freshness."""
+    from scoring.quality.freshness import feed_freshness
+
+    rdir = store.run_dir(run["run_id"])
+    out = []
+    waivers = json.loads((rdir / "waivers.json").read_text(encoding="utf-8")) if (rdir / "waivers.json").exists() else []
+    for w in waivers:
+        covered = ", ".join(w["covered"]) or "nothing (no such gate failed)"
+        out.append(f"<p class='fail'>豁免 WAIVER for this run only: gate <b>{html.escape(w['gate'])}</b> scope "
+                   f"<b>{html.escape(w['scope'])}</b> approved by <b>{html.escape(w['approver'])}</b> — "
+                   f"{html.escape(w['reason'])}; covered: {html.escape(covered)}</p>")
+    landing = json.loads((rdir / "landing.json").read_text(encoding="utf-8")) if (rdir / "landing.json").exists() else {}
+    ok = files[files["status"] != "rejected"] if len(files) else files
+    if not len(files):
+        out.append("<p><b>无新到文件 No new deliveries</b> tonight: evaluated as of its own date from the stored "
+                   "history (decay, ends of publicity periods and deadlines move with the date).</p>")
+    else:
+        same = int((files["status"] == "same_content").sum())
+        rejected = int((files["status"] == "rejected").sum())
+        corr = int(files["message"].fillna("").str.startswith("correction of").sum())
+        notes = ([f"{same} with the same content as an earlier file (no new rows)"] if same else []) + \
+            ([f"{corr} corrections of files sent before"] if corr else []) + ([f"{rejected} rejected"] if rejected else [])
+        out.append(f"<p>{len(files)} new deliveries, {int(ok['received'].sum()):,} rows received"
+                   + ("; " + "; ".join(notes) if notes else "") + ".</p>")
+    problems = landing.get("problems") or []
+    if problems:
+        out.append("<h2>到货问题 Landing folder</h2><ul>" + "".join(
+            f"<li class='fail'>{html.escape(p['kind'])}: {html.escape(p['path'])} — {html.escape(p['message'])}</li>"
+            for p in problems) + "</ul>")
+    with store.engine.connect() as conn:
+        hist = pd.read_sql(sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on)
+                           .select_from(landed_files.join(runs, runs.c.run_id == landed_files.c.run_id))
+                           .where(landed_files.c.status.in_(["stored", "same_content"]))
+                           .where(runs.c.as_of <= run["as_of"]), conn)
+    if len(ok):
+        hist = pd.concat([hist, ok[["provider", "feed", "delivered_on"]]], ignore_index=True)
+    fr = feed_freshness(cat, hist, run["as_of"])
+    fr.to_csv(rdir / "freshness.csv", index=False, encoding="utf-8-sig")
+    late = fr[~fr["ok"]]
+    out.append("<h2>数据时效 Provider freshness (Chinese working days)</h2>"
+               f"<p>{len(fr) - len(late)} of {len(fr)} feeds within their update cycle plus grace"
+               + (f"; <span class='fail'>overdue: {html.escape(', '.join(late['provider'] + '/' + late['feed']))}</span>"
+                  if len(late) else "") + "</p>"
+               + _table(fr.drop(columns=["provider_name", "calendar_covered"]), 100))
+    return out
 
 
 def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
@@ -123,9 +173,13 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
              f"<style>{CSS}</style></head><body>",
              f"<h1>公共信用综合评价 运行报告 / Run report — {html.escape(run_id)}</h1>",
              f"<p>评价基准日 as-of <b>{run['as_of']}</b> · 知识截止 knowledge cutoff <b>{run['knowledge_cutoff']}</b> · "
-             f"状态 status <b class='{'ok' if run['status'] in ('published', 'scored') else 'fail'}'>{run['status']}</b></p>"]
+             f"状态 status <b class='{'ok' if run['status'] in ('published', 'scored') else 'fail'}'>"
+             f"{STATUS_MARK.format(status=html.escape(run['status']))}</b>"
+             + (" (publication is the next and last step; `credit status` shows whether it happened)"
+                if run["status"] == "scored" else "") + "</p>"]
     if run.get("message"):
         parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
+    parts += first_screen(store, run, files, cat)
     scores_path = rdir / "entity_score.parquet"
     if scores_path.exists() and run["status"] in ("scored", "published"):
         use_cjk_font()
@@ -190,12 +244,18 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         parts.append(f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>")
         parts.append(_table(pd.concat([failed, g[g["passed"]]])[["gate", "scope", "hard", "result", "observed",
                                                                    "threshold", "message"]], 200))
-    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined)</h2>")
+    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats)</h2>")
     parts.append(_table(files[["path", "provider", "feed", "encoding", "status", "received", "accepted",
-                               "quarantined", "reject_code", "message"]], 500))
+                               "quarantined", "excluded", "reject_code", "message"]], 500)
+                 if len(files) else "<p>无新到文件 No new deliveries tonight.</p>")
     staged_path = rdir / "staged" / "stg_record.parquet"
-    staged = pd.read_parquet(staged_path, columns=["source_file", "provider", "delivered_on", "decision_date"]) \
-        if staged_path.exists() else None
+    want = ["source_file", "provider", "delivered_on", "decision_date"]
+    staged = None
+    if staged_path.exists():
+        import pyarrow.parquet as pq
+
+        if set(want) <= set(pq.read_schema(staged_path).names):  # a quiet night stages nothing
+            staged = pd.read_parquet(staged_path, columns=want)
     fb = provider_feedback(files, quar, cat, staged)
     if len(fb):
         parts.append("<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "

@@ -19,6 +19,7 @@ import pandas as pd
 
 from scoring.common import codes, geo
 from scoring.common.catalogue import Catalogue
+from scoring.intake.arrivals import SHANGHAI, set_arrival
 from scoring.intake.ingest import parse_dates
 from scoring.intake.layouts import (
     CHANGES,
@@ -34,6 +35,7 @@ from scoring.intake.layouts import (
 WORLD_START = pd.Timestamp("2022-07-01")
 WORLD_END = pd.Timestamp("2027-12-31")
 GENERATOR_VERSION = "demo-province/1"
+DELIVERY_TIME = dt.time(18, 0)  # providers' files land at 18:00 Asia/Shanghai on their date
 
 # item -> (base rate per entity-year, sensitivity to latent risk)
 RATES: dict[str, tuple[float, float]] = {
@@ -659,6 +661,9 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
         (landing / prov).mkdir(exist_ok=True)
         say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
         _write_frame(frame, landing / rel, fmt, enc)
+        # Providers deliver in the evening of the day the file is named for: its arrival time is
+        # what a night's arrival cut (catch-up runs) compares with.
+        set_arrival(landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
         labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
         all_labels.append(labels[["file", "line", "defect"]])
         written.append({"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"})

@@ -66,14 +66,19 @@ def test_dag_files_import_without_db_network_or_heavy_modules(parsed):
 def test_nightly_dag_settings(parsed):
     d = parsed["dags"]["public_credit_nightly"]
     assert d["tags"] and "public-credit" in d["tags"] and d["doc"]
-    assert d["catchup"] is False and d["max_active_runs"] == 1
+    # Missed nights are caught up one at a time, in order (each keyed on its logical date).
+    assert d["catchup"] is True and d["max_active_runs"] == 1
     assert "0 1 * * *" in d["schedule"]
-    steps = ["ingest", "gate", "score", "publish", "report"]
+    steps = ["ingest", "gate", "score", "report", "publish"]
     assert set(steps) <= set(d["tasks"])
     for name in steps:
         assert d["tasks"][name]["retries"] >= 1
     for a, b in zip(steps, steps[1:]):
         assert a in d["tasks"][b]["upstream"]
+    # Publication is last and needs every earlier step to have succeeded (the report runs regardless).
+    assert set(steps[:-1]) <= set(d["tasks"]["publish"]["upstream"])
+    # An operator waiver is a trigger-form choice for one run: gate:scope, approver, reason.
+    assert {"waive", "approver", "reason"} <= set(d["params"])
 
 
 def test_every_dag_has_tags_docs_and_retries(parsed):

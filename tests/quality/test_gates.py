@@ -17,8 +17,10 @@ def test_feed_missing_beyond_its_update_cycle():
             for p in cat.providers for f in p["feeds"]]
     d = pd.DataFrame(rows)
     assert all(g.passed for g in gate_feeds_present(cat, d, "2026-06-30"))
-    # The register is due daily (+3 days grace): five days late fails, the monthly feeds still pass.
-    late = gate_feeds_present(cat, d, "2026-07-05")
+    # The register is due every working day (+3 working days grace): five working days late fails
+    # (a weekend in between does not count), the monthly feeds still pass.
+    assert all(g.passed for g in gate_feeds_present(cat, d, "2026-07-05"))
+    late = gate_feeds_present(cat, d, "2026-07-07")
     failed = {g.scope for g in late if not g.passed}
     assert "samr/register" in failed and "court/dishonest_debtor" in failed
     assert "tax/credit_record" not in failed

@@ -1,0 +1,186 @@
+"""What a delivery is, and which files in the landing folder a night should read.
+
+A delivery is identified by (provider, file name, content hash) and recorded with its arrival
+time (the file's modification time: when it landed). Against the deliveries recorded by earlier
+runs, each file in the landing folder is one of:
+
+- ``known``: this very file (same path, size and arrival time, or same path and hash) was
+  recorded before. Nothing to do, and it is not re-read: a quiet night costs a directory listing.
+- ``same_content``: its bytes equal an earlier delivery under another name. It counts as that
+  day's delivery for freshness, adds no rows, and is recorded as "same content as <file>".
+- ``correction``: a file name delivered before, now with different content. Its rows are read
+  and supersede the earlier ones by record key (they are not quarantined as duplicates).
+- ``new``: everything else.
+
+Files a night must not read yet are listed as problems with a reason, never silently: a name
+dated after the as-of date (left for its night), a file that arrived after the night's arrival
+cut (catch-up: left for the night that knew it). Folders that cannot be read, and provider folders
+that disappeared, are problems too; nothing is lost because nothing is deleted from the store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from scoring.intake.ingest import delivery_date
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+NIGHTLY_CUT = dt.time(1, 0)  # the nightly run of as-of D starts at 01:00 Asia/Shanghai on D+1
+
+
+def nightly_arrival_cut(as_of: dt.date) -> dt.datetime:
+    """The moment the scheduled run of night ``as_of`` starts: what it can have seen."""
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), NIGHTLY_CUT, tzinfo=SHANGHAI)
+
+
+@dataclass
+class Candidate:
+    path: Path
+    rel: str
+    provider: str
+    name_date: pd.Timestamp | None
+    n_bytes: int
+    arrived_at: dt.datetime             # UTC
+    action: str = "new"                 # known | same_content | correction | new
+    sha256: str = ""
+    same_as: str | None = None          # same_content: the earlier file; correction: the file it replaces
+
+    @property
+    def arrived_on(self) -> dt.date:
+        return self.arrived_at.astimezone(SHANGHAI).date()
+
+
+@dataclass
+class Listing:
+    candidates: list[Candidate] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)   # {"kind", "path", "message"}
+
+    def problem(self, kind: str, path: str, message: str) -> None:
+        self.problems.append({"kind": kind, "path": path, "message": message})
+
+
+def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = None) -> Listing:
+    """Files under landing/<provider>/ a night with this as-of date may read, in a stable order,
+    plus one problem line for each folder or file it cannot or must not read yet."""
+    landing = Path(landing)
+    as_of = pd.Timestamp(as_of)
+    out = Listing()
+    try:
+        providers = sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        out.problem("landing_unreadable", str(landing), f"landing folder cannot be read: {exc.strerror or exc}")
+        return out
+    for prov_dir in providers:
+        try:
+            entries = sorted(prov_dir.iterdir())
+        except OSError as exc:
+            out.problem("folder_unreadable", prov_dir.name, f"provider folder cannot be read: {exc.strerror or exc}")
+            continue
+        for path in entries:
+            rel = path.relative_to(landing).as_posix()
+            try:
+                if not path.is_file() or path.name.endswith(".partial"):
+                    continue
+                st = path.stat()
+            except OSError as exc:
+                out.problem("file_unreadable", rel, f"cannot be read: {exc.strerror or exc}")
+                continue
+            arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc)  # clock-ok: file metadata
+            d = delivery_date(path.name)
+            d = None if d is None or pd.isna(d) else d
+            if d is not None and d > as_of:
+                out.problem("future_dated", rel, f"named for {d.date()}, after the as-of date {as_of.date()}: "
+                                                  f"left for the night of {d.date()}")
+                continue
+            if arrival_cut is not None and arrived > arrival_cut:
+                out.problem("arrived_after_cut", rel, f"arrived {arrived.astimezone(SHANGHAI):%Y-%m-%d %H:%M} "
+                                                       f"(Asia/Shanghai), after this night's cut "
+                                                       f"{arrival_cut.astimezone(SHANGHAI):%Y-%m-%d %H:%M}: "
+                                                       "read by the first night that knew it")
+                continue
+            out.candidates.append(Candidate(path=path, rel=rel, provider=prov_dir.name, name_date=d,
+                                            n_bytes=int(st.st_size), arrived_at=arrived))
+    return out
+
+
+def sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# Statuses of earlier deliveries that are settled (a "held" file, stopped by a gate, is read again).
+SETTLED = ("stored", "rejected", "same_content")
+
+
+def classify(listing: Listing, history: pd.DataFrame, hasher=sha256_path) -> Listing:
+    """Decide each candidate's action against the deliveries recorded by earlier runs.
+
+    ``history``: landed_files rows of other runs (path, provider, sha256, n_bytes, arrived_at,
+    status, delivered_on). Only files that are not known by (path, size, arrival time) are hashed.
+    """
+    h = history[history["status"].isin(SETTLED)] if len(history) else history
+    by_stat: set[tuple] = set()
+    by_path_sha: set[tuple] = set()
+    first_by_sha: dict[str, str] = {}
+    latest_by_path: dict[str, str] = {}
+    if len(h):
+        h = h.sort_values(["delivered_on", "path"], kind="stable")
+        for r in h.itertuples(index=False):
+            when = _as_utc(r.arrived_at)
+            if when is not None and not pd.isna(r.n_bytes):
+                by_stat.add((r.path, int(r.n_bytes), when))
+            by_path_sha.add((r.path, r.sha256))
+            if r.status != "rejected":
+                first_by_sha.setdefault(r.sha256, r.path)
+            latest_by_path[r.path] = r.sha256
+    # A provider that delivered before but has no folder now: say so every night it is missing.
+    present = {c.provider for c in listing.candidates} | {
+        p["path"].split("/")[0] for p in listing.problems if p["kind"] != "landing_unreadable"}
+    if len(history) and not any(p["kind"] == "landing_unreadable" for p in listing.problems):
+        for prov in sorted(set(history["provider"]) - present):
+            listing.problem("provider_folder_missing", prov,
+                            f"provider folder {prov}/ is gone from the landing folder; its earlier deliveries "
+                            "stay in the store, and its freshness gate watches it")
+    this_run_sha: dict[str, str] = {}
+    kept = []
+    for c in listing.candidates:
+        if (c.rel, c.n_bytes, c.arrived_at) in by_stat:
+            continue
+        try:
+            c.sha256 = hasher(c.path)
+        except OSError as exc:
+            listing.problem("file_unreadable", c.rel, f"cannot be read: {exc.strerror or exc}")
+            continue
+        if (c.rel, c.sha256) in by_path_sha:
+            continue  # the same file, touched: nothing new
+        earlier = first_by_sha.get(c.sha256) or this_run_sha.get(c.sha256)
+        if earlier is not None:
+            c.action, c.same_as = "same_content", earlier
+        elif c.rel in latest_by_path:
+            c.action, c.same_as = "correction", c.rel
+        this_run_sha.setdefault(c.sha256, c.rel)
+        kept.append(c)
+    listing.candidates = kept
+    return listing
+
+
+def _as_utc(v) -> dt.datetime | None:
+    if v is None or (not isinstance(v, dt.datetime) and pd.isna(v)):
+        return None
+    ts = pd.Timestamp(v)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def set_arrival(path: Path | str, when: dt.datetime) -> None:
+    """Stamp a file's arrival time (tests and the demo province simulate when providers deliver)."""
+    ts = when.timestamp()
+    os.utime(path, (ts, ts))
