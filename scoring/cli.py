@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from scoring.audit.rerun import rerun
 from scoring.calibration.learn import calibrate, promote
+from scoring.calibration.policy_change import diff_text, policy_diff, promote_file, write_diff
 from scoring.common.catalogue import Catalogue
 from scoring.common.errors import PipelineError
 from scoring.evaluation.explain import explain_entity
@@ -130,7 +131,7 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     """Validate one provider file without loading it into the store."""
-    cat = Catalogue.load()
+    cat = Catalogue.latest()
     path = Path(args.file)
     if not path.exists():
         raise CliError(f"{path}: no such file")
@@ -138,6 +139,7 @@ def cmd_check(args) -> int:
     as_of = pd.Timestamp(args.as_of) if args.as_of else (ing.delivery_date(path.name) or pd.Timestamp("2262-01-01"))
     if pd.isna(as_of):
         as_of = pd.Timestamp("2262-01-01")
+    cat = Catalogue.in_force(min(as_of, pd.Timestamp("2262-01-01")))  # the catalogue of the file's date
     reasons: dict[str, int] = {}
     for r in raw.bad_rows["reason"]:
         reasons[r] = reasons.get(r, 0) + 1
@@ -295,13 +297,34 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_policy(args) -> int:
-    entry = promote(Store.open(args.db, _home(args)), args.candidate_id, args.approved_by, args.reason,
-                    args.effective_from)
+    store = Store.open(args.db, _home(args))
+    if args.action == "diff":
+        return _policy_diff(args, store)
+    if args.effective_from is None:
+        raise CliError("promote needs --effective-from DATE")
+    if Path(args.policy).suffix.lower() in (".yaml", ".yml", ".json") or Path(args.policy).exists():
+        entry = promote_file(store, args.policy, args.approved_by, args.reason, args.effective_from, args.diff,
+                             **({"history": Path(args.history)} if args.history else {}))
+    else:  # a calibration candidate by id (the deployment's own history)
+        entry = promote(store, args.policy, args.approved_by, args.reason, args.effective_from)
     if args.json:
         _print_json(entry)
     else:
-        print(f"{args.candidate_id} is the policy for evaluations from {entry['effective_from']} "
+        print(f"{args.policy} is the policy for evaluations from {entry['effective_from']} "
               f"(approved by {entry['approved_by']})")
+    return EXIT_OK
+
+
+def _policy_diff(args, store) -> int:
+    if not args.new or not args.as_of:
+        raise CliError("usage: credit policy diff OLD NEW --as-of DATE")
+    diff = policy_diff(store, args.policy, args.new, args.as_of)
+    files = write_diff(diff, Path(args.out) if args.out else store.home / "policy" / "diffs")
+    if args.json:
+        _print_json({**diff, "files": {k: str(v) for k, v in files.items()}})
+    else:
+        print(diff_text(diff))
+        print(f"\nHTML page (migration matrix as a picture): {files['html']}\nJSON (name it when promoting): {files['json']}")
     return EXIT_OK
 
 
@@ -456,12 +479,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_calibrate)
 
-    sp = sub.add_parser("policy", help="policy management: promote an approved candidate")
-    sp.add_argument("action", choices=["promote"])
-    sp.add_argument("candidate_id")
+    sp = sub.add_parser("policy", help="policy changes: diff two policies on a date; promote an approved one",
+                        description="credit policy diff OLD NEW --as-of DATE [--json] [--out DIR]\n"
+                                    "credit policy promote FILE|CANDIDATE_ID --effective-from DATE --approved-by NAME "
+                                    "--reason TEXT [--diff DIFF_JSON] [--history FILE]",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.add_argument("action", choices=["promote", "diff"])
+    sp.add_argument("policy", help="promote: a policy file or a calibration candidate id; diff: the old policy file")
+    sp.add_argument("new", nargs="?", default=None, help="diff: the new policy file")
+    sp.add_argument("--as-of", default=None, help="diff: evaluate both policies on what was known by this date")
+    sp.add_argument("--out", default=None, help="diff: folder for diff.json, the matrix picture and the HTML page")
     sp.add_argument("--approved-by", default="", help="who approved (required)")
     sp.add_argument("--reason", default="", help="why (required)")
-    sp.add_argument("--effective-from", required=True, help="first as-of date the policy applies to")
+    sp.add_argument("--effective-from", default=None, help="first as-of date the policy applies to")
+    sp.add_argument("--diff", default=None, help="promote a file: the diff.json it was approved on (required)")
+    sp.add_argument("--history", default=None, help="promote a file: the policy history (default config/policy/history.yaml)")
     common(sp)
     sp.set_defaults(func=cmd_policy)
 

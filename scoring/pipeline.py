@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from scoring.audit.manifest import build_manifest
-from scoring.common.catalogue import DEFAULT_CATALOGUE, Catalogue
+from scoring.common.catalogue import Catalogue
 from scoring.common.config import canonical_json, content_hash
 from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate
@@ -65,7 +65,7 @@ class RunContext:
     home: Path
     db_url: str | None = None
     knowledge_cutoff: dt.date | None = None
-    catalogue_path: Path = DEFAULT_CATALOGUE
+    catalogue_path: Path | None = None     # None: the catalogue in force on the as-of date
     policy_path: Path | None = None        # None: the policy in force on the as-of date
     kind: str = "nightly"
     # Catch-up and scheduled runs read only files that had landed when the night's run was due
@@ -109,7 +109,7 @@ class RunContext:
         d = json.loads(text)
         return cls(as_of=d["as_of"], landing=Path(d["landing"]), home=Path(d["home"]), db_url=d.get("db_url"),
                    knowledge_cutoff=d.get("knowledge_cutoff"),
-                   catalogue_path=Path(d["catalogue_path"]),
+                   catalogue_path=Path(d["catalogue_path"]) if d.get("catalogue_path") else None,
                    policy_path=Path(d["policy_path"]) if d.get("policy_path") else None,
                    kind=d.get("kind", "nightly"), arrival_cut=d.get("arrival_cut"),
                    waivers=tuple(d.get("waivers") or ()))
@@ -135,7 +135,8 @@ def _open(ctx: RunContext) -> Store:
 def _configs(ctx: RunContext) -> tuple[Catalogue, Policy]:
     policy = (Policy.load(ctx.policy_path) if ctx.policy_path
               else Policy.in_force(ctx.as_of, promoted=ctx.home / "policy" / "history.json"))
-    return Catalogue.load(ctx.catalogue_path), policy
+    cat = Catalogue.load(ctx.catalogue_path) if ctx.catalogue_path else Catalogue.in_force(ctx.as_of)
+    return cat, policy
 
 
 def _save_versions(store: Store, conn, cat: Catalogue, pol: Policy) -> None:

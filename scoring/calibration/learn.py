@@ -192,6 +192,11 @@ def policy_scores(X: pd.DataFrame, features: list[str], policy: Policy) -> tuple
     score = np.floor(np.clip(policy.doc["scale"]["base"] + total, 0, 1000) + 0.5)
     tiers = policy.doc["tiers"]
     tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
+    for cap in policy.doc["overrides"].get("tier_caps") or []:  # as the engine: at best the cap's tier
+        capped = [f for f in features if f in cap["items"]]
+        if capped:
+            hit = X[capped].to_numpy().sum(axis=1) > 0
+            tier = np.where(hit & (tier < cap["max_tier"]), cap["max_tier"], tier)
     listed = [f for f in features if f in policy.doc["overrides"]["severe_list_items"]]
     if listed:
         tier = np.where(X[listed].to_numpy().sum(axis=1) > 0, "D", tier)
@@ -407,7 +412,7 @@ def calibrate(store, until: str | None = None, train_share: float = 0.7, random_
         _, rec, chg, batches = load_inputs(store, conn, until)
     if rec.empty:
         raise PipelineError("no records in the store to calibrate on")
-    cat = Catalogue.load()
+    cat = Catalogue.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")))
     current = Policy.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")).date().isoformat())
     ins = rec[rec["item_code"].isin(INSPECTION_ITEMS) & (pd.to_datetime(rec["decision_date"]) <= until)]
     ins = ins.sort_values(["decision_date", "record_key"], ignore_index=True)

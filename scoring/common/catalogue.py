@@ -16,6 +16,7 @@ from scoring.common.config import (  # noqa: F401 (re-exported)
 )
 
 DEFAULT_CATALOGUE = CONFIG_DIR / "catalogue" / "v1.yaml"
+CATALOGUE_HISTORY = CONFIG_DIR / "catalogue" / "history.yaml"
 
 SEVERITIES = ("none", "minor", "general", "severe")
 NATURES = ("basic", "positive", "negative")
@@ -40,6 +41,23 @@ class Catalogue:
         cat = cls(doc=doc, sha256=content_hash(doc))
         cat.validate()
         return cat
+
+    @classmethod
+    def in_force(cls, as_of, history: Path | str = CATALOGUE_HISTORY) -> "Catalogue":
+        """The catalogue version in force on a date (latest effective_from <= as_of; the first one
+        before any), checked against the hash its history entry approved."""
+        entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
+        day = str(pd.Timestamp(as_of).date())
+        entry = ([e for e in entries if str(e["effective_from"]) <= day] or entries[:1])[-1]
+        cat = cls.load(Path(history).parent / entry["catalogue"])
+        if entry.get("sha256") and entry["sha256"] != cat.sha256:
+            raise ValueError(f"catalogue {entry['catalogue']} does not match the approved hash in {Path(history).name}")
+        return cat
+
+    @classmethod
+    def latest(cls, history: Path | str = CATALOGUE_HISTORY) -> "Catalogue":
+        """The newest catalogue version (for checking a file without a night's date)."""
+        return cls.in_force("2262-01-01", history)
 
     def validate(self) -> None:
         codes = [i["code"] for i in self.doc["items"]]

@@ -381,6 +381,17 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     ov = policy.doc["overrides"]
     on_list = np.zeros(n_ent, dtype=bool)
     on_list[g_ent[items["severe_list"].to_numpy()[g_item]]] = True
+    # Tier caps (v2): while a listed record counts, the entity is at best the cap's tier, whatever
+    # its positive points. The override names the cap only where it changed the tier.
+    capped = np.zeros(n_ent, dtype=np.int8)
+    cap_ids = []
+    for k, cap in enumerate(ov.get("tier_caps") or []):
+        hit = np.zeros(n_ent, dtype=bool)
+        hit[g_ent[np.isin(items["item_code"].to_numpy()[g_item], list(cap["items"]))]] = True
+        lifted = hit & (tier < cap["max_tier"])  # "A" < "B" < "C" < "D": above the cap
+        tier = np.where(lifted, cap["max_tier"], tier)
+        capped[lifted & (capped == 0)] = k + 1
+        cap_ids.append(cap["id"])
     tier = np.where(on_list, ov["severe_list_tier"], tier)
     has_records = np.zeros(n_ent, dtype=bool)
     has_records[g_ent] = True
@@ -401,12 +412,28 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     })
     for j, d in enumerate(dims):
         out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
-    out["override"] = pd.Categorical.from_codes(on_list.astype(np.int8), categories=["", "severe_dishonesty_list"]
+    override = np.where(on_list, 1, np.where(capped > 0, capped + 1, 0)).astype(np.int8)
+    out["override"] = pd.Categorical.from_codes(override, categories=["", "severe_dishonesty_list", *cap_ids]
                                                 ).remove_unused_categories()
     out["flags"] = flags.remove_unused_categories()
     out["reasons"] = format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items, n_ent,
                                     int(policy.doc["reasons"]["top_n"]))
+    clean = policy.doc["reasons"].get("no_negative")
+    if clean:  # say why a clean entity is clean, not only what would lower it
+        negative = np.zeros(n_ent, dtype=bool)
+        negative[g_ent[g_sum < 0]] = True
+        out["reasons"] = say_no_negative(out["reasons"].array, ~negative, has_records,
+                                         f"{clean['code']} {clean['zh']} / {clean['en']}")
     return out
+
+
+def say_no_negative(reasons, clean: np.ndarray, has_records: np.ndarray, text: str):
+    """The no-negative-record reason first for clean entities (alone when they have no record)."""
+    arr = _arrow(pd.Series(reasons))
+    lead = pa.scalar(text, type=arr.type)
+    joined = pc.binary_join_element_wise(lead, arr, pa.scalar(" | ", type=arr.type))
+    out = pc.if_else(pa.array(clean & ~has_records), lead, pc.if_else(pa.array(clean), joined, arr))
+    return pd.arrays.ArrowStringArray(out)
 
 
 def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int):

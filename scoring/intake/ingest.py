@@ -368,7 +368,11 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
     out["legal_rep_name"] = clean_text(f["legal_rep_name"]) if "legal_rep_name" in f else pd.NA
     out["legal_rep_id_number"] = (codes.normalise_code(f["legal_rep_id_number"])
                                   if "legal_rep_id_number" in f else pd.NA)
-    out["doc_number"] = clean_text(f["doc_number"])
+    if lay == "tax_credit_rating":  # no document number on the list: tax year and grade name the record
+        out["doc_number"] = ("纳税信用" + clean_text(f["rating_year"]) + "年度"
+                             + clean_text(f["credit_grade"]).str.upper().str.removesuffix("级") + "级")
+    else:
+        out["doc_number"] = clean_text(f["doc_number"])
     out["authority_name"] = clean_text(f["authority_name"]) if "authority_name" in f else pd.NA
     out["penalty_category"] = clean_text(f["penalty_category"]) if "penalty_category" in f else pd.NA
     out["inspection_result"] = clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
@@ -403,6 +407,14 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
             out["item_code"] = pd.Series("LICENCE", index=f.index, dtype="string")
         elif lay == "court_dishonest_debtor":
             out["item_code"] = pd.Series("DISHONEST_DEBTOR", index=f.index, dtype="string")
+        elif lay == "tax_credit_rating":  # TAX_CREDIT_A; another grade is an item the catalogue must list
+            grade = clean_text(f["credit_grade"]).str.upper().str.removesuffix("级")
+            out["item_code"] = ("TAX_CREDIT_" + grade).astype("string")
+        elif lay == "commitment_result":
+            result = clean_text(f["check_result"])
+            breached = result.str.contains("未履|违背|不履", regex=True)
+            out["item_code"] = pd.Series(np.where(breached.fillna(False), "COMMITMENT_BREACH", "COMMITMENT_KEPT"),
+                                         index=f.index, dtype="string").where(result.notna(), pd.NA)
         elif lay == "inspection_result":
             ok = out["inspection_result"].str.contains("未发现", regex=False)
             out["item_code"] = pd.Series(np.where(ok.fillna(False), "INSPECTION_PASS", "INSPECTION_FAIL"),

@@ -188,7 +188,49 @@ CHANGES = Layout(
     signature=("op", "doc_number"),
 )
 
-LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER, CHANGES)
+# The tax authority's annual list of grade-A taxpayers (纳税信用A级纳税人名单), as published each
+# April for the previous tax year. For enterprises the taxpayer number is the USCC. The list has no
+# document number: a record is (tax year, grade, taxpayer).
+TAX_CREDIT = Layout(
+    id="tax_credit_rating", feed="tax_credit_rating", title="纳税信用A级纳税人名单",
+    columns={
+        "uscc": ("纳税人识别号", "统一社会信用代码", "纳税人识别号/统一社会信用代码"),
+        "subject_name": ("纳税人名称",),
+        "rating_year": ("评价年度", "年度"),
+        "credit_grade": ("纳税信用级别", "信用级别", "评价结果"),
+        "decision_date": ("发布日期", "公布日期"),
+        "authority_name": ("主管税务机关", "评价税务机关"),
+        "remarks": ("备注",),
+    },
+    required=("uscc", "subject_name", "rating_year", "credit_grade", "decision_date"),
+    signature=("rating_year", "credit_grade"),
+)
+
+# Results of the licensing agency's check of a commitment (告知承诺制, Art. 46: within two months of a
+# licence granted on commitment): 已履行 / 未履行.
+COMMITMENT_RESULT = Layout(
+    id="commitment_result", feed="commitment_result", title="信用承诺履约核查结果",
+    columns={
+        "subject_name": ("行政相对人名称", "主体名称"),
+        "subject_category": ("行政相对人类别", "主体类别"),
+        "uscc": ("统一社会信用代码", "行政相对人代码_1(统一社会信用代码)"),
+        "legal_rep_name": ("法定代表人",),
+        "commitment_ref": ("承诺书编号", "信用承诺书编号"),
+        "commitment_matter": ("承诺事项",),
+        "commitment_date": ("承诺日期",),
+        "doc_number": ("核查编号", "核查文书编号"),
+        "decision_date": ("核查日期",),
+        "check_result": ("核查结果", "履约情况"),
+        "authority_name": ("核查机关", "许可机关"),
+        "source_unit": ("数据来源单位",),
+        "remarks": ("备注",),
+    },
+    required=("subject_name", "uscc", "commitment_ref", "doc_number", "decision_date", "check_result"),
+    signature=("commitment_ref", "check_result"),
+)
+
+LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER, CHANGES,
+                               TAX_CREDIT, COMMITMENT_RESULT)
 BY_ID = {layout.id: layout for layout in LAYOUTS}
 
 

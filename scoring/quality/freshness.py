@@ -39,6 +39,11 @@ def feed_freshness(catalogue, deliveries: pd.DataFrame, as_of) -> pd.DataFrame:
             when = last.get((prov["id"], feed))
             if when is None or pd.isna(when):
                 since, overdue, ok, last_day = None, None, False, None
+                # A feed new in this catalogue version is not missing before its first cycle is over.
+                due_from = pd.Timestamp(str(cyc["due_from"])).date() if cyc.get("due_from") else None
+                if due_from is not None and (due_from >= as_of or
+                                             workdays.working_days_between(due_from, as_of) <= allowed):
+                    ok = True
             else:
                 last_day = pd.Timestamp(when).date()
                 since = workdays.working_days_between(last_day, as_of) if last_day <= as_of else 0
@@ -57,7 +62,7 @@ def gate_feeds_present(catalogue, deliveries: pd.DataFrame, as_of) -> list[GateR
     out = []
     for r in feed_freshness(catalogue, deliveries, as_of).itertuples(index=False):
         if r.last_delivery is None:
-            observed = "never delivered"
+            observed = "not due yet (a feed new in this catalogue version)" if r.ok else "never delivered"
         else:
             observed = f"{r.working_days_since} working days since {r.last_delivery}"
         out.append(GateResult(

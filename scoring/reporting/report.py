@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.plots import use_cjk_font
+from scoring.reporting.policy_section import policy_change_section
 from scoring.history.store import (
     entity_results,
     gate_results,
@@ -168,7 +169,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
                             .order_by(gate_results.c.gate, gate_results.c.scope), conn)
         quar = pd.read_sql(sa.select(quarantine.c.path, quarantine.c.line_no, quarantine.c.provider,
                                      quarantine.c.reasons).where(quarantine.c.run_id == run_id), conn)
-    cat = Catalogue.load()
+    cat = Catalogue.in_force(run["as_of"])
     parts = [f"<html><head><meta charset='utf-8'><title>公共信用综合评价 运行报告 {html.escape(run_id)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>公共信用综合评价 运行报告 / Run report — {html.escape(run_id)}</h1>",
@@ -219,6 +220,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
                          _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"})))
         else:
             parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
+        parts.append(policy_change_section(store, run, res, rdir))  # a new policy's first month
         reg_path = rdir / "active_entities.parquet"
         if reg_path.exists():
             cov = coverage(res, pd.read_parquet(reg_path))

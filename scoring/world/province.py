@@ -23,14 +23,17 @@ from scoring.intake.arrivals import SHANGHAI, set_arrival
 from scoring.intake.ingest import parse_dates
 from scoring.intake.layouts import (
     CHANGES,
+    COMMITMENT_RESULT,
     CREDIT_RECORD,
     DISHONEST,
     INSPECTION,
     LICENCE,
     PENALTY,
     REGISTER,
+    TAX_CREDIT,
     Layout,
 )
+from scoring.world import positive_signals
 
 WORLD_START = pd.Timestamp("2022-07-01")
 WORLD_END = pd.Timestamp("2027-12-31")
@@ -68,6 +71,7 @@ DELIVERY_FORMAT = {
     ("ndrc", "credit_record"): ("csv", "utf-8-sig"), ("civ", "credit_record"): ("xlsx", None),
     ("utility", "credit_record"): ("csv", "gb18030"),
     ("ndrc", "credit_change"): ("csv", "utf-8-sig"),
+    **positive_signals.DELIVERY_FORMAT,
 }
 XLSX_MAX_ROWS = 200_000  # beyond this a provider falls back to CSV (as real exports do)
 DEFECT_KINDS = ("bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
@@ -526,11 +530,13 @@ def inject_defects(frame: pd.DataFrame, layout_id: str, rate: float, rng,
     f = frame.copy()
     cols = list(f.columns)
     code_col = next((c for c in ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码",
-                                 "统一社会信用代码/身份证号码") if c in cols), None)
-    date_col = next(c for c in ("处罚决定日期", "许可决定日期", "发布时间", "认定日期", "检查日期", "成立日期") if c in cols)
+                                 "统一社会信用代码/身份证号码", "纳税人识别号") if c in cols), None)
+    date_col = next(c for c in ("处罚决定日期", "许可决定日期", "发布时间", "认定日期", "检查日期", "成立日期",
+                                "核查日期", "发布日期") if c in cols)
     mandatory = {"sgs_penalty": "行政处罚决定书文号", "sgs_licence": "行政相对人名称",
                  "court_dishonest_debtor": "案号", "credit_record": "文书编号",
-                 "inspection_result": "检查对象名称", "entity_register": "主体名称"}[layout_id]
+                 "inspection_result": "检查对象名称", "entity_register": "主体名称",
+                 "commitment_result": "核查编号", "tax_credit_rating": "纳税人名称"}[layout_id]
     labels = []
     for i, k in zip(hit, kind):
         if k == "bad_check_digit":
@@ -596,7 +602,7 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     """Write the deliveries due by ``as_of`` that the landing folder does not have yet."""
     out = Path(out)
     as_of = pd.Timestamp(as_of)
-    cat = catalogue or Catalogue.load()
+    cat = catalogue or Catalogue.in_force(as_of)
     landing = out / "landing"
     truth = out / "ground_truth"
     landing.mkdir(parents=True, exist_ok=True)
@@ -615,9 +621,11 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     world = build_world(n_entities, seed)
     rng = np.random.default_rng(_stable_seed(seed, "deliveries", as_of.date()))
     frames = delivery_frames(world, cat, after, as_of, rng)
+    frames.update(positive_signals.delivery_frames(world, cat, after, as_of, _fmt_dates, _authority))
     # Every provider reports every feed it owes, even with nothing new (a "zero report").
     feed_layout = {"register": REGISTER, "penalty": PENALTY, "licence": LICENCE, "inspection": INSPECTION,
-                   "dishonest_debtor": DISHONEST, "credit_record": CREDIT_RECORD, "credit_change": CHANGES}
+                   "dishonest_debtor": DISHONEST, "credit_record": CREDIT_RECORD, "credit_change": CHANGES,
+                   "commitment_result": COMMITMENT_RESULT, "tax_credit_rating": TAX_CREDIT}
     for prov in cat.providers:
         for feed in prov["feeds"]:
             if (prov["id"], feed) not in frames and (prov["id"], feed) in DELIVERY_FORMAT:
@@ -635,7 +643,8 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
             fmt, enc = "csv", "gb18030"
         layout_id = {"register": "entity_register", "penalty": "sgs_penalty", "licence": "sgs_licence",
                      "inspection": "inspection_result", "dishonest_debtor": "court_dishonest_debtor",
-                     "credit_record": "credit_record", "credit_change": "credit_change"}[feed]
+                     "credit_record": "credit_record", "credit_change": "credit_change",
+                     **positive_signals.LAYOUT_ID}[feed]
         frng = np.random.default_rng(_stable_seed(seed, prov, feed, stamp))
         # The platform's own change feed carries no injected defects (they are labelled per provider feed).
         rate = 0.0 if feed == "credit_change" else defect_rate

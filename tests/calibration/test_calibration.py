@@ -91,7 +91,7 @@ def _synthetic_world(n=12_000, seed=0):
     """Inspections as the demo generator makes them: a latent risk per entity, constant over time,
     drives both the rate of each kind of record and the chance that an inspection finds problems.
     So record age tells nothing: the right decay is none."""
-    pol = Policy.in_force("2026-06-30")
+    pol = Policy.in_force("2026-05-31")  # v1, the hand-written policy (it still scores licences)
     features = sorted(pol.doc["items"])
     signs = np.array(_signs(features))
     listed = np.isin(features, pol.doc["overrides"]["severe_list_items"])
@@ -112,7 +112,7 @@ def _synthetic_world(n=12_000, seed=0):
 def _wrong_policy():
     """The shipped policy with one-month half-lives on every negative record: sign-correct, but
     it forgets what the outcomes say still matters."""
-    doc = json.loads(json.dumps(Policy.in_force("2026-06-30").doc))
+    doc = json.loads(json.dumps(Policy.in_force("2026-05-31").doc))
     for spec in doc["items"].values():
         if spec["points"] < 0:
             spec["half_life_months"] = 1

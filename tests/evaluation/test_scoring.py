@@ -12,7 +12,8 @@ from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy, add_months, apply_changes, canonical_bytes, classify_records, score_entities
 
 GOLDEN = Path(__file__).parent / "golden"
-CAT, POL = Catalogue.load(), Policy.in_force("2026-06-30")
+# Each date under the catalogue and policy in force on it: v1 before 2026-06-01, v2 from then.
+CAT, POL = Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30")
 
 # Five entities, each telling one story:
 #   decay      two general penalties of different ages
@@ -81,7 +82,7 @@ def _changes():
 
 def _score(as_of):
     rec = apply_changes(_records(), _changes(), as_of)
-    return score_entities(_entities(), rec, CAT, POL, as_of)
+    return score_entities(_entities(), rec, Catalogue.in_force(as_of), Policy.in_force(as_of), as_of)
 
 
 @pytest.mark.parametrize("as_of", ["2026-03-15", "2026-06-30"])
@@ -102,7 +103,8 @@ def test_the_stories_behind_the_golden_files():
     assert 0.9 < w["P1"] <= 1.0 and 0.5 < w["P2"] < 0.7
     # 2026-04-01: a minor record is published at most 3 months; before, 12 months.
     assert "R011" in before.loc[U["boundary"], "reasons"]
-    assert why["I1"] == "expired" and after.loc[U["boundary"], "reasons"].startswith("R000")
+    assert why["I1"] == "expired" and after.loc[U["boundary"], "reasons"].startswith("R030")  # v2 says why A
+    assert after.loc[U["boundary"], "tier"] == "A" and before.loc[U["boundary"], "tier"] == "B"
     # Repair: counts before the repair date, not after.
     assert "R013" in before.loc[U["repair"], "reasons"] and why["S1"] == "repaired"
     assert after.loc[U["repair"], "score"] > before.loc[U["repair"], "score"]

@@ -1,0 +1,60 @@
+"""Run report section for a policy's first month in force: the migration from the previous policy on
+this night's own inputs, and the tier shares beside the published reference."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from scoring.common.catalogue import Catalogue
+from scoring.common.config import CONFIG_DIR, load_document
+from scoring.evaluation.evaluate import POLICY_HISTORY, Policy, evaluate_inputs
+from scoring.evaluation.migration import TIERS, compare
+from scoring.history.inputs import load_inputs
+from scoring.reporting.migration_plot import plot_matrix
+
+WINDOW_DAYS = 31  # how long after a policy change the run report shows the migration
+REFERENCE = CONFIG_DIR / "policy" / "reference.yaml"
+
+
+def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
+                          history: Path = POLICY_HISTORY) -> str:
+    """HTML for the report, or '' when the run is not in the first month of a policy from the history."""
+    as_of = pd.Timestamp(str(run["as_of"]))
+    entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
+    in_force = [e for e in entries if str(e["effective_from"]) <= str(as_of.date())]
+    if len(in_force) < 2 or in_force[-1].get("sha256") != run.get("policy_sha256"):
+        return ""  # no earlier policy, or the run used another policy (a --policy file, a promoted candidate)
+    cur, prev = in_force[-1], in_force[-2]
+    if (as_of - pd.Timestamp(str(cur["effective_from"]))).days > WINDOW_DAYS:
+        return ""
+    manifest = json.loads(run["manifest_json"])
+    cat = Catalogue.in_force(as_of)
+    if cat.sha256 != manifest.get("catalogue_sha256"):
+        return ""
+    old_policy = Policy.load(Path(history).parent / prev["policy"])
+    with store.engine.connect() as conn:
+        ent, rec, chg, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
+                                       batch_ids=[b["batch_id"] for b in manifest["input_batches"]])
+    old = evaluate_inputs(ent, rec, chg, cat, old_policy, as_of)
+    m = compare(old, results)
+    m.update(as_of=str(as_of.date()), old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
+             new={"file": cur["policy"], "label": ""})
+    png = Path(folder) / "policy_migration.png"
+    plot_matrix(m, png)
+    ref = load_document(REFERENCE)["reference"]
+    rows = "".join(f"<tr><td>{t}</td><td>{m['old_shares'][t]:.1%}</td><td>{m['new_shares'][t]:.1%}</td>"
+                   f"<td>{float(ref['shares'][t]):.1%}</td></tr>" for t in TIERS)
+    note = html.escape(ref["label"]) + ("" if ref.get("verified") else " — UNVERIFIED: the publication was not found")
+    approved = html.escape(f"{cur.get('approved_by', '')}: {cur.get('reason', '')}")
+    return (f"<h2>政策变更 Policy change: {html.escape(prev['policy'])} → {html.escape(cur['policy'])} "
+            f"(in force from {cur['effective_from']})</h2>"
+            f"<p>Approved by {approved}. The same inputs under the previous policy and under this night's: "
+            f"{m['up']:,} entities in a better tier, {m['down']:,} in a worse one, {m['movers_2plus']:,} "
+            f"move two tiers or more (<code>credit policy diff</code> lists them with reasons).</p>"
+            f"<img alt='migration matrix' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+            f"<table border=1 cellspacing=0 cellpadding=3><tr><th>tier</th><th>previous policy</th><th>this night</th>"
+            f"<th>reference</th></tr>{rows}</table><p>Reference: {note}.</p>")
