@@ -133,6 +133,8 @@ class NotSimplifiedProcedure(MulticolumnMapMetricProvider):
         amount = df["amount_yuan"].fillna(0.0)
         limit = np.where(df["subject_type"] == "natural", natural_max_yuan, organisation_max_yuan)
         simplified = is_pen & only_minor & (amount <= limit)
+        if "bad_values" in df:  # an amount that could not be read is a bad value, not a small fine
+            simplified &= ~df["bad_values"].fillna("").str.contains("fine_wan_yuan|amount_yuan", regex=True)
         return ~simplified
 
 

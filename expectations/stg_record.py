@@ -35,7 +35,7 @@ def build_suite(catalogue, as_of: str) -> gx.ExpectationSuite:
     add(custom.ExpectColumnValuesToBeValidResidentId(column="id_number", meta={"reason": "invalid_id_number"}))
     sp = catalogue.doc["simplified_procedure"]
     add(custom.ExpectPenaltiesNotSimplifiedProcedure(
-        column_list=["item_code", "subject_type", "penalty_category", "amount_yuan"],
+        column_list=["item_code", "subject_type", "penalty_category", "amount_yuan", "bad_values"],
         penalty_items=PENALTY_ITEMS, natural_max_yuan=float(sp["natural_person_max_fine_yuan"]),
         organisation_max_yuan=float(sp["organisation_max_fine_yuan"]),
         categories_only=list(sp["categories_only"]), meta={"reason": "simplified_procedure"}))

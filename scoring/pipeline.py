@@ -46,6 +46,7 @@ from scoring.history.store import (
 )
 from scoring.intake.deliveries import raw_values, stage_deliveries
 from scoring.publication import publish as pub
+from scoring.publication.free_text import mask_text_frame
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
 from scoring.quality.waivers import apply_waivers, from_dicts
@@ -303,7 +304,8 @@ def score(ctx: RunContext) -> dict:
     with store.engine.begin() as conn:
         _save_versions(store, conn, cat, pol)
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
-        store.insert_frame(conn, entity_results, results.assign(run_id=ctx.run_id))
+        # Agencies read this table (row-level security): identifiers inside names are masked here too.
+        store.insert_frame(conn, entity_results, mask_text_frame(results).assign(run_id=ctx.run_id))
         update_run(conn, ctx.run_id, status="scored", step="score", input_sha256=input_sha, output_sha256=out_sha,
                    catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=len(results),
                    tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest))

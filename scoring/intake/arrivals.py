@@ -71,7 +71,13 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
     as_of = pd.Timestamp(as_of)
     out = Listing()
     try:
-        providers = sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("."))
+        providers = []
+        # The landing folder is a boundary: a link is never followed, at any depth.
+        for p in sorted(q for q in landing.iterdir() if not q.name.startswith(".")):
+            if p.is_symlink():
+                out.problem("symlink", p.name, "is a symbolic link: not followed (the landing folder is a boundary)")
+            elif p.is_dir():
+                providers.append(p)
     except OSError as exc:
         out.problem("landing_unreadable", str(landing), f"landing folder cannot be read: {exc.strerror or exc}")
         return out
@@ -84,9 +90,15 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
         for path in entries:
             rel = path.relative_to(landing).as_posix()
             try:
+                if path.is_symlink():
+                    out.problem("symlink", rel, "is a symbolic link: not followed (the landing folder is a boundary)")
+                    continue
+                if path.is_dir():
+                    out.problem("not_a_file", rel, "is a folder inside a provider's folder: not read")
+                    continue
                 if not path.is_file() or path.name.endswith(".partial"):
                     continue
-                st = path.stat()
+                st = path.lstat()
             except OSError as exc:
                 out.problem("file_unreadable", rel, f"cannot be read: {exc.strerror or exc}")
                 continue
@@ -110,7 +122,8 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
 
 def sha256_path(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    # O_NOFOLLOW: a file swapped for a link after listing is refused (ELOOP), never followed.
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

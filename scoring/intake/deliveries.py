@@ -69,7 +69,20 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
         try:
             raw = ing.read_file(c.path, provider=c.provider,
                                 max_cells=int(cat.gates["max_xlsx_cells"]), max_bytes=int(cat.gates["max_file_bytes"]))
-        except ing.UnusableFile as exc:
+            raw.path = rel
+            if raw.missing_required:
+                # A schema mismatch is a hard gate: the rows are held with the file, not staged.
+                staged = ("held", pd.DataFrame({"line_no": raw.rows["line_no"], "reason": "schema_mismatch",
+                                                "raw": ing.raw_json(raw.raw), "path": rel, "provider": raw.provider}))
+            elif raw.layout.feed == "register":
+                staged = ("entities", ing.stage_entities(raw, delivered))
+            elif raw.layout.feed == "credit_change":
+                staged = ("changes", ing.stage_changes(raw, delivered))
+            else:
+                staged = ("records", ing.stage_records(raw, cat, delivered))
+        except Exception as exc:  # a file is the unit of failure: whatever breaks, it rejects this file only
+            if not isinstance(exc, ing.UnusableFile):
+                exc = ing.UnusableFile("unreadable_content", f"the file could not be staged ({type(exc).__name__})")
             row.update(status="rejected", reject_code=exc.code, message=str(exc))
             file_rows.append(row)
             say(f"[{i}/{len(files)}] {rel}: rejected — {exc}")
@@ -87,17 +100,8 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
                    received=raw.received, message=(MISSING_COLUMNS + ",".join(raw.missing_required)
                                                    if raw.missing_required else note))
         file_rows.append(row)
-        raw.path = rel
-        if raw.missing_required:
-            # A schema mismatch is a hard gate: the rows are held with the file, not staged.
-            bad_frames.append(pd.DataFrame({"line_no": raw.rows["line_no"], "reason": "schema_mismatch",
-                                            "raw": ing.raw_json(raw.raw), "path": rel, "provider": raw.provider}))
-        elif raw.layout.feed == "register":
-            ent_frames.append(ing.stage_entities(raw, delivered))
-        elif raw.layout.feed == "credit_change":
-            chg_frames.append(ing.stage_changes(raw, delivered))
-        else:
-            rec_frames.append(ing.stage_records(raw, cat, delivered))
+        kind, frame = staged
+        {"held": bad_frames, "entities": ent_frames, "changes": chg_frames, "records": rec_frames}[kind].append(frame)
         if len(raw.bad_rows):
             bad_frames.append(raw.bad_rows.assign(path=rel, provider=raw.provider))
         raw_index[rel] = f"{len(raw_index):05d}.parquet"

@@ -5,36 +5,30 @@ reader could not parse (with a reason), so received = staged + unparseable alway
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
+import errno
 import json
+import os
 import re
-import zipfile
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.compute as pc
 
 from scoring.common import codes
 from scoring.common.catalogue import Catalogue
 from scoring.intake.layouts import Layout, match_header
+from scoring.intake.readers import (DEFAULT_LIMITS, ReaderLimits, UnusableFile, check_bytes, check_header, decode,
+                                    header_hint, parse_csv)
+from scoring.intake.xlsx import read_xlsx
 
 DELIVERY_NAME = re.compile(r"^(?P<date>\d{8})_(?P<feed>[a-z_]+)\.(?P<ext>csv|xlsx)$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]+$")
 SUBJECT_TYPES = {"法人及非法人组织": "legal", "法人": "legal", "非法人组织": "legal",
                  "自然人": "natural", "个体工商户": "individual"}
-
-
-class UnusableFile(Exception):
-    """The file cannot be read at all; the message is the one-line reason."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -66,127 +60,36 @@ def check_name(name: str) -> None:
         raise UnusableFile("bad_file_name", f"file name {name!r} has characters outside [A-Za-z0-9_.-] and CJK")
 
 
-def detect_encoding(data: bytes) -> tuple[str, str]:
-    """Return (encoding label, decoded text); UTF-8 (with or without BOM) first, then GB18030."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        try:
-            return "utf-8-sig", data[3:].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UnusableFile("bad_encoding", f"UTF-8 BOM but invalid UTF-8 at byte {exc.start + 3}") from None
-    try:
-        return "utf-8", data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return "gb18030", data.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise UnusableFile("bad_encoding", f"neither UTF-8 nor GB18030 (invalid byte at {exc.start})") from None
-
-
-def _read_csv_text(text: str) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
-    """Parse CSV text with Arrow's C++ reader. Returns (header, data frame of strings with
-    line_no, bad lines as (line_no, reason, text)). Line numbers count records, header = 1, as a
-    spreadsheet numbers rows."""
-    invalid: list[tuple[int, str, int]] = []
-
-    def on_invalid(row):
-        invalid.append((row.number, row.text, row.actual_columns))
-        return "skip"
-
-    first_line = text.split("\n", 1)[0]
-    try:
-        width = len(next(csv.reader([first_line])))
-    except (StopIteration, csv.Error):
-        raise UnusableFile("empty", "the file has no header row") from None
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(text.encode("utf-8")),
-            read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=True,
-                                           block_size=64 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
-                                             invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
-    except pa.ArrowInvalid as exc:
-        raise UnusableFile("malformed", f"CSV cannot be parsed: {str(exc).splitlines()[0][:160]}") from None
-    frame = table.to_pandas()
-    if frame.empty:
-        raise UnusableFile("empty", "the file has no header row")
-    header = [str(v) for v in frame.iloc[0].tolist()]
-    data = frame.iloc[1:].reset_index(drop=True)
-    data.columns = range(width)
-    bad_numbers = {n for n, _, _ in invalid}
-    total = len(frame) + len(invalid)
-    lines = [n for n in range(2, total + 1) if n not in bad_numbers]
-    data["line_no"] = np.asarray(lines[:len(data)], dtype=np.int64)
-    last = total
-    bad = [(n, "truncated_row" if n == last and not text.endswith(("\n", "\r")) else "wrong_field_count", t)
-           for n, t, _ in invalid]
-    return header, data, bad
-
-
-XLSX_BYTES_PER_CELL = 150
-XLSX_MAX_RATIO = 250
-
-
-def _read_xlsx(data: bytes, max_cells: int) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
-    import openpyxl  # imported here: only XLSX deliveries pay for it
-
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        expanded = sum(i.file_size for i in zf.infolist())
-        packed = sum(i.compress_size for i in zf.infolist())
-    except zipfile.BadZipFile:
-        raise UnusableFile("truncated", "XLSX file is not a complete ZIP archive (truncated?)") from None
-    # Checked before anything is inflated. Sheet XML costs roughly 70 bytes a cell and packs about
-    # 10:1; a zip bomb packs hundreds or thousands to one.
-    if expanded > max(64 * 1024 * 1024, XLSX_BYTES_PER_CELL * max_cells):
-        raise UnusableFile("too_large", f"XLSX expands to {expanded:,} bytes, beyond the limit")
-    if expanded > 8 * 1024 * 1024 and expanded > XLSX_MAX_RATIO * max(packed, 1):
-        raise UnusableFile("too_large", f"XLSX packs {expanded / max(packed, 1):,.0f}:1 (a zip bomb?)")
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for corrupt workbooks
-        raise UnusableFile("malformed", f"XLSX cannot be opened: {type(exc).__name__}") from None
-    ws = wb.worksheets[0]
-    dims = ws.max_row or 0, ws.max_column or 0
-    if dims[0] * dims[1] > max_cells:
-        raise UnusableFile("too_large", f"XLSX sheet declares {dims[0]:,}×{dims[1]:,} cells, beyond {max_cells:,}")
-    it = ws.iter_rows(values_only=True)
-    try:
-        header = [("" if v is None else str(v)) for v in next(it)]
-    except StopIteration:
-        raise UnusableFile("empty", "the workbook's first sheet is empty") from None
-    rows, bad = [], []
-    width = len(header)
-    for i, rec in enumerate(it, start=2):
-        cells = ["" if v is None else _cell_text(v) for v in rec]
-        if len(cells) > width and not any(c.strip() for c in cells[width:]):
-            cells = cells[:width]
-        if len(cells) != width:
-            bad.append((i, "wrong_field_count", "\x1f".join(cells)))
-            continue
-        rows.append(cells + [i])
-    wb.close()
-    data = pd.DataFrame(rows, columns=[*range(width), "line_no"])
-    data[list(range(width))] = data[list(range(width))].astype("string")
-    data["line_no"] = data["line_no"].astype(np.int64)
-    return header, data, bad
-
-
-def _cell_text(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    if hasattr(v, "strftime"):
-        return v.strftime("%Y-%m-%d")
-    return str(v)
-
-
 def delivery_date(name: str) -> pd.Timestamp | None:
     m = DELIVERY_NAME.match(name)
     if not m:
         return None
     return pd.to_datetime(m.group("date"), format="%Y%m%d", errors="coerce")
+
+
+def _open_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, opened without following a symbolic link (a FIFO, a device or
+    a folder is refused before anything is read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnusableFile("symlink", f"{path.name} is a symbolic link; deliveries must be regular files") from None
+        raise UnusableFile("unreadable", f"cannot open file: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnusableFile("not_a_file", f"{path.name} is not a regular file")
+        if st.st_size == 0:
+            raise UnusableFile("empty", "the file is empty (0 bytes)")
+        if st.st_size > max_bytes:
+            raise UnusableFile("too_large", f"the file has {st.st_size:,} bytes, beyond the limit {max_bytes:,}")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise UnusableFile("unreadable", f"cannot read file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50_000_000,
@@ -195,52 +98,65 @@ def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50
     path = Path(path)
     check_name(path.name)
     if path.is_symlink():
-        raise UnusableFile("bad_file_name", f"{path.name} is a symbolic link; deliveries must be regular files")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise UnusableFile("unreadable", f"cannot stat file: {exc.strerror}") from None
-    if size == 0:
-        raise UnusableFile("empty", "the file is empty (0 bytes)")
-    if size > max_bytes:
-        raise UnusableFile("too_large", f"the file has {size:,} bytes, beyond the limit {max_bytes:,}")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnusableFile("unreadable", f"cannot read file: {exc.strerror}") from None
+        raise UnusableFile("symlink", f"{path.name} is a symbolic link; deliveries must be regular files")
+    data = _open_regular(path, max_bytes)
+    raw = read_bytes(data, path.name, provider=provider or path.parent.name, max_cells=max_cells)
+    raw.path = str(path)
+    return raw
+
+
+def read_bytes(data: bytes, name: str, provider: str, max_cells: int = 50_000_000) -> RawFile:
+    """Read one delivery's bytes (named ``name``). Raises UnusableFile with a one-line reason; every
+    other problem inside the file also comes out as UnusableFile (code ``unreadable_content``)."""
+    import hashlib
+
+    limits = replace(DEFAULT_LIMITS, max_cells=max_cells)
     sha = hashlib.sha256(data).hexdigest()
-    if data[:4] == b"PK\x03\x04" or path.suffix.lower() == ".xlsx":
+    try:
+        return _read_bytes(data, name, provider, limits, sha)
+    except UnusableFile as exc:
+        exc.sha256 = sha
+        raise
+    except Exception as exc:  # a file is the unit of failure: whatever breaks, it breaks this file
+        err = UnusableFile("unreadable_content", f"the reader failed on this file ({type(exc).__name__})")
+        err.sha256 = sha
+        raise err from None
+
+
+def _read_bytes(data: bytes, name: str, provider: str, limits: ReaderLimits, sha: str) -> RawFile:
+    if not data:
+        raise UnusableFile("empty", "the file is empty (0 bytes)")
+    if data[:4] == b"PK\x03\x04" or name.lower().endswith(".xlsx"):
         if data[:4] != b"PK\x03\x04":
             raise UnusableFile("malformed", "named .xlsx but is not an XLSX (ZIP) file")
-        header, data_frame, bad = _read_xlsx(data, max_cells)
+        header, data_frame, bad = read_xlsx(data, limits)
         encoding, fmt = "xlsx", "xlsx"
     else:
-        if b"\x00" in data[:8192]:
-            raise UnusableFile("binary", "binary content (NUL bytes) in a CSV delivery")
-        encoding, text = detect_encoding(data)
+        check_bytes(data, limits)
+        encoding, text = decode(data)
         if not text.strip():
             raise UnusableFile("empty", "the file has no header row")
-        header, data_frame, bad = _read_csv_text(text)
+        header, data_frame, bad = parse_csv(text, limits)
         fmt = "csv"
         if data_frame.shape[0] and not text.endswith(("\n", "\r")) and not bad:
             # No final newline: the last row may have been cut inside its last field.
             last = data_frame.iloc[-1]
             bad.append((int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str))))
             data_frame = data_frame.iloc[:-1]
-    header = [h.strip() for h in header]
-    if not any(header):
-        raise UnusableFile("empty", "the header row is blank")
+    header = check_header(header, limits)
     layout, mapping, missing = match_header(header)
     if layout is None:
-        raise UnusableFile("unknown_layout", f"header matches no known layout: {','.join(header[:6])}…")
+        raise UnusableFile("unknown_layout", f"header matches no known layout ({header_hint(header)})")
     width = len(header)
     values = data_frame[list(range(width))]
     blank = (values.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
-    for ln in data_frame.loc[blank, "line_no"]:
-        bad.append((int(ln), "blank_row", ""))
-    data_frame = data_frame[~blank].reset_index(drop=True)
+    too_long = _too_long(values, limits.max_cell_chars) & ~blank
+    for reason, mask in (("blank_row", blank), ("value_too_long", too_long)):
+        for ln in data_frame.loc[mask, "line_no"]:
+            bad.append((int(ln), reason, "" if reason == "blank_row" else "(value longer than the limit)"))
+    data_frame = data_frame[~(blank | too_long)].reset_index(drop=True)
     raw = data_frame[list(range(width))].copy()
-    raw.columns = header
+    raw.columns = [h or f"(column {i})" for i, h in enumerate(header, start=1)]
     col_index = {h: i for i, h in enumerate(header)}
     frame = pd.DataFrame({canon: data_frame[col_index[h]] for h, canon in mapping.items()}, index=data_frame.index)
     for canon in layout.columns:
@@ -249,9 +165,18 @@ def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50
     frame["line_no"] = data_frame["line_no"].to_numpy(dtype=np.int64)
     raw["line_no"] = frame["line_no"].to_numpy()
     bad_rows = pd.DataFrame(sorted(bad), columns=["line_no", "reason", "raw"])
-    return RawFile(path=str(path), provider=provider or path.parent.name, encoding=encoding,
+    return RawFile(path=name, provider=provider, encoding=encoding,
                    file_format=fmt, layout=layout, header=header, mapping=mapping,
-                   missing_required=missing, rows=frame, raw=raw, bad_rows=bad_rows, sha256=sha, n_bytes=size)
+                   missing_required=missing, rows=frame, raw=raw, bad_rows=bad_rows, sha256=sha, n_bytes=len(data))
+
+
+def _too_long(values: pd.DataFrame, limit: int) -> np.ndarray:
+    """Rows with a value longer than the limit (Arrow's length kernel; no per-row Python)."""
+    out = np.zeros(len(values), dtype=bool)
+    for col in values.columns:
+        arr = pa.array(values[col].astype("string").array, type=pa.large_string())
+        out |= pc.fill_null(pc.greater(pc.utf8_length(arr), limit), False).to_numpy(zero_copy_only=False)
+    return out
 
 
 def raw_json(raw: pd.DataFrame) -> pd.Series:
@@ -276,12 +201,23 @@ def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return d.astype("datetime64[s]"), t.notna() & d.isna()
 
 
-def parse_amounts(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Numbers with thousands separators or full-width digits. Returns (values, bad mask)."""
+MAX_AMOUNT_YUAN = 1e12  # a trillion yuan: beyond any fine or arrears a provider can send
+
+
+def parse_amounts(s: pd.Series, max_value: float = MAX_AMOUNT_YUAN) -> tuple[pd.Series, pd.Series]:
+    """Numbers with thousands separators or full-width digits. Returns (values, bad mask): a value
+    that is not a number, not finite (inf, NaN), negative or above ``max_value`` is a bad value,
+    and its amount is left empty."""
     t = s.astype("string").str.normalize("NFKC").str.replace(r"[,\s]", "", regex=True)
     t = t.mask(t == "", pd.NA)
-    v = pd.to_numeric(t, errors="coerce")
-    return v.astype("float64"), t.notna() & v.isna()
+    v = pd.to_numeric(t, errors="coerce").astype("float64")
+    absurd = ~np.isfinite(v.fillna(0.0)) | (v < 0).fillna(False) | (v > max_value).fillna(False)
+    v = v.mask(absurd)
+    return v, t.notna() & v.isna()
+
+
+def _max_amount(cat: Catalogue) -> float:
+    return float(cat.gates.get("max_amount_yuan", MAX_AMOUNT_YUAN))
 
 
 def clean_text(s: pd.Series) -> pd.Series:
@@ -387,7 +323,7 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
         out[dst] = d
 
     if lay == "sgs_penalty":
-        fine, fine_bad = parse_amounts(f["fine_wan_yuan"])
+        fine, fine_bad = parse_amounts(f["fine_wan_yuan"], _max_amount(cat) / 10_000)
         note_bad(fine_bad, "fine_wan_yuan")
         out["amount_yuan"] = (fine * 10_000).round(2)
         sev = cat.doc["penalty_severity"]
@@ -397,7 +333,7 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
         out["item_code"] = pd.Series(np.where(severe, "PENALTY_SEVERE", "PENALTY_GENERAL"), index=f.index,
                                      dtype="string")
     elif lay == "credit_record":
-        amt, amt_bad = parse_amounts(f["amount_yuan"])
+        amt, amt_bad = parse_amounts(f["amount_yuan"], _max_amount(cat))
         note_bad(amt_bad, "amount_yuan")
         out["amount_yuan"] = amt
         out["item_code"] = clean_text(f["item_code"]).str.upper()
@@ -480,15 +416,41 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
 
 
 def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path, pd.Timestamp | None]]:
-    """Files under landing/<provider>/ delivered by the as-of date, in a stable order.
+    """Entries under landing/<provider>/ delivered by the as-of date, in a stable order.
 
     Files whose names carry no delivery date are included (they count as delivered on the as-of
     date of the first run that sees them); files dated after the as-of date are left for later.
+    The landing folder is a boundary: no symbolic link is followed, at any depth. A link (to a
+    file or to a provider folder) or a folder inside a provider's folder is listed as it is, never
+    entered, so that reading it is refused and logged with its reason.
     """
     landing = Path(landing)
     out = []
     if not landing.is_dir():
         return out
+
+    def due(path: Path) -> tuple[Path, pd.Timestamp | None] | None:
+        if path.name.endswith(".partial"):
+            return None
+        d = delivery_date(path.name)
+        if d is not None and not pd.isna(d) and d > as_of:
+            return None
+        return path, (d if d is not None and not pd.isna(d) else None)
+
+    with os.scandir(landing) as top:
+        providers = sorted((e for e in top if not e.name.startswith(".")), key=lambda e: e.name)
+    for entry in providers:
+        if entry.is_symlink():
+            out.append((Path(entry.path), None))          # a linked provider folder: refused, not entered
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        with os.scandir(entry.path) as inner:
+            for item in sorted(inner, key=lambda e: e.name):
+                hit = due(Path(item.path))
+                if hit is not None:
+                    out.append(hit)
+    return out
     for prov_dir in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(prov_dir.iterdir()):
             if not path.is_file() or path.name.endswith(".partial"):

@@ -27,6 +27,7 @@ from scoring.common.config import CONFIG_DIR, content_hash, load_document
 from scoring.evaluation.evaluate import positions
 from scoring.history.store import artifacts, publications, record_batches, runs
 from scoring.publication.access import ensure_access_control
+from scoring.publication.free_text import mask_text_columns
 from scoring.publication.masking import mask_personal_data
 
 DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
@@ -100,8 +101,10 @@ def _one_decimal(col) -> pa.Array:
 
 
 def published_table(results: pd.DataFrame) -> pa.Table:
-    """The masked results in the published column order, sorted by USCC, as Arrow (typed)."""
-    t = pa.Table.from_pandas(results[PUBLISHED_COLUMNS], preserve_index=False)
+    """The masked results in the published column order, sorted by USCC, as Arrow (typed). Besides
+    the personal fields' own rules, ID and mobile numbers inside any text (an individual business
+    named after its owner's ID) are masked (Art. 23)."""
+    t = mask_text_columns(pa.Table.from_pandas(results[PUBLISHED_COLUMNS], preserve_index=False))
     uscc = t["uscc"]
     if len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py():  # results come sorted
         t = t.take(pc.sort_indices(t, [("uscc", "ascending")]))

@@ -1,0 +1,204 @@
+"""The hostile corpus, file by file (the reader's verdict) and as one night (a file is the unit of
+failure: the night goes on, every file is logged with its reason, no row is lost, nothing
+personal or secret leaks into a message or a published file)."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+import hostile_corpus
+from conftest import run_cli
+from scoring.intake.ingest import read_file
+from scoring.intake.readers import UnusableFile
+
+AS_OF = "2026-03-31"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from scoring.world.province import write_deliveries
+
+    root = tmp_path_factory.mktemp("hostile")
+    write_deliveries(root / "province", AS_OF, n_entities=400, seed=11, defect_rate=0.0)
+    landing = root / "province" / "landing"
+    template_csv = (landing / "samr" / "20260331_penalty.csv").read_bytes()
+    template_xlsx = (landing / "ema" / "20260331_penalty.xlsx").read_bytes()
+    cases = hostile_corpus.build(landing, template_csv, template_xlsx, root / "outside")
+    # Individual businesses named with their owner's ID or mobile number (published through the name).
+    reg = landing / "samr" / "20260331_register.csv"
+    lines = reg.read_text(encoding="utf-8").splitlines(keepends=True)
+    for i, extra in ((1, "230102198001015018"), (2, "13812345678")):
+        fields = lines[i].split(",")
+        fields[1] = fields[1] + extra
+        lines[i] = ",".join(fields)
+    reg.write_text("".join(lines), encoding="utf-8")
+    return {"root": root, "landing": landing, "cases": cases}
+
+
+def _file_cases(corpus):
+    return [c for c in corpus["cases"] if (corpus["landing"] / c.rel).is_file()
+            and not (corpus["landing"] / c.rel).is_symlink()]
+
+
+def test_each_hostile_file_gets_its_one_expected_verdict(corpus):
+    wrong = []
+    for case in _file_cases(corpus):
+        path = corpus["landing"] / case.rel
+        try:
+            raw = read_file(path)
+            got = ("read", dict(Counter(raw.bad_rows["reason"])))
+            if case.rows is not None and raw.received != case.rows:
+                wrong.append((case.name, f"received {raw.received}, sent {case.rows}"))
+        except UnusableFile as exc:
+            got = ("rejected", exc.code)
+            assert hostile_corpus.SECRET[:12] not in str(exc) and "s3cr3t" not in str(exc), case.name
+            assert all(ch.isprintable() for ch in str(exc)), case.name
+        if got != case.outcome:
+            wrong.append((case.name, got, case.outcome))
+    assert not wrong
+
+
+def test_messages_name_the_problem(corpus):
+    def reject(name):
+        case = next(c for c in corpus["cases"] if c.name == name)
+        with pytest.raises(UnusableFile) as info:
+            read_file(corpus["landing"] / case.rel)
+        return str(info.value)
+
+    assert "UTF-16" in reject("utf16_bom") and "UTF-16" in reject("utf16le_no_bom")
+    assert "NUL byte at byte 9,000" in reject("nul_after_8k")
+    assert "truncated" in reject("truncated_inside_character")
+    assert "repeats column 1" in reject("duplicate_header")
+    assert "first line is blank" in reject("first_line_empty")
+    assert "or more columns, beyond the limit 512" in reject("million_column_header")
+    assert "zip bomb" in reject("xlsx_zip_bomb")
+    shadow = reject("shadow_like")
+    assert "s3cr3t" not in shadow and len(shadow) < 120
+    assert "\x1b" not in reject("escape_sequences_header")
+
+
+def test_unterminated_quote_costs_one_line_not_the_rest(corpus):
+    case = next(c for c in corpus["cases"] if c.name == "unterminated_quote")
+    raw = read_file(corpus["landing"] / case.rel)
+    assert raw.bad_rows[["line_no", "reason"]].values.tolist() == [[5, "unterminated_quote"]]
+    assert raw.received == case.rows and len(raw.rows) == case.rows - 1
+    assert 5 not in set(raw.rows["line_no"]) and {4, 6} <= set(raw.rows["line_no"])
+
+
+def test_rows_beyond_the_declared_dimension_are_read(corpus):
+    import openpyxl
+    import io
+
+    case = next(c for c in corpus["cases"] if c.name == "xlsx_dimension_lies")
+    data = (corpus["landing"] / case.rel).read_bytes()
+    sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+    sent = sum(1 for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)) - 1
+    assert sent > 10
+    assert read_file(corpus["landing"] / case.rel).received == sent
+
+
+@pytest.fixture(scope="module")
+def hostile_night(corpus, tmp_path_factory):
+    home = tmp_path_factory.mktemp("hostile_home")
+    p = run_cli("run", "--as-of", AS_OF, "--landing", str(corpus["landing"]), "--home", str(home), "--json")
+    return {"proc": p, "home": home}
+
+
+def _db(home: Path):
+    from scoring.history.store import Store
+
+    return Store.open(None, home)
+
+
+def test_a_hostile_night_goes_on_and_logs_every_file(corpus, hostile_night):
+    p = hostile_night["proc"]
+    assert "Traceback" not in p.stderr and p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "published"
+    store = _db(hostile_night["home"])
+    with store.engine.connect() as conn:
+        files = pd.read_sql(sa.text("select * from landed_files"), conn).set_index("path")
+        quar = pd.read_sql(sa.text("select path, line_no, reasons from quarantine"), conn)
+    problems = []
+    landing_problems = {(p["kind"], p["path"]) for p in summary.get("landing_problems", [])}
+    for case in corpus["cases"]:
+        if case.outcome[0] == "rejected" and case.outcome[1] in ("symlink", "not_a_file"):
+            # never entered nor read: reported as a landing problem, with its reason
+            if (case.outcome[1], case.rel) not in landing_problems or case.rel in files.index:
+                problems.append((case.name, "landing problem not reported"))
+            continue
+        if case.rel not in files.index:
+            problems.append((case.name, "not logged"))
+            continue
+        row = files.loc[case.rel]
+        assert hostile_corpus.SECRET[:12] not in str(row["message"]) and "s3cr3t" not in str(row["message"])
+        if case.outcome[0] == "rejected":
+            if (row["status"], row["reject_code"]) != ("rejected", case.outcome[1]):
+                problems.append((case.name, row["status"], row["reject_code"], case.outcome))
+            continue
+        if row["status"] not in ("stored",):
+            problems.append((case.name, row["status"], row["message"]))
+        # every received row is accepted or quarantined, and every row sent was received
+        if int(row["received"]) != int(row["accepted"]) + int(row["quarantined"]):
+            problems.append((case.name, "rows lost", dict(row)))
+        if case.rows is not None and int(row["received"]) != case.rows:
+            problems.append((case.name, "received", int(row["received"]), case.rows))
+        if case.extra.get("bad_value_line"):
+            got = quar[(quar["path"] == case.rel) & (quar["line_no"] == case.extra["bad_value_line"])]["reasons"].tolist()
+            if got != ["bad_value"]:
+                problems.append((case.name, "reasons", got))
+    assert not problems
+
+
+def test_nothing_outside_the_landing_folder_is_read(corpus, hostile_night):
+    store = _db(hostile_night["home"])
+    with store.engine.connect() as conn:
+        paths = [r[0] for r in conn.execute(sa.text("select path from landed_files"))]
+        raw = " ".join(str(r[0]) for r in conn.execute(sa.text("select raw_json from quarantine")))
+    assert not [p for p in paths if p.startswith("linked_provider/")]
+    assert "s3cr3t" not in raw
+
+
+def _json_strings(doc):
+    """Every value of a JSON document except content hashes (hex digits are not identifiers)."""
+    import re
+
+    if isinstance(doc, dict):
+        for v in doc.values():
+            yield from _json_strings(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _json_strings(v)
+    elif not (isinstance(doc, str) and re.fullmatch(r"[0-9a-f]{64}", doc)):
+        yield str(doc)
+
+
+def test_no_identifier_is_published_in_free_text(hostile_night):
+    from scoring.publication.free_text import scan_text
+
+    files = [p for p in (hostile_night["home"] / "outbox").rglob("*") if p.is_file()]
+    assert files
+    leaks = []
+    for path in files:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+            text = " ".join(df[c].astype(str).str.cat(sep=" ") for c in df.columns if c != "uscc")
+        elif path.suffix == ".csv":
+            enc = "gb18030" if path.read_bytes()[:3] != b"\xef\xbb\xbf" else "utf-8-sig"
+            df = pd.read_csv(path, dtype=str, encoding=enc, keep_default_na=False)
+            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c != "uscc")
+        elif path.suffix == ".json":
+            text = " ".join(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
+        else:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        leaks += [(path.name, hit) for hit in scan_text(text)]
+    assert not leaks
+    hlj = pd.read_parquet(next((hostile_night["home"] / "outbox" / "hlj-samr").glob("nightly-*/results.parquet")))
+    assert hlj["name"].str.contains("********5018", regex=False).any()
+    assert hlj["name"].str.contains("138****5678", regex=False).any()
