@@ -69,8 +69,11 @@ def _xlsx_rewrite(template: bytes, sheet_edit=None, extra: dict[str, bytes] | No
 def _own_records(data: bytes, tag: str, ext: str) -> bytes:
     """The case's own decision numbers (…号 → …号-<case>), so that no two files of the corpus send
     the same records (that would be a different test: duplicates)."""
-    if ext == "xlsx":
-        zin = zipfile.ZipFile(io.BytesIO(data))
+    if data[:4] == b"PK\x03\x04":
+        try:
+            zin = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            return data  # damaged on purpose: never read, so never a duplicate
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
             for info in zin.infolist():
@@ -101,8 +104,7 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     files: dict[str, bytes] = {}
 
     def add(name, data, outcome, provider="hostile", ext="csv", rows_sent=None, note=""):
-        if outcome[0] == "read":
-            data = _own_records(data, name, ext)
+        data = _own_records(data, name, ext)
         rel = f"{provider}/20260331_{name}.{ext}"
         files[rel] = data
         cases.append(Case(name, rel, outcome, rows_sent, note))
@@ -172,9 +174,9 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
 
     # ---- names and links
     add("named_xlsx_but_csv", bom + _join(header, rows), ("rejected", "malformed"), ext="xlsx")
-    files["hostile/20260331_bad name;rm -rf.csv"] = bom + _join(header, rows)
+    files["hostile/20260331_bad name;rm -rf.csv"] = _own_records(bom + _join(header, rows), "bad_name", "csv")
     cases.append(Case("bad_file_name", "hostile/20260331_bad name;rm -rf.csv", ("rejected", "bad_file_name")))
-    files["hostile/.hidden.csv"] = bom + _join(header, rows)
+    files["hostile/.hidden.csv"] = _own_records(bom + _join(header, rows), "hidden", "csv")
     cases.append(Case("hidden_file", "hostile/.hidden.csv", ("rejected", "bad_file_name")))
 
     # ---- XLSX
@@ -225,7 +227,7 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     # ---- links out of the landing folder (never followed, at any depth)
     outside.mkdir(parents=True, exist_ok=True)
     (outside / "shadow").write_text(SECRET + "\n")
-    (outside / "20260331_penalty.csv").write_bytes(bom + _join(header, rows))
+    (outside / "20260331_penalty.csv").write_bytes(_own_records(bom + _join(header, rows), "outside", "csv"))
     os.symlink(outside / "shadow", folder / "hostile" / "20260331_shadow.csv")
     cases.append(Case("symlinked_file", "hostile/20260331_shadow.csv", ("rejected", "symlink")))
     os.symlink(outside, folder / "linked_provider")
