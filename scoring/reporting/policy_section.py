@@ -42,7 +42,7 @@ def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
     old = evaluate_inputs(ent, rec, chg, cat, old_policy, as_of)
     m = compare(old, results)
     m.update(as_of=str(as_of.date()), old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
-             new={"file": cur["policy"], "label": ""})
+             new={"file": cur["policy"], "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", "")})
     png = Path(folder) / "policy_migration.png"
     plot_matrix(m, png)
     ref = load_document(REFERENCE)["reference"]
