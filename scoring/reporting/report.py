@@ -28,6 +28,22 @@ td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3
 .fail{color:#b00;font-weight:bold}.ok{color:#070}h2{border-bottom:2px solid #c00;padding-bottom:4px}"""
 
 
+def random_hit_rate_by_tier(inspections: pd.DataFrame, results: pd.DataFrame, as_of) -> tuple[pd.DataFrame | None, str]:
+    """Problem-finding rate by tier over the year after ``as_of``, from randomly drawn inspections
+    only (those with a double-random ``plan_id``): complaint-driven or targeted inspections find
+    more problems by design and would flatter the tiers. None when none is tagged."""
+    if "plan_id" not in inspections.columns:
+        return None, "No inspection is tagged with a double-random plan (plan_id), so no hit rate is shown: " \
+                     "untagged and complaint-driven inspections are not a random sample."
+    asof = pd.Timestamp(as_of)
+    when = pd.to_datetime(inspections["inspection_date"])
+    later = inspections[(when > asof) & (when <= asof + pd.Timedelta(days=365))]
+    drawn = later[later["plan_id"].fillna("").astype(str).str.strip() != ""]
+    hit = (drawn.merge(results[["uscc", "tier"]].astype({"tier": str}), on="uscc")
+           .groupby("tier")["problem_found"].agg(["mean", "size"]).reindex(list("ABCD")))
+    return hit, f"{len(drawn)} randomly drawn inspections; {len(later) - len(drawn)} others left out."
+
+
 COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
 STATUS_MARK = "<!--status-->{status}<!--/status-->"  # publish rewrites it once the run is published
 
@@ -228,17 +244,17 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
                          "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov))
         truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
         if truth is not None and truth.exists():
-            ins = pd.read_csv(truth, dtype={"uscc": str})
-            asof = pd.Timestamp(run["as_of"])
-            when = pd.to_datetime(ins["inspection_date"])
-            later = ins[(when > asof) & (when <= asof + pd.Timedelta(days=365))]
-            hit = (later.merge(res[["uscc", "tier"]].astype({"tier": str}), on="uscc")
-                   .groupby("tier")["problem_found"].agg(["mean", "size"]).reindex(list("ABCD")))
-            fig, ax = plt.subplots(figsize=(5, 3))
-            ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
-            ax.set_title("后续检查问题发现率 Problem-finding rate by tier")
-            parts.append("<h2>分级有效性 Hit rate of later inspections by tier (demo ground truth)</h2>" + _png(fig) +
-                         _table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"})))
+            hit, note = random_hit_rate_by_tier(pd.read_csv(truth, dtype={"uscc": str, "plan_id": str}), res,
+                                                run["as_of"])
+            head = "<h2>分级有效性 Hit rate of later randomly drawn inspections by tier (demo ground truth)</h2>"
+            if hit is None:
+                parts.append(head + f"<p>{html.escape(note)}</p>")
+            else:
+                fig, ax = plt.subplots(figsize=(5, 3))
+                ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
+                ax.set_title("后续双随机检查问题发现率 Problem-finding rate by tier")
+                parts.append(head + f"<p>{html.escape(note)}</p>" + _png(fig) +
+                             _table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"})))
     parts.append("<h2>闸门 Gates</h2>")
     if len(gates):
         g = gates.assign(result=gates["passed"].map({True: "pass", False: "FAIL"}))

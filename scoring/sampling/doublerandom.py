@@ -21,9 +21,11 @@ Draw, per tier A..D:
   excluded entities too); positions in ascending sha256("<seed>|<tier>|<position>") order; walk
   that order taking positions until k are taken, skipping excluded ones (each is replaced by the
   next in the order, so the inspected share stays the ratio; the skipped are listed with reasons).
-Inspectors, per drawn target in tier then rank order: candidates are inspectors not recused from
-it, ranked by (current load, sha256("<seed>|<tier>|<position>|<inspector>")); the team takes the
-best candidate, then repeatedly the best one from a unit not yet in the team (any unit if none).
+Inspectors, per drawn target, the most constrained first (fewest inspectors left after recusals,
+then tier, position): candidates are inspectors not recused from it, ranked by (current load,
+sha256("<seed>|<tier>|<position>|<inspector>")); the team takes the best candidate, then
+repeatedly the best one from a unit not yet in the team (any unit if none). Serving constrained
+targets first keeps workloads balanced when some inspectors are recused from many targets.
 """
 from __future__ import annotations
 
@@ -98,8 +100,12 @@ def assign(ingredients: dict, drawn: list[dict], seed: str) -> list[dict]:
     for r in ingredients.get("recusals", []):
         recused.setdefault((r["tier"], int(r["position"])), set()).add(r["inspector"])
     size = int(ingredients.get("team_size", 2))
-    out = []
-    for d in drawn:
+    out = {}
+
+    def n_free(d):
+        return sum(1 for i in load if i not in recused.get((d["tier"], d["position"]), set()))
+
+    for d in sorted(drawn, key=lambda d: (n_free(d), d["tier"], d["position"])):
         target = (d["tier"], d["position"])
         out_of = recused.get(target, set())
         free = [i for i in load if i not in out_of]
@@ -114,9 +120,9 @@ def assign(ingredients: dict, drawn: list[dict], seed: str) -> list[dict]:
             team.append(pick or next(i for i in ranked if i not in team))
         for i in team:
             load[i] += 1
-        out.append({"tier": d["tier"], "position": d["position"], "inspectors": team,
-                    "units": [unit[i] for i in team], "recused": sorted(out_of & set(unit))})
-    return out
+        out[target] = {"tier": d["tier"], "position": d["position"], "inspectors": team,
+                       "units": [unit[i] for i in team], "recused": sorted(out_of & set(unit))}
+    return [out[(d["tier"], d["position"])] for d in drawn]
 
 
 def verify(doc: dict) -> list[str]:

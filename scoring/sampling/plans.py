@@ -183,18 +183,20 @@ def draw_committed(store, plan_id: str) -> dict:
     drawn, out = draw_frame(committed, pop, source.output_sha256,
                             seed_source={"rule": SEED_SOURCE, "run_id": source.run_id, "as_of": str(source.as_of)})
     record.update(status="drawn", seed_source=out["seed_source"], draw=out["draw"])
+    with store.engine.connect() as conn:
+        others = _records(conn)
+    record["joint_with"] = _joint_with(store, others, record, set(drawn["uscc"]))
     with store.engine.begin() as conn:
-        record["joint_with"] = _joint_with(conn, store, record, set(drawn["uscc"]))
         _save(conn, record)
-    publish_plan(store, plan_id)
+    publish_plan(store, plan_id, drawn.merge(pop[["uscc", "name", "eval_class"]], on="uscc", how="left"))
     return record
 
 
-def _joint_with(conn, store, record: dict, mine: set[str]) -> dict[str, list[str]]:
+def _joint_with(store, records: list[dict], record: dict, mine: set[str]) -> dict[str, list[str]]:
     """Targets other departments' drawn plans of the same period also hold: one joint inspection
     each (Regulation on Optimizing the Business Environment, Art. 54). USCC → the other plans."""
     out: dict[str, list[str]] = {}
-    for other in _records(conn):
+    for other in records:
         if other["agency_id"] == record["agency_id"] or other["period"] != record["period"] \
                 or other["status"] != "drawn":
             continue
@@ -232,7 +234,7 @@ def targets(store, record: dict) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- verify
 
-def verify_plan(store, plan_id: str) -> dict:
+def verify_plan(store, plan_id: str, inspectors_path=INSPECTORS) -> dict:
     """Redo a plan from the store: commitment, population, exclusions, register, seed source, draw,
     and the public file through the standalone verifier."""
     record = load_plan(store, plan_id)
@@ -249,11 +251,13 @@ def verify_plan(store, plan_id: str) -> dict:
         excl = exclusions_from_history(pop, ins, record["base"]["as_of"], rules["exclusion_days"],
                                        rules["frequency_caps"])
         redo = commit_frame(pop, ing["ratios"], agency_id=ing["agency_id"], period=ing["period"], task=ing["task"],
-                            exclusions=excl, inspectors=load_register(INSPECTORS, record["agency_id"]), rules=rules,
+                            exclusions=excl, inspectors=load_register(inspectors_path, record["agency_id"]), rules=rules,
                             base=ing["base"])["ingredients"]
         checks["population"] = redo["frame_sha256"] == ing["frame_sha256"]
         checks["exclusions"] = redo["exclusions"] == ing["exclusions"]
-        checks["register"] = redo["register_sha256"] == ing["register_sha256"] and redo["recusals"] == ing["recusals"]
+        # the register may change after a commit (it is versioned with the configuration); the draw
+        # uses the frozen one, so a change is reported, not a failure
+        register_unchanged = redo["register_sha256"] == ing["register_sha256"] and redo["recusals"] == ing["recusals"]
     if record.get("draw"):
         checks["seed_source"] = (source is not None and source.output_sha256 == record["seed_source"]["value"]
                                  and str(source.as_of) > record["base"]["as_of"])
@@ -261,7 +265,8 @@ def verify_plan(store, plan_id: str) -> dict:
         checks["draw"] = again == record["draw"]
     path = public_dir(store, record) / "plan.json"
     checks["public_file"] = path.exists() and not dr.verify(json.loads(path.read_text(encoding="utf-8")))
-    return {"plan_id": plan_id, "status": record["status"], "verified": all(checks.values()), "checks": checks}
+    return {"plan_id": plan_id, "status": record["status"], "verified": all(checks.values()), "checks": checks,
+            "register_unchanged_since_commit": register_unchanged if base is not None else None}
 
 
 # --------------------------------------------------------------------------- 一公开
@@ -283,12 +288,17 @@ def _public_entities(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"entity": name.to_numpy(), "uscc": code.to_numpy()}, index=t.index)
 
 
-def _public_part(store, record: dict) -> dict:
+def _public_part(store, record: dict, t: pd.DataFrame | None = None) -> dict:
     part = {k: record[k] for k in ("plan_id", "period", "task", "attempt", "status", "ingredients",
                                    "commitment_sha256", "seed_source_rule", "seed_source", "draw", "redraw",
                                    "bounds", "capacity", "exclusions_by_reason", "joint_with")}
     part["superseded"] = record["abandoned"]
-    t = targets(store, record)
+    load: dict[str, int] = {}
+    for a in (record.get("draw") or {}).get("assignments", []):
+        for i in a["inspectors"]:
+            load[i] = load.get(i, 0) + 1
+    part["workload"] = dict(sorted(load.items()))
+    t = targets(store, record) if t is None else t
     results = {r["uscc"]: r for r in record.get("results", [])}
     shown = _public_entities(t)
     part["targets"] = [{"entity": e, "uscc": c, "units": list(u), "result": results.get(full, {}).get("result"),
@@ -298,7 +308,7 @@ def _public_part(store, record: dict) -> dict:
     return part
 
 
-def publish_plan(store, plan_id: str) -> dict[str, Path]:
+def publish_plan(store, plan_id: str, current_targets: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write the plan's public files (JSON, and CSV with BOM for Excel/WPS): the current attempt with
     every abandoned one of the same department, period and task, and the agency's own copy with
     unmasked targets and inspector names."""
@@ -307,10 +317,12 @@ def publish_plan(store, plan_id: str) -> dict[str, Path]:
         siblings = [r for r in _records(conn, record["agency_id"])
                     if r["period"] == record["period"] and r["task"] == record["task"]]
     current = max(siblings, key=lambda r: r["attempt"])
+    if current_targets is None or current["plan_id"] != plan_id:
+        current_targets = targets(store, current)
     doc = {"title": "双随机、一公开 抽查计划 double-random inspection plan", "agency_id": current["agency_id"],
            "agency_name": current["agency_name"], "algorithm": ALGORITHM,
            "verify": "python doublerandom.py plan.json (standard library only)",
-           **_public_part(store, current),
+           **_public_part(store, current, current_targets),
            "abandoned": [_public_part(store, r) for r in sorted(siblings, key=lambda r: r["attempt"])
                          if r is not current]}
     rows = []
@@ -329,9 +341,11 @@ def publish_plan(store, plan_id: str) -> dict[str, Path]:
     files = {"plan.json": json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"),
              "plan.csv": pd.DataFrame(rows).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")}
     write_outbox(folder, files)
-    joined = {c: targets(store, current)[c].map(lambda x: ";".join(x) if isinstance(x, list) else "")
-              for c in ("inspectors", "units", "recused")}
-    agency_csv = targets(store, current).assign(**joined)
+    t = current_targets.reindex(columns=["uscc", "name", "eval_class", "tier", "position", "rank", "inspectors",
+                                         "units", "recused"])
+    joined = {c: t[c].map(lambda x: ";".join(x) if isinstance(x, list) else "") for c in ("inspectors", "units",
+                                                                                            "recused")}
+    agency_csv = t.assign(**joined)
     write_outbox(Path(store.home) / "outbox" / current["agency_id"] / "sampling" / current["plan_id"],
                  {"plan.json": files["plan.json"],
                   "inspections.csv": agency_csv.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")})
@@ -375,7 +389,7 @@ def enter_results(store, plan_id: str, results: pd.DataFrame, landing: Path | st
     record["results"] = [entered[u] for u in sorted(entered)]
     with store.engine.begin() as conn:
         _save(conn, record)
-    publish_plan(store, plan_id)
+    publish_plan(store, plan_id, t)
     out = {"plan_id": plan_id, "entered": len(res), "results": len(record["results"])}
     if landing is not None:
         names = dict(zip(t["uscc"], t["name"]))

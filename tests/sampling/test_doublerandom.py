@@ -154,3 +154,16 @@ def test_the_standalone_script_verifies_alone(tmp_path):
                          text=True)
     assert bad.returncode == 1
     assert "draw: drawn differ" in bad.stdout and "abandoned draw 1: ingredients" in bad.stdout
+
+
+def test_workloads_stay_balanced_when_some_inspectors_are_recused_from_many_targets():
+    pop = _population(200)
+    d_and_c = pop["uscc"][pop["tier"].isin(["C", "D"])].tolist()
+    d = pop["uscc"][pop["tier"] == "D"].tolist()
+    reg = _inspectors(6, 3, {"I00": [(u, "prior_case") for u in d], "I03": [(u, "kin") for u in d_and_c[::2]]})
+    committed = commit_plan(pop, {"A": "0.05", "B": "0.2", "C": "0.6", "D": "1"}, agency_id="x", period="2026-07",
+                            inspectors=reg)
+    drawn, _ = draw_plan(committed, pop, "v")
+    load = pd.Series([i for team in drawn["inspectors"] for i in team]).value_counts()
+    assert load.max() - load.min() <= 1
+    assert drawn["recused"].map(len).sum() > 40  # 25 D targets without I00, about half of C and D without I03

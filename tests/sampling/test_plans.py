@@ -58,46 +58,68 @@ def _plan_rows(home) -> int:
         return c.execute(sa.text("select count(*) from sampling_plans")).scalar()
 
 
+def _store(home):
+    from scoring.history.store import Store
+
+    return Store.open(f"sqlite:///{home / 'credit.db'}", home)
+
+
 @pytest.fixture(scope="module")
 def two_nights(sqlite_run, province, tmp_path_factory):
-    """A copy of the published night, a plan committed on it, then the next night published."""
-    home = tmp_path_factory.mktemp("sampling_home")
-    _copy_home(sqlite_run["home"], home)
-    committed = _ok(home, "commit", "--agency", "hrb-samr", "--ratios", RATIOS)
-    province_wide = _ok(home, "commit", "--agency", "hlj-tax", "--ratios", "A=0.05,B=0.2,C=0.6,D=1")
-    before = _refused(home, "draw", committed["plan_id"])
-    nothing = _ok(home, "draw")  # the DAG's "draw what is ready": nothing yet
+    """A copy of the published night, plans committed on it, then the next night published."""
+    home = _copy_home(sqlite_run["home"], tmp_path_factory.mktemp("sampling_home"))
+    store = _store(home)
+    # the test province's entities are not the demo's: give hrb-samr's inspectors conflicts here
+    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
+    risky = pd.read_sql(sa.text("select uscc from entity_results where division_code like '2301%' and tier in "
+                                "('C', 'D') order by uscc"), eng)["uscc"].tolist()
+    reg = yaml.safe_load(open(plans.INSPECTORS, encoding="utf-8"))
+    for r in reg["inspectors"]:
+        if r["inspector_id"] in ("hrb-samr-I01", "hrb-samr-I04", "hrb-samr-I07"):
+            k = int(r["inspector_id"][-1])
+            r["conflicts"] = [{"uscc": u, "reason": "kin" if k == 1 else "prior_case"} for u in risky[k % 3::3]]
+    register = tmp_path_factory.mktemp("register") / "inspectors.yaml"
+    register.write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
+    committed = plans.commit_plan(store, "hrb-samr", RATIOS, inspectors_path=register)
+    province_wide = plans.commit_plan(store, "hlj-tax", "A=0.05,B=0.2,C=0.6,D=1")
+    with pytest.raises(SamplingRefused) as before:
+        plans.draw_committed(store, committed["plan_id"])
+    nothing = plans.draw_ready(store)  # the DAG's "draw what is ready": nothing yet
     world = tmp_path_factory.mktemp("province_next_night")
     shutil.copytree(province, world, dirs_exist_ok=True)
     write_deliveries(world, NEXT_NIGHT, n_entities=SMALL_ENTITIES, seed=7, defect_rate=0.02)
     night2 = run_cli("run", "--as-of", NEXT_NIGHT, "--landing", str(world / "landing"), "--home", str(home),
                      "--json", env={"CREDIT_DB_URL": ""})
     assert night2.returncode == 0, night2.stderr[-2000:]
-    drawn = _ok(home, "draw")
-    return {"home": home, "committed": committed, "province_wide": province_wide, "before": before, "nothing": nothing, "drawn": drawn,
-            "night2": json.loads(night2.stdout), "province": province}
+    drawn = _ok(home, "draw")  # through the command line once
+    return {"home": home, "register": register, "committed": committed, "province_wide": province_wide, "before": str(before.value),
+            "nothing": nothing, "drawn": drawn, "night2": json.loads(night2.stdout), "province": province}
 
 
 def test_bounds_are_law_one_line_naming_tier_bound_and_source(sqlite_run, tmp_path):
     _copy_home(sqlite_run["home"], tmp_path)
     line = _refused(tmp_path, "commit", "--agency", "hrb-samr", "--ratios", "A=0.03,B=0.1,C=0.4,D=0")
     assert "tier D ratio 0 is outside the bound 0.61–1" in line and "第四十八条" in line
-    line = _refused(tmp_path, "commit", "--agency", "lindian-samr", "--ratios", "A=0.03,B=0.04,C=0.4,D=0.8")
-    assert "tier B" in line and "0.05–0.2" in line and "林甸县" in line
+    with pytest.raises(SamplingRefused, match="tier B ratio 0.04 is outside the bound 0.05–0.2 .*林甸县"):
+        plans.commit_plan(_store(tmp_path), "lindian-samr", "A=0.03,B=0.04,C=0.4,D=0.8")
     assert _plan_rows(tmp_path) == 0
 
 
-@pytest.mark.parametrize("args,words", [
-    (("--agency", "hrb-samr", "--ratios", "A=abc,B=0.1,C=0.4,D=0.8"), "tier A is not a number"),
-    (("--agency", "hrb-samr", "--ratios", "A=0.03,B=0.1,C=0.4"), "tier D missing"),
-    (("--agency", "no-such-bureau", "--ratios", RATIOS), "unknown department 'no-such-bureau'"),
-    (("--agency", "hrb-samr", "--ratios", RATIOS, "--period", "2026-05"), "period 2026-05 is closed"),
-    (("--agency", "hrb-samr", "--ratios", RATIOS, "--period", "July"), "bad period 'July'"),
+@pytest.mark.parametrize("agency,ratios,kw,words", [
+    ("hrb-samr", "A=abc,B=0.1,C=0.4,D=0.8", {}, "tier A is not a number"),
+    ("hrb-samr", {"A": "0.03", "B": None, "C": 0.4, "D": 0.8}, {}, "tier B is not a number"),
+    ("hrb-samr", "A=0.03,B=0.1,C=0.4", {}, "tier D missing"),
+    ("hrb-samr", "A=0.03,B=0.1,C=0.4,D=1.5", {}, "outside 0..1"),
+    ("no-such-bureau", RATIOS, {}, "unknown department 'no-such-bureau'"),
+    ("hrb-samr", RATIOS, {"period": "2026-05"}, "period 2026-05 is closed"),
+    ("hrb-samr", RATIOS, {"period": "July"}, "bad period 'July'"),
 ])
-def test_bad_input_one_clear_line_nothing_drawn(sqlite_run, tmp_path, args, words):
-    _copy_home(sqlite_run["home"], tmp_path)
-    assert words in _refused(tmp_path, "commit", *args)
-    assert _plan_rows(tmp_path) == 0
+def test_bad_input_one_clear_line_nothing_drawn(sqlite_run, tmp_path, agency, ratios, kw, words):
+    home = _copy_home(sqlite_run["home"], tmp_path)
+    with pytest.raises(SamplingRefused) as e:
+        plans.commit_plan(_store(home), agency, ratios, **kw)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    assert _plan_rows(home) == 0
 
 
 def test_a_register_with_an_inspector_in_two_departments_is_refused(sqlite_run, tmp_path):
@@ -173,12 +195,12 @@ def test_the_sampling_form_shows_the_bounds_in_force():
 def test_the_draw_is_unknown_until_the_next_publication_exists(two_nights):
     c = two_nights["committed"]
     assert "does not exist yet — nothing drawn" in two_nights["before"]
-    assert two_nights["nothing"] == {"drawn": []}
+    assert two_nights["nothing"] == []
     d = {x["plan_id"]: x for x in two_nights["drawn"]["drawn"]}[c["plan_id"]]
-    assert set(x["plan_id"] for x in two_nights["drawn"]["drawn"]) == {c["plan_id"], two_nights["province_wide"]["plan_id"]}
+    assert {x["plan_id"] for x in two_nights["drawn"]["drawn"]} == {c["plan_id"], two_nights["province_wide"]["plan_id"]}
     assert d["seed_source"]["run_id"] == two_nights["night2"]["run_id"]
     assert d["seed"] == dr.derive_seed(c["commitment_sha256"], two_nights["night2"]["output_sha256"])
-    assert c["base_run"] != two_nights["night2"]["run_id"]
+    assert c["base"]["run_id"] != two_nights["night2"]["run_id"]
 
 
 def test_ratio_on_the_whole_tier_and_exclusions_listed(two_nights):
@@ -201,12 +223,12 @@ def test_ratio_on_the_whole_tier_and_exclusions_listed(two_nights):
 
 def test_one_plan_per_period_redraw_on_record_and_public_file_verifies_alone(two_nights, tmp_path):
     home, plan_id = _copy_home(two_nights["home"], tmp_path / "home"), two_nights["committed"]["plan_id"]
-    line = _refused(home, "commit", "--agency", "hrb-samr", "--ratios", RATIOS)
-    assert plan_id in line and "approver" in line
-    assert "nothing to re-draw" in _refused(home, "commit", "--agency", "dq-samr", "--ratios", RATIOS,
-                                           "--approver", "王局长", "--reason", "x")
-    again = _ok(home, "commit", "--agency", "hrb-samr", "--ratios", RATIOS, "--approver", "王局长",
-                "--reason", "执法人员名录库更新 register updated")
+    store = _store(home)
+    with pytest.raises(SamplingRefused, match=rf"already has plan {plan_id} .* needs a named approver and a reason"):
+        plans.commit_plan(store, "hrb-samr", RATIOS)
+    with pytest.raises(SamplingRefused, match="nothing to re-draw"):
+        plans.commit_plan(store, "dq-samr", RATIOS, approver="王局长", reason="x")
+    again = plans.commit_plan(store, "hrb-samr", RATIOS, approver="王局长", reason="执法人员名录库更新 register updated")
     assert again["redraw"] == {"of": plan_id, "approver": "王局长", "reason": "执法人员名录库更新 register updated"}
     folder = home / "public" / "sampling" / "hrb-samr" / f"{two_nights['committed']['period']}-routine"
     doc = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
@@ -224,9 +246,9 @@ def test_one_plan_per_period_redraw_on_record_and_public_file_verifies_alone(two
     out = subprocess.run([sys.executable, "-I", "doublerandom.py", "plan.json"], cwd=outsider, capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.strip() == "identical", out.stdout + out.stderr
-    assert _ok(home, "verify", plan_id)["verified"] is True
-    # the abandoned draw stays on record: `show` still has it
-    assert _ok(home, "show", plan_id)["abandoned"]["by"] == again["plan_id"]
+    assert plans.verify_plan(store, plan_id, two_nights["register"])["verified"] is True
+    # the abandoned draw stays on record
+    assert plans.load_plan(store, plan_id)["abandoned"]["by"] == again["plan_id"]
 
 
 def test_verify_catches_an_edited_record(two_nights, tmp_path):
@@ -270,13 +292,15 @@ def test_recusal_applied_and_logged_teams_and_workload(two_nights):
     store = Store.open(f"sqlite:///{home / 'credit.db'}", home)
     rec = plans.load_plan(store, two_nights["committed"]["plan_id"])
     t = plans.targets(store, rec)
-    reg = load_register(plans.INSPECTORS, "hrb-samr")
+    reg = load_register(two_nights["register"], "hrb-samr")
     conflicted = {(i, u) for i, cs in zip(reg["inspector_id"], reg["conflicts"]) for u, _ in cs}
     for row in t.itertuples():
         assert len(row.inspectors) == 2 and not {(i, row.uscc) for i in row.inspectors} & conflicted
         assert set(row.recused) == {i for i, u in conflicted if u == row.uscc}
         assert len(set(row.units)) == 2
+    assert sum(len(r) for r in t["recused"]) >= 5, "recusals must actually apply in this plan"
     shown = _ok(home, "show", rec["plan_id"])
+    assert shown["recusals_applied"] == sum(len(r) for r in t["recused"])
     assert max(shown["workload"].values()) - min(shown["workload"].values()) <= 2
 
 
@@ -299,7 +323,8 @@ def test_results_are_published_masked_and_flow_back_as_tagged_inspection_records
     assert out["entered"] == len(t)
     bad = pd.DataFrame({"uscc": ["91230100MA1B2C3D4E"], "inspection_date": ["2026-07-15"], "problem_found": ["1"]})
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    assert "is not a target of plan" in _refused(home, "results", plan_id, "--file", str(tmp_path / "bad.csv"))
+    with pytest.raises(SamplingRefused, match="is not a target of plan"):
+        plans.enter_results(store, plan_id, bad)
     folder = home / "public" / "sampling" / "hrb-samr" / f"{rec['period']}-routine"
     doc = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
     assert sum(1 for x in doc["targets"] if x["result"]) == len(t)
