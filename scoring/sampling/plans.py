@@ -151,6 +151,16 @@ def commit_plan(store, agency_id: str, ratios, *, period: str | None = None, tas
               "seed_source": None, "joint_with": {}, "results": []}
     if same:
         record["redraw"] = {"of": same[0]["plan_id"], "approver": approver, "reason": reason}
+        # a plan whose seed is already published has a draw anyone can compute: record it before abandoning
+        waiting = [r["plan_id"] for r in same if r["status"] == "committed"]
+        for plan_id in waiting:
+            try:
+                draw_committed(store, plan_id)
+            except SamplingRefused as e:
+                if "does not exist yet" not in str(e):
+                    raise
+        with store.engine.connect() as conn:
+            same = [r for r in _records(conn, agency_id) if r["plan_id"] in {x["plan_id"] for x in same}]
     with store.engine.begin() as conn:
         for old in same:
             old["status"] = "abandoned"

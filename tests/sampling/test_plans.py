@@ -82,6 +82,7 @@ def two_nights(sqlite_run, province, tmp_path_factory):
     register.write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
     committed = plans.commit_plan(store, "hrb-samr", RATIOS, inspectors_path=register)
     province_wide = plans.commit_plan(store, "hlj-tax", "A=0.05,B=0.2,C=0.6,D=1")
+    left_waiting = plans.commit_plan(store, "dq-samr", RATIOS)
     with pytest.raises(SamplingRefused) as before:
         plans.draw_committed(store, committed["plan_id"])
     nothing = plans.draw_ready(store)  # the DAG's "draw what is ready": nothing yet
@@ -91,8 +92,9 @@ def two_nights(sqlite_run, province, tmp_path_factory):
     night2 = run_cli("run", "--as-of", NEXT_NIGHT, "--landing", str(world / "landing"), "--home", str(home),
                      "--json", env={"CREDIT_DB_URL": ""})
     assert night2.returncode == 0, night2.stderr[-2000:]
-    drawn = _ok(home, "draw")  # through the command line once
-    return {"home": home, "register": register, "committed": committed, "province_wide": province_wide, "before": str(before.value),
+    drawn = _ok(home, "draw", committed["plan_id"])  # through the command line once
+    plans.draw_committed(store, province_wide["plan_id"])
+    return {"home": home, "register": register, "committed": committed, "left_waiting": left_waiting, "province_wide": province_wide, "before": str(before.value),
             "nothing": nothing, "drawn": drawn, "night2": json.loads(night2.stdout), "province": province}
 
 
@@ -196,8 +198,8 @@ def test_the_draw_is_unknown_until_the_next_publication_exists(two_nights):
     c = two_nights["committed"]
     assert "does not exist yet — nothing drawn" in two_nights["before"]
     assert two_nights["nothing"] == []
-    d = {x["plan_id"]: x for x in two_nights["drawn"]["drawn"]}[c["plan_id"]]
-    assert {x["plan_id"] for x in two_nights["drawn"]["drawn"]} == {c["plan_id"], two_nights["province_wide"]["plan_id"]}
+    [d] = two_nights["drawn"]["drawn"]
+    assert d["plan_id"] == c["plan_id"]
     assert d["seed_source"]["run_id"] == two_nights["night2"]["run_id"]
     assert d["seed"] == dr.derive_seed(c["commitment_sha256"], two_nights["night2"]["output_sha256"])
     assert c["base"]["run_id"] != two_nights["night2"]["run_id"]
@@ -227,7 +229,7 @@ def test_one_plan_per_period_redraw_on_record_and_public_file_verifies_alone(two
     with pytest.raises(SamplingRefused, match=rf"already has plan {plan_id} .* needs a named approver and a reason"):
         plans.commit_plan(store, "hrb-samr", RATIOS)
     with pytest.raises(SamplingRefused, match="nothing to re-draw"):
-        plans.commit_plan(store, "dq-samr", RATIOS, approver="王局长", reason="x")
+        plans.commit_plan(store, "sh-samr", RATIOS, approver="王局长", reason="x")
     again = plans.commit_plan(store, "hrb-samr", RATIOS, approver="王局长", reason="执法人员名录库更新 register updated")
     assert again["redraw"] == {"of": plan_id, "approver": "王局长", "reason": "执法人员名录库更新 register updated"}
     folder = home / "public" / "sampling" / "hrb-samr" / f"{two_nights['committed']['period']}-routine"
@@ -249,6 +251,20 @@ def test_one_plan_per_period_redraw_on_record_and_public_file_verifies_alone(two
     assert plans.verify_plan(store, plan_id, two_nights["register"])["verified"] is True
     # the abandoned draw stays on record
     assert plans.load_plan(store, plan_id)["abandoned"]["by"] == again["plan_id"]
+
+
+def test_a_plan_abandoned_after_its_seed_was_published_keeps_its_draw(two_nights, tmp_path):
+    """Its draw was computable from public values: re-drawing records it before abandoning it."""
+    home = _copy_home(two_nights["home"], tmp_path / "home")
+    store = _store(home)
+    first = two_nights["left_waiting"]["plan_id"]
+    assert plans.load_plan(store, first)["status"] == "committed"
+    again = plans.commit_plan(store, "dq-samr", RATIOS, approver="李处长", reason="名录库更新 register updated")
+    old = plans.load_plan(store, first)
+    assert old["status"] == "abandoned" and old["draw"]["drawn"] and old["seed_source"]["run_id"]
+    assert again["base"]["run_id"] != old["base"]["run_id"]  # the re-draw's seed is a later, unknown publication
+    doc = json.loads((plans.public_dir(store, again) / "plan.json").read_text(encoding="utf-8"))
+    assert [a["plan_id"] for a in doc["abandoned"]] == [first] and not dr.verify(doc)
 
 
 def test_verify_catches_an_edited_record(two_nights, tmp_path):
@@ -278,10 +294,10 @@ def test_only_the_agencys_scope_is_drawn_and_joint_inspections_are_noted(two_nig
     t = plans.targets(store, city)
     assert res.loc[t["uscc"], "division_code"].str.startswith("2301").all()
     assert sum(city["ingredients"]["frame"].values()) == res["division_code"].str.startswith("2301").sum()
-    province_wide = plans.targets(store, plans.load_plan(store, two_nights["province_wide"]["plan_id"]))
-    both = set(t["uscc"]) & set(province_wide["uscc"])
-    assert both and set(city["joint_with"]) == both  # Art. 54: one joint inspection each
-    assert all(v == [two_nights["province_wide"]["plan_id"]] for v in city["joint_with"].values())
+    wide = plans.load_plan(store, two_nights["province_wide"]["plan_id"])  # drawn after the city's plan
+    both = set(t["uscc"]) & set(plans.targets(store, wide)["uscc"])
+    assert both and set(wide["joint_with"]) == both  # Art. 54: one joint inspection each
+    assert all(v == [city["plan_id"]] for v in wide["joint_with"].values())
 
 
 def test_recusal_applied_and_logged_teams_and_workload(two_nights):
