@@ -1,5 +1,6 @@
 """DAG integrity (imports, no DB or connection access at parse time, tags, retries) and a real
 `airflow dags test` run of public_credit_nightly on SQLite."""
+import datetime as dt
 import json
 import os
 import subprocess
@@ -136,6 +137,7 @@ def test_airflow_dags_test_runs_the_nightly_pipeline(province, sqlite_run, tmp_p
 def test_a_dag_run_whose_hard_gate_fails_publishes_nothing_and_says_why(province, tmp_path):
     import shutil
 
+    from scoring.intake.arrivals import SHANGHAI, set_arrival
     from scoring.intake.layouts import CREDIT_RECORD
 
     landing = tmp_path / "landing"
@@ -143,6 +145,9 @@ def test_a_dag_run_whose_hard_gate_fails_publishes_nothing_and_says_why(province
     cols = [h for h in CREDIT_RECORD.standard_headers() if h != "主体名称"]
     (landing / "ndrc" / "20260630_late.csv").write_text(",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n",
                                                         encoding="utf-8")
+    # Landed on the evening of the 30th: the night keyed on logical date 1 July reads what had
+    # landed by its scheduled time (scoring.intake.arrivals).
+    set_arrival(landing / "ndrc" / "20260630_late.csv", dt.datetime(2026, 6, 30, 18, tzinfo=SHANGHAI))
     home = tmp_path / "home"
     t = _dags_test(_airflow_env(tmp_path, home, landing))
     log = t.stdout + t.stderr
