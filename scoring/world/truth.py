@@ -1,0 +1,244 @@
+"""How truth works in the synthetic province, as the world-parameter file says (config/world/).
+
+- latent_paths: each entity's compliance risk c(t) (a stable part plus a monthly AR(1) drift),
+  financial-distress episodes d(t), recent legal-representative changes, youth, and size.
+- emit_records: catalogue records as Poisson processes whose monthly rates follow those paths.
+- simulate_inspections: month by month, the hand policy tiers every entity on the evening before
+  the 1st; the market regulator draws by tier at its yearly ratios / 12 through the project's
+  sampling code (eligibility, exclusions, frequency caps, keyed draw); a few complaint-driven
+  inspections are added and marked; every outcome comes from the truth on the inspection day.
+  Each random inspection carries its tier, the draw's inclusion probability and the eligible
+  count it stands for (for inverse-probability weights), and the oracle's risk.
+
+Everything is a pure function of the seed and the world file.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._deps import DAYS_PER_MONTH, Plan, Policy, draw, eligible_population, policy_scores
+from .params import TIERS, WorldParams
+
+KIND_OF_ITEM = {"PENALTY_GENERAL": "PENALTY"}  # the generator's record kind for a catalogue item
+ITEM_OF_KIND = {v: k for k, v in KIND_OF_ITEM.items()}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def month_starts(params: WorldParams) -> pd.DatetimeIndex:
+    """Months from the start of history (before go-live) to the end of the window."""
+    w = params["window"]
+    start = pd.Timestamp(params.doc.get("history_from") or w["start"])
+    return pd.date_range(start.replace(day=1), pd.Timestamp(w["end"]), freq="MS")
+
+
+def latent_paths(rng, entities: pd.DataFrame, params: WorldParams, industry_offset: np.ndarray) -> dict:
+    """Monthly latent state per entity (arrays n x months) and per-entity constants."""
+    lat = params["latent"]
+    months = month_starts(params)
+    n, m = len(entities), len(months)
+    share = float(lat["stable_share"])
+    rho = float(lat["drift_persistence_per_month"])
+    stable = industry_offset + np.sqrt(share) * rng.standard_normal(n)
+    x = np.empty((n, m))
+    x[:, 0] = rng.standard_normal(n)
+    eps = rng.standard_normal((n, m))
+    for j in range(1, m):
+        x[:, j] = rho * x[:, j - 1] + np.sqrt(1 - rho * rho) * eps[:, j]
+    c = stable[:, None] + np.sqrt(1 - share) * x
+    size = float(lat["size_sd"]) * rng.standard_normal(n)
+    reg = pd.to_datetime(entities["reg_date"]).to_numpy()
+    age_m = ((months.to_numpy()[None, :] - reg[:, None]) / np.timedelta64(1, "D")) / DAYS_PER_MONTH
+    alive = age_m >= 0
+    young = alive & (age_m < float(lat["young_months"]))
+    ds = lat["distress"]
+    onset = 1 - np.exp(-float(ds["onset_per_year"]) / 12 * np.exp(float(ds["onset_per_sd_of_risk"]) * c)
+                       * np.where(young, float(ds["young_onset_multiplier"]), 1.0))
+    leave = 1.0 / float(ds["mean_duration_months"])
+    u = rng.random((n, m))
+    d = np.zeros((n, m), dtype=bool)
+    # Distress starts at its steady state (onset / (onset + recovery)), not from nobody.
+    prev = rng.random(n) < onset[:, 0] / (onset[:, 0] + leave)
+    for j in range(m):
+        now = np.where(prev, u[:, j] >= leave, u[:, j] < onset[:, j]) & alive[:, j]
+        d[:, j] = now
+        prev = now
+    rc = lat["representative_change"]
+    k = float(rc["per_sd_of_risk"])
+    change = (rng.random((n, m)) < 1 - np.exp(-float(rc["per_year"]) / 12 * np.exp(k * c - k * k / 2))) & alive
+    eff = int(rc["effect_months"])
+    cum = np.cumsum(change, axis=1)
+    recent = (cum - np.concatenate([np.zeros((n, eff), dtype=cum.dtype), cum[:, :-eff]], axis=1)[:, :m]) > 0 \
+        if eff > 0 else np.zeros((n, m), dtype=bool)
+    return {"months": months, "c": c, "stable": stable, "distress": d, "young": young, "alive": alive,
+            "rep_recent": recent, "size": size}
+
+
+def emit_records(rng, entities: pd.DataFrame, lat: dict, params: WorldParams) -> pd.DataFrame:
+    """Non-inspection records: per item, Poisson counts per entity-month at the world's rates."""
+    months = lat["months"]
+    n, m = lat["c"].shape
+    size_sd = float(params["latent"]["size_sd"])
+    reg = pd.to_datetime(entities["reg_date"]).to_numpy()
+    month_days = np.asarray(months.days_in_month)
+    frames = []
+    for item in sorted(params["records"]):
+        spec = params["records"][item]
+        b, a, s = float(spec.get("compliance", 0.0)), float(spec.get("distress", 0.0)), float(spec.get("size", 0.0))
+        lam = (float(spec["rate"]) / 12 * np.exp(b * lat["c"] - b * b / 2) * np.exp(a * lat["distress"])
+               * np.exp(s * lat["size"] - s * s * size_sd * size_sd / 2)[:, None]) * lat["alive"]
+        cnt = rng.poisson(lam)
+        ent, mon = np.nonzero(cnt)
+        reps = cnt[ent, mon]
+        ent, mon = np.repeat(ent, reps), np.repeat(mon, reps)
+        day = (rng.random(len(ent)) * month_days[mon]).astype(int)
+        dec = months.to_numpy()[mon] + day.astype("timedelta64[D]")
+        keep = dec >= reg[ent]
+        frames.append(pd.DataFrame({"entity": ent[keep], "kind": KIND_OF_ITEM.get(item, item),
+                                    "decision_date": dec[keep]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the hand policy's view
+
+class RecordBook:
+    """Records in force on a day, as decayed counts per policy item: how the regulator's nightly
+    run tiers entities for the draw (points, half-lives, caps, severe-list override)."""
+
+    def __init__(self, policy: Policy, n_entities: int):
+        self.policy = policy
+        self.n = n_entities
+        self.features = sorted(policy.doc["items"])
+        self.half = np.array([np.nan if policy.doc["items"][f]["half_life_months"] is None
+                              else float(policy.doc["items"][f]["half_life_months"]) for f in self.features])
+        self.parts: list[tuple] = []
+        self._cache = None
+
+    def add(self, entity, item_code, dec_day, end_day) -> None:
+        col = pd.Categorical(np.asarray(item_code), categories=self.features).codes
+        keep = col >= 0
+        self.parts.append((np.asarray(entity)[keep], col[keep], np.asarray(dec_day)[keep], np.asarray(end_day)[keep]))
+        self._cache = None
+
+    def _arrays(self):
+        if self._cache is None:
+            e, c, d, u = (np.concatenate([p[i] for p in self.parts]) if self.parts else np.empty(0, dtype=np.int64)
+                          for i in range(4))
+            order = np.argsort(e, kind="stable")
+            e, c, d, u = e[order], c[order], d[order], u[order]
+            starts = np.searchsorted(e, np.arange(self.n + 1))
+            self._cache = (e, c, d, u, starts)
+        return self._cache
+
+    def counts(self, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Decayed counts (rows = queries) of each entity's records decided on or before ``day``
+        and still in force on it (end_day after it, or none)."""
+        e, c, d, u, starts = self._arrays()
+        entity = np.asarray(entity)
+        lo, hi = starts[entity], starts[entity + 1]
+        k = hi - lo
+        q = np.repeat(np.arange(len(entity)), k)
+        idx = np.repeat(lo - np.cumsum(k) + k, k) + np.arange(k.sum())
+        qd = np.asarray(day)[q]
+        ok = (d[idx] <= qd) & ((u[idx] < 0) | (u[idx] > qd))
+        q, idx, qd = q[ok], idx[ok], qd[ok]
+        h = self.half[c[idx]]
+        with np.errstate(invalid="ignore"):
+            w = np.where(np.isnan(h), 1.0, np.power(0.5, (qd - d[idx]) / (h * DAYS_PER_MONTH)))
+        X = np.zeros((len(entity), len(self.features)))
+        np.add.at(X, (q, c[idx]), w)
+        return X
+
+    def score(self, entity, day) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        X = self.counts(entity, day)
+        score, tier = policy_scores(pd.DataFrame(X, columns=self.features), self.features, self.policy)
+        return score, tier, X
+
+
+def _working_day_in_month(rng, month: pd.Timestamp, k: int) -> np.ndarray:
+    days = pd.date_range(month, month + pd.offsets.MonthEnd(0), freq="B").to_numpy()
+    return days[rng.integers(0, len(days), k)]
+
+
+def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBook, params: WorldParams,
+                         agency: dict, caps: dict, exclusion_days: int, pub_end_of, seed: int) -> pd.DataFrame:
+    """Monthly double-random draws by the hand policy's tiers, plus marked complaint-driven
+    inspections; outcomes from the truth on the inspection day. pub_end_of(item_codes, dates) ->
+    end days (int, -1 none) for the inspection records added to the book as the months pass."""
+    ins_cfg = params["inspections"]
+    yearly = {t: float(ins_cfg["ratios_per_year"][t]) for t in TIERS}
+    monthly = {t: r / 12 for t, r in yearly.items()}
+    out = params["outcome"]
+    comp = ins_cfg["complaint_driven"]
+    months = lat["months"]
+    n = len(entities)
+    uscc = entities["uscc"].to_numpy()
+    reg_day = (pd.to_datetime(entities["reg_date"]).to_numpy().astype("datetime64[D]").astype(np.int64))
+    new_days = int(book.policy.doc["overrides"]["new_entity_days"])
+    base = float(book.policy.doc["scale"]["base"])
+    past = pd.DataFrame({"uscc": pd.Series([], dtype=object), "decision_date": pd.Series([], dtype="datetime64[ns]")})
+    rows = []
+    first = pd.Timestamp(params["window"]["start"])
+    for j, month in enumerate(months):
+        if month < first:  # the double-random system starts with the window
+            continue
+        eve = (month - pd.Timedelta(days=1)).to_datetime64().astype("datetime64[D]").astype(np.int64)
+        alive = np.flatnonzero(lat["alive"][:, j])
+        if not len(alive):
+            continue
+        score, tier, X = book.score(alive, np.full(len(alive), eve))
+        # The engine's "insufficient information" tier for new entities with nothing that counts.
+        fresh = (eve - reg_day[alive] < new_days) & (X.sum(axis=1) == 0)
+        tier = np.where(fresh, book.policy.doc["overrides"]["insufficient_information_tier"], tier)
+        results = entities.iloc[alive][["uscc", "division_code", "industry"]].assign(tier=tier)
+        plan = Plan(agency_id=agency["id"], task="world", run_id=f"world-{month:%Y%m}",
+                    as_of=str((month - pd.Timedelta(days=1)).date()), ratios=monthly,
+                    exclusion_days=exclusion_days, frequency_caps=caps)
+        pop = eligible_population(results, past, agency, plan)
+        drawn = draw(pop, monthly, int(seed) * 1000 + j)
+        n_tier = pop["tier"].value_counts()
+        k_tier = drawn["tier"].value_counts()
+        idx = pd.Index(uscc).get_indexer(drawn["uscc"])
+        mode = np.full(len(idx), "random", dtype=object)
+        prob = np.array([k_tier[t] / n_tier[t] for t in drawn["tier"]]) if len(drawn) else np.empty(0)
+        represents = np.array([n_tier[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
+        d_tier = drawn["tier"].to_numpy(dtype=object)
+        # Complaints and referrals: not random, they follow risk.
+        kc = float(comp.get("per_sd_of_risk", 0.0))
+        lam = float(comp["per_year"]) / 12 * np.exp(kc * lat["c"][alive, j] - kc * kc / 2)
+        hit = alive[rng.random(len(alive)) < 1 - np.exp(-lam)]
+        tier_of = dict(zip(alive, tier))
+        idx = np.concatenate([idx, hit]).astype(np.int64)
+        mode = np.concatenate([mode, np.full(len(hit), "complaint", dtype=object)])
+        prob = np.concatenate([prob, np.full(len(hit), np.nan)])
+        represents = np.concatenate([represents, np.zeros(len(hit), dtype=np.int64)])
+        d_tier = np.concatenate([d_tier, np.array([tier_of[i] for i in hit], dtype=object)])
+        if not len(idx):
+            continue
+        when = _working_day_in_month(rng, month, len(idx))
+        when = np.maximum(when, entities["reg_date"].to_numpy()[idx].astype("datetime64[ns]"))
+        wday = when.astype("datetime64[D]").astype(np.int64)
+        if out["model"] == "latent":
+            logit = (float(out["intercept"]) + float(out["compliance"]) * lat["c"][idx, j]
+                     + float(out["distress"]) * lat["distress"][idx, j]
+                     + float(out["young"]) * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
+                     + float(out["representative_change"]) * lat["rep_recent"][idx, j])
+        else:  # the mirror: the hand policy's score on the day before the inspection
+            s, _, _ = book.score(idx, wday - 1)
+            logit = float(out["intercept"]) + float(out["per_100_points"]) * (base - s) / 100.0
+        noisy = logit + float(out["noise_sd"]) * rng.standard_normal(len(idx))
+        failed = rng.random(len(idx)) < _sigmoid(noisy)
+        month_rows = pd.DataFrame({"entity": idx, "kind": "INSPECTION", "decision_date": when,
+                                   "inspection_failed": failed, "inspection_mode": mode, "tier_at_draw": d_tier,
+                                   "inclusion_prob": prob, "represents": represents, "oracle_logit": logit,
+                                   "draw_month": f"{month:%Y-%m}"})
+        rows.append(month_rows)
+        item = np.where(failed, "INSPECTION_FAIL", "INSPECTION_PASS")
+        book.add(idx, item, wday, pub_end_of(item, pd.Series(when)))
+        past = pd.concat([past, pd.DataFrame({"uscc": uscc[idx], "decision_date": when})], ignore_index=True)
+    cols = ["entity", "kind", "decision_date", "inspection_failed", "inspection_mode", "tier_at_draw",
+            "inclusion_prob", "represents", "oracle_logit", "draw_month"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
