@@ -29,6 +29,7 @@ from scoring.publication.publish import load_agencies
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
 from scoring.sampling import plans
+from scoring.world.params import WorldParamsError, world_path
 from scoring.world.province import write_deliveries
 
 EXIT_OK, EXIT_GATE, EXIT_UNUSABLE = 0, 1, 2
@@ -58,7 +59,7 @@ def _home(args) -> Path:
 
 def cmd_demo_data(args) -> int:
     res = write_deliveries(args.out, args.as_of, n_entities=args.entities, seed=args.seed,
-                           defect_rate=args.defect_rate, progress=_progress(args))
+                           defect_rate=args.defect_rate, progress=_progress(args), world=world_path(args.world))
     if args.json:
         _print_json(res)
     else:
@@ -282,6 +283,21 @@ def cmd_sample(args) -> int:
     return EXIT_OK
 
 
+def cmd_world_experiment(args) -> int:
+    from scoring.world.experiment import run_world_experiments
+
+    out = run_world_experiments(world_path(args.world), [int(s) for s in args.seeds.split(",")], args.entities,
+                                args.resamples, Path(args.out) if args.out else _home(args) / "world_experiments",
+                                progress=_progress(args))
+    if args.json:
+        _print_json(out)
+    else:
+        for line in out["summary"]:
+            print(line)
+        print(f"reports and model cards under {out['folder']}")
+    return EXIT_OK
+
+
 def cmd_calibrate(args) -> int:
     out = calibrate(Store.open(args.db, _home(args)), until=args.until)
     if args.json:
@@ -415,8 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--defect-rate", type=float, default=0.02)
     sp.add_argument("--as-of", default="2026-06-30")
+    sp.add_argument("--world", default="default", help="world-parameter file: default, mirror or a path")
     common(sp, db=False)
     sp.set_defaults(func=cmd_demo_data)
+
+    sp = sub.add_parser("world-experiment",
+                        help="hand policy vs learned candidate in a synthetic world, with the oracle (model cards)")
+    sp.add_argument("--world", default="default", help="world-parameter file: default, mirror or a path")
+    sp.add_argument("--seeds", default="42,43,44")
+    sp.add_argument("--entities", type=int, default=20_000)
+    sp.add_argument("--resamples", type=int, default=2000)
+    sp.add_argument("--out", default=None, help="folder for reports (default CREDIT_HOME/world_experiments)")
+    common(sp, db=False)
+    sp.set_defaults(func=cmd_world_experiment)
 
     sp = sub.add_parser("run", help="run the nightly pipeline for an as-of date")
     sp.add_argument("--as-of", default=None, help="the night to run (or --from/--to for several, in order)")
@@ -524,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, PipelineError):
             print(f"credit {args.command}: {exc}", file=sys.stderr)
             return EXIT_GATE
+        if isinstance(exc, WorldParamsError):
+            print(f"credit {args.command}: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
         if os.environ.get("CREDIT_DEBUG"):
             raise
         print(f"credit {args.command}: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)

@@ -60,10 +60,14 @@ class SignConstrainedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.coef_prior = coef_prior
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         n, k = X.shape
+        # Weights (e.g. inverse inclusion probabilities) are rescaled to mean 1, so C means the
+        # same whatever population they stand for.
+        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        sw = sw * (n / sw.sum()) if n and sw.sum() > 0 else sw
         signs = np.zeros(k) if self.signs is None else np.asarray(self.signs)
         bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
         prior = np.zeros(k) if self.coef_prior is None else np.asarray(self.coef_prior, dtype=np.float64)
@@ -72,8 +76,9 @@ class SignConstrainedLogisticRegression(ClassifierMixin, BaseEstimator):
             z = X @ w[:-1] + w[-1]
             p = expit(z)
             dev = w[:-1] - prior
-            ll = np.sum(np.logaddexp(0, z) - y * z) / n + 0.5 / (self.C * n) * np.dot(dev, dev)
-            grad = np.append(X.T @ (p - y) / n + dev / (self.C * n), np.sum(p - y) / n)
+            ll = np.sum(sw * (np.logaddexp(0, z) - y * z)) / n + 0.5 / (self.C * n) * np.dot(dev, dev)
+            r = sw * (p - y)
+            grad = np.append(X.T @ r / n + dev / (self.C * n), np.sum(r) / n)
             return ll, grad
 
         res = minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B", bounds=bounds,
@@ -228,7 +233,7 @@ def evaluate_policy(X, features, y, policy) -> dict:
 
 # --------------------------------------------------------------------------- learning the policy's numbers
 
-HALF_LIFE_SCALES = (1.0, 2.0, 4.0, None)  # times the current half-lives; None: no decay
+HALF_LIFE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, None)  # times the current half-lives; None: no decay
 CS = (0.01, 0.1, 1.0, 10.0)
 PRIORS = ("zero", "current")
 
@@ -268,9 +273,10 @@ class PolicyLearner(BaseEstimator):
         return {f: None if scale is None or cur.get(f) is None else _integral(float(cur[f]) * scale)
                 for f in self.features}
 
-    def fit(self, pairs: pd.DataFrame, y, days):
+    def fit(self, pairs: pd.DataFrame, y, days, sample_weight=None):
         y = np.asarray(y, dtype=int)
         days = np.asarray(days)
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         n, feats = len(y), list(self.features)
         points = self.current.items_frame().set_index("item_code")["points"].reindex(feats).fillna(0.0).to_numpy()
         # The current policy's scale in logits per point on these rows: the prior's scale, and the
@@ -278,7 +284,7 @@ class PolicyLearner(BaseEstimator):
         cur_score, _ = policy_scores(pd.DataFrame(decayed_counts(pairs, n, feats, policy_half_lives(self.current)),
                                                   columns=feats), feats, self.current)
         one = SignConstrainedLogisticRegression(signs=[-1], C=1e6, random_state=self.random_state)
-        per_point = -float(one.fit(cur_score[:, None] / 100.0, y).coef_[0]) / 100.0 if len(set(y)) > 1 else 0.0
+        per_point = -float(one.fit(cur_score[:, None] / 100.0, y, sw).coef_[0]) / 100.0 if len(set(y)) > 1 else 0.0
         self.current_logit_per_point_ = per_point
         self.points_per_logit_ = 1.0 / per_point if per_point > 1e-4 else 150.0
         lo = np.where(np.asarray(self.signs) > 0, 0.0, -np.inf)
@@ -293,11 +299,12 @@ class PolicyLearner(BaseEstimator):
             for s in self.half_life_scales:
                 for prior in self.priors:
                     for C in self.Cs:
-                        m = self._model(C, prior).fit(X[s][fit_rows], y[fit_rows])
+                        m = self._model(C, prior).fit(X[s][fit_rows], y[fit_rows], sw[fit_rows])
                         p = m.predict_proba(X[s][val_rows])[:, 1]
                         row = {"half_life_scale": s, "prior": prior, "C": C,
-                               "val_log_loss": float(log_loss(y[val_rows], p, labels=[0, 1])),
-                               "val_auc": float(roc_auc_score(y[val_rows], p))}
+                               "val_log_loss": float(log_loss(y[val_rows], p, labels=[0, 1],
+                                                              sample_weight=sw[val_rows])),
+                               "val_auc": float(roc_auc_score(y[val_rows], p, sample_weight=sw[val_rows]))}
                         self.search_.append(row)
                         if best is None or row["val_log_loss"] < best["val_log_loss"] - 1e-12:
                             best = row
@@ -306,7 +313,7 @@ class PolicyLearner(BaseEstimator):
         self.half_life_scale_, self.prior_, self.C_ = best["half_life_scale"], best["prior"], best["C"]
         self.half_lives_ = self._half_lives(self.half_life_scale_)
         self.validation_rows_ = int(val_rows.sum())
-        self.model_ = self._model(self.C_, self.prior_).fit(X[self.half_life_scale_], y)
+        self.model_ = self._model(self.C_, self.prior_).fit(X[self.half_life_scale_], y, sw)
         self.coef_ = self.model_.coef_
         return self
 
@@ -323,8 +330,16 @@ class PolicyLearner(BaseEstimator):
 
 # --------------------------------------------------------------------------- candidate
 
+def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    """The smallest x whose weighted cumulative share reaches q (the plain quantile's lower value
+    with equal weights)."""
+    order = np.argsort(x, kind="stable")
+    cw = np.cumsum(w[order])
+    return float(x[order][min(len(x) - 1, int(np.searchsorted(cw, q * cw[-1], side="left")))])
+
+
 def candidate_policy(learner: PolicyLearner, features: list[str], current: Policy, X_pop: np.ndarray,
-                     X_pop_current: np.ndarray) -> Policy:
+                     X_pop_current: np.ndarray, weights=None) -> Policy:
     """The learned numbers as a policy: points per item (coefficients times the current policy's
     points per logit), the learned half-lives, caps widened where the learned points would
     otherwise clip the training population (the outcomes rise with every further record, they do
@@ -355,10 +370,15 @@ def candidate_policy(learner: PolicyLearner, features: list[str], current: Polic
         free = np.ones(len(cur_score), dtype=bool)
     cur_tier = np.select([cur_score[free] >= t["min_score"] for t in current.doc["tiers"]], list(TIERS), "D")
     cand_score = cand_score[free]
-    shares = np.cumsum([(cur_tier == t).mean() for t in TIERS])
+    # Weights (inverse inclusion probabilities) make an inspected sample stand for the population.
+    w = np.ones(len(cand_score)) if weights is None else np.asarray(weights, dtype=np.float64)[free]
+    shares = np.cumsum([w[cur_tier == t].sum() / w.sum() for t in TIERS])
     cuts, prev = [], 1001
     for t, share in zip(TIERS[:-1], shares[:-1]):
-        q = int(np.quantile(cand_score, 1 - share)) if share > 0 else 1000
+        if share <= 0:
+            q = 1000
+        else:
+            q = int(np.quantile(cand_score, 1 - share) if weights is None else _weighted_quantile(cand_score, w, 1 - share))
         q = min(q, prev - 1)
         cuts.append(q)
         prev = q
@@ -379,22 +399,24 @@ def _weighted_auc(value_idx: np.ndarray, n_values: int, y: np.ndarray, w: np.nda
     return float(np.dot(pos, below + 0.5 * neg) / denom) if denom > 0 else float("nan")
 
 
-def paired_auc_difference(y, risk_a, risk_b, groups, resamples: int = 2000, random_state: int = 0) -> dict:
+def paired_auc_difference(y, risk_a, risk_b, groups, resamples: int = 2000, random_state: int = 0,
+                          sample_weight=None) -> dict:
     """AUC(a) - AUC(b) on the same inspections, with a 95% percentile interval from a paired
     bootstrap that resamples entities (an entity's inspections move together; both policies are
-    scored on the same draw). Seeded: same inputs, same interval."""
+    scored on the same draw). Seeded: same inputs, same interval. sample_weight (inverse inclusion
+    probabilities) makes it the AUC on the population the inspections were drawn from."""
     y = np.asarray(y, dtype=np.float64)
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     ia = np.unique(np.asarray(risk_a), return_inverse=True)[1].ravel()
     ib = np.unique(np.asarray(risk_b), return_inverse=True)[1].ravel()
     na, nb = int(ia.max()) + 1 if len(ia) else 0, int(ib.max()) + 1 if len(ib) else 0
     g = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    ones = np.ones(len(y))
-    est = _weighted_auc(ia, na, y, ones) - _weighted_auc(ib, nb, y, ones)
+    est = _weighted_auc(ia, na, y, sw) - _weighted_auc(ib, nb, y, sw)
     rng = np.random.default_rng(random_state)
     n_groups = int(g.max()) + 1 if len(g) else 0
     diffs = np.empty(resamples)
     for b in range(resamples):
-        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[g].astype(np.float64)
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[g].astype(np.float64) * sw
         diffs[b] = _weighted_auc(ia, na, y, w) - _weighted_auc(ib, nb, y, w)
     diffs = diffs[~np.isnan(diffs)]
     lo, hi = (np.quantile(diffs, [0.025, 0.975]) if len(diffs) else (np.nan, np.nan))
@@ -566,3 +588,100 @@ def promote(store, candidate_id: str, approved_by: str, reason: str, effective_f
     history.append(entry)
     hist_path.write_text(json.dumps(history, ensure_ascii=False, indent=1))
     return entry
+
+
+# --------------------------------------------------------------------------- the regulator's question
+
+def ipw_weights(inclusion_prob) -> np.ndarray:
+    """Inverse-probability weights of drawn inspections: 1 / the draw's inclusion probability in
+    the tier and month it was drawn (k / N of the eligible stratum), so the inspections of a
+    stratum stand for all N eligible entities. Non-random inspections (no probability) get 0."""
+    p = np.asarray(inclusion_prob, dtype=np.float64)
+    ok = np.isfinite(p) & (p > 0)
+    return np.where(ok, 1.0 / np.where(ok, p, 1.0), 0.0)
+
+
+def smoothed_probability(logit, noise_sd: float) -> np.ndarray:
+    """E[sigmoid(logit + N(0, sd))] (probit approximation): the oracle's chance of a finding."""
+    return expit(np.asarray(logit, dtype=np.float64) / np.sqrt(1 + np.pi * noise_sd ** 2 / 8))
+
+
+def tiers_from_scores(score: np.ndarray, policy: Policy, listed: np.ndarray | None = None) -> np.ndarray:
+    tiers = policy.doc["tiers"]
+    tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
+    return np.where(listed, "D", tier) if listed is not None else tier
+
+
+def problems_per_100(tier: np.ndarray, outcome: np.ndarray, w: np.ndarray, ratios: dict) -> dict:
+    """Problems found per 100 inspections if the regulator draws at ``ratios`` by these tiers:
+    each tier's IPW estimate of its problem rate (outcome: 0/1 findings, or a probability),
+    weighted by the inspections the ratios give it (ratio x the tier's population estimate)."""
+    n_t = np.array([w[tier == t].sum() for t in TIERS])
+    r_t = np.array([(w * outcome)[tier == t].sum() / n if n > 0 else 0.0 for t, n in zip(TIERS, n_t)])
+    k_t = np.array([float(ratios[t]) for t in TIERS]) * n_t
+    return {"per_100": float(100 * (k_t * r_t).sum() / k_t.sum()) if k_t.sum() > 0 else float("nan"),
+            "inspections_share": float(k_t.sum() / n_t.sum()) if n_t.sum() > 0 else float("nan")}
+
+
+def weighted_hit_rates(tier: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
+    return {t: (float((w * y)[tier == t].sum() / w[tier == t].sum()) if w[tier == t].sum() > 0 else None)
+            for t in TIERS}
+
+
+def compare_policies(y, w, groups, risks: dict, tiers: dict, ratios: dict, truth_p=None, resamples: int = 2000,
+                     random_state: int = 0, baseline: str = "hand") -> dict:
+    """Side by side on the same (random) inspections, IPW-weighted to the population they were
+    drawn from: weighted AUC of each risk, and for each one against ``baseline`` the paired
+    bootstrap (entities resampled together) 95% intervals of the AUC difference and of the
+    difference in problems found per 100 inspections at ``ratios`` (from the observed findings;
+    also from the truth's probabilities when given, as in a synthetic world)."""
+    y = np.asarray(y, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    names = list(risks)
+    idx = {k: np.unique(np.asarray(v), return_inverse=True)[1].ravel() for k, v in risks.items()}
+    nv = {k: int(v.max()) + 1 if len(v) else 0 for k, v in idx.items()}
+    g = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    n_groups = int(g.max()) + 1 if len(g) else 0
+
+    def stats(wb):
+        out = {}
+        for k in names:
+            out[(k, "auc")] = _weighted_auc(idx[k], nv[k], y, wb)
+            if k in tiers:
+                out[(k, "p100")] = problems_per_100(tiers[k], y, wb, ratios)["per_100"]
+                if truth_p is not None:
+                    out[(k, "p100_truth")] = problems_per_100(tiers[k], truth_p, wb, ratios)["per_100"]
+        return out
+
+    est = stats(w)
+    rng = np.random.default_rng(random_state)
+    boot = []
+    for _ in range(resamples):
+        boot.append(stats(np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[g] * w))
+
+    def interval(k, metric):
+        d = np.array([b[(k, metric)] - b[(baseline, metric)] for b in boot])
+        d = d[~np.isnan(d)]
+        lo, hi = np.quantile(d, [0.025, 0.975]) if len(d) else (np.nan, np.nan)
+        return {"difference": float(est[(k, metric)] - est[(baseline, metric)]), "ci95": [float(lo), float(hi)],
+                "share_of_resamples_above_zero": float((d > 0).mean()) if len(d) else None}
+
+    report = {"inspections": int(len(y)), "entities": n_groups, "weighted_problem_rate": float((w * y).sum() / w.sum()),
+              "resamples": resamples, "resampled_by": "entity", "seed": random_state, "policies": {}}
+    for k in names:
+        r = {"auc": est[(k, "auc")]}
+        if k in tiers:
+            r["problems_per_100"] = est[(k, "p100")]
+            r["inspections_share"] = problems_per_100(tiers[k], y, w, ratios)["inspections_share"]
+            r["hit_rate_by_tier"] = weighted_hit_rates(tiers[k], y, w)
+            r["tier_shares"] = {t: float(w[tiers[k] == t].sum() / w.sum()) for t in TIERS}
+            if truth_p is not None:
+                r["problems_per_100_truth"] = est[(k, "p100_truth")]
+        if k != baseline:
+            r["vs_" + baseline] = {"auc": interval(k, "auc")}
+            if k in tiers and baseline in tiers:
+                r["vs_" + baseline]["problems_per_100"] = interval(k, "p100")
+                if truth_p is not None:
+                    r["vs_" + baseline]["problems_per_100_truth"] = interval(k, "p100_truth")
+        report["policies"][k] = r
+    return report

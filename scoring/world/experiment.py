@@ -14,19 +14,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._deps import Catalogue, Policy
-from .calproto import (TIERS, PolicyLearner, candidate_policy, compare_policies, decayed_counts, ipw_weights,
+from scoring.world._deps import Catalogue, Policy
+from scoring.calibration.learn import (TIERS, PolicyLearner, candidate_policy, compare_policies, decayed_counts, ipw_weights,
                        SignConstrainedLogisticRegression, paired_auc_difference, point_in_time_records, policy_half_lives, policy_scores, psi, smoothed_probability)
-from .cardproto import item_evidence, what_changed
-from .params import DEFAULT_WORLD, WorldParams, load_world
-from .proto import World, build_world
-from .truth import ITEM_OF_KIND
+from scoring.calibration.card import item_evidence, what_changed
+from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
+from scoring.world.province import World, build_world
+from scoring.world.truth import ITEM_OF_KIND
 
 
 def store_frames(world: World) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The world's true records and changes in the store's shape (what a defect-free delivery
     would load), and its inspections with how they were drawn."""
-    from .proto import _end_days
+    from scoring.world.province import _end_days
 
     ent, rec = world.entities, world.records
     uscc = ent["uscc"].to_numpy()[rec["entity"].to_numpy()]
@@ -170,17 +170,96 @@ def summary_line(r: dict) -> str:
             f"cand {k['problems_per_100_truth']:.1f} diff {pt['difference']:+.2f} [{pt['ci95'][0]:+.2f}, {pt['ci95'][1]:+.2f}]")
 
 
-if __name__ == "__main__":
-    import sys
-    import time
+def public_report(r: dict) -> dict:
+    """The JSON-able part of a result (no fitted objects or row data)."""
+    out = {k: v for k, v in r.items() if k not in ("candidate", "hand", "learner", "train_rows", "test_rows", "features")}
+    out["candidate_sha256"] = r["candidate"].sha256
+    out["hand_sha256"] = r["hand"].sha256
+    out["points"] = {f: {"hand": r["hand"].doc["items"][f]["points"], "candidate": r["candidate"].doc["items"][f]["points"],
+                         "hand_half_life": r["hand"].doc["items"][f]["half_life_months"],
+                         "candidate_half_life": r["candidate"].doc["items"][f]["half_life_months"]}
+                     for f in r["features"] if f in r["hand"].doc["items"]}
+    out["candidate_cut_scores"] = {t["tier"]: t["min_score"] for t in r["candidate"].doc["tiers"]}
+    return out
 
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    world_path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_WORLD
-    seeds = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [42]
-    res = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    for s in seeds:
-        t = time.time()
-        w = build_world(n, s, load_world(world_path))
-        t1 = time.time()
-        r = run_experiment(w, resamples=res)
-        print(summary_line(r), f"| build {t1 - t:.0f}s exp {time.time() - t1:.0f}s", flush=True)
+
+def write_report(r: dict, folder) -> dict:
+    """report.json, the candidate policy and a model card in words (model_card.html) in folder."""
+    import html
+    import json
+    from pathlib import Path
+
+    from scoring.world._deps import canonical_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rep = public_report(r)
+    (folder / "report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1, sort_keys=True, default=str),
+                                        encoding="utf-8")
+    (folder / "candidate_policy.json").write_text(canonical_json(r["candidate"].doc), encoding="utf-8")
+    c = rep["comparison"]["policies"]
+
+    def row(name, k):
+        v = c[k]
+        vs = v.get("vs_hand", {})
+        iv = lambda m: ("" if m not in vs else f" ({vs[m]['difference']:+.4f}; 95% {vs[m]['ci95'][0]:+.4f} to "  # noqa: E731
+                                                f"{vs[m]['ci95'][1]:+.4f})")
+        hit = " / ".join("–" if v["hit_rate_by_tier"][t] is None else f"{100 * v['hit_rate_by_tier'][t]:.0f}%"
+                         for t in TIERS)
+        return (f"<tr><th>{name}</th><td>{v['auc']:.4f}{iv('auc')}</td><td>{v['problems_per_100']:.1f}"
+                f"{iv('problems_per_100')}</td><td>{v['problems_per_100_truth']:.1f}{iv('problems_per_100_truth')}"
+                f"</td><td>{hit}</td></tr>")
+
+    a = c["candidate"]["vs_hand"]["auc"]
+    verdict = ("beats the hand policy: the 95% interval of the AUC difference is above zero" if a["ci95"][0] > 0
+               else "does not beat the hand policy with confidence: the 95% interval of the AUC difference includes "
+                    "zero" if a["ci95"][1] >= 0 else "is worse than the hand policy: the 95% interval is below zero")
+    changes = "".join(f"<li>{html.escape(s['text'])}<br/><small>Evidence: {html.escape(s['evidence'])}</small></li>"
+                      for s in rep["what_changed"])
+    pts = "".join(f"<tr><td>{f}</td><td>{p['hand']}</td><td>{p['candidate']}</td><td>{p['hand_half_life']}</td>"
+                  f"<td>{p['candidate_half_life']}</td></tr>" for f, p in rep["points"].items())
+    ins = rep["inspections"]
+    text = (
+        "<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
+        f"<h1>模型卡 Model card — world {html.escape(rep['world'])}, seed {rep['seed']}</h1>"
+        "<p>Status: <b>candidate</b>, never in force by itself (<code>credit policy promote</code> needs a named "
+        "approver and a reason).</p>"
+        f"<p>{rep['entities']:,} entities; {ins['random']:,} random inspections ({ins['complaint_driven']:,} "
+        f"complaint-driven ones kept out). Learned on {ins['train']:,} inspections up to {ins['split_after']} with "
+        f"inverse-probability weights from the tier ratios at each draw; tested on the {ins['test']:,} later ones, "
+        "IPW-weighted to the population they were drawn from.</p>"
+        f"<h2>Verdict</h2><p>The candidate {verdict} (paired bootstrap of entities, {rep['comparison']['resamples']} "
+        f"resamples). Best points policy over these records in hindsight (fitted on the test inspections "
+        f"themselves): AUC {rep['points_policy_auc_in_hindsight']:.4f}.</p>"
+        "<table border=1><tr><th></th><th>AUC (difference to hand)</th><th>problems per 100 inspections, observed"
+        "</th><th>per 100, world's truth</th><th>hit rate A / B / C / D</th></tr>"
+        + row("hand policy", "hand") + row("candidate", "candidate") + row("oracle (ceiling)", "oracle") + "</table>"
+        f"<p>PSI hand vs candidate scores {rep['psi']['hand_vs_candidate_test']:.4f}; candidate train vs test "
+        f"{rep['psi']['candidate_train_vs_test']:.4f}.</p>"
+        f"<h2>What changed, in words</h2><ul>{changes}</ul>"
+        "<h2>Points and half-lives</h2><table border=1><tr><th>item</th><th>hand</th><th>candidate</th>"
+        f"<th>hand half-life</th><th>candidate half-life</th></tr>{pts}</table>"
+        f"<p>Cut scores {html.escape(json.dumps(rep['candidate_cut_scores']))} (at the hand policy's tier shares, "
+        "so the same ratios need the same capacity).</p></body></html>")
+    (folder / "model_card.html").write_text(text, encoding="utf-8")
+    return rep
+
+
+def run_world_experiments(world, seeds: list[int], n_entities: int = 20_000, resamples: int | None = None,
+                          folder=None, progress=None) -> dict:
+    """The experiment on one world for several seeds: a report and a model card per seed."""
+    from pathlib import Path
+
+    params = load_world(world)
+    say = progress or (lambda msg: None)
+    out = {"world": params.name, "world_sha256": params.sha256, "entities": n_entities, "runs": [], "summary": []}
+    for seed in seeds:
+        say(f"world {params.name}, seed {seed}: building {n_entities:,} entities")
+        r = run_experiment(build_world(n_entities, seed, params), resamples=resamples)
+        sub = Path(folder) / f"{params.name}-{n_entities}-{seed}" if folder else None
+        rep = write_report(r, sub) if sub else public_report(r)
+        out["runs"].append(rep)
+        out["summary"].append(summary_line(r))
+        say(out["summary"][-1])
+    out["folder"] = str(folder) if folder else None
+    return out

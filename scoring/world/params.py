@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._deps import CONFIG_DIR, Catalogue, content_hash, load_document
+from scoring.world._deps import CONFIG_DIR, Catalogue, content_hash, load_document
 
 WORLD_DIR = CONFIG_DIR / "world"
 DEFAULT_WORLD = WORLD_DIR / "default.yaml"
@@ -24,6 +24,11 @@ RECORD_KEYS = {"rate", "compliance", "distress", "size"}
 OUTCOME_KEYS = {"latent": {"model", "intercept", "compliance", "distress", "young", "representative_change",
                            "noise_sd"},
                 "hand_policy": {"model", "intercept", "per_100_points", "noise_sd"}}
+
+
+def world_path(name_or_path: str | Path) -> Path:
+    """'default' and 'mirror' name the shipped worlds; anything else is a path."""
+    return {"default": DEFAULT_WORLD, "mirror": MIRROR_WORLD}.get(str(name_or_path), Path(name_or_path))
 
 
 class WorldParamsError(ValueError):

@@ -33,23 +33,15 @@ from scoring.intake.layouts import (
     TAX_CREDIT,
     Layout,
 )
-from scoring.world import positive_signals
+from scoring.world import positive_signals, truth
+from scoring.world._deps import CONFIG_DIR, Policy, load_document
+from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
 
 WORLD_START = pd.Timestamp("2022-07-01")
 WORLD_END = pd.Timestamp("2027-12-31")
-GENERATOR_VERSION = "demo-province/1"
+GENERATOR_VERSION = "demo-province/2"
 DELIVERY_TIME = dt.time(18, 0)  # providers' files land at 18:00 Asia/Shanghai on their date
 
-# item -> (base rate per entity-year, sensitivity to latent risk)
-RATES: dict[str, tuple[float, float]] = {
-    "PENALTY": (0.07, 1.0), "PENALTY_SEVERE": (0.008, 1.4), "LICENCE": (0.35, 0.0),
-    "INSPECTION": (0.12, 0.0), "COMMITMENT": (0.2, -0.3), "COMMITMENT_BREACH": (0.02, 1.1),
-    "COMMENDATION": (0.03, -0.9), "VOLUNTEER_CHARITY": (0.03, -0.6),
-    "UTILITY_ARREARS": (0.02, 1.0), "COURT_JUDGMENT": (0.03, 0.9), "TAX_ARREARS": (0.02, 1.2),
-    "SOCIAL_INSURANCE_ARREARS": (0.02, 1.0), "HOUSING_FUND_ARREARS": (0.015, 1.0),
-    "DISHONEST_DEBTOR": (0.004, 1.7), "REFUSE_TO_PERFORM": (0.004, 1.4),
-    "FALSIFICATION": (0.002, 1.4), "SEVERE_DISHONESTY_LIST": (0.001, 1.9),
-}
 CREDIT_RECORD_PROVIDER = {
     "TAX_ARREARS": "tax", "SOCIAL_INSURANCE_ARREARS": "hrss", "HOUSING_FUND_ARREARS": "hf",
     "COURT_JUDGMENT": "court", "COMMITMENT": "ndrc", "COMMITMENT_BREACH": "ndrc",
@@ -114,14 +106,18 @@ def _id_numbers(rng, n, divisions: np.ndarray) -> np.ndarray:
 
 @dataclass
 class World:
-    entities: pd.DataFrame   # one row per market entity, with latent risk (ground truth)
-    records: pd.DataFrame    # one row per true catalogue record (before delivery defects)
+    entities: pd.DataFrame   # one row per market entity, with its long-run latent risk (ground truth)
+    records: pd.DataFrame    # one row per true catalogue record (before delivery defects); inspections
+    #                          carry how they were drawn (mode, tier, inclusion probability) and the oracle
     changes: pd.DataFrame    # corrections, revocations, objections and repairs of those records
     seed: int
+    params: WorldParams | None = None   # the world-parameter file it follows
 
 
-def build_world(n_entities: int = 20_000, seed: int = 42) -> World:
-    """Entities and every record they will ever have in the window, from the seed alone."""
+def build_world(n_entities: int = 20_000, seed: int = 42, world: Path | str | WorldParams = DEFAULT_WORLD) -> World:
+    """Entities and every record they will ever have in the window, from the seed and the world
+    file alone (config/world/default.yaml; mirror.yaml is the control where truth = hand policy)."""
+    params = world if isinstance(world, WorldParams) else load_world(world)
     rng = np.random.default_rng(seed)
     n = int(n_entities)
     kinds = geo.ENTITY_KINDS
@@ -138,7 +134,7 @@ def build_world(n_entities: int = 20_000, seed: int = 42) -> World:
     # Registration dates: a long tail back to 1995, most in the last decade.
     age_days = np.minimum(rng.exponential(365 * 6, n), 365 * 30).astype(int)
     reg_date = pd.Timestamp("2027-06-30") - pd.to_timedelta(age_days, unit="D")
-    z = rng.standard_normal(n) + np.array([i[3] for i in geo.INDUSTRIES])[ind]
+    offset = np.array([i[3] for i in geo.INDUSTRIES])[ind]  # the industry's mean compliance risk
     status = np.where(rng.random(n) < 0.95, "存续", np.where(rng.random(n) < 0.6, "注销", "吊销"))
     city = np.array([d[2] for d in geo.DIVISIONS])[div]
     trade = _names(rng, n, geo.TRADE_NAMES, geo.TRADE_NAMES, 1, 1)
@@ -158,61 +154,136 @@ def build_world(n_entities: int = 20_000, seed: int = 42) -> World:
         "reg_date": reg_date.normalize(), "status": status,
         "legal_rep_name": _person_names(rng, n), "legal_rep_id_number": _id_numbers(rng, n, rep_div),
         "phone": np.char.add("13", np.char.zfill(rng.integers(0, 10**9, n).astype(str), 9)),
-        "latent_risk": np.round(z, 6),
     })
-    records = _build_records(rng, entities, seed)
-    changes = _build_changes(rng, records, Catalogue.load())
-    return World(entities=entities, records=records, changes=changes, seed=seed)
+    cat = Catalogue.load()
+    lat = truth.latent_paths(np.random.default_rng(_stable_seed(seed, "latent")), entities, params, offset)
+    entities["latent_risk"] = np.round(lat["stable"], 6)
+    records, changes = _build_records(rng, entities, seed, params, lat, cat)
+    return World(entities=entities, records=records, changes=changes, seed=seed, params=params)
 
 
-def _build_records(rng, ent: pd.DataFrame, seed: int) -> pd.DataFrame:
-    n = len(ent)
-    start = np.maximum(ent["reg_date"].to_numpy(), WORLD_START.to_datetime64())
-    span_days = (WORLD_END.to_datetime64() - start).astype("timedelta64[D]").astype(int)
-    span_days = np.clip(span_days, 0, None)
-    years = span_days / 365.25
-    z = ent["latent_risk"].to_numpy()
-    frames = []
-    for item, (rate, beta) in RATES.items():
-        lam = rate * years * np.exp(beta * z - 0.5 * beta * beta)
-        cnt = rng.poisson(lam)
-        idx = np.repeat(np.arange(n), cnt)
-        if len(idx) == 0:
-            continue
-        offs = (rng.random(len(idx)) * span_days[idx]).astype(int)
-        dec = start[idx] + offs.astype("timedelta64[D]")
-        frames.append(pd.DataFrame({"entity": idx, "kind": item, "decision_date": dec}))
-    rec = pd.concat(frames, ignore_index=True)
-    rec = (rec.drop_duplicates(["entity", "kind", "decision_date"])
-           .sort_values(["decision_date", "entity", "kind"], kind="stable", ignore_index=True))
+def _record_attributes(rng, rec: pd.DataFrame) -> pd.DataFrame:
+    """What a record looks like on paper: penalty category and fine, arrears amount, delivery lag,
+    publicity draw, penalty provider, licence term."""
     m = len(rec)
-    zr = z[rec["entity"].to_numpy()]
     kind = rec["kind"].to_numpy()
+    rec = rec.copy()
     # Penalties: severe ones by category or large fines; general ones in 万元 above the simplified limit.
     is_sev = kind == "PENALTY_SEVERE"
     sev_cat = np.array(["吊销许可证件", "责令停产停业", "罚款"])[rng.integers(0, 3, m)]
     gen_cat = np.array(["罚款", "警告;罚款", "没收违法所得;罚款"])[rng.integers(0, 3, m)]
     fine_wan = np.where(is_sev, np.round(50 + rng.exponential(80, m), 2),
                         np.round(0.5 + rng.exponential(3, m), 2))
-    rec["penalty_category"] = np.where(is_sev, sev_cat, gen_cat)
-    rec.loc[rec["penalty_category"].str.contains("吊销|停产"), "penalty_category"] = \
-        rec["penalty_category"] + ";罚款"
+    cat_ = pd.Series(np.where(is_sev, sev_cat, gen_cat), index=rec.index)
+    cat_ = cat_.where(~cat_.str.contains("吊销|停产"), cat_ + ";罚款")
+    rec["penalty_category"] = cat_
     rec["fine_wan_yuan"] = np.where(np.isin(kind, ["PENALTY", "PENALTY_SEVERE"]), fine_wan, np.nan)
     rec["amount_yuan"] = np.where(np.isin(kind, ["TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS",
                                                  "HOUSING_FUND_ARREARS", "UTILITY_ARREARS"]),
                                   np.round(1000 + rng.exponential(30000, m), 2), np.nan)
-    # Inspections pass or fail by latent risk: this is what calibration later learns from.
-    p_fail = _sigmoid(-1.7 + 1.3 * zr)
-    rec["inspection_failed"] = np.where(kind == "INSPECTION", rng.random(m) < p_fail, False)
-    rec["delivery_lag_days"] = rng.integers(1, 15, m)
-    rec.loc[rng.random(m) < 0.03, "delivery_lag_days"] += 60  # late deliveries of old records
+    lag = rng.integers(1, 15, m)
+    rec["delivery_lag_days"] = np.where(rng.random(m) < 0.03, lag + 60, lag)  # late deliveries of old records
     rec["publicity_months_draw"] = rng.random(m)
     rec["penalty_provider"] = np.array([p for p, _ in PENALTY_PROVIDERS])[
         _pick(rng, PENALTY_PROVIDERS, [w for _, w in PENALTY_PROVIDERS], m)]
     rec["licence_years"] = rng.integers(1, 6, m)
-    rec["record_no"] = np.arange(m)
-    rec["doc_number"] = _doc_numbers(rec, ent)
     return rec
+
+
+def _rules_in_force_end(cat: Catalogue, severity: str, dec: pd.Series) -> pd.Series:
+    """End of counting when each day applies the maximum of the rule set then in force (maxima
+    that never grow over time, as in the catalogue): min(dec + m_i, max(start_{i+1}, end_{i+1}))."""
+    rules = sorted(cat.doc["publicity_rules"], key=lambda r: str(r["effective_from"]))
+    end = None
+    for i in range(len(rules) - 1, -1, -1):
+        mine = (pd.Series(pd.to_datetime(np.asarray(dec))) + pd.DateOffset(months=int(rules[i][severity]["max_months"])))
+        mine = mine.to_numpy().astype("datetime64[ns]")
+        if end is None:
+            end = mine
+        else:
+            start_next = np.datetime64(pd.Timestamp(str(rules[i + 1]["effective_from"])), "ns")
+            end = np.minimum(mine, np.maximum(end, start_next))
+    return pd.Series(end, index=dec.index)
+
+
+def _end_days(cat: Catalogue, kind: np.ndarray, dec: pd.Series, draw: np.ndarray, licence_years: np.ndarray) -> np.ndarray:
+    """Last day each record is in force for the draw's tiering (int days since 1970, -1: no end):
+    the publicity period as delivered, a licence's validity."""
+    dec = pd.Series(pd.to_datetime(np.asarray(dec)))
+    end = pd.Series(pd.NaT, index=dec.index, dtype="datetime64[ns]")
+    items = pd.Series(kind).map(lambda k: truth.ITEM_OF_KIND.get(k, k)).to_numpy()
+    for it in np.unique(items):
+        sel = items == it
+        if it == "LICENCE":
+            end[sel] = dec[sel] + pd.to_timedelta(np.asarray(licence_years)[sel] * 365, unit="D")
+        elif cat.item(it).get("publicity") == "listed" and cat.item(it).get("listing_max_months"):
+            # As the engine counts a listing: up to the catalogue's maximum listing term.
+            end[sel] = dec[sel] + pd.DateOffset(months=int(cat.item(it)["listing_max_months"]))
+        elif it == "INSPECTION_FAIL":
+            # Delivered without a publicity end: the engine counts it for the maximum of the rule
+            # set in force on each day (12 months, then 3 from 2026-04-01 for minor records).
+            end[sel] = _rules_in_force_end(cat, cat.item(it)["severity"], dec[sel])
+        else:
+            end[sel] = _publicity_end(cat, it, dec[sel], np.asarray(draw)[sel])
+    days = end.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return np.where(end.isna().to_numpy(), -1, days)
+
+
+def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: dict, cat: Catalogue) -> pd.DataFrame:
+    rec = truth.emit_records(np.random.default_rng(_stable_seed(seed, "records")), ent, lat, params)
+    rec = _record_attributes(rng, rec)
+    rec["inspection_failed"] = False
+    # The regulator's view for the draws: the hand policy on the records in force each evening.
+    policy = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
+    # Repairs and revocations of these records are known in advance (they follow from the
+    # records), so the regulator's nightly tiers already reflect them, as the engine's would.
+    rec["record_no"] = np.arange(len(rec))
+    chg = _build_changes(np.random.default_rng(_stable_seed(seed, "changes")), rec, cat)
+    book = truth.RecordBook(policy, len(ent))
+    dec_day = rec["decision_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    book.add(rec["entity"].to_numpy(), rec["kind"].map(lambda k: truth.ITEM_OF_KIND.get(k, k)).to_numpy(), dec_day,
+             _with_changes(_end_days(cat, rec["kind"].to_numpy(), rec["decision_date"],
+                                     rec["publicity_months_draw"].to_numpy(), rec["licence_years"].to_numpy()),
+                           dec_day, chg, len(rec)))
+    agencies = load_document(CONFIG_DIR / "agencies.yaml")
+    agency = next(a for a in agencies["agencies"] if a["id"] == params["inspections"]["agency"])
+    caps = {t: int(v) for t, v in agencies.get("frequency_caps", {}).items()}
+    ins_rng = np.random.default_rng(_stable_seed(seed, "inspections"))
+    pub_rng = np.random.default_rng(_stable_seed(seed, "inspection-publicity"))
+    ins = truth.simulate_inspections(
+        ins_rng, ent, lat, book, params, agency, caps, int(agencies.get("exclusion_days", 90)),
+        lambda items, when: _end_days(cat, items, when, pub_rng.random(len(items)), np.ones(len(items), int)), seed)
+    ins = _record_attributes(np.random.default_rng(_stable_seed(seed, "inspection-attributes")), ins)
+    # Repairs and objections of failed inspections come after them (not seen by the draws).
+    ins["record_no"] = len(rec) + np.arange(len(ins))
+    ins["inspection_failed"] = ins["inspection_failed"].astype(bool)
+    chg_ins = _build_changes(np.random.default_rng(_stable_seed(seed, "inspection-changes")), ins, cat)
+    rec = pd.concat([rec, ins], ignore_index=True)
+    rec["inspection_failed"] = rec["inspection_failed"].fillna(False).astype(bool)
+    rec = rec.sort_values(["decision_date", "entity", "kind"], kind="stable", ignore_index=True)
+    final_no = np.empty(len(rec), dtype=np.int64)
+    final_no[rec["record_no"].to_numpy()] = np.arange(len(rec))
+    rec["record_no"] = np.arange(len(rec))
+    rec["doc_number"] = _doc_numbers(rec, ent)
+    changes = pd.concat([c for c in (chg, chg_ins) if len(c)], ignore_index=True) if len(chg) or len(chg_ins) else chg
+    if len(changes):
+        changes["record_no"] = final_no[changes["record_no"].to_numpy()]
+        changes = changes.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
+    return rec, changes
+
+
+def _with_changes(end: np.ndarray, dec_day: np.ndarray, chg: pd.DataFrame, n: int) -> np.ndarray:
+    """End days after repairs (counting stops on the repair date) and revocations (never counted)."""
+    end = end.copy()
+    for op, stop in (("信用修复", None), ("撤销", "never")):
+        c = chg[chg["op"] == op]
+        if not len(c):
+            continue
+        no = c["record_no"].to_numpy()
+        eff = c["effective_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        new = dec_day[no] if stop == "never" else eff
+        end[no] = np.where(end[no] < 0, new, np.minimum(end[no], new))
+    return end
 
 
 def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
@@ -226,7 +297,8 @@ def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
         [kind.isin(["PENALTY", "PENALTY_SEVERE"]), kind == "LICENCE", kind == "INSPECTION",
          kind == "DISHONEST_DEBTOR"],
         ["黑" + rec["penalty_provider"] + "罚字〔" + year + "〕" + no + "号", "黑市监许字" + no,
-         "HLJSJ" + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div,
+         np.where(rec.get("inspection_mode", pd.Series("random", index=rec.index)) == "complaint", "HLJTS", "HLJSJ")
+         + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div,
          "（" + year + "）黑执" + no],
         "HLJ-" + prov.str.upper() + "-" + no).astype(str)
 
@@ -427,7 +499,10 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "doc_number": task, "subject_name": ent["name"].to_numpy()[ie],
             "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[ie])),
             "decision_date": fd(ins["decision_date"]), "inspection_result": result,
-            "authority_name": _authority(ent, ie, "samr")})
+            "authority_name": _authority(ent, ie, "samr"),
+            # How the entity came to be inspected: a complaint (not random) or the tier's draw.
+            "remarks": np.where(ins["inspection_mode"] == "complaint", "投诉举报",
+                                "双随机抽查（" + ins["tier_at_draw"].astype(str) + "档）")})
 
     dd = rec[rec["kind"] == "DISHONEST_DEBTOR"]
     if len(dd):
@@ -598,8 +673,9 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -
 
 def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20_000, seed: int = 42,
                      defect_rate: float = 0.02, catalogue: Catalogue | None = None,
-                     progress=None) -> dict:
+                     progress=None, world: Path | str = DEFAULT_WORLD) -> dict:
     """Write the deliveries due by ``as_of`` that the landing folder does not have yet."""
+    params = load_world(world)  # a bad world file stops here, before anything is written
     out = Path(out)
     as_of = pd.Timestamp(as_of)
     cat = catalogue or Catalogue.in_force(as_of)
@@ -609,16 +685,16 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     truth.mkdir(parents=True, exist_ok=True)
     state_path = out / "demo_state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    params = {"entities": int(n_entities), "seed": int(seed), "defect_rate": float(defect_rate),
-              "generator": GENERATOR_VERSION}
-    if state and state.get("params") != params:
+    gen = {"entities": int(n_entities), "seed": int(seed), "defect_rate": float(defect_rate),
+           "generator": GENERATOR_VERSION, "world": params.name, "world_sha256": params.sha256}
+    if state and state.get("params") != gen:
         raise ValueError(f"{out} was generated with {state['params']}; use the same parameters or a new folder")
     after = pd.Timestamp(state["delivered_until"]) if state else None
     if after is not None and as_of <= after:
         return {"out": str(out), "files": [], "delivered_until": str(after.date()), "note": "nothing new"}
     say = progress or (lambda msg: None)
     say(f"building the province: {n_entities:,} entities (seed {seed})")
-    world = build_world(n_entities, seed)
+    world = build_world(n_entities, seed, params)
     rng = np.random.default_rng(_stable_seed(seed, "deliveries", as_of.date()))
     frames = delivery_frames(world, cat, after, as_of, rng)
     frames.update(positive_signals.delivery_frames(world, cat, after, as_of, _fmt_dates, _authority))
@@ -685,9 +761,12 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     ins = world.records[world.records["kind"] == "INSPECTION"]
     pd.DataFrame({"uscc": ent["uscc"].to_numpy()[ins["entity"].to_numpy()],
                   "inspection_date": ins["decision_date"].dt.strftime("%Y-%m-%d"),
-                  "problem_found": ins["inspection_failed"].astype(int)}).to_csv(
+                  "problem_found": ins["inspection_failed"].astype(int),
+                  "mode": ins["inspection_mode"], "tier_at_draw": ins["tier_at_draw"],
+                  "inclusion_prob": ins["inclusion_prob"].round(8), "represents": ins["represents"],
+                  "oracle_logit": ins["oracle_logit"].round(6)}).to_csv(
         truth / "inspections.csv", index=False, encoding="utf-8")
-    state = {"params": params, "delivered_until": str(as_of.date()),
+    state = {"params": gen, "delivered_until": str(as_of.date()),
              "deliveries": state.get("deliveries", []) + [{"as_of": str(as_of.date()), "files": written}]}
     state_path.write_text(json.dumps(state, ensure_ascii=False, indent=1))
     return {"out": str(out), "landing": str(landing), "files": written,

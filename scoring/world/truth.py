@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._deps import DAYS_PER_MONTH, Plan, Policy, draw, eligible_population, policy_scores
-from .params import TIERS, WorldParams
+from scoring.world._deps import DAYS_PER_MONTH, Plan, Policy, draw, eligible_population, policy_scores
+from scoring.world.params import TIERS, WorldParams
 
 KIND_OF_ITEM = {"PENALTY_GENERAL": "PENALTY"}  # the generator's record kind for a catalogue item
 ITEM_OF_KIND = {v: k for k, v in KIND_OF_ITEM.items()}

@@ -66,7 +66,7 @@ def test_calibrate_is_deterministic_and_promotion_needs_approver_and_reason(sqli
     assert c["hit_rates_rise_a_to_d"] == (None not in hit and all(a < b for a, b in zip(hit, hit[1:])))
     learned = ja["learned"]
     assert learned["search"] and learned["validation_inspections"] > 0
-    assert learned["half_life_scale"] in (1.0, 2.0, 4.0, None) and learned["prior"] in ("zero", "current")
+    assert learned["half_life_scale"] in (0.25, 0.5, 1.0, 2.0, 4.0, None) and learned["prior"] in ("zero", "current")
     card = open(ja["model_card"], encoding="utf-8").read()
     assert "AUC difference" in card and "95% interval" in card
     refused = run_cli("policy", "promote", ja["candidate_id"], "--effective-from", "2026-08-01", "--home", home,

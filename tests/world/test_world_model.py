@@ -75,9 +75,10 @@ def test_inspections_are_monthly_draws_by_tier_at_the_agency_ratios(default_worl
         n = int(g["represents"].iloc[0])
         assert len(g) == tier_count(params["inspections"]["ratios_per_year"][tier] / 12, n), (month, tier)
         assert g["inclusion_prob"].iloc[0] == pytest.approx(len(g) / n)
-    # Riskier tiers are drawn at higher rates.
+    # Riskier tiers are drawn at higher rates (a small province's A stratum may round to no draws).
     p = rnd.groupby("tier_at_draw")["inclusion_prob"].mean()
-    assert p["A"] < p["B"] < p["C"] < p["D"]
+    present = [t for t in "ABCD" if t in p.index]
+    assert {"B", "C", "D"} <= set(present) and all(p[a] < p[b] for a, b in zip(present, present[1:])), p
     # Complaint-driven inspections exist, are marked, and carry no inclusion probability.
     comp = ins[ins["inspection_mode"] == "complaint"]
     assert len(comp) > 0 and comp["inclusion_prob"].isna().all()
@@ -94,7 +95,7 @@ def test_ipw_weights_sum_to_the_population_they_represent(default_world):
     # Each month the strata together stand for no more entities than exist that month.
     alive = default_world.entities["reg_date"]
     for month, n in per.groupby(level=0)["n"].sum().items():
-        assert n <= (alive < pd.Timestamp(month + "-01")).sum()
+        assert n <= (alive <= pd.Timestamp(month + "-01")).sum()
 
 
 def test_an_inspection_never_sees_its_own_outcome(default_world):
@@ -102,7 +103,10 @@ def test_an_inspection_never_sees_its_own_outcome(default_world):
     outcomes of one day's inspections changes no feature row of that day, but does change later ones."""
     cat, hand = Catalogue.load(), Policy.in_force("2022-07-01")
     ins, rec, chg = store_frames(default_world)
-    day = ins["decision_date"].value_counts().index[0]
+    # A day on which some entity is inspected that is inspected again within 300 days.
+    nxt = ins.groupby("uscc")["decision_date"].shift(-1)
+    gap = (nxt - ins["decision_date"]).dt.days
+    day = ins.loc[(gap > 0) & (gap < 300), "decision_date"].iloc[0]
     flip = (rec["decision_date"] == day) & rec["item_code"].isin(["INSPECTION_FAIL", "INSPECTION_PASS"])
     rec2 = rec.copy()
     rec2.loc[flip, "item_code"] = np.where(rec.loc[flip, "item_code"] == "INSPECTION_FAIL", "INSPECTION_PASS",

@@ -57,8 +57,8 @@ def what_changed(hand, cand, ev: pd.DataFrame) -> list[dict]:
                             f"counts {cg:+.0f} points (hand {hg:+.0f}); a severe penalty three years old counts "
                             f"{cs:+.0f} (hand {hs:+.0f}).",
                     "evidence": f"problem rate after a general penalty in the last 12 months {_pct(g['rate_fresh'])} "
-                                f"({g['n_fresh']} inspections); with only severe penalties older than 24 months "
-                                f"{_pct(s['rate_old_only'])} ({s['n_old_only']}); with no severe penalty "
+                                f"({int(g['n_fresh'])} inspections); with only severe penalties older than 24 months "
+                                f"{_pct(s['rate_old_only'])} ({int(s['n_old_only'])}); with no severe penalty "
                                 f"{_pct(s['rate_without'])}."})
     for item, label in (("LICENCE", "Licences"), ("COMMITMENT", "Signed commitments"),
                         ("INSPECTION_PASS", "Inspections without findings"), ("COMMENDATION", "Commendations"),
@@ -67,7 +67,7 @@ def what_changed(hand, cand, ev: pd.DataFrame) -> list[dict]:
             continue
         h, c = hand.doc["items"][item]["points"], cand.doc["items"][item]["points"]
         e = ev.loc[item]
-        evidence = (f"problem rate with at least one {_pct(e['rate_with'])} ({e['n_with']} inspections), "
+        evidence = (f"problem rate with at least one {_pct(e['rate_with'])} ({int(e['n_with'])} inspections), "
                     f"without {_pct(e['rate_without'])}.")
         if h and not c:
             out.append({"text": f"{label} no longer count (hand {h:+d} each).", "evidence": evidence})
@@ -96,5 +96,5 @@ def what_changed(hand, cand, ev: pd.DataFrame) -> list[dict]:
             out.append({"text": f"{item}: {h['points']:+d} → {c['points']:+d} points, half-life "
                                 f"{h['half_life_months']} → {c['half_life_months']} months.",
                         "evidence": f"problem rate with a record in the last 12 months {_pct(e['rate_fresh'])} "
-                                    f"({e['n_fresh']} inspections), without any {_pct(e['rate_without'])}."})
+                                    f"({int(e['n_fresh'])} inspections), without any {_pct(e['rate_without'])}."})
     return out
