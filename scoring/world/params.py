@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from scoring.world._deps import CONFIG_DIR, Catalogue, content_hash, load_document
+from scoring.world._deps import CONFIG_DIR, Catalogue, bounds_for, content_hash, load_document, registry
 
 WORLD_DIR = CONFIG_DIR / "world"
 DEFAULT_WORLD = WORLD_DIR / "default.yaml"
@@ -134,7 +134,14 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
     if set(ratios) != set(TIERS):
         return f"inspections.ratios_per_year needs exactly the tiers {', '.join(TIERS)}"
     if bounds is None:
-        bounds = load_document(CONFIG_DIR / "agencies.yaml")["sampling_bounds"]
+        # The bounds in force for the drawing agency at the window's start (config/agencies.yaml).
+        import datetime as dt
+
+        agency = ins.get("agency", "hlj-samr")
+        if agency not in [a["id"] for a in registry()["agencies"]]:
+            return f"inspections.agency {agency!r} is not a registered agency"
+        start = dt.date.fromisoformat(str(doc["window"]["start"]))
+        bounds = {t: [float(x) for x in v] for t, v in bounds_for(agency, start, registry())["tiers"].items()}
     for t in TIERS:
         r = ratios[t]
         if not _number(r):

@@ -297,8 +297,10 @@ def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
         [kind.isin(["PENALTY", "PENALTY_SEVERE"]), kind == "LICENCE", kind == "INSPECTION",
          kind == "DISHONEST_DEBTOR"],
         ["黑" + rec["penalty_provider"] + "罚字〔" + year + "〕" + no + "号", "黑市监许字" + no,
-         np.where(rec.get("inspection_mode", pd.Series("random", index=rec.index)) == "complaint", "HLJTS", "HLJSJ")
-         + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div,
+         # A drawn inspection's task number is its plan (commitment hash); a complaint's is not a plan.
+         np.where(rec.get("inspection_mode", pd.Series("random", index=rec.index)) == "complaint",
+                  "投诉-" + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div + "-" + no,
+                  rec.get("plan_id", pd.Series("", index=rec.index)).fillna("").astype(str)),
          "（" + year + "）黑执" + no],
         "HLJ-" + prov.str.upper() + "-" + no).astype(str)
 
@@ -763,6 +765,7 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
                   "inspection_date": ins["decision_date"].dt.strftime("%Y-%m-%d"),
                   "problem_found": ins["inspection_failed"].astype(int),
                   "mode": ins["inspection_mode"], "tier_at_draw": ins["tier_at_draw"],
+                  "plan_id": ins["plan_id"].fillna(""),
                   "inclusion_prob": ins["inclusion_prob"].round(8), "represents": ins["represents"],
                   "oracle_logit": ins["oracle_logit"].round(6)}).to_csv(
         truth / "inspections.csv", index=False, encoding="utf-8")

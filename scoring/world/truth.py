@@ -17,7 +17,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scoring.world._deps import DAYS_PER_MONTH, Plan, Policy, draw, eligible_population, policy_scores
+from scoring.world._deps import (
+    DAYS_PER_MONTH,
+    Policy,
+    exclusions_from_history,
+    policy_scores,
+    sample_population,
+)
 from scoring.world.params import TIERS, WorldParams
 
 KIND_OF_ITEM = {"PENALTY_GENERAL": "PENALTY"}  # the generator's record kind for a catalogue item
@@ -165,6 +171,7 @@ def _working_day_in_month(rng, month: pd.Timestamp, k: int) -> np.ndarray:
 
 def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBook, params: WorldParams,
                          agency: dict, caps: dict, exclusion_days: int, pub_end_of, seed: int) -> pd.DataFrame:
+    # agency: the drawing department (its id names the plans)
     """Monthly double-random draws by the hand policy's tiers, plus marked complaint-driven
     inspections; outcomes from the truth on the inspection day. pub_end_of(item_codes, dates) ->
     end days (int, -1 none) for the inspection records added to the book as the months pass."""
@@ -193,18 +200,23 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         # The engine's "insufficient information" tier for new entities with nothing that counts.
         fresh = (eve - reg_day[alive] < new_days) & (X.sum(axis=1) == 0)
         tier = np.where(fresh, book.policy.doc["overrides"]["insufficient_information_tier"], tier)
-        results = entities.iloc[alive][["uscc", "division_code", "industry"]].assign(tier=tier)
-        plan = Plan(agency_id=agency["id"], task="world", run_id=f"world-{month:%Y%m}",
-                    as_of=str((month - pd.Timedelta(days=1)).date()), ratios=monthly,
-                    exclusion_days=exclusion_days, frequency_caps=caps)
-        pop = eligible_population(results, past, agency, plan)
-        drawn = draw(pop, monthly, int(seed) * 1000 + j)
-        n_tier = pop["tier"].value_counts()
+        # The agency's whole province is in scope (hlj-samr). Commit-then-draw as in production:
+        # k per tier from the whole tier, excluded entities (recently inspected, yearly cap)
+        # replaced by the next in the random order; the published value is the world's own.
+        pop = pd.DataFrame({"uscc": uscc[alive], "tier": tier.astype(str)})
+        excl = exclusions_from_history(pop, past, month - pd.Timedelta(days=1), exclusion_days, caps)
+        drawn = sample_population(pop, monthly, f"world-{seed}-{month:%Y-%m}", agency_id=agency["id"],
+                                  period=f"{month:%Y-%m}", task="world", exclusions=excl)
+        size = pop["tier"].value_counts()
+        eligible = pop[~pop["uscc"].isin(set(excl["uscc"]))]["tier"].value_counts()
         k_tier = drawn["tier"].value_counts()
         idx = pd.Index(uscc).get_indexer(drawn["uscc"])
         mode = np.full(len(idx), "random", dtype=object)
-        prob = np.array([k_tier[t] / n_tier[t] for t in drawn["tier"]]) if len(drawn) else np.empty(0)
-        represents = np.array([n_tier[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
+        # Drawn uniformly among the eligible of the tier: inclusion probability k / N_eligible.
+        prob = np.array([k_tier[t] / eligible[t] for t in drawn["tier"]]) if len(drawn) else np.empty(0)
+        represents = np.array([eligible[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
+        tier_size = np.array([size[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
+        plan = drawn["commitment_sha256"].to_numpy(dtype=object) if len(drawn) else np.empty(0, dtype=object)
         d_tier = drawn["tier"].to_numpy(dtype=object)
         # Complaints and referrals: not random, they follow risk.
         kc = float(comp.get("per_sd_of_risk", 0.0))
@@ -215,6 +227,8 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         mode = np.concatenate([mode, np.full(len(hit), "complaint", dtype=object)])
         prob = np.concatenate([prob, np.full(len(hit), np.nan)])
         represents = np.concatenate([represents, np.zeros(len(hit), dtype=np.int64)])
+        tier_size = np.concatenate([tier_size, np.zeros(len(hit), dtype=np.int64)])
+        plan = np.concatenate([plan, np.full(len(hit), "", dtype=object)])
         d_tier = np.concatenate([d_tier, np.array([tier_of[i] for i in hit], dtype=object)])
         if not len(idx):
             continue
@@ -233,12 +247,12 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         failed = rng.random(len(idx)) < _sigmoid(noisy)
         month_rows = pd.DataFrame({"entity": idx, "kind": "INSPECTION", "decision_date": when,
                                    "inspection_failed": failed, "inspection_mode": mode, "tier_at_draw": d_tier,
-                                   "inclusion_prob": prob, "represents": represents, "oracle_logit": logit,
-                                   "draw_month": f"{month:%Y-%m}"})
+                                   "inclusion_prob": prob, "represents": represents, "tier_size": tier_size,
+                                   "plan_id": plan, "oracle_logit": logit, "draw_month": f"{month:%Y-%m}"})
         rows.append(month_rows)
         item = np.where(failed, "INSPECTION_FAIL", "INSPECTION_PASS")
         book.add(idx, item, wday, pub_end_of(item, pd.Series(when)))
         past = pd.concat([past, pd.DataFrame({"uscc": uscc[idx], "decision_date": when})], ignore_index=True)
     cols = ["entity", "kind", "decision_date", "inspection_failed", "inspection_mode", "tier_at_draw",
-            "inclusion_prob", "represents", "oracle_logit", "draw_month"]
+            "inclusion_prob", "represents", "tier_size", "plan_id", "oracle_logit", "draw_month"]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)

@@ -12,7 +12,7 @@ from scoring.calibration.learn import (decayed_counts, ipw_weights, point_in_tim
                                        policy_scores)
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy
-from scoring.sampling.plans import tier_count
+from scoring.sampling.doublerandom import tier_count
 from scoring.world.experiment import store_frames
 from scoring.world.params import DEFAULT_WORLD, MIRROR_WORLD, WorldParamsError, load_world
 from scoring.world.province import build_world
@@ -71,10 +71,14 @@ def test_inspections_are_monthly_draws_by_tier_at_the_agency_ratios(default_worl
     rnd = ins[ins["inspection_mode"] == "random"]
     assert set(rnd["tier_at_draw"]) <= set("ABCD") and rnd["inclusion_prob"].between(0, 1, inclusive="right").all()
     # Per month and tier: k = the sampling code's rounding of ratio/12 x the eligible stratum.
+    # Per month and tier: k = the sampling code's rounding of ratio/12 x the whole tier, drawn
+    # among the eligible ones (excluded entities replaced), all from one committed plan.
     for (month, tier), g in rnd.groupby(["draw_month", "tier_at_draw"]):
-        n = int(g["represents"].iloc[0])
-        assert len(g) == tier_count(params["inspections"]["ratios_per_year"][tier] / 12, n), (month, tier)
-        assert g["inclusion_prob"].iloc[0] == pytest.approx(len(g) / n)
+        n, eligible = int(g["tier_size"].iloc[0]), int(g["represents"].iloc[0])
+        k = tier_count(str(params["inspections"]["ratios_per_year"][tier] / 12), n)
+        assert len(g) == min(k, eligible) and eligible <= n, (month, tier)
+        assert g["inclusion_prob"].iloc[0] == pytest.approx(len(g) / eligible)
+        assert g["plan_id"].nunique() == 1 and len(g["plan_id"].iloc[0]) == 64
     # Riskier tiers are drawn at higher rates (a small province's A stratum may round to no draws).
     p = rnd.groupby("tier_at_draw")["inclusion_prob"].mean()
     present = [t for t in "ABCD" if t in p.index]
@@ -82,7 +86,8 @@ def test_inspections_are_monthly_draws_by_tier_at_the_agency_ratios(default_worl
     # Complaint-driven inspections exist, are marked, and carry no inclusion probability.
     comp = ins[ins["inspection_mode"] == "complaint"]
     assert len(comp) > 0 and comp["inclusion_prob"].isna().all()
-    assert (default_world.records.loc[comp.index, "doc_number"].str.startswith("HLJTS")).all()
+    assert (default_world.records.loc[comp.index, "doc_number"].str.startswith("投诉-")).all()
+    assert (comp["plan_id"] == "").all()
 
 
 def test_ipw_weights_sum_to_the_population_they_represent(default_world):
