@@ -139,7 +139,7 @@ def test_a_register_with_an_inspector_in_two_departments_is_refused(sqlite_run, 
     assert _plan_rows(home) == 0
 
 
-def test_two_plans_of_a_department_over_its_capacity_are_refused(sqlite_run, tmp_path):
+def test_two_plans_of_a_department_over_its_capacity_are_refused(sqlite_run, tmp_path, monkeypatch):
     from scoring.history.store import Store
 
     home = tmp_path / "home"
@@ -158,6 +158,9 @@ def test_two_plans_of_a_department_over_its_capacity_are_refused(sqlite_run, tmp
     path.write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
     plans.commit_plan(store, "hrb-samr", RATIOS, task="food-safety", agencies_path=path)
     # the advisor scales the chosen ratios down to what is left, inside the bounds, and says what each tier loses
+    # (what is left after the two plans must exceed the bounds' minimum, whatever the demo province's tier mix)
+    reg["inspection_capacity"]["hrb-samr"] = need * 3
+    monkeypatch.setattr(plans, "registry", lambda *a, **k: reg)
     adv = plans.advise(store, "hrb-samr", ratios="A=0.05,B=0.2,C=0.6,D=1", capacity=need // 2)
     assert adv["proposal_expected"]["inspections"] <= need // 2
     assert all(float(adv["bounds"]["tiers"][t][0]) <= float(adv["proposal"][t]) <= float(adv["bounds"]["tiers"][t][1])
