@@ -21,6 +21,8 @@ from scoring.calibration.policy_change import diff_text, policy_diff, promote_fi
 from scoring.common.catalogue import Catalogue
 from scoring.common.errors import PipelineError
 from scoring.evaluation.explain import explain_entity
+from scoring.quality.changes import annotate_changes
+from scoring.history.runlock import EXIT_LOCKED, RunLocked, run_lock
 from scoring.history.store import Store, default_home, publications, read_log, runs
 from scoring.intake import ingest as ing
 from scoring.intake.ingest import UnusableFile
@@ -105,10 +107,21 @@ def cmd_run(args) -> int:
     probe = _context(args, as_of=args.as_of or args.date_from)
     if not probe.landing.is_dir():
         raise CliError(f"landing folder {probe.landing} does not exist (generate one with `credit demo-data`)")
-    if args.as_of:
-        summaries = [run_night(probe, steps)]
-    else:
-        summaries = run_nights(args.date_from, args.date_to, lambda d: _context(args, as_of=d), steps)
+    store = Store.open(probe.db_url, probe.home)
+    holder = probe.run_id if args.as_of else f"nights {args.date_from}..{args.date_to}"
+    try:
+        with run_lock(store, holder, wait_seconds=args.wait):   # one run at a time per store
+            if args.as_of:
+                summaries = [run_night(probe, steps)]
+            else:
+                summaries = run_nights(args.date_from, args.date_to, lambda d: _context(args, as_of=d), steps)
+    except RunLocked as exc:
+        print(f"credit run: {exc}", file=sys.stderr)
+        if args.json:
+            _print_json({"run_id": probe.run_id, "status": "locked", "message": str(exc), "holder": exc.holder})
+        return EXIT_LOCKED
+    finally:
+        store.engine.dispose()
     for s in summaries:
         if s.get("error"):
             print(f"credit run: {s['error']}", file=sys.stderr)
@@ -147,8 +160,17 @@ def cmd_check(args) -> int:
     quarantined = len(raw.bad_rows)
     gates = [qg.gate_schema(path.name, raw.missing_required)]
     if not raw.missing_required and len(raw.rows):
-        table = "stg_entity" if raw.layout.feed == "register" else "stg_record"
-        stg = ing.stage_entities(raw, as_of) if table == "stg_entity" else ing.stage_records(raw, cat, as_of)
+        table = {"register": "stg_entity", "credit_change": "stg_change"}.get(raw.layout.feed, "stg_record")
+        if table == "stg_change":
+            # Without the store the records changed cannot be looked up: that check waits for the run.
+            empty = pd.DataFrame({"record_key": pd.Series(dtype="string"), "item_code": pd.Series(dtype="string"),
+                                  "decision_date": pd.Series(dtype="datetime64[s]")})
+            stg = annotate_changes(ing.stage_changes(raw, as_of), empty, cat, set())
+            stg["record_known"] = True
+        elif table == "stg_entity":
+            stg = ing.stage_entities(raw, as_of)
+        else:
+            stg = ing.stage_records(raw, cat, as_of)
         stg["seen_before"] = False
         if table == "stg_record":
             stg["record_key"] = ing.record_key(stg)
@@ -217,6 +239,9 @@ def cmd_rerun(args) -> int:
 
 def cmd_sample(args) -> int:
     """双随机、一公开: commit a plan, draw it once the next publication exists, verify, enter results."""
+    if getattr(args, "agency", None) and args.agency not in {a["id"] for a in load_agencies()}:
+        # Checked against the registry before the id goes anywhere near a path.
+        raise CliError(f"unknown agency {args.agency!r}; `credit agencies` lists them")
     store = Store.open(args.db, _home(args))
     action = args.action or "commit"
     if action in ("verify", "results", "show") and not args.plan_id:
@@ -460,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--policy", default=None, help="policy file (default: the one in force on the as-of date)")
     sp.add_argument("--step", action="append", choices=list(STEP_NAMES),
                     help="run only these steps (repeatable)")
+    sp.add_argument("--wait", type=float, default=0.0,
+                    help="seconds to wait for another run on the same store to finish (default: refuse at once)")
     common(sp)
     sp.set_defaults(func=cmd_run)
 

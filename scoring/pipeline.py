@@ -28,6 +28,7 @@ from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate
 from scoring.evaluation.evaluate import Policy
 from scoring.history.inputs import load_inputs
+from scoring.history.runlock import run_lock
 from scoring.history.store import (
     Store,
     default_home,
@@ -148,10 +149,34 @@ def _save_versions(store: Store, conn, cat: Catalogue, pol: Policy) -> None:
 
 # --------------------------------------------------------------------------- ingest
 
+def close_interrupted_runs(store: Store, ctx: RunContext) -> list[str]:
+    """A run that died (killed, crashed) never stays ``running``. At the start of a run (under the
+    store's run lock, so nothing else is running): a publication whose database commit was made is
+    finished, the staged files of one that was not are removed, and every other run still marked
+    running, or left scored by a killed publication, is closed as failed with a reason."""
+    notes, unpublished = pub.recover_publications(store)
+    closed = []
+    with store.engine.begin() as conn:
+        stale = conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.step)
+                             .where(runs.c.run_id != ctx.run_id)
+                             .where((runs.c.status == "running")
+                                    | ((runs.c.status == "scored") & runs.c.run_id.in_(sorted(unpublished))))
+                             .order_by(runs.c.run_id)).all()
+        for r in stale:
+            what = "publishing" if r.status == "scored" else (r.step or "its first step")
+            msg = f"interrupted during {what}; closed as failed by {ctx.run_id} at its start"
+            update_run(conn, r.run_id, status="failed", message=msg)
+            closed.append(f"{r.run_id}: {msg}")
+    for line in notes + closed:
+        ctx.say(f"recovery: {line}")
+    return notes + closed
+
+
 def ingest(ctx: RunContext) -> dict:
     """Read the deliveries due by the as-of date that no earlier run has stored, and stage them."""
     store = _open(ctx)
     cat, pol = _configs(ctx)
+    close_interrupted_runs(store, ctx)
     staged_dir = store.run_dir(ctx.run_id) / "staged"
     (staged_dir / "raw").mkdir(parents=True, exist_ok=True)
     with store.engine.begin() as conn:
@@ -349,19 +374,22 @@ STEPS: dict[str, Callable[[RunContext], dict]] = {
 assert tuple(STEPS) == STEP_NAMES
 
 
-def run_step(name: str, ctx: RunContext) -> dict:
+def run_step(name: str, ctx: RunContext, wait_seconds: float = 0.0) -> dict:
     """Run one step. If it fails, the run's recorded state says so: failed (nothing new was
     published, publication being the last step), or published with the failure noted when the
     failure came after publication committed."""
     if name not in STEPS:
         raise PipelineError(f"unknown step {name!r}; steps are {', '.join(STEP_NAMES)}")
-    try:
-        return STEPS[name](ctx)
-    except GateFailed:
-        raise  # the gate (or score contract) has recorded its own verdict
-    except Exception as exc:
-        _note_failure(ctx, name, exc)
-        raise
+    # One run at a time per store (re-entrant: `credit run` holds it across its steps). Refused
+    # here, nothing of this run's state is touched: the holder's run is not this one's to mark.
+    with run_lock(_open(ctx), ctx.run_id, wait_seconds):
+        try:
+            return STEPS[name](ctx)
+        except GateFailed:
+            raise  # the gate (or score contract) has recorded its own verdict
+        except Exception as exc:
+            _note_failure(ctx, name, exc)
+            raise
 
 
 def _note_failure(ctx: RunContext, step: str, exc: BaseException) -> None:

@@ -62,34 +62,41 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
     role_list = ", ".join(roles)
     x(f"""CREATE POLICY agency_sees_own_scope_rows ON agency_scope FOR SELECT TO {role_list}
           USING (role_name = current_user)""")
-    # Read registration: invoker's rights, so the row names the role that read; an agency may only
-    # add rows in its own name and can neither read nor change the log.
-    x("""CREATE OR REPLACE FUNCTION credit_register_read() RETURNS boolean
-          LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public AS $fn$
+    # Read registration runs with the owner's rights and a fixed search_path (pg_temp last, and
+    # every name schema-qualified, so no temporary table or function can stand in), and takes the
+    # reader from the session: the role it has set (SET ROLE is checked by the server against the
+    # session user's memberships) or the session user. "Once per statement" is looked up in the
+    # log itself (this backend, this statement's start), never in a setting the reader can set.
+    # Agencies cannot write the log except through this function.
+    x("""CREATE OR REPLACE FUNCTION public.credit_register_read() RETURNS boolean
+          LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+          DECLARE
+            reader text := COALESCE(NULLIF(pg_catalog.current_setting('role', true), 'none'), session_user::text);
           BEGIN
-            -- once per statement, however many relations of it ask
-            IF current_setting('credit.read_registered', true) = statement_timestamp()::text || txid_current() THEN
+            IF EXISTS (SELECT 1 FROM public.read_log l WHERE l.backend_pid = pg_catalog.pg_backend_pid()
+                       AND l.statement_at = pg_catalog.statement_timestamp()
+                       AND l.query = pg_catalog.current_query()) THEN
               RETURN true;
             END IF;
-            PERFORM set_config('credit.read_registered', statement_timestamp()::text || txid_current(), true);
-            INSERT INTO read_log (agency_id, channel, db_role, query)
-            VALUES (COALESCE((SELECT s.agency_id FROM agency_scope s WHERE s.role_name = current_user LIMIT 1),
-                             current_user), 'sql', current_user, current_query());
+            INSERT INTO public.read_log (agency_id, channel, db_role, query, backend_pid, statement_at)
+            VALUES (COALESCE((SELECT s.agency_id FROM public.agency_scope s WHERE s.role_name = reader
+                              ORDER BY s.agency_id LIMIT 1), reader),
+                    'sql', reader, pg_catalog.current_query(), pg_catalog.pg_backend_pid(),
+                    pg_catalog.statement_timestamp());
             RETURN true;
           END $fn$""")
-    x("REVOKE ALL ON FUNCTION credit_register_read() FROM PUBLIC")
-    x(f"GRANT EXECUTE ON FUNCTION credit_register_read() TO {role_list}")
+    x("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # no one but the owner defines objects there
+    x("REVOKE ALL ON FUNCTION public.credit_register_read() FROM PUBLIC")
+    x(f"GRANT EXECUTE ON FUNCTION public.credit_register_read() TO {role_list}")
     x("ALTER TABLE read_log ENABLE ROW LEVEL SECURITY")
     x("DROP POLICY IF EXISTS agency_registers_own_reads ON read_log")
-    x(f"""CREATE POLICY agency_registers_own_reads ON read_log FOR INSERT TO {role_list}
-          WITH CHECK (db_role = current_user AND channel = 'sql')""")
-    x(f"GRANT INSERT (agency_id, channel, db_role, query) ON read_log TO {role_list}")
-    x(f"GRANT USAGE ON SEQUENCE read_log_read_id_seq TO {role_list}")
+    x(f"REVOKE ALL ON read_log FROM {role_list}")
+    x(f"REVOKE ALL ON SEQUENCE read_log_read_id_seq FROM {role_list}")
     # A row is visible to an agency only if its run was published and the entity is in scope. The
     # policy registers any statement that examines a row of the results; the views below register
     # theirs up front (a one-time filter), so a lookup that finds nothing is registered too.
     x(f"""CREATE POLICY agency_reads_own_scope ON entity_results FOR SELECT TO {role_list} USING (
-          (SELECT credit_register_read())
+          (SELECT public.credit_register_read())
           AND run_id IN (SELECT r.run_id FROM runs r WHERE r.status = 'published')
           AND EXISTS (SELECT 1 FROM agency_scope s WHERE s.role_name = current_user
                       AND entity_results.division_code LIKE s.division_prefix || '%'
@@ -102,9 +109,9 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
     x("DROP VIEW IF EXISTS agency_current CASCADE")  # with the per-agency views (and any of a removed agency)
     x("DROP VIEW IF EXISTS agency_history")
     x(f"""CREATE VIEW agency_current WITH (security_invoker = true) AS
-          SELECT {cols} FROM entity_results e WHERE (SELECT credit_register_read()) AND e.run_id = {latest}""")
+          SELECT {cols} FROM entity_results e WHERE (SELECT public.credit_register_read()) AND e.run_id = {latest}""")
     x(f"""CREATE VIEW agency_history WITH (security_invoker = true) AS
-          SELECT {cols} FROM entity_results e WHERE (SELECT credit_register_read())""")
+          SELECT {cols} FROM entity_results e WHERE (SELECT public.credit_register_read())""")
     for a in agencies:
         r, v = role_name(a["id"]), view_name(a["id"])
         x(f"""CREATE VIEW {v} WITH (security_invoker = true) AS SELECT * FROM agency_current""")

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -243,6 +244,9 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     size = {k: pc.sum(in_scope(published, g[0]).cast(pa.int64())).as_py() or 0 for k, g in groups.items()}
     allowed = {a["id"] for a in (agencies if fail_after is None else agencies[:fail_after])}
 
+    staged_count = [0]
+    count_lock = threading.Lock()
+
     def deliver(group: list[dict]) -> list[tuple[dict, Path, bytes]]:
         data = data_files(published, for_csv, group[0])
         done = []
@@ -250,12 +254,16 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
             if agency["id"] not in allowed:
                 continue
             files = with_manifest(data, agency, run)
-            folder = outbox / agency["id"] / run_id
-            written.append(folder)
-            write_outbox(folder, files)
-            done.append((agency, folder, files["manifest.json"]))
+            staged = _stage_dir(outbox, agency["id"], run_id)
+            written.append(staged)
+            _stage(staged, files)
+            done.append((agency, outbox / agency["id"] / run_id, files["manifest.json"]))
+            with count_lock:
+                staged_count[0] += 1
+                _kill_point("staged", staged_count[0])
         return done
 
+    committed = False
     try:
         done = []
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -283,13 +291,19 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
             store.insert_frame(conn, publications, pd.DataFrame(rows))
             ensure_access_control(conn, agencies)
             conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+        committed = True
     except BaseException:
-        # Nothing of this attempt stays visible: folders of a run that never became published go.
-        for folder in written:
-            current = (folder.parent / "CURRENT")
-            if not (current.exists() and current.read_text().strip() == run_id) and folder.exists():
-                shutil.rmtree(folder)
+        # Nothing of this attempt was visible: its staged folders go. (Killed here, the next run
+        # removes them and closes the run as failed: recover_publications.)
+        if not committed:
+            for staged in written:
+                shutil.rmtree(staged, ignore_errors=True)
         raise
+    # The commit is the publication; the files follow it, one rename per agency. (Killed during
+    # these renames, the next run finishes them: the database already says published.)
+    for i, agency in enumerate(agencies, start=1):
+        _swap_in(_stage_dir(outbox, agency["id"], run_id), outbox / agency["id"] / run_id)
+        _kill_point("swapped", i)
     for agency in agencies:
         _write_pointer(outbox / agency["id"] / "CURRENT", run_id, run["as_of"])
     return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
@@ -304,6 +318,85 @@ def _write_pointer(path: Path, run_id: str, as_of) -> None:
     tmp = path.with_name(".CURRENT.tmp")
     _fsync_write(tmp, f"{run_id} {as_of}\n".encode())
     tmp.replace(path)
+
+
+def _kill_point(stage: str, count: int) -> None:
+    """Fault injection for the kill tests: ``publish-kill:<stage>:<n>`` kills this process with
+    SIGKILL (no cleanup runs) once n agencies have reached that stage."""
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec == f"publish-kill:{stage}:{count}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stage_dir(outbox: Path, agency_id: str, run_id: str) -> Path:
+    return outbox / agency_id / f".staging-{run_id}"
+
+
+def _stage(folder: Path, files: dict[str, bytes]) -> None:
+    """Write a delivery into its hidden staging folder (readers never pick up dot-folders), every
+    file and the folder itself synced, so that a rename makes it visible whole."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name, data in sorted(files.items()):
+        _fsync_write(folder / name, data)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(staged: Path, folder: Path) -> None:
+    """Make a staged delivery the visible one by rename; a delivery of the same night already
+    there moves aside first and is removed after."""
+    old = folder.with_name(f".old-{folder.name}")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    staged.rename(folder)
+    _fsync_dir(folder.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_publications(store) -> tuple[list[str], set[str]]:
+    """Finish or undo what a killed publication left behind; run at the start of every run, under
+    the store's run lock. A staged delivery whose run the database holds as published is renamed
+    into place (the commit was the publication); any other staged delivery is removed, and its run
+    is returned among the ones to close as failed. Returns (one note per action, those run ids)."""
+    outbox = store.home / "outbox"
+    notes: list[str] = []
+    unpublished: set[str] = set()
+    if not outbox.is_dir():
+        return notes, unpublished
+    with store.engine.connect() as conn:
+        state = {r.run_id: (r.status, r.as_of) for r in conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.as_of))}
+    for agency_dir in sorted(p for p in outbox.iterdir() if p.is_dir() and not p.is_symlink()):
+        for entry in sorted(agency_dir.iterdir()):
+            if not entry.is_dir() or entry.is_symlink():
+                continue
+            if entry.name.startswith(".staging-"):
+                run_id = entry.name[len(".staging-"):]
+                status, as_of = state.get(run_id, (None, None))
+                if status == "published":
+                    _swap_in(entry, agency_dir / run_id)
+                    _write_pointer(agency_dir / "CURRENT", run_id, as_of)
+                    notes.append(f"{agency_dir.name}/{run_id}: committed publication completed")
+                else:
+                    shutil.rmtree(entry)
+                    unpublished.add(run_id)
+                    notes.append(f"{agency_dir.name}/{run_id}: staged files of an unpublished run removed")
+            elif entry.name.startswith(".old-"):   # a same-night delivery a killed swap left aside
+                shutil.rmtree(entry)
+    return notes, unpublished
 
 
 def _fault_after() -> int | None:
