@@ -152,6 +152,9 @@ read_log = sa.Table(
     sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     sa.Column("db_role", sa.String(80)),                        # the database role that read
     sa.Column("query", sa.Text),                                # the statement it ran (query registration)
+    sa.Column("backend_pid", sa.Integer),                       # with statement_at: "once per statement"
+    sa.Column("statement_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_read_log_statement", "backend_pid", "statement_at"),
 )
 
 sampling_plans = sa.Table(
