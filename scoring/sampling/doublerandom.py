@@ -34,7 +34,7 @@ import json
 import sys
 from decimal import ROUND_FLOOR, Decimal
 
-ALGORITHM = "double-random-sha256/2"
+ALGORITHM = "double-random-sha256/3"  # /3: inspector teams serve the most constrained target first
 TIERS = ("A", "B", "C", "D")
 
 
@@ -130,6 +130,9 @@ def verify(doc: dict) -> list[str]:
     Checks the current draw and every abandoned one on record."""
     problems = []
     for label, part in [("draw", doc)] + [(f"abandoned draw {i + 1}", a) for i, a in enumerate(doc.get("abandoned", []))]:
+        if part["ingredients"].get("algorithm") != ALGORITHM:
+            problems.append(f"{label}: made with {part['ingredients'].get('algorithm')}; this script is {ALGORITHM}")
+            continue
         if commitment_sha256(part["ingredients"]) != part["commitment_sha256"]:
             problems.append(f"{label}: ingredients do not hash to the published commitment")
             continue

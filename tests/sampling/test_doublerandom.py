@@ -167,3 +167,9 @@ def test_workloads_stay_balanced_when_some_inspectors_are_recused_from_many_targ
     load = pd.Series([i for team in drawn["inspectors"] for i in team]).value_counts()
     assert load.max() - load.min() <= 1
     assert drawn["recused"].map(len).sum() > 40  # 25 D targets without I00, about half of C and D without I03
+
+
+def test_a_plan_made_with_another_algorithm_version_is_named_not_misjudged():
+    doc = _public_doc()
+    doc["ingredients"]["algorithm"] = "double-random-sha256/2"
+    assert dr.verify(doc) == [f"draw: made with double-random-sha256/2; this script is {dr.ALGORITHM}"]
