@@ -163,9 +163,10 @@ def cmd_check(args) -> int:
         table = {"register": "stg_entity", "credit_change": "stg_change"}.get(raw.layout.feed, "stg_record")
         if table == "stg_change":
             # Without the store the records changed cannot be looked up: that check waits for the run.
-            empty = pd.DataFrame({"record_key": pd.Series(dtype="string"), "item_code": pd.Series(dtype="string"),
-                                  "decision_date": pd.Series(dtype="datetime64[s]")})
-            stg = annotate_changes(ing.stage_changes(raw, as_of), empty, cat, set())
+            stg = ing.stage_changes(raw, as_of)
+            known = pd.DataFrame({"record_key": stg["record_key"], "item_code": stg["item_code"],
+                                  "decision_date": pd.Series(pd.NaT, index=stg.index, dtype="datetime64[s]")})
+            stg = annotate_changes(stg, known.drop_duplicates("record_key"), cat, set())
             stg["record_known"] = True
         elif table == "stg_entity":
             stg = ing.stage_entities(raw, as_of)
