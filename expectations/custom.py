@@ -118,39 +118,6 @@ class ExpectMandatoryFieldsPresent(MulticolumnMapExpectation):
 
 # --------------------------------------------------------------------------- law
 
-class NotSimplifiedProcedure(MulticolumnMapMetricProvider):
-    condition_metric_name = "multicolumn_values.not_simplified_procedure"
-    condition_value_keys = ("penalty_items", "natural_max_yuan", "organisation_max_yuan", "categories_only")
-
-    @multicolumn_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column_list, penalty_items, natural_max_yuan, organisation_max_yuan,
-                categories_only, **kwargs):
-        df = column_list
-        is_pen = df["item_code"].isin(list(penalty_items)).fillna(False)
-        parts = df["penalty_category"].fillna("").str.replace(r"[;；,，、/\s]+", ";", regex=True).str.strip(";")
-        allowed = "|".join(categories_only)
-        only_minor = parts.str.fullmatch(rf"(?:{allowed})(?:;(?:{allowed}))*").fillna(False)
-        amount = df["amount_yuan"].fillna(0.0)
-        limit = np.where(df["subject_type"] == "natural", natural_max_yuan, organisation_max_yuan)
-        simplified = is_pen & only_minor & (amount <= limit)
-        if "bad_values" in df:  # an amount that could not be read is a bad value, not a small fine
-            simplified &= ~df["bad_values"].fillna("").str.contains("fine_wan_yuan|amount_yuan", regex=True)
-        return ~simplified
-
-
-class ExpectPenaltiesNotSimplifiedProcedure(MulticolumnMapExpectation):
-    """Penalties decided under the simplified procedure (warnings, fines up to 200 yuan for a person
-    or 3000 yuan for an organisation) are excluded from the catalogue (Art. 18)."""
-
-    penalty_items: list[str]
-    natural_max_yuan: float
-    organisation_max_yuan: float
-    categories_only: list[str]
-    ignore_row_if: str = "never"
-    map_metric = "multicolumn_values.not_simplified_procedure"
-    success_keys = ("penalty_items", "natural_max_yuan", "organisation_max_yuan", "categories_only", "mostly")
-
-
 class PublicityWithinBounds(MulticolumnMapMetricProvider):
     condition_metric_name = "multicolumn_values.publicity_within_bounds"
     condition_value_keys = ("item_severity", "fixed_months", "rules")
@@ -167,8 +134,11 @@ class PublicityWithinBounds(MulticolumnMapMetricProvider):
         starts = np.sort(r["effective_from"].unique())
         # The rule set in force on the decision date (the gate's view; scoring uses the as-of date).
         idx = np.clip(np.searchsorted(starts, dec.fillna(starts[0]).to_numpy(), side="right") - 1, 0, None)
-        key = pd.DataFrame({"effective_from": starts[idx], "severity": df["item_code"].map(item_severity)},
-                           index=df.index)
+        severity = df["item_code"].map(item_severity)
+        if "grade" in df:  # a graded penalty's own grade (minor/general/severe) decides its bounds
+            own = df["grade"].where(df["grade"].isin(["minor", "general", "severe"]))
+            severity = own.where(own.notna() & severity.notna(), severity)
+        key = pd.DataFrame({"effective_from": starts[idx], "severity": severity}, index=df.index)
         b = key.reset_index().merge(r, on=["effective_from", "severity"], how="left").set_index("index")
         lo = b["min_months"].reindex(df.index)
         hi = b["max_months"].reindex(df.index)

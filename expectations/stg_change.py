@@ -8,7 +8,7 @@ import great_expectations as gx
 from expectations import custom
 
 SUITE_NAME = "stg_change"
-OPS = ["correct", "revoke", "objection", "objection_closed", "repair"]
+OPS = ["correct", "revoke", "objection_filed", "objection", "objection_closed", "repair"]
 
 
 def build_suite(catalogue, as_of: str) -> gx.ExpectationSuite:
@@ -27,6 +27,21 @@ def build_suite(catalogue, as_of: str) -> gx.ExpectationSuite:
     add(custom.ExpectDatesInOrder(column_list=["repair_earliest_date", "effective_date"],
                                   meta={"reason": "repair_too_early"},
                                   description="repair only after the minimum publicity period in force"))
+    add(gx.expectations.ExpectColumnValuesToBeInSet(
+        column="objection_opened", value_set=[True], meta={"reason": "objection_decision_without_filing"},
+        description="an objection decision follows a filing or mark of the same record (Art. 39)"))
+    add(gx.expectations.ExpectColumnValuesToBeInSet(
+        column="result_known", value_set=[True], meta={"reason": "unknown_objection_result"},
+        description="an objection decision says upheld (采纳/更正), partly (部分采纳) or rejected (维持/驳回)"))
+    add(gx.expectations.ExpectColumnValuesToBeInSet(
+        column="new_item_known", value_set=[True], meta={"reason": "unknown_item"},
+        description="a correction that changes the item names a catalogue item"))
+    add(custom.ExpectDatesInOrder(column_list=["record_decision_date", "effective_date"],
+                                  meta={"reason": "dates_out_of_order"},
+                                  description="a change takes effect on or after the record's decision"))
+    add(custom.ExpectDatesInOrder(column_list=["new_decision_date", "new_publicity_end_date"],
+                                  meta={"reason": "dates_out_of_order"},
+                                  description="a corrected publicity end is not before the corrected decision"))
     add(custom.ExpectDateNotAfterDelivery(column_list=["effective_date", "delivered_on"], as_of=as_of,
                                           meta={"reason": "future_date"}))
     add(custom.ExpectRecordsToBeFirstOccurrence(column_list=["change_key", "seen_before"],

@@ -33,20 +33,17 @@ def build_suite(catalogue, as_of: str) -> gx.ExpectationSuite:
         column="subject_type", value_set=SUBJECT_TYPES, meta={"reason": "bad_subject_type"}))
     add(custom.ExpectColumnValuesToBeValidUscc(column="uscc", meta={"reason": "invalid_uscc"}))
     add(custom.ExpectColumnValuesToBeValidResidentId(column="id_number", meta={"reason": "invalid_id_number"}))
-    sp = catalogue.doc["simplified_procedure"]
-    add(custom.ExpectPenaltiesNotSimplifiedProcedure(
-        column_list=["item_code", "subject_type", "penalty_category", "amount_yuan", "bad_values"],
-        penalty_items=PENALTY_ITEMS, natural_max_yuan=float(sp["natural_person_max_fine_yuan"]),
-        organisation_max_yuan=float(sp["organisation_max_fine_yuan"]),
-        categories_only=list(sp["categories_only"]), meta={"reason": "simplified_procedure"}))
     add(custom.ExpectDateNotAfterDelivery(
         column_list=["decision_date", "delivered_on"], as_of=as_of, meta={"reason": "future_date"}))
     add(custom.ExpectDatesInOrder(
         column_list=["decision_date", "publicity_end_date"], meta={"reason": "publicity_before_decision"}))
     add(custom.ExpectDatesInOrder(
         column_list=["registered_date", "decision_date"], meta={"reason": "before_registration"}))
+    add(custom.ExpectDatesInOrder(
+        column_list=["decision_date", "removal_date"], meta={"reason": "removal_before_listing"},
+        description="a listing is not removed before it was published"))
     add(custom.ExpectPublicityWithinCatalogueBounds(
-        column_list=["item_code", "decision_date", "publicity_end_date"],
+        column_list=["item_code", "decision_date", "publicity_end_date", "grade"],
         item_severity={i["code"]: i["severity"] for i in items if i.get("publicity") == "rules"},
         fixed_months={i["code"]: int(i["publicity"]["months"]) for i in items if isinstance(i.get("publicity"), dict)},
         rules=[{"effective_from": str(r["effective_from"]), "severity": sev,

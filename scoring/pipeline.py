@@ -27,6 +27,7 @@ from scoring.common.config import canonical_json, content_hash
 from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate
 from scoring.evaluation.evaluate import Policy
+from scoring.evaluation.objections import objections_of_the_night
 from scoring.history.inputs import load_inputs
 from scoring.history.runlock import run_lock
 from scoring.history.store import (
@@ -234,15 +235,16 @@ def gate(ctx: RunContext) -> dict:
     # reading it grows with the province; scoring reads what it needs).
     anything = any(len(staged[n]) for n in ("stg_record", "stg_entity", "stg_change"))
     stored_ent = store.read_batches(prior["entities"]) if anything else pd.DataFrame()
-    stored_rec = (store.read_batches(prior["records"], columns=["record_key", "item_code", "decision_date"])
+    stored_rec = (store.read_batches(prior["records"], columns=[
+        "record_key", "content_sha", "item_code", "decision_date", "grade", "provider", "penalty_category"])
                   if anything else pd.DataFrame())
-    stored_chg = store.read_batches(prior["changes"], columns=["change_key"]) if anything else pd.DataFrame()
+    stored_chg = (store.read_batches(prior["changes"], columns=["record_key", "op", "effective_date", "change_key"])
+                  if anything else pd.DataFrame())
     corrections = set(files.loc[files["message"].fillna("").str.startswith("correction of"), "path"])
 
     verdicts = qg.validate_staged(quality.gx_context(rdir / "gx") if anything else None,
                                   staged["stg_record"], staged["stg_entity"],
-                                  staged["stg_change"], stored_ent, stored_rec,
-                                  set(stored_chg["change_key"]) if len(stored_chg) else set(),
+                                  staged["stg_change"], stored_ent, stored_rec, stored_chg,
                                   cat, ctx.as_of.isoformat(), ctx.run_id, say=ctx.say, corrections=corrections)
     quar = qg.build_quarantine(verdicts, staged["unparsed"],
                                lambda rows: raw_values(rdir / "staged" / "raw", raw_index, rows), ctx.run_id)
@@ -277,6 +279,7 @@ def gate(ctx: RunContext) -> dict:
     (rdir / "waivers.json").write_text(json.dumps(waived, ensure_ascii=False, indent=1, sort_keys=True))
     summary = {"run_id": ctx.run_id, "received": int(files["received"].sum()),
                "accepted": int(files["accepted"].sum()), "quarantined": int(files["quarantined"].sum()),
+               "simplified_excluded": int(files["simplified"].sum()),
                "hard_gates_failed": [f"{g.gate}:{g.scope}" for g in failed],
                "waived": [f"{w['gate']}:{s}" for w in waived for s in w["covered"]]}
     ctx.say(f"gate: {summary['accepted']:,} accepted, {summary['quarantined']:,} quarantined, "
@@ -304,6 +307,7 @@ def score(ctx: RunContext) -> dict:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
     ctx.say(f"score: {len(ent):,} registered entities, {len(rec):,} records known by {ctx.knowledge_cutoff}")
     results = evaluate.evaluate_inputs(ent, rec, chg, cat, pol, ctx.as_of)
+    write_parquet(rdir / "objections.parquet", objections_of_the_night(rec, chg, ctx.as_of))
     t_score = time.perf_counter() - t0
     v = quality.validate_table(quality.gx_context(rdir / "gx"), "entity_score", results, cat,
                                ctx.as_of.isoformat(), ctx.run_id, with_docs=True)

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -94,7 +95,9 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
     causes = pd.DataFrame()
     if mode == "as-known-now" and len(diff):
         original_ids = {b["batch_id"] for b in manifest["input_batches"]}
-        causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"])
+        orig = [b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"]
+        had = set(store.read_batches(orig, columns=["record_key"])["record_key"]) if orig else set()
+        causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"], had)
     folder = store.home / "audits" / run_id / mode
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rerun.json").write_text(json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True))
@@ -118,22 +121,28 @@ def diff_results(stored: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def explain_causes(diff: pd.DataFrame, rec: pd.DataFrame, chg: pd.DataFrame, original_ids: set, as_of) -> pd.DataFrame:
-    """Records and changes learned after the original run that touch each changed entity."""
+def explain_causes(diff: pd.DataFrame, rec: pd.DataFrame, chg: pd.DataFrame, original_ids: set, as_of,
+                   had: set = frozenset()) -> pd.DataFrame:
+    """Records and changes learned after the original run that touch each changed entity (``had``:
+    the record keys the original run knew, so a new version of one is a re-delivery)."""
     changed = set(diff["uscc"])
     parts = []
     if len(rec):
         late = rec[~rec["batch_id"].isin(original_ids) & rec["uscc"].isin(changed)]
         late = late[pd.to_datetime(late["decision_date"]) <= pd.Timestamp(as_of)]
-        parts.append(pd.DataFrame({"uscc": late["uscc"], "cause": "late_delivery", "record_key": late["record_key"],
+        # A new version of a record already known (a provider's correction, a listing's removal)
+        # is a re-delivery, not a late one.
+        cause = np.where(late["record_key"].isin(had), "redelivery", "late_delivery")
+        parts.append(pd.DataFrame({"uscc": late["uscc"], "cause": cause, "record_key": late["record_key"],
                                    "item_code": late["item_code"], "effective_date": late["decision_date"],
                                    "known_from": late["known_from"], "source": late["source_file"] + ":" +
                                    late["line_no"].astype(str)}))
     if len(chg):
         new = chg[~chg["batch_id"].isin(original_ids) & chg["subject_code"].isin(changed)]
         parts.append(pd.DataFrame({"uscc": new["subject_code"], "cause": new["op"].map(
-            {"correct": "correction", "revoke": "revocation", "objection": "objection",
-             "objection_closed": "objection_closed", "repair": "repair"}), "record_key": new["record_key"],
+            {"correct": "correction", "revoke": "revocation", "objection_filed": "objection_filed",
+             "objection": "objection", "objection_closed": "objection_closed", "repair": "repair"}),
+            "record_key": new["record_key"],
             "item_code": new["item_code"], "effective_date": new["effective_date"], "known_from": new["known_from"],
             "source": new["source_file"] + ":" + new["line_no"].astype(str)}))
     if not parts:

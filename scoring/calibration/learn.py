@@ -30,11 +30,10 @@ from scoring.common.plots import use_cjk_font
 from scoring.evaluation.evaluate import (
     DAYS_PER_MONTH,
     NA_DAY,
-    PUB_KINDS,
     Policy,
-    add_months_by_table,
     day_numbers,
     item_table,
+    publicity_until,
 )
 from scoring.history.inputs import load_inputs
 from scoring.history.store import artifacts
@@ -120,21 +119,8 @@ def point_in_time_records(inspections: pd.DataFrame, records: pd.DataFrame, chan
     pairs = ins[["row", "uscc"]].merge(rec, on="uscc", how="inner")
     day = as_day[pairs["row"].to_numpy()]
     dec = day_numbers(pairs, "decision_date")
-    # Publicity under the rules in force on that day (two rule sets: before and from 2026-04-01).
-    until = np.full(len(pairs), NA_DAY, dtype=np.int32)
-    for rule in catalogue.doc["publicity_rules"]:
-        start = (pd.Timestamp(str(rule["effective_from"])) - pd.Timestamp("1970-01-01")).days
-        tab = item_table(catalogue, policy, str(rule["effective_from"]))
-        ii = pd.Categorical(pairs["item_code"], categories=tab["item_code"]).codes.astype(np.int16)
-        ii = np.where(ii < 0, 0, ii).astype(np.int16)
-        u = add_months_by_table(dec, ii, tab["months"].to_numpy())
-        kind = tab["pub_kind"].to_numpy()[ii]
-        given = day_numbers(pairs, "publicity_end_date")
-        shorter = (kind == PUB_KINDS.index("rules")) & (given != NA_DAY) & (given < u)
-        u[shorter] = given[shorter]
-        u[kind == PUB_KINDS.index("validity")] = day_numbers(pairs, "valid_to_date")[kind == PUB_KINDS.index("validity")]
-        u[kind == PUB_KINDS.index("none")] = NA_DAY
-        until = np.where(day >= start, u, until)
+    # Publicity under the period set in force on each record's decision date (as the engine does).
+    until = publicity_until(pairs, items, catalogue)
     # Valid time decides: a record counts if decided before the inspection day and still in force.
     # (Knowledge time cannot: the history before go-live was loaded in one backfill, so its
     # known_from is the load date. Everything used is known by the training cutoff.)

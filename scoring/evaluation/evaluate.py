@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
+from scoring.common.law import GRADES, months_table, period_sets
+from scoring.evaluation.objections import objection_calendar
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
 POLICY_HISTORY = CONFIG_DIR / "policy" / "history.yaml"
@@ -83,44 +85,81 @@ class Policy:
 
 # --------------------------------------------------------------------------- rights of the evaluated
 
+CORRECTABLE = {"new_decision_date": "decision_date", "new_publicity_end_date": "publicity_end_date",
+               "new_item_code": "item_code", "new_grade": "grade", "new_amount_yuan": "amount_yuan",
+               "new_removal_date": "removal_date"}
+
+
+def _by_key(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """``values`` (indexed by record key) looked up for each key; missing keys give NA. Works for
+    empty lookups of any dtype (Series.map with an empty datetime Series raises TypeError)."""
+    return values.reindex(keys.to_numpy()).to_numpy()
+
+
 def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.DataFrame:
     """Apply the corrections, revocations, objections and repairs known at the cutoff.
 
-    A revocation or correction applies from when we learned it (its presence in ``changes``, which
-    holds only what was known by the cutoff), whatever the as-of date; a repair applies from its
-    effective date; an objection is pending on the as-of date if its latest mark or closure
-    effective by then is a mark. Adds: status, corrected, repaired_date, objection_pending.
+    ``changes`` holds only what was known by the cutoff, so the as-known-then view is the old one.
+    A correction (Art. 38) replaces any field it carries -- item, grade, amount, dates, subject --
+    and a revocation withdraws the record, both from when they were learned, whatever the as-of
+    date; a repair applies from its date; an objection (Art. 39) follows its working-day calendar
+    (objections.objection_calendar): pending until decided, upheld without a correction withdraws
+    the record as of the decision, rejected lets it count again from the decision. Adds: status,
+    corrected, repaired_date, objection_pending, objection_state.
     """
-    as_of = pd.Timestamp(as_of)
     r = records.copy(deep=False)  # copy-on-write: the caller's frame is never modified
     r["status"] = "active"
     r["corrected"] = False
     r["repaired_date"] = pd.Series(pd.NaT, index=r.index, dtype="datetime64[s]")
     r["objection_pending"] = False
+    r["objection_state"] = pd.Series(pd.NA, index=r.index, dtype="string")
     if changes is None or changes.empty or r.empty:
         return r
     order = [c for c in ("known_from", "batch_id", "source_file", "line_no") if c in changes.columns]
     ch = changes.sort_values(order, kind="stable")
     key = r["record_key"]
     r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = "revoked"
-    cor = ch[ch["op"] == "correct"].drop_duplicates("record_key", keep="last").set_index("record_key")
+    cor = ch[ch["op"] == "correct"]
     if len(cor):
-        for col, new in (("decision_date", "new_decision_date"), ("publicity_end_date", "new_publicity_end_date")):
-            v = pd.to_datetime(key.map(cor[new]))
-            r[col] = pd.to_datetime(r[col]).where(v.isna(), v).astype("datetime64[s]")
-        r["corrected"] = key.isin(cor.index).to_numpy()
+        for new, col in CORRECTABLE.items():
+            if new not in cor:
+                continue
+            latest = cor[cor[new].notna()].drop_duplicates("record_key", keep="last").set_index("record_key")[new]
+            if latest.empty:
+                continue
+            v = pd.Series(_by_key(latest, key), index=r.index)
+            if col.endswith("_date"):
+                old = pd.to_datetime(r[col]) if col in r else pd.Series(pd.NaT, index=r.index)
+                r[col] = old.where(v.isna(), pd.to_datetime(v)).astype("datetime64[s]")
+            else:
+                old = r[col] if col in r else pd.Series(pd.NA, index=r.index, dtype=v.dtype)
+                r[col] = old.where(v.isna(), v)
+        if "new_subject_code" in cor:
+            latest = cor[cor["new_subject_code"].notna()].drop_duplicates("record_key", keep="last")
+            v = pd.Series(_by_key(latest.set_index("record_key")["new_subject_code"], key), index=r.index,
+                          dtype="string")
+            person = v.str.fullmatch(r"\d{17}[\dX]").fillna(False) & (r["subject_type"] == "natural").fillna(False)
+            r["uscc"] = r["uscc"].astype("string").where(v.isna() | person, v)
+            if "id_number" in r:
+                r["id_number"] = r["id_number"].astype("string").where(~person, v)
+        r["corrected"] = key.isin(set(cor["record_key"])).to_numpy()
     rep = ch[ch["op"] == "repair"].groupby("record_key")["effective_date"].min()
-    r["repaired_date"] = pd.to_datetime(key.map(rep)).astype("datetime64[s]")
-    obj = ch[ch["op"].isin(["objection", "objection_closed"]) & (pd.to_datetime(ch["effective_date"]) <= as_of)]
-    last = obj.sort_values(["effective_date"], kind="stable").drop_duplicates("record_key", keep="last")
-    r["objection_pending"] = key.isin(set(last.loc[last["op"] == "objection", "record_key"])).to_numpy()
+    r["repaired_date"] = pd.to_datetime(pd.Series(_by_key(pd.to_datetime(rep), key), index=r.index)
+                                        ).astype("datetime64[s]")
+    cal = objection_calendar(ch, as_of).set_index("record_key")
+    if len(cal):
+        state = pd.Series(_by_key(cal["state"], key), index=r.index, dtype="string")
+        r["objection_state"] = state
+        r["objection_pending"] = state.isin(["pending", "overdue"]).to_numpy()
+        withdrawn = (state == "upheld").fillna(False).to_numpy() & ~r["corrected"].to_numpy(dtype=bool)
+        r.loc[withdrawn & (r["status"] == "active").to_numpy(), "status"] = "objection_upheld"
     return r
 
 
 # --------------------------------------------------------------------------- which records count
 
-EXCLUSION_ORDER = ("not_yet_decided", "superseded", "revoked", "repaired", "objection_pending",
-                   "expired", "not_scored_item", "not_an_entity")
+EXCLUSION_ORDER = ("not_yet_decided", "superseded", "revoked", "objection_upheld", "removed_from_list", "repaired",
+                   "objection_pending", "expired", "not_scored_item", "not_an_entity")
 PUB_KINDS = ("none", "rules", "fixed", "listed", "validity")
 
 
@@ -165,9 +204,10 @@ def item_table(catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
         sev = spec.get("severity", "none")
         months = {"rules": rules[sev]["max_months"] if sev in rules else 0,
                   "fixed": pub["months"] if isinstance(pub, dict) else 0,
-                  "listed": spec.get("listing_max_months") or 1200}.get(kind, 0)
+                  "listed": spec.get("listing_max_months") or 1200}.get(kind, 0)  # no term: 100 years
         p = pol.loc[code] if code in pol.index else None
         rows.append({"item_code": code, "pub_kind": PUB_KINDS.index(kind), "months": int(months),
+                     "grade": GRADES.index(sev) if sev in GRADES else -1,
                      "scored": p is not None, "points": float(p["points"]) if p is not None else 0.0,
                      "half_life_months": float(p["half_life_months"]) if p is not None else np.nan,
                      "dim": dims.get(p["dimension"], -1) if p is not None else -1,
@@ -201,23 +241,54 @@ def _to_dates(days: np.ndarray) -> np.ndarray:
     return out
 
 
-def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of) -> dict[str, np.ndarray]:
+def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catalogue,
+                    _item_idx: np.ndarray | None = None, _dec: np.ndarray | None = None) -> np.ndarray:
+    """The day each record stops being published (int32 days; NA_DAY = no end).
+
+    Rule-governed records: the maximum for the record's grade (its own, else the item's) under the
+    period set in force on its DECISION date; a shorter end the provider gives wins. Listings: the
+    end the source gives (or the catalogue's maximum for the list), never an invented term.
+    Licences: their validity. Shared by the engine and calibration."""
+    item_idx = (pd.Categorical(records["item_code"], categories=items["item_code"]).codes.astype(np.int16)
+                if _item_idx is None else _item_idx)
+    known = item_idx >= 0
+    ii = np.where(known, item_idx, 0).astype(np.int16)
+    pub_kind = np.where(known, items["pub_kind"].to_numpy(dtype=np.int8)[ii], 0).astype(np.int8)
+    dec = day_numbers(records, "decision_date") if _dec is None else _dec
+    until = add_months_by_table(dec, ii, items["months"].to_numpy())
+    rules = pub_kind == PUB_KINDS.index("rules")
+    if rules.any():
+        rows = np.flatnonzero(rules)
+        grade = items["grade"].to_numpy()[ii[rows]]
+        if "grade" in records:
+            own = pd.Categorical(records["grade"].to_numpy()[rows], categories=list(GRADES)).codes
+            grade = np.where(own >= 0, own, grade)
+        grade = np.where(grade >= 0, grade, GRADES.index("general"))
+        starts = np.array([(pd.Timestamp(str(r["effective_from"])) - pd.Timestamp("1970-01-01")).days
+                           for r in period_sets(catalogue.doc)])
+        set_idx = np.clip(np.searchsorted(starts, dec[rows], side="right") - 1, 0, len(starts) - 1)
+        group = (set_idx * len(GRADES) + grade).astype(np.int64)
+        until[rows] = add_months_by_table(dec[rows], group, months_table(catalogue.doc).reshape(-1))
+    given = day_numbers(records, "publicity_end_date")
+    listed = pub_kind == PUB_KINDS.index("listed")
+    shorter = (rules | listed) & (given != NA_DAY) & (given < until)
+    until[shorter] = given[shorter]
+    validity = pub_kind == PUB_KINDS.index("validity")
+    until[validity] = day_numbers(records, "valid_to_date")[validity]
+    until[pub_kind == PUB_KINDS.index("none")] = NA_DAY
+    return until
+
+
+def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
+              catalogue: Catalogue) -> dict[str, np.ndarray]:
     """The engine behind classify_records: int arrays only, no copies of the frame."""
     as_day = np.int32((pd.Timestamp(as_of).normalize() - pd.Timestamp("1970-01-01")).days)
     n = len(records)
     item_idx = pd.Categorical(records["item_code"], categories=items["item_code"]).codes.astype(np.int16)
     known = item_idx >= 0
     ii = np.where(known, item_idx, 0).astype(np.int16)
-    pub_kind = np.where(known, items["pub_kind"].to_numpy(dtype=np.int8)[ii], 0).astype(np.int8)
     dec = day_numbers(records, "decision_date")
-    until = add_months_by_table(dec, ii, items["months"].to_numpy())
-    given = day_numbers(records, "publicity_end_date")
-    shorter = (pub_kind == PUB_KINDS.index("rules")) & (given != NA_DAY) & (given < until)
-    until[shorter] = given[shorter]
-    del given, shorter
-    validity = pub_kind == PUB_KINDS.index("validity")
-    until[validity] = day_numbers(records, "valid_to_date")[validity]
-    until[pub_kind == PUB_KINDS.index("none")] = NA_DAY
+    until = publicity_until(records, items, catalogue, _item_idx=item_idx, _dec=dec)
 
     def is_(col, value):
         return (records[col] == value).fillna(False).to_numpy(dtype=bool) if col in records else np.zeros(n, bool)
@@ -230,9 +301,14 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of)
         r = day_numbers(records, "repaired_date")
         return (r != NA_DAY) & (r <= as_day)
 
+    def removed():
+        r = day_numbers(records, "removal_date")
+        return (r != NA_DAY) & (r <= as_day)
+
     conditions = [
         lambda: (dec == NA_DAY) | (dec > as_day), lambda: is_("status", "superseded"),
-        lambda: is_("status", "revoked"), repaired, lambda: pending & suspend,
+        lambda: is_("status", "revoked"), lambda: is_("status", "objection_upheld"), removed,
+        repaired, lambda: pending & suspend,
         lambda: (until != NA_DAY) & (until <= as_day),
         lambda: ~(known & items["scored"].to_numpy(dtype=bool)[ii]),
         lambda: (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool),
@@ -262,7 +338,7 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
     Adds: counts, excluded_because, publicity_until (under the rules in force on the as-of date:
     Art. 37; NDRC Order 36 from 2026-04-01), weight (time decay) and points.
     """
-    a = _classify(records, item_table(catalogue, policy, as_of), policy, as_of)
+    a = _classify(records, item_table(catalogue, policy, as_of), policy, as_of, catalogue)
     r = records.copy(deep=False)
     names = np.array(EXCLUSION_ORDER, dtype=object)
     r["excluded_because"] = pd.Series(np.where(a["excluded"] >= 0, names[np.clip(a["excluded"], 0, None)], None),
@@ -353,7 +429,7 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     n_ent = len(ent)
     items = item_table(catalogue, policy, as_of)
     n_items = len(items)
-    a = _classify(records, items, policy, as_of)
+    a = _classify(records, items, policy, as_of, catalogue)
     # Entity positions only for the rows that matter: counting records and pending objections.
     need = np.flatnonzero(a["counts"] | a["objection"])
     e_need = positions(records["uscc"], ent["uscc"], need)

@@ -267,7 +267,13 @@ class Store:
             data = path.read_bytes()
             if sha256_bytes(data) != b["sha256"]:
                 raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
-            t = pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
+            cols = columns
+            if columns is not None:  # older batches may lack newer columns: read what is there
+                names = set(pq.read_schema(io.BytesIO(data)).names)
+                cols = [c for c in columns if c in names]
+            t = pq.read_table(io.BytesIO(data), columns=cols).to_pandas()
+            if columns is not None:
+                t = t.reindex(columns=columns)
             frames.append(t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"])))
         if not frames:
             return pd.DataFrame()

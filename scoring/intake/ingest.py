@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scoring.common import codes
+from scoring.common import codes, law
 from scoring.common.catalogue import Catalogue
 from scoring.intake.layouts import Layout, match_header
 from scoring.intake.readers import (DEFAULT_LIMITS, ReaderLimits, UnusableFile, check_bytes, check_header, decode,
@@ -232,7 +232,8 @@ STG_RECORD_COLUMNS = [
     "item_code", "subject_type", "subject_name", "uscc", "id_number",
     "legal_rep_name", "legal_rep_id_number", "doc_number", "penalty_category",
     "amount_yuan", "decision_date", "publicity_end_date", "valid_to_date",
-    "authority_name", "inspection_result", "bad_values",
+    "authority_name", "inspection_result", "grade", "grade_basis", "removal_date", "removal_reason",
+    "bad_values",
 ]
 STG_ENTITY_COLUMNS = [
     "source_file", "line_no", "provider", "delivered_on", "uscc", "subject_name", "entity_type",
@@ -272,6 +273,27 @@ def record_key(stg: pd.DataFrame) -> pd.Series:
     """A record's identity: its decision document number and its subject (USCC, ID number or name)."""
     subject = stg["uscc"].fillna(stg["id_number"]).fillna(stg["subject_name"])
     return (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
+
+
+RECORD_CONTENT = ["item_code", "subject_type", "subject_name", "uscc", "id_number", "penalty_category",
+                  "amount_yuan", "decision_date", "publicity_end_date", "valid_to_date", "authority_name",
+                  "inspection_result", "grade", "removal_date", "removal_reason"]
+
+
+def record_content_hash(stg: pd.DataFrame) -> pd.Series:
+    """A 64-bit hash of what a record says (not where it came from): equal for a resend, different
+    for a re-delivery that corrects it."""
+    cols = stg.reindex(columns=RECORD_CONTENT)
+    text = {}
+    for c in RECORD_CONTENT:
+        v = cols[c]
+        if c.endswith("_date"):
+            v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
+        elif c == "amount_yuan":
+            v = pd.to_numeric(v, errors="coerce").round(2).map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
+        text[c] = v.astype("string").fillna("")
+    joined = pd.DataFrame(text, index=stg.index).agg("\x1f".join, axis=1) if len(stg) else pd.Series([], dtype=str)
+    return pd.util.hash_pandas_object(joined, index=False).astype("uint64")
 
 
 def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> pd.DataFrame:
@@ -314,7 +336,10 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
     out["inspection_result"] = clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
 
     for src, dst in (("decision_date", "decision_date"), ("publicity_end", "publicity_end_date"),
-                     ("valid_to", "valid_to_date")):
+                     ("listing_end", "publicity_end_date"), ("valid_to", "valid_to_date"),
+                     ("removal_date", "removal_date")):
+        if src not in f and dst in out:
+            continue  # two sources of one column (a listing's end is its publicity end)
         if src in f:
             d, d_bad = parse_dates(f[src])
             note_bad(d_bad, src)
@@ -322,16 +347,21 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
             d = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]")
         out[dst] = d
 
+    out["removal_reason"] = clean_text(f["removal_reason"]) if "removal_reason" in f else pd.NA
+    out["grade"] = pd.Series(pd.NA, index=f.index, dtype="string")
+    out["grade_basis"] = pd.Series(pd.NA, index=f.index, dtype="string")
     if lay == "sgs_penalty":
         fine, fine_bad = parse_amounts(f["fine_wan_yuan"], _max_amount(cat) / 10_000)
         note_bad(fine_bad, "fine_wan_yuan")
         out["amount_yuan"] = (fine * 10_000).round(2)
-        sev = cat.doc["penalty_severity"]
-        pat = "|".join(map(re.escape, sev["severe_categories"]))
-        severe = out["penalty_category"].str.contains(pat, regex=True).fillna(False) | \
-            (out["amount_yuan"] >= float(sev["severe_fine_yuan"])).fillna(False)
-        out["item_code"] = pd.Series(np.where(severe, "PENALTY_SEVERE", "PENALTY_GENERAL"), index=f.index,
-                                     dtype="string")
+        # Graded by procedure and penalty type under the rules in force on the decision date;
+        # "simplified" rows are excluded by the gate (Art. 18), not quarantined.
+        graded = law.grade_penalties(out.assign(procedure=clean_text(f["procedure"]),
+                                                provider_grade=clean_text(f["provider_grade"]),
+                                                bad_values=bad), cat.doc)
+        out["grade"], out["grade_basis"] = graded["grade"], graded["grade_basis"]
+        out["item_code"] = pd.Series(np.where(graded["grade"] == "severe", "PENALTY_SEVERE", "PENALTY_GENERAL"),
+                                     index=f.index, dtype="string")
     elif lay == "credit_record":
         amt, amt_bad = parse_amounts(f["amount_yuan"], _max_amount(cat))
         note_bad(amt_bad, "amount_yuan")
@@ -358,7 +388,7 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
         else:
             raise ValueError(f"stage_records: layout {lay} is not a record layout")
     out["bad_values"] = bad.mask(bad == "", pd.NA)
-    for c in ("uscc", "id_number", "legal_rep_name", "legal_rep_id_number"):
+    for c in ("uscc", "id_number", "legal_rep_name", "legal_rep_id_number", "removal_reason"):
         out[c] = out[c].astype("string")
     assert len(out) == n
     return out[STG_RECORD_COLUMNS].reset_index(drop=True)
@@ -385,12 +415,16 @@ def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     return out[STG_ENTITY_COLUMNS].reset_index(drop=True)
 
 
-CHANGE_OPS = {"更正": "correct", "撤销": "revoke", "异议标注": "objection", "异议办结": "objection_closed",
+CHANGE_OPS = {"更正": "correct", "撤销": "revoke", "异议申请": "objection_filed", "异议受理": "objection_filed",
+              "异议标注": "objection", "异议办结": "objection_closed", "异议处理": "objection_closed",
               "信用修复": "repair"}
 STG_CHANGE_COLUMNS = [
     "source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code", "item_code",
-    "effective_date", "result", "new_decision_date", "new_publicity_end_date", "record_key", "bad_values",
+    "effective_date", "result", "new_decision_date", "new_publicity_end_date", "new_item_code", "new_grade",
+    "new_amount_yuan", "new_subject_code", "new_removal_date", "assisted", "record_key", "bad_values",
 ]
+GRADE_WORDS = {"轻微": "minor", "轻微失信": "minor", "一般": "general", "一般失信": "general",
+               "严重": "severe", "严重失信": "severe"}
 
 
 def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
@@ -405,11 +439,21 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     out["item_code"] = clean_text(f["item_code"]).str.upper()
     bad = pd.Series("", index=f.index, dtype="string")
     for col, src in (("effective_date", "effective_date"), ("new_decision_date", "new_decision_date"),
-                     ("new_publicity_end_date", "new_publicity_end")):
+                     ("new_publicity_end_date", "new_publicity_end"), ("new_removal_date", "new_removal_date")):
         d, d_bad = parse_dates(f[src])
         out[col] = d
         bad = bad.where(~d_bad, bad + col + ";")
     out["result"] = clean_text(f["result"])
+    out["new_item_code"] = clean_text(f["new_item_code"]).str.upper()
+    grade_text = clean_text(f["new_grade"])
+    out["new_grade"] = grade_text.map(GRADE_WORDS, na_action="ignore").astype("string")
+    bad = bad.where(~(grade_text.notna() & out["new_grade"].isna()), bad + "new_grade;")
+    amt, amt_bad = parse_amounts(f["new_amount_yuan"])
+    out["new_amount_yuan"] = amt
+    bad = bad.where(~amt_bad, bad + "new_amount_yuan;")
+    out["new_subject_code"] = codes.normalise_code(f["new_subject_code"]).astype("string")
+    assisted = clean_text(f["assisted"])
+    out["assisted"] = assisted.isin(["是", "需要", "Y", "y", "1", "true", "True"]).to_numpy(dtype=bool)
     out["record_key"] = (out["doc_number"].fillna("") + "|" + out["subject_code"].fillna("")).astype("string")
     out["bad_values"] = bad.mask(bad == "", pd.NA)
     return out[STG_CHANGE_COLUMNS].reset_index(drop=True)

@@ -60,6 +60,10 @@ PENALTY = Layout(
         "source_unit": ("数据来源单位",),
         "source_unit_uscc": ("数据来源单位统一社会信用代码",),
         "remarks": ("备注",),
+        # Optional, sent by some providers (not in every 双公示 variant): the procedure and the
+        # provider's own dishonesty grade. They decide the grade when present.
+        "procedure": ("适用程序", "处罚程序", "程序类型"),
+        "provider_grade": ("失信严重程度", "失信行为严重程度", "失信程度"),
     },
     required=("subject_name", "doc_number", "decision_date", "penalty_category"),
     signature=("doc_number", "penalty_category"),
@@ -109,6 +113,12 @@ DISHONEST = Layout(
         "decision_date": ("发布时间",),
         "performed_part": ("已履行部分",),
         "unperformed_part": ("未履行部分",),
+        # The listing's life, where the court's export carries it: an end the court set, and the
+        # removal (删除/屏蔽/撤销) with its date and reason (on performance, on error, on a
+        # successful objection, at the end of the term).
+        "listing_end": ("失信期限届满日期", "惩戒期限届满日期", "失信截止日期"),
+        "removal_date": ("撤销日期", "删除日期", "屏蔽日期", "移除日期", "退出日期"),
+        "removal_reason": ("撤销原因", "删除原因", "屏蔽原因", "移除原因", "退出原因"),
     },
     required=("subject_name", "subject_code", "doc_number", "decision_date"),
     signature=("subject_code", "circumstances"),
@@ -124,12 +134,15 @@ CREDIT_RECORD = Layout(
         "id_number": ("身份证号码",),
         "legal_rep_name": ("法定代表人",),
         "doc_number": ("文书编号",),
-        "decision_date": ("认定日期",),
-        "publicity_end": ("公示截止日期",),
+        "decision_date": ("认定日期", "列入日期", "列入名单日期"),
+        "publicity_end": ("公示截止日期", "列入期限届满日期"),
         "amount_yuan": ("金额（元）", "金额"),
         "authority_name": ("认定机关",),
         "source_unit": ("数据来源单位",),
         "remarks": ("备注",),
+        # A severe-dishonesty listing's removal, where the list export carries it.
+        "removal_date": ("移出日期", "移出名单日期"),
+        "removal_reason": ("移出原因", "移出名单原因"),
     },
     required=("item_code", "subject_name", "doc_number", "decision_date"),
     signature=("item_code", "doc_number"),
@@ -181,6 +194,14 @@ CHANGES = Layout(
         "result": ("处理结果",),
         "new_decision_date": ("更正后认定日期",),
         "new_publicity_end": ("更正后公示截止日期",),
+        # Art. 38: a correction may change any field of the record.
+        "new_item_code": ("更正后信息项编码",),
+        "new_grade": ("更正后失信严重程度",),
+        "new_amount_yuan": ("更正后金额（元）", "更正后金额"),
+        "new_subject_code": ("更正后统一社会信用代码/身份证号码", "更正后统一社会信用代码"),
+        "new_removal_date": ("更正后移出日期", "更正后撤销日期"),
+        # Art. 39: an objection that needs another unit's help has 7 working days, not 3.
+        "assisted": ("需协助核查", "协助核查"),
         "remarks": ("说明",),
         "source_unit": ("数据来源单位",),
     },

@@ -1,5 +1,5 @@
 """Gate decisions: staged rows through their GX suites, quarantine assembled with reasons,
-reconciliation per file (received = accepted + quarantined) and the batch gates that decide
+reconciliation per file (received = accepted + quarantined + excluded) and the batch gates that decide
 whether a night may go on. Pure functions over frames; the pipeline reads and writes around them.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pandas as pd
 from scoring.common.catalogue import Catalogue
 from scoring.common.frames import concat_frames
 from scoring.intake.deliveries import MISSING_COLUMNS
-from scoring.intake.ingest import record_key
+from scoring.common.law import SIMPLIFIED, SIMPLIFIED_REASON
+from scoring.intake.ingest import record_content_hash, record_key
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.freshness import gate_feeds_present
@@ -22,7 +23,8 @@ from scoring.quality.validate import GateResult
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
 CHANGE_COLUMNS = ["source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code",
                   "item_code", "effective_date", "result", "new_decision_date", "new_publicity_end_date",
-                  "record_key", "change_key"]
+                  "new_item_code", "new_grade", "new_amount_yuan", "new_subject_code", "new_removal_date",
+                  "assisted", "record_key", "change_key"]
 
 
 @dataclass
@@ -33,6 +35,9 @@ class StagedVerdicts:
     changes: pd.DataFrame
     reasons: dict[str, pd.Series] = field(default_factory=dict)
     validations: dict[str, quality.Verdicts] = field(default_factory=dict)
+    # Rows that are not public credit information at all (simplified procedure, Art. 18): neither
+    # accepted nor quarantined, kept with their reason and counted.
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source_file", "provider", "reason"]))
 
     def tables(self):
         return (("records", self.records), ("entities", self.entities), ("changes", self.changes))
@@ -43,7 +48,7 @@ class StagedVerdicts:
 
 
 def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_chg: pd.DataFrame,
-                    stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_change_keys: set,
+                    stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_changes: pd.DataFrame,
                     cat: Catalogue, as_of: str, run_id: str,
                     say: Callable[[str], None] = lambda _m: None, corrections: set | frozenset = frozenset()
                     ) -> StagedVerdicts:
@@ -54,7 +59,8 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
     stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
     out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
     empty = pd.Series([], dtype="string")
-    stored_keys = set(stored_rec["record_key"]) if len(stored_rec) else set()
+    if len(stored_rec):  # the latest stored version of each record
+        stored_rec = stored_rec.drop_duplicates("record_key", keep="last")
 
     if len(stg_ent):
         stg_ent["seen_before"] = False
@@ -71,8 +77,24 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
                      else pd.DataFrame(columns=["uscc", "registered_date"])],
                     ignore_index=True).drop_duplicates("uscc", keep="last")
     if len(stg_rec):
+        simple = (stg_rec["grade"] == SIMPLIFIED).fillna(False).to_numpy(dtype=bool) if "grade" in stg_rec \
+            else np.zeros(len(stg_rec), dtype=bool)
+        out.excluded = stg_rec[simple].assign(reason=SIMPLIFIED_REASON).reset_index(drop=True)
+        stg_rec = stg_rec[~simple].reset_index(drop=True)
+    if len(stg_rec):
         stg_rec["record_key"] = record_key(stg_rec)
-        stg_rec["seen_before"] = stg_rec["record_key"].isin(stored_keys) & ~stg_rec["source_file"].isin(corrections)
+        # Seen before = the same record saying the same thing (a resend). A re-delivery that changes
+        # it (item, grade, dates, a listing's removal) is a new version from its knowledge date.
+        stg_rec["content_sha"] = record_content_hash(stg_rec)
+        stg_rec["seen_before"] = False
+        if len(stored_rec):
+            same = stored_rec.set_index("record_key")["content_sha"] if "content_sha" in stored_rec \
+                else pd.Series(np.nan, index=stored_rec["record_key"])
+            prior = pd.Series(same.reindex(stg_rec["record_key"].to_numpy()).to_numpy(), index=stg_rec.index)
+            # (batches stored before content hashes existed: a resend is judged by its key alone)
+            stg_rec["seen_before"] = (stg_rec["record_key"].isin(same.index)
+                                      & (prior.isna() | (prior == stg_rec["content_sha"]))).astype(bool)
+        stg_rec["seen_before"] &= ~stg_rec["source_file"].isin(corrections)
         reg_map = reg.set_index("uscc")["registered_date"] if len(reg) else pd.Series(dtype="datetime64[s]")
         stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype("datetime64[s]")
         say(f"gate: validating {len(stg_rec):,} record rows (suite stg_record)")
@@ -83,10 +105,11 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
         out.reasons["records"] = empty
 
     if len(stg_chg):
-        known = pd.concat([stored_rec[["record_key", "item_code", "decision_date"]] if len(stored_rec) else None,
-                           stg_rec.loc[out.reasons["records"] == "", ["record_key", "item_code", "decision_date"]]
-                           if len(stg_rec) else None]).drop_duplicates("record_key", keep="last")
-        stg_chg = annotate_changes(stg_chg, known, cat, stored_change_keys)
+        ref_cols = ["record_key", "item_code", "decision_date", "grade", "provider", "penalty_category"]
+        known = pd.concat([stored_rec.reindex(columns=ref_cols) if len(stored_rec) else None,
+                           stg_rec.loc[out.reasons["records"] == "", ref_cols] if len(stg_rec) else None]
+                          ).drop_duplicates("record_key", keep="last")
+        stg_chg = annotate_changes(stg_chg, known, cat, stored_changes)
         stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)
         say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
         out.validations["changes"] = quality.validate_table(gx_ctx, "stg_change", stg_chg, cat, as_of, run_id,
@@ -118,14 +141,16 @@ def build_quarantine(verdicts: StagedVerdicts, unparsed: pd.DataFrame,
 
 
 def reconcile_files(files: pd.DataFrame, verdicts: StagedVerdicts, quar: pd.DataFrame) -> pd.DataFrame:
-    """The night's files with accepted and quarantined counts per file."""
+    """The night's files with accepted, quarantined and simplified-procedure (excluded) counts per file."""
     acc_counts = pd.concat([stg.loc[verdicts.reasons[t] == "", "source_file"] if len(stg) else pd.Series(dtype=str)
                             for t, stg in (("records", verdicts.records), ("entities", verdicts.entities),
                                            ("changes", verdicts.changes))]).value_counts()
     q_counts = quar["path"].value_counts()
+    x_counts = verdicts.excluded["source_file"].value_counts() if len(verdicts.excluded) else pd.Series(dtype=int)
     files = files.copy()
     files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
     files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
+    files["simplified"] = files["path"].map(x_counts).fillna(0).astype(int)
     return files
 
 
@@ -136,18 +161,23 @@ def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVer
     for f in files.itertuples():
         if f.status == "rejected":
             continue
-        excluded = int(getattr(f, "excluded", 0) or 0)
-        balanced = f.received == f.accepted + f.quarantined + excluded
+        excluded = int(getattr(f, "excluded", 0) or 0)      # repeats of an earlier delivery
+        simplified = int(getattr(f, "simplified", 0) or 0)  # not public credit information (Art. 18)
+        balanced = f.received == f.accepted + f.quarantined + excluded + simplified
         gates.append(GateResult("reconciliation", f.path, True, balanced,
-                                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}",
-                                threshold="received = accepted + quarantined + excluded (repeats)",
+                                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}+{simplified}",
+                                threshold="received = accepted + quarantined + excluded (repeats) "
+                                          "+ simplified procedure",
                                 message="" if balanced else "rows unaccounted for"))
+        if simplified:  # counted and reported, never a bad row
+            gates.append(GateResult("excluded_simplified_procedure", f.path, False, True, observed=str(simplified),
+                                    threshold="not public credit information", message=SIMPLIFIED_REASON))
         if f.status == "same_content":
             continue  # a repeat of a delivery already judged: nothing else to gate
         note = f.message if isinstance(f.message, str) else ""
         missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
         gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
-        gates.append(gate_quarantine_share(f.path, f.received, f.quarantined,
+        gates.append(gate_quarantine_share(f.path, f.received - excluded - simplified, f.quarantined,
                                            float(cat.gates["max_quarantine_share"]),
                                            int(cat.gates.get("min_rows_for_share_gate", 0))))
         hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
@@ -172,10 +202,12 @@ def hard_failures(gates: list[GateResult]) -> list[GateResult]:
 def accepted_tables(verdicts: StagedVerdicts) -> dict[str, pd.DataFrame]:
     """What goes into the record history: accepted rows without the gate's working columns."""
     rec, ent, chg = (verdicts.accepted(t) for t in ("records", "entities", "changes"))
+    exc = verdicts.excluded
     return {
         "records": rec.drop(columns=["seen_before", "registered_date", "bad_values"]) if len(rec) else rec,
         "entities": ent.drop(columns=["seen_before", "bad_values"]) if len(ent) else ent,
         "changes": chg[CHANGE_COLUMNS] if len(chg) else chg,
+        "exclusions": exc.drop(columns=[c for c in ("bad_values",) if c in exc]),
     }
 
 

@@ -168,6 +168,53 @@ def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
     return g.reset_index()
 
 
+def excluded_by_provider(gates: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
+    """Simplified-procedure penalties excluded (Art. 18) per provider: counted, never quarantined."""
+    g = gates[gates["gate"] == "excluded_simplified_procedure"]
+    if g.empty:
+        return pd.DataFrame(columns=["provider", "excluded", "reason"])
+    g = g.merge(files[["path", "provider"]], left_on="scope", right_on="path", how="left")
+    out = g.assign(excluded=g["observed"].astype(int)).groupby("provider", as_index=False)["excluded"].sum()
+    return out.assign(reason=g["message"].iloc[0]).sort_values("provider", ignore_index=True)
+
+
+def overdue_by_provider(objections: pd.DataFrame) -> pd.DataFrame:
+    """Objections past their Art. 39 deadline, per provider of the record: a duty to act on."""
+    od = objections[objections["state"] == "overdue"]
+    cols = ["provider", "overdue", "oldest_received", "earliest_due"]
+    if od.empty:
+        return pd.DataFrame(columns=cols)
+    return (od.groupby("record_provider", dropna=False)
+            .agg(overdue=("record_key", "size"), oldest_received=("received", "min"),
+                 earliest_due=("decision_due", "min"))
+            .reset_index().rename(columns={"record_provider": "provider"})[cols])
+
+
+def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> list[str]:
+    parts = []
+    exc = excluded_by_provider(gates, files)
+    parts.append("<h2>排除 Excluded: simplified-procedure penalties (Art. 18, not public credit information)</h2>"
+                 + (_table(exc) if len(exc) else "<p>None.</p>"))
+    obj_path = rdir / "objections.parquet"
+    if obj_path.exists():
+        obj = pd.read_parquet(obj_path)
+        od = overdue_by_provider(obj)
+        states = obj["state"].value_counts().reindex(["pending", "overdue", "upheld", "partly", "rejected"],
+                                                     fill_value=0)
+        parts.append("<h2>异议 Objections (Art. 39: mark within 1 working day, decide within 3, or 7 with "
+                     "assistance)</h2>" + _table(states.rename_axis("state").reset_index(name="records")))
+        parts.append("<h3 class='fail'>逾期未办结 Overdue, per provider (a duty the agency must act on)</h3>"
+                     if len(od) else "<h3>逾期未办结 Overdue</h3>")
+        parts.append(_table(od, 100) if len(od) else "<p>None.</p>")
+        if len(od):
+            od.to_csv(rdir / "objections_overdue.csv", index=False, encoding="utf-8-sig")
+    return parts
+
+
+    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded)</h2>")
+    parts += lifecycle_sections(gates, files, rdir)
+
+
 def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
 
@@ -262,10 +309,11 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         parts.append(f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>")
         parts.append(_table(pd.concat([failed, g[g["passed"]]])[["gate", "scope", "hard", "result", "observed",
                                                                    "threshold", "message"]], 200))
-    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats)</h2>")
+    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats + simplified procedure)</h2>")
     parts.append(_table(files[["path", "provider", "feed", "encoding", "status", "received", "accepted",
                                "quarantined", "excluded", "reject_code", "message"]], 500)
                  if len(files) else "<p>无新到文件 No new deliveries tonight.</p>")
+    parts += lifecycle_sections(gates, files, rdir)
     staged_path = rdir / "staged" / "stg_record.parquet"
     want = ["source_file", "provider", "delivered_on", "decision_date"]
     staged = None

@@ -39,7 +39,7 @@ from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
 
 WORLD_START = pd.Timestamp("2022-07-01")
 WORLD_END = pd.Timestamp("2027-12-31")
-GENERATOR_VERSION = "demo-province/2"
+GENERATOR_VERSION = "demo-province/2"  # 2: listings with removals, objection decisions (#15)
 DELIVERY_TIME = dt.time(18, 0)  # providers' files land at 18:00 Asia/Shanghai on their date
 
 CREDIT_RECORD_PROVIDER = {
@@ -265,6 +265,7 @@ def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: 
     final_no[rec["record_no"].to_numpy()] = np.arange(len(rec))
     rec["record_no"] = np.arange(len(rec))
     rec["doc_number"] = _doc_numbers(rec, ent)
+    _add_listing_lives(rec, seed)
     changes = pd.concat([c for c in (chg, chg_ins) if len(c)], ignore_index=True) if len(chg) or len(chg_ins) else chg
     if len(changes):
         changes["record_no"] = final_no[changes["record_no"].to_numpy()]
@@ -284,6 +285,29 @@ def _with_changes(end: np.ndarray, dec_day: np.ndarray, chg: pd.DataFrame, n: in
         new = dec_day[no] if stop == "never" else eff
         end[no] = np.where(end[no] < 0, new, np.minimum(end[no], new))
     return end
+
+
+REMOVAL_REASONS = {"DISHONEST_DEBTOR": ["已履行完毕", "纳入决定撤销", "异议成立"],
+                   "SEVERE_DISHONESTY_LIST": ["信用修复", "认定依据撤销"]}
+
+
+def _add_listing_lives(rec: pd.DataFrame, seed: int) -> None:
+    """Listings end when the source removes them (court: on performance, on error, on an objection;
+    severe list: on repair or revocation), with the date and reason the source gives; a severe
+    penalty whose fine alone makes it severe carries the provider's own grade (严重). Drawn from a
+    separate stream so the rest of the world does not move."""
+    rng = np.random.default_rng(_stable_seed(seed, "listing-lives"))
+    m = len(rec)
+    kind = rec["kind"].to_numpy()
+    listed = np.isin(kind, list(REMOVAL_REASONS))
+    removed = listed & (rng.random(m) < np.where(kind == "DISHONEST_DEBTOR", 0.5, 0.4))
+    after = rng.integers(30, 900, m)
+    rec["removal_date"] = pd.Series(rec["decision_date"] + pd.to_timedelta(after, unit="D")).where(removed, pd.NaT)
+    pick = rng.integers(0, 3, m)
+    reasons = np.array([REMOVAL_REASONS.get(k, [""])[i % len(REMOVAL_REASONS.get(k, [""]))]
+                        for k, i in zip(kind, pick)], dtype=object)
+    rec["removal_reason"] = np.where(removed, reasons, "")
+    rec["provider_grade"] = np.where((kind == "PENALTY_SEVERE") & (rec["penalty_category"] == "罚款"), "严重", "")
 
 
 def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
@@ -325,12 +349,22 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
             frames.append(pd.DataFrame({"record_no": neg["record_no"].to_numpy()[mask], "op": op,
                                         "effective_date": pd.to_datetime(eff)[mask], **{k: v[mask] for k, v in extra.items()}}))
 
-    add(u < 0.12, "信用修复", repair_at.to_numpy())
+    # Production suspension or licence revocation in environment / work safety: never repaired.
+    fixed = neg["kind"].eq("PENALTY_SEVERE").to_numpy() & neg["penalty_category"].str.contains("停产|吊销").to_numpy() \
+        & neg["penalty_provider"].isin(["eco", "ema"]).to_numpy()
+    add((u < 0.12) & ~fixed, "信用修复", repair_at.to_numpy())
     obj = (u >= 0.12) & (u < 0.15)
     marked = (dec + days(5, 40)).to_numpy()
+    # Objections (Art. 39): filed, marked (the next day or the same day), decided -- mostly on
+    # time, some late, a few not yet (overdue); upheld, partly upheld or rejected.
+    lrng = np.random.default_rng(_stable_seed("changes-lifecycle", n))
+    filed = marked - pd.to_timedelta(lrng.integers(0, 2, n), unit="D").to_numpy()
+    add(obj, "异议申请", filed)
     add(obj, "异议标注", marked)
     closed = obj & (rng.random(n) < 0.6)
-    add(closed, "异议办结", marked + days(3, 10).to_numpy(), result=np.full(n, "维持"))
+    closed |= obj & (lrng.random(n) < 0.6)
+    outcome = np.array(["维持", "维持", "维持", "采纳", "部分采纳"])[lrng.integers(0, 5, n)]
+    add(closed, "异议办结", marked + days(3, 10).to_numpy(), result=outcome)
     add((u >= 0.15) & (u < 0.155), "撤销", (dec + days(20, 200)).to_numpy())
     cor = (u >= 0.155) & (u < 0.165) & ~minor
     sev = neg["kind"].map({"PENALTY": "general", "PENALTY_SEVERE": "severe"}).fillna("general")
@@ -339,9 +373,13 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
     min_m = np.maximum([rules[(r, s)] for r, s in zip(rid, sev)], 1)
     new_end = np.array([d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]") \
         if n else np.array([], dtype="datetime64[s]")
-    add(cor, "更正", (dec + days(10, 60)).to_numpy(), new_publicity_end=new_end)
+    # Some corrections change the item itself (Art. 38): a general penalty found to be severe.
+    upgrade = np.where(neg["kind"].eq("PENALTY").to_numpy() & (lrng.random(n) < 0.4), "PENALTY_SEVERE", "")
+    add(cor, "更正", (dec + days(10, 60)).to_numpy(), new_publicity_end=new_end, new_item_code=upgrade,
+        new_grade=np.where(upgrade != "", "严重", ""))
     if not frames:
-        return pd.DataFrame(columns=["record_no", "op", "effective_date", "result", "new_publicity_end"])
+        return pd.DataFrame(columns=["record_no", "op", "effective_date", "result", "new_publicity_end",
+                                     "new_item_code", "new_grade"])
     out = pd.concat(frames, ignore_index=True)
     out["lag_days"] = rng.integers(1, 10, len(out))
     return out.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
@@ -426,7 +464,17 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
     sel = deliv <= delivered_until
     if delivered_after is not None:
         sel &= deliv > delivered_after
-    rec = rec[sel]
+    # A listing's removal reaches us when the source re-sends the listing with its removal date
+    # and reason (a few days after the removal; never before the listing itself).
+    removal = rec["removal_date"] if "removal_date" in rec else pd.Series(pd.NaT, index=rec.index)
+    rem_deliv = pd.Series(np.maximum((removal + pd.Timedelta(days=3)).to_numpy(), (deliv + pd.Timedelta(days=1)).to_numpy()),
+                          index=rec.index).where(removal.notna())
+    resend = (rem_deliv <= delivered_until) & ((rem_deliv > delivered_after) if delivered_after is not None else True)
+    resend &= ~(sel & (rem_deliv <= delivered_until))  # delivered with its removal the first time
+    known_removed = removal.notna() & (rem_deliv <= delivered_until)
+    rec = pd.concat([rec[sel], rec[resend.fillna(False)]])
+    rec["removal_date"] = removal.reindex(rec.index).where(known_removed.reindex(rec.index).fillna(False).to_numpy())
+    rec["removal_reason"] = np.where(rec["removal_date"].notna(), rec.get("removal_reason", ""), "")
     out: dict[tuple[str, str], pd.DataFrame] = {}
     fd = lambda s: _fmt_dates(rng, s)  # noqa: E731
 
@@ -467,6 +515,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "penalty_content": np.char.add("罚款", p["fine_wan_yuan"].round(2).astype(str).to_numpy().astype(str)),
             "fine_wan_yuan": _str_amount(rng, p["fine_wan_yuan"].to_numpy()),
             "decision_date": fd(p["decision_date"]), "publicity_end": fd(pub_end),
+            "provider_grade": p["provider_grade"].to_numpy(),
             "authority_name": _authority(ent, pe, prov), "source_unit": np.full(len(p), pr["name"]),
             "source_unit_uscc": np.full(len(p), pr["uscc"])})
 
@@ -520,7 +569,8 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "basis_unit": _authority(ent, de, "court"),
             "obligation": np.full(len(dd), "支付款项"), "performance": np.full(len(dd), "全部未履行"),
             "circumstances": np.full(len(dd), "有履行能力而拒不履行生效法律文书确定义务"),
-            "decision_date": fd(dd["decision_date"])})
+            "decision_date": fd(dd["decision_date"]), "removal_date": fd(dd["removal_date"]),
+            "removal_reason": dd["removal_reason"].to_numpy()})
 
     cr = rec[rec["kind"].isin(list(CREDIT_RECORD_PROVIDER))]
     for prov in sorted(set(CREDIT_RECORD_PROVIDER.values())):
@@ -541,6 +591,7 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
             "doc_number": p["doc_number"].to_numpy(),
             "decision_date": fd(p["decision_date"]), "publicity_end": fd(pub_end),
             "amount_yuan": _str_amount(rng, p["amount_yuan"].to_numpy()),
+            "removal_date": fd(p["removal_date"]), "removal_reason": p["removal_reason"].to_numpy(),
             "authority_name": _authority(ent, pe, prov), "source_unit": np.full(len(p), pr["name"])})
 
     # Changes, delivered by the platform once the record itself has been delivered.
@@ -563,6 +614,8 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
                 "item_code": item.to_numpy(), "effective_date": fd(c["effective_date"]),
                 "result": c.get("result", pd.Series("", index=c.index)).fillna("").to_numpy(),
                 "new_publicity_end": fd(c.get("new_publicity_end", pd.Series(pd.NaT, index=c.index))),
+                "new_item_code": c.get("new_item_code", pd.Series("", index=c.index)).fillna("").to_numpy(),
+                "new_grade": c.get("new_grade", pd.Series("", index=c.index)).fillna("").to_numpy(),
                 "source_unit": np.full(len(c), cat.provider("ndrc")["name"])})
 
     # Natural persons appear in penalty feeds too (not evaluated, but validated and masked).

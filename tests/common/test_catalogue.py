@@ -40,12 +40,17 @@ def test_version_is_a_content_hash(cat):
     assert Catalogue.from_doc(changed).sha256 != cat.sha256
 
 
-def test_publicity_rules_change_on_2026_04_01(cat):
-    before = cat.rules_in_force(dt.date(2026, 3, 31))
-    after = cat.rules_in_force(dt.date(2026, 4, 1))
-    assert before["id"] != after["id"]
-    assert after["severe"]["min_months"] == 12 and after["severe"]["max_months"] == 36
-    assert before["severe"]["min_months"] == 6
+def test_three_period_sets_by_effective_date(cat):
+    """2019 notice until 2023-04-30, NDRC Order 58 from 2023-05-01, NDRC Order 36 from 2026-04-01."""
+    ids = [cat.rules_in_force(dt.date.fromisoformat(d))["id"]
+           for d in ("2023-04-30", "2023-05-01", "2026-03-31", "2026-04-01")]
+    assert ids == ["ndrc-2019", "ndrc-order-58-2023", "ndrc-order-58-2023", "ndrc-order-36-2025"]
+    r2019, o58, o36 = (cat.rules_in_force(dt.date.fromisoformat(d)) for d in ("2022-01-01", "2024-01-01", "2026-05-01"))
+    assert (r2019["severe"]["min_months"], o58["severe"]["min_months"], o36["severe"]["min_months"]) == (6, 12, 12)
+    assert {r["general"]["min_months"] for r in (r2019, o58, o36)} == {3}
+    assert {r["general"]["max_months"] for r in (r2019, o58, o36)} == {12}
+    assert {r["severe"]["max_months"] for r in (r2019, o58, o36)} == {36}
+    assert o36["minor"]["max_months"] == 3 and o36["minor_class"] and not o58["minor_class"]
 
 
 def test_duplicate_item_codes_are_refused(cat):

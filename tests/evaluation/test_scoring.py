@@ -17,7 +17,8 @@ CAT, POL = Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30")
 
 # Five entities, each telling one story:
 #   decay      two general penalties of different ages
-#   boundary   a minor inspection finding: 12 months under the 2019 rules, 3 from 2026-04-01
+#   boundary   a minor inspection finding decided 2025-12-01: its period follows the set in force on
+#              its decision date (Order 58: up to 12 months), not Order 36 (3 months) in force later
 #   repair     a severe penalty repaired on 2026-05-20
 #   objection  a penalty under a pending objection, and a corrected tax-arrears record
 #   listed     a dishonest judgment debtor with good records too
@@ -101,10 +102,9 @@ def test_the_stories_behind_the_golden_files():
     # Decay: the newer penalty weighs more than the older one.
     w = dict(zip(cls["doc_number"], cls["weight"]))
     assert 0.9 < w["P1"] <= 1.0 and 0.5 < w["P2"] < 0.7
-    # 2026-04-01: a minor record is published at most 3 months; before, 12 months.
+    # A minor record decided under Order 58 keeps its 12 months after Order 36 (3 months) starts.
     assert "R011" in before.loc[U["boundary"], "reasons"]
-    assert why["I1"] == "expired" and after.loc[U["boundary"], "reasons"].startswith("R030")  # v2 says why A
-    assert after.loc[U["boundary"], "tier"] == "A" and before.loc[U["boundary"], "tier"] == "B"
+    assert pd.isna(why["I1"]) and "R011" in after.loc[U["boundary"], "reasons"]
     # Repair: counts before the repair date, not after.
     assert "R013" in before.loc[U["repair"], "reasons"] and why["S1"] == "repaired"
     assert after.loc[U["repair"], "score"] > before.loc[U["repair"], "score"]

@@ -12,7 +12,7 @@ from scoring.intake import ingest
 from scoring.intake.layouts import CREDIT_RECORD, PENALTY
 
 HEADER = ",".join(CREDIT_RECORD.standard_headers())
-ROW = "COMMITMENT,哈尔滨市某某商贸有限公司,法人及非法人组织,91330100799655058B,,张三,HLJ-1,2026-05-03,2027-05-03,,哈尔滨市发展和改革局,省信用办,"
+ROW = "COMMITMENT,哈尔滨市某某商贸有限公司,法人及非法人组织,91330100799655058B,,张三,HLJ-1,2026-05-03,2027-05-03,,哈尔滨市发展和改革局,省信用办,,,"
 
 
 def _write(path, text, encoding="utf-8"):

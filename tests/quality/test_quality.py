@@ -10,7 +10,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.quality.validate import gx_context, validate_table
 
 EXPECTED_REASON = {"bad_check_digit": {"invalid_uscc", "invalid_id_number"}, "unknown_item": {"unknown_item"},
-                   "simplified_procedure": {"simplified_procedure"}, "future_date": {"future_date"},
+                   "future_date": {"future_date"},
                    "duplicate": {"duplicate"}, "missing_field": {"missing_field"},
                    "orphan_change": {"unknown_record"}}
 
@@ -22,6 +22,29 @@ def verdicts(sqlite_run, province):
     files = pd.read_sql("select * from landed_files", eng)
     truth = pd.read_csv(province / "ground_truth" / "defects.csv")
     return q, files, truth
+
+
+def test_simplified_procedure_penalties_are_excluded_not_quarantined(verdicts, sqlite_run):
+    """Art. 18: not public credit information. Exactly the labelled rows are excluded (with the
+    reason), none of them is quarantined, and the quarantine share does not count them."""
+    from scoring.history.store import Store
+
+    q, files, truth = verdicts
+    store = Store.open(sqlite_run["url"], sqlite_run["home"])
+    with store.engine.connect() as conn:
+        batches = store.visible_batches(conn, "exclusions", "2100-01-01")
+        gates = pd.read_sql("select scope, observed from gate_results where gate = 'quarantine_share'", conn)
+    exc = store.read_batches(batches)
+    labelled = truth[truth["defect"] == "simplified_procedure"]
+    assert len(labelled)
+    assert set(zip(exc["source_file"], exc["line_no"])) == set(zip(labelled["file"], labelled["line"]))
+    assert set(exc["reason"]) == {"simplified procedure (Art. 18): not public credit information"}
+    assert not set(zip(q["path"], q["line_no"])) & set(zip(labelled["file"], labelled["line"]))
+    f = files.set_index("path")
+    for path, n in exc.groupby("source_file").size().items():
+        share = float(gates.set_index("scope").loc[path, "observed"])
+        expect = f.loc[path, "quarantined"] / (f.loc[path, "received"] - n)
+        assert share == pytest.approx(expect, abs=1e-4)
 
 
 @pytest.mark.parametrize("defect", sorted(EXPECTED_REASON))
@@ -44,11 +67,18 @@ def test_no_clean_row_is_quarantined(verdicts):
     assert not clean_flagged
 
 
-def test_every_received_row_is_accounted_for(verdicts):
+def test_every_received_row_is_accounted_for(verdicts, sqlite_run):
+    """received = accepted + quarantined + excluded (simplified procedure), file by file."""
+    from scoring.history.store import Store
+
     _, files, _ = verdicts
+    store = Store.open(sqlite_run["url"], sqlite_run["home"])
+    with store.engine.connect() as conn:
+        exc = store.read_batches(store.visible_batches(conn, "exclusions", "2100-01-01"))
+    excluded = exc["source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
     ok = files[files["status"] != "rejected"]
-    assert len(ok) > 0
-    assert (ok["received"] == ok["accepted"] + ok["quarantined"]).all()
+    assert len(ok) > 0 and excluded.sum() > 0
+    assert (ok["received"] == ok["accepted"] + ok["quarantined"] + ok["path"].map(excluded).fillna(0)).all()
 
 
 def test_quarantine_rows_keep_file_line_and_raw_values(sqlite_run):
@@ -72,13 +102,14 @@ def _stg(**cols):
         "decision_date": [pd.Timestamp("2026-05-01")] * n, "publicity_end_date": [pd.Timestamp("2026-11-01")] * n,
         "valid_to_date": [pd.NaT] * n, "authority_name": ["某局"] * n, "inspection_result": [None] * n,
         "bad_values": [None] * n, "raw": ["{}"] * n, "registered_date": [pd.Timestamp("2020-01-01")] * n,
-        "seen_before": [False] * n,
+        "seen_before": [False] * n, "grade": [None] * n, "removal_date": [pd.NaT] * n,
     }
     base.update(cols)
     df = pd.DataFrame(base)
-    for c in ("decision_date", "publicity_end_date", "valid_to_date", "registered_date", "delivered_on"):
+    for c in ("decision_date", "publicity_end_date", "valid_to_date", "registered_date", "delivered_on", "removal_date"):
         df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
-    for c in ("uscc", "id_number", "doc_number", "item_code", "subject_type", "penalty_category", "bad_values"):
+    for c in ("uscc", "id_number", "doc_number", "item_code", "subject_type", "penalty_category", "bad_values",
+              "grade"):
         df[c] = df[c].astype("string")
     df["record_key"] = (df["doc_number"].fillna("") + "|" + df["uscc"].fillna("")).astype("string")
     return df
@@ -94,21 +125,11 @@ def _reasons(ctx, df):
     return list(validate_table(gx, "stg_record", df, cat, "2026-06-30", "t", with_docs=False).reasons)
 
 
-def test_simplified_procedure_thresholds(ctx):
-    df = _stg(penalty_category=["罚款", "罚款", "警告", "罚款;没收违法所得", "罚款", "罚款"],
-              amount_yuan=[3000.0, 3000.01, np.nan, 1000.0, 200.0, 200.01],
-              subject_type=["legal", "legal", "legal", "legal", "natural", "natural"],
-              uscc=["91330100799655058B"] * 4 + [None, None],
-              id_number=[None] * 4 + ["11010519491231002X"] * 2)
-    r = _reasons(ctx, df)
-    assert ["simplified_procedure" in x for x in r] == [True, False, True, False, True, False]
-
-
 def test_publicity_bounds_follow_the_rules_in_force_on_the_decision_date(ctx):
-    # Severe: 6-36 months before 2026-04-01, 12-36 from then on.
+    # Severe: 6-36 months under the 2019 notice, 12-36 from NDRC Order 58 (2023-05-01) on.
     df = _stg(item_code=["PENALTY_SEVERE"] * 3, penalty_category=["吊销许可证件"] * 3,
-              decision_date=["2026-03-15", "2026-04-15", "2026-04-15"],
-              publicity_end_date=["2026-10-15", "2026-10-15", "2027-04-15"])
+              decision_date=["2023-04-15", "2023-05-15", "2023-05-15"],
+              publicity_end_date=["2023-10-15", "2023-11-15", "2024-05-15"])
     df["decision_date"] = pd.to_datetime(df["decision_date"]).astype("datetime64[s]")
     r = _reasons(ctx, df)
     assert ["publicity_out_of_range" in x for x in r] == [False, True, False]
