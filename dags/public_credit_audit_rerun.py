@@ -1,7 +1,8 @@
 """
 ### 审计复算 Audit rerun of a past evaluation
 
-Triggered by hand (the trigger form asks for `run_id` and `mode`). Recomputes a stored run:
+Triggered by hand. The form asks for the run to recompute (`run_id`, e.g. `nightly-20260630`;
+a re-run attempt looks like `nightly-20260630-r2`; `credit status` lists them) and the mode:
 
 - **as-known-then**: from exactly the record batches, catalogue and policy the run used, and
   reports `identical: true` with the same `output_sha256`, or which rows and inputs differ;
@@ -9,13 +10,17 @@ Triggered by hand (the trigger form asks for `run_id` and `mode`). Recomputes a 
   entities whose score or tier changed and the corrections, objections, repairs and late
   deliveries that caused it.
 
-Writes only under `CREDIT_HOME/audits/`; never publishes, never alters stored runs.
+An unknown run id fails at once with the stored runs listed. Writes only under
+`CREDIT_HOME/audits/`; never publishes, never alters stored runs.
 """
 from __future__ import annotations
 
 import datetime as dt
 
 from airflow.sdk import DAG, Param, task
+
+from scoring.common.alerts import on_failure
+from scoring.publication.nights import RUN_ID_PATTERN
 
 with DAG(
     dag_id="public_credit_audit_rerun",
@@ -24,16 +29,21 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
     catchup=False,
     max_active_runs=4,
-    default_args={"owner": "public-credit-agency", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
+    dagrun_timeout=dt.timedelta(hours=3),
+    on_failure_callback=on_failure,
+    default_args={"owner": "public-credit-agency", "retries": 1, "retry_delay": dt.timedelta(minutes=2),
+                  "execution_timeout": dt.timedelta(hours=2), "on_failure_callback": on_failure},
     tags=["public-credit", "audit"],
     doc_md=__doc__,
     params={
-        "run_id": Param("nightly-20260630", type="string", title="Run id", minLength=1,
-                        description="The evaluation run to recompute, e.g. nightly-20260630"),
-        "mode": Param("as-known-then", type="string", enum=["as-known-then", "as-known-now"], title="Mode",
+        "run_id": Param(type="string", pattern=RUN_ID_PATTERN, title="复算批次",
+                        description="Run id of the stored evaluation to recompute, e.g. nightly-20260630 "
+                                    "(attempts: nightly-20260630-r2). Required; `credit status` lists them."),
+        "mode": Param("as-known-then", type="string", enum=["as-known-then", "as-known-now"], title="复算方式",
                       description="as-known-then: reproduce byte for byte; as-known-now: diff with today's knowledge"),
-        "db_url": Param("", type="string", title="Database URL", description="Empty: CREDIT_DB_URL"),
-        "home": Param("", type="string", title="Data folder", description="Empty: CREDIT_HOME"),
+        "db_url": Param(None, type=["null", "string"], title="结果数据库",
+                        description="Credit store database URL. Empty: CREDIT_DB_URL."),
+        "home": Param(None, type=["null", "string"], title="数据目录", description="Data folder. Empty: CREDIT_HOME."),
     },
 ) as dag:
 
@@ -41,10 +51,16 @@ with DAG(
     def rerun_task(params=None) -> dict:
         from pathlib import Path
 
-        from scoring.audit.rerun import rerun
+        from airflow.sdk.exceptions import AirflowFailException
 
-        out = rerun(params["run_id"], params["mode"], db_url=params.get("db_url") or None,
-                    home=Path(params["home"]) if params.get("home") else None)
+        from scoring.audit.rerun import rerun
+        from scoring.common.errors import PipelineError
+
+        try:
+            out = rerun(params["run_id"], params["mode"], db_url=params.get("db_url") or None,
+                        home=Path(params["home"]) if params.get("home") else None)
+        except (PipelineError, ValueError) as exc:  # unknown run, missing inputs: retrying can't help
+            raise AirflowFailException(str(exc)) from exc
         return {k: out[k] for k in ("run_id", "mode", "identical", "output_sha256", "report")} | {
             "changed_entities": len(out["changed_entities"])}
 

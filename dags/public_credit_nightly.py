@@ -5,92 +5,155 @@ Every night at 01:00 Asia/Shanghai the agency's pipeline evaluates every market 
 previous day: **ingest** the providers' deliveries → **gate** them with Great Expectations
 (bad rows quarantined, hard gates stop the run) → **score** and tier A/B/C/D with reasons →
 **report** → **publish** to each supervisory agency's outbox (last: nothing changes what agencies
-see until every check and the report have passed).
+see until every check and the report have passed); then **published** confirms that the night is
+what agencies see and emits the asset `public_credit_published`, on which sampling and calibration
+are scheduled.
+
+Run states are honest: the final `published` task alone decides the DAG run's state, so a night
+that did not publish ends **failed** even though the report (which runs whatever happened before
+it) succeeded. Deterministic errors (a failed hard gate, nothing to publish, a bad parameter) fail
+at once with no retry; transient ones (database, disk) retry with backoff. A re-run of a published
+night is built beside it as a new attempt (`nightly-YYYYMMDD-r2`) and replaces it only when it
+publishes; a failed re-run changes nothing agencies see.
 
 The steps are defined once in `scoring.pipeline` (the CLI `credit run` calls the same ones).
-Tasks pass only a small JSON run context through XCom. Params (trigger form):
-`as_of` (default: the day before the logical date, Asia/Shanghai), `landing`, `db_url`, `home`
-(defaults: CREDIT_LANDING, CREDIT_DB_URL, CREDIT_HOME on the worker), and an operator waiver for
-this run only: `waive` (`gate:scope`, e.g. `feed_present:court`), `approver`, `reason`.
+Tasks pass only a small JSON run context through XCom. Trigger form: every field may stay empty
+(`as_of`: the day before the logical date, or the trigger time when there is none, Asia/Shanghai;
+`landing`, `db_url`, `home`: CREDIT_LANDING, CREDIT_DB_URL, CREDIT_HOME on the worker), and an
+operator waiver for this run only: `waive` (`gate:scope`, e.g. `feed_present:court`), `approver`,
+`reason`.
 
 Catch-up: if the scheduler was down, the missed nights run one at a time in date order
 (`catchup=True`, `max_active_runs=1`); a night keyed on its logical date reads only the files that
 had landed by its scheduled time, so a late file is known from the night it arrived.
 `airflow backfill create --dag-id public_credit_nightly --from-date ... --to-date ...` works the same way.
+`CREDIT_NIGHTLY_SCHEDULE` moves the night (a cron) or makes it trigger-only (`manual`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, Param, task
 
-from scoring.steps import ALWAYS_RUN, STEP_NAMES
+from scoring.common.alerts import on_failure
+from scoring.steps import ALWAYS_RUN, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
-DEFAULT_ARGS = {"owner": "public-credit-agency", "retries": 2, "retry_delay": dt.timedelta(minutes=5)}
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+# What sampling and calibration wait for: a night that agencies can see.
+PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
+_CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
+SCHEDULE = None if _CRON.lower() in ("", "manual", "none") else _CRON
+DEFAULT_ARGS = {
+    "owner": "public-credit-agency",
+    "retries": 2,  # transient failures only: deterministic ones raise AirflowFailException
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "execution_timeout": dt.timedelta(minutes=60),
+    "on_failure_callback": on_failure,
+}
 
 
 def _run(step: str, ctx_json: str) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from scoring.pipeline import GateFailed, RunContext, run_step
+    from scoring.common.errors import PipelineError
+    from scoring.pipeline import RunContext, run_step
 
     ctx = RunContext.from_json(ctx_json)
     try:
         return run_step(step, ctx)
-    except GateFailed as exc:  # data will not fix itself in five minutes: fail without retrying
+    except (PipelineError, ValueError) as exc:  # the same input fails the same way: don't retry
         raise AirflowFailException(str(exc)) from exc
+
+
+def _optional(title: str, description: str, **schema) -> Param:
+    return Param(None, type=["null", "string"], title=title, description=description, **schema)
 
 
 with DAG(
     dag_id="public_credit_nightly",
-    description="Nightly public credit composite evaluation: ingest, gate, score, publish, report",
-    schedule="0 1 * * *",
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    description="Nightly public credit composite evaluation: ingest, gate, score, report, publish",
+    schedule=SCHEDULE,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=SHANGHAI),
     catchup=True,
     max_active_runs=1,
+    dagrun_timeout=dt.timedelta(hours=4),
+    on_failure_callback=on_failure,
     default_args=DEFAULT_ARGS,
     tags=["public-credit", "nightly", "scoring"],
     doc_md=__doc__,
     params={
-        "as_of": Param("", type="string", title="As-of date (YYYY-MM-DD)",
-                       description="Empty: the day before the logical date in Asia/Shanghai"),
-        "landing": Param("", type="string", title="Landing folder", description="Empty: CREDIT_LANDING"),
-        "db_url": Param("", type="string", title="Database URL", description="Empty: CREDIT_DB_URL"),
-        "home": Param("", type="string", title="Data folder", description="Empty: CREDIT_HOME"),
-        "waive": Param("", type="string", title="Waive one failed hard gate (gate:scope)",
-                       description="For this run only, e.g. feed_present:court. Needs approver and reason."),
-        "approver": Param("", type="string", title="Waiver approved by"),
-        "reason": Param("", type="string", title="Waiver reason"),
+        "as_of": _optional("评价基准日", "As-of date, YYYY-MM-DD. Empty: the day before the run's logical date "
+                                     "(or, without one, its trigger time), Asia/Shanghai.",
+                           pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+        "landing": _optional("报送文件目录", "Landing folder of the providers' deliveries. Empty: CREDIT_LANDING."),
+        "db_url": _optional("结果数据库", "Credit store database URL. Empty: CREDIT_DB_URL."),
+        "home": _optional("数据目录", "Data folder (runs, outboxes, lake). Empty: CREDIT_HOME."),
+        "waive": _optional("豁免闸门 (gate:scope)", "Waive one failed hard gate for this run only, e.g. "
+                                                  "feed_present:court. Needs approver and reason.",
+                           pattern=r"^[a-z_]+:\S+$"),
+        "approver": _optional("豁免批准人", "Who approved the waiver (required with a waiver)."),
+        "reason": _optional("豁免理由", "Why the gate may be waived for this run (required with a waiver)."),
     },
 ) as dag:
 
-    @task(task_id="prepare", retries=0)
-    def prepare(params=None, logical_date=None) -> str:
-        """Resolve the run context once, so every step of this run agrees on it."""
-        from scoring.pipeline import context_from_env
+    @task(task_id="prepare", retries=1, execution_timeout=dt.timedelta(minutes=10))
+    def prepare() -> str:
+        """Resolve the run context once (date, arrival cut, waivers, attempt), so every step agrees."""
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from scoring.common.errors import PipelineError
         from scoring.intake.arrivals import nightly_arrival_cut
+        from scoring.pipeline import begin, context_from_env
         from scoring.quality.waivers import parse_waiver
 
+        context = get_current_context()
+        params = context["params"]
+        logical_date = context.get("logical_date")
         overrides = {k: params[k] for k in ("landing", "db_url", "home") if params.get(k)}
-        if params.get("as_of"):
-            as_of = params["as_of"]
-        else:  # keyed on the logical date: read only what had landed when this night was due
-            as_of = (logical_date.astimezone(dt.timezone(dt.timedelta(hours=8))).date()
-                     - dt.timedelta(days=1)).isoformat()
-            overrides["arrival_cut"] = nightly_arrival_cut(dt.date.fromisoformat(as_of))
-        if params.get("waive"):
-            overrides["waivers"] = (parse_waiver(params["waive"], params.get("approver"), params.get("reason")).as_dict(),)
-        return context_from_env(as_of, **overrides).to_json()
+        try:
+            if params.get("as_of"):
+                as_of = params["as_of"]
+            elif logical_date is not None:  # keyed on the logical date: what had landed when the night was due
+                as_of = (logical_date.astimezone(SHANGHAI).date() - dt.timedelta(days=1)).isoformat()
+                overrides["arrival_cut"] = nightly_arrival_cut(dt.date.fromisoformat(as_of))
+            else:  # triggered without a logical date (REST API "logical_date": null): the trigger time
+                as_of = (context["dag_run"].run_after.astimezone(SHANGHAI).date() - dt.timedelta(days=1)).isoformat()
+            if params.get("waive"):
+                overrides["waivers"] = (parse_waiver(params["waive"], params.get("approver"),
+                                                     params.get("reason")).as_dict(),)
+            return begin(context_from_env(as_of, **overrides)).to_json()
+        except (PipelineError, ValueError) as exc:  # a bad date or waiver: retrying can't help
+            raise AirflowFailException(str(exc)) from exc
 
     def make_step(name: str):
         trigger = "all_done" if name in ALWAYS_RUN else "all_success"
 
-        @task(task_id=name, trigger_rule=trigger)
+        @task(task_id=name, trigger_rule=trigger,
+              execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)))
         def step(ctx_json: str) -> dict:
             return _run(name, ctx_json)
 
         return step
+
+    @task(task_id="published", trigger_rule="all_done", outlets=[PUBLISHED], retries=1,
+          execution_timeout=dt.timedelta(minutes=10))
+    def published(ctx_json: str, outlet_events=None) -> dict:
+        """The run's state is the night's: success only if agencies now see this night."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from scoring.pipeline import RunContext, run_summary
+
+        s = run_summary(RunContext.from_json(ctx_json))
+        if s["status"] != "published":
+            raise AirflowFailException(f"night {s['run_id']} was not published (status {s['status']}"
+                                       + (f": {s['message']})" if s.get("message") else ")"))
+        outlet_events[PUBLISHED].extra = {"run_id": s["run_id"], "as_of": s["as_of"],
+                                          "output_sha256": s["output_sha256"]}
+        return {k: s[k] for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")}
 
     ctx = prepare()
     previous, done = ctx, []
@@ -101,3 +164,4 @@ with DAG(
             done >> current  # needs every earlier step to have succeeded (the report runs regardless)
         previous = current
         done.append(current)
+    published(ctx).set_upstream(done)

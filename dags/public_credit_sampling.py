@@ -1,7 +1,9 @@
 """
 ### 双随机、一公开 Double-random inspection plans by tier
 
-Every run first **draws** the committed plans whose seed now exists: the seed of a plan is the
+Scheduled on the asset `public_credit_published` (emitted by the nightly when a night is
+published): every publication may be the seed a committed plan waits for, so each run first
+**draws** the committed plans whose seed now exists: the seed of a plan is the
 output hash of the first nightly publication after the plan was committed, so nobody — operator or
 system — knows a draw when committing it, and no form or command takes a seed. Each draw is
 verified and published (一公开: `public/sampling/<agency>/<period>-<task>/plan.json` and `.csv`).
@@ -17,7 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, Param, task
+
+from scoring.common.alerts import on_failure
+
+PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 
 AGENCIES = ["hlj-samr", "hrb-samr", "dq-samr", "lindian-samr", "sh-samr", "hlj-tax", "hlj-eco", "hrb-housing",
             "hlj-transport", "hlj-health", "hlj-ema", "qqhr-ema"]
@@ -35,11 +41,14 @@ def _ratio(tier: str, default: float) -> Param:
 with DAG(
     dag_id="public_credit_sampling",
     description="双随机、一公开: commit plans, draw them with the next publication's hash, verify, publish",
-    schedule="0 3 1 * *",
+    schedule=[PUBLISHED],  # never before anything is published; by hand to commit a plan
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "public-credit-agency", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    dagrun_timeout=dt.timedelta(hours=2),
+    on_failure_callback=on_failure,
+    default_args={"owner": "public-credit-agency", "retries": 2, "retry_delay": dt.timedelta(minutes=5),
+                  "execution_timeout": dt.timedelta(hours=1), "on_failure_callback": on_failure},
     tags=["public-credit", "sampling", "double-random"],
     doc_md=__doc__,
     params={
@@ -49,14 +58,16 @@ with DAG(
                         description="the department (agency) whose plan this is; see `credit agencies`"),
         "period": Param(None, type=["null", "string"], pattern=r"^\d{4}-(0[1-9]|1[0-2])$", title="期间 Period",
                         description="YYYY-MM; empty: the month after the latest publication"),
-        "task": Param("routine", type="string", pattern=r"^[a-z0-9-]{1,30}$", title="抽查任务 Inspection task"),
+        "task": Param("routine", type="string", pattern=r"^[a-z0-9-]{1,30}$", title="抽查任务 Inspection task",
+                      description="the inspection task's short name (lower case, digits, dashes)"),
         "ratio_A": _ratio("A", 0.03),
         "ratio_B": _ratio("B", 0.1),
         "ratio_C": _ratio("C", 0.4),
         "ratio_D": _ratio("D", 0.8),
         "approver": Param(None, type=["null", "string"], title="批准人 Approver (re-draw only)",
                           description="a re-draw of a department's plan for the same period needs a named approver"),
-        "reason": Param(None, type=["null", "string"], title="理由 Reason (re-draw only)"),
+        "reason": Param(None, type=["null", "string"], title="理由 Reason (re-draw only)",
+                        description="why the department's plan for the period is re-drawn"),
         "capacity": Param(None, type=["null", "integer"], minimum=1, title="检查能力 Capacity (advisor)",
                           description="empty: the department's capacity left for the period"),
     },

@@ -26,7 +26,7 @@ from scoring.history.runlock import EXIT_LOCKED, RunLocked, run_lock
 from scoring.history.store import Store, default_home, publications, read_log, runs
 from scoring.intake import ingest as ing
 from scoring.intake.ingest import UnusableFile
-from scoring.pipeline import STEP_NAMES, GateFailed, RunContext, run_step, run_summary
+from scoring.pipeline import STEP_NAMES, GateFailed, RunContext, run_step, run_summary, shown
 from scoring.publication.publish import load_agencies
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
@@ -374,7 +374,7 @@ def cmd_status(args) -> int:
     if args.as_of:
 
         home = _home(args)
-        s = run_summary(RunContext(as_of=args.as_of, landing=home / "landing", home=home, db_url=args.db))
+        s = run_summary(shown(RunContext(as_of=args.as_of, landing=home / "landing", home=home, db_url=args.db)))
         if args.json:
             _print_json(s)
             return EXIT_OK

@@ -6,6 +6,11 @@ stages (scoring/intake, quality, evaluation, publication, reporting, audit). Eac
 transaction keyed on the run id (derived from the as-of date): it replaces its own outputs, so a
 retry or a rerun of the same night gives the same result and never leaves partial output behind.
 Steps pass nothing but the run context; data moves through the store and the run folder.
+
+A run is a transaction as agencies see it: ``begin`` picks the attempt a run works in. A night that
+never published is redone in place; a published night is rebuilt beside it as a new attempt
+(``nightly-YYYYMMDD-r2``), which replaces it only in the transaction that publishes it
+(scoring.publication.nights). A failed re-run leaves the published night exactly as it was.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ from scoring.history.store import (
     write_parquet,
 )
 from scoring.intake.deliveries import raw_values, stage_deliveries
+from scoring.publication import nights
 from scoring.publication import publish as pub
 from scoring.publication.free_text import mask_text_frame
 from scoring.quality import gates as qg
@@ -57,8 +63,8 @@ from scoring.steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "context_from_env", "run_night",
-           "run_nights", "run_step", "run_summary"]
+__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "begin", "context_from_env",
+           "run_night", "run_nights", "run_step", "run_summary", "shown"]
 
 
 @dataclass
@@ -76,6 +82,7 @@ class RunContext:
     arrival_cut: dt.datetime | None = None
     # Operator waivers for this run only: dicts with gate, scope, approver, reason (quality.waivers).
     waivers: tuple = ()
+    attempt: int = 1                       # >1: a re-run of a published night, built beside it
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -86,13 +93,19 @@ class RunContext:
         self.knowledge_cutoff = _as_date(self.knowledge_cutoff or self.as_of)
         self.landing = Path(self.landing).resolve()
         self.home = Path(self.home).resolve()
+        self.attempt = int(self.attempt or 1)
 
     @property
-    def run_id(self) -> str:
+    def night_id(self) -> str:
+        """The night this run evaluates (as-of date, knowledge cutoff), whatever the attempt."""
         rid = f"{self.kind}-{self.as_of:%Y%m%d}"
         if self.knowledge_cutoff != self.as_of:
             rid += f"-k{self.knowledge_cutoff:%Y%m%d}"
         return rid
+
+    @property
+    def run_id(self) -> str:
+        return nights.run_id_for(self.night_id, self.attempt)
 
     def say(self, msg: str) -> None:
         log.info(msg)
@@ -115,7 +128,7 @@ class RunContext:
                    catalogue_path=Path(d["catalogue_path"]) if d.get("catalogue_path") else None,
                    policy_path=Path(d["policy_path"]) if d.get("policy_path") else None,
                    kind=d.get("kind", "nightly"), arrival_cut=d.get("arrival_cut"),
-                   waivers=tuple(d.get("waivers") or ()))
+                   waivers=tuple(d.get("waivers") or ()), attempt=int(d.get("attempt") or 1))
 
 
 def _as_date(v) -> dt.date:
@@ -146,6 +159,36 @@ def _save_versions(store: Store, conn, cat: Catalogue, pol: Policy) -> None:
     # The manifest names these versions by hash: store them (content-addressed, never overwritten).
     store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc), cat.doc.get("version_label", ""))
     store.save_artifact(conn, "policy", pol.sha256, canonical_json(pol.doc), pol.doc.get("version_label", ""))
+
+
+def begin(ctx: RunContext) -> RunContext:
+    """Choose the attempt this run works in (once per run, before its first step): the night's
+    unpublished attempt again, or a new one beside a published night."""
+    store = _open(ctx)
+    with store.engine.connect() as conn:
+        ctx.attempt = nights.next_attempt(conn, ctx.night_id)
+    if ctx.attempt > 1:
+        ctx.say(f"{ctx.night_id} is published: this run is built beside it as {ctx.run_id}")
+    return ctx
+
+
+def shown(ctx: RunContext, prefer_published: bool = True) -> RunContext:
+    """The context of the night's attempt to show: the published one (unless told otherwise),
+    else the latest one."""
+    store = _open(ctx)
+    with store.engine.connect() as conn:
+        run_id = nights.shown_attempt(conn, ctx.night_id, prefer_published)
+    if run_id:
+        ctx.attempt = nights.attempt_of(run_id)
+    return ctx
+
+
+def _refuse_published(conn, ctx: RunContext) -> None:
+    """Never redo in place a run agencies have (or had): a re-run works in its own attempt (begin)."""
+    row = run_row(conn, ctx.run_id)
+    if row and row["status"] in ("published", "superseded"):
+        raise PipelineError(f"run {ctx.run_id} is {row['status']}; a re-run of the night works in attempt "
+                            f"{nights.run_id_for(ctx.night_id, nights.next_attempt(conn, ctx.night_id))}")
 
 
 # --------------------------------------------------------------------------- ingest
@@ -181,6 +224,7 @@ def ingest(ctx: RunContext) -> dict:
     staged_dir = store.run_dir(ctx.run_id) / "staged"
     (staged_dir / "raw").mkdir(parents=True, exist_ok=True)
     with store.engine.begin() as conn:
+        _refuse_published(conn, ctx)
         conn.execute(sa.delete(runs).where(runs.c.run_id == ctx.run_id))
         conn.execute(runs.insert().values(
             run_id=ctx.run_id, kind=ctx.kind, as_of=ctx.as_of, knowledge_cutoff=ctx.knowledge_cutoff,
@@ -225,6 +269,7 @@ def gate(ctx: RunContext) -> dict:
               for name in ("stg_record", "stg_entity", "stg_change", "unparsed")}
     raw_index = json.loads((rdir / "staged" / "raw" / "index.json").read_text())
     with store.engine.connect() as conn:
+        _refuse_published(conn, ctx)
         prior = {t: [b for b in store.visible_batches(conn, t, ctx.knowledge_cutoff) if b["run_id"] != ctx.run_id]
                  for t in ("records", "entities", "changes")}
         files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == ctx.run_id), conn)
@@ -299,6 +344,7 @@ def score(ctx: RunContext) -> dict:
     cat, pol = _configs(ctx)
     rdir = store.run_dir(ctx.run_id)
     with store.engine.connect() as conn:
+        _refuse_published(conn, ctx)
         row = run_row(conn, ctx.run_id)
         if row is None or row["status"] in ("gate_failed", "failed"):
             raise PipelineError(f"run {ctx.run_id} has not passed its gates; nothing to score")
@@ -349,7 +395,10 @@ def publish(ctx: RunContext) -> dict:
     store = _open(ctx)
     with store.engine.connect() as conn:
         row = run_row(conn, ctx.run_id)
-    if row is None or row["status"] not in ("scored", "published"):
+    if row is not None and row["status"] == "published":
+        ctx.say(f"publish: {ctx.run_id} is published already; nothing to do")
+        return {"run_id": ctx.run_id, "published": [], "already_published": True}
+    if row is None or row["status"] != "scored":
         raise PipelineError(f"run {ctx.run_id} is not scored (status {row and row['status']}); nothing published")
     out = pub.publish_run(store, ctx.run_id, progress=ctx.say)
     _mark_report(store, ctx.run_id, "scored", "published")
@@ -417,6 +466,12 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
     """Run a night's steps in order. A failed gate stops the night (the report still runs, so the
     operator sees why); the summary says what is stored. Other failures propagate, recorded."""
     error = None
+    # From the first step: a run of its own (beside the night if it is published); later steps
+    # alone: the night's latest attempt.
+    if steps and steps[0] == STEP_NAMES[0]:
+        begin(ctx)
+    else:
+        shown(ctx, prefer_published=False)
     try:
         for name in steps:
             run_step(name, ctx)
@@ -464,7 +519,8 @@ def run_summary(ctx: RunContext) -> dict:
     tiers = json.loads(row["tiers_json"]) if row.get("tiers_json") else {t: 0 for t in "ABCD"}
     rdir = store.run_dir(ctx.run_id)
     return {
-        "run_id": ctx.run_id, "status": row.get("status", "missing"), "as_of": ctx.as_of.isoformat(),
+        "run_id": ctx.run_id, "night": ctx.night_id, "attempt": ctx.attempt,
+        "status": row.get("status", "missing"), "as_of": ctx.as_of.isoformat(),
         "knowledge_cutoff": ctx.knowledge_cutoff.isoformat(),
         "entities_scored": int(row.get("entities_scored") or 0), "tiers": tiers,
         "output_sha256": row.get("output_sha256"), "message": row.get("message"),

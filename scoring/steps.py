@@ -8,3 +8,5 @@ binds each name to its function.
 STEP_NAMES = ("ingest", "gate", "score", "report", "publish")
 # Steps that still run after an earlier step failed (the operator needs the report most then).
 ALWAYS_RUN = ("report",)
+# Longest a step may take before the orchestrator stops it (minutes; the 3M-entity bench needs < 2).
+STEP_TIMEOUT_MINUTES = {"ingest": 60, "gate": 90, "score": 60, "publish": 60, "report": 30}

@@ -20,18 +20,35 @@ def test_run_json_contract_and_all_four_tiers(sqlite_run):
     assert s["published"] and all(p.startswith(str(sqlite_run["home"])) for p in s["published"])
 
 
-def test_rerunning_the_same_night_is_idempotent(sqlite_run, province):
-    before = {p: open(p, "rb").read() for p in sqlite_run["summary"]["published"]}
+def test_rerunning_a_published_night_builds_beside_it_and_swaps_on_success(sqlite_run, province):
+    from pathlib import Path
+
+    first = sqlite_run["summary"]
+    before = {p: open(p, "rb").read() for p in first["published"]}
     p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"),
                 "--home", str(sqlite_run["home"]), "--json", env={"CREDIT_DB_URL": ""})
     assert p.returncode == 0, p.stderr[-2000:]
     again = json.loads(p.stdout)
-    assert again["output_sha256"] == sqlite_run["summary"]["output_sha256"]
-    assert again["tiers"] == sqlite_run["summary"]["tiers"]
-    assert {p: open(p, "rb").read() for p in again["published"]} == before
+    assert again["run_id"] == first["run_id"] + "-r2" and again["status"] == "published"
+    assert again["output_sha256"] == first["output_sha256"]
+    assert again["tiers"] == first["tiers"]
+
+    def data(paths):  # the delivered data per agency; the manifests name their own run
+        return {(Path(p).parent.parent.name, Path(p).name): open(p, "rb").read()
+                for p in paths if not p.endswith("manifest.json")}
+
+    assert data(again["published"]) == data(first["published"])
+    assert {p: open(p, "rb").read() for p in first["published"]} == before  # the first attempt is kept
     eng = sa.create_engine(sqlite_run["url"])
-    n = pd.read_sql("select count(*) as n from entity_results", eng)["n"].iloc[0]
-    assert n == again["entities_scored"]  # replaced by run id, not appended
+    states = dict(pd.read_sql("select run_id, status from runs where as_of = '2026-06-30'", eng).values)
+    assert states == {first["run_id"]: "superseded", again["run_id"]: "published"}
+    n = pd.read_sql(f"select count(*) as n from entity_results where run_id = '{again['run_id']}'", eng)["n"].iloc[0]
+    assert n == again["entities_scored"]
+    pointers = {p.read_text().split()[0] for p in (sqlite_run["home"] / "outbox").glob("*/CURRENT")}
+    assert pointers == {again["run_id"]}
+    shown = json.loads(run_cli("status", "--as-of", AS_OF, "--home", str(sqlite_run["home"]), "--json",
+                               env={"CREDIT_DB_URL": ""}).stdout)
+    assert shown["run_id"] == again["run_id"]
 
 
 def test_published_files_carry_a_manifest_with_hashes(sqlite_run):

@@ -36,8 +36,11 @@ FAR_FUTURE = "9999-12-31"
 def _load_run(store, run_id: str) -> tuple[dict, dict]:
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
-    if row is None or not row.manifest_json:
-        raise PipelineError(f"no scored run {run_id!r} to rerun")
+        if row is None or not row.manifest_json:
+            known = conn.execute(sa.select(runs.c.run_id).where(runs.c.manifest_json.is_not(None))
+                                 .order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(12)).scalars().all()
+            raise PipelineError(f"no scored run {run_id!r} to rerun; scored runs: "
+                                + (", ".join(known) + (" …" if len(known) == 12 else "") if known else "none"))
     return dict(row._mapping), json.loads(row.manifest_json)
 
 

@@ -30,6 +30,7 @@ from scoring.history.store import artifacts, publications, record_batches, runs
 from scoring.publication.access import ensure_access_control
 from scoring.publication.free_text import mask_text_columns
 from scoring.publication.masking import mask_personal_data
+from scoring.publication.nights import supersede_others
 
 DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
 PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "legal_rep_name",
@@ -291,6 +292,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
             store.insert_frame(conn, publications, pd.DataFrame(rows))
             ensure_access_control(conn, agencies)
             conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+            supersede_others(conn, run_id)  # a re-run replaces its night here, in one transaction
         committed = True
     except BaseException:
         # Nothing of this attempt was visible: its staged folders go. (Killed here, the next run

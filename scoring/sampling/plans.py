@@ -41,12 +41,15 @@ SEED_SOURCE = "output_sha256 of the first published nightly run with as_of after
 # --------------------------------------------------------------------------- store access
 
 def _published(conn, run_id: str | None = None, after: str | None = None):
-    q = sa.select(runs).where(runs.c.status == "published")
+    # A run that was published and later superseded by a re-run of its night (status
+    # "superseded") was still published: plans keep their base and seed source through re-runs.
+    was = sa.select(runs).where(runs.c.status.in_(["published", "superseded"]))
     if run_id:
-        return conn.execute(q.where(runs.c.run_id == run_id)).first()
+        return conn.execute(was.where(runs.c.run_id == run_id)).first()
     if after:
-        q = q.where(runs.c.as_of > dt.date.fromisoformat(after)).order_by(runs.c.as_of, runs.c.run_id)
+        q = was.where(runs.c.as_of > dt.date.fromisoformat(after)).order_by(runs.c.as_of, runs.c.run_id)
         return conn.execute(q.limit(1)).first()
+    q = sa.select(runs).where(runs.c.status == "published")
     return conn.execute(q.order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(1)).first()
 
 
