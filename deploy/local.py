@@ -205,9 +205,10 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
     for d in (s["home"] / "pids", s["home"] / "logs", s["airflow_home"], s["credit_home"], s["landing"]):
         d.mkdir(parents=True, exist_ok=True)
     env = environment(s)
-    (s["home"] / "env").write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items())
-                                           if k not in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-                                                        "AIRFLOW__API__SECRET_KEY")))
+    env_file = s["home"] / "env"  # for `airflow ...` by hand: holds the secrets too, so 0600
+    env_file.unlink(missing_ok=True)
+    with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items())))
     logs = s["home"] / "logs"
     ensure_database(s["airflow_db_url"])
     ensure_database(s["credit_db_url"])
