@@ -260,6 +260,13 @@ class PolicyLearner(BaseEstimator):
                 for f in self.features}
 
     def fit(self, pairs: pd.DataFrame, y, days, sample_weight=None):
+        # Tiny dense problems: BLAS threads only spin against each other (5x slower on a busy 2-core box).
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return self._fit(pairs, y, days, sample_weight)
+
+    def _fit(self, pairs: pd.DataFrame, y, days, sample_weight=None):
         y = np.asarray(y, dtype=int)
         days = np.asarray(days)
         sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
