@@ -181,7 +181,7 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
 
     # ---- XLSX
     def many_rows_beyond_dimension(xml: bytes) -> bytes:
-        return re.sub(rb'<dimension ref="[^"]+"/>', b'<dimension ref="A1:M10"/>', xml)
+        return re.sub(rb'<dimension ref="[^"]+"/>', b'<dimension ref="A1:M3"/>', xml)
     add("xlsx_dimension_lies", _xlsx_rewrite(template_xlsx, many_rows_beyond_dimension), ("read", {}),
         ext="xlsx", rows_sent=None, note="rows beyond <dimension> are read")
     add("xlsx_truncated", template_xlsx[: len(template_xlsx) // 2], ("rejected", "truncated"), ext="xlsx")

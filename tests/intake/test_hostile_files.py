@@ -101,7 +101,7 @@ def test_rows_beyond_the_declared_dimension_are_read(corpus):
     data = (corpus["landing"] / case.rel).read_bytes()
     sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
     sent = sum(1 for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)) - 1
-    assert sent > 10
+    assert sent > 2   # more rows than the dimension A1:M3 declares
     assert read_file(corpus["landing"] / case.rel).received == sent
 
 
