@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from scoring.common.catalogue import Catalogue
-from scoring.common.config import CONFIG_DIR, canonical_json, load_document
+from scoring.common.config import canonical_json, load_document
 from scoring.common.errors import PipelineError
 from scoring.evaluation.evaluate import CANONICAL_COLUMNS, POLICY_HISTORY, Policy, evaluate_inputs
 from scoring.evaluation.migration import TIERS, compare
@@ -29,10 +29,10 @@ from scoring.history.inputs import load_inputs
 from scoring.history.store import runs, sampling_plans
 from scoring.publication.publish import DEFAULT_AGENCIES, in_scope, load_agencies
 from scoring.reporting.migration_plot import plot_matrix
+from scoring.reporting.reference import REFERENCE, citation, citation_html, load_reference
 from scoring.sampling.doublerandom import tier_count
 
 REQUIRED_DIMENSIONS = tuple(c.removeprefix("dim_") for c in CANONICAL_COLUMNS if c.startswith("dim_"))
-REFERENCE = CONFIG_DIR / "policy" / "reference.yaml"
 DIFF_SCHEMA = "policy_diff/1"
 
 
@@ -162,10 +162,10 @@ def policy_diff(store, old_path, new_path, as_of: str, reference=REFERENCE, agen
            "catalogue": {"sha256": cat.sha256, "label": cat.doc.get("version_label", ""), "chosen": chosen},
            "input_batches": sorted(str(b["batch_id"]) for b in batches)}
     out.update(compare(r_old, r_new))
-    ref = load_document(reference)
-    out["reference"] = {k: ref["reference"][k] for k in ("label", "verified", "source", "shares")}
-    out["new_minus_reference"] = {t: round(out["new_shares"][t] - float(ref["reference"]["shares"][t]), 6)
-                                  for t in TIERS}
+    ref = load_reference(reference)
+    out["reference"] = ref["reference"]
+    out["also_published"] = [{k: e[k] for k in ("label", "shares", "citation")} for e in ref["also_published"]]
+    out["new_minus_reference"] = {t: round(out["new_shares"][t] - ref["reference"]["shares"][t], 6) for t in TIERS}
     agencies = load_agencies(agencies_path or DEFAULT_AGENCIES)
     ratios = _ratios_in_use(store, [a["id"] for a in agencies], ref["default_ratios"])
     out["inspection_load"] = inspection_load(r_old, r_new, agencies, ratios)
@@ -198,14 +198,20 @@ def _table(rows: list[list], head: list[str]) -> str:
     return f"<table border=1 cellspacing=0 cellpadding=3><tr>{th}</tr>{body}</table>"
 
 
+def _citation(entry: dict) -> str:
+    # A diff kept from before reference.yaml carried its citation (the approved v2 diff) has none.
+    return entry.get("citation") or citation(entry)
+
+
 def diff_html(diff: dict, png: Path) -> str:
     img = base64.b64encode(Path(png).read_bytes()).decode()
     ref = diff["reference"]
-    ref_note = ("verified: " + str(ref["source"])) if ref["verified"] else \
-        "UNVERIFIED: the publication behind these figures was not found (config/policy/reference.yaml)"
+    others = diff.get("also_published", [])
     shares = _table([[t, f"{diff['old_shares'][t]:.1%}", f"{diff['new_shares'][t]:.1%}",
-                      f"{float(ref['shares'][t]):.1%}", f"{diff['new_minus_reference'][t]:+.1%}"] for t in TIERS],
-                    ["tier", "old", "new", "reference", "new - reference"])
+                      f"{float(ref['shares'][t]):.1%}", f"{diff['new_minus_reference'][t]:+.1%}"]
+                     + [f"{float(o['shares'][t]):.1%}" for o in others] for t in TIERS],
+                    ["tier", "old", "new", "reference", "new - reference"] + [o["label"] for o in others])
+    cited = "".join(f"<li>{html.escape(e['label'])}: {citation_html(e)}</li>" for e in [ref] + others)
     load = _table([[r["agency_id"], r["agency"], r["entities"], " ".join(f"{t}={r['ratios'][t]:g}" for t in TIERS),
                     r["ratios_from"], r["inspections_old"], r["inspections_new"], f"{r['change']:+d}"]
                    for r in diff["inspection_load"]],
@@ -223,8 +229,7 @@ def diff_html(diff: dict, png: Path) -> str:
             f"<h2>Tier migration</h2><img alt='migration matrix' src='data:image/png;base64,{img}'>"
             f"<p>{diff['up']:,} entities move to a better tier, {diff['down']:,} to a worse one, "
             f"{diff['same']:,} stay; {diff['movers_2plus']:,} move two tiers or more.</p>"
-            f"<h2>Tier shares against the published reference</h2><p>Reference: {html.escape(ref['label'])} — "
-            f"{html.escape(ref_note)}</p>{shares}"
+            f"<h2>Tier shares against the published reference</h2>{shares}<p>Sources:</p><ul>{cited}</ul>"
             f"<h2>Next month's inspection load by department</h2><p>{html.escape(diff['inspection_load_note'])}</p>{load}"
             f"<h2>Entities moving two tiers or more ({diff['movers_2plus']:,}"
             f"{', first 500 shown' if diff['movers_2plus'] > 500 else ''})</h2>{movers}</body></html>")
@@ -243,7 +248,11 @@ def diff_text(diff: dict) -> str:
     for t in TIERS:
         lines.append(f"  {t:<15} {diff['old_shares'][t]:>7.1%} {diff['new_shares'][t]:>7.1%} "
                      f"{float(ref['shares'][t]):>7.1%} {diff['new_minus_reference'][t]:>+8.1%}")
-    lines.append(f"  reference: {ref['label']}" + ("" if ref["verified"] else " [UNVERIFIED: source not found]"))
+    lines.append(f"  ref = {ref['label']}")
+    lines.append(f"        {_citation(ref)}")
+    for o in diff.get("also_published", []):
+        lines.append(f"  also published: {o['label']}: " + " / ".join(f"{t} {float(o['shares'][t]):.1%}" for t in TIERS))
+        lines.append(f"        {o['citation']}")
     lines += ["", f"next month's inspections by department ({diff['inspection_load_note']})",
               f"  {'agency':<15}{'entities':>9}{'old':>7}{'new':>7}{'change':>8}  ratios from"]
     for r in diff["inspection_load"]:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from scoring.common.catalogue import Catalogue
-from scoring.common.config import CONFIG_DIR, load_document
+from scoring.common.config import load_document
 from scoring.evaluation.evaluate import POLICY_HISTORY, Policy, evaluate_inputs
 from scoring.evaluation.migration import TIERS, compare
 from scoring.history.inputs import load_inputs
 from scoring.reporting.migration_plot import plot_matrix
+from scoring.reporting.reference import citation_html, load_reference
 
 WINDOW_DAYS = 31  # how long after a policy change the run report shows the migration
-REFERENCE = CONFIG_DIR / "policy" / "reference.yaml"
 
 
 def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
@@ -45,10 +45,10 @@ def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
              new={"file": cur["policy"], "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", "")})
     png = Path(folder) / "policy_migration.png"
     plot_matrix(m, png)
-    ref = load_document(REFERENCE)["reference"]
+    ref = load_reference()["reference"]
     rows = "".join(f"<tr><td>{t}</td><td>{m['old_shares'][t]:.1%}</td><td>{m['new_shares'][t]:.1%}</td>"
-                   f"<td>{float(ref['shares'][t]):.1%}</td></tr>" for t in TIERS)
-    note = html.escape(ref["label"]) + ("" if ref.get("verified") else " — UNVERIFIED: the publication was not found")
+                   f"<td>{ref['shares'][t]:.1%}</td></tr>" for t in TIERS)
+    note = f"{html.escape(ref['label'])} — {citation_html(ref)}"
     approved = html.escape(f"{cur.get('approved_by', '')}: {cur.get('reason', '')}")
     return (f"<h2>政策变更 Policy change: {html.escape(prev['policy'])} → {html.escape(cur['policy'])} "
             f"(in force from {cur['effective_from']})</h2>"

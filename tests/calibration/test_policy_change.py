@@ -84,7 +84,12 @@ def test_the_diff_shows_the_migration_shares_movers_and_inspection_load(diff, sq
     # v2 makes the clean majority A (v1 had them in B).
     assert diff["new_shares"]["A"] > 0.6 > diff["old_shares"]["A"]
     assert diff["matrix"]["B"]["A"] > 0.5 * n
-    assert abs(sum(diff["reference"]["shares"].values()) - 1) < 0.005 and diff["reference"]["verified"] is False
+    # The published reference, with its citation: Dandong's counts (A 31107, B 12044, C 3682, D 721).
+    ref = diff["reference"]
+    assert ref["verified"] is True and ref["printed"] == {"A": 31107, "B": 12044, "C": 3682, "D": 721}
+    assert {t: round(ref["shares"][t], 3) for t in "ABCD"} == {"A": 0.654, "B": 0.253, "C": 0.077, "D": 0.015}
+    assert "https://aic.dandong.gov.cn/" in ref["citation"] and ref["source"]["quote"]
+    assert diff["new_minus_reference"]["A"] == round(diff["new_shares"]["A"] - ref["shares"]["A"], 6)
     assert all(abs("ABCD".index(m["new_tier"]) - "ABCD".index(m["old_tier"])) >= 2 for m in diff["movers"])
     assert len(diff["movers"]) == diff["movers_2plus"]
     assert all(m["new_reasons"] for m in diff["movers"])
@@ -102,6 +107,33 @@ def test_the_diff_page_has_the_matrix_as_a_picture(diff):
     page = Path(diff["files"]["html"]).read_text(encoding="utf-8")
     assert "data:image/png;base64," in page and diff["diff_id"] in page
     assert Path(diff["files"]["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<a href='https://aic.dandong.gov.cn/html/DDJGJ/202305/0168506601542937.html'>" in page
+
+
+def test_the_terminal_table_prints_v2_shares_next_to_the_cited_reference(diff):
+    from scoring.calibration.policy_change import diff_text
+
+    text = diff_text(diff)
+    for t in "ABCD":  # one line per tier: old, new, reference, new - reference
+        cells = (f"{diff['old_shares'][t]:.1%}", f"{diff['new_shares'][t]:.1%}", f"{diff['reference']['shares'][t]:.1%}")
+        assert any(line.split()[:4] == [t, *cells] for line in text.splitlines()), (t, text)
+    assert diff["reference"]["label"] in text and diff["reference"]["citation"] in text
+    assert "UNVERIFIED" not in text
+
+
+def test_the_first_report_under_v2_sets_its_shares_beside_the_cited_reference(sqlite_run):
+    from pathlib import Path
+
+    from scoring.reporting.reference import load_reference
+
+    report = Path(sqlite_run["summary"]["report"]).read_text(encoding="utf-8")
+    section = report[report.index("Policy change: v1.yaml → v2.yaml"):]
+    ref = load_reference()["reference"]
+    n = sqlite_run["summary"]["entities_scored"]
+    for t in "ABCD":
+        this_night = sqlite_run["summary"]["tiers"].get(t, 0) / n
+        assert f"<td>{t}</td>" in section and f"<td>{this_night:.1%}</td><td>{ref['shares'][t]:.1%}</td>" in section
+    assert "https://aic.dandong.gov.cn/html/DDJGJ/202305/0168506601542937.html" in section
 
 
 def test_promotion_records_the_approval_and_applies_only_from_its_date(diff, tmp_path, sqlite_run):
