@@ -84,3 +84,70 @@ def test_unreadable_landing_and_a_vanished_provider_folder(tmp_path, monkeypatch
     monkeypatch.setattr(pathlib.Path, "iterdir", lambda self: denied(self, tmp_path))
     listing = classify(list_landing(tmp_path, "2026-01-06"), hist)
     assert [p["kind"] for p in listing.problems] == ["landing_unreadable"], "no false 'provider missing' lines"
+
+
+# A file rejected as a whole (or held by a failed gate) had no rows read: its bytes must never make a
+# later copy "same content" — that copy's rows would be lost without a word.
+
+def _rows(listing, statuses):
+    h = _history(listing)
+    h["status"] = [statuses[r] for r in h["path"]]
+    return h
+
+
+def test_a_rejected_or_held_file_never_shadows_a_later_copy(tmp_path):
+    text = "a,b\n1,2\n"
+    _land(tmp_path, "court/20260105_dishonest_debtor.csv", text, _at("2026-01-05"))
+    _land(tmp_path, "court/20260105_dishonest_debtor_copy.csv", text, _at("2026-01-05"))
+    first = classify(list_landing(tmp_path, "2026-01-05"), pd.DataFrame())
+    assert [c.action for c in first.candidates] == ["new", "same_content"]
+    _land(tmp_path, "court/20260106_dishonest_debtor.csv", text, _at("2026-01-06"))
+    # The first was rejected (and its copy recorded as "same content" that night): nothing was read.
+    rejected = _rows(first, {"court/20260105_dishonest_debtor.csv": "rejected",
+                             "court/20260105_dishonest_debtor_copy.csv": "same_content"})
+    got = {c.rel: c.action for c in classify(list_landing(tmp_path, "2026-01-06"), rejected).candidates}
+    assert got == {"court/20260106_dishonest_debtor.csv": "new"}
+    # The night failed a hard gate: the first file is held (read again), its copy was "same content".
+    held = _rows(first, {"court/20260105_dishonest_debtor.csv": "held",
+                         "court/20260105_dishonest_debtor_copy.csv": "same_content"})
+    got = {c.rel: c.action for c in classify(list_landing(tmp_path, "2026-01-06"), held).candidates}
+    assert got == {"court/20260105_dishonest_debtor.csv": "new", "court/20260106_dishonest_debtor.csv": "same_content"}
+    # Stored: then (and only then) a copy is the same content.
+    stored = _rows(first, {"court/20260105_dishonest_debtor.csv": "stored",
+                           "court/20260105_dishonest_debtor_copy.csv": "same_content"})
+    got = {c.rel: (c.action, c.same_as) for c in classify(list_landing(tmp_path, "2026-01-06"), stored).candidates}
+    assert got == {"court/20260106_dishonest_debtor.csv": ("same_content", "court/20260105_dishonest_debtor.csv")}
+
+
+def test_a_rejected_file_sent_again_under_its_name_is_read_again(tmp_path):
+    text = "a,b\n1,2\n"
+    _land(tmp_path, "court/20260105_dishonest_debtor.csv", text, _at("2026-01-05"))
+    first = classify(list_landing(tmp_path, "2026-01-05"), pd.DataFrame())
+    rejected = _rows(first, {"court/20260105_dishonest_debtor.csv": "rejected"})
+    assert classify(list_landing(tmp_path, "2026-01-06"), rejected).candidates == [], "untouched: not re-read"
+    _land(tmp_path, "court/20260105_dishonest_debtor.csv", text, _at("2026-01-06"))  # delivered again
+    got = [(c.rel, c.action) for c in classify(list_landing(tmp_path, "2026-01-06"), rejected).candidates]
+    assert got == [("court/20260105_dishonest_debtor.csv", "new")], "no rows of it were ever read: not a correction"
+
+
+def test_a_copy_of_a_file_rejected_the_same_night_is_read_not_recorded_as_a_repeat(tmp_path):
+    from scoring.common.catalogue import Catalogue
+    from scoring.intake.deliveries import stage_deliveries
+    from scoring.intake.layouts import PENALTY
+
+    header = ",".join(PENALTY.standard_headers())
+    text = header + "\n" + ",".join(["x"] * len(PENALTY.standard_headers())) + "\n"
+    for name in ("20260105_penalty.csv", "20260105_penalty_resent.csv"):
+        _land(tmp_path / "landing", f"tax/{name}", text, _at("2026-01-05"))
+    cat = Catalogue.load()
+    cat.gates["max_file_bytes"] = 10  # this night's limit refuses both files (say, before it was raised)
+    night = stage_deliveries(tmp_path / "landing", pd.Timestamp("2026-01-05"), cat, pd.DataFrame(), "r1",
+                             save_raw=lambda *_a: None)
+    assert [(f["path"], f["status"]) for f in night.files] == [("tax/20260105_penalty.csv", "rejected"),
+                                                              ("tax/20260105_penalty_resent.csv", "rejected")]
+    history = pd.DataFrame(night.files)
+    _land(tmp_path / "landing", "tax/20260106_penalty.csv", text, _at("2026-01-06"))
+    cat.gates["max_file_bytes"] = Catalogue.load().gates["max_file_bytes"]
+    later = stage_deliveries(tmp_path / "landing", pd.Timestamp("2026-01-06"), cat, history, "r2",
+                             save_raw=lambda *_a: None)
+    assert [(f["path"], f["status"], f["received"]) for f in later.files] == [("tax/20260106_penalty.csv", "staged", 1)]
