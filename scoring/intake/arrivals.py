@@ -6,8 +6,10 @@ runs, each file in the landing folder is one of:
 
 - ``known``: this very file (same path, size and arrival time, or same path and hash) was
   recorded before. Nothing to do, and it is not re-read: a quiet night costs a directory listing.
-- ``same_content``: its bytes equal an earlier delivery under another name. It counts as that
-  day's delivery for freshness, adds no rows, and is recorded as "same content as <file>".
+- ``same_content``: its bytes equal an earlier delivery under another name whose rows were read
+  into the history (stored). It counts as that day's delivery for freshness, adds no rows, and is
+  recorded as "same content as <file>". Bytes that were only ever rejected or held (or recorded as
+  a copy of such a file) never make a later file "same content": nothing of them was read.
 - ``correction``: a file name delivered before, now with different content. Its rows are read
   and supersede the earlier ones by record key (they are not quarantined as duplicates).
 - ``new``: everything else.
@@ -49,6 +51,7 @@ class Candidate:
     action: str = "new"                 # known | same_content | correction | new
     sha256: str = ""
     same_as: str | None = None          # same_content: the earlier file; correction: the file it replaces
+    read_before: bool = False           # rows under this very name were stored by an earlier night
 
     @property
     def arrived_on(self) -> dt.date:
@@ -146,13 +149,17 @@ def classify(listing: Listing, history: pd.DataFrame, hasher=sha256_path) -> Lis
     latest_by_path: dict[str, str] = {}
     if len(h):
         h = h.sort_values(["delivered_on", "path"], kind="stable")
+        # Content counts as known only if some delivery of it was read into the history: a rejected
+        # file, and a "same content" copy of a file that was then rejected or held, read nothing.
+        read = set(h.loc[h["status"] == "stored", "sha256"])
         for r in h.itertuples(index=False):
             when = _as_utc(r.arrived_at)
             if when is not None and not pd.isna(r.n_bytes):
-                by_stat.add((r.path, int(r.n_bytes), when))
+                by_stat.add((r.path, int(r.n_bytes), when))  # untouched since: not even hashed again
+            if r.sha256 not in read:
+                continue
             by_path_sha.add((r.path, r.sha256))
-            if r.status != "rejected":
-                first_by_sha.setdefault(r.sha256, r.path)
+            first_by_sha.setdefault(r.sha256, r.path)
             latest_by_path[r.path] = r.sha256
     # A provider that delivered before but has no folder now: say so every night it is missing.
     present = {c.provider for c in listing.candidates} | {
@@ -179,6 +186,7 @@ def classify(listing: Listing, history: pd.DataFrame, hasher=sha256_path) -> Lis
             c.action, c.same_as = "same_content", earlier
         elif c.rel in latest_by_path:
             c.action, c.same_as = "correction", c.rel
+        c.read_before = c.rel in latest_by_path
         this_run_sha.setdefault(c.sha256, c.rel)
         kept.append(c)
     listing.candidates = kept

@@ -56,6 +56,10 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
                "arrived_at": c.arrived_at.astimezone(dt.timezone.utc).replace(tzinfo=None),
                "sha256": c.sha256, "n_bytes": c.n_bytes, "received": 0, "accepted": 0, "quarantined": 0,
                "excluded": 0}
+        if c.action == "same_content" and any(r["path"] == c.same_as and r["status"] == "rejected"
+                                              for r in file_rows):
+            # Its twin was rejected a moment ago: nothing of these bytes was read, so read them.
+            c.action, c.same_as = ("correction", rel) if c.read_before else ("new", None)
         if c.action == "same_content":
             # Counts as this day's delivery for freshness; its rows are already known: none added.
             twin = _twin(c.same_as, file_rows, history)

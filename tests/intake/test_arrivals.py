@@ -145,7 +145,7 @@ def test_a_copy_of_a_file_rejected_the_same_night_is_read_not_recorded_as_a_repe
                              save_raw=lambda *_a: None)
     assert [(f["path"], f["status"]) for f in night.files] == [("tax/20260105_penalty.csv", "rejected"),
                                                               ("tax/20260105_penalty_resent.csv", "rejected")]
-    history = pd.DataFrame(night.files)
+    history = pd.DataFrame(night.files).assign(feed=None)  # as stored: a rejected file has no feed
     _land(tmp_path / "landing", "tax/20260106_penalty.csv", text, _at("2026-01-06"))
     cat.gates["max_file_bytes"] = Catalogue.load().gates["max_file_bytes"]
     later = stage_deliveries(tmp_path / "landing", pd.Timestamp("2026-01-06"), cat, history, "r2",
