@@ -25,7 +25,10 @@ operator waiver for this run only: `waive` (`gate:scope`, e.g. `feed_present:cou
 
 Catch-up: if the scheduler was down, the missed nights run one at a time in date order
 (`catchup=True`, `max_active_runs=1`); a night keyed on its logical date reads only the files that
-had landed by its scheduled time, so a late file is known from the night it arrived.
+had landed by its scheduled time, so a late file is known from the night it arrived. Catch-up goes
+back to the go-live date, `CREDIT_GO_LIVE` (YYYY-MM-DD: the first night evaluated; its run is due
+at 01:00 the next morning), never further. Without it there is no catch-up at all (only the latest
+night runs), so a fresh install never runs every night since some old date by surprise.
 `airflow backfill create --dag-id public_credit_nightly --from-date ... --to-date ...` works the same way.
 `CREDIT_NIGHTLY_SCHEDULE` moves the night (a cron) or makes it trigger-only (`manual`).
 """
@@ -44,6 +47,23 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 _CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
 SCHEDULE = None if _CRON.lower() in ("", "manual", "none") else _CRON
+
+
+def _go_live(text: str) -> dt.date | None:
+    """CREDIT_GO_LIVE: the first night the schedule evaluates (an as-of date); None when unset."""
+    if not text.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"CREDIT_GO_LIVE={text!r}: expected the first night to evaluate as YYYY-MM-DD") from None
+
+
+GO_LIVE = _go_live(os.environ.get("CREDIT_GO_LIVE", ""))
+# The run of night D is due at 01:00 on D+1 (its logical date); without a go-live date there is
+# nothing to catch up from (the start date then only bounds manual and test runs).
+START = dt.datetime.combine(GO_LIVE + dt.timedelta(days=1) if GO_LIVE else dt.date(2026, 1, 1), dt.time(0),
+                            tzinfo=SHANGHAI)
 DEFAULT_ARGS = {
     "owner": "public-credit-agency",
     "retries": 2,  # transient failures only: deterministic ones raise AirflowFailException
@@ -76,8 +96,8 @@ with DAG(
     dag_id="public_credit_nightly",
     description="Nightly public credit composite evaluation: ingest, gate, score, report, publish",
     schedule=SCHEDULE,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=SHANGHAI),
-    catchup=True,
+    start_date=START,
+    catchup=GO_LIVE is not None,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=4),
     on_failure_callback=on_failure,

@@ -16,6 +16,8 @@ Settings come from the environment (defaults in brackets):
   CREDIT_HOME          [$DEPLOY_HOME/credit], CREDIT_LANDING [$CREDIT_HOME/landing]
   AIRFLOW_ADMIN_USER   [admin], AIRFLOW_ADMIN_PASSWORD [generated once into secrets.json]
   CREDIT_NIGHTLY_SCHEDULE  cron of the nightly DAG ["0 1 * * *"; "manual": triggered runs only]
+  CREDIT_GO_LIVE       the first night the nightly DAG evaluates, YYYY-MM-DD: missed nights are caught
+                       up back to it, never further [unset: no catch-up, only the latest night runs]
 
 Databases that do not exist yet are created (the URL's user needs CREATEDB). Secrets (Fernet key,
 JWT secret, API secret key, admin password) are generated once and kept in secrets.json (0600),
@@ -58,6 +60,7 @@ def settings() -> dict:
         "landing": Path(e.get("CREDIT_LANDING") or credit_home / "landing").resolve(),
         "admin_user": e.get("AIRFLOW_ADMIN_USER") or "admin",
         "nightly_schedule": e.get("CREDIT_NIGHTLY_SCHEDULE") or "",
+        "go_live": e.get("CREDIT_GO_LIVE") or "",
     }
 
 
@@ -114,6 +117,8 @@ def environment(s: dict) -> dict[str, str]:
     }
     if s["nightly_schedule"]:
         env["CREDIT_NIGHTLY_SCHEDULE"] = s["nightly_schedule"]
+    if s["go_live"]:
+        env["CREDIT_GO_LIVE"] = s["go_live"]
     return env
 
 

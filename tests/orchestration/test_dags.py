@@ -37,6 +37,7 @@ for path in sys.argv[1:]:
         if type(obj).__name__ == "DAG":
             out[obj.dag_id] = {
                 "tags": sorted(obj.tags), "doc": bool(obj.doc_md), "catchup": obj.catchup,
+                "start_date": obj.start_date.isoformat() if obj.start_date else None,
                 "max_active_runs": obj.max_active_runs, "schedule": str(obj.schedule),
                 "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in obj.tasks},
                 "params": sorted(obj.params.keys()),
@@ -47,14 +48,17 @@ print(json.dumps({"dags": out, "heavy": heavy}))
 """
 
 
-@pytest.fixture(scope="module")
-def parsed():
+def _parse(files, **env_extra):
     env = dict(os.environ, AIRFLOW__CORE__LOAD_EXAMPLES="False",
                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:////nonexistent/no-db-at-parse-time.db",
-               CREDIT_DB_URL="postgresql+psycopg://nobody@203.0.113.1:1/none")
-    files = sorted(str(p) for p in DAGS.glob("*.py"))
-    p = subprocess.run([sys.executable, "-c", PARSE_PROBE, *files], capture_output=True, text=True, env=env,
-                       timeout=300)
+               CREDIT_DB_URL="postgresql+psycopg://nobody@203.0.113.1:1/none", **env_extra)
+    return subprocess.run([sys.executable, "-c", PARSE_PROBE, *files], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    p = _parse(sorted(str(p) for p in DAGS.glob("*.py")), CREDIT_GO_LIVE="2026-12-01")
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -67,8 +71,11 @@ def test_dag_files_import_without_db_network_or_heavy_modules(parsed):
 def test_nightly_dag_settings(parsed):
     d = parsed["dags"]["public_credit_nightly"]
     assert d["tags"] and "public-credit" in d["tags"] and d["doc"]
-    # Missed nights are caught up one at a time, in order (each keyed on its logical date).
+    # Missed nights are caught up one at a time, in order (each keyed on its logical date), back to
+    # the go-live night only: its run is due at 01:00 the next morning, Asia/Shanghai.
     assert d["catchup"] is True and d["max_active_runs"] == 1
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    assert dt.datetime.fromisoformat(d["start_date"]) == dt.datetime(2026, 12, 2, tzinfo=shanghai)
     assert "0 1 * * *" in d["schedule"]
     steps = ["ingest", "gate", "score", "report", "publish"]
     assert set(steps) <= set(d["tasks"])
@@ -80,6 +87,15 @@ def test_nightly_dag_settings(parsed):
     assert set(steps[:-1]) <= set(d["tasks"]["publish"]["upstream"])
     # An operator waiver is a trigger-form choice for one run: gate:scope, approver, reason.
     assert {"waive", "approver", "reason"} <= set(d["params"])
+
+
+def test_without_a_go_live_date_a_fresh_install_catches_nothing_up():
+    nightly = [str(DAGS / "public_credit_nightly.py")]
+    p = _parse(nightly, CREDIT_GO_LIVE="")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads(p.stdout.strip().splitlines()[-1])["dags"]["public_credit_nightly"]["catchup"] is False
+    bad = _parse(nightly, CREDIT_GO_LIVE="1 Dec")
+    assert bad.returncode != 0 and "CREDIT_GO_LIVE='1 Dec': expected the first night to evaluate as YYYY-MM-DD" in bad.stderr
 
 
 def test_every_dag_has_tags_docs_and_retries(parsed):
