@@ -274,7 +274,7 @@ def gate(ctx: RunContext) -> dict:
                  for t in ("records", "entities", "changes")}
         files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == ctx.run_id), conn)
         history = pd.read_sql(sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on,
-                                        landed_files.c.received, landed_files.c.status)
+                                        landed_files.c.received, landed_files.c.status, landed_files.c.path)
                               .where(landed_files.c.run_id != ctx.run_id), conn)
     # A quiet night stages nothing: it needs none of the stored history to validate (the cost of
     # reading it grows with the province; scoring reads what it needs).

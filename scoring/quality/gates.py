@@ -180,9 +180,16 @@ def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVer
         gates.append(gate_quarantine_share(f.path, f.received - excluded - simplified, f.quarantined,
                                            float(cat.gates["max_quarantine_share"]),
                                            int(cat.gates.get("min_rows_for_share_gate", 0))))
-        hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
-                       (history["status"] == "stored")].sort_values("delivered_on")
-        gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))
+        if note.startswith("correction of") and "path" in history:
+            # A correction is judged against the file it replaces, not against the feed's daily
+            # size (a corrected history load is as large as the load).
+            hist = history[(history["path"] == f.path) & (history["status"] == "stored")].sort_values("delivered_on")
+            gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist()[-1:], cat.gates,
+                                        min_history=1))
+        else:
+            hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
+                           (history["status"] == "stored")].sort_values("delivered_on")
+            gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))
     delivered = pd.concat([history[history["status"].isin(["stored", "same_content"])][["provider", "feed",
                                                                                          "delivered_on"]],
                            files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]]])
@@ -237,9 +244,9 @@ def gate_quarantine_share(path: str, received: int, quarantined: int, max_share:
                                if share > max_share else ""))
 
 
-def gate_row_count(scope: str, rows: int, history: list[int], cfg: dict) -> GateResult:
+def gate_row_count(scope: str, rows: int, history: list[int], cfg: dict, min_history: int = 3) -> GateResult:
     hist = [h for h in history if h > 0][-int(cfg["row_count_history_runs"]):]
-    if len(hist) < 3 or rows < int(cfg["min_rows_for_count_gate"]):
+    if len(hist) < min_history or rows < int(cfg["min_rows_for_count_gate"]):
         return GateResult("row_count", scope, True, True, observed=str(rows), threshold="too little history")
     med = float(np.median(hist))
     ratio = float(cfg["row_count_max_ratio"])

@@ -728,8 +728,10 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -
 
 def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20_000, seed: int = 42,
                      defect_rate: float = 0.02, catalogue: Catalogue | None = None,
-                     progress=None, world: Path | str = DEFAULT_WORLD) -> dict:
-    """Write the deliveries due by ``as_of`` that the landing folder does not have yet."""
+                     progress=None, world: Path | str = DEFAULT_WORLD, prebuilt: World | None = None) -> dict:
+    """Write the deliveries due by ``as_of`` that the landing folder does not have yet.
+    ``prebuilt``: the world of these parameters, built once by a caller that writes day after day
+    (building it is most of the cost of a small province's day)."""
     params = load_world(world)  # a bad world file stops here, before anything is written
     out = Path(out)
     as_of = pd.Timestamp(as_of)
@@ -749,7 +751,10 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
         return {"out": str(out), "files": [], "delivered_until": str(after.date()), "note": "nothing new"}
     say = progress or (lambda msg: None)
     say(f"building the province: {n_entities:,} entities (seed {seed})")
-    world = build_world(n_entities, seed, params)
+    if prebuilt is not None and (prebuilt.seed != seed or len(prebuilt.entities) != n_entities
+                                 or prebuilt.params is None or prebuilt.params.sha256 != params.sha256):
+        raise ValueError("the prebuilt world was built with other parameters")
+    world = prebuilt if prebuilt is not None else build_world(n_entities, seed, params)
     rng = np.random.default_rng(_stable_seed(seed, "deliveries", as_of.date()))
     frames = delivery_frames(world, cat, after, as_of, rng)
     frames.update(positive_signals.delivery_frames(world, cat, after, as_of, _fmt_dates, _authority))

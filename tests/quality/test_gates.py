@@ -34,6 +34,9 @@ def test_row_count_against_recent_history():
     assert not gate_row_count("f", 100, [900, 1100, 1000, 950], cfg).passed
     assert not gate_row_count("f", 10_000, [900, 1100, 1000, 950], cfg).passed
     assert gate_row_count("f", 10_000, [900, 1100], cfg).passed  # too little history to judge
+    # A correction is judged against the one file it replaces.
+    assert gate_row_count("f", 1000, [990], cfg, min_history=1).passed
+    assert not gate_row_count("f", 10_000, [990], cfg, min_history=1).passed
 
 
 def test_quarantine_share_threshold():
