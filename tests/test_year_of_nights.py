@@ -284,7 +284,7 @@ def year(tmp_path_factory):
     home = root / "home"
     agency = Agency(home)
     log = {"generate_seconds": round(time.perf_counter() - t0, 1), "nights": [], "why": collections.Counter(),
-           "audits": [], "late": prov.late, "late_days": prov.late_days, "resent": (resent, resent_of),
+           "audits": [], "seconds": [], "late": prov.late, "late_days": prov.late_days, "resent": (resent, resent_of),
            "corrected": (corrected, corrected_doc, corrected_amount)}
     last_published = None
     t0 = time.perf_counter()
@@ -303,7 +303,9 @@ def year(tmp_path_factory):
         else:
             ctx = pipeline.RunContext(as_of=day, landing=prov.landing, home=home,
                                       arrival_cut=nightly_arrival_cut(day))
+            t_night = time.perf_counter()
             s = pipeline.run_night(ctx)
+            log["seconds"].append((s["no_new_deliveries"], time.perf_counter() - t_night))
             if day in GATE_FAILS:
                 assert s["status"] == "gate_failed" and "feed_present court/dishonest_debtor" in s["message"], s
                 _check_night(agency, s, last_published, log)
@@ -452,4 +454,10 @@ def test_tier_changes_are_explained_and_reported(year):
           f"nights {year['nights_seconds']} s; received {sum(n['received'] for n in nights)}, accepted "
           f"{sum(n['accepted'] for n in nights)}, quarantined {sum(n['quarantined'] for n in nights)}, "
           f"excluded {sum(n['excluded'] for n in nights)}; quiet nights {sum(n['quiet'] for n in nights)}; "
-          f"tier changes {dict(year['why'])}; audited {year['audits']}")
+          f"tier changes {dict(year['why'])}; audited {year['audits']}; median seconds a night: "
+          f"quiet {_median([t for q, t in year['seconds'] if q])}, "
+          f"with deliveries {_median([t for q, t in year['seconds'] if not q])}")
+
+
+def _median(xs: list[float]) -> float:
+    return round(float(pd.Series(xs).median()), 2) if xs else float("nan")
