@@ -62,7 +62,7 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
             c.action, c.same_as = ("correction", rel) if c.read_before else ("new", None)
         if c.action == "same_content":
             # Counts as this day's delivery for freshness; its rows are already known: none added.
-            twin = _twin(c.same_as, file_rows, history)
+            twin = _twin(c.same_as, c.sha256, file_rows, history)
             row.update(status="same_content", feed=twin.get("feed"), layout=twin.get("layout"),
                        encoding=twin.get("encoding"), file_format=twin.get("file_format"),
                        received=int(twin.get("received") or 0), excluded=int(twin.get("received") or 0),
@@ -121,11 +121,13 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
                        files=file_rows, raw_index=raw_index, problems=listing.problems)
 
 
-def _twin(path: str, this_night: list[dict], history: pd.DataFrame) -> dict:
+def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame) -> dict:
     for r in this_night:
         if r["path"] == path and r.get("status") != "same_content":
             return r
-    h = history[history["path"] == path] if len(history) else history
+    # The stored delivery of these very bytes (the same name may have other versions since).
+    h = history[(history["path"] == path) & (history["sha256"] == sha256) & (history["status"] == "stored")
+                ] if len(history) else history
     return h.iloc[-1].to_dict() if len(h) else {}
 
 

@@ -151,3 +151,13 @@ def test_a_copy_of_a_file_rejected_the_same_night_is_read_not_recorded_as_a_repe
     later = stage_deliveries(tmp_path / "landing", pd.Timestamp("2026-01-06"), cat, history, "r2",
                              save_raw=lambda *_a: None)
     assert [(f["path"], f["status"], f["received"]) for f in later.files] == [("tax/20260106_penalty.csv", "staged", 1)]
+
+
+def test_a_repeat_takes_its_counts_from_the_stored_version_it_repeats(tmp_path):
+    from scoring.intake.deliveries import _twin
+
+    history = pd.DataFrame([
+        {"path": "tax/20260105_penalty.csv", "sha256": "x", "status": "stored", "received": 7, "feed": "penalty"},
+        {"path": "tax/20260105_penalty.csv", "sha256": "y", "status": "rejected", "received": 0, "feed": None}])
+    assert _twin("tax/20260105_penalty.csv", "x", [], history)["received"] == 7, \
+        "a later rejected version under the same name is not the twin"
