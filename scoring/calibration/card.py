@@ -45,9 +45,48 @@ def _pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.0f}%"
 
 
-def what_changed(hand, cand, ev: pd.DataFrame) -> list[dict]:
-    """Sentences (text, evidence) describing the candidate against the hand policy."""
+def signal_evidence(values: np.ndarray, y, w, signals: dict) -> pd.DataFrame:
+    """Per candidate signal: IPW-weighted problem rate of training inspections where it applies
+    (value > 0) and where it does not."""
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(w, dtype=float)
+    rows = []
+    for j, sid in enumerate(signals):
+        on = np.asarray(values)[:, j] > 0
+
+        def rate(m):
+            return float((w * y)[m].sum() / w[m].sum()) if w[m].sum() > 0 else None
+
+        rows.append({"signal": sid, "n_with": int(on.sum()), "rate_with": rate(on), "rate_without": rate(~on)})
+    return pd.DataFrame(rows, columns=["signal", "n_with", "rate_with", "rate_without"]).set_index("signal")
+
+
+def _signal_sentences(cand, sig_ev: pd.DataFrame | None) -> list[dict]:
     out = []
+    for sid, spec in sorted((cand.doc.get("signals") or {}).items()):
+        what = spec["en"][1 if spec["kind"] == "legal_rep_changes" else 0]
+        unit = "each " if spec["kind"] == "legal_rep_changes" else ""
+        text = (f"New, not in the hand policy: {what} ({spec['zh']}) counts {unit}{spec['points']:+d} points."
+                if spec["points"] else f"Considered, but left at 0 points (the outcomes do not support it): {what}.")
+        ev = ""
+        if sig_ev is not None and sid in sig_ev.index:
+            e = sig_ev.loc[sid]
+            ev = (f"problem rate where it applies {_pct(e['rate_with'])} ({int(e['n_with'])} training inspections), "
+                  f"elsewhere {_pct(e['rate_without'])}.")
+        out.append({"text": text, "evidence": ev or "no training inspection where it applies."})
+    return out
+
+
+def what_changed(hand, cand, ev: pd.DataFrame, sig_ev: pd.DataFrame | None = None) -> list[dict]:
+    """Sentences (text, evidence) describing the candidate against the hand policy."""
+    if (cand.doc["items"] == hand.doc["items"] and not cand.doc.get("signals")
+            and cand.doc["tiers"] == hand.doc["tiers"]):
+        return [{"text": "No change: the learned numbers did not predict the validation inspections (the latest "
+                         "30% of the training period) better than the current policy, so the candidate is the "
+                         "current policy.",
+                 "evidence": "weighted log-loss on the validation inspections, current policy (through a one-variable "
+                             "logistic) against the best learned candidate; see the report's learned section."}]
+    out = _signal_sentences(cand, sig_ev)
     if {"PENALTY_GENERAL", "PENALTY_SEVERE"} <= set(ev.index):
         hg, hs = _weight(hand, "PENALTY_GENERAL", 1), _weight(hand, "PENALTY_SEVERE", 36)
         cg, cs = _weight(cand, "PENALTY_GENERAL", 1), _weight(cand, "PENALTY_SEVERE", 36)

@@ -23,6 +23,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import log_loss, roc_auc_score
 
+from scoring.calibration.card import item_evidence, signal_evidence, what_changed
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import canonical_json, content_hash
 from scoring.common.errors import PipelineError
@@ -35,6 +36,7 @@ from scoring.evaluation.evaluate import (
     item_table,
     publicity_until,
 )
+from scoring.evaluation.signals import policy_signals, signal_values
 from scoring.history.inputs import load_inputs
 from scoring.history.store import artifacts
 
@@ -174,11 +176,12 @@ def point_in_time_features(inspections: pd.DataFrame, records: pd.DataFrame, cha
 
 def policy_scores(X: pd.DataFrame, features: list[str], policy: Policy) -> tuple[np.ndarray, np.ndarray]:
     """Score and tier for feature rows under a policy (same arithmetic as the engine)."""
-    pts = policy.items_frame().set_index("item_code")
+    # Items and signals alike: points per unit of the column, summed per dimension, then capped.
+    rules = {**{k: v for k, v in policy_signals(policy.doc).items()}, **policy.doc["items"]}
     total = np.zeros(len(X))
     for d in policy.doc["dimensions"]:
-        cols = [f for f in features if f in pts.index and pts.at[f, "dimension"] == d["id"]]
-        raw = X[cols].to_numpy() @ pts.loc[cols, "points"].to_numpy() if cols else np.zeros(len(X))
+        cols = [f for f in features if f in rules and rules[f]["dimension"] == d["id"]]
+        raw = X[cols].to_numpy() @ np.array([float(rules[f]["points"]) for f in cols]) if cols else np.zeros(len(X))
         total += np.clip(raw, d["min"], d["max"])
     score = np.floor(np.clip(policy.doc["scale"]["base"] + total, 0, 1000) + 0.5)
     tiers = policy.doc["tiers"]
@@ -241,13 +244,19 @@ class PolicyLearner(BaseEstimator):
 
     fit(pairs, y, days): pairs has row (index into y), item_code, age_days (point_in_time_records);
     days orders the rows in time (the inspection day).
+
+    signals: policy signals (scoring.evaluation.signals) the candidate may give points to besides
+    the items (registration-age bands, representative changes, arrears clusters); their ids are
+    among ``features`` and their values per row come with fit/transform (``signal_values``, in
+    the order of ``signals``). They have no half-life: a signal is a rule on the as-of day.
     """
     def __init__(self, current: Policy | None = None, features=None, signs=None,
                  half_life_scales=HALF_LIFE_SCALES, Cs=CS, priors=PRIORS, validation_share: float = 0.3,
-                 random_state: int | None = 0):
+                 random_state: int | None = 0, signals=None):
         self.current = current
         self.features = features
         self.signs = signs
+        self.signals = signals
         self.half_life_scales = half_life_scales
         self.Cs = Cs
         self.priors = priors
@@ -259,14 +268,24 @@ class PolicyLearner(BaseEstimator):
         return {f: None if scale is None or cur.get(f) is None else _integral(float(cur[f]) * scale)
                 for f in self.features}
 
-    def fit(self, pairs: pd.DataFrame, y, days, sample_weight=None):
+    def fit(self, pairs: pd.DataFrame, y, days, sample_weight=None, signal_values=None):
         # Tiny dense problems: BLAS threads only spin against each other (5x slower on a busy 2-core box).
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
-            return self._fit(pairs, y, days, sample_weight)
+            return self._fit(pairs, y, days, sample_weight, signal_values)
 
-    def _fit(self, pairs: pd.DataFrame, y, days, sample_weight=None):
+    def _columns(self, pairs: pd.DataFrame, n: int, half_lives: dict, signal_values=None) -> np.ndarray:
+        """Decayed counts per item, and the signals' values in their own columns."""
+        X = decayed_counts(pairs, n, list(self.features), half_lives)
+        sig = list(self.signals or {})
+        if sig:
+            if signal_values is None or np.shape(signal_values) != (n, len(sig)):
+                raise ValueError(f"the learner's signals {sig} need their values ({n} rows x {len(sig)})")
+            X[:, [list(self.features).index(s) for s in sig]] = np.asarray(signal_values, dtype=np.float64)
+        return X
+
+    def _fit(self, pairs: pd.DataFrame, y, days, sample_weight=None, signal_values=None):
         y = np.asarray(y, dtype=int)
         days = np.asarray(days)
         sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -283,7 +302,7 @@ class PolicyLearner(BaseEstimator):
         lo = np.where(np.asarray(self.signs) > 0, 0.0, -np.inf)
         hi = np.where(np.asarray(self.signs) < 0, 0.0, np.inf)
         self.prior_coef_ = np.clip(-points * per_point, lo, hi)
-        X = {s: decayed_counts(pairs, n, feats, self._half_lives(s)) for s in self.half_life_scales}
+        X = {s: self._columns(pairs, n, self._half_lives(s), signal_values) for s in self.half_life_scales}
         cut = np.quantile(days, 1 - self.validation_share) if n else 0
         fit_rows, val_rows = days <= cut, days > cut
         self.search_ = []
@@ -301,6 +320,17 @@ class PolicyLearner(BaseEstimator):
                         self.search_.append(row)
                         if best is None or row["val_log_loss"] < best["val_log_loss"] - 1e-12:
                             best = row
+        # The current policy is the champion: a learned candidate must predict the validation
+        # inspections better (weighted log-loss) than the current score does through a one-variable
+        # logistic fitted on the same earlier rows; otherwise the candidate is the current policy.
+        self.keep_current_ = False
+        self.current_val_log_loss_ = None
+        if best is not None and len(set(y[fit_rows])) > 1:
+            champ = SignConstrainedLogisticRegression(signs=[-1], C=1e6, random_state=self.random_state).fit(
+                cur_score[fit_rows, None] / 100.0, y[fit_rows], sw[fit_rows])
+            p = champ.predict_proba(cur_score[val_rows, None] / 100.0)[:, 1]
+            self.current_val_log_loss_ = float(log_loss(y[val_rows], p, labels=[0, 1], sample_weight=sw[val_rows]))
+            self.keep_current_ = bool(self.current_val_log_loss_ <= best["val_log_loss"])
         if best is None:  # too little data to choose: stay closest to the current policy
             best = {"half_life_scale": 1.0, "prior": "current", "C": min(self.Cs)}
         self.half_life_scale_, self.prior_, self.C_ = best["half_life_scale"], best["prior"], best["C"]
@@ -314,11 +344,11 @@ class PolicyLearner(BaseEstimator):
         return SignConstrainedLogisticRegression(signs=self.signs, C=C, random_state=self.random_state,
                                                  coef_prior=self.prior_coef_ if prior == "current" else None)
 
-    def transform(self, pairs: pd.DataFrame, n_rows: int) -> np.ndarray:
-        return decayed_counts(pairs, n_rows, list(self.features), self.half_lives_)
+    def transform(self, pairs: pd.DataFrame, n_rows: int, signal_values=None) -> np.ndarray:
+        return self._columns(pairs, n_rows, self.half_lives_, signal_values)
 
-    def predict_proba(self, pairs: pd.DataFrame, n_rows: int) -> np.ndarray:
-        return self.model_.predict_proba(self.transform(pairs, n_rows))
+    def predict_proba(self, pairs: pd.DataFrame, n_rows: int, signal_values=None) -> np.ndarray:
+        return self.model_.predict_proba(self.transform(pairs, n_rows, signal_values))
 
 
 # --------------------------------------------------------------------------- candidate
@@ -340,13 +370,21 @@ def candidate_policy(learner: PolicyLearner, features: list[str], current: Polic
     cut scores at the current policy's tier shares. X_pop: the training population's counts under
     the learned half-lives; X_pop_current: under the current ones."""
     doc = json.loads(json.dumps(current.doc))
+    if getattr(learner, "keep_current_", False):
+        # The learned numbers did not beat the current policy on the validation inspections.
+        doc["version_label"] = "candidate (no change: the current policy predicted better)"
+        return Policy.from_doc(doc)
+    signals = dict(getattr(learner, "signals", None) or {})
     for f, c in zip(features, learner.coef_):
         if f in doc["items"]:
             doc["items"][f]["points"] = int(np.round(-c * learner.points_per_logit_))
             doc["items"][f]["half_life_months"] = learner.half_lives_[f]
-    pts = np.array([doc["items"][f]["points"] for f in features], dtype=np.float64)
+        elif f in signals:
+            doc.setdefault("signals", {})[f] = {**signals[f], "points": int(np.round(-c * learner.points_per_logit_))}
+    rules = {**policy_signals(doc), **doc["items"]}
+    pts = np.array([rules[f]["points"] if f in rules else 0 for f in features], dtype=np.float64)
     for d in doc["dimensions"]:
-        cols = np.array([doc["items"][f]["dimension"] == d["id"] for f in features])
+        cols = np.array([f in rules and rules[f]["dimension"] == d["id"] for f in features])
         raw = X_pop[:, cols] @ pts[cols] if cols.any() and len(X_pop) else np.zeros(1)
         d["min"] = int(min(d["min"], np.floor(raw.min())))
         d["max"] = int(max(d["max"], np.ceil(raw.max())))
@@ -372,6 +410,13 @@ def candidate_policy(learner: PolicyLearner, features: list[str], current: Polic
             q = 1000
         else:
             q = int(np.quantile(cand_score, 1 - share) if weights is None else _weighted_quantile(cand_score, w, 1 - share))
+            # Many entities share a score (e.g. nothing that counts): the cut at the quantile may put
+            # a whole tie above it. Take the cut (there, or just above the tie) whose share is closer.
+            above = cand_score[cand_score > q]
+            if len(above):
+                up = int(np.ceil(above.min()))
+                if abs(w[cand_score >= up].sum() / w.sum() - share) < abs(w[cand_score >= q].sum() / w.sum() - share):
+                    q = up
         q = min(q, prev - 1)
         cuts.append(q)
         prev = q
@@ -418,73 +463,218 @@ def paired_auc_difference(y, risk_a, risk_b, groups, resamples: int = 2000, rand
             "resamples": int(resamples), "resampled_by": "entity", "seed": random_state}
 
 
+# --------------------------------------------------------------------------- one training-set path
+
+ARREARS_ITEMS = ["HOUSING_FUND_ARREARS", "SOCIAL_INSURANCE_ARREARS", "TAX_ARREARS", "UTILITY_ARREARS"]
+# What a candidate may give points to besides the catalogue items: facts the hand policies ignore
+# (registration-age bands, recent changes of legal representative, a cluster of different arrears).
+# Each is a readable rule; the learner decides its points (never below zero risk: sign-constrained).
+CANDIDATE_SIGNALS = {
+    "REGISTERED_UNDER_12_MONTHS": {"kind": "registration_age", "from_months": 0, "under_months": 12,
+                                   "dimension": "supervisory_risk", "reason": "R041", "zh": "成立不满12个月",
+                                   "en": ["registered less than 12 months ago", "registered less than 12 months ago"]},
+    "REGISTERED_12_TO_24_MONTHS": {"kind": "registration_age", "from_months": 12, "under_months": 24,
+                                   "dimension": "supervisory_risk", "reason": "R042", "zh": "成立12至24个月",
+                                   "en": ["registered 12 to 24 months ago", "registered 12 to 24 months ago"]},
+    "REGISTERED_24_TO_36_MONTHS": {"kind": "registration_age", "from_months": 24, "under_months": 36,
+                                   "dimension": "supervisory_risk", "reason": "R043", "zh": "成立24至36个月",
+                                   "en": ["registered 24 to 36 months ago", "registered 24 to 36 months ago"]},
+    "LEGAL_REP_CHANGES_12_MONTHS": {"kind": "legal_rep_changes", "within_months": 12,
+                                    "dimension": "supervisory_risk", "reason": "R044", "zh": "近12个月法定代表人变更",
+                                    "en": ["change of legal representative in the last 12 months",
+                                           "changes of legal representative in the last 12 months"]},
+    "ARREARS_CLUSTER_6_MONTHS": {"kind": "arrears_cluster", "within_months": 6, "min_kinds": 2,
+                                 "items": ARREARS_ITEMS, "dimension": "social_responsibility", "reason": "R045",
+                                 "zh": "近6个月两类以上欠缴",
+                                 "en": ["arrears of two or more kinds in the last 6 months",
+                                        "arrears of two or more kinds in the last 6 months"]},
+}
+
+
+def available_signals(registered: bool, rep_changes: bool, signals: dict | None = None) -> dict:
+    """The candidate signals whose data exists: registration-age bands need registration dates,
+    representative changes need the register's change history (not delivered in production yet)."""
+    signals = CANDIDATE_SIGNALS if signals is None else signals
+    return {k: v for k, v in signals.items()
+            if not (v["kind"] == "registration_age" and not registered)
+            and not (v["kind"] == "legal_rep_changes" and not rep_changes)}
+
+
+def row_signal_values(signals: dict, rows: pd.DataFrame, pairs: pd.DataFrame, registered: pd.Series | None,
+                      rep_changes: pd.DataFrame | None) -> np.ndarray:
+    """Signal values of each inspection row on the day before it (as the features: nothing on or
+    after the inspection day). registered: registration date by USCC; rep_changes: (uscc,
+    change_date) of legal-representative changes in the register."""
+    as_day = day_numbers(rows, "decision_date") - 1
+    reg = None
+    if registered is not None:
+        reg_dates = pd.to_datetime(registered.reindex(rows["uscc"].to_numpy()).to_numpy())
+        reg = day_numbers(pd.DataFrame({"d": reg_dates}), "d")
+    rep = None
+    if rep_changes is not None:
+        m = pd.DataFrame({"row": np.arange(len(rows)), "uscc": rows["uscc"].to_numpy(), "as_day": as_day}).merge(
+            rep_changes.assign(change_day=day_numbers(rep_changes, "change_date"))[["uscc", "change_day"]], on="uscc")
+        m = m[m["change_day"].to_numpy() <= m["as_day"].to_numpy()]
+        rep = pd.DataFrame({"row": m["row"].to_numpy(np.int64), "age_days": (m["as_day"] - m["change_day"]).to_numpy()})
+    return signal_values(signals, as_day, reg if reg is not None else np.zeros(len(rows), np.int64), pairs, rep)
+
+
+def ipw_training_set(inspections: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame,
+                     catalogue: Catalogue, current: Policy, train_share: float = 0.7,
+                     registered: pd.Series | None = None, rep_changes: pd.DataFrame | None = None,
+                     signals: dict | None = None) -> dict:
+    """The training and test sets of the calibration loop, one path for `credit calibrate`, its DAG
+    and the world experiment. inspections: the inspection records (uscc, decision_date, item_code,
+    record_key) with ``inclusion_prob``, the draw's probability of including that entity (NaN for
+    inspections that were not drawn at random: complaint-driven, targeted, or of an unknown plan).
+    Only random inspections are learned from and tested on, each weighted 1 / inclusion_prob so it
+    stands for the eligible entities of its tier and month; the split is by date (earlier
+    ``train_share`` of the random inspections to learn, the later ones to test)."""
+    ins = inspections.sort_values(["decision_date", "record_key"], kind="stable", ignore_index=True)
+    rows, pairs, features = point_in_time_records(ins, records, changes, catalogue, current)
+    signals = available_signals(registered is not None, rep_changes is not None, signals)
+    features = features + list(signals)
+    S = row_signal_values(signals, rows, pairs, registered, rep_changes) if signals else np.zeros((len(rows), 0))
+    days = day_numbers(rows, "decision_date")
+    w = ipw_weights(ins["inclusion_prob"].to_numpy(np.float64))
+    random = w > 0
+    if random.sum() < 2:
+        raise PipelineError(f"{int(random.sum())} randomly drawn inspections with a known inclusion probability: "
+                            "nothing to learn from without biasing towards how inspections were chosen")
+    split_day = int(np.quantile(days[random], train_share))
+    tr = np.flatnonzero(random & (days <= split_day))
+    te = np.flatnonzero(random & (days > split_day))
+
+    def part(idx):
+        p = pairs[np.isin(pairs["row"].to_numpy(), idx)]
+        return p.assign(row=np.searchsorted(idx, p["row"].to_numpy()))
+
+    nature = {i["code"]: i["nature"] for i in catalogue.items}
+    y = rows["label"].to_numpy()
+    return {"inspections": ins, "rows": rows, "pairs": pairs, "features": features, "signals": signals,
+            "signs": [1 if (f in signals or nature.get(f) == "negative") else -1 for f in features],
+            "days": days, "y": y, "w": w, "random": random, "split_day": split_day, "train": tr, "test": te,
+            "train_pairs": part(tr), "test_pairs": part(te), "train_signals": S[tr], "test_signals": S[te]}
+
+
+def learn_candidate(ts: dict, current: Policy, random_state: int = 0) -> tuple[PolicyLearner, Policy]:
+    """The learner fitted with inverse-probability weights on the training period, and its
+    candidate policy (cut scores at the current policy's weighted tier shares)."""
+    tr = ts["train"]
+    learner = PolicyLearner(current=current, features=ts["features"], signs=ts["signs"], random_state=random_state,
+                            signals=ts["signals"] or None)
+    learner.fit(ts["train_pairs"], ts["y"][tr], ts["days"][tr], sample_weight=ts["w"][tr],
+                signal_values=ts["train_signals"] if ts["signals"] else None)
+    X_tr = learner.transform(ts["train_pairs"], len(tr), ts["train_signals"] if ts["signals"] else None)
+    X_tr_cur = decayed_counts(ts["train_pairs"], len(tr), ts["features"], policy_half_lives(current))
+    return learner, candidate_policy(learner, ts["features"], current, X_tr, X_tr_cur, weights=ts["w"][tr])
+
+
+def policy_view(policy: Policy, ts: dict, part: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Score, tier and columns of a policy on the train or test rows, as the engine would: its own
+    half-lives for the items, its signals' values on the day before each inspection."""
+    idx = ts[part]
+    X = decayed_counts(ts[f"{part}_pairs"], len(idx), ts["features"], policy_half_lives(policy))
+    sig = list(ts["signals"])
+    if sig:
+        X[:, [ts["features"].index(s) for s in sig]] = ts[f"{part}_signals"]
+    X = pd.DataFrame(X, columns=ts["features"])
+    score, tier = policy_scores(X, ts["features"], policy)
+    return score, tier, X
+
+
+def weighted_policy_metrics(score: np.ndarray, tier: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
+    """AUC, KS, hit rate by tier and tier counts of a policy on inspections weighted to the
+    population they were drawn from (inverse inclusion probabilities)."""
+    idx = np.unique(-score, return_inverse=True)[1].ravel()
+    hit = weighted_hit_rates(tier, y, w)
+    return {"auc": _weighted_auc(idx, int(idx.max()) + 1 if len(idx) else 0, y.astype(np.float64), w)
+            if len(set(y)) > 1 else None,
+            "ks": ks_statistic(y, -score), "hit_rate_by_tier": hit,
+            "lift_d_over_a": (hit["D"] / hit["A"]) if hit["A"] and hit["D"] is not None else None,
+            "tier_counts": {t: int((tier == t).sum()) for t in TIERS}}
+
+
 def calibrate(store, until: str | None = None, train_share: float = 0.7, random_state: int = 0) -> dict:
-    """Build the training set, learn the candidate on the earlier inspections only, compare it
-    with the current policy on the later ones, write the model card, store the candidate by
-    content hash. Returns the metrics for the candidate and the current policy."""
+    """Build the IPW training set (ipw_training_set: the same path as the world experiment), learn
+    the candidate on the earlier random inspections only, compare it with the current policy on
+    the later ones (weighted to the population they were drawn from), write the model card, store
+    the candidate by content hash. Returns the metrics for the candidate and the current policy.
+
+    How each inspection was chosen comes from its plan (scoring.calibration.ipw): stored plans give
+    exact inclusion probabilities, plan-tagged history a reconstructed tier at the draw; complaint-
+    driven and other non-random inspections are left out (counted in ``training_set``)."""
+    # ipw builds on this module's point-in-time records, so it is imported here, not at the top.
+    from scoring.calibration.ipw import inclusion_probabilities
+
     until = until or "9999-12-31"
     with store.engine.connect() as conn:
-        _, rec, chg, batches = load_inputs(store, conn, until)
+        ent, rec, chg, batches = load_inputs(store, conn, until)
     if rec.empty:
         raise PipelineError("no records in the store to calibrate on")
     cat = Catalogue.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")))
     current = Policy.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")).date().isoformat())
     ins = rec[rec["item_code"].isin(INSPECTION_ITEMS) & (pd.to_datetime(rec["decision_date"]) <= until)]
     ins = ins.sort_values(["decision_date", "record_key"], ignore_index=True)
-    rows, pairs, features = point_in_time_records(ins, rec, chg, cat, current)
-    days = day_numbers(rows, "decision_date")
-    split = pd.to_datetime(rows["decision_date"]).quantile(train_share)
-    split_day = (pd.Timestamp(split).normalize() - pd.Timestamp("1970-01-01")).days
-    is_train = days <= split_day
-    train_idx, test_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
-    # Each side numbered from 0 so the learner and the metrics see only their own rows.
-    sub = {name: (rows.iloc[idx].reset_index(drop=True),
-                  pairs[np.isin(pairs["row"].to_numpy(), idx)].assign(
-                      row=lambda d, idx=idx: np.searchsorted(idx, d["row"].to_numpy())))
-           for name, idx in (("train", train_idx), ("test", test_idx))}
-    (train, train_pairs), (test, test_pairs) = sub["train"], sub["test"]
-    nature = {i["code"]: i["nature"] for i in cat.items}
-    signs = [1 if nature.get(f) == "negative" else -1 for f in features]
-    learner = PolicyLearner(current=current, features=features, signs=signs, random_state=random_state)
-    learner.fit(train_pairs, train["label"].to_numpy(), days[train_idx])
-    X_train = learner.transform(train_pairs, len(train))
-    X_train_cur = decayed_counts(train_pairs, len(train), features, policy_half_lives(current))
-    cand = candidate_policy(learner, features, current, X_train, X_train_cur)
-    # Each policy is scored on the test inspections with its own half-lives, as the engine would.
-    X_cand = pd.DataFrame(decayed_counts(test_pairs, len(test), features, policy_half_lives(cand)), columns=features)
-    X_cur = pd.DataFrame(decayed_counts(test_pairs, len(test), features, policy_half_lives(current)), columns=features)
-    y = test["label"].to_numpy()
+    registered = (pd.Series(pd.to_datetime(ent["registered_date"]).to_numpy(), index=ent["uscc"].to_numpy())
+                  if len(ent) and "registered_date" in ent else None)
+    prob, draw_tier, source = inclusion_probabilities(store, ins, rec, chg, registered, cat)
+    ins = ins.assign(inclusion_prob=prob)
+    # No feed delivers the register's change history, so representative changes are not offered.
+    ts = ipw_training_set(ins, rec, chg, cat, current, train_share, registered=registered, rep_changes=None)
+    learner, cand = learn_candidate(ts, current, random_state)
+    tr, te, features = ts["train"], ts["test"], ts["features"]
+    y, w = ts["y"][te], ts["w"][te]
+    test = ts["rows"].iloc[te].reset_index(drop=True)
+    cs, ct, X_cand = policy_view(cand, ts, "test")
+    bs, bt, _ = policy_view(current, ts, "test")
     p = learner.model_.predict_proba(X_cand.to_numpy())[:, 1]
-    cand_metrics = evaluate_policy(X_cand, features, y, cand)
-    base_metrics = evaluate_policy(X_cur, features, y, current)
-    cs, ct = policy_scores(X_cand, features, cand)
-    bs, bt = policy_scores(X_cur, features, current)
-    comparison = paired_auc_difference(y, -cs, -bs, test["uscc"].to_numpy(), random_state=random_state)
+    cand_metrics = weighted_policy_metrics(cs, ct, y, w)
+    base_metrics = weighted_policy_metrics(bs, bt, y, w)
+    comparison = paired_auc_difference(y, -cs, -bs, test["uscc"].to_numpy(), random_state=random_state,
+                                       sample_weight=w)
     hit = [cand_metrics["hit_rate_by_tier"][t] for t in TIERS]
     comparison["beats_baseline"] = bool(comparison["auc_difference"] > 0)
     comparison["beats_baseline_at_95"] = bool(comparison["ci95"][0] > 0)
     comparison["hit_rates_rise_a_to_d"] = bool(None not in hit and all(a < b for a, b in zip(hit, hit[1:])))
+    comparison["weighted"] = "inverse inclusion probability"
     bins = np.linspace(0, 1000, 21)
     deciles = pd.qcut(p, 10, duplicates="drop", labels=False)
-    calib = pd.DataFrame({"p": p, "y": y, "bin": deciles}).groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"))
+    calib = (pd.DataFrame({"p": p * w, "y": y * w, "w": w, "bin": deciles}).groupby("bin").sum())
+    calib = pd.DataFrame({"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]})
     candidate_id = "cand-" + cand.sha256[:16]
     learned = {"half_life_scale": learner.half_life_scale_, "half_lives": learner.half_lives_,
                "prior": learner.prior_, "C": learner.C_, "points_per_logit": round(learner.points_per_logit_, 4),
+               "kept_current_policy": learner.keep_current_,
+               "validation_log_loss": {"current": learner.current_val_log_loss_,
+                                       "best_learned": min((r["val_log_loss"] for r in learner.search_), default=None)},
+               "signals": {k: v["points"] for k, v in sorted((cand.doc.get("signals") or {}).items())},
                "caps": {d["id"]: [d["min"], d["max"]] for d in cand.doc["dimensions"]},
                "cut_scores": {t["tier"]: t["min_score"] for t in cand.doc["tiers"]},
                "validation_inspections": learner.validation_rows_,
                "search": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
                           for r in learner.search_]}
+    src = pd.Series(source).value_counts()
+    hist = lambda s, ww: np.histogram(s, bins, weights=ww)[0]  # noqa: E731
     out = {"candidate_id": candidate_id, "candidate_sha256": cand.sha256, "current_policy_sha256": current.sha256,
-           "train": {"inspections": int(len(train)), "until": str(pd.Timestamp(split).date())},
-           "test": {"inspections": int(len(test)), "problem_rate": float(y.mean()) if len(y) else None},
-           "model_auc": float(roc_auc_score(y, p)) if len(set(y)) > 1 else None,
+           "training_set": {"inspections": int(len(ins)), "random_from_stored_plans": int(src.get("plan", 0)),
+                            "random_reconstructed_draw": int(src.get("reconstructed", 0)),
+                            "left_out_not_random": int(src.get("not_random", 0)),
+                            "weights": "1 / inclusion probability (k / eligible of the tier at the draw)",
+                            "signals_offered": sorted(ts["signals"])},
+           "train": {"inspections": int(len(tr)),
+                     "until": str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=int(ts["split_day"]))).date())},
+           "test": {"inspections": int(len(te)), "problem_rate": float((w * y).sum() / w.sum()) if len(y) else None},
+           "model_auc": float(roc_auc_score(y, p, sample_weight=w)) if len(set(y)) > 1 else None,
            **cand_metrics, "baseline": base_metrics, "comparison": comparison, "learned": learned,
-           "psi_score": psi(np.histogram(bs, bins)[0], np.histogram(cs, bins)[0]),
-           "psi_tier": psi(np.array([(bt == t).sum() for t in TIERS]), np.array([(ct == t).sum() for t in TIERS])),
+           "psi_score": psi(hist(bs, w), hist(cs, w)),
+           "psi_tier": psi(np.array([w[bt == t].sum() for t in TIERS]), np.array([w[ct == t].sum() for t in TIERS])),
            "tier_changes": int((bt != ct).sum()),
            "calibration": calib.round(4).reset_index().to_dict("records"),
            "coefficients": dict(zip(features, np.round(learner.coef_, 6).tolist())),
+           "what_changed": what_changed(current, cand, item_evidence(ts["train_pairs"], ts["y"][tr], ts["w"][tr],
+                                                                     features),
+                                        signal_evidence(ts["train_signals"], ts["y"][tr], ts["w"][tr], ts["signals"])),
            "input_sha256": content_hash([[b["batch_id"], b["sha256"]] for b in batches])}
     folder = store.home / "candidates" / candidate_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -523,6 +713,7 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(m['baseline'].get(k)))}</td><td>{html.escape(str(m.get(k)))}</td></tr>"
                    for k in ("auc", "ks", "hit_rate_by_tier", "lift_d_over_a", "tier_counts"))
     c, learned = m["comparison"], m["learned"]
+    ts_ = m["training_set"]
     verdict = ("better than the current policy, and the 95% interval excludes no difference"
                if c["beats_baseline_at_95"]
                else "better than the current policy on these inspections, but the 95% interval includes no difference"
@@ -534,8 +725,12 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
     text = ("<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
             f"<h1>模型卡 Model card — {m['candidate_id']}</h1><p>Status: <b>candidate</b> (not in force; promote with "
             "<code>credit policy promote</code>, approver and reason required)</p>"
-            f"<p>Trained on {m['train']['inspections']} inspections up to {m['train']['until']}; tested on "
-            f"{m['test']['inspections']} later ones. Model AUC {m['model_auc']}. PSI score {m['psi_score']:.4f}, "
+            f"<p>Trained on {m['train']['inspections']} randomly drawn inspections up to {m['train']['until']}; "
+            f"tested on {m['test']['inspections']} later ones; every figure weighted by 1 / the inspection's "
+            f"inclusion probability, so it is the population's, not the drawn sample's "
+            f"({ts_['random_from_stored_plans']} from stored plans, {ts_['random_reconstructed_draw']} with the draw's "
+            f"tier reconstructed, {ts_['left_out_not_random']} complaint-driven or otherwise not random left out). "
+            f"Model AUC {m['model_auc']}. PSI score {m['psi_score']:.4f}, "
             f"tier {m['psi_tier']:.4f}; {m['tier_changes']} test entities change tier.</p>"
             f"<h2>Candidate against the current policy</h2><p>AUC difference {c['auc_difference']:+.4f} "
             f"(95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f}; {c['share_of_resamples_above_zero']:.1%} of "
@@ -543,6 +738,9 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
             f"Hit rates rise strictly from A to D: <b>{'yes' if c['hit_rates_rise_a_to_d'] else 'no'}</b>.</p>"
             "<table border=1><tr><th>metric</th><th>current policy</th><th>candidate</th></tr>" + rows + "</table>"
             f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+            "<h2>What changed, in words</h2><ul>"
+            + "".join(f"<li>{html.escape(x['text'])}<br/><small>Evidence: {html.escape(x['evidence'])}</small></li>"
+                      for x in m.get("what_changed", [])) + "</ul>"
             "<h2>What was learned (training period only)</h2>"
             f"<p>Half-lives: {html.escape(decay)}; "
             f"regularisation towards {html.escape(learned['prior'])} with C={learned['C']}; "

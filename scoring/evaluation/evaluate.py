@@ -20,6 +20,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
 from scoring.common.law import GRADES, months_table, period_sets
 from scoring.evaluation.objections import objection_calendar
+from scoring.evaluation.signals import check_signals, policy_signals, signal_values
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
 POLICY_HISTORY = CONFIG_DIR / "policy" / "history.yaml"
@@ -51,6 +52,7 @@ class Policy:
         cuts = [t["min_score"] for t in self.doc["tiers"]]
         if cuts != sorted(cuts, reverse=True) or [t["tier"] for t in self.doc["tiers"]] != ["A", "B", "C", "D"]:
             raise ValueError("policy tiers must be A, B, C, D with falling cut scores")
+        check_signals(self.doc)
 
     @classmethod
     def in_force(cls, as_of, history: Path | str = POLICY_HISTORY, promoted: Path | None = None) -> "Policy":
@@ -442,6 +444,11 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
         e_rows[ok], a["item_idx"][a["rows"][ok]].astype(np.int64), a["points"][ok], a["decision"][a["rows"][ok]],
         n_ent, n_items)
     del a, need, e_need, e_rows, ok
+    has_records = np.zeros(n_ent, dtype=bool)
+    has_records[g_ent] = True
+    if policy.doc.get("signals"):  # learned candidates only; v1/v2 have none (no cost for them)
+        g_ent, g_item, g_n, g_sum, g_latest, items = add_signal_groups(
+            policy, ent, items, as_of_ts, g_ent, g_item, g_n, g_sum, g_latest)
 
     dims = policy.dimension_ids
     g_dim = items["dim"].to_numpy()[g_item]
@@ -469,8 +476,6 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
         capped[lifted & (capped == 0)] = k + 1
         cap_ids.append(cap["id"])
     tier = np.where(on_list, ov["severe_list_tier"], tier)
-    has_records = np.zeros(n_ent, dtype=bool)
-    has_records[g_ent] = True
     new = (pd.to_datetime(ent["registered_date"]) > as_of_ts - pd.Timedelta(days=int(ov["new_entity_days"]))).to_numpy()
     insufficient = new & ~has_records
     tier = np.where(insufficient & ~on_list, ov["insufficient_information_tier"], tier)
@@ -501,6 +506,37 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
         out["reasons"] = say_no_negative(out["reasons"].array, ~negative, has_records,
                                          f"{clean['code']} {clean['zh']} / {clean['en']}")
     return out
+
+
+def add_signal_groups(policy: Policy, ent: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp, g_ent, g_item,
+                      g_n, g_sum, g_latest):
+    """The policy's signals (scoring/evaluation/signals.py) as extra (entity, rule) groups beside
+    the records', so they enter the dimension sums, the caps and the reasons like items do. A
+    signal whose data the store does not have (representative changes) stops the run: ValueError."""
+    sig = policy_signals(policy.doc)
+    as_day = int((as_of.normalize() - pd.Timestamp("1970-01-01")).days)
+    n_ent = len(ent)
+    reg = day_numbers(ent, "registered_date")
+    pairs = pd.DataFrame({"row": g_ent, "item_code": items["item_code"].to_numpy()[g_item],
+                          "age_days": as_day - g_latest.astype(np.int64)})
+    values = signal_values(sig, np.full(n_ent, as_day), reg, pairs, None)
+    dims = {d: i for i, d in enumerate(policy.dimension_ids)}
+    extra = pd.DataFrame([{"item_code": k, "pub_kind": -1, "months": 0, "grade": -1, "scored": True,
+                           "points": float(v["points"]), "half_life_months": np.nan, "dim": dims[v["dimension"]],
+                           "severe_list": False, "reason_code": v.get("reason", ""), "text_zh": v.get("zh", k),
+                           "text_en_one": (v.get("en") or [k, k])[0], "text_en_many": (v.get("en") or [k, k])[1],
+                           "signal": True} for k, v in sig.items()])
+    items = pd.concat([items.assign(signal=False), extra], ignore_index=True)
+    first = len(items) - len(sig)
+    e, j = np.nonzero(values)
+    v = values[e, j]
+    g_ent = np.r_[g_ent, e]
+    g_item = np.r_[g_item, first + j].astype(np.int64)
+    g_n = np.r_[g_n, np.round(v).astype(g_n.dtype)]
+    g_sum = np.r_[g_sum, v * extra["points"].to_numpy()[j]]
+    g_latest = np.r_[g_latest, np.full(len(e), as_day, dtype=g_latest.dtype)]
+    order = np.lexsort((g_item, g_ent))  # entity, then item order, as the record groups are
+    return g_ent[order], g_item[order], g_n[order], g_sum[order], g_latest[order], items
 
 
 def say_no_negative(reasons, clean: np.ndarray, has_records: np.ndarray, text: str):
@@ -544,7 +580,11 @@ def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_e
     row = items.iloc[u["it"].to_numpy()].reset_index(drop=True)
     en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
     texts = (row["reason_code"] + " " + row["text_zh"] + ni + " 条，最近 " + date + " / " + ni + " "
-             + en + ", latest " + date).tolist() + [NO_RECORD_REASON]
+             + en + ", latest " + date)
+    if "signal" in row:  # a policy signal is a rule on the as-of date, not a count of records
+        rule = row["reason_code"] + " " + row["text_zh"] + " / " + en
+        texts = texts.where(~row["signal"].fillna(False).astype(bool), rule)
+    texts = texts.tolist() + [NO_RECORD_REASON]
     # Each entity's texts in rank order (ranks are dense), or the no-record text: one list per entity.
     per_entity = np.bincount(e, minlength=n_ent)
     offsets = np.r_[0, np.cumsum(np.maximum(per_entity, 1))]

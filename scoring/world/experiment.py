@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from scoring.world._deps import Catalogue, Policy
-from scoring.calibration.learn import (TIERS, PolicyLearner, candidate_policy, compare_policies, decayed_counts, ipw_weights,
-                       SignConstrainedLogisticRegression, paired_auc_difference, point_in_time_records, policy_half_lives, policy_scores, psi, smoothed_probability)
-from scoring.calibration.card import item_evidence, what_changed
+from scoring.calibration.learn import (TIERS, SignConstrainedLogisticRegression, compare_policies, decayed_counts,
+                                       ipw_training_set, learn_candidate, paired_auc_difference, policy_half_lives,
+                                       policy_view, psi, smoothed_probability)
+from scoring.calibration.card import item_evidence, signal_evidence, what_changed
 from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
 from scoring.world.province import World, build_world
 from scoring.world.truth import ITEM_OF_KIND
@@ -65,7 +66,10 @@ def _weighted_auc_of(model, X, y, w) -> float:
 
 
 def run_experiment(world: World, train_share: float | None = None, resamples: int | None = None,
-                   random_state: int = 0) -> dict:
+                   random_state: int = 0, signals: dict | None = None) -> dict:
+    """signals: the candidate's signals beyond the items (default: every candidate signal, the
+    world delivering registration dates and the register's representative changes); {} for a
+    candidate over the catalogue items only."""
     params: WorldParams = world.params
     val = params.doc.get("validation", {})
     train_share = float(val.get("train_share", 0.7) if train_share is None else train_share)
@@ -73,34 +77,26 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
     cat = Catalogue.load()
     ins, rec, chg = store_frames(world)
     hand = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
-    rows, pairs, features = point_in_time_records(ins, rec, chg, cat, hand)
-    days = (pd.to_datetime(rows["decision_date"]) - pd.Timestamp("1970-01-01")).dt.days.to_numpy()
-    y = rows["label"].to_numpy()
-    w = ipw_weights(ins["inclusion_prob"].to_numpy())
-    random = (ins["inspection_mode"] == "random").to_numpy()
-    split_day = int(np.quantile(days[random], train_share))
-    tr = np.flatnonzero(random & (days <= split_day))
-    te = np.flatnonzero(random & (days > split_day))
+    uscc = world.entities["uscc"].to_numpy()
+    registered = pd.Series(pd.to_datetime(world.entities["reg_date"]).to_numpy(), index=uscc)
+    reps = world.representative_changes
+    rep_changes = (pd.DataFrame({"uscc": uscc[reps["entity"].to_numpy()], "change_date": reps["change_date"].to_numpy()})
+                   if reps is not None else None)
+    # The same path as `credit calibrate`: random inspections only, IPW, split by date.
+    ts = ipw_training_set(ins, rec, chg, cat, hand, train_share, registered=registered, rep_changes=rep_changes,
+                          signals=signals)
+    ins, rows, y, w, days = ts["inspections"], ts["rows"], ts["y"], ts["w"], ts["days"]
+    random, tr, te, split_day = ts["random"], ts["train"], ts["test"], ts["split_day"]
+    p_tr, p_te, features = ts["train_pairs"], ts["test_pairs"], ts["features"]
+    learner, cand = learn_candidate(ts, hand, random_state)
+    signs = ts["signs"]
 
-    def part(idx):
-        p = pairs[np.isin(pairs["row"].to_numpy(), idx)]
-        return p.assign(row=np.searchsorted(idx, p["row"].to_numpy()))
+    def scored(policy, part):
+        score, tier, X = policy_view(policy, ts, part)
+        return (score, tier), X
 
-    p_tr, p_te = part(tr), part(te)
-    nature = {i["code"]: i["nature"] for i in cat.items}
-    signs = [1 if nature.get(f) == "negative" else -1 for f in features]
-    learner = PolicyLearner(current=hand, features=features, signs=signs, random_state=random_state)
-    learner.fit(p_tr, y[tr], days[tr], sample_weight=w[tr])
-    X_tr = learner.transform(p_tr, len(tr))
-    X_tr_cur = decayed_counts(p_tr, len(tr), features, policy_half_lives(hand))
-    cand = candidate_policy(learner, features, hand, X_tr, X_tr_cur, weights=w[tr])
-
-    def scored(policy, p, n):
-        X = pd.DataFrame(decayed_counts(p, n, features, policy_half_lives(policy)), columns=features)
-        return policy_scores(X, features, policy), X
-
-    (hs, ht), _ = scored(hand, p_te, len(te))
-    (cs, ct), X_c = scored(cand, p_te, len(te))
+    (hs, ht), _ = scored(hand, "test")
+    (cs, ct), X_c = scored(cand, "test")
     oracle_logit = ins["oracle_logit"].to_numpy(np.float64)
     noise = float(params["outcome"]["noise_sd"])
     truth_p = smoothed_probability(oracle_logit, noise)
@@ -112,9 +108,17 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
     o_tier = np.empty(len(te), dtype=object)
     o_tier[order] = np.select([cw <= shares[0], cw <= shares[1], cw <= shares[2]], ["A", "B", "C"], "D")
     ratios = {t: float(r) / 12 for t, r in params["inspections"]["ratios_per_year"].items()}
-    comp = compare_policies(y[te], w[te], rows["uscc"].to_numpy()[te],
-                            {"hand": -hs, "candidate": -cs, "oracle": o_risk},
-                            {"hand": ht, "candidate": ct, "oracle": o_tier.astype(str)}, ratios,
+    risks = {"hand": -hs, "candidate": -cs, "oracle": o_risk}
+    tiers = {"hand": ht, "candidate": ct, "oracle": o_tier.astype(str)}
+    if ts["signals"]:
+        # What the signals add: the same learning over the catalogue items only (the previous family).
+        keep = [i for i, f in enumerate(features) if f not in ts["signals"]]
+        ts_items = dict(ts, features=[features[i] for i in keep], signs=[signs[i] for i in keep], signals={},
+                        train_signals=np.zeros((len(tr), 0)), test_signals=np.zeros((len(te), 0)))
+        _, cand_items = learn_candidate(ts_items, hand, random_state)
+        i_s, i_t, _ = policy_view(cand_items, ts_items, "test")
+        risks["candidate_items_only"], tiers["candidate_items_only"] = -i_s, i_t
+    comp = compare_policies(y[te], w[te], rows["uscc"].to_numpy()[te], risks, tiers, ratios,
                             truth_p=truth_p[te], resamples=resamples, random_state=random_state)
     # The same comparison unweighted (AUC over the inspections as drawn, as `credit calibrate` had it).
     unweighted = paired_auc_difference(y[te], -cs, -hs, rows["uscc"].to_numpy()[te], resamples=resamples,
@@ -123,14 +127,15 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
     # fitted on the test inspections themselves (optimistic; not a policy anyone could have had).
     best_in_hindsight = max(
         _weighted_auc_of(SignConstrainedLogisticRegression(signs=signs, C=1e4).fit(X, y[te], w[te]), X, y[te], w[te])
-        for X in (learner.transform(p_te, len(te)), decayed_counts(p_te, len(te), features, policy_half_lives(hand))))
+        for X in (learner.transform(p_te, len(te), ts["test_signals"] if ts["signals"] else None),
+                  decayed_counts(p_te, len(te), features, policy_half_lives(hand))))
     model_p = learner.model_.predict_proba(X_c.to_numpy())[:, 1]
     dec = pd.qcut(model_p, 10, duplicates="drop", labels=False)
     calib = (pd.DataFrame({"p": model_p * w[te], "y": y[te] * w[te], "w": w[te], "bin": dec})
              .groupby("bin").sum())
     calib = pd.DataFrame({"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]})
-    (hs_tr, _), _ = scored(hand, p_tr, len(tr))
-    (cs_tr, _), _ = scored(cand, p_tr, len(tr))
+    (hs_tr, _), _ = scored(hand, "train")
+    (cs_tr, _), _ = scored(cand, "train")
     bins = np.linspace(0, 1000, 21)
     whist = lambda s, ww: np.histogram(s, bins, weights=ww)[0]  # noqa: E731
     complaint = np.flatnonzero(~random & (days > split_day))
@@ -147,8 +152,14 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
         "psi": {"hand_vs_candidate_test": psi(whist(hs, w[te]), whist(cs, w[te])),
                 "candidate_train_vs_test": psi(whist(cs_tr, w[tr]), whist(cs, w[te])),
                 "hand_train_vs_test": psi(whist(hs_tr, w[tr]), whist(hs, w[te]))},
-        "learned": {"half_life_scale": learner.half_life_scale_, "prior": learner.prior_, "C": learner.C_},
-        "what_changed": what_changed(hand, cand, item_evidence(p_tr, y[tr], w[tr], features)),
+        "learned": {"half_life_scale": learner.half_life_scale_, "prior": learner.prior_, "C": learner.C_,
+                    "kept_current_policy": learner.keep_current_,
+                    "validation_log_loss": {"current": learner.current_val_log_loss_,
+                                            "best_learned": min((r["val_log_loss"] for r in learner.search_),
+                                                                default=None)}},
+        "what_changed": what_changed(hand, cand, item_evidence(p_tr, y[tr], w[tr], features),
+                                     signal_evidence(ts["train_signals"], y[tr], w[tr], ts["signals"])),
+        "signals": sorted(ts["signals"]),
         "candidate": cand, "hand": hand, "features": features, "learner": learner,
         "train_rows": (p_tr, y[tr], w[tr]),
         "test_rows": {"y": y[te], "w": w[te], "hand_score": hs, "cand_score": cs, "model_p": model_p,
@@ -162,12 +173,16 @@ def summary_line(r: dict) -> str:
     a = k["vs_hand"]["auc"]
     p = k["vs_hand"]["problems_per_100"]
     pt = k["vs_hand"]["problems_per_100_truth"]
+    io = c.get("candidate_items_only")
+    items = (f" | items-only diff {io['vs_hand']['auc']['difference']:+.4f} [{io['vs_hand']['auc']['ci95'][0]:+.4f}, "
+             f"{io['vs_hand']['auc']['ci95'][1]:+.4f}]") if io else ""
     return (f"{r['world']:7s} seed {r['seed']:>4}: test {r['inspections']['test']:>5} | AUC hand {h['auc']:.3f} "
             f"cand {k['auc']:.3f} oracle {o['auc']:.3f} hindsight {r['points_policy_auc_in_hindsight']:.3f} | diff {a['difference']:+.4f} "
             f"[{a['ci95'][0]:+.4f}, {a['ci95'][1]:+.4f}] | per100 hand {h['problems_per_100']:.1f} "
             f"cand {k['problems_per_100']:.1f} oracle {o['problems_per_100']:.1f} diff {p['difference']:+.2f} "
             f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}] | truth per100 hand {h['problems_per_100_truth']:.1f} "
-            f"cand {k['problems_per_100_truth']:.1f} diff {pt['difference']:+.2f} [{pt['ci95'][0]:+.2f}, {pt['ci95'][1]:+.2f}]")
+            f"cand {k['problems_per_100_truth']:.1f} diff {pt['difference']:+.2f} [{pt['ci95'][0]:+.2f}, {pt['ci95'][1]:+.2f}]"
+            + items)
 
 
 def public_report(r: dict) -> dict:
@@ -233,7 +248,10 @@ def write_report(r: dict, folder) -> dict:
         f"themselves): AUC {rep['points_policy_auc_in_hindsight']:.4f}.</p>"
         "<table border=1><tr><th></th><th>AUC (difference to hand)</th><th>problems per 100 inspections, observed"
         "</th><th>per 100, world's truth</th><th>hit rate A / B / C / D</th></tr>"
-        + row("hand policy", "hand") + row("candidate", "candidate") + row("oracle (ceiling)", "oracle") + "</table>"
+        + row("hand policy", "hand") + row("candidate", "candidate")
+        + (row("candidate over the catalogue items only (no signals)", "candidate_items_only")
+           if "candidate_items_only" in c else "")
+        + row("oracle (ceiling)", "oracle") + "</table>"
         f"<p>PSI hand vs candidate scores {rep['psi']['hand_vs_candidate_test']:.4f}; candidate train vs test "
         f"{rep['psi']['candidate_train_vs_test']:.4f}.</p>"
         f"<h2>What changed, in words</h2><ul>{changes}</ul>"

@@ -32,15 +32,23 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def commitment_checks(world) -> pd.DataFrame:
-    """One check per signed commitment, 20-60 days after it; kept with a probability falling with risk."""
-    rng = _rng(world.seed, "commitment-checks")
-    c = world.records[world.records["kind"] == "COMMITMENT"]
-    n = len(c)
-    z = world.entities["latent_risk"].to_numpy()[c["entity"].to_numpy()]
-    check = c["decision_date"].to_numpy() + rng.integers(20, 61, n).astype("timedelta64[D]")
+def commitment_check_draws(seed: int, entity: np.ndarray, decision_date: np.ndarray, latent_risk: np.ndarray):
+    """(check date, kept, delivery lag) for commitments in the world's record order (the draws
+    follow that order; the world's monthly tiering computes them before the records are final)."""
+    rng = _rng(seed, "commitment-checks")
+    n = len(entity)
+    z = np.asarray(latent_risk)[np.asarray(entity)]
+    check = np.asarray(decision_date) + rng.integers(20, 61, n).astype("timedelta64[D]")
     kept = rng.random(n) < _sigmoid(2.4 - 1.1 * z)
     lag = rng.integers(1, 10, n).astype("timedelta64[D]")
+    return check, kept, lag
+
+
+def commitment_checks(world) -> pd.DataFrame:
+    """One check per signed commitment, 20-60 days after it; kept with a probability falling with risk."""
+    c = world.records[world.records["kind"] == "COMMITMENT"]
+    check, kept, lag = commitment_check_draws(world.seed, c["entity"].to_numpy(), c["decision_date"].to_numpy(),
+                                              world.entities["latent_risk"].to_numpy())
     return pd.DataFrame({"entity": c["entity"].to_numpy(), "commitment_ref": c["doc_number"].to_numpy(),
                          "commitment_date": c["decision_date"].to_numpy(), "check_date": check, "kept": kept,
                          "check_no": np.char.add("HLJ-HC-", c["record_no"].astype(str).to_numpy().astype(str)),

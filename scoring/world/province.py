@@ -112,6 +112,7 @@ class World:
     changes: pd.DataFrame    # corrections, revocations, objections and repairs of those records
     seed: int
     params: WorldParams | None = None   # the world-parameter file it follows
+    representative_changes: pd.DataFrame | None = None  # register change history: entity, change_date
 
 
 def build_world(n_entities: int = 20_000, seed: int = 42, world: Path | str | WorldParams = DEFAULT_WORLD) -> World:
@@ -159,7 +160,10 @@ def build_world(n_entities: int = 20_000, seed: int = 42, world: Path | str | Wo
     lat = truth.latent_paths(np.random.default_rng(_stable_seed(seed, "latent")), entities, params, offset)
     entities["latent_risk"] = np.round(lat["stable"], 6)
     records, changes = _build_records(rng, entities, seed, params, lat, cat)
-    return World(entities=entities, records=records, changes=changes, seed=seed, params=params)
+    reps = truth.representative_changes(np.random.default_rng(_stable_seed(seed, "representative-changes")), lat,
+                                        pd.to_datetime(entities["reg_date"]).to_numpy())
+    return World(entities=entities, records=records, changes=changes, seed=seed, params=params,
+                 representative_changes=reps)
 
 
 def _record_attributes(rng, rec: pd.DataFrame) -> pd.DataFrame:
@@ -234,12 +238,14 @@ def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: 
     rec = _record_attributes(rng, rec)
     rec["inspection_failed"] = False
     # The regulator's view for the draws: the hand policy on the records in force each evening.
+    # The policy in force on each evening (config/policy/history.yaml: v1, v2 from 2026-06-01).
     policy = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
+    book = truth.RecordBook(policy, len(ent), _policies_in_window(params))
     # Repairs and revocations of these records are known in advance (they follow from the
     # records), so the regulator's nightly tiers already reflect them, as the engine's would.
     rec["record_no"] = np.arange(len(rec))
     chg = _build_changes(np.random.default_rng(_stable_seed(seed, "changes")), rec, cat)
-    book = truth.RecordBook(policy, len(ent))
+    _add_positive_signals(book, rec, ent, seed, cat)
     dec_day = rec["decision_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
     book.add(rec["entity"].to_numpy(), rec["kind"].map(lambda k: truth.ITEM_OF_KIND.get(k, k)).to_numpy(), dec_day,
              _with_changes(_end_days(cat, rec["kind"].to_numpy(), rec["decision_date"],
@@ -271,6 +277,60 @@ def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: 
         changes["record_no"] = final_no[changes["record_no"].to_numpy()]
         changes = changes.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
     return rec, changes
+
+
+def _policies_in_window(params: WorldParams) -> list:
+    """[(first day, Policy)] of every policy in force during the window, in order."""
+    hist = load_document(CONFIG_DIR / "policy" / "history.yaml")["history"]
+    start, end = pd.Timestamp(params["window"]["start"]), pd.Timestamp(params["window"]["end"])
+    days = sorted({max(pd.Timestamp(str(e["effective_from"])), start) for e in hist
+                   if pd.Timestamp(str(e["effective_from"])) <= end})
+    out = []
+    for d in days:
+        p = Policy.in_force(str(d.date()))
+        if not out or out[-1][1].sha256 != p.sha256:
+            out.append((None if not out else int((d - pd.Timestamp("1970-01-01")).days), p))
+    return out
+
+
+def _add_positive_signals(book, rec: pd.DataFrame, ent: pd.DataFrame, seed: int, cat: Catalogue) -> None:
+    """Catalogue v2's feeds as the engine comes to know them, for the tiers of the draws under v2:
+    commitment checks (kept: COMMITMENT_KEPT; not kept: COMMITMENT_BREACH) and the tax A-grade
+    lists. The same draws as their deliveries (positive_signals); known to the engine from their
+    delivery, and no earlier than the first catalogue listing their feed (its backfill)."""
+    v2_from = _feed_listed_from("commitment_result")
+    day = lambda x: np.asarray(x, dtype="datetime64[D]").astype(np.int64)  # noqa: E731
+    # Commitments in the final record order (decision date, entity; stable), as the checks draw them.
+    c = rec[rec["kind"] == "COMMITMENT"].sort_values(["decision_date", "entity"], kind="stable")
+    check, kept, lag = positive_signals.commitment_check_draws(seed, c["entity"].to_numpy(),
+                                                               c["decision_date"].to_numpy(),
+                                                               ent["latent_risk"].to_numpy())
+    if v2_from is not None and len(c):
+        item = np.where(kept, "COMMITMENT_KEPT", "COMMITMENT_BREACH")
+        dec = pd.Series(check)
+        # A kept commitment counts 12 months (catalogue v2); a breach as any breach (catalogue rules).
+        end = np.where(kept, day(dec + pd.DateOffset(months=12)),
+                       _end_days(cat, np.full(len(dec), "COMMITMENT_BREACH"), dec, np.full(len(dec), 0.5),
+                                 np.ones(len(dec), int)))
+        book.add(c["entity"].to_numpy(), item, day(check), end, np.maximum(day(check + lag), day(v2_from)))
+    tax_from = _feed_listed_from("tax_credit_rating")
+    if tax_from is not None:
+        from types import SimpleNamespace
+
+        t = positive_signals.tax_a_lists(SimpleNamespace(seed=seed, entities=ent))
+        pub = t["published"]
+        book.add(t["entity"].to_numpy(), np.full(len(t), "TAX_CREDIT_A"), day(pub),
+                 day(pub + pd.DateOffset(months=12)), np.maximum(day(t["delivered"]), day(tax_from)))
+
+
+def _feed_listed_from(feed: str) -> pd.Timestamp | None:
+    """The first day a catalogue in force lists a feed (its providers' first delivery)."""
+    hist = load_document(CONFIG_DIR / "catalogue" / "history.yaml")["history"]
+    for e in sorted(hist, key=lambda e: str(e["effective_from"])):
+        doc = load_document(CONFIG_DIR / "catalogue" / e["catalogue"])
+        if any(feed in p.get("feeds", []) for p in doc.get("providers", [])):
+            return pd.Timestamp(str(e["effective_from"]))
+    return None
 
 
 def _with_changes(end: np.ndarray, dec_day: np.ndarray, chg: pd.DataFrame, n: int) -> np.ndarray:

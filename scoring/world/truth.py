@@ -80,7 +80,20 @@ def latent_paths(rng, entities: pd.DataFrame, params: WorldParams, industry_offs
     recent = (cum - np.concatenate([np.zeros((n, eff), dtype=cum.dtype), cum[:, :-eff]], axis=1)[:, :m]) > 0 \
         if eff > 0 else np.zeros((n, m), dtype=bool)
     return {"months": months, "c": c, "stable": stable, "distress": d, "young": young, "alive": alive,
-            "rep_recent": recent, "size": size}
+            "rep_recent": recent, "rep_change": change, "size": size}
+
+
+def representative_changes(rng, lat: dict, reg: np.ndarray) -> pd.DataFrame:
+    """The register's change history (变更记录) of legal representatives: one row per change the
+    latent paths made (entity, change_date), dated on a day of its month (own random stream: the
+    rest of the world does not move), never before registration."""
+    months = lat["months"]
+    ent, mon = np.nonzero(lat["rep_change"])
+    day = (rng.random(len(ent)) * np.asarray(months.days_in_month)[mon]).astype(int)
+    when = months.to_numpy()[mon] + day.astype("timedelta64[D]")
+    when = np.maximum(when, np.asarray(reg, dtype="datetime64[ns]")[ent])
+    out = pd.DataFrame({"entity": ent, "change_date": when})
+    return out.sort_values(["change_date", "entity"], kind="stable", ignore_index=True)
 
 
 def emit_records(rng, entities: pd.DataFrame, lat: dict, params: WorldParams) -> pd.DataFrame:
@@ -112,55 +125,75 @@ def emit_records(rng, entities: pd.DataFrame, lat: dict, params: WorldParams) ->
 
 class RecordBook:
     """Records in force on a day, as decayed counts per policy item: how the regulator's nightly
-    run tiers entities for the draw (points, half-lives, caps, severe-list override)."""
+    run tiers entities for the draw (points, half-lives, caps, severe-list override).
 
-    def __init__(self, policy: Policy, n_entities: int):
+    policies: [(first day (int days since 1970) or None, Policy), ...] ascending: the policy in
+    force on a day scores it (v1, then v2 from 2026-06-01, as config/policy/history.yaml says).
+    ``policy`` is the first one (the mirror world's truth)."""
+
+    def __init__(self, policy: Policy, n_entities: int, policies: list | None = None):
         self.policy = policy
+        self.policies = policies or [(None, policy)]
         self.n = n_entities
-        self.features = sorted(policy.doc["items"])
-        self.half = np.array([np.nan if policy.doc["items"][f]["half_life_months"] is None
-                              else float(policy.doc["items"][f]["half_life_months"]) for f in self.features])
+        self.features = sorted(set().union(*[p.doc["items"] for _, p in self.policies]))
+        self.half = {p.sha256: np.array([np.nan if p.doc["items"].get(f, {}).get("half_life_months") is None
+                                         else float(p.doc["items"][f]["half_life_months"]) for f in self.features])
+                     for _, p in self.policies}
         self.parts: list[tuple] = []
         self._cache = None
 
-    def add(self, entity, item_code, dec_day, end_day) -> None:
+    def policy_on(self, day: int) -> Policy:
+        chosen = self.policies[0][1]
+        for start, p in self.policies:
+            if start is None or start <= day:
+                chosen = p
+        return chosen
+
+    def add(self, entity, item_code, dec_day, end_day, known_day=None) -> None:
+        """known_day: the first day the engine knows the record (default its decision day)."""
         col = pd.Categorical(np.asarray(item_code), categories=self.features).codes
         keep = col >= 0
-        self.parts.append((np.asarray(entity)[keep], col[keep], np.asarray(dec_day)[keep], np.asarray(end_day)[keep]))
+        known = np.asarray(dec_day) if known_day is None else np.asarray(known_day)
+        self.parts.append((np.asarray(entity)[keep], col[keep], np.asarray(dec_day)[keep], np.asarray(end_day)[keep],
+                           known[keep]))
         self._cache = None
 
     def _arrays(self):
         if self._cache is None:
-            e, c, d, u = (np.concatenate([p[i] for p in self.parts]) if self.parts else np.empty(0, dtype=np.int64)
-                          for i in range(4))
+            e, c, d, u, k = (np.concatenate([p[i] for p in self.parts]) if self.parts else np.empty(0, dtype=np.int64)
+                             for i in range(5))
             order = np.argsort(e, kind="stable")
-            e, c, d, u = e[order], c[order], d[order], u[order]
+            e, c, d, u, k = e[order], c[order], d[order], u[order], k[order]
             starts = np.searchsorted(e, np.arange(self.n + 1))
-            self._cache = (e, c, d, u, starts)
+            self._cache = (e, c, d, u, k, starts)
         return self._cache
 
-    def counts(self, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
-        """Decayed counts (rows = queries) of each entity's records decided on or before ``day``
-        and still in force on it (end_day after it, or none)."""
-        e, c, d, u, starts = self._arrays()
+    def counts(self, entity: np.ndarray, day: np.ndarray, policy: Policy | None = None) -> np.ndarray:
+        """Decayed counts (rows = queries; the policy's half-lives) of each entity's records decided
+        and known on or before ``day`` and still in force on it (end_day after it, or none)."""
+        policy = policy or self.policy
+        e, c, d, u, kn, starts = self._arrays()
         entity = np.asarray(entity)
         lo, hi = starts[entity], starts[entity + 1]
         k = hi - lo
         q = np.repeat(np.arange(len(entity)), k)
         idx = np.repeat(lo - np.cumsum(k) + k, k) + np.arange(k.sum())
         qd = np.asarray(day)[q]
-        ok = (d[idx] <= qd) & ((u[idx] < 0) | (u[idx] > qd))
+        ok = (d[idx] <= qd) & (kn[idx] <= qd) & ((u[idx] < 0) | (u[idx] > qd))
         q, idx, qd = q[ok], idx[ok], qd[ok]
-        h = self.half[c[idx]]
+        h = self.half[policy.sha256][c[idx]]
         with np.errstate(invalid="ignore"):
             w = np.where(np.isnan(h), 1.0, np.power(0.5, (qd - d[idx]) / (h * DAYS_PER_MONTH)))
         X = np.zeros((len(entity), len(self.features)))
         np.add.at(X, (q, c[idx]), w)
         return X
 
-    def score(self, entity, day) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        X = self.counts(entity, day)
-        score, tier = policy_scores(pd.DataFrame(X, columns=self.features), self.features, self.policy)
+    def score(self, entity, day, policy: Policy | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score, tier and counts under ``policy`` (default: the first, the mirror's truth)."""
+        policy = policy or self.policy
+        X = self.counts(entity, day, policy)
+        feats = [f for f in self.features if f in policy.doc["items"]]
+        score, tier = policy_scores(pd.DataFrame(X, columns=self.features)[feats], feats, policy)
         return score, tier, X
 
 
@@ -184,7 +217,6 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
     n = len(entities)
     uscc = entities["uscc"].to_numpy()
     reg_day = (pd.to_datetime(entities["reg_date"]).to_numpy().astype("datetime64[D]").astype(np.int64))
-    new_days = int(book.policy.doc["overrides"]["new_entity_days"])
     base = float(book.policy.doc["scale"]["base"])
     past = pd.DataFrame({"uscc": pd.Series([], dtype=object), "decision_date": pd.Series([], dtype="datetime64[ns]")})
     rows = []
@@ -196,10 +228,14 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         alive = np.flatnonzero(lat["alive"][:, j])
         if not len(alive):
             continue
-        score, tier, X = book.score(alive, np.full(len(alive), eve))
+        # The policy in force that evening tiers the draw (v1, then v2 from 2026-06-01).
+        in_force = book.policy_on(int(eve))
+        score, tier, X = book.score(alive, np.full(len(alive), eve), in_force)
         # The engine's "insufficient information" tier for new entities with nothing that counts.
-        fresh = (eve - reg_day[alive] < new_days) & (X.sum(axis=1) == 0)
-        tier = np.where(fresh, book.policy.doc["overrides"]["insufficient_information_tier"], tier)
+        counted = X[:, [book.features.index(f) for f in in_force.doc["items"]]].sum(axis=1)
+        new_days = int(in_force.doc["overrides"]["new_entity_days"])
+        fresh = (eve - reg_day[alive] < new_days) & (counted == 0)
+        tier = np.where(fresh, in_force.doc["overrides"]["insufficient_information_tier"], tier)
         # The agency's whole province is in scope (hlj-samr). Commit-then-draw as in production:
         # k per tier from the whole tier, excluded entities (recently inspected, yearly cap)
         # replaced by the next in the random order; the published value is the world's own.
@@ -240,8 +276,8 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
                      + float(out["distress"]) * lat["distress"][idx, j]
                      + float(out["young"]) * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
                      + float(out["representative_change"]) * lat["rep_recent"][idx, j])
-        else:  # the mirror: the hand policy's score on the day before the inspection
-            s, _, _ = book.score(idx, wday - 1)
+        else:  # the mirror: the hand policy's (v1, the first) score on the day before the inspection
+            s, _, _ = book.score(idx, wday - 1, book.policy)
             logit = float(out["intercept"]) + float(out["per_100_points"]) * (base - s) / 100.0
         noisy = logit + float(out["noise_sd"]) * rng.standard_normal(len(idx))
         failed = rng.random(len(idx)) < _sigmoid(noisy)

@@ -227,3 +227,56 @@ def test_paired_auc_difference_is_exact_and_seeded():
     assert 0 < one["ci95"][0] < one["auc_difference"] < one["ci95"][1]
     same = paired_auc_difference(y, a, a, groups, resamples=50)
     assert same["auc_difference"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+def test_candidate_with_signals_scores_like_the_engine_and_says_why():
+    """Policy signals (registration-age band, arrears cluster) are scored by the engine exactly as
+    calibration computed them for an inspection the next day, appear among the reasons as a rule,
+    and a signal whose data no feed delivers (representative changes) stops the run in one line."""
+    from scoring.calibration.learn import (CANDIDATE_SIGNALS, decayed_counts, point_in_time_records,
+                                           policy_half_lives, policy_scores, row_signal_values)
+    from scoring.common.codes import make_uscc
+    from scoring.evaluation.evaluate import apply_changes, score_entities
+
+    cat = Catalogue.in_force("2026-06-30")
+    doc = json.loads(json.dumps(Policy.in_force("2026-06-30").doc))
+    signals = {k: dict(CANDIDATE_SIGNALS[k], points=p) for k, p in (
+        ("REGISTERED_UNDER_12_MONTHS", -60), ("REGISTERED_12_TO_24_MONTHS", -40), ("ARREARS_CLUSTER_6_MONTHS", -90))}
+    doc["signals"] = signals
+    cand = Policy.from_doc(doc)
+    usccs = list(make_uscc(np.array(["9"] * 4), np.array(["1"] * 4), np.array(["230102"] * 4),
+                           np.array([[3, 0, 0, 0, 0, 0, 0, i] for i in range(1, 5)])))
+    registered = pd.Series(pd.to_datetime(["2025-12-01", "2018-01-01", "2025-03-01", "2018-01-01"]), index=usccs)
+    rows = [(1, "TAX_ARREARS", "2026-03-01", "2027-03-01"), (1, "SOCIAL_INSURANCE_ARREARS", "2026-05-01", "2027-05-01"),
+            (3, "TAX_ARREARS", "2025-08-01", "2026-08-01"), (3, "UTILITY_ARREARS", "2026-04-01", "2027-04-01"),
+            (2, "PENALTY_GENERAL", "2026-05-30", "2027-05-30")]
+    rec = pd.DataFrame([(f"K{i}|{usccs[e]}", usccs[e], item, d, end) for i, (e, item, d, end) in enumerate(rows)],
+                       columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"])
+    rec["decision_date"] = pd.to_datetime(rec["decision_date"])
+    rec["publicity_end_date"] = pd.to_datetime(rec["publicity_end_date"])
+    rec["valid_to_date"] = pd.NaT
+    rec["subject_type"] = "legal"
+    ent = pd.DataFrame({"uscc": usccs, "subject_name": "测试", "division_code": "230102", "industry": "F",
+                        "eval_class": "legal_person", "entity_status": "存续",
+                        "registered_date": registered.to_numpy()})
+    engine = score_entities(ent, apply_changes(rec, None, "2026-06-30"), cat, cand, "2026-06-30").set_index("uscc")
+    ins = pd.DataFrame({"uscc": usccs, "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-01")})
+    got, pairs, features = point_in_time_records(ins, rec, None, cat, cand)
+    features = features + sorted(signals)
+    X = pd.DataFrame(decayed_counts(pairs, len(got), features, policy_half_lives(cand)), columns=features)
+    X[sorted(signals)] = row_signal_values(policy_signals_sorted(signals), got, pairs, registered, None)
+    assert X["REGISTERED_UNDER_12_MONTHS"].tolist() == [1, 0, 0, 0]
+    assert X["REGISTERED_12_TO_24_MONTHS"].tolist() == [0, 0, 1, 0]
+    assert X["ARREARS_CLUSTER_6_MONTHS"].tolist() == [0, 1, 0, 0]  # entity 3: its tax arrears are 11 months old
+    score, tier = policy_scores(X, features, cand)
+    assert score.tolist() == engine.loc[usccs, "score"].tolist()
+    assert tier.tolist() == engine.loc[usccs, "tier"].astype(str).tolist()
+    assert "R045 近6个月两类以上欠缴" in engine.loc[usccs[1], "reasons"]
+    assert "R041 成立不满12个月 / registered less than 12 months ago" in engine.loc[usccs[0], "reasons"]
+    doc["signals"]["LEGAL_REP_CHANGES_12_MONTHS"] = dict(CANDIDATE_SIGNALS["LEGAL_REP_CHANGES_12_MONTHS"], points=-50)
+    with pytest.raises(ValueError, match="change history of legal representatives"):
+        score_entities(ent, apply_changes(rec, None, "2026-06-30"), cat, Policy.from_doc(doc), "2026-06-30")
+
+
+def policy_signals_sorted(signals):
+    return {k: signals[k] for k in sorted(signals)}

@@ -15,7 +15,7 @@ def report():
 
 def test_report_side_by_side_with_the_oracle_as_ceiling(report):
     c = report["comparison"]["policies"]
-    assert set(c) == {"hand", "candidate", "oracle"}
+    assert set(c) == {"hand", "candidate", "candidate_items_only", "oracle"}
     for k in ("hand", "candidate", "oracle"):
         assert 0 < c[k]["auc"] < 1 and set(c[k]["hit_rate_by_tier"]) == set("ABCD")
         assert c[k]["problems_per_100"] > 0 and c[k]["problems_per_100_truth"] > 0
