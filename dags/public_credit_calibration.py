@@ -3,10 +3,13 @@
 
 Scheduled on the asset `public_credit_published`: runs after the first night of each month that
 agencies can see (later nights of the month skip with a message; nothing runs before anything is
-published). Builds the point-in-time training set from past inspections, learns half-lives and
-points (sign-constrained model) on the earlier ones, compares the candidate with the current policy
-on later inspections (AUC difference with a bootstrap interval) and writes a model card for the
-operators. The candidate is stored by content hash; it never promotes itself
+published). Builds the IPW training set (the same path as `credit world-experiment`): randomly drawn
+inspections only, each weighted by 1 / its inclusion probability (from its stored sampling plan,
+or the draw's tier reconstructed with the policy in force), complaint-driven ones left out; learns
+half-lives, points and policy signals (sign-constrained, the current policy kept unless the
+outcomes beat it) on the earlier ones; compares the candidate with the current policy on later
+inspections weighted to the population (AUC difference with a bootstrap interval) and writes a
+model card for the operators. The candidate is stored by content hash; it never promotes itself
 (`credit policy promote CANDIDATE_ID --approved-by NAME --reason TEXT --effective-from DATE`).
 """
 from __future__ import annotations
@@ -62,8 +65,9 @@ with DAG(
             out = calibrate(Store.open())
         except (PipelineError, ValueError) as exc:  # no records / too few inspections: retrying can't help
             raise AirflowFailException(str(exc)) from exc
-        return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card")} | {
+        return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card", "training_set")} | {
             "baseline_auc": out["baseline"]["auc"], "auc_difference": out["comparison"]["auc_difference"],
-            "auc_difference_ci95": out["comparison"]["ci95"]}
+            "auc_difference_ci95": out["comparison"]["ci95"], "weighted": out["comparison"]["weighted"],
+            "kept_current_policy": out["learned"]["kept_current_policy"]}
 
     due() >> calibrate_task()

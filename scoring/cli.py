@@ -329,7 +329,11 @@ def cmd_calibrate(args) -> int:
     if args.json:
         _print_json(out)
     else:
-        c = out["comparison"]
+        c, t = out["comparison"], out["training_set"]
+        print(f"training set: {t['random_from_stored_plans'] + t['random_reconstructed_draw']} randomly drawn inspections "
+              f"weighted by 1 / inclusion probability ({t['random_from_stored_plans']} from stored plans, "
+              f"{t['random_reconstructed_draw']} with the draw's tier reconstructed); {t['left_out_not_random']} "
+              f"complaint-driven or otherwise not random left out; signals offered: {', '.join(t['signals_offered'])}")
         print(f"candidate {out['candidate_id']}: AUC {out['auc']:.4f} (current {out['baseline']['auc']:.4f}), "
               f"KS {out['ks']:.4f}; hit rate by tier {out['hit_rate_by_tier']}")
         print(f"AUC difference {c['auc_difference']:+.4f}, 95% interval {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} "

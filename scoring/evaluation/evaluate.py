@@ -446,7 +446,9 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     del a, need, e_need, e_rows, ok
     has_records = np.zeros(n_ent, dtype=bool)
     has_records[g_ent] = True
-    if policy.doc.get("signals"):  # learned candidates only; v1/v2 have none (no cost for them)
+    # Learned candidates only (v1/v2 have none: no cost for them). The insufficient-information
+    # rule below still looks at records only: a new entity with nothing that counts stays flagged.
+    if any(v["points"] for v in policy_signals(policy.doc).values()):
         g_ent, g_item, g_n, g_sum, g_latest, items = add_signal_groups(
             policy, ent, items, as_of_ts, g_ent, g_item, g_n, g_sum, g_latest)
 
@@ -513,7 +515,8 @@ def add_signal_groups(policy: Policy, ent: pd.DataFrame, items: pd.DataFrame, as
     """The policy's signals (scoring/evaluation/signals.py) as extra (entity, rule) groups beside
     the records', so they enter the dimension sums, the caps and the reasons like items do. A
     signal whose data the store does not have (representative changes) stops the run: ValueError."""
-    sig = policy_signals(policy.doc)
+    # A signal at 0 points changes nothing and is no reason (a candidate may keep one "considered").
+    sig = {k: v for k, v in policy_signals(policy.doc).items() if v["points"]}
     as_day = int((as_of.normalize() - pd.Timestamp("1970-01-01")).days)
     n_ent = len(ent)
     reg = day_numbers(ent, "registered_date")

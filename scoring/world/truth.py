@@ -3,8 +3,8 @@
 - latent_paths: each entity's compliance risk c(t) (a stable part plus a monthly AR(1) drift),
   financial-distress episodes d(t), recent legal-representative changes, youth, and size.
 - emit_records: catalogue records as Poisson processes whose monthly rates follow those paths.
-- simulate_inspections: month by month, the hand policy tiers every entity on the evening before
-  the 1st; the market regulator draws by tier at its yearly ratios / 12 through the project's
+- simulate_inspections: month by month, the policy in force (v1, then v2 from 2026-06-01) tiers
+  every entity on the evening before the 1st; the market regulator draws by tier at its yearly ratios / 12 through the project's
   sampling code (eligibility, exclusions, frequency caps, keyed draw); a few complaint-driven
   inspections are added and marked; every outcome comes from the truth on the inspection day.
   Each random inspection carries its tier, the draw's inclusion probability and the eligible

@@ -64,6 +64,14 @@ def test_calibrate_is_deterministic_and_promotion_needs_approver_and_reason(sqli
     assert c["beats_baseline"] == (c["auc_difference"] > 0) and c["beats_baseline_at_95"] == (c["ci95"][0] > 0)
     hit = [ja["hit_rate_by_tier"][t] for t in "ABCD"]
     assert c["hit_rates_rise_a_to_d"] == (None not in hit and all(a < b for a, b in zip(hit, hit[1:])))
+    # The IPW training set (the world experiment's path): the demo's plan-tagged history with the
+    # draw's tier reconstructed, complaint-driven inspections left out; weighted figures.
+    t = ja["training_set"]
+    assert t["random_reconstructed_draw"] > 0 and t["left_out_not_random"] > 0 and t["random_from_stored_plans"] == 0
+    assert t["random_reconstructed_draw"] + t["left_out_not_random"] == t["inspections"]
+    assert ja["train"]["inspections"] + ja["test"]["inspections"] == t["random_reconstructed_draw"]
+    assert c["weighted"] == "inverse inclusion probability"
+    assert "LEGAL_REP_CHANGES_12_MONTHS" not in t["signals_offered"] and "REGISTERED_UNDER_12_MONTHS" in t["signals_offered"]
     learned = ja["learned"]
     assert learned["search"] and learned["validation_inspections"] > 0
     assert learned["half_life_scale"] in (0.25, 0.5, 1.0, 2.0, 4.0, None) and learned["prior"] in ("zero", "current")

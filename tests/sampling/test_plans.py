@@ -371,3 +371,31 @@ def test_hit_rates_use_only_randomly_drawn_inspections():
                                       "INSPECTION_FAIL"],
                         "doc_number": ["P1", "P1", "P1", "投诉-1", "投诉-2"]})
     assert plans.hit_rates(ins, tiers, {"P1"}) == {"A": 0.5, "B": None, "C": None, "D": 1.0}
+
+
+def test_calibration_reads_exact_inclusion_probabilities_from_stored_plans(two_nights):
+    """`credit calibrate` weights a plan-tagged inspection by its stored plan: k / eligible of the
+    entity's tier in that draw, under the plan id and the commitment hash alike; an inspection of
+    no plan gets no probability (left out of training)."""
+    import numpy as np
+
+    from scoring.calibration.ipw import inclusion_probabilities, stored_plan_probabilities
+    from scoring.common.catalogue import Catalogue
+    from scoring.history.store import Store
+
+    home = two_nights["home"]
+    store = Store.open(f"sqlite:///{home / 'credit.db'}", home)
+    rec = plans.load_plan(store, two_nights["committed"]["plan_id"])
+    ing = rec["ingredients"]
+    got = stored_plan_probabilities(store)
+    mine = got[got["plan"] == rec["plan_id"]]
+    assert len(mine) == len(rec["draw"]["drawn"]) and len(got[got["plan"] == rec["commitment_sha256"]]) == len(mine)
+    for t, g in mine.groupby("tier"):
+        eligible = ing["frame"][t] - sum(1 for e in ing["exclusions"] if e["tier"] == t)
+        assert g["inclusion_prob"].iloc[0] == pytest.approx(len(g) / eligible)
+    u = mine["uscc"].iloc[0]
+    ins = pd.DataFrame({"record_key": [f"{rec['plan_id']}|{u}", f"投诉-20260705-230102-1|{u}"], "uscc": [u, u],
+                        "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-05")})
+    p, tier, source = inclusion_probabilities(store, ins, ins.iloc[:0], None, None, Catalogue.load())
+    assert source.tolist() == ["plan", "not_random"] and np.isnan(p[1])
+    assert p[0] == pytest.approx(mine["inclusion_prob"].iloc[0]) and tier[0] == mine["tier"].iloc[0]
