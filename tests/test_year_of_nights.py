@@ -49,7 +49,7 @@ GATE_FAILS = [D("2026-02-10"), D("2026-02-11")]
 LATE_FROM = D("2026-03-02")  # the first file with rows named from this day lands three days after its date
 MISSED = [D("2026-02-24") + dt.timedelta(days=i) for i in range(5)]   # scheduler down; back on 1 March
 CATCH_UP = D("2026-03-01")
-RESEND = D("2026-03-10")                               # yesterday's bytes under today's name
+RESEND = D("2026-03-10")                               # a recent file's bytes under today's name
 CORRECTION = D("2026-03-12")                           # an earlier file corrected under its own name
 WAIVER = {"gate": "feed_present", "scope": "court", "approver": "王敏 (duty officer)",
           "reason": "court IT outage, ticket 4711: nothing to deliver"}
@@ -125,7 +125,7 @@ class Province:
         return pd.read_csv(path, encoding=_encoding(path.read_bytes()), dtype=str, keep_default_na=False)
 
     def resend(self, day: dt.date) -> tuple[str, str]:
-        """A provider sends yesterday's file again under today's name (its system re-exported it)."""
+        """A provider sends a file of the past week again under today's name (its system re-exported it)."""
         orig = self._busiest(day - dt.timedelta(days=7), day - dt.timedelta(days=1))
         name = orig.split("/")[1]
         rel = f"{orig.split('/')[0]}/{day:%Y%m%d}_{name[9:].rsplit('.', 1)[0]}_resent.{name.rsplit('.', 1)[1]}"
