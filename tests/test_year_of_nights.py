@@ -211,12 +211,14 @@ class Agency:
             out[scope] = (int(r), *map(int, rest.split("+")))
         return out
 
-    def stored_rows(self, run_id: str) -> int:
+    def stored_rows(self, run_id: str) -> collections.Counter:
+        """Rows the night stored, per table (records, entities, changes; exclusions: simplified procedure)."""
         from scoring.history.store import record_batches
 
         with self.store.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(record_batches.c.rows), 0))
-                                    .where(record_batches.c.run_id == run_id)).scalar())
+            rows = conn.execute(sa.select(record_batches.c.table_name, sa.func.sum(record_batches.c.rows))
+                                .where(record_batches.c.run_id == run_id).group_by(record_batches.c.table_name)).all()
+        return collections.Counter({t: int(n) for t, n in rows})
 
     def manifest(self, run_id: str) -> dict:
         from scoring.history.store import runs
@@ -358,6 +360,7 @@ def _check_night(agency: Agency, s: dict, last_published: str | None, log: dict,
     # Nothing silently lost: every file's rows are accepted, quarantined or excluded (a repeat, or
     # simplified procedure), and the accepted ones are the rows the night stored.
     rec = agency.reconciliation(run_id)
+    simplified_rows = 0
     for f in files.itertuples(index=False):
         if f.status == "rejected":
             assert f.received == 0 and f.reject_code, f
@@ -365,9 +368,12 @@ def _check_night(agency: Agency, s: dict, last_published: str | None, log: dict,
         r, a, q, x, simplified = rec[f.path]
         assert (r, a, q, x) == (f.received, f.accepted, f.quarantined, f.excluded), (run_id, f.path)
         assert r == a + q + x + simplified
+        simplified_rows += simplified
     published = s["status"] == "published"
     if published:
-        assert agency.stored_rows(run_id) == int(files["accepted"].sum()), run_id
+        stored = agency.stored_rows(run_id)
+        assert stored.pop("exclusions", 0) == simplified_rows, run_id  # kept apart, never scored
+        assert sum(stored.values()) == int(files["accepted"].sum()), run_id
     # What agencies see agrees with the run's state.
     rows = agency.publication_rows(run_id)
     if published:
