@@ -40,7 +40,7 @@ import os
 from airflow.sdk import DAG, Asset, Param, task
 
 from scoring.common.alerts import on_failure
-from scoring.steps import ALWAYS_RUN, STEP_NAMES, STEP_TIMEOUT_MINUTES
+from scoring.steps import ALWAYS_RUN, PARTITIONED_STEP, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 # What sampling and calibration wait for: a night that agencies can see.
@@ -85,6 +85,20 @@ def _run(step: str, ctx_json: str) -> dict:
     try:
         return run_step(step, ctx)
     except (PipelineError, ValueError) as exc:  # the same input fails the same way: don't retry
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _call(fn_name: str, ctx_json: str, *args):
+    """A partition task: the same functions ``credit run`` calls, deterministic errors not retried."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from scoring import pipeline
+    from scoring.common.errors import PipelineError
+
+    ctx = pipeline.RunContext.from_json(ctx_json)
+    try:
+        return getattr(pipeline, fn_name)(ctx, *args)
+    except (PipelineError, ValueError) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
@@ -175,10 +189,28 @@ with DAG(
                                           "output_sha256": s["output_sha256"]}
         return {k: s[k] for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")}
 
+    @task(task_id="plan_partitions", execution_timeout=dt.timedelta(minutes=30))
+    def plan_partitions(ctx_json: str) -> list[int]:
+        """Fix the night's inputs and cut them into entity-hash partitions (CREDIT_PARTITIONS or by size)."""
+        return _call("plan_partitions", ctx_json)
+
+    @task(task_id="evaluate_partition", execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES["score"]))
+    def evaluate_partition(ctx_json: str, partition: int) -> dict:
+        """One partition's evaluation; mapped, so the CeleryExecutor spreads them over its workers."""
+        return _call("evaluate_partition", ctx_json, partition)
+
     ctx = prepare()
     previous, done = ctx, []
     for step_name in STEP_NAMES:
         current = make_step(step_name)(ctx)
+        if step_name == PARTITIONED_STEP:  # plan, then the pieces in parallel, then the step assembles
+            planned = plan_partitions(ctx)
+            pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
+            previous >> planned
+            done >> planned
+            pieces >> current
+            done += [planned, pieces]
+            previous = pieces
         previous >> current
         if step_name not in ALWAYS_RUN:
             done >> current  # needs every earlier step to have succeeded (the report runs regardless)

@@ -52,7 +52,7 @@ def _line(name: str, value: str, target: str = "", ok: bool | None = None) -> No
 def make_penalty_file(path: Path, rows: int, seed: int = 1) -> None:
     """A 双公示 penalty CSV of ``rows`` rows, tiled from a demo province's penalty feed."""
     cat = Catalogue.load()
-    world = build_world(60_000, seed)
+    world = build_world(int(min(60_000, max(5_000, rows))), seed)
     rng = np.random.default_rng(seed)
     frames = delivery_frames(world, cat, None, pd.Timestamp("2026-06-30"), rng)
     pen = pd.concat([f for (p, feed), f in sorted(frames.items()) if feed == "penalty"], ignore_index=True)
@@ -350,6 +350,124 @@ def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
         _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
+def _child(args: list[str], env: dict, label: str) -> dict:
+    """Run ``credit`` in its own process (as an operator or the DAG would) and measure that process
+    alone: wall time and its peak RSS (os.wait4), with its JSON answer."""
+    import subprocess
+
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "scoring.cli", *args, "--json"], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (proc.pid, proc.returncode, None)
+    wall = time.perf_counter() - t
+    rss = (usage.ru_maxrss / 1024 / 1024) if usage else _children_rss_gb()
+    try:
+        answer = json.loads(out[out.index("{"):]) if "{" in out else {}
+    except ValueError:
+        answer = {}
+    if proc.returncode not in (0, None):
+        print(f"  {label}: credit exited {proc.returncode}: {err.strip().splitlines()[-3:]}")
+    return {"wall": wall, "rss_gb": rss, "answer": answer, "code": proc.returncode}
+
+
+def _children_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024
+
+
+def seed_province_store(store, n_entities: int, n_records: int, as_of: str, history_batches: int = 10) -> pd.Series:
+    """A province's stored history: the register and its records as ``history_batches`` nightly
+    batches (as months of deliveries leave them), and every feed delivered on ``as_of``."""
+    from scoring.history.store import landed_files
+
+    ent, rec = synthetic_province(n_entities, n_records)
+    uscc = ent["uscc"].copy()
+    _store_province(store, ent, None, as_of)
+    doc = pd.Series(np.arange(len(rec)), dtype="int64").astype("string")
+    rec = rec.assign(doc_number=doc, record_key=(doc + "|" + rec["uscc"]).astype("string"),
+                     source_file="bench", line_no=0)
+    del doc
+    size = -(-len(rec) // history_batches)
+    batches = []
+    for i, start in enumerate(range(0, len(rec), size)):
+        known = (pd.Timestamp(as_of) - pd.Timedelta(days=history_batches - i)).date()
+        part = rec.iloc[start:start + size].assign(known_from=pd.Timestamp(known))
+        batches.append(store.write_batch(f"bench-{i}", "records", part, known))
+    del rec
+    cat = Catalogue.load()
+    known = pd.DataFrame([{"run_id": "bench-0", "path": f"{p['id']}/{as_of.replace('-', '')}_{f}.csv",
+                           "provider": p["id"], "feed": f, "delivered_on": pd.Timestamp(as_of).date(),
+                           "sha256": f"bench-{p['id']}-{f}", "status": "stored", "received": 0, "accepted": 0,
+                           "quarantined": 0, "excluded": 0} for p in cat.providers for f in p["feeds"]])
+    with store.engine.begin() as conn:
+        store.insert_frame(conn, record_batches, pd.DataFrame(batches))
+        store.insert_frame(conn, landed_files, known)
+    return uscc
+
+
+def deliver_penalties(landing: Path, day: str, rows: int, uscc: pd.Series, seed: int = 1) -> Path:
+    """A night's 双公示 penalty delivery naming entities of the province."""
+    path = landing / "samr" / f"{day.replace('-', '')}_penalty.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_penalty_file(path, rows, seed)
+    pen = pd.read_csv(path, dtype=str, keep_default_na=False)
+    col = "行政相对人代码_1(统一社会信用代码)"
+    legal = pen[col] != ""
+    pen.loc[legal, col] = uscc.sample(int(legal.sum()), replace=True, random_state=seed).to_numpy()
+    pen["行政处罚决定书文号"] = pen["行政处罚决定书文号"] + f"-{day}"
+    pen.to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
+def bench_night(n_entities: int, n_records: int, delivery_rows: int, pg_url: str | None,
+                partitions: int | None = None, compare_k: tuple[int, int] | None = (1, 4)) -> None:
+    """The whole night as an operator runs it -- ``credit run`` in its own process on a stored
+    province -- step by step with the process's own peak memory; then a quiet night, the audit
+    rerun, and the same night evaluated in two partition counts."""
+    print(f"\n[night] {n_entities:,} entities, {n_records:,} stored records, a delivery of {delivery_rows:,} "
+          f"penalty rows; `credit run` in its own process")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CREDIT_BENCH_TMP")) as tmp, \
+            _scratch_database(pg_url) as scratch:
+        url = scratch or f"sqlite:///{tmp}/bench.db"
+        home = Path(tmp) / "home"
+        store = Store.open(url, home)
+        t = time.perf_counter()
+        uscc = seed_province_store(store, n_entities, n_records, "2026-06-28")
+        landing = home / "landing"
+        deliver_penalties(landing, "2026-06-30", delivery_rows, uscc)
+        del uscc
+        _line("store the province (10 history batches)", f"{time.perf_counter() - t:.1f} s")
+        env = {"CREDIT_HOME": str(home), "CREDIT_DB_URL": url, "CREDIT_LANDING": str(landing),
+               "PYTHONHASHSEED": "0"}
+        k_args = ["--partitions", str(partitions)] if partitions else []
+        night = _child(["run", "--as-of", "2026-06-30", *k_args], env, "delivery night")
+        a = night["answer"]
+        for step, sec in (a.get("step_seconds") or {}).items():
+            _line(f"  {step}", f"{sec:.1f} s")
+        _line(f"delivery night end to end ({a.get('status')}, {dict(a.get('tiers') or {})})",
+              f"{night['wall']:.1f} s", "target <= 120 s", night["wall"] <= 120)
+        _line("  peak RSS of the night's process", f"{night['rss_gb']:.2f} GB", "target <= 6 GB", night["rss_gb"] <= 6)
+        quiet = _child(["run", "--as-of", "2026-07-01", *k_args], env, "quiet night")
+        _line(f"quiet night ({quiet['answer'].get('status')})", f"{quiet['wall']:.1f} s",
+              f"<= delivery night ({night['wall']:.0f} s)", quiet["wall"] <= night["wall"])
+        _line("  peak RSS", f"{quiet['rss_gb']:.2f} GB", "target <= 6 GB", quiet["rss_gb"] <= 6)
+        rer = _child(["rerun", a.get("run_id", "nightly-20260630")], env, "audit rerun")
+        _line(f"audit rerun as known then (identical: {rer['answer'].get('identical')})", f"{rer['wall']:.1f} s",
+              f"<= the night ({night['wall']:.0f} s)", rer["wall"] <= night["wall"] and bool(rer["answer"].get("identical")))
+        _line("  peak RSS", f"{rer['rss_gb']:.2f} GB", "target <= 6 GB", rer["rss_gb"] <= 6)
+        if compare_k:
+            hashes = {}
+            for k in compare_k:
+                r = _child(["run", "--as-of", "2026-06-30", "--step", "ingest", "--step", "gate", "--step", "score",
+                            "--partitions", str(k)], env, f"K={k}")
+                hashes[k] = r["answer"].get("output_sha256")
+                sec = (r["answer"].get("step_seconds") or {}).get("score", float("nan"))
+                _line(f"night re-scored in K = {k} partition(s): score step", f"{sec:.1f} s",
+                      f"peak RSS {r['rss_gb']:.2f} GB, output {str(hashes[k])[:12]}")
+            same = len(set(hashes.values())) == 1 and a.get("output_sha256") in hashes.values()
+            _line(f"output hashes equal for K = {', '.join(map(str, compare_k))} and the night", str(same), "", same)
+
+
 def bench_fit(n_inspections: int) -> None:
     """What `credit calibrate` fits: the PolicyLearner's search (half-lives x regularisation on a
     time-ordered fold, then the refit), on synthetic point-in-time records with a known truth."""
@@ -381,7 +499,7 @@ def bench_fit(n_inspections: int) -> None:
     _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
-BENCHES = ("gate", "score", "publish", "rerun", "nights", "fit")
+BENCHES = ("night", "gate", "score", "publish", "rerun", "nights", "fit")
 
 
 def main(argv=None) -> int:
@@ -393,6 +511,7 @@ def main(argv=None) -> int:
     p.add_argument("--rerun-entities", type=int, default=1_000_000,
                    help="scale of the store round trip (rerun and publish); 3,000,000 needs ~20 GB")
     p.add_argument("--rerun-records", type=int, default=10_000_000)
+    p.add_argument("--partitions", type=int, default=None, help="night bench: partitions (default: by size)")
     p.add_argument("--inspections", type=int, default=1_000_000)
     p.add_argument("--night-rows", type=int, default=10_000,
                    help="rows of the delivery night's file (nights bench; a province's daily penalties)")
@@ -401,7 +520,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     print(f"benchmarks on {sys.platform}, python {sys.version.split()[0]}")
     for name in args.only.split(","):
-        if name == "gate":
+        if name == "night":
+            bench_night(args.entities, args.records, args.night_rows, args.pg_url, args.partitions)
+        elif name == "gate":
             bench_gate(args.rows)
         elif name == "score":
             bench_score(args.entities, args.records)

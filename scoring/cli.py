@@ -79,6 +79,8 @@ def _context(args, as_of=None):
         extra["catalogue_path"] = Path(args.catalogue).resolve()
     if getattr(args, "policy", None):
         extra["policy_path"] = Path(args.policy).resolve()
+    if getattr(args, "partitions", None):
+        extra["partitions"] = args.partitions
     return RunContext(as_of=as_of or args.as_of, landing=landing, home=home, db_url=args.db,
                       knowledge_cutoff=getattr(args, "knowledge_cutoff", None), progress=_progress(args),
                       waivers=_waivers(args), **extra)
@@ -490,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--policy", default=None, help="policy file (default: the one in force on the as-of date)")
     sp.add_argument("--step", action="append", choices=list(STEP_NAMES),
                     help="run only these steps (repeatable)")
+    sp.add_argument("--partitions", type=int, default=None,
+                    help="entity-hash partitions of the evaluation (default CREDIT_PARTITIONS, else by size); "
+                         "any count gives the same results")
     sp.add_argument("--wait", type=float, default=0.0,
                     help="seconds to wait for another run on the same store to finish (default: refuse at once)")
     common(sp)

@@ -32,8 +32,8 @@ from scoring.common.config import canonical_json, content_hash
 from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate
 from scoring.evaluation.evaluate import Policy
-from scoring.evaluation.objections import objections_of_the_night
-from scoring.history.inputs import load_inputs
+from scoring.evaluation import partitioned as part
+from scoring.history.inputs import visible_inputs
 from scoring.history.runlock import run_lock
 from scoring.history.store import (
     Store,
@@ -63,7 +63,7 @@ from scoring.steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "begin", "context_from_env",
+__all__ = ["GateFailed", "PipelineError", "RunContext", "STEP_NAMES", "STEPS", "begin", "context_from_env", "evaluate_partition", "plan_partitions",
            "run_night", "run_nights", "run_step", "run_summary", "shown"]
 
 
@@ -83,6 +83,9 @@ class RunContext:
     # Operator waivers for this run only: dicts with gate, scope, approver, reason (quality.waivers).
     waivers: tuple = ()
     attempt: int = 1                       # >1: a re-run of a published night, built beside it
+    # Entity-hash partitions the evaluation is cut into (None: CREDIT_PARTITIONS, else by size).
+    # Any count gives the same results; it only bounds the memory of each piece.
+    partitions: int | None = None
     progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -94,6 +97,7 @@ class RunContext:
         self.landing = Path(self.landing).resolve()
         self.home = Path(self.home).resolve()
         self.attempt = int(self.attempt or 1)
+        self.partitions = int(self.partitions or os.environ.get("CREDIT_PARTITIONS") or 0) or None
 
     @property
     def night_id(self) -> str:
@@ -128,7 +132,8 @@ class RunContext:
                    catalogue_path=Path(d["catalogue_path"]) if d.get("catalogue_path") else None,
                    policy_path=Path(d["policy_path"]) if d.get("policy_path") else None,
                    kind=d.get("kind", "nightly"), arrival_cut=d.get("arrival_cut"),
-                   waivers=tuple(d.get("waivers") or ()), attempt=int(d.get("attempt") or 1))
+                   waivers=tuple(d.get("waivers") or ()), attempt=int(d.get("attempt") or 1),
+                   partitions=d.get("partitions"))
 
 
 def _as_date(v) -> dt.date:
@@ -279,12 +284,16 @@ def gate(ctx: RunContext) -> dict:
     # A quiet night stages nothing: it needs none of the stored history to validate (the cost of
     # reading it grows with the province; scoring reads what it needs).
     anything = any(len(staged[n]) for n in ("stg_record", "stg_entity", "stg_change"))
-    stored_ent = store.read_batches(prior["entities"]) if anything else pd.DataFrame()
+    # Only what this night's rows refer to is read back (by key, pushed down to the Parquet reader):
+    # the cost follows the delivery, not the province.
+    rec_keys, usccs = qg.lookup_keys(staged["stg_record"], staged["stg_change"])
+    stored_ent = (store.read_batches(prior["entities"], columns=["uscc", "registered_date"], where_in=("uscc", usccs))
+                  if anything else pd.DataFrame())
     stored_rec = (store.read_batches(prior["records"], columns=[
-        "record_key", "content_sha", "item_code", "decision_date", "grade", "provider", "penalty_category"])
-                  if anything else pd.DataFrame())
-    stored_chg = (store.read_batches(prior["changes"], columns=["record_key", "op", "effective_date", "change_key"])
-                  if anything else pd.DataFrame())
+        "record_key", "content_sha", "item_code", "decision_date", "grade", "provider", "penalty_category"],
+        where_in=("record_key", rec_keys)) if anything else pd.DataFrame())
+    stored_chg = (store.read_batches(prior["changes"], columns=["record_key", "op", "effective_date", "change_key"],
+                                     where_in=("record_key", rec_keys)) if anything else pd.DataFrame())
     corrections = set(files.loc[files["message"].fillna("").str.startswith("correction of"), "path"])
 
     verdicts = qg.validate_staged(quality.gx_context(rdir / "gx") if anything else None,
@@ -337,24 +346,77 @@ def gate(ctx: RunContext) -> dict:
 
 # --------------------------------------------------------------------------- score
 
-def score(ctx: RunContext) -> dict:
-    """Score every active entity as of the as-of date with what was known at the cutoff."""
-    t0 = time.perf_counter()
+def _partition_folder(store: Store, ctx: RunContext) -> Path:
+    return store.run_dir(ctx.run_id) / "partitions"
+
+
+def plan_partitions(ctx: RunContext) -> list[int]:
+    """Fix what every partition of the night reads (the batches known at the cutoff, checked
+    against their hashes once), how many partitions there are, and the versions used; returns the
+    partition numbers (what the DAG maps its evaluation over)."""
     store = _open(ctx)
     cat, pol = _configs(ctx)
-    rdir = store.run_dir(ctx.run_id)
     with store.engine.connect() as conn:
         _refuse_published(conn, ctx)
         row = run_row(conn, ctx.run_id)
         if row is None or row["status"] in ("gate_failed", "failed"):
             raise PipelineError(f"run {ctx.run_id} has not passed its gates; nothing to score")
-        ent, rec, chg, batches = load_inputs(store, conn, ctx.knowledge_cutoff)
-    if ent.empty:
+        batches = visible_inputs(store, conn, ctx.knowledge_cutoff)
+    store.verify_batches(batches)
+    k = ctx.partitions or part.auto_partitions(batches)
+    plan = part.make_plan(batches, k, ctx.as_of.isoformat(), cat.sha256, pol.sha256)
+    folder = _partition_folder(store, ctx)
+    old = part.read_plan(folder)
+    if old is None or old["plan_sha256"] != plan["plan_sha256"]:
+        part.write_plan(folder, plan)
+    ctx.say(f"score: {k} partition(s) over {sum(b['rows'] for b in batches if b['table_name'] == 'records'):,} "
+            f"stored records")
+    return list(range(k))
+
+
+def evaluate_partition(ctx: RunContext, partition: int) -> dict:
+    """Evaluate one partition of the night's plan (a pure function of its inputs); idempotent."""
+    store = _open(ctx)
+    cat, pol = _configs(ctx)
+    folder = _partition_folder(store, ctx)
+    plan = part.read_plan(folder)
+    if plan is None:
+        raise PipelineError(f"run {ctx.run_id} has no partition plan; run plan_partitions first")
+    if (plan["catalogue_sha256"], plan["policy_sha256"]) != (cat.sha256, pol.sha256):
+        raise PipelineError(f"run {ctx.run_id}: the partition plan was made with other catalogue/policy versions")
+    t = time.perf_counter()
+    out = part.evaluate_partition(store, plan, int(partition), cat, pol, folder)
+    ctx.say(f"score: partition {partition + 1}/{plan['partitions']}: {out['entities']:,} entities, "
+            f"{out['records']:,} records in {time.perf_counter() - t:.1f}s")
+    return out
+
+
+def score(ctx: RunContext) -> dict:
+    """Score every active entity as of the as-of date with what was known at the cutoff: the
+    partitions of the night's plan (those no worker has evaluated yet are evaluated here), put in
+    USCC order, checked against the entity_score contract and stored."""
+    t0 = time.perf_counter()
+    store = _open(ctx)
+    cat, pol = _configs(ctx)
+    rdir = store.run_dir(ctx.run_id)
+    folder = _partition_folder(store, ctx)
+    plan = part.read_plan(folder)
+    with store.engine.connect() as conn:
+        current = visible_inputs(store, conn, ctx.knowledge_cutoff)
+    if plan is None or [b["batch_id"] for b in plan["batches"]] != [b["batch_id"] for b in current] \
+            or (ctx.partitions and plan["partitions"] != ctx.partitions):
+        plan_partitions(ctx)
+        plan = part.read_plan(folder)
+    for p in part.missing_partitions(plan, folder):
+        evaluate_partition(ctx, p)
+    batches = plan["batches"]
+    results = part.assemble(plan, folder, "entity_score")
+    if results.empty:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
-    ctx.say(f"score: {len(ent):,} registered entities, {len(rec):,} records known by {ctx.knowledge_cutoff}")
-    results = evaluate.evaluate_inputs(ent, rec, chg, cat, pol, ctx.as_of)
-    write_parquet(rdir / "objections.parquet", objections_of_the_night(rec, chg, ctx.as_of))
+    write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
+    write_parquet(rdir / "active_entities.parquet", part.assemble(plan, folder, "active_entities"))
     t_score = time.perf_counter() - t0
+    ctx.say(f"score: {len(results):,} entities evaluated in {plan['partitions']} partition(s), {t_score:.1f}s")
     v = quality.validate_table(quality.gx_context(rdir / "gx"), "entity_score", results, cat,
                                ctx.as_of.isoformat(), ctx.run_id, with_docs=True)
     bad = int((v.reasons != "").sum())
@@ -363,12 +425,10 @@ def score(ctx: RunContext) -> dict:
             update_run(conn, ctx.run_id, status="failed", step="score",
                        message=f"entity_score contract broken by {bad} rows")
         raise GateFailed(f"run {ctx.run_id}: the entity_score contract is broken by {bad} rows; nothing published")
-    out_sha = evaluate.output_sha256(results)
+    out_sha = evaluate.output_sha256(results, rdir / "entity_score.csv")
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
     tiers = evaluate.tier_counts(results)
     write_parquet(rdir / "entity_score.parquet", results)
-    write_parquet(rdir / "active_entities.parquet", evaluate.active_entities(ent, ctx.as_of)[["uscc", "eval_class"]])
-    (rdir / "entity_score.csv").write_bytes(evaluate.canonical_bytes(results))
     with store.engine.connect() as conn:
         g = pd.read_sql(sa.select(gate_results.c.gate, gate_results.c.passed, gate_results.c.hard)
                         .where(gate_results.c.run_id == ctx.run_id), conn)
@@ -385,8 +445,9 @@ def score(ctx: RunContext) -> dict:
                    catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=len(results),
                    tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest))
     (rdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
-    ctx.say(f"score: {len(results):,} entities scored in {t_score:.1f}s; tiers {tiers}")
-    return {"run_id": ctx.run_id, "entities_scored": len(results), "tiers": tiers, "output_sha256": out_sha}
+    ctx.say(f"score: {len(results):,} entities scored and stored; tiers {tiers}")
+    return {"run_id": ctx.run_id, "entities_scored": len(results), "tiers": tiers, "output_sha256": out_sha,
+            "partitions": plan["partitions"]}
 
 
 # --------------------------------------------------------------------------- publish, report
@@ -472,14 +533,18 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
         begin(ctx)
     else:
         shown(ctx, prefer_published=False)
+    seconds = {}
     try:
         for name in steps:
+            t = time.perf_counter()
             run_step(name, ctx)
+            seconds[name] = round(time.perf_counter() - t, 3)
     except GateFailed as exc:
         error = str(exc)
         if "report" in steps:
             run_step("report", ctx)
     summary = run_summary(ctx)
+    summary["step_seconds"] = seconds
     if error:
         summary["error"] = error
     return summary

@@ -10,3 +10,6 @@ STEP_NAMES = ("ingest", "gate", "score", "report", "publish")
 ALWAYS_RUN = ("report",)
 # Longest a step may take before the orchestrator stops it (minutes; the 3M-entity bench needs < 2).
 STEP_TIMEOUT_MINUTES = {"ingest": 60, "gate": 90, "score": 60, "publish": 60, "report": 30}
+# The step whose evaluation is cut into entity-hash partitions: an orchestrator may first plan them
+# and evaluate them in parallel (the DAG maps them over its workers); the step assembles them.
+PARTITIONED_STEP = "score"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -19,13 +20,9 @@ import sqlalchemy as sa
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import content_hash
 from scoring.common.errors import PipelineError
-from scoring.evaluation.evaluate import (
-    Policy,
-    canonical_bytes,
-    evaluate_inputs,
-    output_sha256,
-)
-from scoring.history.inputs import load_inputs
+from scoring.evaluation.evaluate import Policy, output_sha256
+from scoring.evaluation import partitioned as part
+from scoring.history.inputs import visible_inputs
 from scoring.history.store import Store, artifacts, runs
 
 MODES = ("as-known-then", "as-known-now")
@@ -68,16 +65,26 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
         pol = Policy.from_doc(_artifact(conn, manifest["policy_sha256"]))
         if mode == "as-known-then":
             ids = [b["batch_id"] for b in manifest["input_batches"]]
-            ent, rec, chg, batches = load_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
+            batches = visible_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
             missing = sorted(set(ids) - {b["batch_id"] for b in batches})
             if missing:
                 raise PipelineError(f"input batches missing from the store: {', '.join(missing[:3])}")
         else:
-            ent, rec, chg, batches = load_inputs(store, conn, FAR_FUTURE)
-    say(f"rerun {run_id} ({mode}): {len(ent):,} entities, {len(rec):,} records, {len(chg):,} changes")
-    results = evaluate_inputs(ent, rec, chg, cat, pol, manifest["as_of"])
+            batches = visible_inputs(store, conn, FAR_FUTURE)
+    folder = store.home / "audits" / run_id / mode
+    # The same partitioned evaluation as the night (any partition count gives the same bytes).
+    store.verify_batches(batches)
+    plan = part.make_plan(batches, part.auto_partitions(batches), manifest["as_of"], cat.sha256, pol.sha256)
+    work = folder / "partitions"
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
+    for p in range(plan["partitions"]):
+        part.evaluate_partition(store, plan, p, cat, pol, work)
+    results = part.assemble(plan, work, "entity_score")
+    shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - t0
-    out_sha = output_sha256(results)
+    folder.mkdir(parents=True, exist_ok=True)
+    out_sha = output_sha256(results, folder / "entity_score.csv")
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
     identical = out_sha == manifest["output_sha256"]
     if identical:  # same canonical bytes: no entity can differ
@@ -100,11 +107,14 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
         original_ids = {b["batch_id"] for b in manifest["input_batches"]}
         orig = [b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"]
         had = set(store.read_batches(orig, columns=["record_key"])["record_key"]) if orig else set()
+        changed = sorted(set(diff["uscc"]))
+        rec = store.read_batches([b for b in batches if b["table_name"] == "records"], where_in=("uscc", changed),
+                                 verified=True)
+        if len(rec):
+            rec = rec.drop_duplicates("record_key", keep="last").sort_values("record_key", ignore_index=True)
+        chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=True)
         causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"], had)
-    folder = store.home / "audits" / run_id / mode
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "rerun.json").write_text(json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True))
-    (folder / "entity_score.csv").write_bytes(canonical_bytes(results))
     diff.to_csv(folder / "diff.csv", index=False, encoding="utf-8-sig")
     causes.to_csv(folder / "causes.csv", index=False, encoding="utf-8-sig")
     out["report"] = str(write_auditor_report(folder, run, manifest, out, diff, causes))

@@ -16,9 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
 from scoring.common.law import GRADES, months_table, period_sets
+from scoring.evaluation import canonical
 from scoring.evaluation.objections import objection_calendar
 from scoring.evaluation.signals import check_signals, policy_signals, signal_values
 
@@ -610,15 +612,14 @@ CANONICAL_COLUMNS = ["uscc", "tier", "score", "dim_law_abiding", "dim_contracts_
 
 
 def canonical_bytes(results: pd.DataFrame) -> bytes:
-    """The canonical published result: sorted by USCC, fixed column order and float format, UTF-8, LF."""
-    r = results[CANONICAL_COLUMNS].sort_values("uscc", kind="stable")
-    buf = io.StringIO()
-    r.to_csv(buf, index=False, float_format="%.1f", lineterminator="\n")
-    return buf.getvalue().encode("utf-8")
+    """The canonical published result: sorted by USCC, fixed column order and float format, UTF-8, LF
+    (scoring.evaluation.canonical defines it)."""
+    return canonical.canonical_bytes(results, CANONICAL_COLUMNS)
 
 
-def output_sha256(results: pd.DataFrame) -> str:
-    return hashlib.sha256(canonical_bytes(results)).hexdigest()
+def output_sha256(results: pd.DataFrame, path=None) -> str:
+    """The sha256 of the canonical result (written to ``path`` as well, if given), in one pass."""
+    return canonical.write_canonical(results, CANONICAL_COLUMNS, path)
 
 
 def tier_counts(results: pd.DataFrame) -> dict[str, int]:

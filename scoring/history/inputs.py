@@ -4,19 +4,32 @@ from __future__ import annotations
 import pandas as pd
 
 
-def load_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Entities and records as known at the cutoff (or exactly the listed batches)."""
+def visible_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = None) -> list[dict]:
+    """The batches a night reads: everything known by the cutoff (or exactly the listed batches)."""
     batches = store.visible_batches(conn, "entities", knowledge_cutoff) + \
         store.visible_batches(conn, "records", knowledge_cutoff) + \
         store.visible_batches(conn, "changes", knowledge_cutoff)
     if batch_ids is not None:
         batches = [b for b in batches if b["batch_id"] in set(batch_ids)]
-    ent = store.read_batches([b for b in batches if b["table_name"] == "entities"])
-    rec = store.read_batches([b for b in batches if b["table_name"] == "records"])
-    chg = store.read_batches([b for b in batches if b["table_name"] == "changes"])
+    return batches
+
+
+def read_inputs(store, batches: list[dict], buckets: tuple[int, int] | None = None, verified: bool = False
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Entities and records of the batches (of entity-hash buckets [lo, hi) only, if given): the
+    latest version of each, in key order. Changes are few and name records by key: all of them."""
+    ent = store.read_batches([b for b in batches if b["table_name"] == "entities"], buckets=buckets, verified=verified)
+    rec = store.read_batches([b for b in batches if b["table_name"] == "records"], buckets=buckets, verified=verified)
+    chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=verified)
     if len(ent):
         ent = ent.drop_duplicates("uscc", keep="last").sort_values("uscc", ignore_index=True)
     if len(rec):
         rec = rec.drop_duplicates("record_key", keep="last").sort_values("record_key", ignore_index=True)
-    return ent, rec, chg, batches
+    return ent, rec, chg
+
+
+def load_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Entities and records as known at the cutoff (or exactly the listed batches)."""
+    batches = visible_inputs(store, conn, knowledge_cutoff, batch_ids)
+    return (*read_inputs(store, batches), batches)

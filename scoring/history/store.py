@@ -15,13 +15,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+
+from scoring.common.partitions import BUCKET_COLUMN, bucket_of, record_bucket_key
 
 metadata = sa.MetaData()
 
@@ -179,6 +183,9 @@ def default_home() -> Path:
     return Path(os.environ.get("CREDIT_HOME") or Path.cwd() / "var").resolve()
 
 
+BUCKETED = ("entities", "records")  # tables read by partition
+ROW_GROUP_ROWS = 256 * 1024          # small enough that a partition's read skips the others' groups
+
 def default_db_url(home: Path | None = None) -> str:
     url = os.environ.get("CREDIT_DB_URL")
     if url:
@@ -240,9 +247,17 @@ class Store:
     # ---------------------------------------------------------------- bulk writes
 
     def write_batch(self, run_id: str, table_name: str, frame: pd.DataFrame, known_from) -> dict:
-        """Write one immutable Parquet batch; its name is its content hash, so a retry is a no-op."""
+        """Write one immutable Parquet batch; its name is its content hash, so a retry is a no-op.
+        Entities and records carry their entity-hash bucket and are stored sorted by it (stable, so
+        rows of one entity keep their order), so a partition of a night reads only its row groups."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if table_name in BUCKETED and len(frame):
+            key = frame["uscc"] if table_name == "entities" else record_bucket_key(frame)
+            bucket = bucket_of(pa.array(key, from_pandas=True))
+            order = np.argsort(bucket, kind="stable")
+            table = table.append_column(BUCKET_COLUMN, pa.array(bucket)).take(pa.array(order))
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         data = buf.getvalue()
         digest = sha256_bytes(data)
         rel = Path(table_name) / f"{digest[:2]}" / f"{digest}.parquet"
@@ -259,19 +274,51 @@ class Store:
                 "table_name": table_name, "known_from": pd.Timestamp(known_from).date(),
                 "path": rel.as_posix(), "sha256": digest, "rows": int(len(frame))}
 
-    def read_batches(self, batches: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
-        """Read batches back, verifying each file against its recorded sha256."""
+    def verify_batches(self, batches: list[dict]) -> None:
+        """Check every batch file against its recorded sha256 (streamed, nothing parsed)."""
+        for b in batches:
+            if sha256_file(self.lake / b["path"]) != b["sha256"]:
+                raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
+
+    def read_batches(self, batches: list[dict], columns: list[str] | None = None,
+                     buckets: tuple[int, int] | None = None, where_in: tuple[str, object] | None = None,
+                     verified: bool = False) -> pd.DataFrame:
+        """Read batches back, verifying each file against its recorded sha256 (unless the caller
+        has just done so: ``verified``). ``buckets``: only rows of entity-hash buckets [lo, hi)
+        (older batches, stored before buckets, are read whole and filtered). ``where_in``: only
+        rows whose column holds one of the values (a night's gate looks up only what it received)."""
         frames = []
         for b in batches:
             path = self.lake / b["path"]
-            data = path.read_bytes()
-            if sha256_bytes(data) != b["sha256"]:
-                raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
-            cols = columns
-            if columns is not None:  # older batches may lack newer columns: read what is there
-                names = set(pq.read_schema(io.BytesIO(data)).names)
-                cols = [c for c in columns if c in names]
-            t = pq.read_table(io.BytesIO(data), columns=cols).to_pandas()
+            if verified:
+                source = str(path)
+            else:
+                data = path.read_bytes()
+                if sha256_bytes(data) != b["sha256"]:
+                    raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
+                source = pa.BufferReader(data)
+            names = set(pq.read_schema(source).names)
+            cols = None if columns is None else [c for c in columns if c in names]  # older batches lack newer columns
+            filt = None
+            if buckets is not None and BUCKET_COLUMN in names:
+                filt = (pc.field(BUCKET_COLUMN) >= buckets[0]) & (pc.field(BUCKET_COLUMN) < buckets[1])
+            if where_in is not None and where_in[0] in names:
+                f = pc.field(where_in[0]).isin(pa.array(list(where_in[1]), type=pa.string()))
+                filt = f if filt is None else filt & f
+            extra = [c for c in (BUCKET_COLUMN, "uscc", "record_key") if c in names] \
+                if buckets is not None and BUCKET_COLUMN not in names else []
+            read_cols = None if cols is None else cols + [c for c in extra if c not in cols]
+            t = pq.read_table(source, columns=read_cols, filters=filt)
+            if extra:  # a batch from before buckets: place its rows now
+                key = t.column("uscc") if b["table_name"] == "entities" or "record_key" not in names \
+                    else pc.coalesce(t.column("uscc"), t.column("record_key"))
+                bk = bucket_of(key)
+                t = t.filter(pa.array((bk >= buckets[0]) & (bk < buckets[1])))
+                if cols is not None:
+                    t = t.select(cols)
+            if BUCKET_COLUMN in t.column_names and (columns is None or BUCKET_COLUMN not in columns):
+                t = t.drop_columns([BUCKET_COLUMN])
+            t = t.to_pandas()
             if columns is not None:
                 t = t.reindex(columns=columns)
             frames.append(t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"])))

@@ -47,6 +47,18 @@ class StagedVerdicts:
         return frame[self.reasons[table] == ""] if len(frame) else frame
 
 
+def lookup_keys(stg_rec: pd.DataFrame, stg_chg: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The stored rows a night's gate needs: records (and their changes) by the keys its record and
+    change rows name, registrations by the USCCs its records name. Sorted, so reads are repeatable."""
+    keys = set()
+    if len(stg_rec):
+        keys |= set(record_key(stg_rec).dropna())
+    if len(stg_chg) and "record_key" in stg_chg:
+        keys |= set(stg_chg["record_key"].dropna())
+    usccs = set(stg_rec["uscc"].dropna()) if len(stg_rec) and "uscc" in stg_rec else set()
+    return sorted(keys), sorted(usccs)
+
+
 def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_chg: pd.DataFrame,
                     stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_changes: pd.DataFrame,
                     cat: Catalogue, as_of: str, run_id: str,

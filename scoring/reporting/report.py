@@ -20,6 +20,7 @@ from scoring.history.store import (
     landed_files,
     quarantine,
     runs,
+    sha256_file,
 )
 
 CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",
@@ -215,6 +216,18 @@ def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> 
     parts += lifecycle_sections(gates, files, rdir)
 
 
+def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
+    """The previous run's tier per entity: from its result file when it is there and intact (a
+    province's rows read back from the database cost more than the rest of the report)."""
+    path = store.run_dir(run_id) / "entity_score.parquet"
+    manifest = conn.execute(sa.select(runs.c.manifest_json).where(runs.c.run_id == run_id)).scalar()
+    expected = (json.loads(manifest).get("result_files") or {}).get("entity_score.parquet") if manifest else None
+    if path.exists() and expected and sha256_file(path) == expected:
+        return pd.read_parquet(path, columns=["uscc", "tier"])
+    return pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
+                       .where(entity_results.c.run_id == run_id), conn)
+
+
 def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
 
@@ -263,8 +276,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
             prev = conn.execute(sa.select(runs.c.run_id).where(
                 (runs.c.as_of < run["as_of"]) & runs.c.status.in_(["scored", "published"]) &
                 (runs.c.kind == run["kind"])).order_by(runs.c.as_of.desc()).limit(1)).first()
-            prev_res = pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
-                                   .where(entity_results.c.run_id == prev.run_id), conn) if prev else None
+            prev_res = _previous_tiers(store, conn, prev.run_id) if prev else None
         if prev_res is not None and len(prev_res):
             mm = migration_matrix(prev_res, res)
             fig, ax = plt.subplots(figsize=(5.5, 4))
