@@ -4,6 +4,11 @@ from __future__ import annotations
 import pandas as pd
 
 
+# What a record carries that no evaluation reads (provenance and free text): left on disk.
+UNUSED_RECORD_COLUMNS = ("doc_number", "layout", "legal_rep_name", "legal_rep_id_number", "authority_name",
+                         "inspection_result", "removal_reason", "content_sha", "source_file", "line_no")
+
+
 def visible_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = None) -> list[dict]:
     """The batches a night reads: everything known by the cutoff (or exactly the listed batches)."""
     batches = store.visible_batches(conn, "entities", knowledge_cutoff) + \
@@ -18,13 +23,10 @@ def read_inputs(store, batches: list[dict], buckets: tuple[int, int] | None = No
                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Entities and records of the batches (of entity-hash buckets [lo, hi) only, if given): the
     latest version of each, in key order. Changes are few and name records by key: all of them."""
-    ent = store.read_batches([b for b in batches if b["table_name"] == "entities"], buckets=buckets, verified=verified)
-    rec = store.read_batches([b for b in batches if b["table_name"] == "records"], buckets=buckets, verified=verified)
+    ent = store.read_latest([b for b in batches if b["table_name"] == "entities"], "uscc", buckets, verified)
+    rec = store.read_latest([b for b in batches if b["table_name"] == "records"], "record_key", buckets, verified,
+                            skip=UNUSED_RECORD_COLUMNS)
     chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=verified)
-    if len(ent):
-        ent = ent.drop_duplicates("uscc", keep="last").sort_values("uscc", ignore_index=True)
-    if len(rec):
-        rec = rec.drop_duplicates("record_key", keep="last").sort_values("record_key", ignore_index=True)
     return ent, rec, chg
 
 
