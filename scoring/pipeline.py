@@ -59,6 +59,7 @@ from scoring.quality import gates as qg
 from scoring.quality import validate as quality
 from scoring.quality.waivers import apply_waivers, from_dicts
 from scoring.reporting import report as rep
+from scoring.reporting.policy_section import PREVIOUS_POLICY_FILE, previous_policy
 from scoring.steps import STEP_NAMES
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,11 @@ def plan_partitions(ctx: RunContext) -> list[int]:
         batches = visible_inputs(store, conn, ctx.knowledge_cutoff)
     store.verify_batches(batches)
     k = ctx.partitions or part.auto_partitions(batches)
-    plan = part.make_plan(batches, k, ctx.as_of.isoformat(), cat.sha256, pol.sha256)
+    # In a new policy's first month the report shows the migration from the previous one on the
+    # night's own inputs: evaluated beside it, partition by partition (not the province at once).
+    prev = previous_policy(ctx.as_of, pol.sha256) if ctx.policy_path is None else None
+    plan = part.make_plan(batches, k, ctx.as_of.isoformat(), cat.sha256, pol.sha256,
+                          compare_policy=prev[2].doc if prev else None)
     folder = _partition_folder(store, ctx)
     old = part.read_plan(folder)
     if old is None or old["plan_sha256"] != plan["plan_sha256"]:
@@ -415,6 +420,8 @@ def score(ctx: RunContext) -> dict:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
     write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
     write_parquet(rdir / "active_entities.parquet", part.assemble(plan, folder, "active_entities"))
+    if plan.get("compare_policy"):
+        write_parquet(rdir / PREVIOUS_POLICY_FILE, part.assemble(plan, folder, "previous_policy"))
     t_score = time.perf_counter() - t0
     ctx.say(f"score: {len(results):,} entities evaluated in {plan['partitions']} partition(s), {t_score:.1f}s")
     v = quality.validate_table(quality.gx_context(rdir / "gx"), "entity_score", results, cat,

@@ -23,13 +23,14 @@ import pyarrow.parquet as pq
 
 from scoring.common.config import content_hash
 from scoring.common.partitions import bucket_range
-from scoring.evaluation.evaluate import active_entities, evaluate_inputs
+from scoring.evaluation.evaluate import Policy, active_entities, apply_changes, score_entities
 from scoring.evaluation.objections import objections_of_the_night
 from scoring.history.inputs import read_inputs
 
 RECORDS_PER_PARTITION = 4_000_000  # ~1.5 GB of working memory per piece
 MAX_PARTITIONS = 256
 PIECES = ("entity_score", "active_entities")
+COMPARE_COLUMNS = ["uscc", "name", "tier", "score", "override", "reasons"]  # what a policy migration shows
 
 
 def auto_partitions(batches: list[dict]) -> int:
@@ -41,10 +42,12 @@ def auto_partitions(batches: list[dict]) -> int:
     return k
 
 
-def make_plan(batches: list[dict], partitions: int, as_of: str, catalogue_sha256: str, policy_sha256: str) -> dict:
-    """What every piece of a night must agree on: the same batches, count, date and versions."""
+def make_plan(batches: list[dict], partitions: int, as_of: str, catalogue_sha256: str, policy_sha256: str,
+              compare_policy: dict | None = None) -> dict:
+    """What every piece of a night must agree on: the same batches, count, date and versions (and
+    a previous policy to evaluate beside the night's, in a new policy's first month)."""
     plan = {"partitions": int(partitions), "as_of": str(as_of), "catalogue_sha256": catalogue_sha256,
-            "policy_sha256": policy_sha256,
+            "policy_sha256": policy_sha256, "compare_policy": compare_policy,
             "batches": [{k: (str(v) if k == "known_from" else v) for k, v in b.items()
                          if k in ("batch_id", "table_name", "path", "sha256", "rows", "known_from", "run_id")}
                         for b in batches]}
@@ -67,10 +70,14 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
     """Evaluate one partition of a plan and write its pieces; returns counts."""
     lo, hi = bucket_range(partition, plan["partitions"])
     ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True)
-    results = evaluate_inputs(ent, rec, chg, catalogue, policy, plan["as_of"]) if len(ent) else None
-    if results is None:
-        results = evaluate_inputs(_empty_like_entities(store, plan), rec.iloc[:0] if len(rec) else rec, chg,
-                                  catalogue, policy, plan["as_of"])
+    if not len(ent):
+        ent, rec = _empty_like_entities(store, plan), rec.iloc[:0] if len(rec) else rec
+    applied = apply_changes(rec, chg, plan["as_of"])
+    results = score_entities(ent, applied, catalogue, policy, plan["as_of"])
+    if plan.get("compare_policy"):
+        old = score_entities(ent, applied, catalogue, Policy.from_doc(plan["compare_policy"]), plan["as_of"])
+        _write_atomic(piece_path(folder, plan, partition, "previous_policy"), old[COMPARE_COLUMNS])
+    del applied
     pieces = {"entity_score": results,
               "active_entities": active_entities(ent, plan["as_of"])[["uscc", "eval_class"]] if len(ent)
               else pd.DataFrame({"uscc": pd.Series([], dtype="string"), "eval_class": pd.Series([], dtype="string")})}
@@ -100,8 +107,9 @@ def objections(store, batches: list[dict], as_of) -> pd.DataFrame:
 
 
 def missing_partitions(plan: dict, folder: Path) -> list[int]:
+    pieces = PIECES + (("previous_policy",) if plan.get("compare_policy") else ())
     return [p for p in range(plan["partitions"])
-            if not all(piece_path(folder, plan, p, n).exists() for n in PIECES)]
+            if not all(piece_path(folder, plan, p, n).exists() for n in pieces)]
 
 
 def assemble(plan: dict, folder: Path, piece: str, sort_by: str | None = "uscc") -> pd.DataFrame:

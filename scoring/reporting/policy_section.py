@@ -18,28 +18,44 @@ from scoring.reporting.migration_plot import plot_matrix
 from scoring.reporting.reference import citation_html, load_reference
 
 WINDOW_DAYS = 31  # how long after a policy change the run report shows the migration
+PREVIOUS_POLICY_FILE = "previous_policy.parquet"
+
+
+def previous_policy(as_of, policy_sha256: str | None, history: Path = POLICY_HISTORY):
+    """(entry in force, previous entry, previous Policy) when ``as_of`` is in the first month of the
+    policy a run used; None otherwise (no earlier policy, or the run used another policy: a --policy
+    file, a promoted candidate)."""
+    as_of = pd.Timestamp(str(as_of))
+    entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
+    in_force = [e for e in entries if str(e["effective_from"]) <= str(as_of.date())]
+    if len(in_force) < 2 or in_force[-1].get("sha256") != policy_sha256:
+        return None
+    cur, prev = in_force[-1], in_force[-2]
+    if (as_of - pd.Timestamp(str(cur["effective_from"]))).days > WINDOW_DAYS:
+        return None
+    return cur, prev, Policy.load(Path(history).parent / prev["policy"])
 
 
 def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
                           history: Path = POLICY_HISTORY) -> str:
     """HTML for the report, or '' when the run is not in the first month of a policy from the history."""
     as_of = pd.Timestamp(str(run["as_of"]))
-    entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
-    in_force = [e for e in entries if str(e["effective_from"]) <= str(as_of.date())]
-    if len(in_force) < 2 or in_force[-1].get("sha256") != run.get("policy_sha256"):
-        return ""  # no earlier policy, or the run used another policy (a --policy file, a promoted candidate)
-    cur, prev = in_force[-1], in_force[-2]
-    if (as_of - pd.Timestamp(str(cur["effective_from"]))).days > WINDOW_DAYS:
+    found = previous_policy(as_of, run.get("policy_sha256"), history)
+    if found is None:
         return ""
+    cur, prev, old_policy = found
     manifest = json.loads(run["manifest_json"])
     cat = Catalogue.in_force(as_of)
     if cat.sha256 != manifest.get("catalogue_sha256"):
         return ""
-    old_policy = Policy.load(Path(history).parent / prev["policy"])
-    with store.engine.connect() as conn:
-        ent, rec, chg, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
-                                       batch_ids=[b["batch_id"] for b in manifest["input_batches"]])
-    old = evaluate_inputs(ent, rec, chg, cat, old_policy, as_of)
+    scored = Path(folder) / PREVIOUS_POLICY_FILE  # evaluated beside the night's own, partition by partition
+    if scored.exists():
+        old = pd.read_parquet(scored)
+    else:
+        with store.engine.connect() as conn:
+            ent, rec, chg, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
+                                           batch_ids=[b["batch_id"] for b in manifest["input_batches"]])
+        old = evaluate_inputs(ent, rec, chg, cat, old_policy, as_of)
     m = compare(old, results)
     m.update(as_of=str(as_of.date()), old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
              new={"file": cur["policy"], "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", "")})
