@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import content_hash
 from scoring.common.errors import PipelineError
-from scoring.evaluation.evaluate import Policy, output_sha256
+from scoring.evaluation.evaluate import Policy
 from scoring.evaluation import partitioned as part
 from scoring.history.inputs import visible_inputs
 from scoring.history.store import Store, artifacts, runs
@@ -78,13 +78,12 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
     work = folder / "partitions"
     shutil.rmtree(work, ignore_errors=True)
     say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
-    for p in range(plan["partitions"]):
-        part.evaluate_partition(store, plan, p, cat, pol, work)
+    part.evaluate_partitions(store, plan, cat, pol, work, f"rerun-{run_id}", say=say)
     results = part.assemble(plan, work, "entity_score")
+    folder.mkdir(parents=True, exist_ok=True)
+    out_sha = part.canonical_sha256(plan, work, folder / "entity_score.csv")
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - t0
-    folder.mkdir(parents=True, exist_ok=True)
-    out_sha = output_sha256(results, folder / "entity_score.csv")
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
     identical = out_sha == manifest["output_sha256"]
     if identical:  # same canonical bytes: no entity can differ

@@ -77,20 +77,61 @@ def _table(results: pd.DataFrame | pa.Table, columns: list[str]) -> pa.Table:
     return t.take(pc.sort_indices(t, sort_keys=[(columns[0], "ascending")]))  # stable, by bytes = code points
 
 
+def canonical_lines(table: pa.Table, columns: list[str]) -> pa.Array:
+    """One canonical CSV line (with its line feed) per row of ``table``, in the table's order."""
+    fields = [_field(table.column(c).combine_chunks()) for c in columns]
+    lines = pc.binary_join_element_wise(*fields, ",") if len(fields) > 1 else fields[0]
+    lines = pc.binary_join_element_wise(lines, "\n", "")
+    return lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+
+
+def join_lines(lines: pa.Array) -> bytes:
+    """The lines as one byte string (their data buffer, no per-line copy)."""
+    lines = lines.cast(pa.large_string()) if pa.types.is_string(lines.type) else lines
+    if not len(lines):
+        return b""
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
+    return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+
+
+def header(columns: list[str]) -> bytes:
+    return (",".join(columns) + "\n").encode("utf-8")
+
+
 def iter_canonical(results: pd.DataFrame | pa.Table, columns: list[str], chunk_rows: int | None = None
                    ) -> Iterator[bytes]:
     """The canonical CSV of ``results`` (sorted by the first column), header first, in chunks."""
     chunk_rows = chunk_rows or CHUNK_ROWS
     t = _table(results, columns)
-    yield (",".join(columns) + "\n").encode("utf-8")
+    yield header(columns)
     for start in range(0, t.num_rows, chunk_rows):
-        part = t.slice(start, chunk_rows)
-        fields = [_field(part.column(c).combine_chunks()) for c in columns]
-        lines = pc.binary_join_element_wise(*fields, ",")
-        lines = pc.binary_join_element_wise(lines, "\n", "")
-        lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
-        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-        yield lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+        yield join_lines(canonical_lines(t.slice(start, chunk_rows), columns))
+
+
+def iter_sorted_lines(keys: pa.ChunkedArray | pa.Array, lines: pa.ChunkedArray | pa.Array, columns: list[str],
+                      chunk_rows: int | None = None) -> Iterator[bytes]:
+    """The canonical CSV from lines made apart (partition by partition), put in key order."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    order = pc.sort_indices(pa.table({"k": keys}), sort_keys=[("k", "ascending")])
+    yield header(columns)
+    for start in range(0, len(order), chunk_rows):
+        yield join_lines(pc.take(lines, order.slice(start, chunk_rows)).combine_chunks()
+                         if isinstance(lines, pa.ChunkedArray) else pc.take(lines, order.slice(start, chunk_rows)))
+
+
+def write_chunks(chunks: Iterator[bytes], path=None) -> str:
+    """Hash a stream of bytes (and write it to ``path`` if given) in one pass; returns the sha256."""
+    h = hashlib.sha256()
+    fh = open(path, "wb") if path is not None else None
+    try:
+        for chunk in chunks:
+            h.update(chunk)
+            if fh:
+                fh.write(chunk)
+    finally:
+        if fh:
+            fh.close()
+    return h.hexdigest()
 
 
 def canonical_bytes(results, columns: list[str]) -> bytes:
@@ -99,14 +140,4 @@ def canonical_bytes(results, columns: list[str]) -> bytes:
 
 def write_canonical(results, columns: list[str], path=None) -> str:
     """Hash the canonical CSV (and write it to ``path`` if given) in one pass; returns the sha256."""
-    h = hashlib.sha256()
-    fh = open(path, "wb") if path is not None else None
-    try:
-        for chunk in iter_canonical(results, columns):
-            h.update(chunk)
-            if fh:
-                fh.write(chunk)
-    finally:
-        if fh:
-            fh.close()
-    return h.hexdigest()
+    return write_chunks(iter_canonical(results, columns), path)

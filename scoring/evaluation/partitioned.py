@@ -19,17 +19,27 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scoring.common.config import content_hash
 from scoring.common.partitions import bucket_range
-from scoring.evaluation.evaluate import Policy, active_entities, apply_changes, score_entities
+from scoring.evaluation.canonical import canonical_lines, iter_sorted_lines, write_chunks
+from scoring.evaluation.evaluate import (
+    CANONICAL_COLUMNS,
+    Policy,
+    active_entities,
+    apply_changes,
+    score_entities,
+)
+from scoring.history.store import harmonised
+from scoring.quality import validate as quality
 from scoring.evaluation.objections import objections_of_the_night
 from scoring.history.inputs import read_inputs
 
 RECORDS_PER_PARTITION = 4_000_000  # ~1.5 GB of working memory per piece
 MAX_PARTITIONS = 256
-PIECES = ("entity_score", "active_entities")
+PIECES = ("entity_score", "active_entities", "canonical", "verdict")
 COMPARE_COLUMNS = ["uscc", "name", "tier", "score", "override", "reasons"]  # what a policy migration shows
 
 
@@ -59,15 +69,18 @@ def piece_path(folder: Path, plan: dict, partition: int, piece: str) -> Path:
     return Path(folder) / f"k{plan['partitions']}-{plan['plan_sha256'][:16]}" / f"{piece}-{partition:04d}.parquet"
 
 
-def _write_atomic(path: Path, frame: pd.DataFrame) -> None:
+def _write_atomic(path: Path, frame: pd.DataFrame | pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="zstd")
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
 
 
-def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, folder: Path) -> dict:
-    """Evaluate one partition of a plan and write its pieces; returns counts."""
+def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, folder: Path,
+                       run_name: str = "partition") -> dict:
+    """Evaluate one partition of a plan and write its pieces: results, active entities, their
+    canonical lines, and its verdict under the entity_score contract; returns counts."""
     lo, hi = bucket_range(partition, plan["partitions"])
     ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True)
     if not len(ent):
@@ -78,13 +91,68 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
         old = score_entities(ent, applied, catalogue, Policy.from_doc(plan["compare_policy"]), plan["as_of"])
         _write_atomic(piece_path(folder, plan, partition, "previous_policy"), old[COMPARE_COLUMNS])
     del applied
-    pieces = {"entity_score": results,
-              "active_entities": active_entities(ent, plan["as_of"])[["uscc", "eval_class"]] if len(ent)
-              else pd.DataFrame({"uscc": pd.Series([], dtype="string"), "eval_class": pd.Series([], dtype="string")})}
-    for name, frame in pieces.items():
-        _write_atomic(piece_path(folder, plan, partition, name), frame)
-    return {"partition": partition, "partitions": plan["partitions"], "buckets": [lo, hi],
-            "entities": int(len(ent)), "records": int(len(rec)), "scored": int(len(results))}
+    # The contract and the canonical lines are made here, beside the evaluation, so that they too
+    # are spread over the workers; the night only puts the pieces in order.
+    verdict = quality.validate_table(_gx(), "entity_score", results, catalogue, plan["as_of"], run_name,
+                                     with_docs=False) if len(results) else None
+    table = pa.Table.from_pandas(results, preserve_index=False)
+    lines = pa.table({"uscc": table["uscc"], "line": canonical_lines(table, CANONICAL_COLUMNS)}) \
+        if table.num_rows else pa.table({"uscc": pa.array([], pa.string()), "line": pa.array([], pa.large_string())})
+    counts = {"partition": partition, "partitions": plan["partitions"], "buckets": [lo, hi],
+              "entities": int(len(ent)), "records": int(len(rec)), "scored": int(len(results)),
+              "contract_rows_failed": int((verdict.reasons != "").sum()) if verdict else 0,
+              "contract_success": bool(verdict.success) if verdict else True}
+    _write_atomic(piece_path(folder, plan, partition, "entity_score"), results)
+    _write_atomic(piece_path(folder, plan, partition, "active_entities"),
+                  active_entities(ent, plan["as_of"])[["uscc", "eval_class"]] if len(ent)
+                  else pd.DataFrame({"uscc": pd.Series([], dtype="string"), "eval_class": pd.Series([], dtype="string")}))
+    _write_atomic(piece_path(folder, plan, partition, "canonical"), lines)
+    _write_atomic(piece_path(folder, plan, partition, "verdict"), pd.DataFrame([counts]).drop(columns=["buckets"]))
+    return counts
+
+
+def _worker(url: str, home: str, plan: dict, catalogue_doc: dict, policy_doc: dict, folder: str, partition: int,
+            run_name: str) -> dict:
+    """One partition in a worker process (top level, so a spawned process can import it)."""
+    from scoring.common.catalogue import Catalogue
+    from scoring.history.store import Store
+
+    store = Store.open(url, Path(home), migrate_schema=False)
+    return evaluate_partition(store, plan, partition, Catalogue.from_doc(catalogue_doc), Policy.from_doc(policy_doc),
+                              Path(folder), run_name)
+
+
+def evaluate_partitions(store, plan: dict, catalogue, policy, folder: Path, run_name: str = "partition",
+                        workers: int | None = None, say=lambda _m: None) -> None:
+    """Evaluate every partition whose pieces are missing: in this process, or in ``workers``
+    processes (default CREDIT_WORKERS, else one per core). Any order gives the same pieces."""
+    missing = missing_partitions(plan, folder)
+    workers = min(len(missing), int(workers or os.environ.get("CREDIT_WORKERS") or os.cpu_count() or 1))
+    if workers <= 1:
+        for p in missing:
+            out = evaluate_partition(store, plan, p, catalogue, policy, folder, run_name)
+            say(f"partition {p + 1}/{plan['partitions']}: {out['entities']:,} entities, {out['records']:,} records")
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, store.url, str(store.home), plan, catalogue.doc, policy.doc, str(folder), p,
+                               run_name) for p in missing]
+        for fut in as_completed(futures):
+            out = fut.result()
+            say(f"partition {out['partition'] + 1}/{plan['partitions']}: {out['entities']:,} entities, "
+                f"{out['records']:,} records ({workers} worker processes)")
+
+
+_GX = []
+
+
+def _gx():
+    """One GX context per process (its set-up costs seconds; validations replace their own suites)."""
+    if not _GX:
+        _GX.append(quality.gx_context(None))
+    return _GX[0]
 
 
 def _empty_like_entities(store, plan: dict) -> pd.DataFrame:
@@ -112,28 +180,35 @@ def missing_partitions(plan: dict, folder: Path) -> list[int]:
             if not all(piece_path(folder, plan, p, n).exists() for n in pieces)]
 
 
+def assemble_table(plan: dict, folder: Path, piece: str, sort_by: str | None = "uscc") -> pa.Table:
+    """The pieces of all partitions as one Arrow table in key order (the order K = 1 gives)."""
+    tables = [pq.read_table(piece_path(folder, plan, p, piece)) for p in range(plan["partitions"])]
+    t = pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
+    if sort_by and len(tables) > 1 and t.num_rows:
+        t = t.take(pc.sort_indices(t, sort_keys=[(sort_by, "ascending")]))
+    return t
+
+
 def assemble(plan: dict, folder: Path, piece: str, sort_by: str | None = "uscc") -> pd.DataFrame:
-    """The pieces of all partitions as one frame, in key order (the order K = 1 gives)."""
-    frames = [pd.read_parquet(piece_path(folder, plan, p, piece)) for p in range(plan["partitions"])]
-    frames = [f for f in frames if len(f)] or frames[:1]
-    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    for col in out.columns:  # pieces with different category sets concatenate to strings: same for any K
-        if any(isinstance(f[col].dtype, pd.CategoricalDtype) for f in frames) and \
-                not isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype("category")
-    if isinstance(out.columns, pd.Index) and sort_by and sort_by in out.columns and len(frames) > 1:
-        out = out.sort_values(sort_by, kind="stable", ignore_index=True)
-    return _normalise_categories(out)
-
-
-def _normalise_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categories in sorted order, whatever order the pieces met them in."""
-    out = frame.copy(deep=False)
+    """The same as a frame, with categories in sorted order whatever order the pieces met them in."""
+    t = assemble_table(plan, folder, piece, sort_by)
+    out = t.to_pandas()
     for col in out.columns:
-        if isinstance(out[col].dtype, pd.CategoricalDtype):
-            cats = out[col].cat.categories
-            out[col] = out[col].cat.set_categories(sorted(cats, key=str))
+        if pa.types.is_dictionary(t.schema.field(col).type):
+            out[col] = out[col].cat.set_categories(sorted(out[col].cat.categories, key=str))
     return out
+
+
+def contract_failures(plan: dict, folder: Path) -> int:
+    """Rows of the night's results that break the entity_score contract (every partition's verdict)."""
+    v = assemble_table(plan, folder, "verdict", sort_by=None).to_pandas()
+    return int(v["contract_rows_failed"].sum()) + int((~v["contract_success"].astype(bool)).sum())
+
+
+def canonical_sha256(plan: dict, folder: Path, path: Path | None = None) -> str:
+    """The night's output hash from the partitions' canonical lines, put in USCC order."""
+    t = assemble_table(plan, folder, "canonical", sort_by=None)
+    return write_chunks(iter_sorted_lines(t["uscc"], t["line"], CANONICAL_COLUMNS), path)
 
 
 def write_plan(folder: Path, plan: dict) -> Path:

@@ -308,7 +308,7 @@ class Store:
             tables.append(t)
         if not tables:
             return pd.DataFrame()
-        t = pa.concat_tables(_harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
+        t = pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
         del tables
         if t.num_rows:
             t = t.unify_dictionaries().combine_chunks()  # one take over contiguous columns, not per chunk
@@ -400,7 +400,7 @@ class Store:
             conn.execute(artifacts.insert().values(sha256=sha256, kind=kind, label=label, content_json=content_json))
 
 
-def _harmonised(tables: list[pa.Table]) -> list[pa.Table]:
+def harmonised(tables: list[pa.Table]) -> list[pa.Table]:
     """Batches written by different code paths may type a text column as dictionary, string or
     large_string: where they disagree, all become large_string (values unchanged)."""
     types: dict[str, set] = {}
