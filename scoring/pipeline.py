@@ -418,7 +418,9 @@ def score(ctx: RunContext) -> dict:
             or (ctx.partitions and plan["partitions"] != ctx.partitions):
         plan_partitions(ctx)
         plan = part.read_plan(folder)
+    ctx.say(f"score: plan ready in {time.perf_counter() - t0:.1f}s")
     _evaluate_missing(ctx, plan, folder)
+    ctx.say(f"score: partitions evaluated at {time.perf_counter() - t0:.1f}s")
     batches = plan["batches"]
     results = part.assemble(plan, folder, "entity_score")
     if results.empty:
@@ -436,6 +438,7 @@ def score(ctx: RunContext) -> dict:
                        message=f"entity_score contract broken by {bad} rows")
         raise GateFailed(f"run {ctx.run_id}: the entity_score contract is broken by {bad} rows; nothing published")
     out_sha = part.canonical_sha256(plan, folder, rdir / "entity_score.csv")
+    ctx.say(f"score: assembled and hashed at {time.perf_counter() - t0:.1f}s")
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
     tiers = evaluate.tier_counts(results)
     write_parquet(rdir / "entity_score.parquet", results)
@@ -451,6 +454,7 @@ def score(ctx: RunContext) -> dict:
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
         # Agencies read this table (row-level security): identifiers inside names are masked here too.
         store.insert_frame(conn, entity_results, mask_text_frame(results).assign(run_id=ctx.run_id))
+        ctx.say(f"score: {len(results):,} results in the database at {time.perf_counter() - t0:.1f}s")
         update_run(conn, ctx.run_id, status="scored", step="score", input_sha256=input_sha, output_sha256=out_sha,
                    catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=len(results),
                    tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest))

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,12 @@ PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", 
                      "legal_rep_id_number", "phone", "score", "tier", "dim_law_abiding", "dim_contracts_promises",
                      "dim_qualifications_honours", "dim_social_responsibility", "dim_supervisory_risk",
                      "override", "flags", "reasons"]
+# Deliveries: a full file of an agency's scope on the first night of each month, on its first
+# delivery and whenever CREDIT_PUBLISH_FULL is set; on other nights only what changed since the
+# previous published night (changes + removed). The database views always hold the full state.
+FULL_ENV = "CREDIT_PUBLISH_FULL"
+FULL_ON_DAY = 1
+SNAPSHOT_FILE = "published.parquet"   # the night's full published table, the next night's base
 FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
 SCHEMA_VERSION = "agency_results/1"
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
@@ -157,13 +164,79 @@ def data_files(published: pa.Table, for_csv: pa.Table, agency: dict) -> tuple[di
     return {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}, int(sub.num_rows)
 
 
-def with_manifest(data: tuple[dict[str, bytes], int], agency: dict, run: dict) -> dict[str, bytes]:
-    """An agency's delivery: its scope's data files and a manifest naming their hashes."""
-    files, rows = data
+def _csv_bytes(table: pa.Table, enc: str) -> bytes:
+    buf = io.BytesIO()
+    if enc == "utf-8-sig":
+        buf.write(b"\xef\xbb\xbf")
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(eol="\r\n"))
+    data = buf.getvalue()
+    if enc.replace("-", "").replace("_", "").lower() not in ("utf8sig", "utf8"):
+        data = data.decode("utf-8").encode(enc, errors="strict")
+    return data
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+@dataclass
+class Delta:
+    """What changed since the base publication: rows of this night that are new or differ in any
+    published column (``changed``), and where each base row is in this night (-1: gone)."""
+    base_run_id: str
+    base: pa.Table
+    changed: pa.Array
+    base_pos: np.ndarray
+
+
+def delta_against(published: pa.Table, base_run_id: str, base: pa.Table) -> Delta:
+    pos = positions(pd.Series(pd.arrays.ArrowStringArray(published["uscc"].combine_chunks().cast(pa.large_string()))),
+                    pd.Series(pd.arrays.ArrowStringArray(base["uscc"].combine_chunks().cast(pa.large_string()))))
+    at = pa.array(pos, mask=pos < 0)
+    changed = pa.array(pos < 0)
+    for name in published.column_names:
+        if name not in base.column_names:
+            changed = pa.array(np.ones(published.num_rows, dtype=bool))
+            break
+        now, then = published[name], base[name].take(at)
+        if now.type != then.type:
+            then = then.cast(now.type)
+        same = pc.or_(pc.fill_null(pc.equal(now, then), False), pc.and_(pc.is_null(now), pc.is_null(then)))
+        changed = pc.or_(changed, pc.invert(same))
+    back = positions(pd.Series(pd.arrays.ArrowStringArray(base["uscc"].combine_chunks().cast(pa.large_string()))),
+                     pd.Series(pd.arrays.ArrowStringArray(published["uscc"].combine_chunks().cast(pa.large_string()))))
+    return Delta(base_run_id, base, changed.combine_chunks() if isinstance(changed, pa.ChunkedArray) else changed,
+                 back)
+
+
+def delta_files(published: pa.Table, for_csv: pa.Table, delta: Delta, agency: dict) -> tuple[dict[str, bytes], int, int]:
+    """An agency's delta: the rows of its scope that are new or changed since the base
+    publication, and the USCCs that were in its scope then and are not now."""
+    enc = agency.get("encoding", "utf-8-sig")
+    now_in = in_scope(published, agency)
+    keep = pc.and_(now_in, delta.changed)
+    was_in = np.asarray(in_scope(delta.base, agency).to_numpy(zero_copy_only=False), dtype=bool)
+    still = np.zeros(len(delta.base_pos), dtype=bool)
+    hit = delta.base_pos >= 0
+    still[hit] = np.asarray(now_in.to_numpy(zero_copy_only=False), dtype=bool)[delta.base_pos[hit]]
+    removed = delta.base.select(["uscc"]).filter(pa.array(was_in & ~still))
+    sub = published.filter(keep)
+    return ({"changes.csv": _csv_bytes(for_csv.filter(keep), enc), "changes.parquet": _parquet_bytes(sub),
+             "removed.csv": _csv_bytes(removed, enc)}, int(sub.num_rows), int(removed.num_rows))
+
+
+def with_manifest(data: tuple, agency: dict, run: dict, base_run_id: str | None = None) -> dict[str, bytes]:
+    """An agency's delivery: its scope's data files and a manifest naming their hashes. A full
+    delivery holds every entity of the scope; a delta only what changed since ``base_run_id``."""
+    files, rows = data[0], data[1]
     enc = agency.get("encoding", "utf-8-sig")
     manifest = {
         "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
         "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": rows,
+        "delivery": "delta" if base_run_id else "full",
+        **({"base_run_id": base_run_id, "removed": data[2]} if base_run_id else {}),
         "csv_encoding": enc, "output_sha256": run["output_sha256"],
         "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
                   for name, blob in sorted(files.items())},
@@ -232,6 +305,13 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
     for_csv = csv_table(published)
     del results, register
+    base = _delta_base(store, run)
+    delta = delta_against(published, base[0], base[1]) if base else None
+    base_agencies = base[2] if base else set()
+    snapshot = store.run_dir(run_id) / SNAPSHOT_FILE
+    tmp = snapshot.with_name(SNAPSHOT_FILE + ".tmp")
+    pq.write_table(published, tmp, compression="zstd")
+    os.replace(tmp, snapshot)
     fail_after = _fault_after()
     outbox = store.home / "outbox"
     rows, delivered, written = [], [], []
@@ -249,12 +329,16 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     count_lock = threading.Lock()
 
     def deliver(group: list[dict]) -> list[tuple[dict, Path, bytes]]:
-        data = data_files(published, for_csv, group[0])
+        made = {}
         done = []
         for agency in group:
             if agency["id"] not in allowed:
                 continue
-            files = with_manifest(data, agency, run)
+            kind = "delta" if delta is not None and agency["id"] in base_agencies else "full"
+            if kind not in made:
+                made[kind] = (delta_files(published, for_csv, delta, group[0]) if kind == "delta"
+                              else data_files(published, for_csv, group[0]))
+            files = with_manifest(made[kind], agency, run, delta.base_run_id if kind == "delta" else None)
             staged = _stage_dir(outbox, agency["id"], run_id)
             written.append(staged)
             _stage(staged, files)
@@ -273,8 +357,10 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
                 for agency, folder, manifest_bytes in fut.result():
                     done.append((agency, folder, manifest_bytes))
                     if progress:
-                        progress(f"publish: [{len(done)}/{len(agencies)}] {agency['id']} ← "
-                                 f"{json.loads(manifest_bytes)['rows']:,} entities")
+                        m = json.loads(manifest_bytes)
+                        progress(f"publish: [{len(done)}/{len(agencies)}] {agency['id']} ← " + (
+                            f"{m['rows']:,} entities" if m["delivery"] == "full" else
+                            f"{m['rows']:,} changed, {m['removed']:,} removed since {m['base_run_id']}"))
         if len(done) < len(agencies):
             raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
         order = {a["id"]: i for i, a in enumerate(agencies)}
@@ -309,6 +395,24 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     for agency in agencies:
         _write_pointer(outbox / agency["id"] / "CURRENT", run_id, run["as_of"])
     return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
+
+
+def _delta_base(store, run: dict) -> tuple[str, pa.Table, set[str]] | None:
+    """The publication a delta is made against: the latest published night before this one whose
+    full table is kept; None when tonight delivers in full (first of the month, asked for, none)."""
+    if os.environ.get(FULL_ENV) or pd.Timestamp(str(run["as_of"])).day == FULL_ON_DAY:
+        return None
+    with store.engine.connect() as conn:
+        prev = conn.execute(sa.select(runs.c.run_id).where(
+            (runs.c.status == "published") & (runs.c.kind == run["kind"]) & (runs.c.as_of < run["as_of"]))
+            .order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(1)).scalar()
+        if prev is None:
+            return None
+        agencies = set(conn.execute(sa.select(publications.c.agency_id).where(publications.c.run_id == prev)).scalars())
+    path = store.run_dir(prev) / SNAPSHOT_FILE
+    if not path.exists():
+        return None
+    return prev, pq.read_table(path), agencies
 
 
 def _write_pointer(path: Path, run_id: str, as_of) -> None:

@@ -88,3 +88,34 @@ def test_a_retried_partition_replaces_its_own_piece_and_a_new_plan_never_mixes_i
     assert pipeline.score(ctx)["output_sha256"] == first["out"]["output_sha256"]
     assert len(list(folder.glob("k2-*"))) == 1
     assert not list(folder.rglob("*.tmp*"))
+
+
+def test_a_partition_that_breaks_the_entity_score_contract_stops_the_night(tmp_path, monkeypatch):
+    from scoring.common.errors import GateFailed
+    from scoring.evaluation import partitioned as part
+    from scoring.history.store import run_row
+
+    monkeypatch.setenv("CREDIT_WORKERS", "1")  # the broken engine lives in this process
+    real = part.score_entities
+
+    def broken(ent, rec, cat, pol, as_of):
+        out = real(ent, rec, cat, pol, as_of)
+        if len(out):
+            out.loc[out.index[0], "score"] = 1200  # off the 0-1000 scale
+        return out
+
+    ent, rec = bench.synthetic_province(1_000, 5_000)
+    home = tmp_path / "broken"
+    store = Store.open(f"sqlite:///{home}/credit.db", home)
+    bench._store_province(store, ent, rec, "2026-06-28")
+    ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=4)
+    with store.engine.begin() as conn:
+        conn.execute(runs.insert().values(run_id=ctx.run_id, kind="nightly", as_of=ctx.as_of,
+                                          knowledge_cutoff=ctx.knowledge_cutoff, status="running"))
+    monkeypatch.setattr(part, "score_entities", broken)
+    with pytest.raises(GateFailed, match="contract is broken by 4 rows"):
+        pipeline.score(ctx)
+    with store.engine.connect() as conn:
+        row = run_row(conn, ctx.run_id)
+    assert row["status"] == "failed" and row["output_sha256"] is None
+    assert not (store.run_dir(ctx.run_id) / "entity_score.parquet").exists()

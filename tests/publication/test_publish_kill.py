@@ -73,5 +73,7 @@ def test_killed_after_the_commit_is_finished_by_the_next_run(two_nights):
     assert all((d / "CURRENT").read_text().startswith("nightly-20260430") for d in (home / "outbox").iterdir())
     for folder in (home / "outbox").glob("*/nightly-20260430"):
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["run_id"] == "nightly-20260430" and sorted(p.name for p in folder.iterdir()) == \
-            ["manifest.json", "results.csv", "results.parquet"]
+        # the night after a full one delivers what changed (publish.py: deltas between monthly fulls)
+        assert manifest["run_id"] == "nightly-20260430" and manifest["base_run_id"] == "nightly-20260331"
+        assert sorted(p.name for p in folder.iterdir()) == \
+            ["changes.csv", "changes.parquet", "manifest.json", "removed.csv"]
