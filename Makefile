@@ -16,7 +16,7 @@ DEMO_QUIET ?= 2026-07-01
 DEMO_NEXT ?= 2026-07-02
 DEMO_ENTITIES ?= 20000
 
-.PHONY: install demo demo-night test bench lock clean deploy-local deploy-stop deploy-status compose-env
+.PHONY: install demo demo-night test bench bench-quick lock clean deploy-local deploy-stop deploy-status compose-env
 
 install: $(VENV)/.installed
 
@@ -54,9 +54,16 @@ demo-night:
 test: install
 	$(BIN)/python -m pytest -q
 
+# The province-scale figures (3M entities / 30M records on PostgreSQL; about 25 minutes, 20+ GB
+# free for the in-memory scoring-core figure) and a laptop-sized run of the same table.
 bench: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m scoring.bench
+		$(BIN)/python -m scoring.bench $(BENCH_ARGS)
+
+bench-quick: install
+	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m scoring.bench --only night,score --entities 200000 --records 2000000 \
+		--night-rows 2000 --rows 100000 --inspections 20000 $(BENCH_ARGS)
 
 # The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
 # worker) against a PostgreSQL and a Redis; settings from the environment, see deploy/local.py.

@@ -194,7 +194,7 @@ with DAG(
         """Fix the night's inputs and cut them into entity-hash partitions (CREDIT_PARTITIONS or by size)."""
         return _call("plan_partitions", ctx_json)
 
-    @task(task_id="evaluate_partition", execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES["score"]))
+    @task(task_id="evaluate_partition", execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES[PARTITIONED_STEP]))
     def evaluate_partition(ctx_json: str, partition: int) -> dict:
         """One partition's evaluation; mapped, so the CeleryExecutor spreads them over its workers."""
         return _call("evaluate_partition", ctx_json, partition)

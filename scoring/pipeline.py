@@ -559,9 +559,19 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
             run_step("report", ctx)
     summary = run_summary(ctx)
     summary["step_seconds"] = seconds
+    summary["peak_rss_gb"] = _peak_rss()
     if error:
         summary["error"] = error
     return summary
+
+
+def _peak_rss() -> dict:
+    """Peak memory of this process and of its largest worker process so far (GB)."""
+    import resource
+
+    gb = lambda ru: round(ru.ru_maxrss / 1024 / 1024, 3)  # noqa: E731 (Linux reports KiB)
+    return {"process": gb(resource.getrusage(resource.RUSAGE_SELF)),
+            "largest_worker": gb(resource.getrusage(resource.RUSAGE_CHILDREN))}
 
 
 def run_nights(first, last, make_context: Callable[[dt.date], RunContext],

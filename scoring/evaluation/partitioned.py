@@ -82,7 +82,7 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
     """Evaluate one partition of a plan and write its pieces: results, active entities, their
     canonical lines, and its verdict under the entity_score contract; returns counts."""
     lo, hi = bucket_range(partition, plan["partitions"])
-    ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True)
+    ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True, lean=True)
     if not len(ent):
         ent, rec = _empty_like_entities(store, plan), rec.iloc[:0] if len(rec) else rec
     applied = apply_changes(rec, chg, plan["as_of"])
