@@ -61,7 +61,7 @@ with DAG(
                         home=Path(params["home"]) if params.get("home") else None)
         except (PipelineError, ValueError) as exc:  # unknown run, missing inputs: retrying can't help
             raise AirflowFailException(str(exc)) from exc
-        return {k: out[k] for k in ("run_id", "mode", "identical", "output_sha256", "report")} | {
+        return {k: out[k] for k in ("run_id", "mode", "identical", "output_sha256", "partitions", "report")} | {
             "changed_entities": len(out["changed_entities"])}
 
     rerun_task()

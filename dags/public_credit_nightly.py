@@ -21,7 +21,8 @@ Tasks pass only a small JSON run context through XCom. Trigger form: every field
 (`as_of`: the day before the logical date, or the trigger time when there is none, Asia/Shanghai;
 `landing`, `db_url`, `home`: CREDIT_LANDING, CREDIT_DB_URL, CREDIT_HOME on the worker), and an
 operator waiver for this run only: `waive` (`gate:scope`, e.g. `feed_present:court`), `approver`,
-`reason`.
+`reason`; `partitions` (1–1024): cut this night's evaluation into that many entity-hash partitions,
+mapped over the Celery workers (empty: CREDIT_PARTITIONS, else by size; any count gives the same bytes).
 
 Catch-up: if the scheduler was down, the missed nights run one at a time in date order
 (`catchup=True`, `max_active_runs=1`); a night keyed on its logical date reads only the files that
@@ -130,6 +131,9 @@ with DAG(
                            pattern=r"^[a-z_]+:\S+$"),
         "approver": _optional("豁免批准人", "Who approved the waiver (required with a waiver)."),
         "reason": _optional("豁免理由", "Why the gate may be waived for this run (required with a waiver)."),
+        "partitions": Param(None, type=["null", "integer"], minimum=1, maximum=1024, title="分区数",
+                            description="Entity-hash partitions of this night's evaluation, spread over the "
+                                        "workers. Empty: CREDIT_PARTITIONS, else by size. Same results for any count."),
     },
 ) as dag:
 
@@ -148,6 +152,8 @@ with DAG(
         params = context["params"]
         logical_date = context.get("logical_date")
         overrides = {k: params[k] for k in ("landing", "db_url", "home") if params.get(k)}
+        if params.get("partitions"):
+            overrides["partitions"] = int(params["partitions"])
         try:
             if params.get("as_of"):
                 as_of = params["as_of"]

@@ -1,5 +1,5 @@
 """Run the production topology from the project's venv: api-server, scheduler, dag-processor,
-triggerer and a Celery worker, on a given PostgreSQL (Airflow metadata + credit store) and Redis.
+triggerer and Celery workers, on a given PostgreSQL (Airflow metadata + credit store) and Redis.
 
     python deploy/local.py start    # what `make deploy-local` runs
     python deploy/local.py stop     # what `make deploy-stop` runs: stops the recorded process ids
@@ -12,6 +12,10 @@ Settings come from the environment (defaults in brackets):
   CREDIT_DB_URL        [postgresql+psycopg://postgres@127.0.0.1:5432/credit]
   REDIS_URL            [redis://127.0.0.1:6379/0]       the Celery broker
   CELERY_QUEUE         [public-credit]   tasks go to this queue only (a shared Redis stays safe)
+  CELERY_WORKERS       [1]   Celery workers on this machine (celery-worker, celery-worker-2, ...): each
+                       its own Celery hostname and log server port (WORKER_LOG_PORT, +1, ...) and,
+                       when more than one, its own Airflow hostname (<fqdn>-w<i>, what task
+                       instances record; logs are read from the shared log folder)
   AIRFLOW_API_PORT     [8080]   and WORKER_LOG_PORT [8793], TRIGGERER_LOG_PORT [8794]
   CREDIT_HOME          [$DEPLOY_HOME/credit], CREDIT_LANDING [$CREDIT_HOME/landing]
   AIRFLOW_ADMIN_USER   [admin], AIRFLOW_ADMIN_PASSWORD [generated once into secrets.json]
@@ -42,6 +46,10 @@ VENV_BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
 
 
+def worker_names(n: int) -> list[str]:
+    return ["celery-worker"] + [f"celery-worker-{i}" for i in range(2, n + 1)]
+
+
 def settings() -> dict:
     e = os.environ
     home = Path(e.get("DEPLOY_HOME") or ROOT / "var" / "deploy").resolve()
@@ -53,6 +61,7 @@ def settings() -> dict:
         "credit_db_url": e.get("CREDIT_DB_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/credit",
         "redis_url": e.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
         "queue": e.get("CELERY_QUEUE") or "public-credit",
+        "workers": max(1, int(e.get("CELERY_WORKERS") or 1)),
         "api_port": int(e.get("AIRFLOW_API_PORT") or 8080),
         "worker_log_port": int(e.get("WORKER_LOG_PORT") or 8793),
         "triggerer_log_port": int(e.get("TRIGGERER_LOG_PORT") or 8794),
@@ -174,9 +183,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _recorded_names(s: dict) -> list[str]:
+    """The components, plus any extra worker a pid file records (whatever CELERY_WORKERS is now)."""
+    extra = sorted(p.stem for p in (s["home"] / "pids").glob("celery-worker-*.pid")) \
+        if (s["home"] / "pids").exists() else []
+    return [*COMPONENTS, *(n for n in extra if n not in COMPONENTS)]
+
+
 def running(s: dict) -> dict[str, int]:
     out = {}
-    for name in COMPONENTS:
+    for name in _recorded_names(s):
         f = _pid_file(s, name)
         if f.exists():
             pid = int(f.read_text().split()[0])
@@ -207,6 +223,10 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
     for key in ("api_port", "worker_log_port", "triggerer_log_port"):
         if not port_free(s[key]):
             raise SystemExit(f"port {s[key]} ({key}) is taken; set {key.upper().replace('API_PORT', 'AIRFLOW_API_PORT')}")
+    for i in range(1, s["workers"]):
+        if not port_free(s["worker_log_port"] + i):
+            raise SystemExit(f"port {s['worker_log_port'] + i} (log server of worker {i + 1}) is taken; "
+                             "set WORKER_LOG_PORT")
     for d in (s["home"] / "pids", s["home"] / "logs", s["airflow_home"], s["credit_home"], s["landing"]):
         d.mkdir(parents=True, exist_ok=True)
     env = environment(s)
@@ -233,14 +253,25 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer"],
-        "celery-worker": [airflow, "celery", "worker", "--queues", s["queue"], "--concurrency", "2",
-                          "--celery-hostname", f"{s['queue']}-{os.getpid()}@%h"],
     }
-    for name in COMPONENTS:
+    own_env = {name: {} for name in commands}
+    workers = worker_names(s["workers"])
+    fqdn = socket.getfqdn()
+    for i, name in enumerate(workers, 1):
+        commands[name] = [airflow, "celery", "worker", "--queues", s["queue"], "--concurrency", "2",
+                          "--celery-hostname", f"{s['queue']}-{os.getpid()}-w{i}@%h"]
+        own_env[name] = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"] + i - 1)}
+        if len(workers) > 1:  # several workers on one machine: tell them apart in task instances
+            own_env[name].update({
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "credit_worker_host.hostname",
+                "CREDIT_WORKER_HOSTNAME": f"{fqdn}-w{i}",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "deploy"), os.environ.get("PYTHONPATH")]))})
+    for name in [*COMPONENTS[:-1], *workers]:
         with open(logs / f"{name}.log", "ab") as fh:
             # Own session: stop() signals the process group it leads, children included.
-            proc = subprocess.Popen(commands[name], env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(s["home"]))
+            proc = subprocess.Popen(commands[name], env={**os.environ, **env, **own_env[name]}, stdout=fh,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    cwd=str(s["home"]))
         _pid_file(s, name).write_text(f"{proc.pid}\n")
         print(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})", flush=True)
     deadline = time.monotonic() + wait
@@ -249,7 +280,7 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
         h = api_health(s)
         if healthy(h):
             break
-        dead = [n for n in COMPONENTS if n not in running(s)]
+        dead = [n for n in [*COMPONENTS[:-1], *workers] if n not in running(s)]
         if dead:
             stop(s)
             raise SystemExit(f"{', '.join(dead)} exited at start; see {logs}/<component>.log")
@@ -266,7 +297,7 @@ def stop(s: dict | None = None, grace: float = 30.0) -> list[str]:
     """SIGTERM each recorded process group, SIGKILL what is left after the grace period."""
     s = s or settings()
     pids = {}
-    for name in COMPONENTS:
+    for name in _recorded_names(s):
         f = _pid_file(s, name)
         if f.exists():
             pids[name] = int(f.read_text().split()[0])
@@ -341,8 +372,8 @@ def main(argv: list[str]) -> int:
             print("nothing recorded as running")
     elif cmd == "status":
         r = running(s)
-        for name in COMPONENTS:
-            print(f"{name:14s} {'pid ' + str(r[name]) if name in r else 'not running'}")
+        for name in _recorded_names(s):
+            print(f"{name:16s} {'pid ' + str(r[name]) if name in r else 'not running'}")
         print("health:", json.dumps(api_health(s)))
     elif cmd == "compose-env":
         write_compose_env(ROOT / ".env")

@@ -93,7 +93,7 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
             diff = diff_results(store.read_run_results(conn, run_id, manifest), results)
     out = {"run_id": run_id, "mode": mode, "as_of": manifest["as_of"],
            "knowledge_cutoff": manifest["knowledge_cutoff"] if mode == "as-known-then" else "now",
-           "identical": identical, "output_sha256": out_sha, "original_output_sha256": manifest["output_sha256"],
+           "identical": identical, "output_sha256": out_sha, "partitions": plan["partitions"], "original_output_sha256": manifest["output_sha256"],
            "input_sha256": input_sha, "original_input_sha256": manifest["input_sha256"],
            "changed_entities": sorted(diff["uscc"].unique().tolist()), "rerun_seconds": round(seconds, 3),
            "original_score_seconds": manifest.get("timings", {}).get("score_seconds"),

@@ -24,3 +24,16 @@ def test_compose_runs_airflow_3_with_celery_postgres_and_redis():
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["CREDIT_DB_URL"].startswith("postgresql+psycopg://")
     assert "apache/airflow:3." in (REPO / "Dockerfile").read_text()
+
+
+def test_compose_workers_scale_out_on_one_shared_data_folder():
+    # `docker compose up --scale airflow-worker=N`: nothing fixed that N copies would fight over,
+    # and every worker sees the same CREDIT_HOME (partition pieces written by one, read by another).
+    doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    worker = doc["services"]["airflow-worker"]
+    assert not {"container_name", "hostname", "ports"} & set(worker)
+    home = worker["environment"]["CREDIT_HOME"]
+    for name in ("airflow-worker", "airflow-scheduler", "airflow-apiserver"):
+        mounts = [v.split(":") for v in doc["services"][name]["volumes"]]
+        assert [src for src, dst, *_ in mounts if dst == home] == ["credit-data"], (name, mounts)
+    assert "credit-data" in doc["volumes"]

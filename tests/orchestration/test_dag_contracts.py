@@ -45,6 +45,12 @@ def test_required_fields_are_validated_and_labelled_in_chinese_with_english_desc
     with pytest.raises(Exception):
         _with(dags["public_credit_nightly"].params, as_of="30/06/2026").validate()
     assert _with(dags["public_credit_nightly"].params, as_of="2026-06-30").validate()["as_of"] == "2026-06-30"
+    nightly = dags["public_credit_nightly"].params
+    assert nightly["partitions"] is None  # empty: CREDIT_PARTITIONS, else by size
+    assert _with(nightly, partitions=4).validate()["partitions"] == 4
+    for bad in (0, 1025, "four", 2.5):
+        with pytest.raises(Exception):
+            _with(nightly, partitions=bad).validate()
     for dag_id in ("public_credit_nightly", "public_credit_audit_rerun", "public_credit_sampling"):
         for name in dags[dag_id].params.keys():  # Chinese label, English description
             p = dags[dag_id].params.get_param(name)

@@ -1,6 +1,10 @@
 """The deployment as an operator runs it: the production topology from the venv (deploy/local.py —
-api-server, scheduler, dag-processor, triggerer, Celery worker) on this machine's PostgreSQL and
-Redis, DAGs triggered through the REST API (v2) only.
+api-server, scheduler, dag-processor, triggerer, two Celery workers) on this machine's PostgreSQL
+and Redis, DAGs triggered through the REST API (v2) only.
+
+Scale-out, proven: the first night is cut into 4 partitions (the trigger form's `partitions`); its
+mapped evaluate_partition tasks all succeed and ran on both workers (each records its own
+hostname), and the auditor's rerun of that night in one partition gives the same output bytes.
 
 What agencies see must only change when a night fully succeeds: a gate-failure night ends *failed*
 with the previous publication intact, and a failed re-run of a published night leaves that night
@@ -31,6 +35,8 @@ pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 AS_OF = "2026-06-30"
 NIGHT = "nightly-20260630"
 RUN_TIMEOUT = 420  # seconds for one DAG run on a busy 2-core machine
+PARTITIONS = 4
+WORKERS = 2
 
 
 def _free_port() -> int:
@@ -123,7 +129,8 @@ def deployment(pg_server_url, tmp_path_factory):
     province = home / "province"
     write_deliveries(province, AS_OF, n_entities=600, seed=11, defect_rate=0.01)
     env = {**os.environ, "DEPLOY_HOME": str(home), "AIRFLOW_DB_URL": airflow_db, "CREDIT_DB_URL": credit_db,
-           "REDIS_URL": redis_url, "CELERY_QUEUE": f"credit-test-{tag}", "AIRFLOW_API_PORT": str(_free_port()),
+           "REDIS_URL": redis_url, "CELERY_QUEUE": f"credit-test-{tag}", "CELERY_WORKERS": str(WORKERS),
+           "AIRFLOW_API_PORT": str(_free_port()),
            "WORKER_LOG_PORT": str(_free_port()), "TRIGGERER_LOG_PORT": str(_free_port()),
            "CREDIT_HOME": str(home / "credit"), "CREDIT_LANDING": str(province / "landing"),
            "CREDIT_NIGHTLY_SCHEDULE": "manual", "AIRFLOW_ADMIN_PASSWORD": f"pw-{tag}"}
@@ -197,12 +204,19 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
     for dag_id in ("public_credit_nightly", "public_credit_audit_rerun"):
         api.unpause(dag_id)
 
-    # 1. A night through the REST API: success, and agencies have it.
-    r = api.trigger("public_credit_nightly", {"as_of": AS_OF}, logical_date="2026-06-30T17:00:00Z",
-                    run_id="night-20260630")
+    # 1. A night through the REST API, cut into 4 partitions: success, and agencies have it.
+    r = api.trigger("public_credit_nightly", {"as_of": AS_OF, "partitions": PARTITIONS},
+                    logical_date="2026-06-30T17:00:00Z", run_id="night-20260630")
     assert r.status_code == 200, r.text
     run = api.wait("public_credit_nightly", "night-20260630")
     assert run["state"] == "success", api.states("public_credit_nightly", "night-20260630")
+    # Scale-out: every mapped partition task succeeded, and they ran on both Celery workers.
+    tis = api.get("/dags/public_credit_nightly/dagRuns/night-20260630/taskInstances", limit=100)["task_instances"]
+    pieces = sorted((t["map_index"], t["state"], t["hostname"]) for t in tis if t["task_id"] == "evaluate_partition")
+    assert [(i, s) for i, s, _ in pieces] == [(i, "success") for i in range(PARTITIONS)], pieces
+    fqdn = socket.getfqdn()
+    assert {h for _, _, h in pieces} == {f"{fqdn}-w{i}" for i in range(1, WORKERS + 1)}, pieces
+    assert api.xcom("public_credit_nightly", "night-20260630", "score")["partitions"] == PARTITIONS
     before = _visible(d, NIGHT)
     assert before["run"]["status"] == "published" and before["run"]["output_sha256"]
     assert before["publications"] and before["results"][0] > 0
@@ -240,6 +254,7 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
     assert audit["state"] == "success", api.states("public_credit_audit_rerun", "audit-1")
     out = api.xcom("public_credit_audit_rerun", "audit-1", "rerun")
     assert out["identical"] is True and out["output_sha256"] == before["run"]["output_sha256"]
+    assert out["partitions"] == 1  # the same night in one piece: the same bytes as the 4-way night
 
     # 4. A failed re-run of the published night (a provider re-sent a broken file): nothing that
     #    agencies, auditors or sampling see changes. Triggered without a logical date.
