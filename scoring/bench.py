@@ -352,27 +352,26 @@ def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
 
 def _child(args: list[str], env: dict, label: str) -> dict:
     """Run ``credit`` in its own process (as an operator or the DAG would) and measure that process
-    alone: wall time and its peak RSS (os.wait4), with its JSON answer."""
+    alone: wall time and its peak RSS (os.wait4 on it), with its JSON answer."""
     import subprocess
 
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "scoring.cli", *args, "--json"], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate()
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (proc.pid, proc.returncode, None)
-    wall = time.perf_counter() - t
-    rss = (usage.ru_maxrss / 1024 / 1024) if usage else _children_rss_gb()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "scoring.cli", *args, "--json"], env={**os.environ, **env},
+                                stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read(), err.read()
     try:
-        answer = json.loads(out[out.index("{"):]) if "{" in out else {}
+        answer = json.loads(text[text.index("{"):]) if "{" in text else {}
     except ValueError:
         answer = {}
-    if proc.returncode not in (0, None):
-        print(f"  {label}: credit exited {proc.returncode}: {err.strip().splitlines()[-3:]}")
-    return {"wall": wall, "rss_gb": rss, "answer": answer, "code": proc.returncode}
-
-
-def _children_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024
+    if proc.returncode != 0:
+        print(f"  {label}: credit exited {proc.returncode}: {errors.strip().splitlines()[-3:]}")
+    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 / 1024, "answer": answer, "code": proc.returncode}
 
 
 def seed_province_store(store, n_entities: int, n_records: int, as_of: str, history_batches: int = 10) -> pd.Series:
@@ -394,7 +393,7 @@ def seed_province_store(store, n_entities: int, n_records: int, as_of: str, hist
         part = rec.iloc[start:start + size].assign(known_from=pd.Timestamp(known))
         batches.append(store.write_batch(f"bench-{i}", "records", part, known))
     del rec
-    cat = Catalogue.load()
+    cat = Catalogue.in_force(as_of)
     known = pd.DataFrame([{"run_id": "bench-0", "path": f"{p['id']}/{as_of.replace('-', '')}_{f}.csv",
                            "provider": p["id"], "feed": f, "delivered_on": pd.Timestamp(as_of).date(),
                            "sha256": f"bench-{p['id']}-{f}", "status": "stored", "received": 0, "accepted": 0,
@@ -422,7 +421,9 @@ def deliver_penalties(landing: Path, day: str, rows: int, uscc: pd.Series, seed:
 def _rss_of(run: dict) -> tuple[float, float]:
     """(the night's process, its largest worker) peak RSS in GB, as the run measured them."""
     peak = run["answer"].get("peak_rss_gb") or {}
-    return max(run["rss_gb"], float(peak.get("process") or 0)), float(peak.get("largest_worker") or 0)
+    if not peak:  # a command that does not report its workers: the largest process of its tree
+        return run["rss_gb"], 0.0
+    return float(peak["process"]), float(peak.get("largest_worker") or 0)
 
 
 def _memory(run: dict, workers: int) -> tuple[str, float]:

@@ -399,7 +399,9 @@ def evaluate_partition(ctx: RunContext, partition: int) -> dict:
 def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> None:
     """The partitions no DAG worker has evaluated: here, in worker processes (CREDIT_WORKERS)."""
     cat, pol = _configs(ctx)
-    part.evaluate_partitions(_open(ctx), plan, cat, pol, folder, ctx.run_id, say=lambda m: ctx.say(f"score: {m}"))
+    peak = part.evaluate_partitions(_open(ctx), plan, cat, pol, folder, ctx.run_id,
+                                    say=lambda m: ctx.say(f"score: {m}"))
+    _WORKER_PEAK[0] = max(_WORKER_PEAK[0], peak)
 
 
 def score(ctx: RunContext) -> dict:
@@ -565,13 +567,12 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
     return summary
 
 
-def _peak_rss() -> dict:
-    """Peak memory of this process and of its largest worker process so far (GB)."""
-    import resource
+_WORKER_PEAK = [0.0]  # the largest partition worker's own peak memory in this process's runs (GB)
 
-    gb = lambda ru: round(ru.ru_maxrss / 1024 / 1024, 3)  # noqa: E731 (Linux reports KiB)
-    return {"process": gb(resource.getrusage(resource.RUSAGE_SELF)),
-            "largest_worker": gb(resource.getrusage(resource.RUSAGE_CHILDREN))}
+
+def _peak_rss() -> dict:
+    """Peak memory of this process and of its largest partition worker process so far (GB)."""
+    return {"process": part.own_peak_rss_gb(), "largest_worker": _WORKER_PEAK[0]}
 
 
 def run_nights(first, last, make_context: Callable[[dt.date], RunContext],

@@ -78,7 +78,7 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
     work = folder / "partitions"
     shutil.rmtree(work, ignore_errors=True)
     say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
-    part.evaluate_partitions(store, plan, cat, pol, work, f"rerun-{run_id}", say=say)
+    worker_peak = part.evaluate_partitions(store, plan, cat, pol, work, f"rerun-{run_id}", say=say)
     results = part.assemble(plan, work, "entity_score")
     folder.mkdir(parents=True, exist_ok=True)
     out_sha = part.canonical_sha256(plan, work, folder / "entity_score.csv")
@@ -97,6 +97,7 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
            "input_sha256": input_sha, "original_input_sha256": manifest["input_sha256"],
            "changed_entities": sorted(diff["uscc"].unique().tolist()), "rerun_seconds": round(seconds, 3),
            "original_score_seconds": manifest.get("timings", {}).get("score_seconds"),
+           "peak_rss_gb": {"process": part.own_peak_rss_gb(), "largest_worker": worker_peak},
            # The run's operator waivers, as its manifest recorded them: the rerun stands on the same decision.
            "waivers": manifest.get("waivers", [])}
     if mode == "as-known-then" and not identical:

@@ -118,31 +118,51 @@ def _worker(url: str, home: str, plan: dict, catalogue_doc: dict, policy_doc: di
     from scoring.history.store import Store
 
     store = Store.open(url, Path(home), migrate_schema=False)
-    return evaluate_partition(store, plan, partition, Catalogue.from_doc(catalogue_doc), Policy.from_doc(policy_doc),
-                              Path(folder), run_name)
+    out = evaluate_partition(store, plan, partition, Catalogue.from_doc(catalogue_doc), Policy.from_doc(policy_doc),
+                             Path(folder), run_name)
+    return {**out, "peak_rss_gb": own_peak_rss_gb()}
+
+
+def own_peak_rss_gb() -> float:
+    """This process's own peak resident memory (VmHWM: unlike ru_maxrss, a spawned worker does
+    not inherit its parent's high-water mark through fork and exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024 / 1024, 3)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3)
 
 
 def evaluate_partitions(store, plan: dict, catalogue, policy, folder: Path, run_name: str = "partition",
-                        workers: int | None = None, say=lambda _m: None) -> None:
+                        workers: int | None = None, say=lambda _m: None) -> float:
     """Evaluate every partition whose pieces are missing: in this process, or in ``workers``
-    processes (default CREDIT_WORKERS, else one per core). Any order gives the same pieces."""
+    processes (default CREDIT_WORKERS, else one per core). Any order gives the same pieces.
+    Returns the largest worker process's peak memory in GB (0 when evaluated in this process)."""
     missing = missing_partitions(plan, folder)
     workers = min(len(missing), int(workers or os.environ.get("CREDIT_WORKERS") or os.cpu_count() or 1))
     if workers <= 1:
         for p in missing:
             out = evaluate_partition(store, plan, p, catalogue, policy, folder, run_name)
             say(f"partition {p + 1}/{plan['partitions']}: {out['entities']:,} entities, {out['records']:,} records")
-        return
+        return 0.0
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    peak = 0.0
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_worker, store.url, str(store.home), plan, catalogue.doc, policy.doc, str(folder), p,
                                run_name) for p in missing]
         for fut in as_completed(futures):
             out = fut.result()
+            peak = max(peak, out["peak_rss_gb"])
             say(f"partition {out['partition'] + 1}/{plan['partitions']}: {out['entities']:,} entities, "
                 f"{out['records']:,} records ({workers} worker processes)")
+    return peak
 
 
 _GX = []
