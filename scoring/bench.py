@@ -355,11 +355,23 @@ def _child(args: list[str], env: dict, label: str) -> dict:
     alone: wall time and its peak RSS (os.wait4 on it), with its JSON answer."""
     import subprocess
 
+    import threading
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "scoring.cli", *args, "--json"], env={**os.environ, **env},
                                 stdout=out, stderr=err, text=True)
+        tree_peak, done = [0.0], threading.Event()
+
+        def sample():  # the whole process tree's resident memory, summed, five times a second
+            while not done.wait(0.2):
+                tree_peak[0] = max(tree_peak[0], _tree_rss_gb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
         wall = time.perf_counter() - t
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -371,7 +383,31 @@ def _child(args: list[str], env: dict, label: str) -> dict:
         answer = {}
     if proc.returncode != 0:
         print(f"  {label}: credit exited {proc.returncode}: {errors.strip().splitlines()[-3:]}")
-    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 / 1024, "answer": answer, "code": proc.returncode}
+    return {"wall": wall, "rss_gb": usage.ru_maxrss / 1024 / 1024, "answer": answer, "code": proc.returncode,
+            "tree_gb": tree_peak[0]}
+
+
+def _tree_rss_gb(root: int) -> float:
+    """Resident memory of a process and all its descendants now (Linux /proc), in GB."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += parents.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+        except OSError:
+            pass
+    return total / 1024 / 1024
 
 
 def seed_province_store(store, n_entities: int, n_records: int, as_of: str, history_batches: int = 10) -> pd.Series:
@@ -427,9 +463,10 @@ def _rss_of(run: dict) -> tuple[float, float]:
 
 
 def _memory(run: dict, workers: int) -> tuple[str, float]:
+    """Peaks of the night's process and its largest worker (each its own high-water mark), and the
+    peak of the whole process tree sampled five times a second (what the machine held at once)."""
     proc, worker = _rss_of(run)
-    bound = proc + workers * worker  # all workers at their peak at once: an upper bound
-    return (f"{proc:.2f} + {workers}x{worker:.2f} GB", bound)
+    return f"tree {run['tree_gb']:.2f} GB (process {proc:.2f}, a worker {worker:.2f})", run["tree_gb"]
 
 
 TABLE: list[tuple[str, str, str, str]] = []
@@ -478,7 +515,7 @@ def bench_night(n_entities: int, n_records: int, delivery_rows: int, pg_url: str
         full = _child(["run", "--as-of", first, *k_args], env, "first night")
         mem, bound = _memory(full, workers)
         _row(f"first night: full delivery to 12 agencies ({full['answer'].get('status')})", f"{full['wall']:.1f} s")
-        _row("  its peak RSS (process + workers)", mem, f"bound {bound:.1f} GB <= 6 GB", bound <= 6)
+        _row("  its peak memory", mem, "<= 6 GB", bound <= 6)
         deliver_penalties(landing, typical, delivery_rows, uscc)
         del uscc
         night = _child(["run", "--as-of", typical, *k_args], env, "typical night")
@@ -488,17 +525,17 @@ def bench_night(n_entities: int, n_records: int, delivery_rows: int, pg_url: str
              f"{night['wall']:.1f} s", "<= 120 s", night["wall"] <= 120)
         for step, sec in (a.get("step_seconds") or {}).items():
             _row(f"  {step}", f"{sec:.1f} s")
-        _row("  peak RSS (process + workers)", mem, f"bound {bound:.1f} GB <= 6 GB", bound <= 6)
+        _row("  peak memory", mem, "<= 6 GB", bound <= 6)
         q = _child(["run", "--as-of", quiet, *k_args], env, "quiet night")
         mem, bound = _memory(q, workers)
         _row(f"quiet night ({q['answer'].get('status')}, {q['answer'].get('deliveries', {}).get('files', 0)} files)",
              f"{q['wall']:.1f} s", f"<= typical night ({night['wall']:.0f} s)", q["wall"] <= night["wall"])
-        _row("  peak RSS (process + workers)", mem, f"bound {bound:.1f} GB <= 6 GB", bound <= 6)
+        _row("  peak memory", mem, "<= 6 GB", bound <= 6)
         rer = _child(["rerun", a.get("run_id", "nightly-20260715")], env, "audit rerun")
         mem, bound = _memory(rer, workers)
         _row(f"audit rerun of the typical night (identical: {rer['answer'].get('identical')})", f"{rer['wall']:.1f} s",
              f"<= the night ({night['wall']:.0f} s)", rer["wall"] <= night["wall"] and bool(rer["answer"].get("identical")))
-        _row("  peak RSS (process + workers)", mem, f"bound {bound:.1f} GB <= 6 GB", bound <= 6)
+        _row("  peak memory", mem, "<= 6 GB", bound <= 6)
         hashes = {}
         for k in compare_k:
             r = _child(["run", "--as-of", typical, "--step", "ingest", "--step", "gate", "--step", "score",
