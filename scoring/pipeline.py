@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -461,6 +462,8 @@ def score(ctx: RunContext) -> dict:
                    catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=len(results),
                    tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest))
     (rdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+    # The pieces are in the stored results now; kept, they would double a province's disk every night.
+    shutil.rmtree(folder, ignore_errors=True)
     ctx.say(f"score: {len(results):,} entities scored and stored; tiers {tiers}")
     return {"run_id": ctx.run_id, "entities_scored": len(results), "tiers": tiers, "output_sha256": out_sha,
             "partitions": plan["partitions"]}

@@ -34,9 +34,12 @@ def _night(tmp_path: Path, k: int, ent, rec) -> dict:
     assert parts == list(range(k))
     for p in reversed(parts):  # any order, as workers finish
         pipeline.evaluate_partition(ctx, p)
+    folder = store.run_dir(ctx.run_id) / "partitions"
+    pieces = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.parquet")}
     out = pipeline.score(ctx)
+    assert not folder.exists()  # a scored night keeps its results, not its pieces
     rdir = store.run_dir(ctx.run_id)
-    return {"out": out, "csv": (rdir / "entity_score.csv").read_bytes(),
+    return {"out": out, "pieces": pieces, "csv": (rdir / "entity_score.csv").read_bytes(),
             "results": pd.read_parquet(rdir / "entity_score.parquet"),
             "active": pd.read_parquet(rdir / "active_entities.parquet"),
             "manifest": json.loads((rdir / "manifest.json").read_text())}
@@ -77,16 +80,23 @@ def test_a_retried_partition_replaces_its_own_piece_and_a_new_plan_never_mixes_i
     # A retried piece: same plan, same bytes.
     store = Store.open(f"sqlite:///{home}/credit.db", home)
     folder = store.run_dir(ctx.run_id) / "partitions"
-    pieces = sorted(folder.rglob("entity_score-*.parquet"))
-    before = {p: p.read_bytes() for p in pieces}
     with store.engine.begin() as conn:
         conn.execute(runs.update().where(runs.c.run_id == ctx.run_id).values(status="running"))
-    pipeline.evaluate_partition(ctx, 2)
+    assert pipeline.plan_partitions(ctx) == [0, 1, 2, 3]  # the same plan again: the same pieces
+    for p in range(4):
+        pipeline.evaluate_partition(ctx, p)
+    pieces = sorted(folder.rglob("entity_score-*.parquet"))
+    before = {p: p.read_bytes() for p in pieces}
+    assert len(pieces) == 4 and {p.relative_to(folder): b for p, b in before.items()} == \
+        {k: v for k, v in first["pieces"].items() if k.name.startswith("entity_score-")}
+    pipeline.evaluate_partition(ctx, 2)  # a retried piece: same plan, same bytes
     assert {p: p.read_bytes() for p in pieces} == before
     # Another partition count for the same night: a new plan, its own pieces, the same output.
     ctx.partitions = 2
+    pipeline.plan_partitions(ctx)
+    pipeline.evaluate_partition(ctx, 0)
+    assert len(list(folder.glob("k2-*"))) == 1 and len(list(folder.glob("k4-*"))) == 1
     assert pipeline.score(ctx)["output_sha256"] == first["out"]["output_sha256"]
-    assert len(list(folder.glob("k2-*"))) == 1
     assert not list(folder.rglob("*.tmp*"))
 
 
