@@ -16,7 +16,7 @@ DEMO_QUIET ?= 2026-07-01
 DEMO_NEXT ?= 2026-07-02
 DEMO_ENTITIES ?= 20000
 
-.PHONY: install demo demo-night test bench bench-quick lock clean deploy-local deploy-stop deploy-status compose-env
+.PHONY: install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status compose-env
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,13 @@ bench-quick: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		$(BIN)/python -m scoring.bench --only night,score --entities 200000 --records 2000000 \
 		--night-rows 2000 --rows 100000 --inspections 20000 $(BENCH_ARGS)
+
+# One night by partitions at 10M entities / 100M records (issue #21), and nothing else: the store
+# seeded a history batch at a time, then `credit run` in 64 partitions; needs both cores, most of the
+# memory and tens of GB of disk under CREDIT_BENCH_TMP (default the system's temporary folder).
+bench-10m: install
+	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m scoring.bench --only night-10m --entities 10000000 --records 100000000 $(BENCH_ARGS)
 
 # The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
 # worker) against a PostgreSQL and a Redis; settings from the environment, see deploy/local.py.

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -119,11 +121,15 @@ def synthetic_entities(n_entities: int, rng: np.random.Generator) -> pd.DataFram
                          "registered_date": pd.Timestamp("2015-01-01")})
 
 
-def _item_codes() -> tuple[list[str], np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _item_codes() -> tuple[tuple[str, ...], np.ndarray]:
+    """The record items and their weights (read once: every chunk of records needs them)."""
     cat = Catalogue.load()
-    item_codes = [i["code"] for i in cat.items if i["code"] != "REG_BASIC"]
+    item_codes = tuple(i["code"] for i in cat.items if i["code"] != "REG_BASIC")
     weights = np.array([8 if c in ("LICENCE", "COMMITMENT", "INSPECTION_PASS") else 1 for c in item_codes], float)
-    return item_codes, weights / weights.sum()
+    p = weights / weights.sum()
+    p.setflags(write=False)
+    return item_codes, p
 
 
 def record_draws(n_entities: int, n_records: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -148,7 +154,7 @@ def records_frame(uscc: pd.Series, draws: dict[str, np.ndarray], lo: int = 0, hi
     dec = np.datetime64("2022-07-01") + d["decision_day"].astype(np.int64).astype("timedelta64[D]")
     return pd.DataFrame({
         "uscc": uscc.take(d["entity"]).reset_index(drop=True),
-        "item_code": pd.Categorical.from_codes(d["item"], categories=item_codes),
+        "item_code": pd.Categorical.from_codes(d["item"], categories=list(item_codes)),
         "subject_type": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=["legal"]),
         "decision_date": dec,
         "publicity_end_date": dec + d["publicity_days"].astype(np.int64).astype("timedelta64[D]"),
@@ -599,6 +605,98 @@ def bench_night(n_entities: int, n_records: int, delivery_rows: int, pg_url: str
         _row(f"output hash equal for K = {', '.join(map(str, compare_k))} and the night", str(same), "equal", same)
 
 
+RECORDS_PER_PIECE = 1_600_000  # night-10m: records of one partition at most, by default
+
+
+def pieces_for(n_records: int, per_piece: int = RECORDS_PER_PIECE) -> int:
+    """The fewest partitions, a power of two, holding at most ``per_piece`` records each."""
+    k = 1
+    while n_records > k * per_piece:
+        k *= 2
+    return k
+
+
+def _disk_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 1024 ** 3
+
+
+def _database_gb(url: str) -> float | None:
+    """The size of a PostgreSQL database (None for SQLite: its file is in the folder measured)."""
+    if not url.startswith("postgresql"):
+        return None
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            return c.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one() / 1024 ** 3
+    finally:
+        engine.dispose()
+
+
+def _seed_apart(url: str, home: str, n_entities: int, n_records: int, seed_day: str, night: str,
+                delivery_rows: int) -> dict:
+    """Seed the store and land the night's delivery, in a process of its own (spawned): its peak
+    is the seeding's alone, and what it held is returned to the machine before the night runs."""
+    from scoring.evaluation.partitioned import own_peak_rss_gb
+
+    t = time.perf_counter()
+    store = Store.open(url, Path(home))
+    uscc = seed_province_store(store, n_entities, n_records, seed_day)
+    seconds = time.perf_counter() - t
+    with store.engine.connect() as conn:
+        n_batches = conn.execute(sa.select(sa.func.count()).select_from(record_batches)
+                                 .where(record_batches.c.table_name == "records")).scalar_one()
+    store.engine.dispose()
+    landing = Path(home) / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    deliver_penalties(landing, night, delivery_rows, uscc)
+    return {"seconds": seconds, "peak_gb": own_peak_rss_gb(), "batches": int(n_batches)}
+
+
+def bench_night_once(n_entities: int, n_records: int, delivery_rows: int, pg_url: str | None,
+                     partitions: int | None = None) -> None:
+    """One night by partitions on a stored province and nothing else (``make bench-10m``: 10M
+    entities / 100M records, issue #21): the store seeded a history batch at a time in a process
+    of its own, then ``credit run`` of a delivery night in its own process, measured as
+    ``bench_night`` measures. With no night before it, the night delivers in full to every agency."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    workers = int(os.environ.get("CREDIT_WORKERS") or os.cpu_count() or 1)
+    k = partitions or pieces_for(n_records)
+    seed_day, night_day = "2026-07-14", "2026-07-15"
+    print(f"\n[night-10m] {n_entities:,} entities, {n_records:,} stored records, a delivery of {delivery_rows:,} "
+          f"penalty rows; one `credit run` in {k} partitions, {workers} worker processes")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CREDIT_BENCH_TMP")) as tmp, \
+            _scratch_database(pg_url) as scratch:
+        url = scratch or f"sqlite:///{tmp}/bench.db"
+        home = Path(tmp) / "home"
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            seeded = pool.submit(_seed_apart, url, str(home), n_entities, n_records, seed_day, night_day,
+                                 delivery_rows).result()
+        _row(f"seed the store ({seeded['batches']} history batches of records, a batch at a time)",
+             f"{seeded['seconds']:.1f} s")
+        _row("  seeding's peak memory (its own process)", f"{seeded['peak_gb']:.2f} GB", "well below 24 GB",
+             seeded["peak_gb"] <= 12)
+        db = _database_gb(url)
+        _row("  store on disk after seeding", f"{_disk_gb(home):.2f} GB" + (f" + database {db:.2f} GB" if db else ""))
+        _line("free disk where the store is", f"{shutil.disk_usage(tmp).free / 1024 ** 3:.1f} GB")
+        env = {"CREDIT_HOME": str(home), "CREDIT_DB_URL": url, "CREDIT_LANDING": str(home / "landing"),
+               "PYTHONHASHSEED": "0"}
+        night = _child(["run", "--as-of", night_day, "--partitions", str(k)], env, "the night")
+        a = night["answer"]
+        mem, bound = _memory(night, min(workers, k))
+        _row(f"the night end to end: {delivery_rows:,} rows in, full delivery out ({a.get('status')})",
+             f"{night['wall']:.1f} s")
+        _row("  partitions (credit run --partitions)", str(k))
+        _row("  entities scored", f"{a.get('entities_scored', 0):,}")
+        seconds = a.get("step_seconds") or {}
+        for step in [s for s in pipeline.STEP_NAMES if s in seconds]:
+            _row(f"  {step}", f"{seconds[step]:.1f} s")
+        _row("  peak memory", mem, "<= 6 GB", bound <= 6 and night["code"] == 0)
+        db = _database_gb(url)
+        _row("  store on disk after the night", f"{_disk_gb(home):.2f} GB" + (f" + database {db:.2f} GB" if db else ""))
+
+
 def bench_fit(n_inspections: int) -> None:
     """What `credit calibrate` fits: the PolicyLearner's search (half-lives x regularisation on a
     time-ordered fold, then the refit), on synthetic point-in-time records with a known truth."""
@@ -630,7 +728,8 @@ def bench_fit(n_inspections: int) -> None:
     _line("peak RSS so far", f"{_rss_gb():.2f} GB")
 
 
-BENCHES = ("night", "score", "gate", "fit")  # default set; "publish", "rerun", "nights": older single-step views
+BENCHES = ("night", "score", "gate", "fit")  # default set; "publish", "rerun", "nights": older single-step views;
+# "night-10m": one night by partitions alone (make bench-10m)
 
 
 def main(argv=None) -> int:
@@ -642,7 +741,8 @@ def main(argv=None) -> int:
     p.add_argument("--rerun-entities", type=int, default=1_000_000,
                    help="scale of the store round trip (rerun and publish); 3,000,000 needs ~20 GB")
     p.add_argument("--rerun-records", type=int, default=10_000_000)
-    p.add_argument("--partitions", type=int, default=None, help="night bench: partitions (default: by size)")
+    p.add_argument("--partitions", type=int, default=None,
+                   help="night bench: partitions (default: by size); night-10m: default <= 1.6M records a piece")
     p.add_argument("--compare-k", default="1,4", help="night bench: partition counts to re-score the night in")
     p.add_argument("--inspections", type=int, default=1_000_000)
     p.add_argument("--night-rows", type=int, default=10_000,
@@ -655,6 +755,8 @@ def main(argv=None) -> int:
         if name == "night":
             bench_night(args.entities, args.records, args.night_rows, args.pg_url, args.partitions,
                         tuple(int(k) for k in args.compare_k.split(",")))
+        elif name == "night-10m":
+            bench_night_once(args.entities, args.records, args.night_rows, args.pg_url, args.partitions)
         elif name == "gate":
             bench_gate(args.rows)
         elif name == "score":
