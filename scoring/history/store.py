@@ -29,6 +29,12 @@ from scoring.common.partitions import BUCKET_COLUMN, bucket_of, record_bucket_ke
 
 metadata = sa.MetaData()
 
+
+def _bucket_default(context) -> int:
+    """The bucket of a result row inserted without one, from its USCC."""
+    return int(bucket_of([context.get_current_parameters()["uscc"]])[0])
+
+
 runs = sa.Table(
     "runs", metadata,
     sa.Column("run_id", sa.String(80), primary_key=True),
@@ -124,7 +130,11 @@ entity_results = sa.Table(
     sa.Column("override", sa.String(40)),
     sa.Column("flags", sa.String(200)),
     sa.Column("reasons", sa.Text),
-    sa.PrimaryKeyConstraint("run_id", "uscc", name="pk_entity_results"),
+    # The entity-hash bucket of the USCC: on PostgreSQL the table is partitioned by range of it
+    # (migration 0007), so it is part of the key. Bulk writes fill it (insert_frame); single-row
+    # Core inserts get it from the USCC through the default.
+    sa.Column(BUCKET_COLUMN, sa.Integer, nullable=False, default=_bucket_default),
+    sa.PrimaryKeyConstraint("run_id", "uscc", BUCKET_COLUMN, name="pk_entity_results"),
 )
 
 publications = sa.Table(
@@ -369,6 +379,9 @@ class Store:
         """Bulk insert: COPY on PostgreSQL, executemany elsewhere. No per-row ORM objects."""
         if frame.empty:
             return
+        if BUCKET_COLUMN in table.c and BUCKET_COLUMN not in frame.columns and "uscc" in frame.columns:
+            bucket = bucket_of(pa.array(frame["uscc"], from_pandas=True)).astype(np.int32)  # results: by entity
+            frame = frame.assign(**{BUCKET_COLUMN: bucket})
         cols = [c.name for c in table.columns if c.name in frame.columns]
         frame = frame[cols]
         whole = [c for c in cols if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c])]
@@ -391,7 +404,8 @@ class Store:
             if sha256_bytes(data) != expected:
                 raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
             return pd.read_parquet(io.BytesIO(data))
-        return pd.read_sql(sa.select(entity_results).where(entity_results.c.run_id == run_id)
+        cols = [c for c in entity_results.c if c.name != BUCKET_COLUMN]  # the file holds no bucket either
+        return pd.read_sql(sa.select(*cols).where(entity_results.c.run_id == run_id)
                            .order_by(entity_results.c.uscc), conn)
 
     def save_artifact(self, conn, kind: str, sha256: str, content_json: str, label: str = "") -> None:
