@@ -189,6 +189,13 @@ artifacts = sa.Table(
 )
 
 
+def schema_include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's filter for comparing the database with these models: a partition of a table
+    (PostgreSQL reflects it as a table inheriting from its parent) is that table's storage, not a
+    table of its own, so autogenerate and the drift check leave it out."""
+    return not (type_ == "table" and reflected and compare_to is None and obj.kwargs.get("postgresql_inherits"))
+
+
 def default_home() -> Path:
     return Path(os.environ.get("CREDIT_HOME") or Path.cwd() / "var").resolve()
 

@@ -2,7 +2,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from scoring.history.store import metadata
+from scoring.history.store import metadata, schema_include_object
 
 config = context.config
 target_metadata = metadata
@@ -13,7 +13,7 @@ def run_migrations_online() -> None:
                                      prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=connection.dialect.name == "sqlite")
+                          render_as_batch=connection.dialect.name == "sqlite", include_object=schema_include_object)
         with context.begin_transaction():
             context.run_migrations()
 
