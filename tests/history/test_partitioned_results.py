@@ -87,6 +87,10 @@ def test_a_fresh_database_partitions_results_by_bucket_range(pg_url, tmp_path):
             store.insert_frame(c, entity_results, frame)
             c.execute(entity_results.insert(), [{"run_id": "one", "uscc": _uscc(7), "score": 1, "tier": "A"}])
             got = _stored(c)
+            # A piece's delete (its run, its bucket range) is planned on its one child only.
+            plan = "\n".join(r[0] for r in c.execute(sa.text(
+                "explain (costs off) delete from entity_results where run_id = 'one' "
+                "and part_bucket >= 64 and part_bucket < 128")))
             with pytest.raises(sa.exc.IntegrityError, match="no partition"), c.begin_nested():  # a bucket outside 0..1023 has no child
                 c.execute(sa.text("insert into entity_results (run_id, uscc, score, tier, part_bucket) "
                                   "values ('x', 'x', 1, 'A', 1024)"))
@@ -102,6 +106,7 @@ def test_a_fresh_database_partitions_results_by_bucket_range(pg_url, tmp_path):
     assert got["part_bucket"].tolist() == bucket_of(got["uscc"].tolist()).tolist()
     assert (got["child"] == [f"entity_results_p{b // 64:02d}" for b in got["part_bucket"]]).all()
     assert got["child"].nunique() == 16
+    assert "entity_results_p01" in plan and not any(f"entity_results_p{p:02d}" in plan for p in range(16) if p != 1)
 
 
 # --------------------------------------------------------------- upgrade of a database in use
