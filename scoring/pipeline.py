@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from scoring.audit.manifest import build_manifest
@@ -392,6 +393,7 @@ def evaluate_partition(ctx: RunContext, partition: int) -> dict:
         raise PipelineError(f"run {ctx.run_id}: the partition plan was made with other catalogue/policy versions")
     t = time.perf_counter()
     out = part.evaluate_partition(store, plan, int(partition), cat, pol, folder, ctx.run_id)
+    pub.write_published_piece(store, plan, int(partition), cat, folder)
     ctx.say(f"score: partition {partition + 1}/{plan['partitions']}: {out['entities']:,} entities, "
             f"{out['records']:,} records in {time.perf_counter() - t:.1f}s")
     return out
@@ -401,7 +403,8 @@ def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> None:
     """The partitions no DAG worker has evaluated: here, in worker processes (CREDIT_WORKERS)."""
     cat, pol = _configs(ctx)
     peak = part.evaluate_partitions(_open(ctx), plan, cat, pol, folder, ctx.run_id,
-                                    say=lambda m: ctx.say(f"score: {m}"))
+                                    say=lambda m: ctx.say(f"score: {m}"), after=pub.write_published_piece,
+                                    after_pieces=(pub.PUBLISHED_PIECE,))
     _WORKER_PEAK[0] = max(_WORKER_PEAK[0], peak)
 
 
@@ -425,47 +428,53 @@ def score(ctx: RunContext) -> dict:
     _evaluate_missing(ctx, plan, folder)
     ctx.say(f"score: partitions evaluated at {time.perf_counter() - t0:.1f}s")
     batches = plan["batches"]
-    results = part.assemble(plan, folder, "entity_score")
-    if results.empty:
+    verdicts = part.assemble_table(plan, folder, "verdict", sort_by=None).to_pandas()
+    scored = int(verdicts["scored"].sum())
+    if not scored:
         raise PipelineError(f"run {ctx.run_id}: no registered entities known by {ctx.knowledge_cutoff}")
-    write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
-    write_parquet(rdir / "active_entities.parquet", part.assemble(plan, folder, "active_entities"))
-    if plan.get("compare_policy"):
-        write_parquet(rdir / PREVIOUS_POLICY_FILE, part.assemble(plan, folder, "previous_policy"))
     t_score = time.perf_counter() - t0
-    ctx.say(f"score: {len(results):,} entities evaluated in {plan['partitions']} partition(s), {t_score:.1f}s")
-    bad = part.contract_failures(plan, folder)  # each partition was checked against the entity_score suite
+    ctx.say(f"score: {scored:,} entities evaluated in {plan['partitions']} partition(s), {t_score:.1f}s")
+    # Each partition was checked against the entity_score suite: a broken row stops the night here.
+    bad = int(verdicts["contract_rows_failed"].sum()) + int((~verdicts["contract_success"].astype(bool)).sum())
     if bad:
         with store.engine.begin() as conn:
             update_run(conn, ctx.run_id, status="failed", step="score",
                        message=f"entity_score contract broken by {bad} rows")
         raise GateFailed(f"run {ctx.run_id}: the entity_score contract is broken by {bad} rows; nothing published")
+    # The pieces are merged into USCC order chunk by chunk: the night never holds the province.
+    part.write_assembled(plan, folder, "entity_score", rdir / "entity_score.parquet")
+    write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
+    part.write_assembled(plan, folder, "active_entities", rdir / "active_entities.parquet")
+    if plan.get("compare_policy"):
+        part.write_assembled(plan, folder, "previous_policy", rdir / PREVIOUS_POLICY_FILE)
     out_sha = part.canonical_sha256(plan, folder, rdir / "entity_score.csv")
+    # What agencies will be sent (masked, with the register's fields), made in the pieces too.
+    part.write_assembled(plan, folder, pub.PUBLISHED_PIECE, rdir / pub.SNAPSHOT_FILE)
     ctx.say(f"score: assembled and hashed at {time.perf_counter() - t0:.1f}s")
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
-    tiers = evaluate.tier_counts(results)
-    write_parquet(rdir / "entity_score.parquet", results)
+    tiers = evaluate.tier_counts(pd.read_parquet(rdir / "entity_score.parquet", columns=["tier"]))
     with store.engine.connect() as conn:
         g = pd.read_sql(sa.select(gate_results.c.gate, gate_results.c.passed, gate_results.c.hard)
                         .where(gate_results.c.run_id == ctx.run_id), conn)
-    manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, len(results),
+    manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, scored,
                               {"score_seconds": round(t_score, 3)}, qg.gate_summary(g),
-                              {"entity_score.parquet": sha256_file(rdir / "entity_score.parquet")},
+                              {name: sha256_file(rdir / name) for name in ("entity_score.parquet", pub.SNAPSHOT_FILE)},
                               waivers=_read_json(rdir / "waivers.json", []))
     with store.engine.begin() as conn:
         _save_versions(store, conn, cat, pol)
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
         # Agencies read this table (row-level security): identifiers inside names are masked here too.
-        store.insert_frame(conn, entity_results, mask_text_frame(results).assign(run_id=ctx.run_id))
-        ctx.say(f"score: {len(results):,} results in the database at {time.perf_counter() - t0:.1f}s")
+        for batch in pq.ParquetFile(rdir / "entity_score.parquet").iter_batches(batch_size=250_000):
+            store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=ctx.run_id))
+        ctx.say(f"score: {scored:,} results in the database at {time.perf_counter() - t0:.1f}s")
         update_run(conn, ctx.run_id, status="scored", step="score", input_sha256=input_sha, output_sha256=out_sha,
-                   catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=len(results),
+                   catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=scored,
                    tiers_json=json.dumps(tiers), manifest_json=canonical_json(manifest))
     (rdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
     # The pieces are in the stored results now; kept, they would double a province's disk every night.
     shutil.rmtree(folder, ignore_errors=True)
-    ctx.say(f"score: {len(results):,} entities scored and stored; tiers {tiers}")
-    return {"run_id": ctx.run_id, "entities_scored": len(results), "tiers": tiers, "output_sha256": out_sha,
+    ctx.say(f"score: {scored:,} entities scored and stored; tiers {tiers}")
+    return {"run_id": ctx.run_id, "entities_scored": scored, "tiers": tiers, "output_sha256": out_sha,
             "partitions": plan["partitions"]}
 
 

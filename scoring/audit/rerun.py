@@ -79,15 +79,17 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
     shutil.rmtree(work, ignore_errors=True)
     say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
     worker_peak = part.evaluate_partitions(store, plan, cat, pol, work, f"rerun-{run_id}", say=say)
-    results = part.assemble(plan, work, "entity_score")
     folder.mkdir(parents=True, exist_ok=True)
     out_sha = part.canonical_sha256(plan, work, folder / "entity_score.csv")
+    identical = out_sha == manifest["output_sha256"]
+    # Same canonical bytes: no entity can differ, and the province's rows need not be assembled.
+    results = None if identical else part.assemble(plan, work, "entity_score")
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - t0
     input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
-    identical = out_sha == manifest["output_sha256"]
-    if identical:  # same canonical bytes: no entity can differ
-        diff = diff_results(results.iloc[:0], results.iloc[:0])
+    if identical:
+        empty = pd.DataFrame(columns=["uscc"] + COMPARED)
+        diff = diff_results(empty, empty)
     else:
         with store.engine.connect() as conn:
             diff = diff_results(store.read_run_results(conn, run_id, manifest), results)

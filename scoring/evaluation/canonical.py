@@ -108,17 +108,6 @@ def iter_canonical(results: pd.DataFrame | pa.Table, columns: list[str], chunk_r
         yield join_lines(canonical_lines(t.slice(start, chunk_rows), columns))
 
 
-def iter_sorted_lines(keys: pa.ChunkedArray | pa.Array, lines: pa.ChunkedArray | pa.Array, columns: list[str],
-                      chunk_rows: int | None = None) -> Iterator[bytes]:
-    """The canonical CSV from lines made apart (partition by partition), put in key order."""
-    chunk_rows = chunk_rows or CHUNK_ROWS
-    order = pc.sort_indices(pa.table({"k": keys}), sort_keys=[("k", "ascending")])
-    yield header(columns)
-    for start in range(0, len(order), chunk_rows):
-        yield join_lines(pc.take(lines, order.slice(start, chunk_rows)).combine_chunks()
-                         if isinstance(lines, pa.ChunkedArray) else pc.take(lines, order.slice(start, chunk_rows)))
-
-
 def write_chunks(chunks: Iterator[bytes], path=None) -> str:
     """Hash a stream of bytes (and write it to ``path`` if given) in one pass; returns the sha256."""
     h = hashlib.sha256()

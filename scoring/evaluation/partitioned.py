@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from scoring.common.config import content_hash
 from scoring.common.partitions import bucket_range
-from scoring.evaluation.canonical import canonical_lines, iter_sorted_lines, write_chunks
+from scoring.evaluation.canonical import canonical_lines, header, join_lines, write_chunks
 from scoring.evaluation.evaluate import (
     CANONICAL_COLUMNS,
     Policy,
@@ -32,6 +32,7 @@ from scoring.evaluation.evaluate import (
     apply_changes,
     score_entities,
 )
+from scoring.evaluation.merge import iter_merged, write_merged
 from scoring.history.store import harmonised
 from scoring.quality import validate as quality
 from scoring.evaluation.objections import objections_of_the_night
@@ -77,6 +78,11 @@ def _write_atomic(path: Path, frame: pd.DataFrame | pa.Table) -> None:
     os.replace(tmp, path)
 
 
+def write_piece(folder: Path, plan: dict, partition: int, piece: str, frame: pd.DataFrame | pa.Table) -> None:
+    """A piece of a partition, written atomically (another package's, e.g. the published rows)."""
+    _write_atomic(piece_path(folder, plan, partition, piece), frame)
+
+
 def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, folder: Path,
                        run_name: str = "partition") -> dict:
     """Evaluate one partition of a plan and write its pieces: results, active entities, their
@@ -86,9 +92,10 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
     if not len(ent):
         ent, rec = _empty_like_entities(store, plan), rec.iloc[:0] if len(rec) else rec
     applied = apply_changes(rec, chg, plan["as_of"])
-    results = score_entities(ent, applied, catalogue, policy, plan["as_of"])
+    # Every piece in USCC order: the night merges them into the province's order by columns.
+    results = _by_uscc(score_entities(ent, applied, catalogue, policy, plan["as_of"]))
     if plan.get("compare_policy"):
-        old = score_entities(ent, applied, catalogue, Policy.from_doc(plan["compare_policy"]), plan["as_of"])
+        old = _by_uscc(score_entities(ent, applied, catalogue, Policy.from_doc(plan["compare_policy"]), plan["as_of"]))
         _write_atomic(piece_path(folder, plan, partition, "previous_policy"), old[COMPARE_COLUMNS])
     del applied
     # The contract and the canonical lines are made here, beside the evaluation, so that they too
@@ -104,22 +111,31 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
               "contract_success": bool(verdict.success) if verdict else True}
     _write_atomic(piece_path(folder, plan, partition, "entity_score"), results)
     _write_atomic(piece_path(folder, plan, partition, "active_entities"),
-                  active_entities(ent, plan["as_of"])[["uscc", "eval_class"]] if len(ent)
+                  _by_uscc(active_entities(ent, plan["as_of"])[["uscc", "eval_class"]]) if len(ent)
                   else pd.DataFrame({"uscc": pd.Series([], dtype="string"), "eval_class": pd.Series([], dtype="string")}))
     _write_atomic(piece_path(folder, plan, partition, "canonical"), lines)
     _write_atomic(piece_path(folder, plan, partition, "verdict"), pd.DataFrame([counts]).drop(columns=["buckets"]))
     return counts
 
 
+def _by_uscc(frame: pd.DataFrame) -> pd.DataFrame:
+    if not len(frame) or frame["uscc"].is_monotonic_increasing:
+        return frame
+    return frame.sort_values("uscc", kind="stable", ignore_index=True)
+
+
 def _worker(url: str, home: str, plan: dict, catalogue_doc: dict, policy_doc: dict, folder: str, partition: int,
-            run_name: str) -> dict:
-    """One partition in a worker process (top level, so a spawned process can import it)."""
+            run_name: str, after=None) -> dict:
+    """One partition in a worker process (top level, so a spawned process can import it);
+    ``after(store, plan, partition, catalogue, folder)`` makes the caller's own pieces from it."""
     from scoring.common.catalogue import Catalogue
     from scoring.history.store import Store
 
     store = Store.open(url, Path(home), migrate_schema=False)
-    out = evaluate_partition(store, plan, partition, Catalogue.from_doc(catalogue_doc), Policy.from_doc(policy_doc),
-                             Path(folder), run_name)
+    catalogue = Catalogue.from_doc(catalogue_doc)
+    out = evaluate_partition(store, plan, partition, catalogue, Policy.from_doc(policy_doc), Path(folder), run_name)
+    if after is not None:
+        after(store, plan, partition, catalogue, Path(folder))
     return {**out, "peak_rss_gb": own_peak_rss_gb()}
 
 
@@ -139,15 +155,19 @@ def own_peak_rss_gb() -> float:
 
 
 def evaluate_partitions(store, plan: dict, catalogue, policy, folder: Path, run_name: str = "partition",
-                        workers: int | None = None, say=lambda _m: None) -> float:
+                        workers: int | None = None, say=lambda _m: None, after=None,
+                        after_pieces: tuple[str, ...] = ()) -> float:
     """Evaluate every partition whose pieces are missing: in this process, or in ``workers``
     processes (default CREDIT_WORKERS, else one per core). Any order gives the same pieces.
+    ``after`` (a top-level function, run in the worker) writes ``after_pieces`` of its own.
     Returns the largest worker process's peak memory in GB (0 when evaluated in this process)."""
-    missing = missing_partitions(plan, folder)
+    missing = missing_partitions(plan, folder, after_pieces)
     workers = min(len(missing), int(workers or os.environ.get("CREDIT_WORKERS") or os.cpu_count() or 1))
     if workers <= 1:
         for p in missing:
             out = evaluate_partition(store, plan, p, catalogue, policy, folder, run_name)
+            if after is not None:
+                after(store, plan, p, catalogue, folder)
             say(f"partition {p + 1}/{plan['partitions']}: {out['entities']:,} entities, {out['records']:,} records")
         return 0.0
     import multiprocessing as mp
@@ -156,7 +176,7 @@ def evaluate_partitions(store, plan: dict, catalogue, policy, folder: Path, run_
     peak = 0.0
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_worker, store.url, str(store.home), plan, catalogue.doc, policy.doc, str(folder), p,
-                               run_name) for p in missing]
+                               run_name, after) for p in missing]
         for fut in as_completed(futures):
             out = fut.result()
             peak = max(peak, out["peak_rss_gb"])
@@ -194,8 +214,8 @@ def objections(store, batches: list[dict], as_of) -> pd.DataFrame:
     return objections_of_the_night(rec, chg, as_of)
 
 
-def missing_partitions(plan: dict, folder: Path) -> list[int]:
-    pieces = PIECES + (("previous_policy",) if plan.get("compare_policy") else ())
+def missing_partitions(plan: dict, folder: Path, extra: tuple[str, ...] = ()) -> list[int]:
+    pieces = PIECES + (("previous_policy",) if plan.get("compare_policy") else ()) + tuple(extra)
     return [p for p in range(plan["partitions"])
             if not all(piece_path(folder, plan, p, n).exists() for n in pieces)]
 
@@ -219,16 +239,24 @@ def assemble(plan: dict, folder: Path, piece: str, sort_by: str | None = "uscc")
     return out
 
 
-def contract_failures(plan: dict, folder: Path) -> int:
-    """Rows of the night's results that break the entity_score contract (every partition's verdict)."""
-    v = assemble_table(plan, folder, "verdict", sort_by=None).to_pandas()
-    return int(v["contract_rows_failed"].sum()) + int((~v["contract_success"].astype(bool)).sum())
+def piece_paths(plan: dict, folder: Path, piece: str) -> list[Path]:
+    return [piece_path(folder, plan, p, piece) for p in range(plan["partitions"])]
 
 
 def canonical_sha256(plan: dict, folder: Path, path: Path | None = None) -> str:
-    """The night's output hash from the partitions' canonical lines, put in USCC order."""
-    t = assemble_table(plan, folder, "canonical", sort_by=None)
-    return write_chunks(iter_sorted_lines(t["uscc"], t["line"], CANONICAL_COLUMNS), path)
+    """The night's output hash from the partitions' canonical lines, merged into USCC order
+    chunk by chunk (the province's CSV is never held whole)."""
+    def chunks():
+        yield header(CANONICAL_COLUMNS)
+        for t in iter_merged(piece_paths(plan, folder, "canonical"), "uscc", ["line"]):
+            yield join_lines(t["line"].combine_chunks())
+    return write_chunks(chunks(), path)
+
+
+def write_assembled(plan: dict, folder: Path, piece: str, dest: Path) -> int:
+    """The pieces of all partitions as one Parquet file in USCC order, merged chunk by chunk: the
+    same rows and pandas types as ``assemble`` gives, without holding the province. Returns rows."""
+    return write_merged(piece_paths(plan, folder, piece), "uscc", dest)
 
 
 def write_plan(folder: Path, plan: dict) -> Path:

@@ -11,8 +11,7 @@ import io
 import json
 import os
 import shutil
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,10 @@ import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
+from scoring.common.partitions import bucket_range
+from scoring.evaluation import partitioned as part
 from scoring.evaluation.evaluate import positions
-from scoring.history.store import artifacts, publications, record_batches, runs
+from scoring.history.store import artifacts, publications, record_batches, runs, sha256_file
 from scoring.publication.access import ensure_access_control
 from scoring.publication.free_text import mask_text_columns
 from scoring.publication.masking import mask_personal_data
@@ -44,6 +45,7 @@ PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", 
 FULL_ENV = "CREDIT_PUBLISH_FULL"
 FULL_ON_DAY = 1
 SNAPSHOT_FILE = "published.parquet"   # the night's full published table, the next night's base
+PUBLISHED_PIECE = "published"          # a partition's share of it, made beside its evaluation
 FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
 SCHEMA_VERSION = "agency_results/1"
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
@@ -147,53 +149,110 @@ def _scope_key(agency: dict) -> tuple:
             agency.get("encoding", "utf-8-sig"))
 
 
-def data_files(published: pa.Table, for_csv: pa.Table, agency: dict) -> tuple[dict[str, bytes], int]:
-    """The CSV and Parquet bytes of an agency's scope (the same for agencies with the same scope)."""
-    enc = agency.get("encoding", "utf-8-sig")
-    keep = in_scope(published, agency)
+def _encode_csv(table: pa.Table, enc: str, header: bool) -> bytes:
+    """CSV bytes of rows as agencies get them (CRLF, UTF-8 or the agency's encoding); the BOM and
+    header only on the first chunk, so chunks put one after another are the whole file."""
     buf = io.BytesIO()
-    if enc == "utf-8-sig":
+    if header and enc == "utf-8-sig":
         buf.write(b"\xef\xbb\xbf")  # the BOM by which Excel/WPS recognise UTF-8
-    pacsv.write_csv(for_csv.filter(keep), buf, pacsv.WriteOptions(eol="\r\n"))
-    csv_bytes = buf.getvalue()
-    if enc.replace("-", "").replace("_", "").lower() not in ("utf8sig", "utf8"):
-        csv_bytes = csv_bytes.decode("utf-8").encode(enc, errors="strict")
-    sub = published.filter(keep)
-    buf = io.BytesIO()
-    pq.write_table(sub, buf, compression="zstd")
-    return {"results.csv": csv_bytes, "results.parquet": buf.getvalue()}, int(sub.num_rows)
-
-
-def _csv_bytes(table: pa.Table, enc: str) -> bytes:
-    buf = io.BytesIO()
-    if enc == "utf-8-sig":
-        buf.write(b"\xef\xbb\xbf")
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(eol="\r\n"))
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(eol="\r\n", include_header=header))
     data = buf.getvalue()
     if enc.replace("-", "").replace("_", "").lower() not in ("utf8sig", "utf8"):
         data = data.decode("utf-8").encode(enc, errors="strict")
     return data
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
+class _CsvFile:
+    def __init__(self, path: Path, enc: str, schema: pa.Schema):
+        self.path, self.enc, self.sha = path, enc, hashlib.sha256()
+        self.fh = open(path, "wb")
+        self._put(_encode_csv(schema.empty_table(), enc, header=True))
+
+    def _put(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.fh.write(data)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._put(_encode_csv(table, self.enc, header=False))
+
+    def close(self) -> dict:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        return {"sha256": self.sha.hexdigest(), "bytes": self.path.stat().st_size}
+
+
+class _ParquetFile:
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path = path
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.writer.write_table(table)
+
+    def close(self) -> dict:
+        self.writer.close()
+        with open(self.path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return {"sha256": sha256_file(self.path), "bytes": self.path.stat().st_size}
+
+
+class ScopeFiles:
+    """One scope's delivery of one kind, written chunk by chunk: ``full`` (results.csv/.parquet,
+    every entity of the scope) or ``delta`` (changes.csv/.parquet: rows new or changed since the
+    base publication; removed.csv: USCCs that left the scope). Agencies with the same scope get
+    the same bytes, so each is built once."""
+
+    def __init__(self, folder: Path, agency: dict, kind: str, published: pa.Schema, for_csv: pa.Schema):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.agency, self.kind = folder, agency, kind
+        enc = agency.get("encoding", "utf-8-sig")
+        stem = "results" if kind == "full" else "changes"
+        self.files = {f"{stem}.csv": _CsvFile(folder / f"{stem}.csv", enc, for_csv),
+                      f"{stem}.parquet": _ParquetFile(folder / f"{stem}.parquet", published)}
+        if kind == "delta":
+            self.files["removed.csv"] = _CsvFile(folder / "removed.csv", enc, pa.schema([published.field("uscc")]))
+        self.rows = self.removed = 0
+        self.info: dict[str, dict] = {}
+
+    def write(self, chunk: pa.Table, for_csv: pa.Table, delta: "Delta | None") -> None:
+        stem = "results" if self.kind == "full" else "changes"
+        keep = in_scope(chunk, self.agency)
+        if self.kind == "delta":
+            keep = pc.and_(keep, delta.changed)
+            removed = removed_from_scope(chunk, delta, self.agency, keep_in=in_scope(chunk, self.agency))
+            self.files["removed.csv"].write(removed)
+            self.removed += removed.num_rows
+        sub = chunk.filter(keep)
+        self.files[f"{stem}.csv"].write(for_csv.filter(keep))
+        self.files[f"{stem}.parquet"].write(sub)
+        self.rows += sub.num_rows
+
+    def close(self) -> dict[str, dict]:
+        self.info = {name: f.close() for name, f in sorted(self.files.items())}
+        return self.info
 
 
 @dataclass
 class Delta:
-    """What changed since the base publication: rows of this night that are new or differ in any
-    published column (``changed``), and where each base row is in this night (-1: gone)."""
+    """What changed since the base publication, for one chunk of USCCs: rows of this night that
+    are new or differ in any published column (``changed``), the base's rows of the same USCC
+    range, and where each of them is in this night (-1: gone)."""
     base_run_id: str
     base: pa.Table
     changed: pa.Array
     base_pos: np.ndarray
 
 
+def _uscc_series(table: pa.Table) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(table["uscc"].combine_chunks().cast(pa.large_string())))
+
+
 def delta_against(published: pa.Table, base_run_id: str, base: pa.Table) -> Delta:
-    pos = positions(pd.Series(pd.arrays.ArrowStringArray(published["uscc"].combine_chunks().cast(pa.large_string()))),
-                    pd.Series(pd.arrays.ArrowStringArray(base["uscc"].combine_chunks().cast(pa.large_string()))))
+    pos = positions(_uscc_series(published), _uscc_series(base)) if base.num_rows \
+        else np.full(published.num_rows, -1, dtype=np.int64)
     at = pa.array(pos, mask=pos < 0)
     changed = pa.array(pos < 0)
     for name in published.column_names:
@@ -205,44 +264,67 @@ def delta_against(published: pa.Table, base_run_id: str, base: pa.Table) -> Delt
             then = then.cast(now.type)
         same = pc.or_(pc.fill_null(pc.equal(now, then), False), pc.and_(pc.is_null(now), pc.is_null(then)))
         changed = pc.or_(changed, pc.invert(same))
-    back = positions(pd.Series(pd.arrays.ArrowStringArray(base["uscc"].combine_chunks().cast(pa.large_string()))),
-                     pd.Series(pd.arrays.ArrowStringArray(published["uscc"].combine_chunks().cast(pa.large_string()))))
+    back = positions(_uscc_series(base), _uscc_series(published)) if published.num_rows and base.num_rows \
+        else np.full(base.num_rows, -1, dtype=np.int64)
     return Delta(base_run_id, base, changed.combine_chunks() if isinstance(changed, pa.ChunkedArray) else changed,
                  back)
 
 
-def delta_files(published: pa.Table, for_csv: pa.Table, delta: Delta, agency: dict) -> tuple[dict[str, bytes], int, int]:
-    """An agency's delta: the rows of its scope that are new or changed since the base
-    publication, and the USCCs that were in its scope then and are not now."""
-    enc = agency.get("encoding", "utf-8-sig")
-    now_in = in_scope(published, agency)
-    keep = pc.and_(now_in, delta.changed)
-    was_in = np.asarray(in_scope(delta.base, agency).to_numpy(zero_copy_only=False), dtype=bool)
+def removed_from_scope(published: pa.Table, delta: Delta, agency: dict, keep_in=None) -> pa.Table:
+    """USCCs of the base (this chunk's range) that were in the agency's scope and are not now."""
+    now_in = keep_in if keep_in is not None else in_scope(published, agency)
+    was_in = np.asarray(in_scope(delta.base, agency).to_numpy(zero_copy_only=False), dtype=bool) \
+        if delta.base.num_rows else np.zeros(0, dtype=bool)
     still = np.zeros(len(delta.base_pos), dtype=bool)
     hit = delta.base_pos >= 0
     still[hit] = np.asarray(now_in.to_numpy(zero_copy_only=False), dtype=bool)[delta.base_pos[hit]]
-    removed = delta.base.select(["uscc"]).filter(pa.array(was_in & ~still))
-    sub = published.filter(keep)
-    return ({"changes.csv": _csv_bytes(for_csv.filter(keep), enc), "changes.parquet": _parquet_bytes(sub),
-             "removed.csv": _csv_bytes(removed, enc)}, int(sub.num_rows), int(removed.num_rows))
+    return delta.base.select(["uscc"]).filter(pa.array(was_in & ~still))
 
 
-def with_manifest(data: tuple, agency: dict, run: dict, base_run_id: str | None = None) -> dict[str, bytes]:
-    """An agency's delivery: its scope's data files and a manifest naming their hashes. A full
-    delivery holds every entity of the scope; a delta only what changed since ``base_run_id``."""
-    files, rows = data[0], data[1]
+class _BaseReader:
+    """The base publication's rows, read along with tonight's in USCC order (both files are
+    sorted by USCC): for each chunk of tonight, the base rows of the same USCC range."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=250_000)
+        self._buf = None
+        self._done = False
+        self._schema = schema
+
+    def upto(self, last: str | None) -> pa.Table:
+        """Base rows with USCC <= last (all that remain when last is None)."""
+        parts = [] if self._buf is None else [self._buf]
+        while not self._done and (last is None or not parts or parts[-1].num_rows == 0
+                                  or parts[-1]["uscc"][-1].as_py() <= last):
+            try:
+                parts.append(pa.Table.from_batches([next(self._batches)]))
+            except StopIteration:
+                self._done = True
+        t = pa.concat_tables([p.cast(self._schema) if p.schema != self._schema else p for p in parts]) \
+            if parts else self._schema.empty_table()
+        if last is None:
+            self._buf = None
+            return t
+        n = int(np.searchsorted(np.asarray(t["uscc"].combine_chunks().to_numpy(zero_copy_only=False), dtype=object),
+                                last, side="right")) if t.num_rows else 0
+        self._buf = t.slice(n)
+        return t.slice(0, n)
+
+
+def _manifest_bytes(agency: dict, run: dict, files: ScopeFiles, base_run_id: str | None) -> bytes:
+    """An agency's manifest: its scope's data files and their hashes. A full delivery holds every
+    entity of the scope; a delta only what changed since ``base_run_id``."""
     enc = agency.get("encoding", "utf-8-sig")
     manifest = {
         "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
-        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": rows,
+        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": files.rows,
         "delivery": "delta" if base_run_id else "full",
-        **({"base_run_id": base_run_id, "removed": data[2]} if base_run_id else {}),
+        **({"base_run_id": base_run_id, "removed": files.removed} if base_run_id else {}),
         "csv_encoding": enc, "output_sha256": run["output_sha256"],
-        "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
-                  for name, blob in sorted(files.items())},
+        "files": files.info,
         "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
     }
-    return {**files, "manifest.json": json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")}
+    return json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
 
 
 def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
@@ -266,6 +348,9 @@ def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
         shutil.rmtree(old)
 
 
+REGISTER_COLUMNS = ["uscc", "legal_rep_name", "legal_rep_id_number", "phone"]
+
+
 def _register_for(store, conn, run: dict) -> pd.DataFrame:
     """Legal representatives and phones of the run's entities, from the register batches it used."""
     manifest = json.loads(run["manifest_json"])
@@ -274,9 +359,9 @@ def _register_for(store, conn, run: dict) -> pd.DataFrame:
     batches = [dict(b._mapping) for b in conn.execute(
         sa.select(record_batches).where(record_batches.c.table_name == "entities")
         .order_by(record_batches.c.known_from, record_batches.c.batch_id)) if b.batch_id in wanted]
-    reg = store.read_batches(batches, columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+    reg = store.read_batches(batches, columns=REGISTER_COLUMNS)
     if reg.empty:
-        return pd.DataFrame(columns=["uscc", "legal_rep_name", "legal_rep_id_number", "phone"])
+        return pd.DataFrame(columns=REGISTER_COLUMNS)
     return reg.drop_duplicates("uscc", keep="last")
 
 
@@ -286,93 +371,127 @@ def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFram
     at = pa.array(pos, mask=pos < 0)
     out = results.copy(deep=False)
     for col in ("legal_rep_name", "legal_rep_id_number", "phone"):
-        src = pa.array(register[col].astype("string").array, type=pa.large_string())
+        src = pa.array(register[col].astype("string").array, type=pa.large_string()) if col in register \
+            else pa.nulls(len(register), pa.large_string())
         out[col] = pd.Series(pd.arrays.ArrowStringArray(src.take(at)), index=results.index)
     return out
 
 
+def write_published_piece(store, plan: dict, partition: int, catalogue, folder: Path) -> None:
+    """One partition's rows as agencies will get them (personal fields masked by the catalogue's
+    rules, the register's fields joined, in USCC order), made beside its evaluation so that the
+    night only merges them: the register is read for the partition's buckets, not the province."""
+    lo, hi = bucket_range(partition, plan["partitions"])
+    results = pd.read_parquet(part.piece_path(folder, plan, partition, "entity_score"))
+    ents = [b for b in plan["batches"] if b["table_name"] == "entities"]
+    register = store.read_latest(ents, "uscc", (lo, hi), verified=True) if ents else pd.DataFrame()
+    register = register.reindex(columns=REGISTER_COLUMNS) if len(register) else pd.DataFrame(columns=REGISTER_COLUMNS)
+    published = published_table(mask_personal_data(_with_register(results, register),
+                                                   catalogue.doc.get("personal_data", {})))
+    part.write_piece(folder, plan, partition, PUBLISHED_PIECE, published)
+
+
+def _published_file(store, conn, run: dict, manifest: dict) -> Path:
+    """The run's published table (made by its partitions at scoring), checked against its
+    manifest; for a run scored before partitions made it, built here from its results."""
+    path = store.run_dir(run["run_id"]) / SNAPSHOT_FILE
+    expected = (manifest.get("result_files") or {}).get(SNAPSHOT_FILE)
+    if expected:
+        if not path.exists() or sha256_file(path) != expected:
+            raise RuntimeError(f"run {run['run_id']}: {SNAPSHOT_FILE} does not match its manifest; rescore the run")
+        return path
+    cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
+    results = _with_register(store.read_run_results(conn, run["run_id"], manifest), _register_for(store, conn, run))
+    published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
+    tmp = path.with_name(SNAPSHOT_FILE + ".tmp")
+    pq.write_table(published, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)  # the same bytes for every agency of a scope: written and synced once
+    except OSError:
+        shutil.copyfile(src, dest)
+        with open(dest, "rb+") as fh:
+            os.fsync(fh.fileno())
+
+
 def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress=None) -> dict:
     """Deliver a scored run to every agency. Files first (each agency folder appears whole), then
-    one database transaction makes the run the published one, then the CURRENT pointers move."""
+    one database transaction makes the run the published one, then the CURRENT pointers move.
+    The published table is read in USCC-ordered chunks beside the base publication's (for the
+    deltas), and every scope's files are written chunk by chunk: memory is a chunk, not a province."""
     agencies = agencies or load_agencies()
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
         manifest = json.loads(run["manifest_json"])
-        results = store.read_run_results(conn, run_id, manifest)
-        register = _register_for(store, conn, run)
-    cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
-    results = _with_register(results, register)
-    published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
-    for_csv = csv_table(published)
-    del results, register
+        source = _published_file(store, conn, run, manifest)
     base = _delta_base(store, run)
-    delta = delta_against(published, base[0], base[1]) if base else None
     base_agencies = base[2] if base else set()
-    snapshot = store.run_dir(run_id) / SNAPSHOT_FILE
-    tmp = snapshot.with_name(SNAPSHOT_FILE + ".tmp")
-    pq.write_table(published, tmp, compression="zstd")
-    os.replace(tmp, snapshot)
     fail_after = _fault_after()
+    allowed = [a for a in (agencies if fail_after is None else agencies[:fail_after])]
     outbox = store.home / "outbox"
+    build = store.run_dir(run_id) / ".publication"
+    shutil.rmtree(build, ignore_errors=True)
+    schema = pq.read_schema(source).remove_metadata()
+    csv_schema = csv_table(schema.empty_table()).schema
+    # One set of files per distinct (scope, kind); agencies of the same scope share its bytes.
+    kind_of = {a["id"]: ("delta" if base and a["id"] in base_agencies else "full") for a in allowed}
+    sets: dict[tuple, ScopeFiles] = {}
+    for agency in allowed:
+        key = (_scope_key(agency), kind_of[agency["id"]])
+        if key not in sets:
+            sets[key] = ScopeFiles(build / f"{len(sets):03d}", agency, key[1], schema, csv_schema)
+    reader = _BaseReader(base[1], pq.read_schema(base[1]).remove_metadata()) if base else None
     rows, delivered, written = [], [], []
-    # One task per distinct scope: build its files once, write them to each of its agencies'
-    # folders. Two workers, largest scopes first, so one builds (Arrow releases the GIL) while
-    # the other writes and syncs; no scope's bytes are kept once its folders are written.
-
-    groups: dict[tuple, list[dict]] = {}
-    for agency in agencies:
-        groups.setdefault(_scope_key(agency), []).append(agency)
-    size = {k: pc.sum(in_scope(published, g[0]).cast(pa.int64())).as_py() or 0 for k, g in groups.items()}
-    allowed = {a["id"] for a in (agencies if fail_after is None else agencies[:fail_after])}
-
-    staged_count = [0]
-    count_lock = threading.Lock()
-
-    def deliver(group: list[dict]) -> list[tuple[dict, Path, bytes]]:
-        made = {}
-        done = []
-        for agency in group:
-            if agency["id"] not in allowed:
-                continue
-            kind = "delta" if delta is not None and agency["id"] in base_agencies else "full"
-            if kind not in made:
-                made[kind] = (delta_files(published, for_csv, delta, group[0]) if kind == "delta"
-                              else data_files(published, for_csv, group[0]))
-            files = with_manifest(made[kind], agency, run, delta.base_run_id if kind == "delta" else None)
-            staged = _stage_dir(outbox, agency["id"], run_id)
-            written.append(staged)
-            _stage(staged, files)
-            done.append((agency, outbox / agency["id"] / run_id, files["manifest.json"]))
-            with count_lock:
-                staged_count[0] += 1
-                _kill_point("staged", staged_count[0])
-        return done
-
     committed = False
     try:
-        done = []
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(deliver, groups[k]) for k in sorted(groups, key=lambda k: (-size[k], k))]
-            for fut in as_completed(futures):
-                for agency, folder, manifest_bytes in fut.result():
-                    done.append((agency, folder, manifest_bytes))
-                    if progress:
-                        m = json.loads(manifest_bytes)
-                        progress(f"publish: [{len(done)}/{len(agencies)}] {agency['id']} ← " + (
-                            f"{m['rows']:,} entities" if m["delivery"] == "full" else
-                            f"{m['rows']:,} changed, {m['removed']:,} removed since {m['base_run_id']}"))
-        if len(done) < len(agencies):
-            raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
-        order = {a["id"]: i for i, a in enumerate(agencies)}
-        for agency, folder, manifest_bytes in sorted(done, key=lambda d: order[d[0]["id"]]):
-            m = json.loads(manifest_bytes)
-            shas = {**{n: f["sha256"] for n, f in m["files"].items()},
+        pf = pq.ParquetFile(source)
+        total, seen = pf.metadata.num_rows, 0
+        chunks = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=250_000)) if total \
+            else iter([schema.empty_table()])
+        with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow releases the GIL: two scopes at once
+            for chunk in chunks:
+                chunk = chunk.cast(schema) if chunk.schema != schema else chunk
+                seen += chunk.num_rows
+                last = None if seen >= total else chunk["uscc"][-1].as_py()
+                delta = delta_against(chunk, base[0], reader.upto(last)) if reader else None
+                for_csv = csv_table(chunk)
+                list(pool.map(lambda s: s.write(chunk, for_csv, delta), sets.values()))
+                if progress and total > 1_000_000:
+                    progress(f"publish: {seen:,}/{total:,} entities written for {len(sets)} scope(s)")
+        for files in sets.values():
+            files.close()
+        for n, agency in enumerate(allowed, start=1):
+            files = sets[(_scope_key(agency), kind_of[agency["id"]])]
+            base_run = base[0] if files.kind == "delta" else None
+            manifest_bytes = _manifest_bytes(agency, run, files, base_run)
+            staged = _stage_dir(outbox, agency["id"], run_id)
+            written.append(staged)
+            if staged.exists():
+                shutil.rmtree(staged)
+            staged.mkdir(parents=True)
+            for name in files.info:
+                _link_or_copy(files.folder / name, staged / name)
+            _fsync_write(staged / "manifest.json", manifest_bytes)
+            _fsync_dir(staged)
+            _kill_point("staged", n)
+            folder = outbox / agency["id"] / run_id
+            delivered.append(str(folder))
+            shas = {**{name: f["sha256"] for name, f in files.info.items()},
                     "manifest.json": hashlib.sha256(manifest_bytes).hexdigest()}
             for name in sorted(shas):
                 rows.append({"run_id": run_id, "agency_id": agency["id"],
-                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": m["rows"],
+                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": files.rows,
                              "sha256": shas[name]})
-            delivered.append(str(folder))
+            if progress:
+                progress(f"publish: [{n}/{len(agencies)}] {agency['id']} ← " + (
+                    f"{files.rows:,} entities" if files.kind == "full" else
+                    f"{files.rows:,} changed, {files.removed:,} removed since {base_run}"))
+        if len(allowed) < len(agencies):
+            raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
         with store.engine.begin() as conn:
             conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
             store.insert_frame(conn, publications, pd.DataFrame(rows))
@@ -387,6 +506,8 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
             for staged in written:
                 shutil.rmtree(staged, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     # The commit is the publication; the files follow it, one rename per agency. (Killed during
     # these renames, the next run finishes them: the database already says published.)
     for i, agency in enumerate(agencies, start=1):
@@ -397,7 +518,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     return {"run_id": run_id, "published": delivered, "registry_sha256": content_hash(agencies)}
 
 
-def _delta_base(store, run: dict) -> tuple[str, pa.Table, set[str]] | None:
+def _delta_base(store, run: dict) -> tuple[str, Path, set[str]] | None:
     """The publication a delta is made against: the latest published night before this one whose
     full table is kept; None when tonight delivers in full (first of the month, asked for, none)."""
     if os.environ.get(FULL_ENV) or pd.Timestamp(str(run["as_of"])).day == FULL_ON_DAY:
@@ -412,7 +533,7 @@ def _delta_base(store, run: dict) -> tuple[str, pa.Table, set[str]] | None:
     path = store.run_dir(prev) / SNAPSHOT_FILE
     if not path.exists():
         return None
-    return prev, pq.read_table(path), agencies
+    return prev, path, agencies
 
 
 def _write_pointer(path: Path, run_id: str, as_of) -> None:

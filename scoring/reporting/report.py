@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.plots import use_cjk_font
-from scoring.reporting.policy_section import policy_change_section
+from scoring.reporting.policy_section import policy_change_section, previous_policy
 from scoring.history.store import (
     entity_results,
     gate_results,
@@ -216,6 +216,9 @@ def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> 
     parts += lifecycle_sections(gates, files, rdir)
 
 
+REPORT_COLUMNS = ["uscc", "eval_class", "score", "tier", "flags"]
+
+
 def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
     """The previous run's tier per entity: from its result file when it is there and intact (a
     province's rows read back from the database cost more than the rest of the report)."""
@@ -260,7 +263,10 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     scores_path = rdir / "entity_score.parquet"
     if scores_path.exists() and run["status"] in ("scored", "published"):
         use_cjk_font()
-        res = pd.read_parquet(scores_path)
+        # Only the columns the report reads (a province's names and reasons are gigabytes), all of
+        # them in a new policy's first month, whose section lists movers with their reasons.
+        first_month = previous_policy(pd.Timestamp(str(run["as_of"])), run.get("policy_sha256")) is not None
+        res = pd.read_parquet(scores_path, columns=None if first_month else REPORT_COLUMNS)
         tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
         ax[0].bar(tiers.index, tiers.values, color=["#2a9d8f", "#8ab17d", "#f4a261", "#e76f51"])

@@ -1,0 +1,172 @@
+"""Pieces each sorted by a key, read back as one stream in key order: a k-way merge done by columns.
+
+A night's partitions are entity-hash ranges, so the province's USCC order interleaves all of
+them. Putting the pieces in that order used to mean holding the whole province (and sorting it);
+here only the key column of every piece is held (about 40 bytes a row), the global order is one
+stable sort of it, and the rows are then pulled from each piece in chunks: since every piece is
+itself in key order, the rows a chunk needs from a piece are simply its next ones. Memory is a
+chunk per piece, whatever the province's size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+CHUNK_ROWS = 250_000
+
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """Dictionaries as their values; strings as large strings (a province's text passes 2 GB)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.large_string() if pa.types.is_string(t) else t
+
+
+def plain(table: pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    """The table with plain column types (or cast to ``schema``, whose columns it must have)."""
+    cols = []
+    names = schema.names if schema is not None else table.column_names
+    for name in names:
+        col = table[name]
+        want = schema.field(name).type if schema is not None else plain_type(col.type)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        cols.append(col if col.type == want else col.cast(want))
+    return pa.table(cols, names=names)
+
+
+def is_sorted(keys: pa.Array | pa.ChunkedArray) -> bool:
+    if len(keys) < 2:
+        return True
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    return bool(pc.all(pc.less_equal(keys.slice(0, len(keys) - 1), keys.slice(1))).as_py())
+
+
+def sort_piece(path: Path, key: str) -> None:
+    """Rewrite a piece in key order if it is not (pieces written by code that did not sort them)."""
+    t = pq.read_table(path)
+    if is_sorted(t[key]):
+        return
+    tmp = path.with_name(path.name + f".sort{os.getpid()}")
+    pq.write_table(t.take(pc.sort_indices(t, [(key, "ascending")])), tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+class _Cursor:
+    """The next rows of one piece, read a row group at a time."""
+
+    def __init__(self, path: Path, columns: list[str] | None, schema: pa.Schema):
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns)
+        self._schema = schema
+        self._buf = schema.empty_table()
+
+    def take(self, n: int) -> pa.Table:
+        while self._buf.num_rows < n:
+            batch = next(self._batches)  # StopIteration here would mean a piece shorter than its keys
+            self._buf = pa.concat_tables([self._buf, plain(pa.Table.from_batches([batch]), self._schema)])
+        out, self._buf = self._buf.slice(0, n), self._buf.slice(n)
+        return out
+
+
+def merged_schema(paths: list[Path], columns: list[str] | None = None) -> pa.Schema:
+    """The plain schema of the pieces (a non-empty one's: an empty piece may carry null columns)."""
+    first = None
+    for path in paths:
+        meta = pq.ParquetFile(path)
+        schema = meta.schema_arrow
+        if first is None:
+            first = schema
+        if meta.metadata.num_rows:
+            first = schema
+            break
+    names = columns or [n for n in first.names]
+    return pa.schema([pa.field(n, plain_type(first.field(n).type)) for n in names])
+
+
+def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The rows of all pieces in key order (stable: equal keys keep piece order), in chunks of
+    ``chunk_rows``, with plain column types. Each piece must be sorted by ``key``."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        sort_piece(path, key)
+    keys = [pq.read_table(p, columns=[key])[key] for p in paths]
+    sizes = np.array([len(k) for k in keys], dtype=np.int64)
+    every = pa.chunked_array([c.cast(pa.large_string()) for k in keys for c in k.chunks], type=pa.large_string())
+    del keys
+    order = pc.sort_indices(pa.table({"k": every}), sort_keys=[("k", "ascending")]).to_numpy()
+    del every
+    piece = np.repeat(np.arange(len(paths), dtype=np.int32), sizes)[order]
+    del order
+    schema = merged_schema(paths, columns)
+    cursors = [_Cursor(p, schema.names, schema) for p in paths]
+    for start in range(0, len(piece), chunk_rows):
+        which = piece[start:start + chunk_rows]
+        counts = np.bincount(which, minlength=len(paths))
+        parts = [cursors[p].take(int(n)) for p, n in enumerate(counts) if n]
+        joined = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        # joined holds each piece's rows in piece order; put them back in the chunk's key order.
+        back = np.empty(len(which), dtype=np.int64)
+        back[np.argsort(which, kind="stable")] = np.arange(len(which), dtype=np.int64)
+        yield joined.take(pa.array(back))
+    if not len(piece):
+        yield schema.empty_table()
+
+
+def sorted_dictionaries(paths: list[Path], columns: list[str]) -> dict[str, pa.Array]:
+    """For each dictionary column, the union of the pieces' dictionaries in sorted order (what a
+    pandas categorical put together from the pieces has, once its categories are sorted)."""
+    out = {}
+    for col in columns:
+        values: set = set()
+        for path in paths:
+            arr = pq.read_table(path, columns=[col])[col]
+            for chunk in arr.chunks:
+                values.update(v for v in (chunk.dictionary if pa.types.is_dictionary(chunk.type) else
+                                          pc.unique(chunk)).to_pylist() if v is not None)
+        out[col] = pa.array(sorted(values, key=str), type=pa.string())
+    return out
+
+
+def write_merged(paths: list[Path], key: str, dest: Path, columns: list[str] | None = None,
+                 keep_categories: bool = True) -> int:
+    """Merge the pieces into one Parquet file in key order (atomically); returns its row count.
+    ``keep_categories``: dictionary (pandas categorical) columns stay dictionaries, with one sorted
+    dictionary for the whole file, so pandas reads back what it read from the assembled frame."""
+    paths = [Path(p) for p in paths]
+    first = pq.read_schema(paths[0])
+    for path in paths:  # the schema of a non-empty piece (see merged_schema)
+        if pq.ParquetFile(path).metadata.num_rows:
+            first = pq.read_schema(path)
+            break
+    names = columns or first.names
+    dicts = sorted_dictionaries(paths, [n for n in names if pa.types.is_dictionary(first.field(n).type)]) \
+        if keep_categories else {}
+    fields = [pa.field(n, pa.dictionary(first.field(n).type.index_type, pa.string()) if n in dicts
+                       else plain_type(first.field(n).type)) for n in names]
+    # The pandas metadata (categorical, string dtypes) holds only for the same columns.
+    schema = pa.schema(fields, metadata=first.metadata if columns is None else None)
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+        for chunk in iter_merged(paths, key, names):
+            cols = []
+            for field in schema:
+                col = chunk[field.name].combine_chunks()
+                if field.name in dicts:
+                    idx = pc.index_in(col.cast(pa.string()), value_set=dicts[field.name]).cast(field.type.index_type)
+                    col = pa.DictionaryArray.from_arrays(idx, dicts[field.name])
+                elif col.type != field.type:
+                    col = col.cast(field.type)
+                cols.append(col)
+            table = pa.Table.from_arrays(cols, schema=schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    os.replace(tmp, dest)
+    return rows
