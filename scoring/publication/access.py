@@ -47,10 +47,14 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
     x = lambda sql: conn.execute(sa.text(sql))  # noqa: E731
     roles = [role_name(a["id"]) for a in agencies]
     for r in roles:
+        # Every statement an agency session runs also goes to the server log. Roles are shared by
+        # every database of the server: set only what is missing, so publications running at once
+        # in other databases do not update the same role row ("tuple concurrently updated").
         x(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN "
-          f"CREATE ROLE {r} NOLOGIN; END IF; END $$")
-        # Every statement an agency session runs also goes to the server log.
-        x(f"ALTER ROLE {r} SET log_statement = 'all'")
+          f"CREATE ROLE {r} NOLOGIN; END IF; "
+          f"IF NOT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setdatabase = 0 "
+          f"AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{r}') "
+          f"AND 'log_statement=all' = ANY (s.setconfig)) THEN ALTER ROLE {r} SET log_statement = 'all'; END IF; END $$")
     conn.execute(sa.delete(agency_scope))
     conn.execute(agency_scope.insert(), scope_rows(agencies).astype(object).where(lambda d: d.notna(), None)
                  .to_dict("records"))
