@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-CHUNK_ROWS = 250_000
+# Rows held per chunk (a test sets a handful through CREDIT_CHUNK_ROWS to cross many boundaries).
+CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)
 
 
 def plain_type(t: pa.DataType) -> pa.DataType:
@@ -90,10 +91,11 @@ def merged_schema(paths: list[Path], columns: list[str] | None = None) -> pa.Sch
 
 
 def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+                chunk_rows: int | None = None) -> Iterator[pa.Table]:
     """The rows of all pieces in key order (stable: equal keys keep piece order), in chunks of
     ``chunk_rows``, with plain column types. Each piece must be sorted by ``key``."""
     paths = [Path(p) for p in paths]
+    chunk_rows = chunk_rows or CHUNK_ROWS
     for path in paths:
         sort_piece(path, key)
     keys = [pq.read_table(p, columns=[key])[key] for p in paths]

@@ -46,6 +46,7 @@ FULL_ENV = "CREDIT_PUBLISH_FULL"
 FULL_ON_DAY = 1
 SNAPSHOT_FILE = "published.parquet"   # the night's full published table, the next night's base
 PUBLISHED_PIECE = "published"          # a partition's share of it, made beside its evaluation
+CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)  # published rows in memory at once
 FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
 SCHEMA_VERSION = "agency_results/1"
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
@@ -286,7 +287,7 @@ class _BaseReader:
     sorted by USCC): for each chunk of tonight, the base rows of the same USCC range."""
 
     def __init__(self, path: Path, schema: pa.Schema):
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=250_000)
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS)
         self._buf = None
         self._done = False
         self._schema = schema
@@ -450,7 +451,7 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     try:
         pf = pq.ParquetFile(source)
         total, seen = pf.metadata.num_rows, 0
-        chunks = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=250_000)) if total \
+        chunks = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=CHUNK_ROWS)) if total \
             else iter([schema.empty_table()])
         with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow releases the GIL: two scopes at once
             for chunk in chunks:

@@ -19,7 +19,9 @@ def nights(tmp_path_factory):
     out = {}
     for day in ("2026-04-30", "2026-05-01", "2026-05-04"):
         write_deliveries(root, day, n_entities=400, seed=7, defect_rate=0.0)
-        for h, env in ((home, {}), (full, {"CREDIT_PUBLISH_FULL": "1"})):
+        # The delta home reads and writes in chunks of 37 rows: every merge and every delta crosses
+        # chunk boundaries (the full home uses the default chunk, larger than this province).
+        for h, env in ((home, {"CREDIT_CHUNK_ROWS": "37"}), (full, {"CREDIT_PUBLISH_FULL": "1"})):
             r = run_cli("run", "--as-of", day, "--landing", str(root / "landing"), "--home", str(h), "--json", env=env)
             assert r.returncode == 0, r.stderr[-2000:]
             out[(h.name, day)] = json.loads(r.stdout)
@@ -66,3 +68,18 @@ def test_a_delta_is_smaller_than_the_full_file_and_names_only_changes(nights):
              (json.loads((p / "manifest.json").read_text()) for p in (full / "outbox").glob(f"*/{out[('full', '2026-05-04')]['run_id']}"))}
     assert sum(m["rows"] for m in sizes) < sum(fulls.values())
     assert any(m["rows"] > 0 for m in sizes)  # a night with deliveries changes someone
+
+
+def test_reading_in_chunks_changes_no_byte(nights):
+    # The delta home merged its partitions and wrote agencies' files 37 rows at a time.
+    home, full, out = nights
+    for day in ("2026-04-30", "2026-05-01", "2026-05-04"):
+        assert out[("home", day)]["output_sha256"] == out[("full", day)]["output_sha256"]
+    compared = 0
+    for day in ("2026-04-30", "2026-05-01"):  # full deliveries in both homes
+        for folder in sorted((home / "outbox").glob(f"*/{out[('home', day)]['run_id']}")):
+            twin = full / "outbox" / folder.parent.name / out[("full", day)]["run_id"]
+            assert (folder / "results.csv").read_bytes() == (twin / "results.csv").read_bytes()
+            pd.testing.assert_frame_equal(_read(folder, "results.parquet"), _read(twin, "results.parquet"))
+            compared += 1
+    assert compared >= 2
