@@ -439,7 +439,8 @@ def _child(args: list[str], env: dict, label: str) -> dict:
 
 
 def _tree_rss_gb(root: int) -> float:
-    """Resident memory of a process and all its descendants now (Linux /proc), in GB."""
+    """Memory of a process and all its descendants now (Linux /proc), in GB: the sum of their
+    proportional set sizes (PSS), so pages a forked worker shares with its parent count once."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -453,15 +454,20 @@ def _tree_rss_gb(root: int) -> float:
     while todo:
         pid = todo.pop()
         todo += parents.get(pid, [])
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
-        except OSError:
-            pass
+        total += _pss_kb(pid)
     return total / 1024 / 1024
 
 
-BATCH_ROWS = 10_000_000  # records of one stored history batch at most (~4 GB to make and write one)
+def _pss_kb(pid: int) -> int:
+    for name, field in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        try:
+            with open(f"/proc/{pid}/{name}", encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith(field):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
 
 
 def seed_province_store(store, n_entities: int, n_records: int, as_of: str, history_batches: int = 10,
