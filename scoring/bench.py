@@ -470,6 +470,9 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+BATCH_ROWS = 10_000_000  # records of one stored history batch at most (~4 GB to make and write one)
+
+
 def seed_province_store(store, n_entities: int, n_records: int, as_of: str, history_batches: int = 10,
                         batch_rows: int = BATCH_ROWS) -> pd.Series:
     """A province's stored history: the register and its records as ``history_batches`` nightly
