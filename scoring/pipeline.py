@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -408,6 +409,23 @@ def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> None:
     _WORKER_PEAK[0] = max(_WORKER_PEAK[0], peak)
 
 
+def _store_results(store: Store, conn, path: Path, run_id: str) -> None:
+    """The run's results into ``entity_results``, a chunk at a time. Agencies read this table
+    (row-level security): identifiers inside names are masked here too."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=250_000):
+        store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=run_id))
+
+
+class _now:
+    """A call made at once, with the face of a future (SQLite: one connection, one thread)."""
+
+    def __init__(self, fn, *args):
+        self._value = fn(*args)
+
+    def result(self):
+        return self._value
+
+
 def score(ctx: RunContext) -> dict:
     """Score every active entity as of the as-of date with what was known at the cutoff: the
     partitions of the night's plan (those no worker has evaluated yet are evaluated here), put in
@@ -443,29 +461,35 @@ def score(ctx: RunContext) -> dict:
         raise GateFailed(f"run {ctx.run_id}: the entity_score contract is broken by {bad} rows; nothing published")
     # The pieces are merged into USCC order chunk by chunk: the night never holds the province.
     part.write_assembled(plan, folder, "entity_score", rdir / "entity_score.parquet")
-    write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
-    part.write_assembled(plan, folder, "active_entities", rdir / "active_entities.parquet")
-    if plan.get("compare_policy"):
-        part.write_assembled(plan, folder, "previous_policy", rdir / PREVIOUS_POLICY_FILE)
-    out_sha = part.canonical_sha256(plan, folder, rdir / "entity_score.csv")
-    # What agencies will be sent (masked, with the register's fields), made in the pieces too.
-    part.write_assembled(plan, folder, pub.PUBLISHED_PIECE, rdir / pub.SNAPSHOT_FILE)
-    ctx.say(f"score: assembled and hashed at {time.perf_counter() - t0:.1f}s")
-    input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
-    tiers = evaluate.tier_counts(pd.read_parquet(rdir / "entity_score.parquet", columns=["tier"]))
     with store.engine.connect() as conn:
         g = pd.read_sql(sa.select(gate_results.c.gate, gate_results.c.passed, gate_results.c.hard)
                         .where(gate_results.c.run_id == ctx.run_id), conn)
-    manifest = build_manifest(ctx, cat, pol, batches, input_sha, out_sha, tiers, scored,
-                              {"score_seconds": round(t_score, 3)}, qg.gate_summary(g),
-                              {name: sha256_file(rdir / name) for name in ("entity_score.parquet", pub.SNAPSHOT_FILE)},
-                              waivers=_read_json(rdir / "waivers.json", []))
     with store.engine.begin() as conn:
         _save_versions(store, conn, cat, pol)
         conn.execute(sa.delete(entity_results).where(entity_results.c.run_id == ctx.run_id))
-        # Agencies read this table (row-level security): identifiers inside names are masked here too.
-        for batch in pq.ParquetFile(rdir / "entity_score.parquet").iter_batches(batch_size=250_000):
-            store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=ctx.run_id))
+        # On PostgreSQL the results are copied in while the rest is merged (the server's share of
+        # the COPY runs on the other core); the connection is the copy's alone until it is joined.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            copy = (pool.submit if conn.dialect.name == "postgresql" else _now)(
+                _store_results, store, conn, rdir / "entity_score.parquet", ctx.run_id)
+            try:
+                write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
+                part.write_assembled(plan, folder, "active_entities", rdir / "active_entities.parquet")
+                if plan.get("compare_policy"):
+                    part.write_assembled(plan, folder, "previous_policy", rdir / PREVIOUS_POLICY_FILE)
+                out_sha = part.canonical_sha256(plan, folder, rdir / "entity_score.csv")
+                # What agencies will be sent (masked, with the register's fields), made in the pieces too.
+                part.write_assembled(plan, folder, pub.PUBLISHED_PIECE, rdir / pub.SNAPSHOT_FILE)
+                ctx.say(f"score: assembled and hashed at {time.perf_counter() - t0:.1f}s")
+                input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
+                tiers = evaluate.tier_counts(pd.read_parquet(rdir / "entity_score.parquet", columns=["tier"]))
+                manifest = build_manifest(
+                    ctx, cat, pol, batches, input_sha, out_sha, tiers, scored, {"score_seconds": round(t_score, 3)},
+                    qg.gate_summary(g),
+                    {name: sha256_file(rdir / name) for name in ("entity_score.parquet", pub.SNAPSHOT_FILE)},
+                    waivers=_read_json(rdir / "waivers.json", []))
+            finally:
+                copy.result()  # joined before the transaction commits or rolls back
         ctx.say(f"score: {scored:,} results in the database at {time.perf_counter() - t0:.1f}s")
         update_run(conn, ctx.run_id, status="scored", step="score", input_sha256=input_sha, output_sha256=out_sha,
                    catalogue_sha256=cat.sha256, policy_sha256=pol.sha256, entities_scored=scored,
@@ -561,12 +585,13 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
         begin(ctx)
     else:
         shown(ctx, prefer_published=False)
-    seconds = {}
+    seconds, peaks = {}, {}
     try:
         for name in steps:
             t = time.perf_counter()
             run_step(name, ctx)
             seconds[name] = round(time.perf_counter() - t, 3)
+            peaks[name] = part.own_peak_rss_gb()  # the high-water mark so far: where it rose is the step
     except GateFailed as exc:
         error = str(exc)
         if "report" in steps:
@@ -574,6 +599,7 @@ def run_night(ctx: RunContext, steps: tuple[str, ...] = STEP_NAMES) -> dict:
     summary = run_summary(ctx)
     summary["step_seconds"] = seconds
     summary["peak_rss_gb"] = _peak_rss()
+    summary["peak_rss_gb_after_step"] = peaks
     if error:
         summary["error"] = error
     return summary
