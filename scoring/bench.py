@@ -589,8 +589,9 @@ def bench_night(n_entities: int, n_records: int, delivery_rows: int, pg_url: str
         mem, bound = _memory(night, workers)
         _row(f"typical night end to end: {delivery_rows:,} rows in, deltas out ({a.get('status')})",
              f"{night['wall']:.1f} s", "<= 120 s", night["wall"] <= 120)
+        after = a.get("peak_rss_gb_after_step") or {}
         for step, sec in (a.get("step_seconds") or {}).items():
-            _row(f"  {step}", f"{sec:.1f} s")
+            _row(f"  {step}", f"{sec:.1f} s", f"process high-water mark after it {after.get(step, float('nan')):.2f} GB")
         _row("  peak memory", mem, "<= 6 GB", bound <= 6)
         q = _child(["run", "--as-of", quiet, *k_args], env, "quiet night")
         mem, bound = _memory(q, workers)
@@ -699,8 +700,10 @@ def bench_night_once(n_entities: int, n_records: int, delivery_rows: int, pg_url
         _row("  partitions (credit run --partitions)", str(k))
         _row("  entities scored", f"{a.get('entities_scored', 0):,}")
         seconds = a.get("step_seconds") or {}
+        after = a.get("peak_rss_gb_after_step") or {}
         for step in [s for s in pipeline.STEP_NAMES if s in seconds]:
-            _row(f"  {step}", f"{seconds[step]:.1f} s")
+            _row(f"  {step}", f"{seconds[step]:.1f} s",
+                 f"process high-water mark after it {after.get(step, float('nan')):.2f} GB")
         _row("  peak memory", mem, "<= 6 GB", bound <= 6 and night["code"] == 0)
         db = _database_gb(url)
         _row("  store on disk after the night", f"{_disk_gb(home):.2f} GB" + (f" + database {db:.2f} GB" if db else ""))
