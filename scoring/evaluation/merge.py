@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 # Rows held per chunk (a test sets a handful through CREDIT_CHUNK_ROWS to cross many boundaries).
 CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)
+CURSOR_ROWS = 8_192
 
 
 def plain_type(t: pa.DataType) -> pa.DataType:
@@ -63,7 +64,10 @@ class _Cursor:
     """The next rows of one piece, read a row group at a time."""
 
     def __init__(self, path: Path, columns: list[str] | None, schema: pa.Schema):
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns)
+        # A few thousand rows at a time: with a province in 64 or more pieces, reading each piece a
+        # chunk ahead would hold the whole province (what the 10M night did before this).
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=CURSOR_ROWS, columns=columns,
+                                                          use_threads=False)
         self._schema = schema
         self._buf = schema.empty_table()
 

@@ -40,6 +40,7 @@ from scoring.history.inputs import read_inputs
 
 RECORDS_PER_PARTITION = 2_000_000  # ≈ 1.6 GB of a worker's memory per piece (3.75M records measured 2.9 GB)
 MAX_PARTITIONS = 256
+PIECE_ROW_GROUP = 16_384
 PIECES = ("entity_score", "active_entities", "canonical", "verdict")
 COMPARE_COLUMNS = ["uscc", "name", "tier", "score", "override", "reasons"]  # what a policy migration shows
 
@@ -74,7 +75,8 @@ def _write_atomic(path: Path, frame: pd.DataFrame | pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table, tmp, compression="zstd")
+    # Small row groups: the night's merge holds one decoded row group of every piece at a time.
+    pq.write_table(table, tmp, compression="zstd", row_group_size=PIECE_ROW_GROUP)
     os.replace(tmp, path)
 
 
