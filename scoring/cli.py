@@ -16,7 +16,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from scoring.audit.rerun import rerun
-from scoring.calibration.learn import calibrate, promote
 from scoring.calibration.policy_change import diff_text, policy_diff, promote_file, write_diff
 from scoring.common.catalogue import Catalogue
 from scoring.common.errors import PipelineError
@@ -31,8 +30,6 @@ from scoring.publication.publish import load_agencies
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
 from scoring.sampling import plans
-from scoring.world.params import WorldParamsError, world_path
-from scoring.world.province import write_deliveries
 
 EXIT_OK, EXIT_GATE, EXIT_UNUSABLE = 0, 1, 2
 
@@ -60,6 +57,9 @@ def _home(args) -> Path:
 # --------------------------------------------------------------------------- commands
 
 def cmd_demo_data(args) -> int:
+    from scoring.world.params import world_path
+    from scoring.world.province import write_deliveries
+
     res = write_deliveries(args.out, args.as_of, n_entities=args.entities, seed=args.seed,
                            defect_rate=args.defect_rate, progress=_progress(args), world=world_path(args.world))
     if args.json:
@@ -313,6 +313,7 @@ def cmd_sample(args) -> int:
 
 def cmd_world_experiment(args) -> int:
     from scoring.world.experiment import run_world_experiments
+    from scoring.world.params import world_path
 
     out = run_world_experiments(world_path(args.world), [int(s) for s in args.seeds.split(",")], args.entities,
                                 args.resamples, Path(args.out) if args.out else _home(args) / "world_experiments",
@@ -326,7 +327,12 @@ def cmd_world_experiment(args) -> int:
     return EXIT_OK
 
 
+# The learner (scikit-learn, SciPy) and the synthetic world are imported by the commands that use
+# them: seconds of every `credit` start, a nightly run's included, that nothing else needs.
+
 def cmd_calibrate(args) -> int:
+    from scoring.calibration.learn import calibrate
+
     out = calibrate(Store.open(args.db, _home(args)), until=args.until)
     if args.json:
         _print_json(out)
@@ -354,6 +360,8 @@ def cmd_policy(args) -> int:
         entry = promote_file(store, args.policy, args.approved_by, args.reason, args.effective_from, args.diff,
                              **({"history": Path(args.history)} if args.history else {}))
     else:  # a calibration candidate by id (the deployment's own history)
+        from scoring.calibration.learn import promote
+
         entry = promote(store, args.policy, args.approved_by, args.reason, args.effective_from)
     if args.json:
         _print_json(entry)
@@ -588,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, PipelineError):
             print(f"credit {args.command}: {exc}", file=sys.stderr)
             return EXIT_GATE
-        if isinstance(exc, WorldParamsError):
+        world = sys.modules.get("scoring.world.params")  # only a command that imported it can raise it
+        if world is not None and isinstance(exc, world.WorldParamsError):
             print(f"credit {args.command}: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE
         if os.environ.get("CREDIT_DEBUG"):

@@ -40,6 +40,7 @@ from scoring.history.inputs import visible_inputs
 from scoring.history.runlock import run_lock
 from scoring.history.store import (
     Store,
+    copy_files,
     default_home,
     entity_results,
     gate_results,
@@ -52,6 +53,7 @@ from scoring.history.store import (
     runs,
     sha256_file,
     update_run,
+    write_copy_file,
     write_parquet,
 )
 from scoring.intake.deliveries import raw_values, stage_deliveries
@@ -394,26 +396,51 @@ def evaluate_partition(ctx: RunContext, partition: int) -> dict:
         raise PipelineError(f"run {ctx.run_id}: the partition plan was made with other catalogue/policy versions")
     t = time.perf_counter()
     out = part.evaluate_partition(store, plan, int(partition), cat, pol, folder, ctx.run_id)
-    pub.write_published_piece(store, plan, int(partition), cat, folder)
+    partition_outputs(store, plan, int(partition), cat, folder, ctx.run_id)
     ctx.say(f"score: partition {partition + 1}/{plan['partitions']}: {out['entities']:,} entities, "
             f"{out['records']:,} records in {time.perf_counter() - t:.1f}s")
     return out
 
 
+RESULTS_COPY_PIECE = "results_copy.csv"
+
+
+def partition_outputs(store: Store, plan: dict, partition: int, catalogue: Catalogue, folder: Path,
+                      run_id: str) -> None:
+    """What a partition makes beside its evaluation, so that the night's tail only merges and
+    streams: the rows agencies will get and, on PostgreSQL, its results as COPY input for
+    ``entity_results`` (identifiers inside names masked: agencies read that table)."""
+    pub.write_published_piece(store, plan, partition, catalogue, folder)
+    if store.engine.dialect.name == "postgresql":
+        results = pd.read_parquet(part.piece_path(folder, plan, partition, "entity_score"))
+        write_copy_file(part.piece_path(folder, plan, partition, RESULTS_COPY_PIECE), entity_results,
+                        mask_text_frame(results).assign(run_id=run_id))
+
+
+def _partition_pieces(store: Store) -> tuple[str, ...]:
+    return (pub.PUBLISHED_PIECE,) + ((RESULTS_COPY_PIECE,) if store.engine.dialect.name == "postgresql" else ())
+
+
 def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> None:
     """The partitions no DAG worker has evaluated: here, in worker processes (CREDIT_WORKERS)."""
     cat, pol = _configs(ctx)
-    peak = part.evaluate_partitions(_open(ctx), plan, cat, pol, folder, ctx.run_id,
-                                    say=lambda m: ctx.say(f"score: {m}"), after=pub.write_published_piece,
-                                    after_pieces=(pub.PUBLISHED_PIECE,))
+    store = _open(ctx)
+    peak = part.evaluate_partitions(store, plan, cat, pol, folder, ctx.run_id,
+                                    say=lambda m: ctx.say(f"score: {m}"), after=partition_outputs,
+                                    after_pieces=_partition_pieces(store))
     _WORKER_PEAK[0] = max(_WORKER_PEAK[0], peak)
 
 
-def _store_results(store: Store, conn, path: Path, run_id: str) -> None:
-    """The run's results into ``entity_results``, a chunk at a time. Agencies read this table
-    (row-level security): identifiers inside names are masked here too."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=250_000):
-        store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=run_id))
+def _store_results(store: Store, conn, plan: dict, folder: Path, run_id: str) -> None:
+    """The run's results into ``entity_results``, straight from the partitions (a table has no row
+    order: the copy need not wait for the merge). On PostgreSQL the workers made the COPY input;
+    elsewhere the pieces are inserted a chunk at a time, masked as ``partition_outputs`` masks."""
+    if conn.dialect.name == "postgresql":
+        copy_files(conn, entity_results, part.piece_paths(plan, folder, RESULTS_COPY_PIECE))
+        return
+    for path in part.piece_paths(plan, folder, "entity_score"):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=250_000):
+            store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=run_id))
 
 
 class _now:
@@ -459,8 +486,6 @@ def score(ctx: RunContext) -> dict:
             update_run(conn, ctx.run_id, status="failed", step="score",
                        message=f"entity_score contract broken by {bad} rows")
         raise GateFailed(f"run {ctx.run_id}: the entity_score contract is broken by {bad} rows; nothing published")
-    # The pieces are merged into USCC order chunk by chunk: the night never holds the province.
-    part.write_assembled(plan, folder, "entity_score", rdir / "entity_score.parquet")
     with store.engine.connect() as conn:
         g = pd.read_sql(sa.select(gate_results.c.gate, gate_results.c.passed, gate_results.c.hard)
                         .where(gate_results.c.run_id == ctx.run_id), conn)
@@ -471,15 +496,22 @@ def score(ctx: RunContext) -> dict:
         # the COPY runs on the other core); the connection is the copy's alone until it is joined.
         with ThreadPoolExecutor(max_workers=1) as pool:
             copy = (pool.submit if conn.dialect.name == "postgresql" else _now)(
-                _store_results, store, conn, rdir / "entity_score.parquet", ctx.run_id)
+                _store_results, store, conn, plan, folder, ctx.run_id)
             try:
-                write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
-                part.write_assembled(plan, folder, "active_entities", rdir / "active_entities.parquet")
+                # The pieces are merged into USCC order chunk by chunk (the night never holds the
+                # province), two outputs at a time: Arrow does the work without the GIL.
+                merges = {"entity_score": rdir / "entity_score.parquet", pub.PUBLISHED_PIECE: rdir / pub.SNAPSHOT_FILE,
+                          "active_entities": rdir / "active_entities.parquet"}
                 if plan.get("compare_policy"):
-                    part.write_assembled(plan, folder, "previous_policy", rdir / PREVIOUS_POLICY_FILE)
-                out_sha = part.canonical_sha256(plan, folder, rdir / "entity_score.csv")
-                # What agencies will be sent (masked, with the register's fields), made in the pieces too.
-                part.write_assembled(plan, folder, pub.PUBLISHED_PIECE, rdir / pub.SNAPSHOT_FILE)
+                    merges["previous_policy"] = rdir / PREVIOUS_POLICY_FILE
+                with ThreadPoolExecutor(max_workers=2) as merging:
+                    hashed = merging.submit(part.canonical_sha256, plan, folder, rdir / "entity_score.csv")
+                    done = [merging.submit(part.write_assembled, plan, folder, piece, dest)
+                            for piece, dest in merges.items()]
+                    write_parquet(rdir / "objections.parquet", part.objections(store, batches, ctx.as_of))
+                    out_sha = hashed.result()
+                    for d in done:
+                        d.result()
                 ctx.say(f"score: assembled and hashed at {time.perf_counter() - t0:.1f}s")
                 input_sha = content_hash([[b["batch_id"], b["sha256"]] for b in batches])
                 tiers = evaluate.tier_counts(pd.read_parquet(rdir / "entity_score.parquet", columns=["tier"]))

@@ -68,7 +68,9 @@ def make_plan(batches: list[dict], partitions: int, as_of: str, catalogue_sha256
 
 
 def piece_path(folder: Path, plan: dict, partition: int, piece: str) -> Path:
-    return Path(folder) / f"k{plan['partitions']}-{plan['plan_sha256'][:16]}" / f"{piece}-{partition:04d}.parquet"
+    """Where a piece of a partition lives: Parquet, unless its name carries another suffix."""
+    stem, _, suffix = piece.partition(".")
+    return Path(folder) / f"k{plan['partitions']}-{plan['plan_sha256'][:16]}" / f"{stem}-{partition:04d}.{suffix or 'parquet'}"
 
 
 def _write_atomic(path: Path, frame: pd.DataFrame | pa.Table) -> None:
@@ -130,7 +132,7 @@ def _worker(url: str, home: str, plan: dict, catalogue_doc: dict, policy_doc: di
             run_name: str, after=None) -> dict:
     """One partition in a worker process (top level, so a spawned process can import it; a forked
     one opens its own database connections all the same);
-    ``after(store, plan, partition, catalogue, folder)`` makes the caller's own pieces from it."""
+    ``after(store, plan, partition, catalogue, folder, run_name)`` makes the caller's own pieces from it."""
     from scoring.common.catalogue import Catalogue
     from scoring.history.store import Store
 
@@ -138,7 +140,7 @@ def _worker(url: str, home: str, plan: dict, catalogue_doc: dict, policy_doc: di
     catalogue = Catalogue.from_doc(catalogue_doc)
     out = evaluate_partition(store, plan, partition, catalogue, Policy.from_doc(policy_doc), Path(folder), run_name)
     if after is not None:
-        after(store, plan, partition, catalogue, Path(folder))
+        after(store, plan, partition, catalogue, Path(folder), run_name)
     return {**out, "peak_rss_gb": own_peak_rss_gb()}
 
 
@@ -170,7 +172,7 @@ def evaluate_partitions(store, plan: dict, catalogue, policy, folder: Path, run_
         for p in missing:
             out = evaluate_partition(store, plan, p, catalogue, policy, folder, run_name)
             if after is not None:
-                after(store, plan, p, catalogue, folder)
+                after(store, plan, p, catalogue, folder, run_name)
             say(f"partition {p + 1}/{plan['partitions']}: {out['entities']:,} entities, {out['records']:,} records")
         return 0.0
     import multiprocessing as mp

@@ -453,16 +453,23 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
         total, seen = pf.metadata.num_rows, 0
         chunks = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=CHUNK_ROWS)) if total \
             else iter([schema.empty_table()])
-        with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow releases the GIL: two scopes at once
+        # Arrow releases the GIL: two scopes are written at once while the next chunk's delta and
+        # CSV fields are made; a scope's chunks are still written in order (one chunk in flight).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            writing: list = []
             for chunk in chunks:
                 chunk = chunk.cast(schema) if chunk.schema != schema else chunk
                 seen += chunk.num_rows
                 last = None if seen >= total else chunk["uscc"][-1].as_py()
                 delta = delta_against(chunk, base[0], reader.upto(last)) if reader else None
                 for_csv = csv_table(chunk)
-                list(pool.map(lambda s: s.write(chunk, for_csv, delta), sets.values()))
+                for w in writing:
+                    w.result()
+                writing = [pool.submit(s.write, chunk, for_csv, delta) for s in sets.values()]
                 if progress and total > 1_000_000:
-                    progress(f"publish: {seen:,}/{total:,} entities written for {len(sets)} scope(s)")
+                    progress(f"publish: {seen:,}/{total:,} entities being written for {len(sets)} scope(s)")
+            for w in writing:
+                w.result()
         for files in sets.values():
             files.close()
         for n, agency in enumerate(allowed, start=1):

@@ -12,6 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
+from scoring.evaluation.evaluate import positions
 from scoring.common.plots import use_cjk_font
 from scoring.reporting.policy_section import policy_change_section, previous_policy
 from scoring.history.store import (
@@ -98,15 +99,30 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
     return out
 
 
+TIER_ROWS = ["A", "B", "C", "D", "new"]
+TIER_COLUMNS = ["A", "B", "C", "D", "gone"]
+
+
 def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """Entities by tier in the previous run (rows) and this run (columns); new and gone included."""
-    m = previous[["uscc", "tier"]].merge(current[["uscc", "tier"]], on="uscc", how="outer", suffixes=("_prev", "_now"))
-    m["tier_prev"] = m["tier_prev"].astype("object").fillna("new")
-    m["tier_now"] = m["tier_now"].astype("object").fillna("gone")
-    t = pd.crosstab(m["tier_prev"], m["tier_now"])
-    rows = [r for r in ["A", "B", "C", "D", "new"] if r in t.index]
-    cols = [c for c in ["A", "B", "C", "D", "gone"] if c in t.columns]
-    return t.reindex(index=rows, columns=cols, fill_value=0)
+    """Entities by tier in the previous run (rows) and this run (columns); new and gone included,
+    as a crosstab has them (a row or column appears when some entity is in it). USCCs are matched
+    with one Arrow hash lookup, not a pandas merge of two provinces."""
+    def codes(tiers: pd.Series) -> np.ndarray:  # A-D as 0-3, anything else -1 (left out)
+        return pd.Categorical(tiers.astype("object"), categories=TIER_ROWS[:4]).codes.astype(np.int64)
+
+    pos = positions(current["uscc"], previous["uscc"])
+    gone = np.ones(len(previous), dtype=bool)
+    gone[pos[pos >= 0]] = False
+    prev_codes, now_codes = codes(previous["tier"]), codes(current["tier"])
+    was = np.full(len(pos), 4, dtype=np.int64)  # 4: new (row) or gone (column)
+    was[pos >= 0] = prev_codes[pos[pos >= 0]]
+    row = np.concatenate([was, prev_codes[gone]])
+    col = np.concatenate([now_codes, np.full(int(gone.sum()), 4, dtype=np.int64)])
+    keep = (row >= 0) & (col >= 0)
+    counts = np.bincount(row[keep] * 5 + col[keep], minlength=25).reshape(5, 5)
+    had, has = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
+    return pd.DataFrame(counts[had][:, has], index=pd.Index(np.array(TIER_ROWS)[had], name="tier_prev"),
+                        columns=pd.Index(np.array(TIER_COLUMNS)[has], name="tier_now"))
 
 
 def coverage(results: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
@@ -239,7 +255,7 @@ def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
     if path.exists() and expected and sha256_file(path) == expected:
         return read_lean(path, ["uscc", "tier"])
     return pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
-                       .where(entity_results.c.run_id == run_id), conn)
+                       .where(entity_results.c.run_id == run_id).order_by(entity_results.c.uscc), conn)
 
 
 def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
