@@ -253,8 +253,8 @@ def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catal
     period set in force on its DECISION date; a shorter end the provider gives wins. Listings: the
     end the source gives (or the catalogue's maximum for the list), never an invented term.
     Licences: their validity. Shared by the engine and calibration."""
-    item_idx = (pd.Categorical(records["item_code"], categories=items["item_code"]).codes.astype(np.int16)
-                if _item_idx is None else _item_idx)
+    item_idx = category_codes(records["item_code"], items["item_code"]).astype(np.int16) \
+        if _item_idx is None else _item_idx
     known = item_idx >= 0
     ii = np.where(known, item_idx, 0).astype(np.int16)
     pub_kind = np.where(known, items["pub_kind"].to_numpy(dtype=np.int8)[ii], 0).astype(np.int8)
@@ -265,7 +265,7 @@ def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catal
         rows = np.flatnonzero(rules)
         grade = items["grade"].to_numpy()[ii[rows]]
         if "grade" in records:
-            own = pd.Categorical(records["grade"].to_numpy()[rows], categories=list(GRADES)).codes
+            own = category_codes(records["grade"], GRADES, rows)
             grade = np.where(own >= 0, own, grade)
         grade = np.where(grade >= 0, grade, GRADES.index("general"))
         starts = np.array([(pd.Timestamp(str(r["effective_from"])) - pd.Timestamp("1970-01-01")).days
@@ -288,7 +288,7 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
     """The engine behind classify_records: int arrays only, no copies of the frame."""
     as_day = np.int32((pd.Timestamp(as_of).normalize() - pd.Timestamp("1970-01-01")).days)
     n = len(records)
-    item_idx = pd.Categorical(records["item_code"], categories=items["item_code"]).codes.astype(np.int16)
+    item_idx = category_codes(records["item_code"], items["item_code"]).astype(np.int16)
     known = item_idx >= 0
     ii = np.where(known, item_idx, 0).astype(np.int16)
     dec = day_numbers(records, "decision_date")
@@ -380,6 +380,21 @@ def positions(values: pd.Series, index: pd.Series, rows: np.ndarray | None = Non
     if not len(arr):
         return np.zeros(0, dtype=np.int32)
     return pc.index_in(arr, value_set=_arrow(index)).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def category_codes(values: pd.Series, categories, rows: np.ndarray | None = None) -> np.ndarray:
+    """``pd.Categorical(values, categories=categories).codes`` (of ``values[rows]`` if given) by
+    one Arrow hash lookup: a text column is not turned into Python objects first, and a
+    categorical column is looked up by its categories only."""
+    categories = pd.Series(list(categories), dtype="string")
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = positions(pd.Series(values.cat.categories.astype("string")), categories) \
+            if len(values.cat.categories) else np.zeros(0, dtype=np.int32)
+        codes = values.cat.codes.to_numpy()
+        if rows is not None:
+            codes = codes[rows]
+        return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1).astype(np.int32)
+    return positions(values, categories, rows)
 
 
 DENSE_GROUP_LIMIT = 1 << 28  # (entity, item) cells: 2 GB of dense tables at most

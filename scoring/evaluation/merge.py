@@ -79,17 +79,22 @@ class _Cursor:
         return out
 
 
-def merged_schema(paths: list[Path], columns: list[str] | None = None) -> pa.Schema:
-    """The plain schema of the pieces (a non-empty one's: an empty piece may carry null columns)."""
+def first_schema(paths: list[Path]) -> pa.Schema:
+    """The schema of the first non-empty piece (an empty piece may carry null columns), else the
+    first piece's."""
     first = None
     for path in paths:
         meta = pq.ParquetFile(path)
-        schema = meta.schema_arrow
         if first is None:
-            first = schema
+            first = meta.schema_arrow
         if meta.metadata.num_rows:
-            first = schema
-            break
+            return meta.schema_arrow
+    return first
+
+
+def merged_schema(paths: list[Path], columns: list[str] | None = None) -> pa.Schema:
+    """The plain schema of the pieces (see ``first_schema``)."""
+    first = first_schema(paths)
     names = columns or [n for n in first.names]
     return pa.schema([pa.field(n, plain_type(first.field(n).type)) for n in names])
 
@@ -146,11 +151,7 @@ def write_merged(paths: list[Path], key: str, dest: Path, columns: list[str] | N
     ``keep_categories``: dictionary (pandas categorical) columns stay dictionaries, with one sorted
     dictionary for the whole file, so pandas reads back what it read from the assembled frame."""
     paths = [Path(p) for p in paths]
-    first = pq.read_schema(paths[0])
-    for path in paths:  # the schema of a non-empty piece (see merged_schema)
-        if pq.ParquetFile(path).metadata.num_rows:
-            first = pq.read_schema(path)
-            break
+    first = first_schema(paths)
     names = columns or first.names
     dicts = sorted_dictionaries(paths, [n for n in names if pa.types.is_dictionary(first.field(n).type)]) \
         if keep_categories else {}
