@@ -414,7 +414,12 @@ def partition_outputs(store: Store, plan: dict, partition: int, catalogue: Catal
     if store.engine.dialect.name == "postgresql":
         results = pd.read_parquet(part.piece_path(folder, plan, partition, "entity_score"))
         write_copy_file(part.piece_path(folder, plan, partition, RESULTS_COPY_PIECE), entity_results,
-                        mask_text_frame(results).assign(run_id=run_id))
+                        _stored_rows(results, run_id))
+
+
+def _stored_rows(results: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """Results as ``entity_results`` rows: the run named, identifiers inside names masked."""
+    return mask_text_frame(results).assign(run_id=run_id)
 
 
 def _partition_pieces(store: Store) -> tuple[str, ...]:
@@ -434,13 +439,13 @@ def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> None:
 def _store_results(store: Store, conn, plan: dict, folder: Path, run_id: str) -> None:
     """The run's results into ``entity_results``, straight from the partitions (a table has no row
     order: the copy need not wait for the merge). On PostgreSQL the workers made the COPY input;
-    elsewhere the pieces are inserted a chunk at a time, masked as ``partition_outputs`` masks."""
+    elsewhere the pieces are inserted a chunk at a time."""
     if conn.dialect.name == "postgresql":
         copy_files(conn, entity_results, part.piece_paths(plan, folder, RESULTS_COPY_PIECE))
         return
     for path in part.piece_paths(plan, folder, "entity_score"):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=250_000):
-            store.insert_frame(conn, entity_results, mask_text_frame(batch.to_pandas()).assign(run_id=run_id))
+            store.insert_frame(conn, entity_results, _stored_rows(batch.to_pandas(), run_id))
 
 
 class _now:

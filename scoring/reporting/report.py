@@ -12,8 +12,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
-from scoring.evaluation.evaluate import positions
 from scoring.common.plots import use_cjk_font
+from scoring.evaluation.evaluate import category_codes, positions
 from scoring.reporting.policy_section import policy_change_section, previous_policy
 from scoring.history.store import (
     entity_results,
@@ -107,13 +107,12 @@ def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFr
     """Entities by tier in the previous run (rows) and this run (columns); new and gone included,
     as a crosstab has them (a row or column appears when some entity is in it). USCCs are matched
     with one Arrow hash lookup, not a pandas merge of two provinces."""
-    def codes(tiers: pd.Series) -> np.ndarray:  # A-D as 0-3, anything else -1 (left out)
-        return pd.Categorical(tiers.astype("object"), categories=TIER_ROWS[:4]).codes.astype(np.int64)
-
     pos = positions(current["uscc"], previous["uscc"])
     gone = np.ones(len(previous), dtype=bool)
     gone[pos[pos >= 0]] = False
-    prev_codes, now_codes = codes(previous["tier"]), codes(current["tier"])
+    # A-D as 0-3, anything else -1 (left out)
+    prev_codes = category_codes(previous["tier"], TIER_ROWS[:4]).astype(np.int64)
+    now_codes = category_codes(current["tier"], TIER_ROWS[:4]).astype(np.int64)
     was = np.full(len(pos), 4, dtype=np.int64)  # 4: new (row) or gone (column)
     was[pos >= 0] = prev_codes[pos[pos >= 0]]
     row = np.concatenate([was, prev_codes[gone]])
