@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from scoring.audit.manifest import build_manifest
@@ -36,6 +35,7 @@ from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate
 from scoring.evaluation.evaluate import Policy
 from scoring.evaluation import partitioned as part
+from scoring.evaluation import piece_files
 from scoring.history.inputs import visible_inputs
 from scoring.history.runlock import run_lock
 from scoring.history.store import (
@@ -410,9 +410,9 @@ def partition_outputs(store: Store, plan: dict, partition: int, catalogue: Catal
     """What a partition makes beside its evaluation, so that the night's tail only merges and
     streams: the rows agencies will get and, on PostgreSQL, its results as COPY input for
     ``entity_results`` (identifiers inside names masked: agencies read that table)."""
-    pub.write_published_piece(store, plan, partition, catalogue, folder)
+    results = piece_files.read_table(part.piece_path(folder, plan, partition, "entity_score")).to_pandas()
+    pub.write_published_piece(store, plan, partition, catalogue, folder, results)
     if store.engine.dialect.name == "postgresql":
-        results = pd.read_parquet(part.piece_path(folder, plan, partition, "entity_score"))
         write_copy_file(part.piece_path(folder, plan, partition, RESULTS_COPY_PIECE), entity_results,
                         _stored_rows(results, run_id))
 
@@ -444,7 +444,7 @@ def _store_results(store: Store, conn, plan: dict, folder: Path, run_id: str) ->
         copy_files(conn, entity_results, part.piece_paths(plan, folder, RESULTS_COPY_PIECE))
         return
     for path in part.piece_paths(plan, folder, "entity_score"):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=250_000):
+        for batch in piece_files.iter_batches(path, 250_000):
             store.insert_frame(conn, entity_results, _stored_rows(batch.to_pandas(), run_id))
 
 

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from scoring.evaluation import piece_files
+
 # Rows held per chunk (a test sets a handful through CREDIT_CHUNK_ROWS to cross many boundaries).
 CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)
 CURSOR_ROWS = 8_192
@@ -52,11 +54,16 @@ def is_sorted(keys: pa.Array | pa.ChunkedArray) -> bool:
 
 def sort_piece(path: Path, key: str) -> None:
     """Rewrite a piece in key order if it is not (pieces written by code that did not sort them)."""
-    t = pq.read_table(path)
-    if is_sorted(t[key]):
+    keys = piece_files.read_table(path, columns=[key])[key]
+    if is_sorted(keys):
+        return
+    t = piece_files.read_table(path)
+    t = t.take(pc.sort_indices(t, [(key, "ascending")]))
+    if piece_files.is_ipc(path):
+        piece_files.write_table(path, t, CURSOR_ROWS)
         return
     tmp = path.with_name(path.name + f".sort{os.getpid()}")
-    pq.write_table(t.take(pc.sort_indices(t, [(key, "ascending")])), tmp, compression="zstd")
+    pq.write_table(t, tmp, compression="zstd")
     os.replace(tmp, path)
 
 
@@ -66,8 +73,7 @@ class _Cursor:
     def __init__(self, path: Path, columns: list[str] | None, schema: pa.Schema):
         # A few thousand rows at a time: with a province in 64 or more pieces, reading each piece a
         # chunk ahead would hold the whole province (what the 10M night did before this).
-        self._batches = pq.ParquetFile(path).iter_batches(batch_size=CURSOR_ROWS, columns=columns,
-                                                          use_threads=False)
+        self._batches = piece_files.iter_batches(path, CURSOR_ROWS, columns)
         self._schema = schema
         self._buf = schema.empty_table()
 
@@ -84,11 +90,11 @@ def first_schema(paths: list[Path]) -> pa.Schema:
     first piece's."""
     first = None
     for path in paths:
-        meta = pq.ParquetFile(path)
+        schema = piece_files.read_schema(path)
         if first is None:
-            first = meta.schema_arrow
-        if meta.metadata.num_rows:
-            return meta.schema_arrow
+            first = schema
+        if piece_files.num_rows(path):
+            return schema
     return first
 
 
@@ -107,7 +113,7 @@ def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
     chunk_rows = chunk_rows or CHUNK_ROWS
     for path in paths:
         sort_piece(path, key)
-    keys = [pq.read_table(p, columns=[key])[key] for p in paths]
+    keys = [piece_files.read_table(p, columns=[key])[key] for p in paths]
     sizes = np.array([len(k) for k in keys], dtype=np.int64)
     every = pa.chunked_array([c.cast(pa.large_string()) for k in keys for c in k.chunks], type=pa.large_string())
     del keys
@@ -133,16 +139,16 @@ def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
 def sorted_dictionaries(paths: list[Path], columns: list[str]) -> dict[str, pa.Array]:
     """For each dictionary column, the union of the pieces' dictionaries in sorted order (what a
     pandas categorical put together from the pieces has, once its categories are sorted)."""
-    out = {}
-    for col in columns:
-        values: set = set()
-        for path in paths:
-            arr = pq.read_table(path, columns=[col])[col]
-            for chunk in arr.chunks:
-                values.update(v for v in (chunk.dictionary if pa.types.is_dictionary(chunk.type) else
-                                          pc.unique(chunk)).to_pylist() if v is not None)
-        out[col] = pa.array(sorted(values, key=str), type=pa.string())
-    return out
+    if not columns:
+        return {}
+    values: dict[str, set] = {col: set() for col in columns}
+    for path in paths:  # each piece read once for all its dictionary columns
+        table = piece_files.read_table(path, columns=columns)
+        for col in columns:
+            for chunk in table[col].chunks:
+                values[col].update(v for v in (chunk.dictionary if pa.types.is_dictionary(chunk.type) else
+                                               pc.unique(chunk)).to_pylist() if v is not None)
+    return {col: pa.array(sorted(values[col], key=str), type=pa.string()) for col in columns}
 
 
 def write_merged(paths: list[Path], key: str, dest: Path, columns: list[str] | None = None,

@@ -32,6 +32,7 @@ from scoring.evaluation.evaluate import (
     apply_changes,
     score_entities,
 )
+from scoring.evaluation import piece_files
 from scoring.evaluation.merge import iter_merged, write_merged
 from scoring.history.store import harmonised
 from scoring.quality import validate as quality
@@ -68,18 +69,16 @@ def make_plan(batches: list[dict], partitions: int, as_of: str, catalogue_sha256
 
 
 def piece_path(folder: Path, plan: dict, partition: int, piece: str) -> Path:
-    """Where a piece of a partition lives: Parquet, unless its name carries another suffix."""
+    """Where a piece of a partition lives: an Arrow IPC file (``piece_files``), unless its name
+    carries another suffix."""
     stem, _, suffix = piece.partition(".")
-    return Path(folder) / f"k{plan['partitions']}-{plan['plan_sha256'][:16]}" / f"{stem}-{partition:04d}.{suffix or 'parquet'}"
+    return Path(folder) / f"k{plan['partitions']}-{plan['plan_sha256'][:16]}" / f"{stem}-{partition:04d}.{suffix or piece_files.SUFFIX}"
 
 
 def _write_atomic(path: Path, frame: pd.DataFrame | pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-    # Small row groups: the night's merge holds one decoded row group of every piece at a time.
-    pq.write_table(table, tmp, compression="zstd", row_group_size=PIECE_ROW_GROUP)
-    os.replace(tmp, path)
+    # Small batches: the night's merge holds one batch of every piece at a time.
+    piece_files.write_table(path, table, PIECE_ROW_GROUP)
 
 
 def write_piece(folder: Path, plan: dict, partition: int, piece: str, frame: pd.DataFrame | pa.Table) -> None:
@@ -92,7 +91,8 @@ def evaluate_partition(store, plan: dict, partition: int, catalogue, policy, fol
     """Evaluate one partition of a plan and write its pieces: results, active entities, their
     canonical lines, and its verdict under the entity_score contract; returns counts."""
     lo, hi = bucket_range(partition, plan["partitions"])
-    ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True, lean=True)
+    ent, rec, chg = read_inputs(store, plan["batches"], buckets=(lo, hi), verified=True, lean=True,
+                                snapshot=True)
     if not len(ent):
         ent, rec = _empty_like_entities(store, plan), rec.iloc[:0] if len(rec) else rec
     applied = apply_changes(rec, chg, plan["as_of"])
@@ -232,7 +232,7 @@ def missing_partitions(plan: dict, folder: Path, extra: tuple[str, ...] = ()) ->
 
 def assemble_table(plan: dict, folder: Path, piece: str, sort_by: str | None = "uscc") -> pa.Table:
     """The pieces of all partitions as one Arrow table in key order (the order K = 1 gives)."""
-    tables = [pq.read_table(piece_path(folder, plan, p, piece)) for p in range(plan["partitions"])]
+    tables = [piece_files.read_table(piece_path(folder, plan, p, piece)) for p in range(plan["partitions"])]
     t = pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
     if sort_by and len(tables) > 1 and t.num_rows:
         t = t.take(pc.sort_indices(t, sort_keys=[(sort_by, "ascending")]))

@@ -20,13 +20,15 @@ def visible_inputs(store, conn, knowledge_cutoff, batch_ids: list[str] | None = 
 
 
 def read_inputs(store, batches: list[dict], buckets: tuple[int, int] | None = None, verified: bool = False,
-                lean: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                lean: bool = False, snapshot: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Entities and records of the batches (of entity-hash buckets [lo, hi) only, if given): the
     latest version of each, in key order. Changes are few and name records by key: all of them.
-    ``lean``: records without the columns no evaluation reads (the night's partitions)."""
-    ent = store.read_latest([b for b in batches if b["table_name"] == "entities"], "uscc", buckets, verified)
+    ``lean``: records without the columns no evaluation reads (the night's partitions);
+    ``snapshot``: entities and records read through the partition's compacted snapshot (``latest``)."""
+    ent = store.read_latest([b for b in batches if b["table_name"] == "entities"], "uscc", buckets, verified,
+                            snapshot=snapshot)
     rec = store.read_latest([b for b in batches if b["table_name"] == "records"], "record_key", buckets, verified,
-                            skip=UNUSED_RECORD_COLUMNS if lean else ())
+                            skip=UNUSED_RECORD_COLUMNS if lean else (), snapshot=snapshot)
     chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=verified)
     return ent, rec, chg
 

@@ -27,6 +27,7 @@ from alembic import command
 from alembic.config import Config
 
 from scoring.common.partitions import BUCKET_COLUMN, bucket_of, record_bucket_key
+from scoring.history import latest
 
 metadata = sa.MetaData()
 
@@ -316,32 +317,54 @@ class Store:
         return pd.concat(frames, ignore_index=True)
 
     def read_latest(self, batches: list[dict], key: str, buckets: tuple[int, int] | None = None,
-                    verified: bool = False, skip: tuple[str, ...] = ()) -> pd.DataFrame:
+                    verified: bool = False, skip: tuple[str, ...] = (), snapshot: bool = False) -> pd.DataFrame:
         """The latest version of each ``key`` over the batches in order, sorted by key: what
         ``read_batches(...).drop_duplicates(key, keep="last").sort_values(key)`` gives, done in
         Arrow (one sort, one take, one conversion) so a partition's millions of rows cost seconds.
-        ``skip``: columns the caller never reads (not even read from disk)."""
-        tables = []
-        for b, t in self._read_tables(batches, None, buckets, None, verified, skip):
-            tables.append(t)
+        ``skip``: columns the caller never reads (not even read from disk). ``snapshot``: through
+        the partition's compacted snapshot (see ``latest``): read, extended, rewritten."""
+        t = self._latest_table(batches, key, buckets, verified, skip, snapshot)
+        return t.to_pandas() if t is not None else pd.DataFrame()
+
+    def snapshot_folder(self) -> Path:
+        return self.home / "snapshots" / _db_slug(self.url)
+
+    def _latest_table(self, batches, key, buckets, verified, skip, snapshot) -> pa.Table | None:
+        held = known = None
+        if snapshot and buckets is not None and batches:
+            prefix = f"{batches[0]['table_name']}-{key}-{hashlib.sha256(repr(sorted(skip)).encode()).hexdigest()[:8]}"
+            snap = latest.Snapshot(self.snapshot_folder(), f"{prefix}-{buckets[0]}-{buckets[1]}")
+            listed = [[b["batch_id"], b["sha256"]] for b in batches]
+            known = snap.batches()
+            if known is not None and listed[:len(known)] == known:
+                held = snap.read()
+                if held is not None and held[0] != known:
+                    held = None
+        if held is not None:
+            done, base = held
+            newer = self._concat(batches[len(done):], buckets, verified, skip)
+            if not latest.has_dictionaries(base) and (newer is None or not latest.has_dictionaries(newer)):
+                if newer is None:
+                    return base
+                t = latest.lay_over(base, latest.latest_of(newer, key), key)
+                if latest.should_rewrite(base.num_rows, newer.num_rows, len(batches) - len(done)):
+                    snap.write(listed, t)
+                return t
+        t = self._concat(batches, buckets, verified, skip)
+        if t is None:
+            return None
+        t = latest.latest_of(t, key)
+        if snapshot and buckets is not None and not latest.has_dictionaries(t) \
+                and not (known is not None and known[:len(listed)] == listed):  # never put back an older one
+            latest.remove_overlapping(self.snapshot_folder(), prefix, *buckets)
+            snap.write(listed, t)
+        return t
+
+    def _concat(self, batches, buckets, verified, skip) -> pa.Table | None:
+        tables = [t for _, t in self._read_tables(batches, None, buckets, None, verified, skip)]
         if not tables:
-            return pd.DataFrame()
-        t = pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
-        del tables
-        if t.num_rows:
-            keys = pc.fill_null(t[key].cast(pa.large_string()), "").combine_chunks()
-            order = pc.sort_indices(keys)  # stable: a key's versions stay in batch order, the latest last
-            keys = keys.take(order)
-            last = np.ones(len(keys), dtype=bool)
-            if len(keys) > 1:
-                last[:-1] = np.asarray(pc.not_equal(keys.slice(0, len(keys) - 1), keys.slice(1)))
-            keep = order.filter(pa.array(last))
-            del keys, order
-            # A column at a time: the province's partition is copied once, not twice at once.
-            t = t.unify_dictionaries()
-            t = pa.Table.from_arrays([(c.combine_chunks() if c.num_chunks > 1 else c).take(keep) for c in t.columns],
-                                     schema=t.schema)
-        return t.to_pandas()
+            return None
+        return pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
 
     def _read_tables(self, batches, columns, buckets, where_in, verified, skip=()):
         for b in batches:

@@ -292,7 +292,12 @@ def record_content_hash(stg: pd.DataFrame) -> pd.Series:
         elif c == "amount_yuan":
             v = pd.to_numeric(v, errors="coerce").round(2).map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
         text[c] = v.astype("string").fillna("")
-    joined = pd.DataFrame(text, index=stg.index).agg("\x1f".join, axis=1) if len(stg) else pd.Series([], dtype=str)
+    if not len(stg):
+        return pd.util.hash_pandas_object(pd.Series([], dtype=str), index=False).astype("uint64")
+    # Joined column by column (not row by row in Python), then hashed as Python strings: the
+    # hashes stay those of the stored history.
+    first, *rest = (text[c] for c in RECORD_CONTENT)
+    joined = first.str.cat(rest, sep="\x1f").astype(object)
     return pd.util.hash_pandas_object(joined, index=False).astype("uint64")
 
 

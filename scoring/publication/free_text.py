@@ -29,14 +29,20 @@ CODE_COLUMNS = frozenset({"uscc", "division_code", "industry", "eval_class", "ti
 
 
 def mask_identifiers(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """ID numbers and mobile numbers inside text, masked; everything else unchanged."""
+    """ID numbers and mobile numbers inside text, masked; everything else unchanged. Only the
+    values that can hold one (a run of 11 digits, or a mobile number) go through the replacements."""
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return arr
-    hit = pc.any(pc.match_substring_regex(arr, f"{_D}{{11}}|{PHONE}"))
-    if not hit.as_py():  # the common case: nothing to do, nothing copied
+    if isinstance(arr, pa.ChunkedArray):
+        chunks = [mask_identifiers(c) for c in arr.chunks]
+        return arr if all(a is b for a, b in zip(chunks, arr.chunks)) else pa.chunked_array(chunks, type=arr.type)
+    hit = pc.fill_null(pc.match_substring_regex(arr, f"{_D}{{11}}|{PHONE}"), False)
+    if not pc.any(hit).as_py():  # the common case: nothing to do, nothing copied
         return arr
-    out = pc.replace_substring_regex(arr, ID_RUN, ID_MASK)
-    return pc.replace_substring_regex(out, PHONE, PHONE_MASK)
+    # An ID run (15+ digits) or a mobile number contains the 11 digits looked for: a value without
+    # them is left as the replacements would leave it.
+    out = pc.replace_substring_regex(arr.filter(hit), ID_RUN, ID_MASK)
+    return pc.replace_with_mask(arr, hit, pc.replace_substring_regex(out, PHONE, PHONE_MASK))
 
 
 def mask_text_columns(table: pa.Table, skip: frozenset[str] = CODE_COLUMNS) -> pa.Table:

@@ -27,6 +27,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
 from scoring.common.partitions import bucket_range
 from scoring.evaluation import partitioned as part
+from scoring.evaluation import piece_files
 from scoring.evaluation.evaluate import positions
 from scoring.history.store import artifacts, publications, record_batches, runs, sha256_file
 from scoring.publication.access import ensure_access_control
@@ -378,14 +379,16 @@ def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def write_published_piece(store, plan: dict, partition: int, catalogue, folder: Path) -> None:
+def write_published_piece(store, plan: dict, partition: int, catalogue, folder: Path,
+                          results: pd.DataFrame | None = None) -> None:
     """One partition's rows as agencies will get them (personal fields masked by the catalogue's
     rules, the register's fields joined, in USCC order), made beside its evaluation so that the
     night only merges them: the register is read for the partition's buckets, not the province."""
     lo, hi = bucket_range(partition, plan["partitions"])
-    results = pd.read_parquet(part.piece_path(folder, plan, partition, "entity_score"))
+    if results is None:  # the partition's results, as its evaluation wrote them
+        results = piece_files.read_table(part.piece_path(folder, plan, partition, "entity_score")).to_pandas()
     ents = [b for b in plan["batches"] if b["table_name"] == "entities"]
-    register = store.read_latest(ents, "uscc", (lo, hi), verified=True) if ents else pd.DataFrame()
+    register = store.read_latest(ents, "uscc", (lo, hi), verified=True, snapshot=True) if ents else pd.DataFrame()
     register = register.reindex(columns=REGISTER_COLUMNS) if len(register) else pd.DataFrame(columns=REGISTER_COLUMNS)
     published = published_table(mask_personal_data(_with_register(results, register),
                                                    catalogue.doc.get("personal_data", {})))

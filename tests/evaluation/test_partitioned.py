@@ -35,7 +35,7 @@ def _night(tmp_path: Path, k: int, ent, rec) -> dict:
     for p in reversed(parts):  # any order, as workers finish
         pipeline.evaluate_partition(ctx, p)
     folder = store.run_dir(ctx.run_id) / "partitions"
-    pieces = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.parquet")}
+    pieces = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.arrow")}
     out = pipeline.score(ctx)
     assert not folder.exists()  # a scored night keeps its results, not its pieces
     rdir = store.run_dir(ctx.run_id)
@@ -85,7 +85,7 @@ def test_a_retried_partition_replaces_its_own_piece_and_a_new_plan_never_mixes_i
     assert pipeline.plan_partitions(ctx) == [0, 1, 2, 3]  # the same plan again: the same pieces
     for p in range(4):
         pipeline.evaluate_partition(ctx, p)
-    pieces = sorted(folder.rglob("entity_score-*.parquet"))
+    pieces = sorted(folder.rglob("entity_score-*.arrow"))
     before = {p: p.read_bytes() for p in pieces}
     assert len(pieces) == 4 and {p.relative_to(folder): b for p, b in before.items()} == \
         {k: v for k, v in first["pieces"].items() if k.name.startswith("entity_score-")}
