@@ -7,7 +7,9 @@ Parquet file, sorted by key, checked against its sha256 on every read) and a nig
 the few batches stored since; a snapshot is (re)written when those grow large. The snapshot is
 a cache, never a source: a batch list it is not a prefix of, a changed partition range, a file
 that does not match its hash or columns of dictionary type all take the full path, whose result
-is the same by construction (tests/history/test_latest_snapshot.py holds both to it).
+is the same by construction (tests/history/test_latest_snapshot.py holds both to it). Both give
+text columns as plain text, whatever type a batch gave them (dictionary, string), so that what
+a snapshot holds does not depend on which batches' dictionaries it was made from.
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ def filled_keys(table: pa.Table, key: str) -> pa.Array:
 
 def latest_of(table: pa.Table, key: str) -> pa.Table:
     """The last row of each key (rows in batch order), sorted by key: one stable sort of the keys,
-    then a take a column at a time (a partition's rows are copied once, not twice at once)."""
+    then a take a column at a time (a partition's rows are copied once, not twice at once);
+    dictionary columns come out as their values (``plain_text``)."""
     if not table.num_rows:
-        return table
+        return plain_text(table)
     keys = filled_keys(table, key)
     order = pc.sort_indices(keys)  # stable: a key's versions stay in batch order, the latest last
     keys = keys.take(order)
@@ -45,9 +48,19 @@ def latest_of(table: pa.Table, key: str) -> pa.Table:
         last[:-1] = np.asarray(pc.not_equal(keys.slice(0, len(keys) - 1), keys.slice(1)))
     keep = order.filter(pa.array(last))
     del keys, order
-    table = table.unify_dictionaries()
-    return pa.Table.from_arrays([(c.combine_chunks() if c.num_chunks > 1 else c).take(keep) for c in table.columns],
-                                schema=table.schema)
+    table = table.unify_dictionaries()  # dictionaries taken first (indices only), then decoded
+    return plain_text(pa.Table.from_arrays([(c.combine_chunks() if c.num_chunks > 1 else c).take(keep)
+                                            for c in table.columns], schema=table.schema))
+
+
+def plain_text(table: pa.Table) -> pa.Table:
+    """Dictionary-typed columns as large_string (the values unchanged): how ``harmonised`` types a
+    text column that batches disagree about, and the one form a snapshot holds."""
+    dicts = [i for i, f in enumerate(table.schema) if pa.types.is_dictionary(f.type)]
+    for i in dicts:
+        col = table.column(i)
+        table = table.set_column(i, table.schema.field(i).name, col.cast(col.type.value_type).cast(pa.large_string()))
+    return table
 
 
 def _key_at(keys: pa.ChunkedArray, i: int) -> str:
@@ -91,10 +104,6 @@ def _plain_texts(tables: list[pa.Table]) -> list[pa.Table]:
     from scoring.history.store import harmonised
 
     return harmonised(tables)
-
-
-def has_dictionaries(table: pa.Table) -> bool:
-    return any(pa.types.is_dictionary(f.type) for f in table.schema)
 
 
 class Snapshot:

@@ -343,19 +343,17 @@ class Store:
         if held is not None:
             done, base = held
             newer = self._concat(batches[len(done):], buckets, verified, skip)
-            if not latest.has_dictionaries(base) and (newer is None or not latest.has_dictionaries(newer)):
-                if newer is None:
-                    return base
-                t = latest.lay_over(base, latest.latest_of(newer, key), key)
-                if latest.should_rewrite(base.num_rows, newer.num_rows, len(batches) - len(done)):
-                    snap.write(listed, t)
-                return t
+            if newer is None:
+                return base
+            t = latest.lay_over(base, latest.latest_of(newer, key), key)
+            if latest.should_rewrite(base.num_rows, newer.num_rows, len(batches) - len(done)):
+                snap.write(listed, t)
+            return t
         t = self._concat(batches, buckets, verified, skip)
         if t is None:
             return None
         t = latest.latest_of(t, key)
-        if snapshot and buckets is not None and not latest.has_dictionaries(t) \
-                and not (known is not None and known[:len(listed)] == listed):  # never put back an older one
+        if snapshot and buckets is not None and not (known is not None and known[:len(listed)] == listed):  # never put back an older one
             latest.remove_overlapping(self.snapshot_folder(), prefix, *buckets)
             snap.write(listed, t)
         return t

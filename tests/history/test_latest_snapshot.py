@@ -16,11 +16,12 @@ from scoring.history.store import Store
 USCCS = ["91230100MA1BXXXX0Y", "91230100MA1BXXXX1Y", "92230100MA1BXXXX2Y", "93230100MA1BXXXX3Y", "", None]
 
 
-def _batch(rows: list[tuple], extra: bool) -> pd.DataFrame:
+def _batch(rows: list[tuple], extra: bool, coded: bool) -> pd.DataFrame:
     frame = pd.DataFrame({
         "record_key": pd.Series([r[0] for r in rows], dtype="string"),
         "uscc": pd.Series([r[1] for r in rows], dtype="string"),
-        "item_code": pd.Series([r[2] for r in rows], dtype="string"),
+        # Some code paths store a text column as a dictionary (pandas category), others as text.
+        "item_code": pd.Series([r[2] for r in rows], dtype="category" if coded else "string"),
         "amount_yuan": [float(r[3]) for r in rows],
     })
     # A later catalogue version's column: batches before it lack it.
@@ -32,8 +33,9 @@ rows = st.tuples(st.sampled_from(["k1", "k2", "k10", "k2|x", "键", "", None]), 
 nights = st.lists(st.lists(rows, min_size=0, max_size=8), min_size=1, max_size=7)
 
 
-def _write(store: Store, nights_rows: list[list[tuple]]) -> list[dict]:
-    return [store.write_batch(f"run{i}", "records", _batch(b, extra=i >= 3), dt.date(2026, 7, 1) + dt.timedelta(days=i))
+def _write(store: Store, nights_rows: list[list[tuple]], coded: tuple[bool, ...] = ()) -> list[dict]:
+    return [store.write_batch(f"run{i}", "records", _batch(b, extra=i >= 3, coded=i < len(coded) and coded[i]),
+                              dt.date(2026, 7, 1) + dt.timedelta(days=i))
             for i, b in enumerate(nights_rows) if b]
 
 
@@ -45,11 +47,12 @@ def small_limits(monkeypatch):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(nights, st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 4]))
-def test_nights_read_through_snapshots_what_the_batches_hold(tmp_path_factory, small_limits, nights_rows, k1, k2):
+@given(nights, st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 4]), st.lists(st.booleans(), max_size=7))
+def test_nights_read_through_snapshots_what_the_batches_hold(tmp_path_factory, small_limits, nights_rows, k1, k2,
+                                                            coded):
     tmp = tmp_path_factory.mktemp("snap")
     store = Store.open(f"sqlite:///{tmp}/s.db", tmp / "home")
-    written = _write(store, nights_rows)
+    written = _write(store, nights_rows, tuple(coded))
     # Night after night in k1 partitions, then the partition count changes to k2, then an audit
     # rerun of an older cut: every read equals the full read of the same batches.
     plan = [(n, k1) for n in range(1, len(written) + 1)] + [(len(written), k2), (max(1, len(written) // 2), k2),
@@ -96,3 +99,17 @@ def test_another_partition_count_replaces_the_overlapping_snapshots(tmp_path):
             store.read_latest(written, "record_key", bucket_range(p, k), snapshot=True)
     assert len(list(store.snapshot_folder().glob("*.json"))) == 2
     assert len(list(store.snapshot_folder().glob("*.parquet"))) == 2
+
+
+def test_batches_of_dictionary_columns_are_snapshotted_too(tmp_path):
+    # A store whose batches all code item_code as a dictionary (the bench's province) once took
+    # the full path every night without a word: the snapshot must hold it, as plain text.
+    store = Store.open(f"sqlite:///{tmp_path}/s.db", tmp_path / "home")
+    written = _write(store, [[(f"k{i}", USCCS[i % 4], "A01", i) for i in range(8)], [("k3", USCCS[0], "B02", 9)]],
+                     coded=(True, True))
+    buckets = bucket_range(0, 1)
+    store.read_latest(written[:1], "record_key", buckets, snapshot=True)
+    assert len(list(store.snapshot_folder().glob("*.parquet"))) == 1
+    got = store.read_latest(written, "record_key", buckets, snapshot=True)
+    assert got["item_code"].tolist() == ["A01"] * 3 + ["B02"] + ["A01"] * 4
+    pd.testing.assert_frame_equal(got, store.read_latest(written, "record_key", buckets))
