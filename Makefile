@@ -20,11 +20,14 @@ DEMO_ENTITIES ?= 20000
 
 install: $(VENV)/.installed
 
+# Bytecode compiled at install (as pip and the Docker image do): where PYTHONDONTWRITEBYTECODE is
+# set, as on CI machines here, every process would otherwise compile what it imports (Great
+# Expectations, pandas, Airflow) again (importing GX, pandas, pyarrow, SQLAlchemy: 9.2 s -> 3.9 s).
 $(VENV)/.installed: constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r constraints.txt
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r constraints.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps -e .
 	touch $@
 
 lock:
