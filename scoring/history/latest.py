@@ -5,11 +5,11 @@ Batches are immutable and a night's batch list only grows at its end, so "latest
 is "latest over A" with B's versions laid over it. A partition keeps the first as a snapshot (one
 Parquet file, sorted by key, checked against its sha256 on every read) and a night reads it plus
 the few batches stored since; a snapshot is (re)written when those grow large. The snapshot is
-a cache, never a source: a batch list it is not a prefix of, a changed partition range, a file
-that does not match its hash or columns of dictionary type all take the full path, whose result
-is the same by construction (tests/history/test_latest_snapshot.py holds both to it). Both give
-text columns as plain text, whatever type a batch gave them (dictionary, string), so that what
-a snapshot holds does not depend on which batches' dictionaries it was made from.
+a cache, never a source: a batch list it is not a prefix of, a changed partition range or a file
+that does not match its hash take the full path, whose result is the same by construction
+(tests/history/test_latest_snapshot.py holds both to it). Both give text columns as plain text,
+whatever type a batch gave them (dictionary, string), so that what a snapshot holds does not
+depend on which batches' dictionaries it was made from.
 """
 from __future__ import annotations
 
