@@ -16,7 +16,7 @@ DEMO_QUIET ?= 2026-07-01
 DEMO_NEXT ?= 2026-07-02
 DEMO_ENTITIES ?= 20000
 
-.PHONY: install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status compose-env
+.PHONY: lint install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status compose-env
 
 install: $(VENV)/.installed
 
@@ -54,7 +54,11 @@ demo-night:
 	@grep -E "DagRun Finished" "$(CREDIT_HOME)/airflow-dags-test-$(NIGHT).log" | sed 's/.*\(state=[a-z]*\).*/DAG run finished: \1/'
 	@$(BIN)/credit status --as-of $(NIGHT)
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
 # The province-scale figures (3M entities / 30M records on PostgreSQL; about 25 minutes, 20+ GB

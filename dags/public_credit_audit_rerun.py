@@ -13,6 +13,7 @@ a re-run attempt looks like `nightly-20260630-r2`; `credit status` lists them) a
 An unknown run id fails at once with the stored runs listed. Writes only under
 `CREDIT_HOME/audits/`; never publishes, never alters stored runs.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,19 +32,42 @@ with DAG(
     max_active_runs=4,
     dagrun_timeout=dt.timedelta(hours=3),
     on_failure_callback=on_failure,
-    default_args={"owner": "public-credit-agency", "retries": 1, "retry_delay": dt.timedelta(minutes=2),
-                  "execution_timeout": dt.timedelta(hours=2), "on_failure_callback": on_failure},
+    default_args={
+        "owner": "public-credit-agency",
+        "retries": 1,
+        "retry_delay": dt.timedelta(minutes=2),
+        "execution_timeout": dt.timedelta(hours=2),
+        "on_failure_callback": on_failure,
+    },
     tags=["public-credit", "audit"],
     doc_md=__doc__,
     params={
-        "run_id": Param(type="string", pattern=RUN_ID_PATTERN, title="复算批次",
-                        description="Run id of the stored evaluation to recompute, e.g. nightly-20260630 "
-                                    "(attempts: nightly-20260630-r2). Required; `credit status` lists them."),
-        "mode": Param("as-known-then", type="string", enum=["as-known-then", "as-known-now"], title="复算方式",
-                      description="as-known-then: reproduce byte for byte; as-known-now: diff with today's knowledge"),
-        "db_url": Param(None, type=["null", "string"], title="结果数据库",
-                        description="Credit store database URL. Empty: CREDIT_DB_URL."),
-        "home": Param(None, type=["null", "string"], title="数据目录", description="Data folder. Empty: CREDIT_HOME."),
+        "run_id": Param(
+            type="string",
+            pattern=RUN_ID_PATTERN,
+            title="复算批次",
+            description="Run id of the stored evaluation to recompute, e.g. nightly-20260630 "
+            "(attempts: nightly-20260630-r2). Required; `credit status` lists them.",
+        ),
+        "mode": Param(
+            "as-known-then",
+            type="string",
+            enum=["as-known-then", "as-known-now"],
+            title="复算方式",
+            description="as-known-then: reproduce byte for byte; as-known-now: diff with today's knowledge",
+        ),
+        "db_url": Param(
+            None,
+            type=["null", "string"],
+            title="结果数据库",
+            description="Credit store database URL. Empty: CREDIT_DB_URL.",
+        ),
+        "home": Param(
+            None,
+            type=["null", "string"],
+            title="数据目录",
+            description="Data folder. Empty: CREDIT_HOME.",
+        ),
     },
 ) as dag:
 
@@ -57,11 +81,20 @@ with DAG(
         from scoring.common.errors import PipelineError
 
         try:
-            out = rerun(params["run_id"], params["mode"], db_url=params.get("db_url") or None,
-                        home=Path(params["home"]) if params.get("home") else None)
-        except (PipelineError, ValueError) as exc:  # unknown run, missing inputs: retrying can't help
+            out = rerun(
+                params["run_id"],
+                params["mode"],
+                db_url=params.get("db_url") or None,
+                home=Path(params["home"]) if params.get("home") else None,
+            )
+        except (
+            PipelineError,
+            ValueError,
+        ) as exc:  # unknown run, missing inputs: retrying can't help
             raise AirflowFailException(str(exc)) from exc
-        return {k: out[k] for k in ("run_id", "mode", "identical", "output_sha256", "partitions", "report")} | {
-            "changed_entities": len(out["changed_entities"])}
+        return {
+            k: out[k]
+            for k in ("run_id", "mode", "identical", "output_sha256", "partitions", "report")
+        } | {"changed_entities": len(out["changed_entities"])}
 
     rerun_task()

@@ -12,6 +12,7 @@ inspections weighted to the population (AUC difference with a bootstrap interval
 model card for the operators. The candidate is stored by content hash; it never promotes itself
 (`credit policy promote CANDIDATE_ID --approved-by NAME --reason TEXT --effective-from DATE`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,13 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=4),
     on_failure_callback=on_failure,
-    default_args={"owner": "public-credit-agency", "retries": 1, "retry_delay": dt.timedelta(minutes=10),
-                  "execution_timeout": dt.timedelta(hours=3), "on_failure_callback": on_failure},
+    default_args={
+        "owner": "public-credit-agency",
+        "retries": 1,
+        "retry_delay": dt.timedelta(minutes=10),
+        "execution_timeout": dt.timedelta(hours=3),
+        "on_failure_callback": on_failure,
+    },
     tags=["public-credit", "calibration"],
     doc_md=__doc__,
 ) as dag:
@@ -48,9 +54,13 @@ with DAG(
         with store.engine.connect() as conn:
             run = latest_published(conn)
             ok = run is not None and opens_its_month(conn, run)
-        print(f"calibrating after {run['run_id']}, the first published night of {run['as_of']:%Y-%m}" if ok else
-              "nothing published yet: nothing to calibrate" if run is None else
-              f"{run['run_id']} is not the first published night of {run['as_of']:%Y-%m}: calibrated already")
+        print(
+            f"calibrating after {run['run_id']}, the first published night of {run['as_of']:%Y-%m}"
+            if ok
+            else "nothing published yet: nothing to calibrate"
+            if run is None
+            else f"{run['run_id']} is not the first published night of {run['as_of']:%Y-%m}: calibrated already"
+        )
         return ok
 
     @task(task_id="calibrate")
@@ -63,11 +73,17 @@ with DAG(
 
         try:
             out = calibrate(Store.open())
-        except (PipelineError, ValueError) as exc:  # no records / too few inspections: retrying can't help
+        except (
+            PipelineError,
+            ValueError,
+        ) as exc:  # no records / too few inspections: retrying can't help
             raise AirflowFailException(str(exc)) from exc
         return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card", "training_set")} | {
-            "baseline_auc": out["baseline"]["auc"], "auc_difference": out["comparison"]["auc_difference"],
-            "auc_difference_ci95": out["comparison"]["ci95"], "weighted": out["comparison"]["weighted"],
-            "kept_current_policy": out["learned"]["kept_current_policy"]}
+            "baseline_auc": out["baseline"]["auc"],
+            "auc_difference": out["comparison"]["auc_difference"],
+            "auc_difference_ci95": out["comparison"]["ci95"],
+            "weighted": out["comparison"]["weighted"],
+            "kept_current_policy": out["learned"]["kept_current_policy"],
+        }
 
     due() >> calibrate_task()

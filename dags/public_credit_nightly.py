@@ -33,6 +33,7 @@ night runs), so a fresh install never runs every night since some old date by su
 `airflow backfill create --dag-id public_credit_nightly --from-date ... --to-date ...` works the same way.
 `CREDIT_NIGHTLY_SCHEDULE` moves the night (a cron) or makes it trigger-only (`manual`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,14 +58,17 @@ def _go_live(text: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"CREDIT_GO_LIVE={text!r}: expected the first night to evaluate as YYYY-MM-DD") from None
+        raise ValueError(
+            f"CREDIT_GO_LIVE={text!r}: expected the first night to evaluate as YYYY-MM-DD"
+        ) from None
 
 
 GO_LIVE = _go_live(os.environ.get("CREDIT_GO_LIVE", ""))
 # The run of night D is due at 01:00 on D+1 (its logical date); without a go-live date there is
 # nothing to catch up from (the start date then only bounds manual and test runs).
-START = dt.datetime.combine(GO_LIVE + dt.timedelta(days=1) if GO_LIVE else dt.date(2026, 1, 1), dt.time(0),
-                            tzinfo=SHANGHAI)
+START = dt.datetime.combine(
+    GO_LIVE + dt.timedelta(days=1) if GO_LIVE else dt.date(2026, 1, 1), dt.time(0), tzinfo=SHANGHAI
+)
 DEFAULT_ARGS = {
     "owner": "public-credit-agency",
     "retries": 2,  # transient failures only: deterministic ones raise AirflowFailException
@@ -120,20 +124,36 @@ with DAG(
     tags=["public-credit", "nightly", "scoring"],
     doc_md=__doc__,
     params={
-        "as_of": _optional("评价基准日", "As-of date, YYYY-MM-DD. Empty: the day before the run's logical date "
-                                     "(or, without one, its trigger time), Asia/Shanghai.",
-                           pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
-        "landing": _optional("报送文件目录", "Landing folder of the providers' deliveries. Empty: CREDIT_LANDING."),
+        "as_of": _optional(
+            "评价基准日",
+            "As-of date, YYYY-MM-DD. Empty: the day before the run's logical date "
+            "(or, without one, its trigger time), Asia/Shanghai.",
+            pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        ),
+        "landing": _optional(
+            "报送文件目录", "Landing folder of the providers' deliveries. Empty: CREDIT_LANDING."
+        ),
         "db_url": _optional("结果数据库", "Credit store database URL. Empty: CREDIT_DB_URL."),
         "home": _optional("数据目录", "Data folder (runs, outboxes, lake). Empty: CREDIT_HOME."),
-        "waive": _optional("豁免闸门 (gate:scope)", "Waive one failed hard gate for this run only, e.g. "
-                                                  "feed_present:court. Needs approver and reason.",
-                           pattern=r"^[a-z_]+:\S+$"),
+        "waive": _optional(
+            "豁免闸门 (gate:scope)",
+            "Waive one failed hard gate for this run only, e.g. "
+            "feed_present:court. Needs approver and reason.",
+            pattern=r"^[a-z_]+:\S+$",
+        ),
         "approver": _optional("豁免批准人", "Who approved the waiver (required with a waiver)."),
-        "reason": _optional("豁免理由", "Why the gate may be waived for this run (required with a waiver)."),
-        "partitions": Param(None, type=["null", "integer"], minimum=1, maximum=1024, title="分区数",
-                            description="Entity-hash partitions of this night's evaluation, spread over the "
-                                        "workers. Empty: CREDIT_PARTITIONS, else by size. Same results for any count."),
+        "reason": _optional(
+            "豁免理由", "Why the gate may be waived for this run (required with a waiver)."
+        ),
+        "partitions": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=1024,
+            title="分区数",
+            description="Entity-hash partitions of this night's evaluation, spread over the "
+            "workers. Empty: CREDIT_PARTITIONS, else by size. Same results for any count.",
+        ),
     },
 ) as dag:
 
@@ -157,14 +177,23 @@ with DAG(
         try:
             if params.get("as_of"):
                 as_of = params["as_of"]
-            elif logical_date is not None:  # keyed on the logical date: what had landed when the night was due
-                as_of = (logical_date.astimezone(SHANGHAI).date() - dt.timedelta(days=1)).isoformat()
+            elif (
+                logical_date is not None
+            ):  # keyed on the logical date: what had landed when the night was due
+                as_of = (
+                    logical_date.astimezone(SHANGHAI).date() - dt.timedelta(days=1)
+                ).isoformat()
                 overrides["arrival_cut"] = nightly_arrival_cut(dt.date.fromisoformat(as_of))
             else:  # triggered without a logical date (REST API "logical_date": null): the trigger time
-                as_of = (context["dag_run"].run_after.astimezone(SHANGHAI).date() - dt.timedelta(days=1)).isoformat()
+                as_of = (
+                    context["dag_run"].run_after.astimezone(SHANGHAI).date() - dt.timedelta(days=1)
+                ).isoformat()
             if params.get("waive"):
-                overrides["waivers"] = (parse_waiver(params["waive"], params.get("approver"),
-                                                     params.get("reason")).as_dict(),)
+                overrides["waivers"] = (
+                    parse_waiver(
+                        params["waive"], params.get("approver"), params.get("reason")
+                    ).as_dict(),
+                )
             return begin(context_from_env(as_of, **overrides)).to_json()
         except (PipelineError, ValueError) as exc:  # a bad date or waiver: retrying can't help
             raise AirflowFailException(str(exc)) from exc
@@ -172,15 +201,23 @@ with DAG(
     def make_step(name: str):
         trigger = "all_done" if name in ALWAYS_RUN else "all_success"
 
-        @task(task_id=name, trigger_rule=trigger,
-              execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)))
+        @task(
+            task_id=name,
+            trigger_rule=trigger,
+            execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)),
+        )
         def step(ctx_json: str) -> dict:
             return _run(name, ctx_json)
 
         return step
 
-    @task(task_id="published", trigger_rule="all_done", outlets=[PUBLISHED], retries=1,
-          execution_timeout=dt.timedelta(minutes=10))
+    @task(
+        task_id="published",
+        trigger_rule="all_done",
+        outlets=[PUBLISHED],
+        retries=1,
+        execution_timeout=dt.timedelta(minutes=10),
+    )
     def published(ctx_json: str, outlet_events=None) -> dict:
         """The run's state is the night's: success only if agencies now see this night."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -189,18 +226,29 @@ with DAG(
 
         s = run_summary(RunContext.from_json(ctx_json))
         if s["status"] != "published":
-            raise AirflowFailException(f"night {s['run_id']} was not published (status {s['status']}"
-                                       + (f": {s['message']})" if s.get("message") else ")"))
-        outlet_events[PUBLISHED].extra = {"run_id": s["run_id"], "as_of": s["as_of"],
-                                          "output_sha256": s["output_sha256"]}
-        return {k: s[k] for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")}
+            raise AirflowFailException(
+                f"night {s['run_id']} was not published (status {s['status']}"
+                + (f": {s['message']})" if s.get("message") else ")")
+            )
+        outlet_events[PUBLISHED].extra = {
+            "run_id": s["run_id"],
+            "as_of": s["as_of"],
+            "output_sha256": s["output_sha256"],
+        }
+        return {
+            k: s[k]
+            for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")
+        }
 
     @task(task_id="plan_partitions", execution_timeout=dt.timedelta(minutes=30))
     def plan_partitions(ctx_json: str) -> list[int]:
         """Fix the night's inputs and cut them into entity-hash partitions (CREDIT_PARTITIONS or by size)."""
         return _call("plan_partitions", ctx_json)
 
-    @task(task_id="evaluate_partition", execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES[PARTITIONED_STEP]))
+    @task(
+        task_id="evaluate_partition",
+        execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES[PARTITIONED_STEP]),
+    )
     def evaluate_partition(ctx_json: str, partition: int) -> dict:
         """One partition's evaluation; mapped, so the CeleryExecutor spreads them over its workers."""
         return _call("evaluate_partition", ctx_json, partition)
@@ -209,7 +257,9 @@ with DAG(
     previous, done = ctx, []
     for step_name in STEP_NAMES:
         current = make_step(step_name)(ctx)
-        if step_name == PARTITIONED_STEP:  # plan, then the pieces in parallel, then the step assembles
+        if (
+            step_name == PARTITIONED_STEP
+        ):  # plan, then the pieces in parallel, then the step assembles
             planned = plan_partitions(ctx)
             pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
             previous >> planned
@@ -219,7 +269,9 @@ with DAG(
             previous = pieces
         previous >> current
         if step_name not in ALWAYS_RUN:
-            done >> current  # needs every earlier step to have succeeded (the report runs regardless)
+            (
+                done >> current
+            )  # needs every earlier step to have succeeded (the report runs regardless)
         previous = current
         done.append(current)
     published(ctx).set_upstream(done)

@@ -15,6 +15,7 @@ within the department's capacity for the period counting its other plans, on the
 a re-draw needs an approver and a reason, and the abandoned plan stays on record and public.
 With a capacity it also asks the ratio advisor.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,17 +26,35 @@ from scoring.common.alerts import on_failure
 
 PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 
-AGENCIES = ["hlj-samr", "hrb-samr", "dq-samr", "lindian-samr", "sh-samr", "hlj-tax", "hlj-eco", "hrb-housing",
-            "hlj-transport", "hlj-health", "hlj-ema", "qqhr-ema"]
+AGENCIES = [
+    "hlj-samr",
+    "hrb-samr",
+    "dq-samr",
+    "lindian-samr",
+    "sh-samr",
+    "hlj-tax",
+    "hlj-eco",
+    "hrb-housing",
+    "hlj-transport",
+    "hlj-health",
+    "hlj-ema",
+    "qqhr-ema",
+]
 # Shown on the form; the commit checks the registry (config/agencies.yaml), and a test keeps these in step.
 BOUNDS = {"A": "0–0.05", "B": "0.03–0.2 (lindian-samr 0.05–0.2)", "C": "0.21–0.6", "D": "0.61–1"}
 SOURCE = "黑龙江省社会信用条例第四十八条; 林甸县 tiered-supervision rule"
 
 
 def _ratio(tier: str, default: float) -> Param:
-    return Param(default, type="number", minimum=0, maximum=1, title=f"{tier} 级抽查比例 Ratio for tier {tier}",
-                 description=f"Bounds in force: {BOUNDS[tier]} ({SOURCE}); outside them the commit is refused. "
-                             "k = floor(ratio × whole tier + 1/2).")
+    return Param(
+        default,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title=f"{tier} 级抽查比例 Ratio for tier {tier}",
+        description=f"Bounds in force: {BOUNDS[tier]} ({SOURCE}); outside them the commit is refused. "
+        "k = floor(ratio × whole tier + 1/2).",
+    )
 
 
 with DAG(
@@ -47,29 +66,66 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=2),
     on_failure_callback=on_failure,
-    default_args={"owner": "public-credit-agency", "retries": 2, "retry_delay": dt.timedelta(minutes=5),
-                  "execution_timeout": dt.timedelta(hours=1), "on_failure_callback": on_failure},
+    default_args={
+        "owner": "public-credit-agency",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=5),
+        "execution_timeout": dt.timedelta(hours=1),
+        "on_failure_callback": on_failure,
+    },
     tags=["public-credit", "sampling", "double-random"],
     doc_md=__doc__,
     params={
-        "commit": Param(False, type="boolean", title="提交新计划 Commit a new plan",
-                        description="Off: only draw the plans whose seed publication now exists"),
-        "agency": Param("hlj-samr", type="string", enum=AGENCIES, title="部门 Department",
-                        description="the department (agency) whose plan this is; see `credit agencies`"),
-        "period": Param(None, type=["null", "string"], pattern=r"^\d{4}-(0[1-9]|1[0-2])$", title="期间 Period",
-                        description="YYYY-MM; empty: the month after the latest publication"),
-        "task": Param("routine", type="string", pattern=r"^[a-z0-9-]{1,30}$", title="抽查任务 Inspection task",
-                      description="the inspection task's short name (lower case, digits, dashes)"),
+        "commit": Param(
+            False,
+            type="boolean",
+            title="提交新计划 Commit a new plan",
+            description="Off: only draw the plans whose seed publication now exists",
+        ),
+        "agency": Param(
+            "hlj-samr",
+            type="string",
+            enum=AGENCIES,
+            title="部门 Department",
+            description="the department (agency) whose plan this is; see `credit agencies`",
+        ),
+        "period": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+            title="期间 Period",
+            description="YYYY-MM; empty: the month after the latest publication",
+        ),
+        "task": Param(
+            "routine",
+            type="string",
+            pattern=r"^[a-z0-9-]{1,30}$",
+            title="抽查任务 Inspection task",
+            description="the inspection task's short name (lower case, digits, dashes)",
+        ),
         "ratio_A": _ratio("A", 0.03),
         "ratio_B": _ratio("B", 0.1),
         "ratio_C": _ratio("C", 0.4),
         "ratio_D": _ratio("D", 0.8),
-        "approver": Param(None, type=["null", "string"], title="批准人 Approver (re-draw only)",
-                          description="a re-draw of a department's plan for the same period needs a named approver"),
-        "reason": Param(None, type=["null", "string"], title="理由 Reason (re-draw only)",
-                        description="why the department's plan for the period is re-drawn"),
-        "capacity": Param(None, type=["null", "integer"], minimum=1, title="检查能力 Capacity (advisor)",
-                          description="empty: the department's capacity left for the period"),
+        "approver": Param(
+            None,
+            type=["null", "string"],
+            title="批准人 Approver (re-draw only)",
+            description="a re-draw of a department's plan for the same period needs a named approver",
+        ),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            title="理由 Reason (re-draw only)",
+            description="why the department's plan for the period is re-drawn",
+        ),
+        "capacity": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="检查能力 Capacity (advisor)",
+            description="empty: the department's capacity left for the period",
+        ),
     },
 ) as dag:
 
@@ -102,8 +158,15 @@ with DAG(
 
         ratios = {t: params[f"ratio_{t}"] for t in "ABCD"}
         try:
-            rec = plans.commit_plan(Store.open(), params["agency"], ratios, period=params.get("period"),
-                                    task=params["task"], approver=params.get("approver"), reason=params.get("reason"))
+            rec = plans.commit_plan(
+                Store.open(),
+                params["agency"],
+                ratios,
+                period=params.get("period"),
+                task=params["task"],
+                approver=params.get("approver"),
+                reason=params.get("reason"),
+            )
         except plans.SamplingRefused as exc:
             _refuse(exc)
         return rec["plan_id"]
@@ -116,11 +179,23 @@ with DAG(
         from scoring.sampling import plans
 
         store = Store.open()
-        path = store.home / "outbox" / params["agency"] / "sampling" / f"advice-{params.get('period') or 'next'}.png"
+        path = (
+            store.home
+            / "outbox"
+            / params["agency"]
+            / "sampling"
+            / f"advice-{params.get('period') or 'next'}.png"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return plans.advise(store, params["agency"], params.get("capacity"),
-                                {t: params[f"ratio_{t}"] for t in "ABCD"}, period=params.get("period"), plot_path=path)
+            return plans.advise(
+                store,
+                params["agency"],
+                params.get("capacity"),
+                {t: params[f"ratio_{t}"] for t in "ABCD"},
+                period=params.get("period"),
+                plot_path=path,
+            )
         except plans.SamplingRefused as exc:
             _refuse(exc)
 

@@ -3,6 +3,7 @@
 name, CREDIT_WORKER_HOSTNAME, instead of the machine's. Elsewhere (one worker per host, as in
 docker compose) Airflow's default, the host's FQDN, already tells workers apart.
 """
+
 from __future__ import annotations
 
 import os

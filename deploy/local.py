@@ -27,6 +27,7 @@ Databases that do not exist yet are created (the URL's user needs CREATEDB). Sec
 JWT secret, API secret key, admin password) are generated once and kept in secrets.json (0600),
 never in the repository. Only the process ids recorded in pids/ are ever signalled.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,10 @@ def settings() -> dict:
     return {
         "home": home,
         "airflow_home": home / "airflow",
-        "airflow_db_url": e.get("AIRFLOW_DB_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit",
-        "credit_db_url": e.get("CREDIT_DB_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/credit",
+        "airflow_db_url": e.get("AIRFLOW_DB_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit",
+        "credit_db_url": e.get("CREDIT_DB_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/credit",
         "redis_url": e.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
         "queue": e.get("CELERY_QUEUE") or "public-credit",
         "workers": max(1, int(e.get("CELERY_WORKERS") or 1)),
@@ -80,8 +83,12 @@ def _secrets(s: dict) -> dict:
     else:
         from cryptography.fernet import Fernet
 
-        data = {"fernet_key": Fernet.generate_key().decode(), "jwt_secret": secrets.token_urlsafe(48),
-                "api_secret_key": secrets.token_urlsafe(48), "admin_password": secrets.token_urlsafe(12)}
+        data = {
+            "fernet_key": Fernet.generate_key().decode(),
+            "jwt_secret": secrets.token_urlsafe(48),
+            "api_secret_key": secrets.token_urlsafe(48),
+            "admin_password": secrets.token_urlsafe(12),
+        }
         s["home"].mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -133,10 +140,15 @@ def environment(s: dict) -> dict[str, str]:
 
 def _run(cmd: list[str], env: dict, log: Path, timeout: int = 600) -> None:
     with open(log, "ab") as fh:
-        out = subprocess.run(cmd, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+        out = subprocess.run(
+            cmd, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
+        )
     if out.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {out.returncode}); last lines of {log}:\n" + "\n".join(tail))
+        raise SystemExit(
+            f"{' '.join(cmd[:3])} failed (exit {out.returncode}); last lines of {log}:\n"
+            + "\n".join(tail)
+        )
 
 
 def ensure_database(url: str) -> None:
@@ -146,11 +158,17 @@ def ensure_database(url: str) -> None:
     u = sa.engine.make_url(url)
     if not u.get_backend_name().startswith("postgresql"):
         return
-    admin = sa.create_engine(u.set(drivername="postgresql+psycopg", database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        u.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}).first() is None:
+            if (
+                conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}
+                ).first()
+                is None
+            ):
                 conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
     finally:
         admin.dispose()
@@ -185,8 +203,11 @@ def _alive(pid: int) -> bool:
 
 def _recorded_names(s: dict) -> list[str]:
     """The components, plus any extra worker a pid file records (whatever CELERY_WORKERS is now)."""
-    extra = sorted(p.stem for p in (s["home"] / "pids").glob("celery-worker-*.pid")) \
-        if (s["home"] / "pids").exists() else []
+    extra = (
+        sorted(p.stem for p in (s["home"] / "pids").glob("celery-worker-*.pid"))
+        if (s["home"] / "pids").exists()
+        else []
+    )
     return [*COMPONENTS, *(n for n in extra if n not in COMPONENTS)]
 
 
@@ -203,31 +224,47 @@ def running(s: dict) -> dict[str, int]:
 
 def api_health(s: dict) -> dict | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{s['api_port']}/api/v2/monitor/health", timeout=5) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{s['api_port']}/api/v2/monitor/health", timeout=5
+        ) as r:
             return json.loads(r.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
 
 def healthy(h: dict | None) -> bool:
-    return bool(h) and all((h.get(k) or {}).get("status") == "healthy"
-                           for k in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
+    return bool(h) and all(
+        (h.get(k) or {}).get("status") == "healthy"
+        for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    )
 
 
 def start(s: dict | None = None, wait: int = 240) -> dict:
     s = s or settings()
     already = running(s)
     if already:
-        raise SystemExit(f"already running ({', '.join(f'{k} pid {v}' for k, v in already.items())}); "
-                         "stop it first: make deploy-stop")
+        raise SystemExit(
+            f"already running ({', '.join(f'{k} pid {v}' for k, v in already.items())}); "
+            "stop it first: make deploy-stop"
+        )
     for key in ("api_port", "worker_log_port", "triggerer_log_port"):
         if not port_free(s[key]):
-            raise SystemExit(f"port {s[key]} ({key}) is taken; set {key.upper().replace('API_PORT', 'AIRFLOW_API_PORT')}")
+            raise SystemExit(
+                f"port {s[key]} ({key}) is taken; set {key.upper().replace('API_PORT', 'AIRFLOW_API_PORT')}"
+            )
     for i in range(1, s["workers"]):
         if not port_free(s["worker_log_port"] + i):
-            raise SystemExit(f"port {s['worker_log_port'] + i} (log server of worker {i + 1}) is taken; "
-                             "set WORKER_LOG_PORT")
-    for d in (s["home"] / "pids", s["home"] / "logs", s["airflow_home"], s["credit_home"], s["landing"]):
+            raise SystemExit(
+                f"port {s['worker_log_port'] + i} (log server of worker {i + 1}) is taken; "
+                "set WORKER_LOG_PORT"
+            )
+    for d in (
+        s["home"] / "pids",
+        s["home"] / "logs",
+        s["airflow_home"],
+        s["credit_home"],
+        s["landing"],
+    ):
         d.mkdir(parents=True, exist_ok=True)
     env = environment(s)
     env_file = s["home"] / "env"  # for `airflow ...` by hand: holds the secrets too, so 0600
@@ -240,16 +277,49 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
     airflow = str(VENV_BIN / "airflow")
     print(f"migrating the Airflow metadata database (log: {logs / 'init.log'})", flush=True)
     _run([airflow, "db", "migrate"], env, logs / "init.log")
-    _run([str(VENV_BIN / "credit"), "status", "--json"], env, logs / "init.log")  # the credit schema
+    _run(
+        [str(VENV_BIN / "credit"), "status", "--json"], env, logs / "init.log"
+    )  # the credit schema
     sec = _secrets(s)
-    users = subprocess.run([airflow, "users", "list", "--output", "json"], env={**os.environ, **env},
-                           capture_output=True, text=True, timeout=300)
+    users = subprocess.run(
+        [airflow, "users", "list", "--output", "json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if f'"{s["admin_user"]}"' not in users.stdout:
-        _run([airflow, "users", "create", "--role", "Admin", "--username", s["admin_user"],
-              f"--password={sec['admin_password']}", "--firstname", "Credit", "--lastname", "Operator",
-              "--email", f"{s['admin_user']}@localhost"], env, logs / "init.log")
+        _run(
+            [
+                airflow,
+                "users",
+                "create",
+                "--role",
+                "Admin",
+                "--username",
+                s["admin_user"],
+                f"--password={sec['admin_password']}",
+                "--firstname",
+                "Credit",
+                "--lastname",
+                "Operator",
+                "--email",
+                f"{s['admin_user']}@localhost",
+            ],
+            env,
+            logs / "init.log",
+        )
     commands = {
-        "api-server": [airflow, "api-server", "--port", str(s["api_port"]), "--host", "127.0.0.1", "--workers", "1"],
+        "api-server": [
+            airflow,
+            "api-server",
+            "--port",
+            str(s["api_port"]),
+            "--host",
+            "127.0.0.1",
+            "--workers",
+            "1",
+        ],
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer"],
@@ -258,20 +328,42 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
     workers = worker_names(s["workers"])
     fqdn = socket.getfqdn()
     for i, name in enumerate(workers, 1):
-        commands[name] = [airflow, "celery", "worker", "--queues", s["queue"], "--concurrency", "2",
-                          "--celery-hostname", f"{s['queue']}-{os.getpid()}-w{i}@%h"]
-        own_env[name] = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"] + i - 1)}
+        commands[name] = [
+            airflow,
+            "celery",
+            "worker",
+            "--queues",
+            s["queue"],
+            "--concurrency",
+            "2",
+            "--celery-hostname",
+            f"{s['queue']}-{os.getpid()}-w{i}@%h",
+        ]
+        own_env[name] = {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"] + i - 1)
+        }
         if len(workers) > 1:  # several workers on one machine: tell them apart in task instances
-            own_env[name].update({
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "credit_worker_host.hostname",
-                "CREDIT_WORKER_HOSTNAME": f"{fqdn}-w{i}",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "deploy"), os.environ.get("PYTHONPATH")]))})
+            own_env[name].update(
+                {
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "credit_worker_host.hostname",
+                    "CREDIT_WORKER_HOSTNAME": f"{fqdn}-w{i}",
+                    "PYTHONPATH": os.pathsep.join(
+                        filter(None, [str(ROOT / "deploy"), os.environ.get("PYTHONPATH")])
+                    ),
+                }
+            )
     for name in [*COMPONENTS[:-1], *workers]:
         with open(logs / f"{name}.log", "ab") as fh:
             # Own session: stop() signals the process group it leads, children included.
-            proc = subprocess.Popen(commands[name], env={**os.environ, **env, **own_env[name]}, stdout=fh,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=str(s["home"]))
+            proc = subprocess.Popen(
+                commands[name],
+                env={**os.environ, **env, **own_env[name]},
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(s["home"]),
+            )
         _pid_file(s, name).write_text(f"{proc.pid}\n")
         print(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})", flush=True)
     deadline = time.monotonic() + wait
@@ -288,8 +380,11 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
     else:
         stop(s)
         raise SystemExit(f"not healthy after {wait}s: {h}; see {logs}")
-    print(f"Airflow is up: http://127.0.0.1:{s['api_port']}  user {s['admin_user']}, password in "
-          f"{s['home'] / 'secrets.json'}; logs in {logs}", flush=True)
+    print(
+        f"Airflow is up: http://127.0.0.1:{s['api_port']}  user {s['admin_user']}, password in "
+        f"{s['home'] / 'secrets.json'}; logs in {logs}",
+        flush=True,
+    )
     return h
 
 
@@ -301,7 +396,7 @@ def stop(s: dict | None = None, grace: float = 30.0) -> list[str]:
         f = _pid_file(s, name)
         if f.exists():
             pids[name] = int(f.read_text().split()[0])
-    for name, pid in pids.items():
+    for _name, pid in pids.items():
         if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
@@ -310,14 +405,14 @@ def stop(s: dict | None = None, grace: float = 30.0) -> list[str]:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_group_alive(p) for p in pids.values()):
         time.sleep(0.5)
-    for name, pid in pids.items():
+    for _name, pid in pids.items():
         if _group_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         _pid_file(s, name).unlink(missing_ok=True)
-    for name, pid in pids.items():
+    for _name, pid in pids.items():
         print(f"stopped {name} (pid {pid})", flush=True)
     return list(pids)
 
@@ -347,11 +442,15 @@ def write_compose_env(path: Path) -> None:
     if path.exists():
         print(f"{path} exists; left as it is")
         return
-    fresh = {"POSTGRES_PASSWORD": secrets.token_urlsafe(18), "CREDIT_DB_PASSWORD": secrets.token_urlsafe(18),
-             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
-             "_AIRFLOW_WWW_USER_PASSWORD": secrets.token_urlsafe(12), "AIRFLOW_UID": str(os.getuid() or 50000)}
+    fresh = {
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+        "CREDIT_DB_PASSWORD": secrets.token_urlsafe(18),
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
+        "_AIRFLOW_WWW_USER_PASSWORD": secrets.token_urlsafe(12),
+        "AIRFLOW_UID": str(os.getuid() or 50000),
+    }
     lines = []
     for line in (ROOT / ".env.example").read_text().splitlines():
         key = line.split("=", 1)[0]
@@ -359,7 +458,9 @@ def write_compose_env(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    print(f"wrote {path} (0600) with fresh secrets; the admin password is _AIRFLOW_WWW_USER_PASSWORD there")
+    print(
+        f"wrote {path} (0600) with fresh secrets; the admin password is _AIRFLOW_WWW_USER_PASSWORD there"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -5,6 +5,7 @@ row indexes and the pipeline turns them into quarantine reasons. Conditions are 
 whole columns with numpy/pandas (check digits included), never row by row in Python.
 Importing this module registers the metrics and expectations with GX.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -12,8 +13,14 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from great_expectations.execution_engine import PandasExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation, MulticolumnMapExpectation
-from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
+from great_expectations.expectations.expectation import (
+    ColumnMapExpectation,
+    MulticolumnMapExpectation,
+)
+from great_expectations.expectations.metrics import (
+    ColumnMapMetricProvider,
+    column_condition_partial,
+)
 from great_expectations.expectations.metrics.map_metric_provider import (
     MulticolumnMapMetricProvider,
     multicolumn_condition_partial,
@@ -27,6 +34,7 @@ def _series(mask, index) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- identifiers
+
 
 class ColumnValuesValidUscc(ColumnMapMetricProvider):
     condition_metric_name = "column_values.valid_uscc"
@@ -42,7 +50,10 @@ class ExpectColumnValuesToBeValidUscc(ColumnMapExpectation):
 
     map_metric = "column_values.valid_uscc"
     success_keys = ("mostly",)
-    library_metadata: ClassVar[dict] = {"tags": ["credit", "identifier"], "contributors": ["public-credit"]}
+    library_metadata: ClassVar[dict] = {
+        "tags": ["credit", "identifier"],
+        "contributors": ["public-credit"],
+    }
 
 
 class ColumnValuesValidResidentId(ColumnMapMetricProvider):
@@ -62,6 +73,7 @@ class ExpectColumnValuesToBeValidResidentId(ColumnMapExpectation):
 
 
 # --------------------------------------------------------------------------- catalogue
+
 
 class ColumnValuesInCatalogue(ColumnMapMetricProvider):
     condition_metric_name = "column_values.in_catalogue"
@@ -118,6 +130,7 @@ class ExpectMandatoryFieldsPresent(MulticolumnMapExpectation):
 
 # --------------------------------------------------------------------------- law
 
+
 class PublicityWithinBounds(MulticolumnMapMetricProvider):
     condition_metric_name = "multicolumn_values.publicity_within_bounds"
     condition_value_keys = ("item_severity", "fixed_months", "rules")
@@ -133,13 +146,19 @@ class PublicityWithinBounds(MulticolumnMapMetricProvider):
         r["effective_from"] = pd.to_datetime(r["effective_from"])
         starts = np.sort(r["effective_from"].unique())
         # The rule set in force on the decision date (the gate's view; scoring uses the as-of date).
-        idx = np.clip(np.searchsorted(starts, dec.fillna(starts[0]).to_numpy(), side="right") - 1, 0, None)
+        idx = np.clip(
+            np.searchsorted(starts, dec.fillna(starts[0]).to_numpy(), side="right") - 1, 0, None
+        )
         severity = df["item_code"].map(item_severity)
         if "grade" in df:  # a graded penalty's own grade (minor/general/severe) decides its bounds
             own = df["grade"].where(df["grade"].isin(["minor", "general", "severe"]))
             severity = own.where(own.notna() & severity.notna(), severity)
         key = pd.DataFrame({"effective_from": starts[idx], "severity": severity}, index=df.index)
-        b = key.reset_index().merge(r, on=["effective_from", "severity"], how="left").set_index("index")
+        b = (
+            key.reset_index()
+            .merge(r, on=["effective_from", "severity"], how="left")
+            .set_index("index")
+        )
         lo = b["min_months"].reindex(df.index)
         hi = b["max_months"].reindex(df.index)
         fixed = df["item_code"].map(fixed_months)
@@ -149,8 +168,9 @@ class PublicityWithinBounds(MulticolumnMapMetricProvider):
         bounds = pd.DataFrame({"lo": lo[check].astype(int), "hi": hi[check].astype(int)})
         for (m_lo, m_hi), rows in bounds.groupby(["lo", "hi"]).groups.items():
             d = dec[rows]
-            inside = (end[rows] >= d + pd.DateOffset(months=int(m_lo))) & \
-                     (end[rows] <= d + pd.DateOffset(months=int(m_hi)))
+            inside = (end[rows] >= d + pd.DateOffset(months=int(m_lo))) & (
+                end[rows] <= d + pd.DateOffset(months=int(m_hi))
+            )
             ok[rows] = inside.to_numpy()
         return ok
 
@@ -168,6 +188,7 @@ class ExpectPublicityWithinCatalogueBounds(MulticolumnMapExpectation):
 
 
 # --------------------------------------------------------------------------- dates
+
 
 class DateNotAfterReference(MulticolumnMapMetricProvider):
     condition_metric_name = "multicolumn_values.date_not_after_reference"
@@ -211,6 +232,7 @@ class ExpectDatesInOrder(MulticolumnMapExpectation):
 
 
 # --------------------------------------------------------------------------- duplicates
+
 
 class FirstOccurrence(MulticolumnMapMetricProvider):
     condition_metric_name = "multicolumn_values.first_occurrence"

@@ -2,4 +2,5 @@
 
 Orchestration-free: nothing here imports Airflow. See scoring.pipeline for the steps.
 """
+
 __version__ = "0.1.0"

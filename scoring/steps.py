@@ -3,6 +3,7 @@
 Kept free of heavy imports so an Airflow DAG file can read it at parse time; scoring.pipeline
 binds each name to its function.
 """
+
 # Publication is the last step: the report and every check that can fail run before anything
 # changes what agencies see (a failure after publishing leaves the run published, failure noted).
 STEP_NAMES = ("ingest", "gate", "score", "report", "publish")

@@ -1,4 +1,5 @@
 """Shared fixtures: a small demo province generated once, and real databases."""
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900):
 
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "scoring", *args], capture_output=True, text=True,
-                          env=e, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "scoring", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +93,16 @@ def sqlite_run(province, tmp_path_factory):
     import json
 
     home = tmp_path_factory.mktemp("home_sqlite")
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"), "--home", str(home), "--json",
-                env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(province / "landing"),
+        "--home",
+        str(home),
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return {"home": home, "summary": json.loads(p.stdout), "url": f"sqlite:///{home / 'credit.db'}"}

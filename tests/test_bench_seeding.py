@@ -1,5 +1,6 @@
 """The bench's province is seeded a history batch at a time: the same records as the province made
 whole, every record once, each batch stored sorted by entity bucket (what a partition's read needs)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +18,23 @@ def test_record_chunks_are_the_province_cut_in_order_and_deterministic():
         ent_c, chunks = bench.record_chunks(3_000, 30_000, 7)
         parts = list(chunks)
         pd.testing.assert_frame_equal(ent_c, ent)
-        assert len(parts) == 7 and [lo for lo, _ in parts] == list(np.cumsum([0] + [len(f) for _, f in parts])[:-1])
+        assert len(parts) == 7 and [lo for lo, _ in parts] == list(
+            np.cumsum([0] + [len(f) for _, f in parts])[:-1]
+        )
         pd.testing.assert_frame_equal(pd.concat([f for _, f in parts], ignore_index=True), rec)
 
 
 def test_seeded_store_holds_every_record_once_in_bucket_sorted_batches(tmp_path: Path):
     store = Store.open(f"sqlite:///{tmp_path}/credit.db", tmp_path)
     # 4 history batches asked, but at most 6,000 rows a batch: 5 batches.
-    uscc = bench.seed_province_store(store, 2_000, 25_000, "2026-07-14", history_batches=4, batch_rows=6_000)
+    uscc = bench.seed_province_store(
+        store, 2_000, 25_000, "2026-07-14", history_batches=4, batch_rows=6_000
+    )
     assert len(uscc) == 2_000
-    batches = pd.read_sql("SELECT * FROM record_batches WHERE table_name = 'records' ORDER BY known_from",
-                          store.engine)
+    batches = pd.read_sql(
+        "SELECT * FROM record_batches WHERE table_name = 'records' ORDER BY known_from",
+        store.engine,
+    )
     assert len(batches) == 5 and batches["rows"].sum() == 25_000 and batches["known_from"].is_unique
     docs = []
     for path in batches["path"]:

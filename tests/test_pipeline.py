@@ -1,12 +1,13 @@
 """The nightly pipeline end to end on the embedded store, through the real CLI."""
+
 import json
 import re
 import shutil
 
 import pandas as pd
 import sqlalchemy as sa
-
 from conftest import AS_OF, run_cli
+
 from scoring.intake.layouts import CREDIT_RECORD
 
 
@@ -25,8 +26,17 @@ def test_rerunning_a_published_night_builds_beside_it_and_swaps_on_success(sqlit
 
     first = sqlite_run["summary"]
     before = {p: open(p, "rb").read() for p in first["published"]}
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"),
-                "--home", str(sqlite_run["home"]), "--json", env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(province / "landing"),
+        "--home",
+        str(sqlite_run["home"]),
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     again = json.loads(p.stdout)
     assert again["run_id"] == first["run_id"] + "-r2" and again["status"] == "published"
@@ -34,20 +44,38 @@ def test_rerunning_a_published_night_builds_beside_it_and_swaps_on_success(sqlit
     assert again["tiers"] == first["tiers"]
 
     def data(paths):  # the delivered data per agency; the manifests name their own run
-        return {(Path(p).parent.parent.name, Path(p).name): open(p, "rb").read()
-                for p in paths if not p.endswith("manifest.json")}
+        return {
+            (Path(p).parent.parent.name, Path(p).name): open(p, "rb").read()
+            for p in paths
+            if not p.endswith("manifest.json")
+        }
 
     assert data(again["published"]) == data(first["published"])
-    assert {p: open(p, "rb").read() for p in first["published"]} == before  # the first attempt is kept
+    assert {
+        p: open(p, "rb").read() for p in first["published"]
+    } == before  # the first attempt is kept
     eng = sa.create_engine(sqlite_run["url"])
-    states = dict(pd.read_sql("select run_id, status from runs where as_of = '2026-06-30'", eng).values)
+    states = dict(
+        pd.read_sql("select run_id, status from runs where as_of = '2026-06-30'", eng).values
+    )
     assert states == {first["run_id"]: "superseded", again["run_id"]: "published"}
-    n = pd.read_sql(f"select count(*) as n from entity_results where run_id = '{again['run_id']}'", eng)["n"].iloc[0]
+    n = pd.read_sql(
+        f"select count(*) as n from entity_results where run_id = '{again['run_id']}'", eng
+    )["n"].iloc[0]
     assert n == again["entities_scored"]
     pointers = {p.read_text().split()[0] for p in (sqlite_run["home"] / "outbox").glob("*/CURRENT")}
     assert pointers == {again["run_id"]}
-    shown = json.loads(run_cli("status", "--as-of", AS_OF, "--home", str(sqlite_run["home"]), "--json",
-                               env={"CREDIT_DB_URL": ""}).stdout)
+    shown = json.loads(
+        run_cli(
+            "status",
+            "--as-of",
+            AS_OF,
+            "--home",
+            str(sqlite_run["home"]),
+            "--json",
+            env={"CREDIT_DB_URL": ""},
+        ).stdout
+    )
     assert shown["run_id"] == again["run_id"]
 
 
@@ -76,14 +104,28 @@ def test_tiers_come_from_real_records(sqlite_run):
 
 def test_explain_lists_every_record(sqlite_run):
     eng = sa.create_engine(sqlite_run["url"])
-    uscc = pd.read_sql("select uscc from entity_results where override = 'severe_dishonesty_list' "
-                       "order by uscc limit 1", eng)["uscc"].iloc[0]
-    p = run_cli("explain", uscc, "--run", sqlite_run["summary"]["run_id"], "--home", str(sqlite_run["home"]),
-                "--json", env={"CREDIT_DB_URL": ""})
+    uscc = pd.read_sql(
+        "select uscc from entity_results where override = 'severe_dishonesty_list' "
+        "order by uscc limit 1",
+        eng,
+    )["uscc"].iloc[0]
+    p = run_cli(
+        "explain",
+        uscc,
+        "--run",
+        sqlite_run["summary"]["run_id"],
+        "--home",
+        str(sqlite_run["home"]),
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["tier"] == "D"
-    assert any(r["item_code"] in ("DISHONEST_DEBTOR", "SEVERE_DISHONESTY_LIST") and r["counts"] for r in out["records"])
+    assert any(
+        r["item_code"] in ("DISHONEST_DEBTOR", "SEVERE_DISHONESTY_LIST") and r["counts"]
+        for r in out["records"]
+    )
 
 
 def test_a_failed_hard_gate_publishes_nothing(province, tmp_path):
@@ -91,10 +133,20 @@ def test_a_failed_hard_gate_publishes_nothing(province, tmp_path):
     shutil.copytree(province / "landing", landing)
     cols = [h for h in CREDIT_RECORD.standard_headers() if h != "主体名称"]
     (landing / "ndrc" / "20260630_extra.csv").write_text(
-        ",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8")
+        ",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8"
+    )
     home = tmp_path / "h"
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(landing), "--home", str(home), "--json",
-                env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(landing),
+        "--home",
+        str(home),
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert p.returncode == 1
     s = json.loads(p.stdout)
     assert s["status"] == "gate_failed" and "schema" in s["message"]
@@ -108,7 +160,9 @@ def test_a_failed_hard_gate_publishes_nothing(province, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(tmp_path / "nope"), "--home", str(tmp_path))
+    p = run_cli(
+        "run", "--as-of", AS_OF, "--landing", str(tmp_path / "nope"), "--home", str(tmp_path)
+    )
     assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
     p = run_cli("run", "--as-of", "2026-13-45", "--landing", str(tmp_path), "--home", str(tmp_path))
     assert p.returncode != 0 and "Traceback" not in p.stderr

@@ -1,6 +1,7 @@
 """Status and publication never disagree (issue #14, item 5): a failure injected at each step of
 a night, after the step has done its work. Either nothing new is visible to agencies and the run is
 failed, or the run is published and says so (with the failure noted)."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,9 @@ def night_one(tmp_path):
 
     out, home = tmp_path / "province", tmp_path / "home"
     write_deliveries(out, "2026-03-02", n_entities=ENTITIES, seed=3)
-    first = pipeline.run_night(pipeline.RunContext(as_of="2026-03-02", landing=out / "landing", home=home))
+    first = pipeline.run_night(
+        pipeline.RunContext(as_of="2026-03-02", landing=out / "landing", home=home)
+    )
     assert first["status"] == "published", first
     write_deliveries(out, "2026-03-03", n_entities=ENTITIES, seed=3)
     return out / "landing", home
@@ -31,8 +34,11 @@ def _visible(home, run_id):
 
     store = Store.open(None, home)
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(sa.func.count()).select_from(publications)
-                            .where(publications.c.run_id == run_id)).scalar()
+        rows = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(publications)
+            .where(publications.c.run_id == run_id)
+        ).scalar()
     outbox = home / "outbox"
     folders = sorted(p for p in outbox.glob(f"*/{run_id}") if p.is_dir())
     current = {p.parent.name: p.read_text().split()[0] for p in outbox.glob("*/CURRENT")}
@@ -40,7 +46,9 @@ def _visible(home, run_id):
 
 
 @pytest.mark.parametrize("step", STEP_NAMES)
-def test_a_failure_at_each_step_leaves_status_and_publication_in_agreement(night_one, step, monkeypatch):
+def test_a_failure_at_each_step_leaves_status_and_publication_in_agreement(
+    night_one, step, monkeypatch
+):
     landing, home = night_one
     real = pipeline.STEPS[step]
 
@@ -61,7 +69,9 @@ def test_a_failure_at_each_step_leaves_status_and_publication_in_agreement(night
     else:
         assert s["status"] == "failed" and s["message"].startswith(f"{step} failed"), s
         assert rows == 0 and folders == [], "a failed run must not be visible to agencies"
-        assert set(current.values()) == {"nightly-20260302"}, "agencies keep the last published night"
+        assert set(current.values()) == {"nightly-20260302"}, (
+            "agencies keep the last published night"
+        )
     # A retry of the night (the fault gone) publishes it.
     monkeypatch.setitem(pipeline.STEPS, step, real)
     assert pipeline.run_night(ctx)["status"] == "published"

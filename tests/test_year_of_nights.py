@@ -17,6 +17,7 @@ every 30th night is byte-identical. At the end every file that landed is account
 
 CI runs six weeks (2 February - 15 March, 42 nights); CREDIT_NIGHTS=year runs all 365 nights of 2026.
 """
+
 from __future__ import annotations
 
 import collections
@@ -31,8 +32,8 @@ import chinese_calendar
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from conftest import run_cli
+
 from scoring import pipeline
 from scoring.intake.arrivals import SHANGHAI, nightly_arrival_cut, set_arrival
 
@@ -42,17 +43,29 @@ SPANS = {"ci": ("2026-02-02", "2026-03-15"), "year": ("2026-01-01", "2026-12-31"
 SPAN = os.environ.get("CREDIT_NIGHTS", "ci")
 D = dt.date.fromisoformat
 
-SILENT = ("court", D("2026-02-04"), D("2026-02-11"))   # the court delivers nothing these working days...
-RESUMES = D("2026-02-12")                              # ...and sends the backlog with this day's files
+SILENT = (
+    "court",
+    D("2026-02-04"),
+    D("2026-02-11"),
+)  # the court delivers nothing these working days...
+RESUMES = D("2026-02-12")  # ...and sends the backlog with this day's files
 # Last court delivery 3 February; allowed 1 + 3 working days: the 5th and 6th working days fail.
 GATE_FAILS = [D("2026-02-10"), D("2026-02-11")]
-LATE_FROM = D("2026-03-02")  # the first file with rows named from this day lands three days after its date
-MISSED = [D("2026-02-24") + dt.timedelta(days=i) for i in range(5)]   # scheduler down; back on 1 March
+LATE_FROM = D(
+    "2026-03-02"
+)  # the first file with rows named from this day lands three days after its date
+MISSED = [
+    D("2026-02-24") + dt.timedelta(days=i) for i in range(5)
+]  # scheduler down; back on 1 March
 CATCH_UP = D("2026-03-01")
-RESEND = D("2026-03-10")                               # a recent file's bytes under today's name
-CORRECTION = D("2026-03-12")                           # an earlier file corrected under its own name
-WAIVER = {"gate": "feed_present", "scope": "court", "approver": "王敏 (duty officer)",
-          "reason": "court IT outage, ticket 4711: nothing to deliver"}
+RESEND = D("2026-03-10")  # a recent file's bytes under today's name
+CORRECTION = D("2026-03-12")  # an earlier file corrected under its own name
+WAIVER = {
+    "gate": "feed_present",
+    "scope": "court",
+    "approver": "王敏 (duty officer)",
+    "reason": "court IT outage, ticket 4711: nothing to deliver",
+}
 
 
 def _at(day: dt.date, hour: int = 18) -> dt.datetime:
@@ -74,10 +87,14 @@ class Province:
         self.gen, self.landing = root / "generated", root / "landing"
         self.landing.mkdir(parents=True)
         world = build_world(ENTITIES, SEED)
-        self.arrivals: dict[str, dt.datetime] = {}   # relative path -> when it lands
-        self.extra: list[tuple[dt.datetime, str, bytes]] = []   # (when, path, bytes): re-sends, corrections
+        self.arrivals: dict[str, dt.datetime] = {}  # relative path -> when it lands
+        self.extra: list[
+            tuple[dt.datetime, str, bytes]
+        ] = []  # (when, path, bytes): re-sends, corrections
         self.landed: dict[str, dt.datetime] = {}
-        days = [first] + [d for d in _days(first + dt.timedelta(days=1), last) if chinese_calendar.is_workday(d)]
+        days = [first] + [
+            d for d in _days(first + dt.timedelta(days=1), last) if chinese_calendar.is_workday(d)
+        ]
         for day in days:  # the first night brings the history up to go-live
             write_deliveries(self.gen, day, n_entities=ENTITIES, seed=SEED, prebuilt=world)
         for p in sorted((self.gen / "landing").glob("*/*")):
@@ -122,7 +139,9 @@ class Province:
         path = self.gen / "landing" / rel
         if not path.stat().st_size:
             return pd.DataFrame()
-        return pd.read_csv(path, encoding=_encoding(path.read_bytes()), dtype=str, keep_default_na=False)
+        return pd.read_csv(
+            path, encoding=_encoding(path.read_bytes()), dtype=str, keep_default_na=False
+        )
 
     def resend(self, day: dt.date) -> tuple[str, str]:
         """A provider sends a file of the past week again under today's name (its system re-exported it)."""
@@ -141,7 +160,9 @@ class Province:
         i = int((frame[col].str.strip() != "").to_numpy().argmax())
         new_value = "98765.43"
         frame.loc[i, col] = new_value
-        doc = frame.loc[i, next(c for c in frame.columns if "文号" in c or "文书" in c or "案号" in c)]
+        doc = frame.loc[
+            i, next(c for c in frame.columns if "文号" in c or "文书" in c or "案号" in c)
+        ]
         self.extra.append((_at(day, 19), rel, frame.to_csv(index=False).encode(enc)))
         return rel, doc, new_value
 
@@ -184,8 +205,12 @@ class Agency:
         from scoring.history.store import landed_files
 
         with self.store.engine.connect() as conn:
-            return pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == run_id)
-                               .order_by(landed_files.c.path), conn)
+            return pd.read_sql(
+                sa.select(landed_files)
+                .where(landed_files.c.run_id == run_id)
+                .order_by(landed_files.c.path),
+                conn,
+            )
 
     def current(self) -> set[str]:
         return {p.read_text().split()[0] for p in (self.home / "outbox").glob("*/CURRENT")}
@@ -194,16 +219,23 @@ class Agency:
         from scoring.history.store import publications
 
         with self.store.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(publications)
-                                .where(publications.c.run_id == run_id)).scalar()
+            return conn.execute(
+                sa.select(sa.func.count())
+                .select_from(publications)
+                .where(publications.c.run_id == run_id)
+            ).scalar()
 
     def reconciliation(self, run_id: str) -> dict[str, tuple[int, ...]]:
         from scoring.history.store import gate_results
 
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(gate_results.c.scope, gate_results.c.observed, gate_results.c.passed)
-                                .where((gate_results.c.run_id == run_id)
-                                       & (gate_results.c.gate == "reconciliation"))).all()
+            rows = conn.execute(
+                sa.select(
+                    gate_results.c.scope, gate_results.c.observed, gate_results.c.passed
+                ).where(
+                    (gate_results.c.run_id == run_id) & (gate_results.c.gate == "reconciliation")
+                )
+            ).all()
         out = {}
         for scope, observed, passed in rows:
             assert passed, f"{run_id} {scope}: rows unaccounted for ({observed})"
@@ -216,15 +248,22 @@ class Agency:
         from scoring.history.store import record_batches
 
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(record_batches.c.table_name, sa.func.sum(record_batches.c.rows))
-                                .where(record_batches.c.run_id == run_id).group_by(record_batches.c.table_name)).all()
+            rows = conn.execute(
+                sa.select(record_batches.c.table_name, sa.func.sum(record_batches.c.rows))
+                .where(record_batches.c.run_id == run_id)
+                .group_by(record_batches.c.table_name)
+            ).all()
         return collections.Counter({t: int(n) for t, n in rows})
 
     def manifest(self, run_id: str) -> dict:
         from scoring.history.store import runs
 
         with self.store.engine.connect() as conn:
-            return json.loads(conn.execute(sa.select(runs.c.manifest_json).where(runs.c.run_id == run_id)).scalar())
+            return json.loads(
+                conn.execute(
+                    sa.select(runs.c.manifest_json).where(runs.c.run_id == run_id)
+                ).scalar()
+            )
 
     def results(self, run_id: str) -> pd.DataFrame:
         with self.store.engine.connect() as conn:
@@ -242,7 +281,9 @@ class Agency:
         from scoring.history.store import record_batches
 
         a, b = self.results(before), self.results(after)
-        m = a[["uscc", "tier"]].merge(b[["uscc", "tier"]], on="uscc", how="outer", suffixes=("_a", "_b"))
+        m = a[["uscc", "tier"]].merge(
+            b[["uscc", "tier"]], on="uscc", how="outer", suffixes=("_a", "_b")
+        )
         changed = m[m["tier_a"].astype(str) != m["tier_b"].astype(str)]
         why = collections.Counter()
         if not len(changed):
@@ -251,27 +292,43 @@ class Agency:
         old_ids = [x["batch_id"] for x in ma["input_batches"]]
         new_ids = sorted({x["batch_id"] for x in mb["input_batches"]} - set(old_ids))
         with self.store.engine.connect() as conn:
-            ent, rec, chg, _ = load_inputs(self.store, conn, ma["knowledge_cutoff"], batch_ids=old_ids)
+            ent, rec, chg, _ = load_inputs(
+                self.store, conn, ma["knowledge_cutoff"], batch_ids=old_ids
+            )
             cat = Catalogue.from_doc(_artifact(conn, mb["catalogue_sha256"]))
             pol = Policy.from_doc(_artifact(conn, mb["policy_sha256"]))
-            new = [dict(r._mapping) for r in conn.execute(
-                sa.select(record_batches).where(record_batches.c.batch_id.in_(new_ids)))]
+            new = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(record_batches).where(record_batches.c.batch_id.in_(new_ids))
+                )
+            ]
         touched = set()
         for batch in new:
             frame = self.store.read_batches([batch])
             for col in ("uscc", "subject_code"):
                 if col in frame:
                     touched |= set(frame[col].dropna().astype(str))
-        time_only = evaluate_inputs(ent, rec, chg, cat, pol, mb["as_of"]).set_index("uscc")["tier"].astype(str)
-        policy = "policy in force changed" if ma["policy_sha256"] != mb["policy_sha256"] else "time (same records)"
+        time_only = (
+            evaluate_inputs(ent, rec, chg, cat, pol, mb["as_of"])
+            .set_index("uscc")["tier"]
+            .astype(str)
+        )
+        policy = (
+            "policy in force changed"
+            if ma["policy_sha256"] != mb["policy_sha256"]
+            else "time (same records)"
+        )
         for r in changed.itertuples(index=False):
             if r.uscc in touched:
                 why["record event (new, corrected or removed record)"] += 1
             elif time_only.get(r.uscc) == str(r.tier_b):
                 why[policy] += 1
             else:
-                raise AssertionError(f"{after}: {r.uscc} moved {r.tier_a} -> {r.tier_b} with no record event, "
-                                     f"and its earlier records on {mb['as_of']} give {time_only.get(r.uscc)}")
+                raise AssertionError(
+                    f"{after}: {r.uscc} moved {r.tier_a} -> {r.tier_b} with no record event, "
+                    f"and its earlier records on {mb['as_of']} give {time_only.get(r.uscc)}"
+                )
         return why
 
 
@@ -285,9 +342,17 @@ def year(tmp_path_factory):
     corrected, corrected_doc, corrected_amount = prov.correct(CORRECTION)
     home = root / "home"
     agency = Agency(home)
-    log = {"generate_seconds": round(time.perf_counter() - t0, 1), "nights": [], "why": collections.Counter(),
-           "audits": [], "seconds": [], "late": prov.late, "late_days": prov.late_days, "resent": (resent, resent_of),
-           "corrected": (corrected, corrected_doc, corrected_amount)}
+    log = {
+        "generate_seconds": round(time.perf_counter() - t0, 1),
+        "nights": [],
+        "why": collections.Counter(),
+        "audits": [],
+        "seconds": [],
+        "late": prov.late,
+        "late_days": prov.late_days,
+        "resent": (resent, resent_of),
+        "corrected": (corrected, corrected_doc, corrected_amount),
+    }
     last_published = None
     t0 = time.perf_counter()
     for n, day in enumerate(_days(first, last)):
@@ -295,35 +360,71 @@ def year(tmp_path_factory):
         if day in MISSED:
             continue  # the scheduler is down; the providers are not
         if day == CATCH_UP:
-            p = run_cli("run", "--from", f"{MISSED[0]}", "--to", f"{day}", "--landing", str(prov.landing),
-                        "--home", str(home), "--json", env={"CREDIT_DB_URL": ""})
+            p = run_cli(
+                "run",
+                "--from",
+                f"{MISSED[0]}",
+                "--to",
+                f"{day}",
+                "--landing",
+                str(prov.landing),
+                "--home",
+                str(home),
+                "--json",
+                env={"CREDIT_DB_URL": ""},
+            )
             assert p.returncode == 0, p.stderr[-3000:]
             summaries = json.loads(p.stdout)["nights"]
-            assert [s["as_of"] for s in summaries] == [f"{d}" for d in MISSED + [day]], "night by night, in order"
-            assert [s["arrival_cut"] for s in summaries] == [nightly_arrival_cut(d).isoformat()
-                                                               for d in MISSED + [day]]
+            assert [s["as_of"] for s in summaries] == [f"{d}" for d in MISSED + [day]], (
+                "night by night, in order"
+            )
+            assert [s["arrival_cut"] for s in summaries] == [
+                nightly_arrival_cut(d).isoformat() for d in MISSED + [day]
+            ]
         else:
-            ctx = pipeline.RunContext(as_of=day, landing=prov.landing, home=home,
-                                      arrival_cut=nightly_arrival_cut(day))
+            ctx = pipeline.RunContext(
+                as_of=day, landing=prov.landing, home=home, arrival_cut=nightly_arrival_cut(day)
+            )
             t_night = time.perf_counter()
             s = pipeline.run_night(ctx)
             log["seconds"].append((s["no_new_deliveries"], time.perf_counter() - t_night))
             if day in GATE_FAILS:
-                assert s["status"] == "gate_failed" and "feed_present court/dishonest_debtor" in s["message"], s
+                assert (
+                    s["status"] == "gate_failed"
+                    and "feed_present court/dishonest_debtor" in s["message"]
+                ), s
                 _check_night(agency, s, last_published, log)
                 if day == GATE_FAILS[0]:  # the operator, through the command line
-                    p = run_cli("run", "--as-of", f"{day}", "--landing", str(prov.landing), "--home", str(home),
-                                "--waive", "feed_present:court", "--approver", WAIVER["approver"],
-                                "--reason", WAIVER["reason"], "--json", env={"CREDIT_DB_URL": ""})
+                    p = run_cli(
+                        "run",
+                        "--as-of",
+                        f"{day}",
+                        "--landing",
+                        str(prov.landing),
+                        "--home",
+                        str(home),
+                        "--waive",
+                        "feed_present:court",
+                        "--approver",
+                        WAIVER["approver"],
+                        "--reason",
+                        WAIVER["reason"],
+                        "--json",
+                        env={"CREDIT_DB_URL": ""},
+                    )
                     assert p.returncode == 0, p.stderr[-3000:]
                     s = json.loads(p.stdout)
                 else:  # the same decision as a trigger-form waiver (one run only)
                     ctx.waivers = (WAIVER,)
                     s = pipeline.run_night(ctx)
-                assert [w["covered"] for w in s["waivers"]] == [["court/dishonest_debtor"]], s["waivers"]
+                assert [w["covered"] for w in s["waivers"]] == [["court/dishonest_debtor"]], s[
+                    "waivers"
+                ]
             summaries = [s]
         for i, s in enumerate(summaries, start=1):
-            assert s["status"] == "published", f"unintended failure on {s['as_of']}: {s.get('message')}"
+            assert s["status"] == "published", (
+                f"unintended failure on {s['as_of']}: {s.get('message')}"
+            )
             _check_night(agency, s, last_published, log, latest=i == len(summaries))
             last_published = s["run_id"]
         if n % 30 == 0:
@@ -333,8 +434,10 @@ def year(tmp_path_factory):
             assert audit["identical"], f"audit rerun of {summaries[-1]['run_id']} differs"
             log["audits"].append(summaries[-1]["run_id"])
         if day == prov.late_days[1]:
-            log["late_rerun"] = {m: _rerun_summary(home, f"nightly-{prov.late_days[0]:%Y%m%d}", m)
-                                 for m in ("as-known-then", "as-known-now")}
+            log["late_rerun"] = {
+                m: _rerun_summary(home, f"nightly-{prov.late_days[0]:%Y%m%d}", m)
+                for m in ("as-known-then", "as-known-now")
+            }
     log["nights_seconds"] = round(time.perf_counter() - t0, 1)
     log["landed"] = dict(prov.landed)
     log["landing"] = prov.landing
@@ -347,13 +450,22 @@ def _rerun_summary(home, run_id, mode):
 
     out = rerun(run_id, mode, home=home)
     path = Path(out["report"]).parent / "causes.csv"
-    causes = pd.read_csv(path, dtype=str) if path.read_text(encoding="utf-8-sig").strip() else pd.DataFrame()
-    return {"identical": out["identical"], "changed": out["changed_entities"],
-            "sources": sorted({s.rsplit(":", 1)[0] for s in causes["source"]}) if len(causes) else [],
-            "causes": sorted(set(causes["cause"])) if len(causes) else []}
+    causes = (
+        pd.read_csv(path, dtype=str)
+        if path.read_text(encoding="utf-8-sig").strip()
+        else pd.DataFrame()
+    )
+    return {
+        "identical": out["identical"],
+        "changed": out["changed_entities"],
+        "sources": sorted({s.rsplit(":", 1)[0] for s in causes["source"]}) if len(causes) else [],
+        "causes": sorted(set(causes["cause"])) if len(causes) else [],
+    }
 
 
-def _check_night(agency: Agency, s: dict, last_published: str | None, log: dict, latest: bool = True) -> None:
+def _check_night(
+    agency: Agency, s: dict, last_published: str | None, log: dict, latest: bool = True
+) -> None:
     """``latest``: no later night has run yet (a catch-up's earlier nights are checked afterwards)."""
     run_id = s["run_id"]
     files = agency.files(run_id)
@@ -379,15 +491,30 @@ def _check_night(agency: Agency, s: dict, last_published: str | None, log: dict,
     if published:
         assert rows > 0 and (agency.current() == {run_id} or not latest), run_id
     else:
-        assert rows == 0 and agency.current() == ({last_published} if last_published else set()), run_id
+        assert rows == 0 and agency.current() == ({last_published} if last_published else set()), (
+            run_id
+        )
         assert all(st in ("held", "rejected", "same_content") for st in files["status"]), run_id
-    why = agency.explain_tier_changes(last_published, run_id) if published and last_published else {}
+    why = (
+        agency.explain_tier_changes(last_published, run_id) if published and last_published else {}
+    )
     log["why"].update(why)
-    log["nights"].append({"run_id": run_id, "as_of": s["as_of"], "status": s["status"],
-                          "files": len(files), "received": int(files["received"].sum()),
-                          "accepted": int(files["accepted"].sum()), "quarantined": int(files["quarantined"].sum()),
-                          "excluded": int(files["excluded"].sum()), "quiet": s["no_new_deliveries"],
-                          "tiers": s["tiers"], "tier_changes": sum(why.values()), "waivers": len(s["waivers"])})
+    log["nights"].append(
+        {
+            "run_id": run_id,
+            "as_of": s["as_of"],
+            "status": s["status"],
+            "files": len(files),
+            "received": int(files["received"].sum()),
+            "accepted": int(files["accepted"].sum()),
+            "quarantined": int(files["quarantined"].sum()),
+            "excluded": int(files["excluded"].sum()),
+            "quiet": s["no_new_deliveries"],
+            "tiers": s["tiers"],
+            "tier_changes": sum(why.values()),
+            "waivers": len(s["waivers"]),
+        }
+    )
 
 
 def test_every_night_publishes_except_where_a_gate_must_stop_it(year):
@@ -395,10 +522,12 @@ def test_every_night_publishes_except_where_a_gate_must_stop_it(year):
     first, last = map(D, SPANS[SPAN])
     published = [n["as_of"] for n in nights if n["status"] == "published"]
     assert published == [f"{d}" for d in _days(first, last)], "every night published once, in order"
-    assert [(n["as_of"], n["waivers"]) for n in nights if n["status"] != "published"] == \
-        [(f"{d}", 0) for d in GATE_FAILS], "the silent court stops exactly these nights (before their waiver)"
-    assert [n["as_of"] for n in nights if n["waivers"]] == [f"{d}" for d in GATE_FAILS], \
+    assert [(n["as_of"], n["waivers"]) for n in nights if n["status"] != "published"] == [
+        (f"{d}", 0) for d in GATE_FAILS
+    ], "the silent court stops exactly these nights (before their waiver)"
+    assert [n["as_of"] for n in nights if n["waivers"]] == [f"{d}" for d in GATE_FAILS], (
         "a waiver covers its own run only"
+    )
     quiet = [n for n in nights if n["quiet"]]
     assert quiet and all(n["status"] == "published" for n in quiet)
     # Weekends and holidays are quiet.
@@ -410,9 +539,14 @@ def test_the_late_file_is_known_from_the_night_it_landed(year):
     late, late_days = year["late"], year["late_days"]
     reading = [n for n in year["nights"] if n["status"] == "published"]
     agency = year["agency"]
-    seen = {n["as_of"]: set(agency.files(n["run_id"])["path"]) for n in reading
-            if D(n["as_of"]) in set(_days(*late_days))}
-    assert len(seen) == 4 and [d for d, paths in sorted(seen.items()) if late in paths] == [f"{late_days[1]}"]
+    seen = {
+        n["as_of"]: set(agency.files(n["run_id"])["path"])
+        for n in reading
+        if D(n["as_of"]) in set(_days(*late_days))
+    }
+    assert len(seen) == 4 and [d for d, paths in sorted(seen.items()) if late in paths] == [
+        f"{late_days[1]}"
+    ]
     then, now = year["late_rerun"]["as-known-then"], year["late_rerun"]["as-known-now"]
     assert then["identical"], "as known then: the late file is not in the night's inputs"
     assert not now["identical"] and late in now["sources"] and "late_delivery" in now["causes"]
@@ -420,7 +554,9 @@ def test_the_late_file_is_known_from_the_night_it_landed(year):
 
 def test_a_resent_file_counts_as_a_delivery_and_adds_no_rows(year):
     resent, original = year["resent"]
-    night = next(n for n in year["nights"] if n["as_of"] == f"{RESEND}" and n["status"] == "published")
+    night = next(
+        n for n in year["nights"] if n["as_of"] == f"{RESEND}" and n["status"] == "published"
+    )
     f = year["agency"].files(night["run_id"]).set_index("path").loc[resent]
     assert f["status"] == "same_content" and f["message"] == f"same content as {original}"
     assert f["received"] == f["excluded"] > 0 and f["accepted"] == 0
@@ -445,8 +581,15 @@ def test_every_file_that_landed_is_accounted_for(year):
     from scoring.history.store import landed_files
 
     with year["agency"].store.engine.connect() as conn:
-        rows = pd.read_sql(sa.select(landed_files.c.path, landed_files.c.status, landed_files.c.sha256,
-                                     landed_files.c.run_id), conn)
+        rows = pd.read_sql(
+            sa.select(
+                landed_files.c.path,
+                landed_files.c.status,
+                landed_files.c.sha256,
+                landed_files.c.run_id,
+            ),
+            conn,
+        )
     latest = rows.sort_values("run_id").groupby("path").last()
     assert set(latest.index) == set(year["landed"]), "every landed file recorded"
     assert set(latest["status"]) <= {"stored", "same_content"}, latest["status"].value_counts()
@@ -455,14 +598,18 @@ def test_every_file_that_landed_is_accounted_for(year):
 def test_tier_changes_are_explained_and_reported(year):
     nights = [n for n in year["nights"] if n["status"] == "published"]
     total = sum(n["tier_changes"] for n in nights)
-    assert total == sum(year["why"].values()) and total > 0, "the span moves tiers, and each move is explained"
-    print(f"\nyear of nights ({SPAN}): {len(nights)} published nights, generate {year['generate_seconds']} s, "
-          f"nights {year['nights_seconds']} s; received {sum(n['received'] for n in nights)}, accepted "
-          f"{sum(n['accepted'] for n in nights)}, quarantined {sum(n['quarantined'] for n in nights)}, "
-          f"excluded {sum(n['excluded'] for n in nights)}; quiet nights {sum(n['quiet'] for n in nights)}; "
-          f"tier changes {dict(year['why'])}; audited {year['audits']}; median seconds a night: "
-          f"quiet {_median([t for q, t in year['seconds'] if q])}, "
-          f"with deliveries {_median([t for q, t in year['seconds'] if not q])}")
+    assert total == sum(year["why"].values()) and total > 0, (
+        "the span moves tiers, and each move is explained"
+    )
+    print(
+        f"\nyear of nights ({SPAN}): {len(nights)} published nights, generate {year['generate_seconds']} s, "
+        f"nights {year['nights_seconds']} s; received {sum(n['received'] for n in nights)}, accepted "
+        f"{sum(n['accepted'] for n in nights)}, quarantined {sum(n['quarantined'] for n in nights)}, "
+        f"excluded {sum(n['excluded'] for n in nights)}; quiet nights {sum(n['quiet'] for n in nights)}; "
+        f"tier changes {dict(year['why'])}; audited {year['audits']}; median seconds a night: "
+        f"quiet {_median([t for q, t in year['seconds'] if q])}, "
+        f"with deliveries {_median([t for q, t in year['seconds'] if not q])}"
+    )
 
 
 def _median(xs: list[float]) -> float:

@@ -5,6 +5,7 @@ A rerun reads only: the run's manifest, the content-addressed catalogue and poli
 the immutable record batches. It writes only under CREDIT_HOME/audits/: it never publishes and
 never touches stored runs.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,8 @@ import sqlalchemy as sa
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import content_hash
 from scoring.common.errors import PipelineError
-from scoring.evaluation.evaluate import Policy
 from scoring.evaluation import partitioned as part
+from scoring.evaluation.evaluate import Policy
 from scoring.history.inputs import visible_inputs
 from scoring.history.store import Store, artifacts, runs
 
@@ -34,15 +35,27 @@ def _load_run(store, run_id: str) -> tuple[dict, dict]:
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
         if row is None or not row.manifest_json:
-            known = conn.execute(sa.select(runs.c.run_id).where(runs.c.manifest_json.is_not(None))
-                                 .order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(12)).scalars().all()
-            raise PipelineError(f"no scored run {run_id!r} to rerun; scored runs: "
-                                + (", ".join(known) + (" …" if len(known) == 12 else "") if known else "none"))
+            known = (
+                conn.execute(
+                    sa.select(runs.c.run_id)
+                    .where(runs.c.manifest_json.is_not(None))
+                    .order_by(runs.c.as_of.desc(), runs.c.run_id.desc())
+                    .limit(12)
+                )
+                .scalars()
+                .all()
+            )
+            raise PipelineError(
+                f"no scored run {run_id!r} to rerun; scored runs: "
+                + (", ".join(known) + (" …" if len(known) == 12 else "") if known else "none")
+            )
     return dict(row._mapping), json.loads(row.manifest_json)
 
 
 def _artifact(conn, sha: str) -> dict:
-    text = conn.execute(sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)).scalar()
+    text = conn.execute(
+        sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)
+    ).scalar()
     if text is None:
         raise PipelineError(f"artifact {sha[:12]}… is missing from the store")
     doc = json.loads(text)
@@ -51,8 +64,13 @@ def _artifact(conn, sha: str) -> dict:
     return doc
 
 
-def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, home: Path | None = None,
-          progress=None) -> dict:
+def rerun(
+    run_id: str,
+    mode: str = "as-known-then",
+    db_url: str | None = None,
+    home: Path | None = None,
+    progress=None,
+) -> dict:
 
     if mode not in MODES:
         raise PipelineError(f"mode must be one of {', '.join(MODES)}")
@@ -68,13 +86,17 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
             batches = visible_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
             missing = sorted(set(ids) - {b["batch_id"] for b in batches})
             if missing:
-                raise PipelineError(f"input batches missing from the store: {', '.join(missing[:3])}")
+                raise PipelineError(
+                    f"input batches missing from the store: {', '.join(missing[:3])}"
+                )
         else:
             batches = visible_inputs(store, conn, FAR_FUTURE)
     folder = store.home / "audits" / run_id / mode
     # The same partitioned evaluation as the night (any partition count gives the same bytes).
     store.verify_batches(batches)
-    plan = part.make_plan(batches, part.auto_partitions(batches), manifest["as_of"], cat.sha256, pol.sha256)
+    plan = part.make_plan(
+        batches, part.auto_partitions(batches), manifest["as_of"], cat.sha256, pol.sha256
+    )
     work = folder / "partitions"
     shutil.rmtree(work, ignore_errors=True)
     say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
@@ -93,30 +115,50 @@ def rerun(run_id: str, mode: str = "as-known-then", db_url: str | None = None, h
     else:
         with store.engine.connect() as conn:
             diff = diff_results(store.read_run_results(conn, run_id, manifest), results)
-    out = {"run_id": run_id, "mode": mode, "as_of": manifest["as_of"],
-           "knowledge_cutoff": manifest["knowledge_cutoff"] if mode == "as-known-then" else "now",
-           "identical": identical, "output_sha256": out_sha, "partitions": plan["partitions"], "original_output_sha256": manifest["output_sha256"],
-           "input_sha256": input_sha, "original_input_sha256": manifest["input_sha256"],
-           "changed_entities": sorted(diff["uscc"].unique().tolist()), "rerun_seconds": round(seconds, 3),
-           "original_score_seconds": manifest.get("timings", {}).get("score_seconds"),
-           "peak_rss_gb": {"process": part.own_peak_rss_gb(), "largest_worker": worker_peak},
-           # The run's operator waivers, as its manifest recorded them: the rerun stands on the same decision.
-           "waivers": manifest.get("waivers", [])}
+    out = {
+        "run_id": run_id,
+        "mode": mode,
+        "as_of": manifest["as_of"],
+        "knowledge_cutoff": manifest["knowledge_cutoff"] if mode == "as-known-then" else "now",
+        "identical": identical,
+        "output_sha256": out_sha,
+        "partitions": plan["partitions"],
+        "original_output_sha256": manifest["output_sha256"],
+        "input_sha256": input_sha,
+        "original_input_sha256": manifest["input_sha256"],
+        "changed_entities": sorted(diff["uscc"].unique().tolist()),
+        "rerun_seconds": round(seconds, 3),
+        "original_score_seconds": manifest.get("timings", {}).get("score_seconds"),
+        "peak_rss_gb": {"process": part.own_peak_rss_gb(), "largest_worker": worker_peak},
+        # The run's operator waivers, as its manifest recorded them: the rerun stands on the same decision.
+        "waivers": manifest.get("waivers", []),
+    }
     if mode == "as-known-then" and not identical:
         out["input_changed"] = out["input_sha256"] != out["original_input_sha256"]
     causes = pd.DataFrame()
     if mode == "as-known-now" and len(diff):
         original_ids = {b["batch_id"] for b in manifest["input_batches"]}
-        orig = [b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"]
+        orig = [
+            b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"
+        ]
         had = set(store.read_batches(orig, columns=["record_key"])["record_key"]) if orig else set()
         changed = sorted(set(diff["uscc"]))
-        rec = store.read_batches([b for b in batches if b["table_name"] == "records"], where_in=("uscc", changed),
-                                 verified=True)
+        rec = store.read_batches(
+            [b for b in batches if b["table_name"] == "records"],
+            where_in=("uscc", changed),
+            verified=True,
+        )
         if len(rec):
-            rec = rec.drop_duplicates("record_key", keep="last").sort_values("record_key", ignore_index=True)
-        chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=True)
+            rec = rec.drop_duplicates("record_key", keep="last").sort_values(
+                "record_key", ignore_index=True
+            )
+        chg = store.read_batches(
+            [b for b in batches if b["table_name"] == "changes"], verified=True
+        )
         causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"], had)
-    (folder / "rerun.json").write_text(json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True))
+    (folder / "rerun.json").write_text(
+        json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True)
+    )
     diff.to_csv(folder / "diff.csv", index=False, encoding="utf-8-sig")
     causes.to_csv(folder / "causes.csv", index=False, encoding="utf-8-sig")
     out["report"] = str(write_auditor_report(folder, run, manifest, out, diff, causes))
@@ -136,8 +178,14 @@ def diff_results(stored: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def explain_causes(diff: pd.DataFrame, rec: pd.DataFrame, chg: pd.DataFrame, original_ids: set, as_of,
-                   had: set = frozenset()) -> pd.DataFrame:
+def explain_causes(
+    diff: pd.DataFrame,
+    rec: pd.DataFrame,
+    chg: pd.DataFrame,
+    original_ids: set,
+    as_of,
+    had: set = frozenset(),
+) -> pd.DataFrame:
     """Records and changes learned after the original run that touch each changed entity (``had``:
     the record keys the original run knew, so a new version of one is a re-delivery)."""
     changed = set(diff["uscc"])
@@ -148,50 +196,100 @@ def explain_causes(diff: pd.DataFrame, rec: pd.DataFrame, chg: pd.DataFrame, ori
         # A new version of a record already known (a provider's correction, a listing's removal)
         # is a re-delivery, not a late one.
         cause = np.where(late["record_key"].isin(had), "redelivery", "late_delivery")
-        parts.append(pd.DataFrame({"uscc": late["uscc"], "cause": cause, "record_key": late["record_key"],
-                                   "item_code": late["item_code"], "effective_date": late["decision_date"],
-                                   "known_from": late["known_from"], "source": late["source_file"] + ":" +
-                                   late["line_no"].astype(str)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "uscc": late["uscc"],
+                    "cause": cause,
+                    "record_key": late["record_key"],
+                    "item_code": late["item_code"],
+                    "effective_date": late["decision_date"],
+                    "known_from": late["known_from"],
+                    "source": late["source_file"] + ":" + late["line_no"].astype(str),
+                }
+            )
+        )
     if len(chg):
         new = chg[~chg["batch_id"].isin(original_ids) & chg["subject_code"].isin(changed)]
-        parts.append(pd.DataFrame({"uscc": new["subject_code"], "cause": new["op"].map(
-            {"correct": "correction", "revoke": "revocation", "objection_filed": "objection_filed",
-             "objection": "objection", "objection_closed": "objection_closed", "repair": "repair"}),
-            "record_key": new["record_key"],
-            "item_code": new["item_code"], "effective_date": new["effective_date"], "known_from": new["known_from"],
-            "source": new["source_file"] + ":" + new["line_no"].astype(str)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "uscc": new["subject_code"],
+                    "cause": new["op"].map(
+                        {
+                            "correct": "correction",
+                            "revoke": "revocation",
+                            "objection_filed": "objection_filed",
+                            "objection": "objection",
+                            "objection_closed": "objection_closed",
+                            "repair": "repair",
+                        }
+                    ),
+                    "record_key": new["record_key"],
+                    "item_code": new["item_code"],
+                    "effective_date": new["effective_date"],
+                    "known_from": new["known_from"],
+                    "source": new["source_file"] + ":" + new["line_no"].astype(str),
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame(columns=["uscc", "cause", "record_key", "item_code", "effective_date", "known_from", "source"])
-    return pd.concat(parts, ignore_index=True).sort_values(["uscc", "known_from", "record_key"], ignore_index=True)
+        return pd.DataFrame(
+            columns=[
+                "uscc",
+                "cause",
+                "record_key",
+                "item_code",
+                "effective_date",
+                "known_from",
+                "source",
+            ]
+        )
+    return pd.concat(parts, ignore_index=True).sort_values(
+        ["uscc", "known_from", "record_key"], ignore_index=True
+    )
 
 
-def write_auditor_report(folder: Path, run: dict, manifest: dict, out: dict, diff: pd.DataFrame,
-                         causes: pd.DataFrame) -> Path:
-    verdict = ("<p class='ok'>IDENTICAL — the rerun reproduces the original output byte for byte.</p>"
-               if out["identical"] else
-               f"<p class='fail'>DIFFERENT — {len(out['changed_entities'])} entities differ.</p>")
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
-                   for k, v in sorted(manifest.items()) if k != "input_batches")
-    parts = ["<html><head><meta charset='utf-8'><title>审计复算 Audit rerun</title><style>"
-             "body{font-family:'Noto Sans CJK SC',sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:3px 6px;"
-             "font-size:12px;text-align:left}table{border-collapse:collapse}.ok{color:#070;font-weight:bold}"
-             ".fail{color:#b00;font-weight:bold}</style></head><body>",
-             f"<h1>审计复算 Audit rerun — {html.escape(out['run_id'])} ({html.escape(out['mode'])})</h1>", verdict,
-             f"<p>output_sha256 now <code>{out['output_sha256']}</code>, original "
-             f"<code>{out['original_output_sha256']}</code>; rerun {out['rerun_seconds']} s "
-             f"(original scoring {out['original_score_seconds']} s)</p>",
-             "".join(f"<p class='fail'>The original run was published under an operator waiver: gate "
-                     f"{html.escape(w['gate'])} scope {html.escape(w['scope'])}, approved by "
-                     f"{html.escape(w['approver'])} — {html.escape(w['reason'])} (covered: "
-                     f"{html.escape(', '.join(w.get('covered', [])) or 'nothing')})</p>"
-                     for w in manifest.get("waivers", [])),
-             "<h2>Run manifest</h2><table>" + rows + "</table>",
-             f"<p>{len(manifest['input_batches'])} input batches, each verified against its sha256.</p>",
-             "<h2>差异 Differences</h2>" + (diff.to_html(index=False) if len(diff) else "<p>none</p>"),
-             "<h2>原因 Causes (records and changes learned after the original run)</h2>" +
-             (causes.to_html(index=False) if len(causes) else "<p>none</p>"),
-             "<p>Drill down: <code>credit explain USCC --run " + html.escape(out["run_id"]) + "</code></p>",
-             "</body></html>"]
+def write_auditor_report(
+    folder: Path, run: dict, manifest: dict, out: dict, diff: pd.DataFrame, causes: pd.DataFrame
+) -> Path:
+    verdict = (
+        "<p class='ok'>IDENTICAL — the rerun reproduces the original output byte for byte.</p>"
+        if out["identical"]
+        else f"<p class='fail'>DIFFERENT — {len(out['changed_entities'])} entities differ.</p>"
+    )
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
+        for k, v in sorted(manifest.items())
+        if k != "input_batches"
+    )
+    parts = [
+        "<html><head><meta charset='utf-8'><title>审计复算 Audit rerun</title><style>"
+        "body{font-family:'Noto Sans CJK SC',sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:3px 6px;"
+        "font-size:12px;text-align:left}table{border-collapse:collapse}.ok{color:#070;font-weight:bold}"
+        ".fail{color:#b00;font-weight:bold}</style></head><body>",
+        f"<h1>审计复算 Audit rerun — {html.escape(out['run_id'])} ({html.escape(out['mode'])})</h1>",
+        verdict,
+        f"<p>output_sha256 now <code>{out['output_sha256']}</code>, original "
+        f"<code>{out['original_output_sha256']}</code>; rerun {out['rerun_seconds']} s "
+        f"(original scoring {out['original_score_seconds']} s)</p>",
+        "".join(
+            f"<p class='fail'>The original run was published under an operator waiver: gate "
+            f"{html.escape(w['gate'])} scope {html.escape(w['scope'])}, approved by "
+            f"{html.escape(w['approver'])} — {html.escape(w['reason'])} (covered: "
+            f"{html.escape(', '.join(w.get('covered', [])) or 'nothing')})</p>"
+            for w in manifest.get("waivers", [])
+        ),
+        "<h2>Run manifest</h2><table>" + rows + "</table>",
+        f"<p>{len(manifest['input_batches'])} input batches, each verified against its sha256.</p>",
+        "<h2>差异 Differences</h2>" + (diff.to_html(index=False) if len(diff) else "<p>none</p>"),
+        "<h2>原因 Causes (records and changes learned after the original run)</h2>"
+        + (causes.to_html(index=False) if len(causes) else "<p>none</p>"),
+        "<p>Drill down: <code>credit explain USCC --run "
+        + html.escape(out["run_id"])
+        + "</code></p>",
+        "</body></html>",
+    ]
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

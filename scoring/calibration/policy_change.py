@@ -6,6 +6,7 @@ A promotion is effective-dated: evaluations before its date keep the policy then
 published nights and their audit reruns never change. The history entry names the approver, the
 reason and the diff it was approved on (by content hash, with the diff kept beside the history).
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,7 +33,9 @@ from scoring.reporting.migration_plot import plot_matrix
 from scoring.reporting.reference import REFERENCE, citation, citation_html, load_reference
 from scoring.sampling.doublerandom import tier_count
 
-REQUIRED_DIMENSIONS = tuple(c.removeprefix("dim_") for c in CANONICAL_COLUMNS if c.startswith("dim_"))
+REQUIRED_DIMENSIONS = tuple(
+    c.removeprefix("dim_") for c in CANONICAL_COLUMNS if c.startswith("dim_")
+)
 DIFF_SCHEMA = "policy_diff/1"
 
 
@@ -42,8 +45,13 @@ class PolicyRefused(PipelineError):
 
 # --------------------------------------------------------------------------- checks
 
-def check_policy(doc, catalogue: Catalogue, effective_from: str | None = None,
-                 published_nights: list[str] | tuple = ()) -> Policy:
+
+def check_policy(
+    doc,
+    catalogue: Catalogue,
+    effective_from: str | None = None,
+    published_nights: list[str] | tuple = (),
+) -> Policy:
     """The policy if it can be promoted, else PolicyRefused naming the first problem."""
     if not isinstance(doc, dict):
         raise PolicyRefused("policy refused: the file is not a mapping of policy fields")
@@ -53,41 +61,59 @@ def check_policy(doc, catalogue: Catalogue, effective_from: str | None = None,
     dims = [d.get("id") for d in doc["dimensions"]]
     missing = [d for d in REQUIRED_DIMENSIONS if d not in dims]
     if missing:
-        raise PolicyRefused(f"policy refused: dimension {missing[0]} is missing (every policy has "
-                            f"{', '.join(REQUIRED_DIMENSIONS)})")
+        raise PolicyRefused(
+            f"policy refused: dimension {missing[0]} is missing (every policy has "
+            f"{', '.join(REQUIRED_DIMENSIONS)})"
+        )
     extra = [d for d in dims if d not in REQUIRED_DIMENSIONS]
     if extra:
-        raise PolicyRefused(f"policy refused: dimension {extra[0]} is not one of {', '.join(REQUIRED_DIMENSIONS)}")
+        raise PolicyRefused(
+            f"policy refused: dimension {extra[0]} is not one of {', '.join(REQUIRED_DIMENSIONS)}"
+        )
     for code, spec in sorted(doc["items"].items()):
         if spec.get("dimension") not in dims:
-            raise PolicyRefused(f"policy refused: item {code} feeds unknown dimension {spec.get('dimension')}")
+            raise PolicyRefused(
+                f"policy refused: item {code} feeds unknown dimension {spec.get('dimension')}"
+            )
     tiers = doc["tiers"]
     names = [t.get("tier") for t in tiers]
     if names != list(TIERS):
-        raise PolicyRefused(f"policy refused: tiers must be listed A, B, C, D once each (got {', '.join(map(str, names))})")
+        raise PolicyRefused(
+            f"policy refused: tiers must be listed A, B, C, D once each (got {', '.join(map(str, names))})"
+        )
     cuts = [t.get("min_score") for t in tiers]
     for (a, ca), (b, cb) in zip(zip(names, cuts), zip(names[1:], cuts[1:])):
         if ca == cb:
-            raise PolicyRefused(f"policy refused: cut scores overlap: {a} and {b} both start at {ca}")
+            raise PolicyRefused(
+                f"policy refused: cut scores overlap: {a} and {b} both start at {ca}"
+            )
         if ca < cb:
-            raise PolicyRefused(f"policy refused: cut scores are not in order: {b} starts at {cb}, above {a} at {ca}")
+            raise PolicyRefused(
+                f"policy refused: cut scores are not in order: {b} starts at {cb}, above {a} at {ca}"
+            )
     on = dt.date.fromisoformat(effective_from) if effective_from else None
     known = set(catalogue.item_codes)
     referenced = list(doc["items"]) + list(doc["overrides"].get("severe_list_items", []))
     for cap in doc["overrides"].get("tier_caps", []) or []:
         referenced += list(cap.get("items", []))
         if cap.get("max_tier") not in TIERS:
-            raise PolicyRefused(f"policy refused: tier cap {cap.get('id')} has no tier A-D as its max_tier")
+            raise PolicyRefused(
+                f"policy refused: tier cap {cap.get('id')} has no tier A-D as its max_tier"
+            )
     for code in referenced:
         if code not in known:
             where = f" in force on {on}" if on else ""
-            raise PolicyRefused(f"policy refused: item {code} is not in the catalogue{where} "
-                                f"(version {catalogue.doc.get('version_label', catalogue.sha256[:12])})")
+            raise PolicyRefused(
+                f"policy refused: item {code} is not in the catalogue{where} "
+                f"(version {catalogue.doc.get('version_label', catalogue.sha256[:12])})"
+            )
     if on is not None and published_nights:
         last = max(published_nights)
         if on <= dt.date.fromisoformat(str(last)):
-            raise PolicyRefused(f"policy refused: effective date {on} is on or before night {last}, already "
-                                f"published under the policy then in force (choose a date after {last})")
+            raise PolicyRefused(
+                f"policy refused: effective date {on} is on or before night {last}, already "
+                f"published under the policy then in force (choose a date after {last})"
+            )
     try:
         return Policy.from_doc(doc)
     except (KeyError, TypeError, ValueError) as exc:
@@ -96,19 +122,34 @@ def check_policy(doc, catalogue: Catalogue, effective_from: str | None = None,
 
 def published_nights(store) -> list[str]:
     with store.engine.connect() as conn:
-        return sorted(str(r) for r in conn.execute(sa.select(runs.c.as_of).where(runs.c.status == "published")).scalars())
+        return sorted(
+            str(r)
+            for r in conn.execute(
+                sa.select(runs.c.as_of).where(runs.c.status == "published")
+            ).scalars()
+        )
 
 
 # --------------------------------------------------------------------------- the diff
 
-def _ratios_in_use(store, agency_ids: list[str], default: dict[str, float]) -> dict[str, tuple[dict, str]]:
+
+def _ratios_in_use(
+    store, agency_ids: list[str], default: dict[str, float]
+) -> dict[str, tuple[dict, str]]:
     """Each agency's ratios from its latest drawn plan, else the documented default."""
     out = {a: ({t: float(default[t]) for t in TIERS}, "default") for a in agency_ids}
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(sampling_plans.c.agency_id, sampling_plans.c.as_of, sampling_plans.c.plan_id,
-                                      sampling_plans.c.record_json)
-                            .order_by(sampling_plans.c.as_of, sampling_plans.c.plan_id)).all()
-    for r in rows:  # later plans overwrite earlier ones; an abandoned (re-drawn) plan does not count
+        rows = conn.execute(
+            sa.select(
+                sampling_plans.c.agency_id,
+                sampling_plans.c.as_of,
+                sampling_plans.c.plan_id,
+                sampling_plans.c.record_json,
+            ).order_by(sampling_plans.c.as_of, sampling_plans.c.plan_id)
+        ).all()
+    for (
+        r
+    ) in rows:  # later plans overwrite earlier ones; an abandoned (re-drawn) plan does not count
         record = json.loads(r.record_json)
         ratios = (record.get("ingredients") or {}).get("ratios")
         if r.agency_id in out and ratios and not record.get("abandoned"):
@@ -116,8 +157,9 @@ def _ratios_in_use(store, agency_ids: list[str], default: dict[str, float]) -> d
     return out
 
 
-def inspection_load(old: pd.DataFrame, new: pd.DataFrame, agencies: list[dict],
-                    ratios: dict[str, tuple[dict, str]]) -> list[dict]:
+def inspection_load(
+    old: pd.DataFrame, new: pd.DataFrame, agencies: list[dict], ratios: dict[str, tuple[dict, str]]
+) -> list[dict]:
     """Inspections per department for one round at its ratios: under the old and the new tiers."""
     rows = []
     for ag in agencies:
@@ -127,17 +169,32 @@ def inspection_load(old: pd.DataFrame, new: pd.DataFrame, agencies: list[dict],
         n_new = new.loc[mask, "tier"].astype(str).value_counts()
         load_old = sum(tier_count(r[t], int(n_old.get(t, 0))) for t in TIERS)
         load_new = sum(tier_count(r[t], int(n_new.get(t, 0))) for t in TIERS)
-        rows.append({"agency_id": ag["id"], "agency": ag["name"], "entities": int(mask.sum()),
-                     "ratios": r, "ratios_from": source,
-                     "old_by_tier": {t: int(n_old.get(t, 0)) for t in TIERS},
-                     "new_by_tier": {t: int(n_new.get(t, 0)) for t in TIERS},
-                     "inspections_old": int(load_old), "inspections_new": int(load_new),
-                     "change": int(load_new - load_old)})
+        rows.append(
+            {
+                "agency_id": ag["id"],
+                "agency": ag["name"],
+                "entities": int(mask.sum()),
+                "ratios": r,
+                "ratios_from": source,
+                "old_by_tier": {t: int(n_old.get(t, 0)) for t in TIERS},
+                "new_by_tier": {t: int(n_new.get(t, 0)) for t in TIERS},
+                "inspections_old": int(load_old),
+                "inspections_new": int(load_new),
+                "change": int(load_new - load_old),
+            }
+        )
     return rows
 
 
-def policy_diff(store, old_path, new_path, as_of: str, reference=REFERENCE, agencies_path=None,
-                catalogue: Catalogue | None = None) -> dict:
+def policy_diff(
+    store,
+    old_path,
+    new_path,
+    as_of: str,
+    reference=REFERENCE,
+    agencies_path=None,
+    catalogue: Catalogue | None = None,
+) -> dict:
     """Both policies on the same inputs (everything known by the as-of date), side by side."""
     day = dt.date.fromisoformat(str(as_of))
     old_doc, new_doc = load_document(old_path), load_document(new_path)
@@ -147,31 +204,57 @@ def policy_diff(store, old_path, new_path, as_of: str, reference=REFERENCE, agen
         cat, chosen = Catalogue.in_force(day), f"in force on {day}"
         needed = set(old_doc.get("items", {})) | set(new_doc.get("items", {}))
         if not needed <= set(cat.item_codes):
-            cat, chosen = Catalogue.latest(), f"newest version (the one in force on {day} lacks items of these policies)"
+            cat, chosen = (
+                Catalogue.latest(),
+                f"newest version (the one in force on {day} lacks items of these policies)",
+            )
     old = check_policy(old_doc, cat)
     new = check_policy(new_doc, cat)
     with store.engine.connect() as conn:
         ent, rec, chg, batches = load_inputs(store, conn, day.isoformat())
     if not len(ent):
-        raise PipelineError(f"no entities known by {day}: run a night first (credit run --as-of {day})")
+        raise PipelineError(
+            f"no entities known by {day}: run a night first (credit run --as-of {day})"
+        )
     r_old = evaluate_inputs(ent, rec, chg, cat, old, day)
     r_new = evaluate_inputs(ent, rec, chg, cat, new, day)
-    out = {"schema": DIFF_SCHEMA, "as_of": day.isoformat(),
-           "old": {"file": Path(old_path).name, "sha256": old.sha256, "label": old.doc.get("version_label", "")},
-           "new": {"file": Path(new_path).name, "sha256": new.sha256, "label": new.doc.get("version_label", "")},
-           "catalogue": {"sha256": cat.sha256, "label": cat.doc.get("version_label", ""), "chosen": chosen},
-           "input_batches": sorted(str(b["batch_id"]) for b in batches)}
+    out = {
+        "schema": DIFF_SCHEMA,
+        "as_of": day.isoformat(),
+        "old": {
+            "file": Path(old_path).name,
+            "sha256": old.sha256,
+            "label": old.doc.get("version_label", ""),
+        },
+        "new": {
+            "file": Path(new_path).name,
+            "sha256": new.sha256,
+            "label": new.doc.get("version_label", ""),
+        },
+        "catalogue": {
+            "sha256": cat.sha256,
+            "label": cat.doc.get("version_label", ""),
+            "chosen": chosen,
+        },
+        "input_batches": sorted(str(b["batch_id"]) for b in batches),
+    }
     out.update(compare(r_old, r_new))
     ref = load_reference(reference)
     out["reference"] = ref["reference"]
-    out["also_published"] = [{k: e[k] for k in ("label", "shares", "citation")} for e in ref["also_published"]]
-    out["new_minus_reference"] = {t: round(out["new_shares"][t] - ref["reference"]["shares"][t], 6) for t in TIERS}
+    out["also_published"] = [
+        {k: e[k] for k in ("label", "shares", "citation")} for e in ref["also_published"]
+    ]
+    out["new_minus_reference"] = {
+        t: round(out["new_shares"][t] - ref["reference"]["shares"][t], 6) for t in TIERS
+    }
     agencies = load_agencies(agencies_path or DEFAULT_AGENCIES)
     ratios = _ratios_in_use(store, [a["id"] for a in agencies], ref["default_ratios"])
     out["inspection_load"] = inspection_load(r_old, r_new, agencies, ratios)
-    out["inspection_load_note"] = ("one round (next month's plan) at each department's current ratios: its latest "
-                                   "drawn plan, else the default; k = floor(ratio x N + 0.5) per tier, before the "
-                                   "90-day exclusion and frequency caps")
+    out["inspection_load_note"] = (
+        "one round (next month's plan) at each department's current ratios: its latest "
+        "drawn plan, else the default; k = floor(ratio x N + 0.5) per tier, before the "
+        "90-day exclusion and frequency caps"
+    )
     out["diff_id"] = hashlib.sha256(canonical_json(out).encode("utf-8")).hexdigest()
     return out
 
@@ -186,7 +269,9 @@ def write_diff(diff: dict, folder: Path) -> dict[str, Path]:
     d = Path(folder) / diff["diff_id"][:16]
     d.mkdir(parents=True, exist_ok=True)
     paths = {"json": d / "diff.json", "png": d / "migration_matrix.png", "html": d / "diff.html"}
-    paths["json"].write_text(json.dumps(diff, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(diff, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8"
+    )
     plot_matrix(diff, paths["png"])
     paths["html"].write_text(diff_html(diff, paths["png"]), encoding="utf-8")
     return paths
@@ -194,7 +279,9 @@ def write_diff(diff: dict, folder: Path) -> dict[str, Path]:
 
 def _table(rows: list[list], head: list[str]) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table border=1 cellspacing=0 cellpadding=3><tr>{th}</tr>{body}</table>"
 
 
@@ -207,61 +294,139 @@ def diff_html(diff: dict, png: Path) -> str:
     img = base64.b64encode(Path(png).read_bytes()).decode()
     ref = diff["reference"]
     others = diff.get("also_published", [])
-    shares = _table([[t, f"{diff['old_shares'][t]:.1%}", f"{diff['new_shares'][t]:.1%}",
-                      f"{float(ref['shares'][t]):.1%}", f"{diff['new_minus_reference'][t]:+.1%}"]
-                     + [f"{float(o['shares'][t]):.1%}" for o in others] for t in TIERS],
-                    ["tier", "old", "new", "reference", "new - reference"] + [o["label"] for o in others])
-    cited = "".join(f"<li>{html.escape(e['label'])}: {citation_html(e)}</li>" for e in [ref] + others)
-    load = _table([[r["agency_id"], r["agency"], r["entities"], " ".join(f"{t}={r['ratios'][t]:g}" for t in TIERS),
-                    r["ratios_from"], r["inspections_old"], r["inspections_new"], f"{r['change']:+d}"]
-                   for r in diff["inspection_load"]],
-                  ["agency", "name", "entities", "ratios", "ratios from", "inspections (old)", "inspections (new)", "change"])
-    movers = _table([[m["uscc"], m["name"], m["old_tier"], m["new_tier"], m["old_score"], m["new_score"],
-                      m["new_override"], m["new_reasons"], m["old_reasons"]] for m in diff["movers"][:500]],
-                    ["USCC", "name", "old", "new", "old score", "new score", "override (new)", "reasons (new)",
-                     "reasons (old)"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>policy diff {diff['diff_id'][:16]}</title>"
-            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{font-size:13px}</style></head><body>"
-            f"<h1>Policy change: {html.escape(diff['old']['file'])} → {html.escape(diff['new']['file'])}</h1>"
-            f"<p>As of {diff['as_of']}, on the same inputs ({diff['entities']:,} active entities, catalogue "
-            f"{html.escape(diff['catalogue']['label'])}). Diff id <code>{diff['diff_id']}</code> — a promotion names it."
-            f"<br>old policy sha256 <code>{diff['old']['sha256']}</code><br>new policy sha256 <code>{diff['new']['sha256']}</code></p>"
-            f"<h2>Tier migration</h2><img alt='migration matrix' src='data:image/png;base64,{img}'>"
-            f"<p>{diff['up']:,} entities move to a better tier, {diff['down']:,} to a worse one, "
-            f"{diff['same']:,} stay; {diff['movers_2plus']:,} move two tiers or more.</p>"
-            f"<h2>Tier shares against the published reference</h2>{shares}<p>Sources:</p><ul>{cited}</ul>"
-            f"<h2>Next month's inspection load by department</h2><p>{html.escape(diff['inspection_load_note'])}</p>{load}"
-            f"<h2>Entities moving two tiers or more ({diff['movers_2plus']:,}"
-            f"{', first 500 shown' if diff['movers_2plus'] > 500 else ''})</h2>{movers}</body></html>")
+    shares = _table(
+        [
+            [
+                t,
+                f"{diff['old_shares'][t]:.1%}",
+                f"{diff['new_shares'][t]:.1%}",
+                f"{float(ref['shares'][t]):.1%}",
+                f"{diff['new_minus_reference'][t]:+.1%}",
+            ]
+            + [f"{float(o['shares'][t]):.1%}" for o in others]
+            for t in TIERS
+        ],
+        ["tier", "old", "new", "reference", "new - reference"] + [o["label"] for o in others],
+    )
+    cited = "".join(
+        f"<li>{html.escape(e['label'])}: {citation_html(e)}</li>" for e in [ref] + others
+    )
+    load = _table(
+        [
+            [
+                r["agency_id"],
+                r["agency"],
+                r["entities"],
+                " ".join(f"{t}={r['ratios'][t]:g}" for t in TIERS),
+                r["ratios_from"],
+                r["inspections_old"],
+                r["inspections_new"],
+                f"{r['change']:+d}",
+            ]
+            for r in diff["inspection_load"]
+        ],
+        [
+            "agency",
+            "name",
+            "entities",
+            "ratios",
+            "ratios from",
+            "inspections (old)",
+            "inspections (new)",
+            "change",
+        ],
+    )
+    movers = _table(
+        [
+            [
+                m["uscc"],
+                m["name"],
+                m["old_tier"],
+                m["new_tier"],
+                m["old_score"],
+                m["new_score"],
+                m["new_override"],
+                m["new_reasons"],
+                m["old_reasons"],
+            ]
+            for m in diff["movers"][:500]
+        ],
+        [
+            "USCC",
+            "name",
+            "old",
+            "new",
+            "old score",
+            "new score",
+            "override (new)",
+            "reasons (new)",
+            "reasons (old)",
+        ],
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>policy diff {diff['diff_id'][:16]}</title>"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{font-size:13px}</style></head><body>"
+        f"<h1>Policy change: {html.escape(diff['old']['file'])} → {html.escape(diff['new']['file'])}</h1>"
+        f"<p>As of {diff['as_of']}, on the same inputs ({diff['entities']:,} active entities, catalogue "
+        f"{html.escape(diff['catalogue']['label'])}). Diff id <code>{diff['diff_id']}</code> — a promotion names it."
+        f"<br>old policy sha256 <code>{diff['old']['sha256']}</code><br>new policy sha256 <code>{diff['new']['sha256']}</code></p>"
+        f"<h2>Tier migration</h2><img alt='migration matrix' src='data:image/png;base64,{img}'>"
+        f"<p>{diff['up']:,} entities move to a better tier, {diff['down']:,} to a worse one, "
+        f"{diff['same']:,} stay; {diff['movers_2plus']:,} move two tiers or more.</p>"
+        f"<h2>Tier shares against the published reference</h2>{shares}<p>Sources:</p><ul>{cited}</ul>"
+        f"<h2>Next month's inspection load by department</h2><p>{html.escape(diff['inspection_load_note'])}</p>{load}"
+        f"<h2>Entities moving two tiers or more ({diff['movers_2plus']:,}"
+        f"{', first 500 shown' if diff['movers_2plus'] > 500 else ''})</h2>{movers}</body></html>"
+    )
 
 
 def diff_text(diff: dict) -> str:
     """The terminal table."""
     ref = diff["reference"]
-    lines = [f"policy diff {diff['old']['file']} -> {diff['new']['file']} as of {diff['as_of']} "
-             f"({diff['entities']:,} entities); diff id {diff['diff_id']}", "",
-             "migration (rows: old tier, columns: new tier; count and share of all entities)",
-             "old\\new " + "".join(f"{t:>16}" for t in TIERS)]
+    lines = [
+        f"policy diff {diff['old']['file']} -> {diff['new']['file']} as of {diff['as_of']} "
+        f"({diff['entities']:,} entities); diff id {diff['diff_id']}",
+        "",
+        "migration (rows: old tier, columns: new tier; count and share of all entities)",
+        "old\\new " + "".join(f"{t:>16}" for t in TIERS),
+    ]
     for a in TIERS:
-        lines.append(f"{a:<8}" + "".join(f"{diff['matrix'][a][b]:>8,} {diff['matrix_share'][a][b]:>6.1%}" for b in TIERS))
+        lines.append(
+            f"{a:<8}"
+            + "".join(
+                f"{diff['matrix'][a][b]:>8,} {diff['matrix_share'][a][b]:>6.1%}" for b in TIERS
+            )
+        )
     lines += ["", f"tier shares       {'old':>7} {'new':>7} {'ref':>7} {'new-ref':>8}"]
     for t in TIERS:
-        lines.append(f"  {t:<15} {diff['old_shares'][t]:>7.1%} {diff['new_shares'][t]:>7.1%} "
-                     f"{float(ref['shares'][t]):>7.1%} {diff['new_minus_reference'][t]:>+8.1%}")
+        lines.append(
+            f"  {t:<15} {diff['old_shares'][t]:>7.1%} {diff['new_shares'][t]:>7.1%} "
+            f"{float(ref['shares'][t]):>7.1%} {diff['new_minus_reference'][t]:>+8.1%}"
+        )
     lines.append(f"  ref = {ref['label']}")
     lines.append(f"        {_citation(ref)}")
     for o in diff.get("also_published", []):
-        lines.append(f"  also published: {o['label']}: " + " / ".join(f"{t} {float(o['shares'][t]):.1%}" for t in TIERS))
+        lines.append(
+            f"  also published: {o['label']}: "
+            + " / ".join(f"{t} {float(o['shares'][t]):.1%}" for t in TIERS)
+        )
         lines.append(f"        {o['citation']}")
-    lines += ["", f"next month's inspections by department ({diff['inspection_load_note']})",
-              f"  {'agency':<15}{'entities':>9}{'old':>7}{'new':>7}{'change':>8}  ratios from"]
+    lines += [
+        "",
+        f"next month's inspections by department ({diff['inspection_load_note']})",
+        f"  {'agency':<15}{'entities':>9}{'old':>7}{'new':>7}{'change':>8}  ratios from",
+    ]
     for r in diff["inspection_load"]:
-        lines.append(f"  {r['agency_id']:<15}{r['entities']:>9,}{r['inspections_old']:>7,}{r['inspections_new']:>7,}"
-                     f"{r['change']:>+8,}  {r['ratios_from']}")
+        lines.append(
+            f"  {r['agency_id']:<15}{r['entities']:>9,}{r['inspections_old']:>7,}{r['inspections_new']:>7,}"
+            f"{r['change']:>+8,}  {r['ratios_from']}"
+        )
     lines += ["", f"entities moving two tiers or more: {diff['movers_2plus']:,}"]
     for m in diff["movers"][:10]:
-        lines.append(f"  {m['uscc']} {m['old_tier']}->{m['new_tier']} ({m['old_score']}->{m['new_score']}): "
-                     f"{m['new_reasons']}")
+        lines.append(
+            f"  {m['uscc']} {m['old_tier']}->{m['new_tier']} ({m['old_score']}->{m['new_score']}): "
+            f"{m['new_reasons']}"
+        )
     if diff["movers_2plus"] > 10:
         lines.append(f"  ... {diff['movers_2plus'] - 10:,} more in the JSON / HTML")
     return "\n".join(lines)
@@ -269,36 +434,56 @@ def diff_text(diff: dict) -> str:
 
 # --------------------------------------------------------------------------- promotion
 
-def promote_file(store, policy_path, approved_by: str, reason: str, effective_from: str, diff_path,
-                 history: Path | str = POLICY_HISTORY) -> dict:
+
+def promote_file(
+    store,
+    policy_path,
+    approved_by: str,
+    reason: str,
+    effective_from: str,
+    diff_path,
+    history: Path | str = POLICY_HISTORY,
+) -> dict:
     """Append an approved policy file to the policy history, effective from a date."""
     if not (approved_by or "").strip() or not (reason or "").strip():
         raise PolicyRefused("promotion refused: an approver and a reason are required")
     try:
         on = dt.date.fromisoformat(str(effective_from))
     except ValueError as exc:
-        raise PolicyRefused(f"promotion refused: effective date {effective_from!r} is not YYYY-MM-DD") from exc
+        raise PolicyRefused(
+            f"promotion refused: effective date {effective_from!r} is not YYYY-MM-DD"
+        ) from exc
     policy_path, history = Path(policy_path), Path(history)
     try:
         doc = load_document(policy_path)
     except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise PolicyRefused(f"policy refused: cannot read {policy_path}: {str(exc).splitlines()[0]}") from exc
+        raise PolicyRefused(
+            f"policy refused: cannot read {policy_path}: {str(exc).splitlines()[0]}"
+        ) from exc
     pol = check_policy(doc, Catalogue.in_force(on), on.isoformat(), published_nights(store))
     entries = load_document(history)["history"]
     latest = max(str(e["effective_from"]) for e in entries)
     if on.isoformat() <= latest:
-        raise PolicyRefused(f"promotion refused: effective date {on} is not after the latest policy in the history ({latest})")
+        raise PolicyRefused(
+            f"promotion refused: effective date {on} is not after the latest policy in the history ({latest})"
+        )
     if not diff_path:
-        raise PolicyRefused("promotion refused: name the diff it was approved on (--diff, from credit policy diff)")
+        raise PolicyRefused(
+            "promotion refused: name the diff it was approved on (--diff, from credit policy diff)"
+        )
     try:
         diff = json.loads(Path(diff_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PolicyRefused(f"promotion refused: cannot read the diff {diff_path}") from exc
     if not diff_is_intact(diff):
-        raise PolicyRefused(f"promotion refused: the diff {diff_path} was changed after it was made (its id does not match)")
+        raise PolicyRefused(
+            f"promotion refused: the diff {diff_path} was changed after it was made (its id does not match)"
+        )
     if diff["new"]["sha256"] != pol.sha256:
-        raise PolicyRefused(f"promotion refused: the diff {diff['diff_id'][:16]} was made for policy "
-                            f"{diff['new']['sha256'][:12]}, not this file ({pol.sha256[:12]})")
+        raise PolicyRefused(
+            f"promotion refused: the diff {diff['diff_id'][:16]} was made for policy "
+            f"{diff['new']['sha256'][:12]}, not this file ({pol.sha256[:12]})"
+        )
     folder = history.parent
     name = policy_path.name
     if policy_path.resolve().parent != folder.resolve():
@@ -308,16 +493,29 @@ def promote_file(store, policy_path, approved_by: str, reason: str, effective_fr
     diffs.mkdir(exist_ok=True)
     kept = diffs / f"{diff['diff_id'][:16]}.json"
     shutil.copyfile(diff_path, kept)
-    entry = {"effective_from": on.isoformat(), "policy": name, "sha256": pol.sha256,
-             "approved_by": approved_by.strip(), "reason": reason.strip(),
-             "diff": {"id": diff["diff_id"], "as_of": diff["as_of"], "file": f"diffs/{kept.name}",
-                      "old_sha256": diff["old"]["sha256"]}}
+    entry = {
+        "effective_from": on.isoformat(),
+        "policy": name,
+        "sha256": pol.sha256,
+        "approved_by": approved_by.strip(),
+        "reason": reason.strip(),
+        "diff": {
+            "id": diff["diff_id"],
+            "as_of": diff["as_of"],
+            "file": f"diffs/{kept.name}",
+            "old_sha256": diff["old"]["sha256"],
+        },
+    }
     text = history.read_text(encoding="utf-8")
     block = yaml.safe_dump([entry], allow_unicode=True, sort_keys=False, width=1000)
-    block = "".join("  " + line if line.strip() else line for line in block.splitlines(keepends=True))
+    block = "".join(
+        "  " + line if line.strip() else line for line in block.splitlines(keepends=True)
+    )
     history.write_text(text.rstrip("\n") + "\n" + block, encoding="utf-8")
     # The history must still load and give this policy from its date.
     if Policy.in_force(on.isoformat(), history=history).sha256 != pol.sha256:
         history.write_text(text, encoding="utf-8")
-        raise PolicyRefused("promotion refused: the history does not resolve to this policy on its date (left unchanged)")
+        raise PolicyRefused(
+            "promotion refused: the history does not resolve to this policy on its date (left unchanged)"
+        )
     return entry

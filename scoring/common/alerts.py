@@ -5,6 +5,7 @@ that is down is logged, never raised, so an alert can't fail the thing it report
 orchestrator calls ``on_failure(context)`` with its own context mapping (duck-typed: this module
 knows nothing of Airflow) and imports nothing heavy, so DAG files may import it at parse time.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,8 @@ def event_from_context(context) -> dict:
         "run_id": _get(run, "run_id") or _get(ti, "run_id"),
         "task_id": _get(ti, "task_id"),
         "try_number": _get(ti, "try_number"),
-        "logical_date": str(_get(run, "logical_date") or _get(context, "logical_date") or "") or None,
+        "logical_date": str(_get(run, "logical_date") or _get(context, "logical_date") or "")
+        or None,
         "reason": (str(exc) if exc is not None else _get(context, "reason")) or None,
     }
 
@@ -48,8 +50,12 @@ def notify(event: dict, webhook: str | None = None, timeout: float = 10.0) -> bo
     url = webhook if webhook is not None else os.environ.get(WEBHOOK_ENV, "")
     if not url:
         return False
-    req = urllib.request.Request(url, data=text.encode("utf-8"), method="POST",
-                                 headers={"Content-Type": "application/json; charset=utf-8"})
+    req = urllib.request.Request(
+        url,
+        data=text.encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return 200 <= resp.status < 300

@@ -1,5 +1,6 @@
 """The versioned information catalogue (公共信用信息目录, Art. 18): items, publicity rules with
 effective dates, gates, providers and feeds. Its version is its content hash (see config.py)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,18 +33,18 @@ class Catalogue:
     sha256: str = field(default="")
 
     @classmethod
-    def load(cls, path: Path | str = DEFAULT_CATALOGUE) -> "Catalogue":
+    def load(cls, path: Path | str = DEFAULT_CATALOGUE) -> Catalogue:
         doc = load_document(path)
         return cls.from_doc(doc)
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "Catalogue":
+    def from_doc(cls, doc: dict) -> Catalogue:
         cat = cls(doc=doc, sha256=content_hash(doc))
         cat.validate()
         return cat
 
     @classmethod
-    def in_force(cls, as_of, history: Path | str = CATALOGUE_HISTORY) -> "Catalogue":
+    def in_force(cls, as_of, history: Path | str = CATALOGUE_HISTORY) -> Catalogue:
         """The catalogue version in force on a date (latest effective_from <= as_of; the first one
         before any), checked against the hash its history entry approved."""
         entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
@@ -51,11 +52,13 @@ class Catalogue:
         entry = ([e for e in entries if str(e["effective_from"]) <= day] or entries[:1])[-1]
         cat = cls.load(Path(history).parent / entry["catalogue"])
         if entry.get("sha256") and entry["sha256"] != cat.sha256:
-            raise ValueError(f"catalogue {entry['catalogue']} does not match the approved hash in {Path(history).name}")
+            raise ValueError(
+                f"catalogue {entry['catalogue']} does not match the approved hash in {Path(history).name}"
+            )
         return cat
 
     @classmethod
-    def latest(cls, history: Path | str = CATALOGUE_HISTORY) -> "Catalogue":
+    def latest(cls, history: Path | str = CATALOGUE_HISTORY) -> Catalogue:
         """The newest catalogue version (for checking a file without a night's date)."""
         return cls.in_force("2262-01-01", history)
 
@@ -67,7 +70,9 @@ class Catalogue:
             if item["severity"] not in SEVERITIES or item["nature"] not in NATURES:
                 raise ValueError(f"catalogue item {item['code']}: bad severity or nature")
             if not 1 <= int(item["kind"]) <= 10:
-                raise ValueError(f"catalogue item {item['code']}: kind must be one of Art. 18's ten")
+                raise ValueError(
+                    f"catalogue item {item['code']}: kind must be one of Art. 18's ten"
+                )
 
     @property
     def items(self) -> list[dict]:
@@ -87,14 +92,21 @@ class Catalogue:
         rows = []
         for i in self.items:
             pub = i.get("publicity")
-            rows.append({
-                "item_code": i["code"], "kind": int(i["kind"]), "name_zh": i["name_zh"],
-                "name_en": i["name_en"], "nature": i["nature"], "severity": i["severity"],
-                "opening": i["opening"], "repairable": bool(i.get("repairable", False)),
-                "severe_list": bool(i.get("severe_list", False)),
-                "publicity_kind": pub if isinstance(pub, str) else "fixed",
-                "publicity_months": int(pub["months"]) if isinstance(pub, dict) else None,
-            })
+            rows.append(
+                {
+                    "item_code": i["code"],
+                    "kind": int(i["kind"]),
+                    "name_zh": i["name_zh"],
+                    "name_en": i["name_en"],
+                    "nature": i["nature"],
+                    "severity": i["severity"],
+                    "opening": i["opening"],
+                    "repairable": bool(i.get("repairable", False)),
+                    "severe_list": bool(i.get("severe_list", False)),
+                    "publicity_kind": pub if isinstance(pub, str) else "fixed",
+                    "publicity_months": int(pub["months"]) if isinstance(pub, dict) else None,
+                }
+            )
         return pd.DataFrame(rows).sort_values("item_code", ignore_index=True)
 
     @property
@@ -128,9 +140,15 @@ class Catalogue:
         rows = []
         for r in self.doc["publicity_rules"]:
             for sev in ("minor", "general", "severe"):
-                rows.append({"rule_id": r["id"], "effective_from": pd.Timestamp(str(r["effective_from"])),
-                             "severity": sev, "min_months": int(r[sev]["min_months"]),
-                             "max_months": int(r[sev]["max_months"])})
+                rows.append(
+                    {
+                        "rule_id": r["id"],
+                        "effective_from": pd.Timestamp(str(r["effective_from"])),
+                        "severity": sev,
+                        "min_months": int(r[sev]["min_months"]),
+                        "max_months": int(r[sev]["max_months"]),
+                    }
+                )
         return pd.DataFrame(rows).sort_values(["effective_from", "severity"], ignore_index=True)
 
     def rule_id_on(self, dates: pd.Series) -> pd.Series:

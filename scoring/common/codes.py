@@ -7,6 +7,7 @@
 Validators take any sequence of strings (or None) and return a boolean numpy array; nothing
 loops over rows in Python.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,11 @@ def _as_byte_matrix(values, width: int) -> tuple[np.ndarray, np.ndarray]:
     ok &= ascii_ok
     padded = np.where(ok, strs.to_numpy(dtype=object), "0" * width)
     buf = "".join(padded).encode("ascii")
-    mat = np.frombuffer(buf, dtype=np.uint8).reshape(-1, width) if len(padded) else np.zeros((0, width), np.uint8)
+    mat = (
+        np.frombuffer(buf, dtype=np.uint8).reshape(-1, width)
+        if len(padded)
+        else np.zeros((0, width), np.uint8)
+    )
     return mat, ok
 
 
@@ -87,7 +92,9 @@ def valid_id_number(values) -> np.ndarray:
     r = (np.where(digits < 0, 0, digits) @ ID_WEIGHTS) % 11
     check = np.frombuffer(ID_CHECK.encode(), dtype=np.uint8)[r]
     ok &= check == mat[:, 17]
-    birth_text = pd.Series(np.ascontiguousarray(mat[:, 6:14]).view("S8").ravel()).str.decode("ascii")
+    birth_text = pd.Series(np.ascontiguousarray(mat[:, 6:14]).view("S8").ravel()).str.decode(
+        "ascii"
+    )
     birth = pd.to_datetime(birth_text, format="%Y%m%d", errors="coerce")
     ok &= birth.notna().to_numpy()
     return ok
@@ -98,8 +105,9 @@ def _chars(vals: np.ndarray, alphabet: str) -> np.ndarray:
     return table[vals]
 
 
-def make_uscc(first_char: np.ndarray, kind_char: np.ndarray, division: np.ndarray,
-              org_body: np.ndarray) -> np.ndarray:
+def make_uscc(
+    first_char: np.ndarray, kind_char: np.ndarray, division: np.ndarray, org_body: np.ndarray
+) -> np.ndarray:
     """Build valid USCCs from parts (vectorised). ``org_body`` is rows × 8 values 0-9 (digits)."""
     n = len(division)
     org_check = org_check_value(org_body)
@@ -117,8 +125,10 @@ def make_uscc(first_char: np.ndarray, kind_char: np.ndarray, division: np.ndarra
 
 def make_id_number(division: np.ndarray, birth_yyyymmdd: np.ndarray, seq: np.ndarray) -> np.ndarray:
     """Build valid resident ID numbers (vectorised); ``seq`` is 0-999."""
-    body = np.char.add(np.char.add(division.astype(str), birth_yyyymmdd.astype(str)),
-                       np.char.zfill(seq.astype(str), 3))
+    body = np.char.add(
+        np.char.add(division.astype(str), birth_yyyymmdd.astype(str)),
+        np.char.zfill(seq.astype(str), 3),
+    )
     n = len(body)
     mat = np.frombuffer("".join(body).encode(), dtype=np.uint8).reshape(n, 17) - ord("0")
     r = (mat.astype(np.int64) @ ID_WEIGHTS) % 11

@@ -3,6 +3,7 @@
 A version is the sha256 of the document's canonical JSON (sorted keys, no whitespace), so
 renaming or re-indenting a file does not change it but any change of meaning does.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Small frame helpers shared by the stages."""
+
 from __future__ import annotations
 
 import pandas as pd

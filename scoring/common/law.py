@@ -12,6 +12,7 @@ Sources, and what was and was not verified, are in the README ("How the law is a
   maximum can only belong to a severe record. Simplified-procedure penalties are not public credit
   information (Art. 18, last paragraph). No amount threshold.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,6 +26,7 @@ SIMPLIFIED_REASON = "simplified procedure (Art. 18): not public credit informati
 
 
 # --------------------------------------------------------------------------- period sets
+
 
 def period_sets(doc: dict) -> list[dict]:
     """The catalogue's publicity rule sets, oldest first."""
@@ -55,17 +57,26 @@ def period_bounds(doc: dict, decision_dates, grades) -> tuple[np.ndarray, np.nda
     sets = period_sets(doc)
     idx = set_index_on(doc, decision_dates)
     g = pd.Series(grades).astype("string").fillna("").to_numpy(dtype=object)
-    lo = np.array([int(sets[i][x]["min_months"]) if x in GRADES else 0 for i, x in zip(idx, g)], dtype=np.int64)
-    hi = np.array([int(sets[i][x]["max_months"]) if x in GRADES else 0 for i, x in zip(idx, g)], dtype=np.int64)
+    lo = np.array(
+        [int(sets[i][x]["min_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
+        dtype=np.int64,
+    )
+    hi = np.array(
+        [int(sets[i][x]["max_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
+        dtype=np.int64,
+    )
     return lo, hi, np.array([sets[i]["id"] for i in idx], dtype=object)
 
 
 def months_table(doc: dict) -> np.ndarray:
     """Maximum publicity months as a (set, grade) table, for the engine's vectorised lookup."""
-    return np.array([[int(r[g]["max_months"]) for g in GRADES] for r in period_sets(doc)], dtype=np.int64)
+    return np.array(
+        [[int(r[g]["max_months"]) for g in GRADES] for r in period_sets(doc)], dtype=np.int64
+    )
 
 
 # --------------------------------------------------------------------------- penalty grading
+
 
 def _contains_any(s: pd.Series, words) -> np.ndarray:
     if not words:
@@ -78,7 +89,9 @@ def _only(s: pd.Series, words) -> np.ndarray:
     """Every listed penalty type is one of ``words`` (types separated by ; , 、 / or spaces)."""
     parts = s.fillna("").str.replace(r"[;；,，、/\s]+", ";", regex=True).str.strip(";")
     allowed = "|".join(map(re.escape, words))
-    return parts.str.fullmatch(rf"(?:{allowed})(?:;(?:{allowed}))*").fillna(False).to_numpy(dtype=bool)
+    return (
+        parts.str.fullmatch(rf"(?:{allowed})(?:;(?:{allowed}))*").fillna(False).to_numpy(dtype=bool)
+    )
 
 
 def grade_penalties(frame: pd.DataFrame, doc: dict) -> pd.DataFrame:
@@ -96,7 +109,9 @@ def grade_penalties(frame: pd.DataFrame, doc: dict) -> pd.DataFrame:
     col = lambda c: frame[c] if c in frame else pd.Series(pd.NA, index=idx, dtype="string")  # noqa: E731
     cat = col("penalty_category").astype("string")
     proc = col("procedure").astype("string")
-    set_idx = set_index_on(doc, frame["decision_date"] if "decision_date" in frame else [pd.NaT] * n)
+    set_idx = set_index_on(
+        doc, frame["decision_date"] if "decision_date" in frame else [pd.NaT] * n
+    )
     sets = period_sets(doc)
 
     # Simplified procedure: the provider says so; where it says nothing, the statutory test
@@ -105,16 +120,25 @@ def grade_penalties(frame: pd.DataFrame, doc: dict) -> pd.DataFrame:
     said_simple = _contains_any(proc, sp["procedure_words"])
     said_other = _contains_any(proc, sp["other_procedure_words"])
     amount = pd.to_numeric(col("amount_yuan"), errors="coerce").fillna(0.0).to_numpy()
-    limit = np.where(col("subject_type").astype("string").fillna("") == "natural",
-                     float(sp["natural_person_max_fine_yuan"]), float(sp["organisation_max_fine_yuan"]))
+    limit = np.where(
+        col("subject_type").astype("string").fillna("") == "natural",
+        float(sp["natural_person_max_fine_yuan"]),
+        float(sp["organisation_max_fine_yuan"]),
+    )
     statutory = _only(cat, sp["categories_only"]) & (amount <= limit) & cat.notna().to_numpy()
     if "bad_values" in frame:  # an amount that could not be read is a bad value, not a small fine
         statutory &= ~frame["bad_values"].astype("string").fillna("").str.contains(
-            "fine_wan_yuan|amount_yuan", regex=True).to_numpy(dtype=bool)
+            "fine_wan_yuan|amount_yuan", regex=True
+        ).to_numpy(dtype=bool)
     simplified = said_simple | (~said_other & ~said_simple & statutory)
 
     # The provider's own grade wins.
-    pg = col("provider_grade").astype("string").str.strip().map(g["provider_grades"], na_action="ignore")
+    pg = (
+        col("provider_grade")
+        .astype("string")
+        .str.strip()
+        .map(g["provider_grades"], na_action="ignore")
+    )
     provider = pg.astype("string").fillna("").to_numpy(dtype=object)
 
     # A publicity period the provider set beyond the general maximum of the set in force can only
@@ -122,36 +146,70 @@ def grade_penalties(frame: pd.DataFrame, doc: dict) -> pd.DataFrame:
     gen_max = np.array([int(r["general"]["max_months"]) for r in sets])[set_idx]
     dec = pd.to_datetime(col("decision_date"))
     end = pd.to_datetime(col("publicity_end_date"))
-    months = ((end.dt.year - dec.dt.year) * 12 + (end.dt.month - dec.dt.month)
-              - (end.dt.day < dec.dt.day).astype(int)).to_numpy(dtype=float)
+    months = (
+        (end.dt.year - dec.dt.year) * 12
+        + (end.dt.month - dec.dt.month)
+        - (end.dt.day < dec.dt.day).astype(int)
+    ).to_numpy(dtype=float)
     long_period = np.nan_to_num(months, nan=-1) > gen_max
 
-    by_type = np.where(_contains_any(cat, g["severe_types"]), "severe",
-                       np.where(_only(cat, g["minor_types"]), "minor", "general"))
-    grade = np.select([simplified, provider != "", long_period], [SIMPLIFIED, provider, "severe"], by_type)
-    basis = np.select([said_simple, simplified, provider != "", long_period],
-                      ["procedure", "statutory_simplified", "provider_grade", "publicity_period"], "penalty_type")
+    by_type = np.where(
+        _contains_any(cat, g["severe_types"]),
+        "severe",
+        np.where(_only(cat, g["minor_types"]), "minor", "general"),
+    )
+    grade = np.select(
+        [simplified, provider != "", long_period], [SIMPLIFIED, provider, "severe"], by_type
+    )
+    basis = np.select(
+        [said_simple, simplified, provider != "", long_period],
+        ["procedure", "statutory_simplified", "provider_grade", "publicity_period"],
+        "penalty_type",
+    )
     grade = effective_grade(doc, set_idx, pd.Series(grade, index=idx))
-    return pd.DataFrame({"grade": pd.array(grade, dtype="string"), "grade_basis": pd.array(basis, dtype="string")},
-                        index=idx)
+    return pd.DataFrame(
+        {"grade": pd.array(grade, dtype="string"), "grade_basis": pd.array(basis, dtype="string")},
+        index=idx,
+    )
 
 
 def non_repairable(frame: pd.DataFrame, doc: dict) -> np.ndarray:
     """Penalties published for their full period and never repaired: production suspension or
     licence revocation in the fields the rules name (by the provider unit's field)."""
     nr = doc["penalty_grading"].get("non_repairable") or {}
-    cat = frame["penalty_category"].astype("string") if "penalty_category" in frame else pd.Series(pd.NA, index=frame.index)
-    prov = frame["provider"].astype("string") if "provider" in frame else pd.Series(pd.NA, index=frame.index)
-    return _contains_any(cat, nr.get("types", [])) & prov.isin(nr.get("providers", [])).to_numpy(dtype=bool)
+    cat = (
+        frame["penalty_category"].astype("string")
+        if "penalty_category" in frame
+        else pd.Series(pd.NA, index=frame.index)
+    )
+    prov = (
+        frame["provider"].astype("string")
+        if "provider" in frame
+        else pd.Series(pd.NA, index=frame.index)
+    )
+    return _contains_any(cat, nr.get("types", [])) & prov.isin(nr.get("providers", [])).to_numpy(
+        dtype=bool
+    )
 
 
 # --------------------------------------------------------------------------- objection decisions
 
 OBJECTION_OPS = ("objection_filed", "objection", "objection_closed")
-RESULTS = {"维持": "rejected", "驳回": "rejected", "不予采纳": "rejected", "不予更正": "rejected",
-           "异议不成立": "rejected", "采纳": "upheld", "予以更正": "upheld", "更正": "upheld",
-           "撤销": "upheld", "异议成立": "upheld", "部分采纳": "partly", "部分更正": "partly",
-           "部分成立": "partly"}
+RESULTS = {
+    "维持": "rejected",
+    "驳回": "rejected",
+    "不予采纳": "rejected",
+    "不予更正": "rejected",
+    "异议不成立": "rejected",
+    "采纳": "upheld",
+    "予以更正": "upheld",
+    "更正": "upheld",
+    "撤销": "upheld",
+    "异议成立": "upheld",
+    "部分采纳": "partly",
+    "部分更正": "partly",
+    "部分成立": "partly",
+}
 
 
 def decision_result(text: pd.Series) -> pd.Series:

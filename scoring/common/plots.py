@@ -1,4 +1,5 @@
 """Plot fonts: Chinese labels render on any machine (Noto Sans CJK SC from the mplfonts wheel)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ Deadlines in the Regulation (objections: mark within 1 working day, decide withi
 within 1) and feed freshness are counted here. A year the pinned data does not cover falls back to
 Monday–Friday and `covered()` says so, so a report can flag it instead of a night failing.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,4 +45,6 @@ def working_days_between(start: dt.date, end: dt.date) -> int:
     """Working days in the half-open interval (start, end]; negative when end precedes start."""
     if end < start:
         return -working_days_between(end, start)
-    return sum(is_working_day(start + dt.timedelta(days=i)) for i in range(1, (end - start).days + 1))
+    return sum(
+        is_working_day(start + dt.timedelta(days=i)) for i in range(1, (end - start).days + 1)
+    )

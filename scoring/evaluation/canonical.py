@@ -10,10 +10,11 @@ checks this one against it, byte for byte, on generated frames.
 Rows are produced in chunks, so the hash of a province's output (and its file) is made without
 holding the whole CSV in memory.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -43,13 +44,17 @@ def _floats_1dp(arr: pa.Array) -> pa.Array:
     q = np.rint(a).astype(np.int64)
     text = pc.binary_join_element_wise(
         pc.if_else(pa.array(np.signbit(x) & finite), "-", ""),
-        pa.array(q // 10).cast(pa.string()), ".", pa.array(q % 10).cast(pa.string()), "")
+        pa.array(q // 10).cast(pa.string()),
+        ".",
+        pa.array(q % 10).cast(pa.string()),
+        "",
+    )
     exact = finite & (np.abs(frac - 0.5) > 1e-6)
     odd = np.flatnonzero(~exact & ~missing)
     if len(odd) or missing.any():
         values = text.to_pylist()
         for i in odd:
-            values[i] = "%.1f" % x[i]
+            values[i] = "%.1f" % x[i]  # noqa: UP031 - the canonical text form, byte for byte
         for i in np.flatnonzero(missing):
             values[i] = ""
         text = pa.array(values, type=pa.string())
@@ -64,8 +69,11 @@ def _field(arr: pa.Array) -> pa.Array:
         return _floats_1dp(arr)
     if pa.types.is_integer(t) or pa.types.is_boolean(t):
         s = pc.fill_null(arr.cast(pa.string()), "")
-        return pc.replace_substring(pc.replace_substring(s, "true", "True"), "false", "False") \
-            if pa.types.is_boolean(t) else s
+        return (
+            pc.replace_substring(pc.replace_substring(s, "true", "True"), "false", "False")
+            if pa.types.is_boolean(t)
+            else s
+        )
     return _strings(arr)
 
 
@@ -74,7 +82,9 @@ def _table(results: pd.DataFrame | pa.Table, columns: list[str]) -> pa.Table:
         t = results.select(columns)
     else:
         t = pa.Table.from_pandas(results[columns], preserve_index=False)
-    return t.take(pc.sort_indices(t, sort_keys=[(columns[0], "ascending")]))  # stable, by bytes = code points
+    return t.take(
+        pc.sort_indices(t, sort_keys=[(columns[0], "ascending")])
+    )  # stable, by bytes = code points
 
 
 def canonical_lines(table: pa.Table, columns: list[str]) -> pa.Array:
@@ -90,7 +100,9 @@ def join_lines(lines: pa.Array) -> bytes:
     lines = lines.cast(pa.large_string()) if pa.types.is_string(lines.type) else lines
     if not len(lines):
         return b""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[
+        lines.offset : lines.offset + len(lines) + 1
+    ]
     return lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
@@ -98,8 +110,9 @@ def header(columns: list[str]) -> bytes:
     return (",".join(columns) + "\n").encode("utf-8")
 
 
-def iter_canonical(results: pd.DataFrame | pa.Table, columns: list[str], chunk_rows: int | None = None
-                   ) -> Iterator[bytes]:
+def iter_canonical(
+    results: pd.DataFrame | pa.Table, columns: list[str], chunk_rows: int | None = None
+) -> Iterator[bytes]:
     """The canonical CSV of ``results`` (sorted by the first column), header first, in chunks."""
     chunk_rows = chunk_rows or CHUNK_ROWS
     t = _table(results, columns)

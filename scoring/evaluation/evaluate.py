@@ -4,10 +4,9 @@ what each contributes, the score, the tier A-D and the reasons.
 Pure functions on frames; the policy is data (config/policy/*.yaml). Everything is vectorised:
 there is no per-entity Python loop, so a province of millions rescores in seconds.
 """
+
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
@@ -37,11 +35,11 @@ class Policy:
     sha256: str
 
     @classmethod
-    def load(cls, path: Path | str = DEFAULT_POLICY) -> "Policy":
+    def load(cls, path: Path | str = DEFAULT_POLICY) -> Policy:
         return cls.from_doc(load_document(path))
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "Policy":
+    def from_doc(cls, doc: dict) -> Policy:
         p = cls(doc=doc, sha256=content_hash(doc))
         p.validate()
         return p
@@ -52,26 +50,39 @@ class Policy:
             if spec["dimension"] not in dims:
                 raise ValueError(f"policy item {code}: unknown dimension {spec['dimension']}")
         cuts = [t["min_score"] for t in self.doc["tiers"]]
-        if cuts != sorted(cuts, reverse=True) or [t["tier"] for t in self.doc["tiers"]] != ["A", "B", "C", "D"]:
+        if cuts != sorted(cuts, reverse=True) or [t["tier"] for t in self.doc["tiers"]] != [
+            "A",
+            "B",
+            "C",
+            "D",
+        ]:
             raise ValueError("policy tiers must be A, B, C, D with falling cut scores")
         check_signals(self.doc)
 
     @classmethod
-    def in_force(cls, as_of, history: Path | str = POLICY_HISTORY, promoted: Path | None = None) -> "Policy":
+    def in_force(
+        cls, as_of, history: Path | str = POLICY_HISTORY, promoted: Path | None = None
+    ) -> Policy:
         """The policy whose history entry is in force on the as-of date, checked against its hash.
         ``promoted`` is a deployment's own history of approved candidates (credit policy promote)."""
         entries = [dict(e, _dir=Path(history).parent) for e in load_document(history)["history"]]
         if promoted is not None and Path(promoted).exists():
             import json as _json
 
-            entries += [dict(e, _dir=Path(promoted).parent) for e in _json.loads(Path(promoted).read_text())]
+            entries += [
+                dict(e, _dir=Path(promoted).parent) for e in _json.loads(Path(promoted).read_text())
+            ]
         entries.sort(key=lambda e: str(e["effective_from"]))
         day = pd.Timestamp(as_of)
-        chosen = [e for e in entries if pd.Timestamp(str(e["effective_from"])) <= day] or entries[:1]
+        chosen = [e for e in entries if pd.Timestamp(str(e["effective_from"])) <= day] or entries[
+            :1
+        ]
         entry = chosen[-1]
         policy = cls.load(entry["_dir"] / entry["policy"])
         if entry.get("sha256") and entry["sha256"] != policy.sha256:
-            raise ValueError(f"policy {entry['policy']} does not match the approved hash in {Path(history).name}")
+            raise ValueError(
+                f"policy {entry['policy']} does not match the approved hash in {Path(history).name}"
+            )
         return policy
 
     @property
@@ -79,19 +90,34 @@ class Policy:
         return [d["id"] for d in self.doc["dimensions"]]
 
     def items_frame(self) -> pd.DataFrame:
-        rows = [{"item_code": code, "dimension": s["dimension"], "points": float(s["points"]),
-                 "half_life_months": (np.nan if s.get("half_life_months") is None else float(s["half_life_months"])),
-                 "reason_code": s["reason"], "text_zh": s["zh"], "text_en_one": s["en"][0],
-                 "text_en_many": s["en"][1]}
-                for code, s in self.doc["items"].items()]
+        rows = [
+            {
+                "item_code": code,
+                "dimension": s["dimension"],
+                "points": float(s["points"]),
+                "half_life_months": (
+                    np.nan if s.get("half_life_months") is None else float(s["half_life_months"])
+                ),
+                "reason_code": s["reason"],
+                "text_zh": s["zh"],
+                "text_en_one": s["en"][0],
+                "text_en_many": s["en"][1],
+            }
+            for code, s in self.doc["items"].items()
+        ]
         return pd.DataFrame(rows).sort_values("item_code", ignore_index=True)
 
 
 # --------------------------------------------------------------------------- rights of the evaluated
 
-CORRECTABLE = {"new_decision_date": "decision_date", "new_publicity_end_date": "publicity_end_date",
-               "new_item_code": "item_code", "new_grade": "grade", "new_amount_yuan": "amount_yuan",
-               "new_removal_date": "removal_date"}
+CORRECTABLE = {
+    "new_decision_date": "decision_date",
+    "new_publicity_end_date": "publicity_end_date",
+    "new_item_code": "item_code",
+    "new_grade": "grade",
+    "new_amount_yuan": "amount_yuan",
+    "new_removal_date": "removal_date",
+}
 
 
 def _by_key(values: pd.Series, keys: pd.Series) -> np.ndarray:
@@ -119,16 +145,24 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
     r["objection_state"] = pd.Series(pd.NA, index=r.index, dtype="string")
     if changes is None or changes.empty or r.empty:
         return r
-    order = [c for c in ("known_from", "batch_id", "source_file", "line_no") if c in changes.columns]
+    order = [
+        c for c in ("known_from", "batch_id", "source_file", "line_no") if c in changes.columns
+    ]
     ch = changes.sort_values(order, kind="stable")
     key = r["record_key"]
-    r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = "revoked"
+    r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = (
+        "revoked"
+    )
     cor = ch[ch["op"] == "correct"]
     if len(cor):
         for new, col in CORRECTABLE.items():
             if new not in cor:
                 continue
-            latest = cor[cor[new].notna()].drop_duplicates("record_key", keep="last").set_index("record_key")[new]
+            latest = (
+                cor[cor[new].notna()]
+                .drop_duplicates("record_key", keep="last")
+                .set_index("record_key")[new]
+            )
             if latest.empty:
                 continue
             v = pd.Series(_by_key(latest, key), index=r.index)
@@ -140,30 +174,48 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
                 r[col] = old.where(v.isna(), v)
         if "new_subject_code" in cor:
             latest = cor[cor["new_subject_code"].notna()].drop_duplicates("record_key", keep="last")
-            v = pd.Series(_by_key(latest.set_index("record_key")["new_subject_code"], key), index=r.index,
-                          dtype="string")
-            person = v.str.fullmatch(r"\d{17}[\dX]").fillna(False) & (r["subject_type"] == "natural").fillna(False)
+            v = pd.Series(
+                _by_key(latest.set_index("record_key")["new_subject_code"], key),
+                index=r.index,
+                dtype="string",
+            )
+            person = v.str.fullmatch(r"\d{17}[\dX]").fillna(False) & (
+                r["subject_type"] == "natural"
+            ).fillna(False)
             r["uscc"] = r["uscc"].astype("string").where(v.isna() | person, v)
             if "id_number" in r:
                 r["id_number"] = r["id_number"].astype("string").where(~person, v)
         r["corrected"] = key.isin(set(cor["record_key"])).to_numpy()
     rep = ch[ch["op"] == "repair"].groupby("record_key")["effective_date"].min()
-    r["repaired_date"] = pd.to_datetime(pd.Series(_by_key(pd.to_datetime(rep), key), index=r.index)
-                                        ).astype("datetime64[s]")
+    r["repaired_date"] = pd.to_datetime(
+        pd.Series(_by_key(pd.to_datetime(rep), key), index=r.index)
+    ).astype("datetime64[s]")
     cal = objection_calendar(ch, as_of).set_index("record_key")
     if len(cal):
         state = pd.Series(_by_key(cal["state"], key), index=r.index, dtype="string")
         r["objection_state"] = state
         r["objection_pending"] = state.isin(["pending", "overdue"]).to_numpy()
-        withdrawn = (state == "upheld").fillna(False).to_numpy() & ~r["corrected"].to_numpy(dtype=bool)
+        withdrawn = (state == "upheld").fillna(False).to_numpy() & ~r["corrected"].to_numpy(
+            dtype=bool
+        )
         r.loc[withdrawn & (r["status"] == "active").to_numpy(), "status"] = "objection_upheld"
     return r
 
 
 # --------------------------------------------------------------------------- which records count
 
-EXCLUSION_ORDER = ("not_yet_decided", "superseded", "revoked", "objection_upheld", "removed_from_list", "repaired",
-                   "objection_pending", "expired", "not_scored_item", "not_an_entity")
+EXCLUSION_ORDER = (
+    "not_yet_decided",
+    "superseded",
+    "revoked",
+    "objection_upheld",
+    "removed_from_list",
+    "repaired",
+    "objection_pending",
+    "expired",
+    "not_scored_item",
+    "not_an_entity",
+)
 PUB_KINDS = ("none", "rules", "fixed", "listed", "validity")
 
 
@@ -178,7 +230,9 @@ def add_months(dates: np.ndarray, months: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(d), np.datetime64("NaT", "D"), out)
 
 
-def add_months_by_table(days: np.ndarray, group: np.ndarray, group_months: np.ndarray) -> np.ndarray:
+def add_months_by_table(
+    days: np.ndarray, group: np.ndarray, group_months: np.ndarray
+) -> np.ndarray:
     """days[i] + group_months[group[i]] months on int32 day numbers (NA_DAY kept), for millions of
     rows: dates span a few thousand days and there are few groups, so each (group, day) pair is
     computed once and gathered."""
@@ -187,8 +241,12 @@ def add_months_by_table(days: np.ndarray, group: np.ndarray, group_months: np.nd
         return days.copy()
     lo, hi = int(days[valid].min()), int(days[valid].max())
     span = np.arange(lo, hi + 1).astype("datetime64[D]")
-    table = np.stack([add_months(span, np.full(len(span), m)) for m in group_months]).astype(np.int64)
-    table = np.concatenate([table.astype(np.int32), np.full((len(group_months), 1), NA_DAY, np.int32)], axis=1)
+    table = np.stack([add_months(span, np.full(len(span), m)) for m in group_months]).astype(
+        np.int64
+    )
+    table = np.concatenate(
+        [table.astype(np.int32), np.full((len(group_months), 1), NA_DAY, np.int32)], axis=1
+    )
     offset = days - np.int32(lo)
     offset[~valid] = hi - lo + 1  # the NA column
     return table[group, offset]
@@ -206,20 +264,29 @@ def item_table(catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
         pub = spec.get("publicity", "none")
         kind = pub if isinstance(pub, str) else "fixed"
         sev = spec.get("severity", "none")
-        months = {"rules": rules[sev]["max_months"] if sev in rules else 0,
-                  "fixed": pub["months"] if isinstance(pub, dict) else 0,
-                  "listed": spec.get("listing_max_months") or 1200}.get(kind, 0)  # no term: 100 years
+        months = {
+            "rules": rules[sev]["max_months"] if sev in rules else 0,
+            "fixed": pub["months"] if isinstance(pub, dict) else 0,
+            "listed": spec.get("listing_max_months") or 1200,
+        }.get(kind, 0)  # no term: 100 years
         p = pol.loc[code] if code in pol.index else None
-        rows.append({"item_code": code, "pub_kind": PUB_KINDS.index(kind), "months": int(months),
-                     "grade": GRADES.index(sev) if sev in GRADES else -1,
-                     "scored": p is not None, "points": float(p["points"]) if p is not None else 0.0,
-                     "half_life_months": float(p["half_life_months"]) if p is not None else np.nan,
-                     "dim": dims.get(p["dimension"], -1) if p is not None else -1,
-                     "severe_list": code in set(policy.doc["overrides"]["severe_list_items"]),
-                     "reason_code": p["reason_code"] if p is not None else "",
-                     "text_zh": p["text_zh"] if p is not None else code,
-                     "text_en_one": p["text_en_one"] if p is not None else code,
-                     "text_en_many": p["text_en_many"] if p is not None else code})
+        rows.append(
+            {
+                "item_code": code,
+                "pub_kind": PUB_KINDS.index(kind),
+                "months": int(months),
+                "grade": GRADES.index(sev) if sev in GRADES else -1,
+                "scored": p is not None,
+                "points": float(p["points"]) if p is not None else 0.0,
+                "half_life_months": float(p["half_life_months"]) if p is not None else np.nan,
+                "dim": dims.get(p["dimension"], -1) if p is not None else -1,
+                "severe_list": code in set(policy.doc["overrides"]["severe_list_items"]),
+                "reason_code": p["reason_code"] if p is not None else "",
+                "text_zh": p["text_zh"] if p is not None else code,
+                "text_en_one": p["text_en_one"] if p is not None else code,
+                "text_en_many": p["text_en_many"] if p is not None else code,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -245,16 +312,24 @@ def _to_dates(days: np.ndarray) -> np.ndarray:
     return out
 
 
-def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catalogue,
-                    _item_idx: np.ndarray | None = None, _dec: np.ndarray | None = None) -> np.ndarray:
+def publicity_until(
+    records: pd.DataFrame,
+    items: pd.DataFrame,
+    catalogue: Catalogue,
+    _item_idx: np.ndarray | None = None,
+    _dec: np.ndarray | None = None,
+) -> np.ndarray:
     """The day each record stops being published (int32 days; NA_DAY = no end).
 
     Rule-governed records: the maximum for the record's grade (its own, else the item's) under the
     period set in force on its DECISION date; a shorter end the provider gives wins. Listings: the
     end the source gives (or the catalogue's maximum for the list), never an invented term.
     Licences: their validity. Shared by the engine and calibration."""
-    item_idx = category_codes(records["item_code"], items["item_code"]).astype(np.int16) \
-        if _item_idx is None else _item_idx
+    item_idx = (
+        category_codes(records["item_code"], items["item_code"]).astype(np.int16)
+        if _item_idx is None
+        else _item_idx
+    )
     known = item_idx >= 0
     ii = np.where(known, item_idx, 0).astype(np.int16)
     pub_kind = np.where(known, items["pub_kind"].to_numpy(dtype=np.int8)[ii], 0).astype(np.int8)
@@ -268,8 +343,12 @@ def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catal
             own = category_codes(records["grade"], GRADES, rows)
             grade = np.where(own >= 0, own, grade)
         grade = np.where(grade >= 0, grade, GRADES.index("general"))
-        starts = np.array([(pd.Timestamp(str(r["effective_from"])) - pd.Timestamp("1970-01-01")).days
-                           for r in period_sets(catalogue.doc)])
+        starts = np.array(
+            [
+                (pd.Timestamp(str(r["effective_from"])) - pd.Timestamp("1970-01-01")).days
+                for r in period_sets(catalogue.doc)
+            ]
+        )
         set_idx = np.clip(np.searchsorted(starts, dec[rows], side="right") - 1, 0, len(starts) - 1)
         group = (set_idx * len(GRADES) + grade).astype(np.int64)
         until[rows] = add_months_by_table(dec[rows], group, months_table(catalogue.doc).reshape(-1))
@@ -283,8 +362,9 @@ def publicity_until(records: pd.DataFrame, items: pd.DataFrame, catalogue: Catal
     return until
 
 
-def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
-              catalogue: Catalogue) -> dict[str, np.ndarray]:
+def _classify(
+    records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of, catalogue: Catalogue
+) -> dict[str, np.ndarray]:
     """The engine behind classify_records: int arrays only, no copies of the frame."""
     as_day = np.int32((pd.Timestamp(as_of).normalize() - pd.Timestamp("1970-01-01")).days)
     n = len(records)
@@ -295,10 +375,17 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
     until = publicity_until(records, items, catalogue, _item_idx=item_idx, _dec=dec)
 
     def is_(col, value):
-        return (records[col] == value).fillna(False).to_numpy(dtype=bool) if col in records else np.zeros(n, bool)
+        return (
+            (records[col] == value).fillna(False).to_numpy(dtype=bool)
+            if col in records
+            else np.zeros(n, bool)
+        )
 
-    pending = (records["objection_pending"].fillna(False).to_numpy(dtype=bool) if "objection_pending" in records
-               else np.zeros(n, dtype=bool))
+    pending = (
+        records["objection_pending"].fillna(False).to_numpy(dtype=bool)
+        if "objection_pending" in records
+        else np.zeros(n, dtype=bool)
+    )
     suspend = policy.doc["overrides"].get("pending_objection", "suspend") == "suspend"
 
     def repaired():
@@ -310,9 +397,13 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
         return (r != NA_DAY) & (r <= as_day)
 
     conditions = [
-        lambda: (dec == NA_DAY) | (dec > as_day), lambda: is_("status", "superseded"),
-        lambda: is_("status", "revoked"), lambda: is_("status", "objection_upheld"), removed,
-        repaired, lambda: pending & suspend,
+        lambda: (dec == NA_DAY) | (dec > as_day),
+        lambda: is_("status", "superseded"),
+        lambda: is_("status", "revoked"),
+        lambda: is_("status", "objection_upheld"),
+        removed,
+        repaired,
+        lambda: pending & suspend,
         lambda: (until != NA_DAY) & (until <= as_day),
         lambda: ~(known & items["scored"].to_numpy(dtype=bool)[ii]),
         lambda: (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool),
@@ -330,12 +421,22 @@ def _classify(records: pd.DataFrame, items: pd.DataFrame, policy: Policy, as_of,
     with np.errstate(invalid="ignore"):
         w = np.where(np.isnan(half_life), 1.0, np.power(0.5, age / (half_life * DAYS_PER_MONTH)))
     del half_life, age
-    return {"item_idx": item_idx, "counts": counts, "excluded": excluded, "until": until, "decision": dec,
-            "objection": pending, "rows": rows, "weight": w,
-            "points": items["points"].to_numpy(dtype=np.float64)[c_ii] * w}
+    return {
+        "item_idx": item_idx,
+        "counts": counts,
+        "excluded": excluded,
+        "until": until,
+        "decision": dec,
+        "objection": pending,
+        "rows": rows,
+        "weight": w,
+        "points": items["points"].to_numpy(dtype=np.float64)[c_ii] * w,
+    }
 
 
-def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
+def classify_records(
+    records: pd.DataFrame, catalogue: Catalogue, policy: Policy, as_of
+) -> pd.DataFrame:
     """Annotate each record with whether it counts on ``as_of`` and, if not, why.
 
     ``records`` holds the versions visible at the knowledge cutoff, after apply_changes.
@@ -345,8 +446,11 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
     a = _classify(records, item_table(catalogue, policy, as_of), policy, as_of, catalogue)
     r = records.copy(deep=False)
     names = np.array(EXCLUSION_ORDER, dtype=object)
-    r["excluded_because"] = pd.Series(np.where(a["excluded"] >= 0, names[np.clip(a["excluded"], 0, None)], None),
-                                      index=r.index, dtype="string")
+    r["excluded_because"] = pd.Series(
+        np.where(a["excluded"] >= 0, names[np.clip(a["excluded"], 0, None)], None),
+        index=r.index,
+        dtype="string",
+    )
     r["counts"] = a["counts"]
     r["objection_flag"] = a["objection"]
     r["publicity_until"] = _to_dates(a["until"])
@@ -359,10 +463,19 @@ def classify_records(records: pd.DataFrame, catalogue: Catalogue, policy: Policy
 
 # --------------------------------------------------------------------------- scores, tiers, reasons
 
-def evaluate_inputs(entities: pd.DataFrame, records: pd.DataFrame, changes: pd.DataFrame, catalogue: Catalogue,
-                    policy: Policy, as_of) -> pd.DataFrame:
+
+def evaluate_inputs(
+    entities: pd.DataFrame,
+    records: pd.DataFrame,
+    changes: pd.DataFrame,
+    catalogue: Catalogue,
+    policy: Policy,
+    as_of,
+) -> pd.DataFrame:
     """The whole evaluation from what was known: apply the rights of the evaluated, then score."""
-    return score_entities(entities, apply_changes(records, changes, as_of), catalogue, policy, as_of)
+    return score_entities(
+        entities, apply_changes(records, changes, as_of), catalogue, policy, as_of
+    )
 
 
 def _arrow(s: pd.Series):
@@ -379,7 +492,12 @@ def positions(values: pd.Series, index: pd.Series, rows: np.ndarray | None = Non
         arr = arr.take(pa.array(rows))
     if not len(arr):
         return np.zeros(0, dtype=np.int32)
-    return pc.index_in(arr, value_set=_arrow(index)).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return (
+        pc.index_in(arr, value_set=_arrow(index))
+        .fill_null(-1)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int32)
+    )
 
 
 def category_codes(values: pd.Series, categories, rows: np.ndarray | None = None) -> np.ndarray:
@@ -388,20 +506,31 @@ def category_codes(values: pd.Series, categories, rows: np.ndarray | None = None
     categorical column is looked up by its categories only."""
     categories = pd.Series(list(categories), dtype="string")
     if isinstance(values.dtype, pd.CategoricalDtype):
-        lookup = positions(pd.Series(values.cat.categories.astype("string")), categories) \
-            if len(values.cat.categories) else np.zeros(0, dtype=np.int32)
+        lookup = (
+            positions(pd.Series(values.cat.categories.astype("string")), categories)
+            if len(values.cat.categories)
+            else np.zeros(0, dtype=np.int32)
+        )
         codes = values.cat.codes.to_numpy()
         if rows is not None:
             codes = codes[rows]
-        return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1).astype(np.int32)
+        return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1).astype(
+            np.int32
+        )
     return positions(values, categories, rows)
 
 
 DENSE_GROUP_LIMIT = 1 << 28  # (entity, item) cells: 2 GB of dense tables at most
 
 
-def _group_records(ent_idx: np.ndarray, item_idx: np.ndarray, points: np.ndarray, decision: np.ndarray,
-                   n_ent: int, n_items: int):
+def _group_records(
+    ent_idx: np.ndarray,
+    item_idx: np.ndarray,
+    points: np.ndarray,
+    decision: np.ndarray,
+    n_ent: int,
+    n_items: int,
+):
     """Per (entity, item) with counting records, in entity-then-item order: number of records,
     sum of points (added in record order) and latest decision day."""
     key = ent_idx.astype(np.int64) * n_items + item_idx
@@ -419,11 +548,15 @@ def _group_records(ent_idx: np.ndarray, item_idx: np.ndarray, points: np.ndarray
     else:
         order = np.argsort(key, kind="stable")
         key = key[order]
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        starts = (
+            np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        )
         g_key = key[starts]
         g_n = np.diff(np.r_[starts, len(key)])
         g_sum = _sequential_sums(points[order], starts)
-        g_latest = np.maximum.reduceat(decision[order], starts) if len(key) else np.zeros(0, np.int32)
+        g_latest = (
+            np.maximum.reduceat(decision[order], starts) if len(key) else np.zeros(0, np.int32)
+        )
     return g_key // n_items, (g_key % n_items).astype(np.int64), g_n, g_sum, g_latest
 
 
@@ -435,13 +568,15 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def active_entities(entities: pd.DataFrame, as_of) -> pd.DataFrame:
     """Entities registered by the as-of date and still in existence (存续), sorted by USCC."""
-    active = (entities["entity_status"] == "存续").to_numpy(dtype=bool) & \
-        (pd.to_datetime(entities["registered_date"]) <= pd.Timestamp(as_of)).to_numpy(dtype=bool)
+    active = (entities["entity_status"] == "存续").to_numpy(dtype=bool) & (
+        pd.to_datetime(entities["registered_date"]) <= pd.Timestamp(as_of)
+    ).to_numpy(dtype=bool)
     return entities[active].sort_values("uscc", ignore_index=True)
 
 
-def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Catalogue, policy: Policy,
-                   as_of) -> pd.DataFrame:
+def score_entities(
+    entities: pd.DataFrame, records: pd.DataFrame, catalogue: Catalogue, policy: Policy, as_of
+) -> pd.DataFrame:
     """One row per active entity: score, dimension scores, tier, override, flags and reasons."""
     as_of_ts = pd.Timestamp(as_of)
     ent = active_entities(entities, as_of)
@@ -452,14 +587,23 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     # Entity positions only for the rows that matter: counting records and pending objections.
     need = np.flatnonzero(a["counts"] | a["objection"])
     e_need = positions(records["uscc"], ent["uscc"], need)
-    e_rows = e_need[np.isin(need, a["rows"], assume_unique=True)] if len(need) != len(a["rows"]) else e_need
+    e_rows = (
+        e_need[np.isin(need, a["rows"], assume_unique=True)]
+        if len(need) != len(a["rows"])
+        else e_need
+    )
     objection = np.zeros(n_ent, dtype=bool)
     obj = e_need[a["objection"][need] & (e_need >= 0)]
     objection[obj] = True
     ok = e_rows >= 0
     g_ent, g_item, g_n, g_sum, g_latest = _group_records(
-        e_rows[ok], a["item_idx"][a["rows"][ok]].astype(np.int64), a["points"][ok], a["decision"][a["rows"][ok]],
-        n_ent, n_items)
+        e_rows[ok],
+        a["item_idx"][a["rows"][ok]].astype(np.int64),
+        a["points"][ok],
+        a["decision"][a["rows"][ok]],
+        n_ent,
+        n_items,
+    )
     del a, need, e_need, e_rows, ok
     has_records = np.zeros(n_ent, dtype=bool)
     has_records[g_ent] = True
@@ -467,16 +611,21 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
     # rule below still looks at records only: a new entity with nothing that counts stays flagged.
     if any(v["points"] for v in policy_signals(policy.doc).values()):
         g_ent, g_item, g_n, g_sum, g_latest, items = add_signal_groups(
-            policy, ent, items, as_of_ts, g_ent, g_item, g_n, g_sum, g_latest)
+            policy, ent, items, as_of_ts, g_ent, g_item, g_n, g_sum, g_latest
+        )
 
     dims = policy.dimension_ids
     g_dim = items["dim"].to_numpy()[g_item]
-    dim_raw = np.bincount(g_ent * len(dims) + g_dim, weights=g_sum, minlength=n_ent * len(dims)).reshape(n_ent, len(dims))
+    dim_raw = np.bincount(
+        g_ent * len(dims) + g_dim, weights=g_sum, minlength=n_ent * len(dims)
+    ).reshape(n_ent, len(dims))
     bounds = np.array([(float(d["min"]), float(d["max"])) for d in policy.doc["dimensions"]])
     dim = np.clip(dim_raw, bounds[:, 0], bounds[:, 1])
     scale = policy.doc["scale"]
     total = float(scale["base"]) + dim.sum(axis=1)
-    score = np.floor(np.clip(total, float(scale["min"]), float(scale["max"])) + 0.5).astype(np.int64)
+    score = np.floor(np.clip(total, float(scale["min"]), float(scale["max"])) + 0.5).astype(
+        np.int64
+    )
 
     tiers = policy.doc["tiers"]
     tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
@@ -495,40 +644,70 @@ def score_entities(entities: pd.DataFrame, records: pd.DataFrame, catalogue: Cat
         capped[lifted & (capped == 0)] = k + 1
         cap_ids.append(cap["id"])
     tier = np.where(on_list, ov["severe_list_tier"], tier)
-    new = (pd.to_datetime(ent["registered_date"]) > as_of_ts - pd.Timedelta(days=int(ov["new_entity_days"]))).to_numpy()
+    new = (
+        pd.to_datetime(ent["registered_date"])
+        > as_of_ts - pd.Timedelta(days=int(ov["new_entity_days"]))
+    ).to_numpy()
     insufficient = new & ~has_records
     tier = np.where(insufficient & ~on_list, ov["insufficient_information_tier"], tier)
     # Flags and override as categorical codes: no per-entity strings.
     flags = pd.Categorical.from_codes(
-        np.array([0, 1, 3, 2], dtype=np.int8)[insufficient.astype(np.int8) + 2 * objection.astype(np.int8)],
-        categories=["", "insufficient_information", "insufficient_information;objection_pending",
-                    "objection_pending"])
+        np.array([0, 1, 3, 2], dtype=np.int8)[
+            insufficient.astype(np.int8) + 2 * objection.astype(np.int8)
+        ],
+        categories=[
+            "",
+            "insufficient_information",
+            "insufficient_information;objection_pending",
+            "objection_pending",
+        ],
+    )
 
-    out = pd.DataFrame({
-        "uscc": ent["uscc"].array, "name": ent["subject_name"].array,
-        "division_code": ent["division_code"].array, "industry": ent["industry"].array,
-        "eval_class": ent["eval_class"].array, "score": score,
-        "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
-    })
+    out = pd.DataFrame(
+        {
+            "uscc": ent["uscc"].array,
+            "name": ent["subject_name"].array,
+            "division_code": ent["division_code"].array,
+            "industry": ent["industry"].array,
+            "eval_class": ent["eval_class"].array,
+            "score": score,
+            "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
+        }
+    )
     for j, d in enumerate(dims):
         out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
     override = np.where(on_list, 1, np.where(capped > 0, capped + 1, 0)).astype(np.int8)
-    out["override"] = pd.Categorical.from_codes(override, categories=["", "severe_dishonesty_list", *cap_ids]
-                                                ).remove_unused_categories()
+    out["override"] = pd.Categorical.from_codes(
+        override, categories=["", "severe_dishonesty_list", *cap_ids]
+    ).remove_unused_categories()
     out["flags"] = flags.remove_unused_categories()
-    out["reasons"] = format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items, n_ent,
-                                    int(policy.doc["reasons"]["top_n"]))
+    out["reasons"] = format_reasons(
+        g_ent, g_item, g_n, g_sum, g_latest, items, n_ent, int(policy.doc["reasons"]["top_n"])
+    )
     clean = policy.doc["reasons"].get("no_negative")
     if clean:  # say why a clean entity is clean, not only what would lower it
         negative = np.zeros(n_ent, dtype=bool)
         negative[g_ent[g_sum < 0]] = True
-        out["reasons"] = say_no_negative(out["reasons"].array, ~negative, has_records,
-                                         f"{clean['code']} {clean['zh']} / {clean['en']}")
+        out["reasons"] = say_no_negative(
+            out["reasons"].array,
+            ~negative,
+            has_records,
+            f"{clean['code']} {clean['zh']} / {clean['en']}",
+        )
     return out
 
 
-def add_signal_groups(policy: Policy, ent: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp, g_ent, g_item,
-                      g_n, g_sum, g_latest):
+def add_signal_groups(
+    policy: Policy,
+    ent: pd.DataFrame,
+    items: pd.DataFrame,
+    as_of: pd.Timestamp,
+    g_ent,
+    g_item,
+    g_n,
+    g_sum,
+    g_latest,
+):
     """The policy's signals (scoring/evaluation/signals.py) as extra (entity, rule) groups beside
     the records', so they enter the dimension sums, the caps and the reasons like items do. A
     signal whose data the store does not have (representative changes) stops the run: ValueError."""
@@ -537,15 +716,36 @@ def add_signal_groups(policy: Policy, ent: pd.DataFrame, items: pd.DataFrame, as
     as_day = int((as_of.normalize() - pd.Timestamp("1970-01-01")).days)
     n_ent = len(ent)
     reg = day_numbers(ent, "registered_date")
-    pairs = pd.DataFrame({"row": g_ent, "item_code": items["item_code"].to_numpy()[g_item],
-                          "age_days": as_day - g_latest.astype(np.int64)})
+    pairs = pd.DataFrame(
+        {
+            "row": g_ent,
+            "item_code": items["item_code"].to_numpy()[g_item],
+            "age_days": as_day - g_latest.astype(np.int64),
+        }
+    )
     values = signal_values(sig, np.full(n_ent, as_day), reg, pairs, None)
     dims = {d: i for i, d in enumerate(policy.dimension_ids)}
-    extra = pd.DataFrame([{"item_code": k, "pub_kind": -1, "months": 0, "grade": -1, "scored": True,
-                           "points": float(v["points"]), "half_life_months": np.nan, "dim": dims[v["dimension"]],
-                           "severe_list": False, "reason_code": v.get("reason", ""), "text_zh": v.get("zh", k),
-                           "text_en_one": (v.get("en") or [k, k])[0], "text_en_many": (v.get("en") or [k, k])[1],
-                           "signal": True} for k, v in sig.items()])
+    extra = pd.DataFrame(
+        [
+            {
+                "item_code": k,
+                "pub_kind": -1,
+                "months": 0,
+                "grade": -1,
+                "scored": True,
+                "points": float(v["points"]),
+                "half_life_months": np.nan,
+                "dim": dims[v["dimension"]],
+                "severe_list": False,
+                "reason_code": v.get("reason", ""),
+                "text_zh": v.get("zh", k),
+                "text_en_one": (v.get("en") or [k, k])[0],
+                "text_en_many": (v.get("en") or [k, k])[1],
+                "signal": True,
+            }
+            for k, v in sig.items()
+        ]
+    )
     items = pd.concat([items.assign(signal=False), extra], ignore_index=True)
     first = len(items) - len(sig)
     e, j = np.nonzero(values)
@@ -568,12 +768,16 @@ def say_no_negative(reasons, clean: np.ndarray, has_records: np.ndarray, text: s
     return pd.arrays.ArrowStringArray(out)
 
 
-def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int):
+def format_reasons(
+    g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int
+):
     """Top contributions per entity with fixed bilingual wording, ranked by absolute effect
     (ties by item code). ``g_*`` are per (entity, item) groups in entity order. Texts are built
     once per distinct (item, count, date), then taken and joined per entity in Arrow's C++."""
     if not len(g_ent):
-        return pd.arrays.ArrowStringArray(pa.array(np.full(n_ent, NO_RECORD_REASON, dtype=object), pa.string()))
+        return pd.arrays.ArrowStringArray(
+            pa.array(np.full(n_ent, NO_RECORD_REASON, dtype=object), pa.string())
+        )
     # Rank key, unique within an entity: larger |contribution| (to 1e-6 points) first, then item code.
     bits = max(1, int(len(items) - 1).bit_length())
     q = np.minimum(np.round(np.abs(g_sum) * 1e6), (1 << 31) - 1).astype(np.int64)
@@ -591,16 +795,37 @@ def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_e
     pick, rank = np.concatenate(chosen), np.concatenate(ranks)
     e = g_ent[pick]
     # One text per distinct (item, count, latest date): pack the triple into one integer key.
-    packed = (g_item[pick].astype(np.int64) << 42) | (np.minimum(g_n[pick], (1 << 21) - 1).astype(np.int64) << 21) | \
-        (g_latest[pick].astype(np.int64) + (1 << 20))
+    packed = (
+        (g_item[pick].astype(np.int64) << 42)
+        | (np.minimum(g_n[pick], (1 << 21) - 1).astype(np.int64) << 21)
+        | (g_latest[pick].astype(np.int64) + (1 << 20))
+    )
     codes_, uniq = pd.factorize(packed, sort=True)
-    u = pd.DataFrame({"it": uniq >> 42, "n": (uniq >> 21) & ((1 << 21) - 1), "d": (uniq & ((1 << 21) - 1)) - (1 << 20)})
+    u = pd.DataFrame(
+        {
+            "it": uniq >> 42,
+            "n": (uniq >> 21) & ((1 << 21) - 1),
+            "d": (uniq & ((1 << 21) - 1)) - (1 << 20),
+        }
+    )
     date = pd.to_datetime(u["d"].to_numpy().astype("datetime64[D]")).strftime("%Y-%m-%d")
     ni = u["n"].astype(str)
     row = items.iloc[u["it"].to_numpy()].reset_index(drop=True)
     en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
-    texts = (row["reason_code"] + " " + row["text_zh"] + ni + " 条，最近 " + date + " / " + ni + " "
-             + en + ", latest " + date)
+    texts = (
+        row["reason_code"]
+        + " "
+        + row["text_zh"]
+        + ni
+        + " 条，最近 "
+        + date
+        + " / "
+        + ni
+        + " "
+        + en
+        + ", latest "
+        + date
+    )
     if "signal" in row:  # a policy signal is a rule on the as-of date, not a count of records
         rule = row["reason_code"] + " " + row["text_zh"] + " / " + en
         texts = texts.where(~row["signal"].fillna(False).astype(bool), rule)
@@ -615,15 +840,26 @@ def format_reasons(g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_e
     dictionary = pa.array(texts, type=pa.large_string() if big else pa.string())
     small = len(take) < (1 << 31) - 1
     lists = (pa.ListArray if small else pa.LargeListArray).from_arrays(
-        pa.array(offsets, pa.int32() if small else pa.int64()), pc.take(dictionary, pa.array(take)))
+        pa.array(offsets, pa.int32() if small else pa.int64()), pc.take(dictionary, pa.array(take))
+    )
     return pd.arrays.ArrowStringArray(pc.binary_join(lists, " | "))
 
 
 # --------------------------------------------------------------------------- canonical output
 
-CANONICAL_COLUMNS = ["uscc", "tier", "score", "dim_law_abiding", "dim_contracts_promises",
-                     "dim_qualifications_honours", "dim_social_responsibility", "dim_supervisory_risk",
-                     "override", "flags", "reasons"]
+CANONICAL_COLUMNS = [
+    "uscc",
+    "tier",
+    "score",
+    "dim_law_abiding",
+    "dim_contracts_promises",
+    "dim_qualifications_honours",
+    "dim_social_responsibility",
+    "dim_supervisory_risk",
+    "override",
+    "flags",
+    "reasons",
+]
 
 
 def canonical_bytes(results: pd.DataFrame) -> bytes:

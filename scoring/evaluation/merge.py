@@ -7,11 +7,12 @@ stable sort of it, and the rows are then pulled from each piece in chunks: since
 itself in key order, the rows a chunk needs from a piece are simply its next ones. Memory is a
 chunk per piece, whatever the province's size.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -79,8 +80,12 @@ class _Cursor:
 
     def take(self, n: int) -> pa.Table:
         while self._buf.num_rows < n:
-            batch = next(self._batches)  # StopIteration here would mean a piece shorter than its keys
-            self._buf = pa.concat_tables([self._buf, plain(pa.Table.from_batches([batch]), self._schema)])
+            batch = next(
+                self._batches
+            )  # StopIteration here would mean a piece shorter than its keys
+            self._buf = pa.concat_tables(
+                [self._buf, plain(pa.Table.from_batches([batch]), self._schema)]
+            )
         out, self._buf = self._buf.slice(0, n), self._buf.slice(n)
         return out
 
@@ -105,8 +110,9 @@ def merged_schema(paths: list[Path], columns: list[str] | None = None) -> pa.Sch
     return pa.schema([pa.field(n, plain_type(first.field(n).type)) for n in names])
 
 
-def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
-                chunk_rows: int | None = None) -> Iterator[pa.Table]:
+def iter_merged(
+    paths: list[Path], key: str, columns: list[str] | None = None, chunk_rows: int | None = None
+) -> Iterator[pa.Table]:
     """The rows of all pieces in key order (stable: equal keys keep piece order), in chunks of
     ``chunk_rows``, with plain column types. Each piece must be sorted by ``key``."""
     paths = [Path(p) for p in paths]
@@ -115,7 +121,9 @@ def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
         sort_piece(path, key)
     keys = [piece_files.read_table(p, columns=[key])[key] for p in paths]
     sizes = np.array([len(k) for k in keys], dtype=np.int64)
-    every = pa.chunked_array([c.cast(pa.large_string()) for k in keys for c in k.chunks], type=pa.large_string())
+    every = pa.chunked_array(
+        [c.cast(pa.large_string()) for k in keys for c in k.chunks], type=pa.large_string()
+    )
     del keys
     order = pc.sort_indices(pa.table({"k": every}), sort_keys=[("k", "ascending")]).to_numpy()
     del every
@@ -124,7 +132,7 @@ def iter_merged(paths: list[Path], key: str, columns: list[str] | None = None,
     schema = merged_schema(paths, columns)
     cursors = [_Cursor(p, schema.names, schema) for p in paths]
     for start in range(0, len(piece), chunk_rows):
-        which = piece[start:start + chunk_rows]
+        which = piece[start : start + chunk_rows]
         counts = np.bincount(which, minlength=len(paths))
         parts = [cursors[p].take(int(n)) for p, n in enumerate(counts) if n]
         joined = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -146,23 +154,45 @@ def sorted_dictionaries(paths: list[Path], columns: list[str]) -> dict[str, pa.A
         table = piece_files.read_table(path, columns=columns)
         for col in columns:
             for chunk in table[col].chunks:
-                values[col].update(v for v in (chunk.dictionary if pa.types.is_dictionary(chunk.type) else
-                                               pc.unique(chunk)).to_pylist() if v is not None)
+                values[col].update(
+                    v
+                    for v in (
+                        chunk.dictionary if pa.types.is_dictionary(chunk.type) else pc.unique(chunk)
+                    ).to_pylist()
+                    if v is not None
+                )
     return {col: pa.array(sorted(values[col], key=str), type=pa.string()) for col in columns}
 
 
-def write_merged(paths: list[Path], key: str, dest: Path, columns: list[str] | None = None,
-                 keep_categories: bool = True) -> int:
+def write_merged(
+    paths: list[Path],
+    key: str,
+    dest: Path,
+    columns: list[str] | None = None,
+    keep_categories: bool = True,
+) -> int:
     """Merge the pieces into one Parquet file in key order (atomically); returns its row count.
     ``keep_categories``: dictionary (pandas categorical) columns stay dictionaries, with one sorted
     dictionary for the whole file, so pandas reads back what it read from the assembled frame."""
     paths = [Path(p) for p in paths]
     first = first_schema(paths)
     names = columns or first.names
-    dicts = sorted_dictionaries(paths, [n for n in names if pa.types.is_dictionary(first.field(n).type)]) \
-        if keep_categories else {}
-    fields = [pa.field(n, pa.dictionary(first.field(n).type.index_type, pa.string()) if n in dicts
-                       else plain_type(first.field(n).type)) for n in names]
+    dicts = (
+        sorted_dictionaries(
+            paths, [n for n in names if pa.types.is_dictionary(first.field(n).type)]
+        )
+        if keep_categories
+        else {}
+    )
+    fields = [
+        pa.field(
+            n,
+            pa.dictionary(first.field(n).type.index_type, pa.string())
+            if n in dicts
+            else plain_type(first.field(n).type),
+        )
+        for n in names
+    ]
     # The pandas metadata (categorical, string dtypes) holds only for the same columns.
     schema = pa.schema(fields, metadata=first.metadata if columns is None else None)
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
@@ -173,7 +203,9 @@ def write_merged(paths: list[Path], key: str, dest: Path, columns: list[str] | N
             for field in schema:
                 col = chunk[field.name].combine_chunks()
                 if field.name in dicts:
-                    idx = pc.index_in(col.cast(pa.string()), value_set=dicts[field.name]).cast(field.type.index_type)
+                    idx = pc.index_in(col.cast(pa.string()), value_set=dicts[field.name]).cast(
+                        field.type.index_type
+                    )
                     col = pa.DictionaryArray.from_arrays(idx, dicts[field.name])
                 elif col.type != field.type:
                     col = col.cast(field.type)

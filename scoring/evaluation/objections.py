@@ -5,6 +5,7 @@ another unit must help; Art. 35: an objection to a severe-dishonesty listing wit
 days are Chinese working days (scoring.common.workdays: public holidays off, adjusted working
 weekends on), the same calendar as the nightly freshness gate.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,13 +24,17 @@ def _shift_working(dates: pd.Series, n: np.ndarray) -> pd.Series:
         return out
     pairs = pd.DataFrame({"d": d[ok].dt.date, "n": np.asarray(n)[ok]})
     uniq = pairs.drop_duplicates()
-    table = {(a, int(b)): pd.Timestamp(workdays.add_working_days(a, int(b))) for a, b in uniq.itertuples(index=False)}
+    table = {
+        (a, int(b)): pd.Timestamp(workdays.add_working_days(a, int(b)))
+        for a, b in uniq.itertuples(index=False)
+    }
     out[ok] = [table[(a, int(b))] for a, b in pairs.itertuples(index=False)]
     return out.astype("datetime64[s]")
 
 
-def objection_calendar(changes: pd.DataFrame, as_of, mark_days: int = 1, decide_days: int = 3,
-                       assisted_days: int = 7) -> pd.DataFrame:
+def objection_calendar(
+    changes: pd.DataFrame, as_of, mark_days: int = 1, decide_days: int = 3, assisted_days: int = 7
+) -> pd.DataFrame:
     """Where each record's latest objection stands on ``as_of`` (events effective by then).
 
     One row per record_key with objection events: received (filing, else the mark), marked,
@@ -37,8 +42,18 @@ def objection_calendar(changes: pd.DataFrame, as_of, mark_days: int = 1, decide_
     receipt; ``assisted`` objections get ``assisted_days``), and state: pending, overdue (pending
     past its decision deadline), upheld, rejected or partly.
     """
-    cols = ["record_key", "received", "marked", "decided", "result", "assisted", "mark_due", "decision_due",
-            "state", "provider"]
+    cols = [
+        "record_key",
+        "received",
+        "marked",
+        "decided",
+        "result",
+        "assisted",
+        "mark_due",
+        "decision_due",
+        "state",
+        "provider",
+    ]
     if changes is None or changes.empty or "op" not in changes:
         return pd.DataFrame(columns=cols)
     day = pd.Timestamp(as_of)
@@ -66,19 +81,29 @@ def objection_calendar(changes: pd.DataFrame, as_of, mark_days: int = 1, decide_
     out["received"] = out["received"].fillna(out["marked"])
     out["decided"] = decided["effective_date"].reindex(keys)
     out.loc[out.index.isin(pending_keys), "decided"] = pd.NaT
-    res = decision_result(decided["result"]) if "result" in decided else pd.Series(pd.NA, index=decided.index)
+    res = (
+        decision_result(decided["result"])
+        if "result" in decided
+        else pd.Series(pd.NA, index=decided.index)
+    )
     out["result"] = res.reindex(keys).astype("string")
     out.loc[out.index.isin(pending_keys), "result"] = pd.NA
     assisted = cyc.get("assisted", pd.Series(False, index=cyc.index)).fillna(False).astype(bool)
-    out["assisted"] = assisted.groupby(cyc["record_key"]).any().reindex(keys).fillna(False).astype(bool)
+    out["assisted"] = (
+        assisted.groupby(cyc["record_key"]).any().reindex(keys).fillna(False).astype(bool)
+    )
     prov = ev.get("provider", pd.Series(pd.NA, index=ev.index)).groupby(ev["record_key"]).last()
     out["provider"] = prov.reindex(keys).astype("string")
     out["mark_due"] = _shift_working(out["received"], np.full(len(out), mark_days))
-    out["decision_due"] = _shift_working(out["received"],
-                                         np.where(out["assisted"], assisted_days, decide_days))
+    out["decision_due"] = _shift_working(
+        out["received"], np.where(out["assisted"], assisted_days, decide_days)
+    )
     pend = out.index.isin(pending_keys)
-    state = np.where(pend, np.where(out["decision_due"].notna() & (out["decision_due"] < day), "overdue", "pending"),
-                     out["result"].fillna("rejected").to_numpy(dtype=object))
+    state = np.where(
+        pend,
+        np.where(out["decision_due"].notna() & (out["decision_due"] < day), "overdue", "pending"),
+        out["result"].fillna("rejected").to_numpy(dtype=object),
+    )
     out["state"] = pd.array(state, dtype="string")
     for c in ("received", "marked", "decided"):
         out[c] = pd.to_datetime(out[c]).astype("datetime64[s]")
@@ -89,8 +114,12 @@ def objections_of_the_night(rec: pd.DataFrame, chg: pd.DataFrame, as_of) -> pd.D
     """Where every objection stands on the as-of date, with the provider of the record it is about
     (the unit that must decide it): what the run report lists as overdue per provider."""
     cal = objection_calendar(chg, as_of)
-    prov = rec.drop_duplicates("record_key", keep="last").set_index("record_key")["provider"] \
-        if len(rec) and "provider" in rec else pd.Series(dtype="string")
-    cal["record_provider"] = pd.Series(prov.reindex(cal["record_key"].to_numpy()).to_numpy(),
-                                       index=cal.index, dtype="string")
+    prov = (
+        rec.drop_duplicates("record_key", keep="last").set_index("record_key")["provider"]
+        if len(rec) and "provider" in rec
+        else pd.Series(dtype="string")
+    )
+    cal["record_provider"] = pd.Series(
+        prov.reindex(cal["record_key"].to_numpy()).to_numpy(), index=cal.index, dtype="string"
+    )
     return cal.sort_values("record_key", ignore_index=True)

@@ -4,11 +4,12 @@ plain pages, no statistics): writing is about twice as fast and reading four tim
 the bytes of a Parquet piece for a few minutes. Parquet pieces (written by earlier code, or by
 tests) are read all the same: the file's magic bytes say which it is.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -55,10 +56,14 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     return table.select(columns) if columns is not None else table
 
 
-def iter_batches(path: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    path: Path, batch_size: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """The piece a batch at a time (an IPC piece: as written, at most its chunk_rows each)."""
     if not is_ipc(path):
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+        yield from pq.ParquetFile(path).iter_batches(
+            batch_size=batch_size, columns=columns, use_threads=False
+        )
         return
     with pa.OSFile(str(path)) as src:
         reader = ipc.open_file(src)

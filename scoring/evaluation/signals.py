@@ -14,15 +14,18 @@ in force on the as-of date instead of counted:
 The hand-written policies (v1, v2) have no signals; learned candidates may (scoring/calibration).
 One arithmetic here, used by the calibration and by the engine.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 DAYS_PER_MONTH = 30.4375
-SIGNAL_KINDS = {"registration_age": {"from_months", "under_months"},
-                "legal_rep_changes": {"within_months"},
-                "arrears_cluster": {"within_months", "min_kinds", "items"}}
+SIGNAL_KINDS = {
+    "registration_age": {"from_months", "under_months"},
+    "legal_rep_changes": {"within_months"},
+    "arrears_cluster": {"within_months", "min_kinds", "items"},
+}
 RULE_KEYS = {"kind", "dimension", "points", "reason", "zh", "en"}
 
 
@@ -37,7 +40,9 @@ def check_signals(policy_doc: dict) -> None:
     for sid, spec in policy_signals(policy_doc).items():
         kind = spec.get("kind")
         if kind not in SIGNAL_KINDS:
-            raise ValueError(f"policy signal {sid}: unknown kind {kind!r} (known: {', '.join(sorted(SIGNAL_KINDS))})")
+            raise ValueError(
+                f"policy signal {sid}: unknown kind {kind!r} (known: {', '.join(sorted(SIGNAL_KINDS))})"
+            )
         missing = (SIGNAL_KINDS[kind] | {"dimension", "points"}) - set(spec)
         if missing:
             raise ValueError(f"policy signal {sid}: missing {sorted(missing)[0]!r}")
@@ -50,8 +55,13 @@ def check_signals(policy_doc: dict) -> None:
             raise ValueError(f"policy signal {sid}: the id is also an item")
 
 
-def signal_values(signals: dict, as_day: np.ndarray, registered_day: np.ndarray, pairs: pd.DataFrame | None,
-                  rep_changes: pd.DataFrame | None) -> np.ndarray:
+def signal_values(
+    signals: dict,
+    as_day: np.ndarray,
+    registered_day: np.ndarray,
+    pairs: pd.DataFrame | None,
+    rep_changes: pd.DataFrame | None,
+) -> np.ndarray:
     """Values (rows x signals, in ``signals`` order) for rows evaluated on ``as_day`` (int days).
 
     registered_day: each row's registration day (int days). pairs: the records that count on the
@@ -66,18 +76,26 @@ def signal_values(signals: dict, as_day: np.ndarray, registered_day: np.ndarray,
         kind = s["kind"]
         if kind == "registration_age":
             age = (as_day - np.asarray(registered_day, dtype=np.int64)) / DAYS_PER_MONTH
-            out[:, j] = ((age >= float(s["from_months"])) & (age < float(s["under_months"]))).astype(float)
+            out[:, j] = (
+                (age >= float(s["from_months"])) & (age < float(s["under_months"]))
+            ).astype(float)
         elif kind == "legal_rep_changes":
             if rep_changes is None:
-                raise ValueError(f"policy signal {sid} needs the register's change history of legal "
-                                 "representatives (变更记录), which no feed delivers")
-            r = rep_changes[rep_changes["age_days"].to_numpy() < float(s["within_months"]) * DAYS_PER_MONTH]
+                raise ValueError(
+                    f"policy signal {sid} needs the register's change history of legal "
+                    "representatives (变更记录), which no feed delivers"
+                )
+            r = rep_changes[
+                rep_changes["age_days"].to_numpy() < float(s["within_months"]) * DAYS_PER_MONTH
+            ]
             out[:, j] = np.bincount(r["row"].to_numpy(np.int64), minlength=n)[:n]
         else:  # arrears_cluster
             if pairs is None or not len(pairs):
                 continue
-            p = pairs[pairs["item_code"].isin(list(s["items"])).to_numpy()
-                      & (pairs["age_days"].to_numpy() < float(s["within_months"]) * DAYS_PER_MONTH)]
+            p = pairs[
+                pairs["item_code"].isin(list(s["items"])).to_numpy()
+                & (pairs["age_days"].to_numpy() < float(s["within_months"]) * DAYS_PER_MONTH)
+            ]
             kinds = p.drop_duplicates(["row", "item_code"])["row"].to_numpy(np.int64)
             out[:, j] = (np.bincount(kinds, minlength=n)[:n] >= int(s["min_kinds"])).astype(float)
     return out

@@ -11,6 +11,7 @@ that does not match its hash take the full path, whose result is the same by con
 whatever type a batch gave them (dictionary, string), so that what a snapshot holds does not
 depend on which batches' dictionaries it was made from.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SNAPSHOT_FORMAT = 1
-REWRITE_FRACTION = 0.05   # rows stored since the snapshot, as a share of it, that make it rewritten
-REWRITE_BATCHES = 32      # or batches stored since it (a month and a half of nights)
-SPLICE_LIMIT = 20_000     # newer versions laid over the snapshot by splicing; more: one sort
+REWRITE_FRACTION = 0.05  # rows stored since the snapshot, as a share of it, that make it rewritten
+REWRITE_BATCHES = 32  # or batches stored since it (a month and a half of nights)
+SPLICE_LIMIT = 20_000  # newer versions laid over the snapshot by splicing; more: one sort
 
 
 def filled_keys(table: pa.Table, key: str) -> pa.Array:
@@ -49,8 +50,12 @@ def latest_of(table: pa.Table, key: str) -> pa.Table:
     keep = order.filter(pa.array(last))
     del keys, order
     table = table.unify_dictionaries()  # dictionaries taken first (indices only), then decoded
-    return plain_text(pa.Table.from_arrays([(c.combine_chunks() if c.num_chunks > 1 else c).take(keep)
-                                            for c in table.columns], schema=table.schema))
+    return plain_text(
+        pa.Table.from_arrays(
+            [(c.combine_chunks() if c.num_chunks > 1 else c).take(keep) for c in table.columns],
+            schema=table.schema,
+        )
+    )
 
 
 def plain_text(table: pa.Table) -> pa.Table:
@@ -59,7 +64,9 @@ def plain_text(table: pa.Table) -> pa.Table:
     dicts = [i for i, f in enumerate(table.schema) if pa.types.is_dictionary(f.type)]
     for i in dicts:
         col = table.column(i)
-        table = table.set_column(i, table.schema.field(i).name, col.cast(col.type.value_type).cast(pa.large_string()))
+        table = table.set_column(
+            i, table.schema.field(i).name, col.cast(col.type.value_type).cast(pa.large_string())
+        )
     return table
 
 
@@ -71,7 +78,9 @@ def _bisect_left(keys: pa.ChunkedArray, value: str, lo: int) -> int:
     hi = len(keys)
     while lo < hi:
         mid = (lo + hi) // 2
-        if _key_at(keys, mid) < value:  # Python orders str by code point: Arrow's byte order of UTF-8
+        if (
+            _key_at(keys, mid) < value
+        ):  # Python orders str by code point: Arrow's byte order of UTF-8
             lo = mid + 1
         else:
             hi = mid
@@ -87,7 +96,10 @@ def lay_over(base: pa.Table, newer: pa.Table, key: str) -> pa.Table:
         return both  # the base's rows, with a newer batch's columns as the full read has them
     if newer.num_rows > SPLICE_LIMIT or not base.num_rows:
         return latest_of(both, key)
-    base_keys, new_keys = base[key], filled_keys(newer, key).to_pylist()  # the base's keys not copied
+    base_keys, new_keys = (
+        base[key],
+        filled_keys(newer, key).to_pylist(),
+    )  # the base's keys not copied
     pieces, cur, n = [], 0, base.num_rows
     for j, k in enumerate(new_keys):
         at = _bisect_left(base_keys, k, cur)
@@ -131,7 +143,9 @@ class Snapshot:
             data = (self.folder / meta["file"]).read_bytes()
         except (OSError, ValueError, KeyError):
             return None
-        if meta.get("format") != SNAPSHOT_FORMAT or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        if meta.get("format") != SNAPSHOT_FORMAT or hashlib.sha256(data).hexdigest() != meta.get(
+            "sha256"
+        ):
             return None
         return meta["batches"], pq.read_table(pa.BufferReader(data))
 
@@ -141,11 +155,19 @@ class Snapshot:
         self.folder.mkdir(parents=True, exist_ok=True)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd", row_group_size=262_144)
-        data = memoryview(sink.getvalue())  # hashed and written from Arrow's buffer, not a copy of it
+        data = memoryview(
+            sink.getvalue()
+        )  # hashed and written from Arrow's buffer, not a copy of it
         sha = hashlib.sha256(data).hexdigest()
         fname = f"{self.name}-{sha[:16]}.parquet"
         _atomic(self.folder / fname, data)
-        meta = {"format": SNAPSHOT_FORMAT, "batches": batches, "file": fname, "sha256": sha, "rows": table.num_rows}
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "batches": batches,
+            "file": fname,
+            "sha256": sha,
+            "rows": table.num_rows,
+        }
         _atomic(self.meta_path, json.dumps(meta, sort_keys=True).encode())
         for other in self.folder.glob(f"{self.name}-*.parquet"):
             if other.name != fname:
@@ -163,7 +185,7 @@ def remove_overlapping(folder: Path, prefix: str, lo: int, hi: int) -> None:
     by another partition count, they would never be read again."""
     for meta in Path(folder).glob(f"{prefix}-*.json"):
         try:
-            a, b = (int(x) for x in meta.stem[len(prefix) + 1:].split("-")[:2])
+            a, b = (int(x) for x in meta.stem[len(prefix) + 1 :].split("-")[:2])
         except ValueError:
             continue
         if (a, b) != (lo, hi) and a < hi and lo < b:

@@ -3,6 +3,7 @@ by the server if the process dies), or an exclusive lock on a file next to the S
 (released by the kernel if the process dies). A second run is told who holds the lock; nothing
 ever waits for ever.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,11 @@ def run_lock(store, holder: str, wait_seconds: float = 0.0):
             break
         if time.monotonic() >= deadline:  # clock-ok
             info = _holder(store)
-            raise RunLocked(f"another run holds the lock on this store ({_describe(info)}); "
-                            f"try again when it has finished", info)
+            raise RunLocked(
+                f"another run holds the lock on this store ({_describe(info)}); "
+                f"try again when it has finished",
+                info,
+            )
         time.sleep(1.0)
     _HELD[key] = 1
     try:
@@ -72,8 +76,10 @@ _HELD: dict = {}
 def _acquire_pg(store, holder: str):
     conn = store.engine.connect()
     try:
-        conn.execute(sa.text("SELECT set_config('application_name', :n, false)"),
-                     {"n": f"credit-run {holder} pid={os.getpid()}"[:63]})
+        conn.execute(
+            sa.text("SELECT set_config('application_name', :n, false)"),
+            {"n": f"credit-run {holder} pid={os.getpid()}"[:63]},
+        )
         ok = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
         conn.commit()
     except BaseException:
@@ -89,6 +95,7 @@ def _acquire_pg(store, holder: str):
             conn.commit()
         finally:
             conn.close()
+
     return release
 
 
@@ -111,17 +118,22 @@ def _acquire_file(store, holder: str):
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
     return release
 
 
 def _holder(store) -> dict:
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect() as conn:
-            row = conn.execute(sa.text(
-                "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"), {"k": ADVISORY_KEY}).first()
+            row = conn.execute(
+                sa.text(
+                    "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"
+                ),
+                {"k": ADVISORY_KEY},
+            ).first()
         return {"backend_pid": row[0], "holder": row[1], "since": str(row[2])} if row else {}
     try:
         return json.loads(_lock_file(store).read_text() or "{}")

@@ -7,14 +7,15 @@ date. A record carries its valid time (decision date, publicity window) and its 
 (``known_from``, the day we learned it; the batch sequence orders same-day knowledge). A later
 correction is a new version, never an edit, so what an earlier run saw can always be re-read.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,12 +39,15 @@ def _bucket_default(context) -> int:
 
 
 runs = sa.Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     sa.Column("run_id", sa.String(80), primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),            # nightly | rerun
+    sa.Column("kind", sa.String(20), nullable=False),  # nightly | rerun
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("knowledge_cutoff", sa.Date, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),          # running | gate_failed | scored | published | failed
+    sa.Column(
+        "status", sa.String(20), nullable=False
+    ),  # running | gate_failed | scored | published | failed
     sa.Column("step", sa.String(20)),
     sa.Column("catalogue_sha256", sa.String(64)),
     sa.Column("policy_sha256", sa.String(64)),
@@ -56,41 +60,48 @@ runs = sa.Table(
 )
 
 landed_files = sa.Table(
-    "landed_files", metadata,
+    "landed_files",
+    metadata,
     sa.Column("run_id", sa.String(80), nullable=False, index=True),
-    sa.Column("path", sa.String(500), nullable=False),           # relative to the landing folder
+    sa.Column("path", sa.String(500), nullable=False),  # relative to the landing folder
     sa.Column("provider", sa.String(40), nullable=False),
     sa.Column("feed", sa.String(40)),
     sa.Column("layout", sa.String(40)),
     sa.Column("encoding", sa.String(20)),
     sa.Column("file_format", sa.String(10)),
     sa.Column("delivered_on", sa.Date),
-    sa.Column("arrived_at", sa.DateTime),                        # file modification time (UTC): when it landed
+    sa.Column("arrived_at", sa.DateTime),  # file modification time (UTC): when it landed
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("n_bytes", sa.BigInteger),
-    sa.Column("status", sa.String(20), nullable=False),          # staged | stored | rejected | held | same_content
+    sa.Column(
+        "status", sa.String(20), nullable=False
+    ),  # staged | stored | rejected | held | same_content
     sa.Column("reject_code", sa.String(40)),
     sa.Column("message", sa.Text),
     sa.Column("received", sa.Integer, nullable=False, default=0),
     sa.Column("accepted", sa.Integer, nullable=False, default=0),
     sa.Column("quarantined", sa.Integer, nullable=False, default=0),
-    sa.Column("excluded", sa.Integer, nullable=False, default=0, server_default="0"),  # repeats of an earlier delivery
+    sa.Column(
+        "excluded", sa.Integer, nullable=False, default=0, server_default="0"
+    ),  # repeats of an earlier delivery
     sa.PrimaryKeyConstraint("run_id", "path", name="pk_landed_files"),
 )
 
 quarantine = sa.Table(
-    "quarantine", metadata,
+    "quarantine",
+    metadata,
     sa.Column("run_id", sa.String(80), nullable=False, index=True),
     sa.Column("path", sa.String(500), nullable=False),
     sa.Column("line_no", sa.Integer, nullable=False),
     sa.Column("provider", sa.String(40), nullable=False),
-    sa.Column("reasons", sa.String(400), nullable=False),        # comma-separated stable reason codes
+    sa.Column("reasons", sa.String(400), nullable=False),  # comma-separated stable reason codes
     sa.Column("raw_json", sa.Text),
     sa.PrimaryKeyConstraint("run_id", "path", "line_no", name="pk_quarantine"),
 )
 
 gate_results = sa.Table(
-    "gate_results", metadata,
+    "gate_results",
+    metadata,
     sa.Column("run_id", sa.String(80), nullable=False, index=True),
     sa.Column("gate", sa.String(60), nullable=False),
     sa.Column("scope", sa.String(500), nullable=False),
@@ -99,23 +110,25 @@ gate_results = sa.Table(
     sa.Column("observed", sa.String(200)),
     sa.Column("threshold", sa.String(200)),
     sa.Column("message", sa.Text),
-    sa.Column("waiver", sa.Text),                                # who waived this failed gate, and why
+    sa.Column("waiver", sa.Text),  # who waived this failed gate, and why
     sa.PrimaryKeyConstraint("run_id", "gate", "scope", name="pk_gate_results"),
 )
 
 record_batches = sa.Table(
-    "record_batches", metadata,
+    "record_batches",
+    metadata,
     sa.Column("batch_id", sa.String(120), primary_key=True),
     sa.Column("run_id", sa.String(80), nullable=False, index=True),
-    sa.Column("table_name", sa.String(40), nullable=False),      # records | entities
+    sa.Column("table_name", sa.String(40), nullable=False),  # records | entities
     sa.Column("known_from", sa.Date, nullable=False),
-    sa.Column("path", sa.String(500), nullable=False),           # relative to the lake folder
+    sa.Column("path", sa.String(500), nullable=False),  # relative to the lake folder
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("rows", sa.Integer, nullable=False),
 )
 
 entity_results = sa.Table(
-    "entity_results", metadata,
+    "entity_results",
+    metadata,
     sa.Column("run_id", sa.String(80), nullable=False),
     sa.Column("uscc", sa.String(18), nullable=False),
     sa.Column("name", sa.String(200)),
@@ -140,7 +153,8 @@ entity_results = sa.Table(
 )
 
 publications = sa.Table(
-    "publications", metadata,
+    "publications",
+    metadata,
     sa.Column("run_id", sa.String(80), nullable=False),
     sa.Column("agency_id", sa.String(40), nullable=False),
     sa.Column("path", sa.String(500), nullable=False),
@@ -151,7 +165,8 @@ publications = sa.Table(
 )
 
 agency_scope = sa.Table(
-    "agency_scope", metadata,
+    "agency_scope",
+    metadata,
     sa.Column("agency_id", sa.String(40), nullable=False),
     sa.Column("role_name", sa.String(80), nullable=False, index=True),
     sa.Column("division_prefix", sa.String(12), nullable=False),
@@ -159,33 +174,36 @@ agency_scope = sa.Table(
 )
 
 read_log = sa.Table(
-    "read_log", metadata,
+    "read_log",
+    metadata,
     sa.Column("read_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("agency_id", sa.String(40), nullable=False),
     sa.Column("run_id", sa.String(80)),
     sa.Column("rows", sa.Integer),
-    sa.Column("channel", sa.String(20), nullable=False),        # sql | file | cli
+    sa.Column("channel", sa.String(20), nullable=False),  # sql | file | cli
     sa.Column("read_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-    sa.Column("db_role", sa.String(80)),                        # the database role that read
-    sa.Column("query", sa.Text),                                # the statement it ran (query registration)
-    sa.Column("backend_pid", sa.Integer),                       # with statement_at: "once per statement"
+    sa.Column("db_role", sa.String(80)),  # the database role that read
+    sa.Column("query", sa.Text),  # the statement it ran (query registration)
+    sa.Column("backend_pid", sa.Integer),  # with statement_at: "once per statement"
     sa.Column("statement_at", sa.DateTime(timezone=True)),
     sa.Index("ix_read_log_statement", "backend_pid", "statement_at"),
 )
 
 sampling_plans = sa.Table(
-    "sampling_plans", metadata,
+    "sampling_plans",
+    metadata,
     sa.Column("plan_id", sa.String(120), primary_key=True),
     sa.Column("agency_id", sa.String(40), nullable=False, index=True),
     sa.Column("run_id", sa.String(80), nullable=False),
     sa.Column("as_of", sa.String(10), nullable=False),
-    sa.Column("record_json", sa.Text, nullable=False),           # the draw record, hashed inside
+    sa.Column("record_json", sa.Text, nullable=False),  # the draw record, hashed inside
 )
 
 artifacts = sa.Table(
-    "artifacts", metadata,
+    "artifacts",
+    metadata,
     sa.Column("sha256", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),            # catalogue | policy | model
+    sa.Column("kind", sa.String(20), nullable=False),  # catalogue | policy | model
     sa.Column("label", sa.String(100)),
     sa.Column("content_json", sa.Text, nullable=False),
 )
@@ -195,7 +213,12 @@ def schema_include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic's filter for comparing the database with these models: a partition of a table
     (PostgreSQL reflects it as a table inheriting from its parent) is that table's storage, not a
     table of its own, so autogenerate and the drift check leave it out."""
-    return not (type_ == "table" and reflected and compare_to is None and obj.kwargs.get("postgresql_inherits"))
+    return not (
+        type_ == "table"
+        and reflected
+        and compare_to is None
+        and obj.kwargs.get("postgresql_inherits")
+    )
 
 
 def default_home() -> Path:
@@ -203,7 +226,8 @@ def default_home() -> Path:
 
 
 BUCKETED = ("entities", "records")  # tables read by partition
-ROW_GROUP_ROWS = 256 * 1024          # small enough that a partition's read skips the others' groups
+ROW_GROUP_ROWS = 256 * 1024  # small enough that a partition's read skips the others' groups
+
 
 def default_db_url(home: Path | None = None) -> str:
     url = os.environ.get("CREDIT_DB_URL")
@@ -243,13 +267,15 @@ class Store:
     def __post_init__(self):
         self.home = Path(self.home)
         if self.url.startswith("sqlite:///"):
-            Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(self.url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
     @classmethod
-    def open(cls, url: str | None = None, home: Path | str | None = None, migrate_schema: bool = True) -> "Store":
+    def open(
+        cls, url: str | None = None, home: Path | str | None = None, migrate_schema: bool = True
+    ) -> Store:
         home = Path(home) if home else default_home()
         store = cls(url=url or default_db_url(home), home=home)
         if migrate_schema:
@@ -289,9 +315,15 @@ class Store:
                 fh.flush()
                 os.fsync(fh.fileno())
             tmp.replace(path)
-        return {"batch_id": f"{table_name}:{digest[:32]}:{run_id}", "run_id": run_id,
-                "table_name": table_name, "known_from": pd.Timestamp(known_from).date(),
-                "path": rel.as_posix(), "sha256": digest, "rows": int(len(frame))}
+        return {
+            "batch_id": f"{table_name}:{digest[:32]}:{run_id}",
+            "run_id": run_id,
+            "table_name": table_name,
+            "known_from": pd.Timestamp(known_from).date(),
+            "path": rel.as_posix(),
+            "sha256": digest,
+            "rows": int(len(frame)),
+        }
 
     def verify_batches(self, batches: list[dict]) -> None:
         """Check every batch file against its recorded sha256 (streamed, nothing parsed)."""
@@ -299,9 +331,14 @@ class Store:
             if sha256_file(self.lake / b["path"]) != b["sha256"]:
                 raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
 
-    def read_batches(self, batches: list[dict], columns: list[str] | None = None,
-                     buckets: tuple[int, int] | None = None, where_in: tuple[str, object] | None = None,
-                     verified: bool = False) -> pd.DataFrame:
+    def read_batches(
+        self,
+        batches: list[dict],
+        columns: list[str] | None = None,
+        buckets: tuple[int, int] | None = None,
+        where_in: tuple[str, object] | None = None,
+        verified: bool = False,
+    ) -> pd.DataFrame:
         """Read batches back, verifying each file against its recorded sha256 (unless the caller
         has just done so: ``verified``). ``buckets``: only rows of entity-hash buckets [lo, hi)
         (older batches, stored before buckets, are read whole and filtered). ``where_in``: only
@@ -311,13 +348,22 @@ class Store:
             t = t.to_pandas()
             if columns is not None:
                 t = t.reindex(columns=columns)
-            frames.append(t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"])))
+            frames.append(
+                t.assign(batch_id=b["batch_id"], batch_known_from=pd.Timestamp(b["known_from"]))
+            )
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
 
-    def read_latest(self, batches: list[dict], key: str, buckets: tuple[int, int] | None = None,
-                    verified: bool = False, skip: tuple[str, ...] = (), snapshot: bool = False) -> pd.DataFrame:
+    def read_latest(
+        self,
+        batches: list[dict],
+        key: str,
+        buckets: tuple[int, int] | None = None,
+        verified: bool = False,
+        skip: tuple[str, ...] = (),
+        snapshot: bool = False,
+    ) -> pd.DataFrame:
         """The latest version of each ``key`` over the batches in order, sorted by key: what
         ``read_batches(...).drop_duplicates(key, keep="last").sort_values(key)`` gives, done in
         Arrow (one sort, one take, one conversion) so a partition's millions of rows cost seconds.
@@ -336,13 +382,13 @@ class Store:
             snap = latest.Snapshot(self.snapshot_folder(), f"{prefix}-{buckets[0]}-{buckets[1]}")
             listed = [[b["batch_id"], b["sha256"]] for b in batches]
             known = snap.batches()
-            if known is not None and listed[:len(known)] == known:
+            if known is not None and listed[: len(known)] == known:
                 held = snap.read()
                 if held is not None and held[0] != known:
                     held = None
         if held is not None:
             done, base = held
-            newer = self._concat(batches[len(done):], buckets, verified, skip)
+            newer = self._concat(batches[len(done) :], buckets, verified, skip)
             if newer is None:
                 return base
             t = latest.lay_over(base, latest.latest_of(newer, key), key)
@@ -353,7 +399,11 @@ class Store:
         if t is None:
             return None
         t = latest.latest_of(t, key)
-        if snapshot and buckets is not None and not (known is not None and known[:len(listed)] == listed):  # never put back an older one
+        if (
+            snapshot
+            and buckets is not None
+            and not (known is not None and known[: len(listed)] == listed)
+        ):  # never put back an older one
             latest.remove_overlapping(self.snapshot_folder(), prefix, *buckets)
             snap.write(listed, t)
         return t
@@ -362,7 +412,11 @@ class Store:
         tables = [t for _, t in self._read_tables(batches, None, buckets, None, verified, skip)]
         if not tables:
             return None
-        return pa.concat_tables(harmonised(tables), promote_options="permissive") if len(tables) > 1 else tables[0]
+        return (
+            pa.concat_tables(harmonised(tables), promote_options="permissive")
+            if len(tables) > 1
+            else tables[0]
+        )
 
     def _read_tables(self, batches, columns, buckets, where_in, verified, skip=()):
         for b in batches:
@@ -375,36 +429,56 @@ class Store:
                     raise RuntimeError(f"batch {b['batch_id']} does not match its recorded sha256")
                 source = pa.BufferReader(data)
             names = set(pq.read_schema(source).names)
-            cols = None if columns is None else [c for c in columns if c in names]  # older batches lack newer columns
+            cols = (
+                None if columns is None else [c for c in columns if c in names]
+            )  # older batches lack newer columns
             if skip:
-                cols = [c for c in (cols if cols is not None else pq.read_schema(source).names) if c not in skip]
+                cols = [
+                    c
+                    for c in (cols if cols is not None else pq.read_schema(source).names)
+                    if c not in skip
+                ]
             filt = None
             if buckets is not None and BUCKET_COLUMN in names:
-                filt = (pc.field(BUCKET_COLUMN) >= buckets[0]) & (pc.field(BUCKET_COLUMN) < buckets[1])
+                filt = (pc.field(BUCKET_COLUMN) >= buckets[0]) & (
+                    pc.field(BUCKET_COLUMN) < buckets[1]
+                )
             if where_in is not None and where_in[0] in names:
                 f = pc.field(where_in[0]).isin(pa.array(list(where_in[1]), type=pa.string()))
                 filt = f if filt is None else filt & f
-            extra = [c for c in (BUCKET_COLUMN, "uscc", "record_key") if c in names] \
-                if buckets is not None and BUCKET_COLUMN not in names else []
+            extra = (
+                [c for c in (BUCKET_COLUMN, "uscc", "record_key") if c in names]
+                if buckets is not None and BUCKET_COLUMN not in names
+                else []
+            )
             read_cols = None if cols is None else cols + [c for c in extra if c not in cols]
             t = pq.read_table(source, columns=read_cols, filters=filt)
             if extra:  # a batch from before buckets: place its rows now
-                key = t.column("uscc") if b["table_name"] == "entities" or "record_key" not in names \
+                key = (
+                    t.column("uscc")
+                    if b["table_name"] == "entities" or "record_key" not in names
                     else pc.coalesce(t.column("uscc"), t.column("record_key"))
+                )
                 bk = bucket_of(key)
                 t = t.filter(pa.array((bk >= buckets[0]) & (bk < buckets[1])))
                 if cols is not None:
                     t = t.select(cols)
-            if BUCKET_COLUMN in t.column_names and (columns is None or BUCKET_COLUMN not in columns):
+            if BUCKET_COLUMN in t.column_names and (
+                columns is None or BUCKET_COLUMN not in columns
+            ):
                 t = t.drop_columns([BUCKET_COLUMN])
             yield b, t
 
-    def visible_batches(self, conn, table_name: str, knowledge_cutoff, upto_run: str | None = None) -> list[dict]:
+    def visible_batches(
+        self, conn, table_name: str, knowledge_cutoff, upto_run: str | None = None
+    ) -> list[dict]:
         """Batches known by the cutoff, from runs that stored them (in a fixed order)."""
-        q = (sa.select(record_batches)
-             .where(record_batches.c.table_name == table_name)
-             .where(record_batches.c.known_from <= pd.Timestamp(knowledge_cutoff).date())
-             .order_by(record_batches.c.known_from, record_batches.c.batch_id))
+        q = (
+            sa.select(record_batches)
+            .where(record_batches.c.table_name == table_name)
+            .where(record_batches.c.known_from <= pd.Timestamp(knowledge_cutoff).date())
+            .order_by(record_batches.c.known_from, record_batches.c.batch_id)
+        )
         return [dict(r._mapping) for r in conn.execute(q)]
 
     def insert_frame(self, conn, table: sa.Table, frame: pd.DataFrame) -> None:
@@ -416,8 +490,10 @@ class Store:
             return
         frame = _prepared(table, frame)
         cols = list(frame.columns)
-        rows = [{k: (None if _isna(v) else v) for k, v in zip(cols, row)}
-                for row in frame.itertuples(index=False, name=None)]
+        rows = [
+            {k: (None if _isna(v) else v) for k, v in zip(cols, row)}
+            for row in frame.itertuples(index=False, name=None)
+        ]
         conn.execute(table.insert(), rows)
 
     def read_run_results(self, conn, run_id: str, manifest: dict) -> pd.DataFrame:
@@ -428,16 +504,32 @@ class Store:
         if expected and path.exists():
             data = path.read_bytes()
             if sha256_bytes(data) != expected:
-                raise RuntimeError(f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run")
+                raise RuntimeError(
+                    f"run {run_id}: entity_score.parquet does not match its manifest; rescore the run"
+                )
             return pd.read_parquet(io.BytesIO(data))
-        cols = [c for c in entity_results.c if c.name != BUCKET_COLUMN]  # the file holds no bucket either
-        return pd.read_sql(sa.select(*cols).where(entity_results.c.run_id == run_id)
-                           .order_by(entity_results.c.uscc), conn)
+        cols = [
+            c for c in entity_results.c if c.name != BUCKET_COLUMN
+        ]  # the file holds no bucket either
+        return pd.read_sql(
+            sa.select(*cols)
+            .where(entity_results.c.run_id == run_id)
+            .order_by(entity_results.c.uscc),
+            conn,
+        )
 
-    def save_artifact(self, conn, kind: str, sha256: str, content_json: str, label: str = "") -> None:
-        exists = conn.execute(sa.select(artifacts.c.sha256).where(artifacts.c.sha256 == sha256)).first()
+    def save_artifact(
+        self, conn, kind: str, sha256: str, content_json: str, label: str = ""
+    ) -> None:
+        exists = conn.execute(
+            sa.select(artifacts.c.sha256).where(artifacts.c.sha256 == sha256)
+        ).first()
         if not exists:
-            conn.execute(artifacts.insert().values(sha256=sha256, kind=kind, label=label, content_json=content_json))
+            conn.execute(
+                artifacts.insert().values(
+                    sha256=sha256, kind=kind, label=label, content_json=content_json
+                )
+            )
 
 
 def harmonised(tables: list[pa.Table]) -> list[pa.Table]:
@@ -447,9 +539,18 @@ def harmonised(tables: list[pa.Table]) -> list[pa.Table]:
     for t in tables:
         for f in t.schema:
             types.setdefault(f.name, set()).add(f.type)
-    texty = {n for n, ts in types.items() if len(ts) > 1 and all(
-        pa.types.is_dictionary(x) or pa.types.is_string(x) or pa.types.is_large_string(x) or pa.types.is_null(x)
-        for x in ts)}
+    texty = {
+        n
+        for n, ts in types.items()
+        if len(ts) > 1
+        and all(
+            pa.types.is_dictionary(x)
+            or pa.types.is_string(x)
+            or pa.types.is_large_string(x)
+            or pa.types.is_null(x)
+            for x in ts
+        )
+    }
     if not texty:
         return tables
     out = []
@@ -471,7 +572,11 @@ def _prepared(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.assign(**{BUCKET_COLUMN: bucket})
     cols = [c.name for c in table.columns if c.name in frame.columns]
     frame = frame[cols]
-    whole = [c for c in cols if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c])]
+    whole = [
+        c
+        for c in cols
+        if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c])
+    ]
     if whole:  # integers that went through NaN come back as floats: 3.0 is not an integer to SQL
         frame = frame.astype({c: "Int64" for c in whole})
     return frame
@@ -480,11 +585,19 @@ def _prepared(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
 def _copy_data(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
     """A frame as COPY input for ``table`` (dictionaries as their values)."""
     data = pa.Table.from_pandas(_prepared(table, frame), preserve_index=False)
-    return data.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
-                                for f in data.schema]))
+    return data.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                for f in data.schema
+            ]
+        )
+    )
 
 
-def copy_csv_chunks(data: pa.Table, chunk_rows: int = 100_000, header: bool = False) -> Iterator[bytes]:
+def copy_csv_chunks(
+    data: pa.Table, chunk_rows: int = 100_000, header: bool = False
+) -> Iterator[bytes]:
     """COPY's CSV input, written by Arrow's C++ writer a chunk at a time. Every valid value is
     quoted, so an empty string stays empty and only a missing value (unquoted empty field) is NULL."""
     if header:
@@ -527,7 +640,10 @@ def _copy_csv(conn, table: sa.Table, frame: pd.DataFrame) -> None:
     data = _copy_data(table, frame)
     cols = ", ".join(f'"{c}"' for c in data.column_names)
     raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN WITH (FORMAT csv)') as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN WITH (FORMAT csv)') as copy,
+    ):
         for chunk in copy_csv_chunks(data):
             copy.write(chunk)
 

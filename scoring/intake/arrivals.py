@@ -19,6 +19,7 @@ dated after the as-of date (left for its night), a file that arrived after the n
 cut (catch-up: left for the night that knew it). Folders that cannot be read, and provider folders
 that disappeared, are problems too; nothing is lost because nothing is deleted from the store.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,11 +48,11 @@ class Candidate:
     provider: str
     name_date: pd.Timestamp | None
     n_bytes: int
-    arrived_at: dt.datetime             # UTC
-    action: str = "new"                 # known | same_content | correction | new
+    arrived_at: dt.datetime  # UTC
+    action: str = "new"  # known | same_content | correction | new
     sha256: str = ""
-    same_as: str | None = None          # same_content: the earlier file; correction: the file it replaces
-    read_before: bool = False           # rows under this very name were stored by an earlier night
+    same_as: str | None = None  # same_content: the earlier file; correction: the file it replaces
+    read_before: bool = False  # rows under this very name were stored by an earlier night
 
     @property
     def arrived_on(self) -> dt.date:
@@ -61,7 +62,7 @@ class Candidate:
 @dataclass
 class Listing:
     candidates: list[Candidate] = field(default_factory=list)
-    problems: list[dict] = field(default_factory=list)   # {"kind", "path", "message"}
+    problems: list[dict] = field(default_factory=list)  # {"kind", "path", "message"}
 
     def problem(self, kind: str, path: str, message: str) -> None:
         self.problems.append({"kind": kind, "path": path, "message": message})
@@ -78,26 +79,44 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
         # The landing folder is a boundary: a link is never followed, at any depth.
         for p in sorted(q for q in landing.iterdir() if not q.name.startswith(".")):
             if p.is_symlink():
-                out.problem("symlink", p.name, "is a symbolic link: not followed (the landing folder is a boundary)")
+                out.problem(
+                    "symlink",
+                    p.name,
+                    "is a symbolic link: not followed (the landing folder is a boundary)",
+                )
             elif p.is_dir():
                 providers.append(p)
     except OSError as exc:
-        out.problem("landing_unreadable", str(landing), f"landing folder cannot be read: {exc.strerror or exc}")
+        out.problem(
+            "landing_unreadable",
+            str(landing),
+            f"landing folder cannot be read: {exc.strerror or exc}",
+        )
         return out
     for prov_dir in providers:
         try:
             entries = sorted(prov_dir.iterdir())
         except OSError as exc:
-            out.problem("folder_unreadable", prov_dir.name, f"provider folder cannot be read: {exc.strerror or exc}")
+            out.problem(
+                "folder_unreadable",
+                prov_dir.name,
+                f"provider folder cannot be read: {exc.strerror or exc}",
+            )
             continue
         for path in entries:
             rel = path.relative_to(landing).as_posix()
             try:
                 if path.is_symlink():
-                    out.problem("symlink", rel, "is a symbolic link: not followed (the landing folder is a boundary)")
+                    out.problem(
+                        "symlink",
+                        rel,
+                        "is a symbolic link: not followed (the landing folder is a boundary)",
+                    )
                     continue
                 if path.is_dir():
-                    out.problem("not_a_file", rel, "is a folder inside a provider's folder: not read")
+                    out.problem(
+                        "not_a_file", rel, "is a folder inside a provider's folder: not read"
+                    )
                     continue
                 if not path.is_file() or path.name.endswith(".partial"):
                     continue
@@ -105,21 +124,37 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
             except OSError as exc:
                 out.problem("file_unreadable", rel, f"cannot be read: {exc.strerror or exc}")
                 continue
-            arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc)  # clock-ok: file metadata
+            arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)  # clock-ok: file metadata
             d = delivery_date(path.name)
             d = None if d is None or pd.isna(d) else d
             if d is not None and d > as_of:
-                out.problem("future_dated", rel, f"named for {d.date()}, after the as-of date {as_of.date()}: "
-                                                  f"left for the night of {d.date()}")
+                out.problem(
+                    "future_dated",
+                    rel,
+                    f"named for {d.date()}, after the as-of date {as_of.date()}: "
+                    f"left for the night of {d.date()}",
+                )
                 continue
             if arrival_cut is not None and arrived > arrival_cut:
-                out.problem("arrived_after_cut", rel, f"arrived {arrived.astimezone(SHANGHAI):%Y-%m-%d %H:%M} "
-                                                       f"(Asia/Shanghai), after this night's cut "
-                                                       f"{arrival_cut.astimezone(SHANGHAI):%Y-%m-%d %H:%M}: "
-                                                       "read by the first night that knew it")
+                out.problem(
+                    "arrived_after_cut",
+                    rel,
+                    f"arrived {arrived.astimezone(SHANGHAI):%Y-%m-%d %H:%M} "
+                    f"(Asia/Shanghai), after this night's cut "
+                    f"{arrival_cut.astimezone(SHANGHAI):%Y-%m-%d %H:%M}: "
+                    "read by the first night that knew it",
+                )
                 continue
-            out.candidates.append(Candidate(path=path, rel=rel, provider=prov_dir.name, name_date=d,
-                                            n_bytes=int(st.st_size), arrived_at=arrived))
+            out.candidates.append(
+                Candidate(
+                    path=path,
+                    rel=rel,
+                    provider=prov_dir.name,
+                    name_date=d,
+                    n_bytes=int(st.st_size),
+                    arrived_at=arrived,
+                )
+            )
     return out
 
 
@@ -155,7 +190,9 @@ def classify(listing: Listing, history: pd.DataFrame, hasher=sha256_path) -> Lis
         for r in h.itertuples(index=False):
             when = _as_utc(r.arrived_at)
             if when is not None and not pd.isna(r.n_bytes):
-                by_stat.add((r.path, int(r.n_bytes), when))  # untouched since: not even hashed again
+                by_stat.add(
+                    (r.path, int(r.n_bytes), when)
+                )  # untouched since: not even hashed again
             if r.sha256 not in read:
                 continue
             by_path_sha.add((r.path, r.sha256))
@@ -163,12 +200,16 @@ def classify(listing: Listing, history: pd.DataFrame, hasher=sha256_path) -> Lis
             latest_by_path[r.path] = r.sha256
     # A provider that delivered before but has no folder now: say so every night it is missing.
     present = {c.provider for c in listing.candidates} | {
-        p["path"].split("/")[0] for p in listing.problems if p["kind"] != "landing_unreadable"}
+        p["path"].split("/")[0] for p in listing.problems if p["kind"] != "landing_unreadable"
+    }
     if len(history) and not any(p["kind"] == "landing_unreadable" for p in listing.problems):
         for prov in sorted(set(history["provider"]) - present):
-            listing.problem("provider_folder_missing", prov,
-                            f"provider folder {prov}/ is gone from the landing folder; its earlier deliveries "
-                            "stay in the store, and its freshness gate watches it")
+            listing.problem(
+                "provider_folder_missing",
+                prov,
+                f"provider folder {prov}/ is gone from the landing folder; its earlier deliveries "
+                "stay in the store, and its freshness gate watches it",
+            )
     this_run_sha: dict[str, str] = {}
     kept = []
     for c in listing.candidates:

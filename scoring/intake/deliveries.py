@@ -2,12 +2,13 @@
 each (encoding, layout), and stage its rows. A file that cannot be used is rejected with a reason;
 the night goes on with the others. What counts as a new delivery, a repeat or a correction is
 decided in scoring.intake.arrivals."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -26,21 +27,33 @@ class StagedNight:
     entities: pd.DataFrame
     changes: pd.DataFrame
     unparsed: pd.DataFrame
-    files: list[dict] = field(default_factory=list)     # one landed_files row per file seen
+    files: list[dict] = field(default_factory=list)  # one landed_files row per file seen
     raw_index: dict[str, str] = field(default_factory=dict)  # file → its raw-values part
-    problems: list[dict] = field(default_factory=list)  # landing lines the operator must see (arrivals.Listing)
+    problems: list[dict] = field(
+        default_factory=list
+    )  # landing lines the operator must see (arrivals.Listing)
 
     def summary(self, run_id: str) -> dict:
-        return {"run_id": run_id, "files": len(self.files),
-                "rejected": sum(1 for r in self.files if r["status"] == "rejected"),
-                "received": int(sum(r["received"] for r in self.files)),
-                "same_content": sum(1 for r in self.files if r["status"] == "same_content"),
-                "landing_problems": self.problems}
+        return {
+            "run_id": run_id,
+            "files": len(self.files),
+            "rejected": sum(1 for r in self.files if r["status"] == "rejected"),
+            "received": int(sum(r["received"] for r in self.files)),
+            "same_content": sum(1 for r in self.files if r["status"] == "same_content"),
+            "landing_problems": self.problems,
+        }
 
 
-def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history: pd.DataFrame, run_id: str,
-                     save_raw: Callable[[str, pd.DataFrame], None],
-                     say: Callable[[str], None] = lambda _m: None, arrival_cut=None) -> StagedNight:
+def stage_deliveries(
+    landing: Path,
+    as_of: pd.Timestamp,
+    cat: Catalogue,
+    history: pd.DataFrame,
+    run_id: str,
+    save_raw: Callable[[str, pd.DataFrame], None],
+    say: Callable[[str], None] = lambda _m: None,
+    arrival_cut=None,
+) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given). `history`: the landed_files rows of earlier runs, which say what is already known (see
     scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file."""
@@ -52,41 +65,75 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
     for i, c in enumerate(files, start=1):
         rel = c.rel
         delivered = c.name_date if c.name_date is not None else as_of
-        row = {"run_id": run_id, "path": rel, "provider": c.provider, "delivered_on": delivered.date(),
-               "arrived_at": c.arrived_at.astimezone(dt.timezone.utc).replace(tzinfo=None),
-               "sha256": c.sha256, "n_bytes": c.n_bytes, "received": 0, "accepted": 0, "quarantined": 0,
-               "excluded": 0}
-        if c.action == "same_content" and any(r["path"] == c.same_as and r["status"] == "rejected"
-                                              for r in file_rows):
+        row = {
+            "run_id": run_id,
+            "path": rel,
+            "provider": c.provider,
+            "delivered_on": delivered.date(),
+            "arrived_at": c.arrived_at.astimezone(dt.UTC).replace(tzinfo=None),
+            "sha256": c.sha256,
+            "n_bytes": c.n_bytes,
+            "received": 0,
+            "accepted": 0,
+            "quarantined": 0,
+            "excluded": 0,
+        }
+        if c.action == "same_content" and any(
+            r["path"] == c.same_as and r["status"] == "rejected" for r in file_rows
+        ):
             # Its twin was rejected a moment ago: nothing of these bytes was read, so read them.
             c.action, c.same_as = ("correction", rel) if c.read_before else ("new", None)
         if c.action == "same_content":
             # Counts as this day's delivery for freshness; its rows are already known: none added.
             twin = _twin(c.same_as, c.sha256, file_rows, history)
-            row.update(status="same_content", feed=twin.get("feed"), layout=twin.get("layout"),
-                       encoding=twin.get("encoding"), file_format=twin.get("file_format"),
-                       received=int(twin.get("received") or 0), excluded=int(twin.get("received") or 0),
-                       message=f"same content as {c.same_as}")
+            row.update(
+                status="same_content",
+                feed=twin.get("feed"),
+                layout=twin.get("layout"),
+                encoding=twin.get("encoding"),
+                file_format=twin.get("file_format"),
+                received=int(twin.get("received") or 0),
+                excluded=int(twin.get("received") or 0),
+                message=f"same content as {c.same_as}",
+            )
             file_rows.append(row)
             say(f"[{i}/{len(files)}] {rel}: same content as {c.same_as} (a delivery; no new rows)")
             continue
         try:
-            raw = ing.read_file(c.path, provider=c.provider,
-                                max_cells=int(cat.gates["max_xlsx_cells"]), max_bytes=int(cat.gates["max_file_bytes"]))
+            raw = ing.read_file(
+                c.path,
+                provider=c.provider,
+                max_cells=int(cat.gates["max_xlsx_cells"]),
+                max_bytes=int(cat.gates["max_file_bytes"]),
+            )
             raw.path = rel
             if raw.missing_required:
                 # A schema mismatch is a hard gate: the rows are held with the file, not staged.
-                staged = ("held", pd.DataFrame({"line_no": raw.rows["line_no"], "reason": "schema_mismatch",
-                                                "raw": ing.raw_json(raw.raw), "path": rel, "provider": raw.provider}))
+                staged = (
+                    "held",
+                    pd.DataFrame(
+                        {
+                            "line_no": raw.rows["line_no"],
+                            "reason": "schema_mismatch",
+                            "raw": ing.raw_json(raw.raw),
+                            "path": rel,
+                            "provider": raw.provider,
+                        }
+                    ),
+                )
             elif raw.layout.feed == "register":
                 staged = ("entities", ing.stage_entities(raw, delivered))
             elif raw.layout.feed == "credit_change":
                 staged = ("changes", ing.stage_changes(raw, delivered))
             else:
                 staged = ("records", ing.stage_records(raw, cat, delivered))
-        except Exception as exc:  # a file is the unit of failure: whatever breaks, it rejects this file only
+        except (
+            Exception
+        ) as exc:  # a file is the unit of failure: whatever breaks, it rejects this file only
             if not isinstance(exc, ing.UnusableFile):
-                exc = ing.UnusableFile("unreadable_content", f"the file could not be staged ({type(exc).__name__})")
+                exc = ing.UnusableFile(
+                    "unreadable_content", f"the file could not be staged ({type(exc).__name__})"
+                )
             row.update(status="rejected", reject_code=exc.code, message=str(exc))
             file_rows.append(row)
             say(f"[{i}/{len(files)}] {rel}: rejected — {exc}")
@@ -95,30 +142,55 @@ def stage_deliveries(landing: Path, as_of: pd.Timestamp, cat: Catalogue, history
         if c.action == "correction":
             note = f"correction of {c.same_as} (its rows supersede the earlier ones by record key)"
         last = last_by_feed.get((c.provider, raw.layout.feed))
-        if c.name_date is not None and last is not None and c.name_date.date() < last and c.action == "new":
-            listing.problem("dated_before_last_delivery", rel,
-                            f"named for {c.name_date.date()}, before this feed's last delivery ({last}): "
-                            f"read as a late delivery, known from tonight")
-        row.update(sha256=raw.sha256, n_bytes=raw.n_bytes, feed=raw.layout.feed, layout=raw.layout.id,
-                   encoding=raw.encoding, file_format=raw.file_format, status="staged",
-                   received=raw.received, message=(MISSING_COLUMNS + ",".join(raw.missing_required)
-                                                   if raw.missing_required else note))
+        if (
+            c.name_date is not None
+            and last is not None
+            and c.name_date.date() < last
+            and c.action == "new"
+        ):
+            listing.problem(
+                "dated_before_last_delivery",
+                rel,
+                f"named for {c.name_date.date()}, before this feed's last delivery ({last}): "
+                f"read as a late delivery, known from tonight",
+            )
+        row.update(
+            sha256=raw.sha256,
+            n_bytes=raw.n_bytes,
+            feed=raw.layout.feed,
+            layout=raw.layout.id,
+            encoding=raw.encoding,
+            file_format=raw.file_format,
+            status="staged",
+            received=raw.received,
+            message=(
+                MISSING_COLUMNS + ",".join(raw.missing_required) if raw.missing_required else note
+            ),
+        )
         file_rows.append(row)
         kind, frame = staged
-        {"held": bad_frames, "entities": ent_frames, "changes": chg_frames, "records": rec_frames}[kind].append(frame)
+        {"held": bad_frames, "entities": ent_frames, "changes": chg_frames, "records": rec_frames}[
+            kind
+        ].append(frame)
         if len(raw.bad_rows):
             bad_frames.append(raw.bad_rows.assign(path=rel, provider=raw.provider))
         raw_index[rel] = f"{len(raw_index):05d}.parquet"
         save_raw(raw_index[rel], raw.raw)
-        say(f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows"
-            + (f" — {note}" if note else ""))
+        say(
+            f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows"
+            + (f" — {note}" if note else "")
+        )
     for p in listing.problems:
         say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
-    return StagedNight(records=concat_frames(rec_frames, columns=ing.STG_RECORD_COLUMNS),
-                       entities=concat_frames(ent_frames, columns=ing.STG_ENTITY_COLUMNS),
-                       changes=concat_frames(chg_frames, columns=ing.STG_CHANGE_COLUMNS),
-                       unparsed=concat_frames(bad_frames, columns=UNPARSED_COLUMNS),
-                       files=file_rows, raw_index=raw_index, problems=listing.problems)
+    return StagedNight(
+        records=concat_frames(rec_frames, columns=ing.STG_RECORD_COLUMNS),
+        entities=concat_frames(ent_frames, columns=ing.STG_ENTITY_COLUMNS),
+        changes=concat_frames(chg_frames, columns=ing.STG_CHANGE_COLUMNS),
+        unparsed=concat_frames(bad_frames, columns=UNPARSED_COLUMNS),
+        files=file_rows,
+        raw_index=raw_index,
+        problems=listing.problems,
+    )
 
 
 def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame) -> dict:
@@ -126,8 +198,15 @@ def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame)
         if r["path"] == path and r.get("status") != "same_content":
             return r
     # The stored delivery of these very bytes (the same name may have other versions since).
-    h = history[(history["path"] == path) & (history["sha256"] == sha256) & (history["status"] == "stored")
-                ] if len(history) else history
+    h = (
+        history[
+            (history["path"] == path)
+            & (history["sha256"] == sha256)
+            & (history["status"] == "stored")
+        ]
+        if len(history)
+        else history
+    )
     return h.iloc[-1].to_dict() if len(h) else {}
 
 
@@ -135,7 +214,10 @@ def _last_delivery_by_feed(history: pd.DataFrame) -> dict:
     if not len(history):
         return {}
     h = history[history["status"].isin(arr.SETTLED)].dropna(subset=["feed", "delivered_on"])
-    return {k: pd.Timestamp(v).date() for k, v in h.groupby(["provider", "feed"])["delivered_on"].max().items()}
+    return {
+        k: pd.Timestamp(v).date()
+        for k, v in h.groupby(["provider", "feed"])["delivered_on"].max().items()
+    }
 
 
 def raw_values(raw_dir: Path, raw_index: dict[str, str], rows: pd.DataFrame) -> pd.Series:

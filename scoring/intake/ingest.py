@@ -3,6 +3,7 @@
 Every physical row a provider sent ends up either in the staged frame or in the list of rows the
 reader could not parse (with a reason), so received = staged + unparseable always holds.
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,14 +22,27 @@ import pyarrow.compute as pc
 from scoring.common import codes, law
 from scoring.common.catalogue import Catalogue
 from scoring.intake.layouts import Layout, match_header
-from scoring.intake.readers import (DEFAULT_LIMITS, ReaderLimits, UnusableFile, check_bytes, check_header, decode,
-                                    header_hint, parse_csv)
+from scoring.intake.readers import (
+    DEFAULT_LIMITS,
+    ReaderLimits,
+    UnusableFile,
+    check_bytes,
+    check_header,
+    decode,
+    header_hint,
+    parse_csv,
+)
 from scoring.intake.xlsx import read_xlsx
 
 DELIVERY_NAME = re.compile(r"^(?P<date>\d{8})_(?P<feed>[a-z_]+)\.(?P<ext>csv|xlsx)$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]+$")
-SUBJECT_TYPES = {"法人及非法人组织": "legal", "法人": "legal", "非法人组织": "legal",
-                 "自然人": "natural", "个体工商户": "individual"}
+SUBJECT_TYPES = {
+    "法人及非法人组织": "legal",
+    "法人": "legal",
+    "非法人组织": "legal",
+    "自然人": "natural",
+    "个体工商户": "individual",
+}
 
 
 @dataclass
@@ -41,9 +55,11 @@ class RawFile:
     header: list[str]
     mapping: dict[str, str]
     missing_required: list[str]
-    rows: pd.DataFrame                     # canonical columns as raw strings, plus line_no
-    raw: pd.DataFrame                      # the same rows under the provider's own headers, plus line_no
-    bad_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["line_no", "reason", "raw"]))
+    rows: pd.DataFrame  # canonical columns as raw strings, plus line_no
+    raw: pd.DataFrame  # the same rows under the provider's own headers, plus line_no
+    bad_rows: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["line_no", "reason", "raw"])
+    )
     sha256: str = ""
     n_bytes: int = 0
 
@@ -57,7 +73,9 @@ def check_name(name: str) -> None:
     if "/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or "\x00" in name:
         raise UnusableFile("bad_file_name", f"file name {name!r} has path components or is hidden")
     if not SAFE_NAME.match(name):
-        raise UnusableFile("bad_file_name", f"file name {name!r} has characters outside [A-Za-z0-9_.-] and CJK")
+        raise UnusableFile(
+            "bad_file_name", f"file name {name!r} has characters outside [A-Za-z0-9_.-] and CJK"
+        )
 
 
 def delivery_date(name: str) -> pd.Timestamp | None:
@@ -74,7 +92,9 @@ def _open_regular(path: Path, max_bytes: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UnusableFile("symlink", f"{path.name} is a symbolic link; deliveries must be regular files") from None
+            raise UnusableFile(
+                "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
+            ) from None
         raise UnusableFile("unreadable", f"cannot open file: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
@@ -83,7 +103,9 @@ def _open_regular(path: Path, max_bytes: int) -> bytes:
         if st.st_size == 0:
             raise UnusableFile("empty", "the file is empty (0 bytes)")
         if st.st_size > max_bytes:
-            raise UnusableFile("too_large", f"the file has {st.st_size:,} bytes, beyond the limit {max_bytes:,}")
+            raise UnusableFile(
+                "too_large", f"the file has {st.st_size:,} bytes, beyond the limit {max_bytes:,}"
+            )
         with os.fdopen(os.dup(fd), "rb") as fh:
             return fh.read(max_bytes + 1)
     except OSError as exc:
@@ -92,13 +114,19 @@ def _open_regular(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def read_file(path: Path | str, provider: str | None = None, max_cells: int = 50_000_000,
-              max_bytes: int = 4_000_000_000) -> RawFile:
+def read_file(
+    path: Path | str,
+    provider: str | None = None,
+    max_cells: int = 50_000_000,
+    max_bytes: int = 4_000_000_000,
+) -> RawFile:
     """Read one provider file into raw canonical columns. Raises UnusableFile with a one-line reason."""
     path = Path(path)
     check_name(path.name)
     if path.is_symlink():
-        raise UnusableFile("symlink", f"{path.name} is a symbolic link; deliveries must be regular files")
+        raise UnusableFile(
+            "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
+        )
     data = _open_regular(path, max_bytes)
     raw = read_bytes(data, path.name, provider=provider or path.parent.name, max_cells=max_cells)
     raw.path = str(path)
@@ -118,7 +146,9 @@ def read_bytes(data: bytes, name: str, provider: str, max_cells: int = 50_000_00
         exc.sha256 = sha
         raise
     except Exception as exc:  # a file is the unit of failure: whatever breaks, it breaks this file
-        err = UnusableFile("unreadable_content", f"the reader failed on this file ({type(exc).__name__})")
+        err = UnusableFile(
+            "unreadable_content", f"the reader failed on this file ({type(exc).__name__})"
+        )
         err.sha256 = sha
         raise err from None
 
@@ -141,33 +171,53 @@ def _read_bytes(data: bytes, name: str, provider: str, limits: ReaderLimits, sha
         if data_frame.shape[0] and not text.endswith(("\n", "\r")) and not bad:
             # No final newline: the last row may have been cut inside its last field.
             last = data_frame.iloc[-1]
-            bad.append((int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str))))
+            bad.append(
+                (int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str)))
+            )
             data_frame = data_frame.iloc[:-1]
     header = check_header(header, limits)
     layout, mapping, missing = match_header(header)
     if layout is None:
-        raise UnusableFile("unknown_layout", f"header matches no known layout ({header_hint(header)})")
+        raise UnusableFile(
+            "unknown_layout", f"header matches no known layout ({header_hint(header)})"
+        )
     width = len(header)
     values = data_frame[list(range(width))]
     blank = (values.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
     too_long = _too_long(values, limits.max_cell_chars) & ~blank
     for reason, mask in (("blank_row", blank), ("value_too_long", too_long)):
         for ln in data_frame.loc[mask, "line_no"]:
-            bad.append((int(ln), reason, "" if reason == "blank_row" else "(value longer than the limit)"))
+            bad.append(
+                (int(ln), reason, "" if reason == "blank_row" else "(value longer than the limit)")
+            )
     data_frame = data_frame[~(blank | too_long)].reset_index(drop=True)
     raw = data_frame[list(range(width))].copy()
     raw.columns = [h or f"(column {i})" for i, h in enumerate(header, start=1)]
     col_index = {h: i for i, h in enumerate(header)}
-    frame = pd.DataFrame({canon: data_frame[col_index[h]] for h, canon in mapping.items()}, index=data_frame.index)
+    frame = pd.DataFrame(
+        {canon: data_frame[col_index[h]] for h, canon in mapping.items()}, index=data_frame.index
+    )
     for canon in layout.columns:
         if canon not in frame:
             frame[canon] = pd.Series(pd.NA, index=data_frame.index, dtype="string")
     frame["line_no"] = data_frame["line_no"].to_numpy(dtype=np.int64)
     raw["line_no"] = frame["line_no"].to_numpy()
     bad_rows = pd.DataFrame(sorted(bad), columns=["line_no", "reason", "raw"])
-    return RawFile(path=name, provider=provider, encoding=encoding,
-                   file_format=fmt, layout=layout, header=header, mapping=mapping,
-                   missing_required=missing, rows=frame, raw=raw, bad_rows=bad_rows, sha256=sha, n_bytes=len(data))
+    return RawFile(
+        path=name,
+        provider=provider,
+        encoding=encoding,
+        file_format=fmt,
+        layout=layout,
+        header=header,
+        mapping=mapping,
+        missing_required=missing,
+        rows=frame,
+        raw=raw,
+        bad_rows=bad_rows,
+        sha256=sha,
+        n_bytes=len(data),
+    )
 
 
 def _too_long(values: pd.DataFrame, limit: int) -> np.ndarray:
@@ -175,7 +225,9 @@ def _too_long(values: pd.DataFrame, limit: int) -> np.ndarray:
     out = np.zeros(len(values), dtype=bool)
     for col in values.columns:
         arr = pa.array(values[col].astype("string").array, type=pa.large_string())
-        out |= pc.fill_null(pc.greater(pc.utf8_length(arr), limit), False).to_numpy(zero_copy_only=False)
+        out |= pc.fill_null(pc.greater(pc.utf8_length(arr), limit), False).to_numpy(
+            zero_copy_only=False
+        )
     return out
 
 
@@ -183,11 +235,15 @@ def raw_json(raw: pd.DataFrame) -> pd.Series:
     """Rows as the provider sent them (header → value), for quarantine and audit."""
     cols = [c for c in raw.columns if c != "line_no"]
     values = raw[cols].fillna("").to_numpy(dtype=object)
-    return pd.Series([json.dumps(dict(zip(cols, v)), ensure_ascii=False) for v in values],
-                     index=raw.index, dtype="string")
+    return pd.Series(
+        [json.dumps(dict(zip(cols, v)), ensure_ascii=False) for v in values],
+        index=raw.index,
+        dtype="string",
+    )
 
 
 # --------------------------------------------------------------------------- typing helpers
+
 
 def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse dates in the formats providers use. Returns (dates, unparseable-but-present mask)."""
@@ -228,22 +284,64 @@ def clean_text(s: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------- staging
 
 STG_RECORD_COLUMNS = [
-    "source_file", "line_no", "provider", "layout", "delivered_on",
-    "item_code", "subject_type", "subject_name", "uscc", "id_number",
-    "legal_rep_name", "legal_rep_id_number", "doc_number", "penalty_category",
-    "amount_yuan", "decision_date", "publicity_end_date", "valid_to_date",
-    "authority_name", "inspection_result", "grade", "grade_basis", "removal_date", "removal_reason",
+    "source_file",
+    "line_no",
+    "provider",
+    "layout",
+    "delivered_on",
+    "item_code",
+    "subject_type",
+    "subject_name",
+    "uscc",
+    "id_number",
+    "legal_rep_name",
+    "legal_rep_id_number",
+    "doc_number",
+    "penalty_category",
+    "amount_yuan",
+    "decision_date",
+    "publicity_end_date",
+    "valid_to_date",
+    "authority_name",
+    "inspection_result",
+    "grade",
+    "grade_basis",
+    "removal_date",
+    "removal_reason",
     "bad_values",
 ]
 STG_ENTITY_COLUMNS = [
-    "source_file", "line_no", "provider", "delivered_on", "uscc", "subject_name", "entity_type",
-    "eval_class", "industry", "division_code", "registered_date", "entity_status",
-    "legal_rep_name", "legal_rep_id_number", "phone", "bad_values",
+    "source_file",
+    "line_no",
+    "provider",
+    "delivered_on",
+    "uscc",
+    "subject_name",
+    "entity_type",
+    "eval_class",
+    "industry",
+    "division_code",
+    "registered_date",
+    "entity_status",
+    "legal_rep_name",
+    "legal_rep_id_number",
+    "phone",
+    "bad_values",
 ]
-EVAL_CLASS = {"有限责任公司": "legal_person", "股份有限公司": "legal_person", "农民专业合作社": "legal_person",
-              "事业单位": "legal_person", "社会团体": "legal_person", "民办非企业单位": "legal_person",
-              "基金会": "legal_person", "农村集体经济组织": "legal_person", "个人独资企业": "unincorporated",
-              "合伙企业": "unincorporated", "其他组织": "unincorporated", "个体工商户": "individual_business"}
+EVAL_CLASS = {
+    "有限责任公司": "legal_person",
+    "股份有限公司": "legal_person",
+    "农民专业合作社": "legal_person",
+    "事业单位": "legal_person",
+    "社会团体": "legal_person",
+    "民办非企业单位": "legal_person",
+    "基金会": "legal_person",
+    "农村集体经济组织": "legal_person",
+    "个人独资企业": "unincorporated",
+    "合伙企业": "unincorporated",
+    "其他组织": "unincorporated",
+    "个体工商户": "individual_business",
+}
 
 
 def _is_individual(code: pd.Series) -> np.ndarray:
@@ -275,9 +373,23 @@ def record_key(stg: pd.DataFrame) -> pd.Series:
     return (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
 
 
-RECORD_CONTENT = ["item_code", "subject_type", "subject_name", "uscc", "id_number", "penalty_category",
-                  "amount_yuan", "decision_date", "publicity_end_date", "valid_to_date", "authority_name",
-                  "inspection_result", "grade", "removal_date", "removal_reason"]
+RECORD_CONTENT = [
+    "item_code",
+    "subject_type",
+    "subject_name",
+    "uscc",
+    "id_number",
+    "penalty_category",
+    "amount_yuan",
+    "decision_date",
+    "publicity_end_date",
+    "valid_to_date",
+    "authority_name",
+    "inspection_result",
+    "grade",
+    "removal_date",
+    "removal_reason",
+]
 
 
 def record_content_hash(stg: pd.DataFrame) -> pd.Series:
@@ -290,7 +402,11 @@ def record_content_hash(stg: pd.DataFrame) -> pd.Series:
         if c.endswith("_date"):
             v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
         elif c == "amount_yuan":
-            v = pd.to_numeric(v, errors="coerce").round(2).map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
+            v = (
+                pd.to_numeric(v, errors="coerce")
+                .round(2)
+                .map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
+            )
         text[c] = v.astype("string").fillna("")
     if not len(stg):
         return pd.util.hash_pandas_object(pd.Series([], dtype=str), index=False).astype("uint64")
@@ -316,33 +432,54 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
 
     if lay == "court_dishonest_debtor":
         code = codes.normalise_code(f["subject_code"])
-        is_person = (code.str.fullmatch(r"\d{17}[\dX]").fillna(False).to_numpy(dtype=bool)
-                     & ~codes.valid_uscc(code.to_numpy(dtype=object)))
+        is_person = code.str.fullmatch(r"\d{17}[\dX]").fillna(False).to_numpy(
+            dtype=bool
+        ) & ~codes.valid_uscc(code.to_numpy(dtype=object))
         out["uscc"] = code.where(~is_person, pd.NA)
         out["id_number"] = code.where(is_person, pd.NA)
-        out["subject_type"] = pd.Series(np.where(is_person, "natural",
-                                                 np.where(_is_individual(code), "individual", "legal")),
-                                        index=f.index, dtype="string").where(code.notna(), pd.NA)
+        out["subject_type"] = pd.Series(
+            np.where(is_person, "natural", np.where(_is_individual(code), "individual", "legal")),
+            index=f.index,
+            dtype="string",
+        ).where(code.notna(), pd.NA)
     else:
         out["uscc"] = codes.normalise_code(f["uscc"])
         out["id_number"] = codes.normalise_code(f["id_number"]) if "id_number" in f else pd.NA
-        out["subject_type"] = _subject_type(f.get("subject_category", pd.Series(pd.NA, index=f.index)), out["uscc"])
+        out["subject_type"] = _subject_type(
+            f.get("subject_category", pd.Series(pd.NA, index=f.index)), out["uscc"]
+        )
     out["subject_name"] = clean_text(f["subject_name"])
     out["legal_rep_name"] = clean_text(f["legal_rep_name"]) if "legal_rep_name" in f else pd.NA
-    out["legal_rep_id_number"] = (codes.normalise_code(f["legal_rep_id_number"])
-                                  if "legal_rep_id_number" in f else pd.NA)
-    if lay == "tax_credit_rating":  # no document number on the list: tax year and grade name the record
-        out["doc_number"] = ("纳税信用" + clean_text(f["rating_year"]) + "年度"
-                             + clean_text(f["credit_grade"]).str.upper().str.removesuffix("级") + "级")
+    out["legal_rep_id_number"] = (
+        codes.normalise_code(f["legal_rep_id_number"]) if "legal_rep_id_number" in f else pd.NA
+    )
+    if (
+        lay == "tax_credit_rating"
+    ):  # no document number on the list: tax year and grade name the record
+        out["doc_number"] = (
+            "纳税信用"
+            + clean_text(f["rating_year"])
+            + "年度"
+            + clean_text(f["credit_grade"]).str.upper().str.removesuffix("级")
+            + "级"
+        )
     else:
         out["doc_number"] = clean_text(f["doc_number"])
     out["authority_name"] = clean_text(f["authority_name"]) if "authority_name" in f else pd.NA
-    out["penalty_category"] = clean_text(f["penalty_category"]) if "penalty_category" in f else pd.NA
-    out["inspection_result"] = clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
+    out["penalty_category"] = (
+        clean_text(f["penalty_category"]) if "penalty_category" in f else pd.NA
+    )
+    out["inspection_result"] = (
+        clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
+    )
 
-    for src, dst in (("decision_date", "decision_date"), ("publicity_end", "publicity_end_date"),
-                     ("listing_end", "publicity_end_date"), ("valid_to", "valid_to_date"),
-                     ("removal_date", "removal_date")):
+    for src, dst in (
+        ("decision_date", "decision_date"),
+        ("publicity_end", "publicity_end_date"),
+        ("listing_end", "publicity_end_date"),
+        ("valid_to", "valid_to_date"),
+        ("removal_date", "removal_date"),
+    ):
         if src not in f and dst in out:
             continue  # two sources of one column (a listing's end is its publicity end)
         if src in f:
@@ -361,12 +498,20 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
         out["amount_yuan"] = (fine * 10_000).round(2)
         # Graded by procedure and penalty type under the rules in force on the decision date;
         # "simplified" rows are excluded by the gate (Art. 18), not quarantined.
-        graded = law.grade_penalties(out.assign(procedure=clean_text(f["procedure"]),
-                                                provider_grade=clean_text(f["provider_grade"]),
-                                                bad_values=bad), cat.doc)
+        graded = law.grade_penalties(
+            out.assign(
+                procedure=clean_text(f["procedure"]),
+                provider_grade=clean_text(f["provider_grade"]),
+                bad_values=bad,
+            ),
+            cat.doc,
+        )
         out["grade"], out["grade_basis"] = graded["grade"], graded["grade_basis"]
-        out["item_code"] = pd.Series(np.where(graded["grade"] == "severe", "PENALTY_SEVERE", "PENALTY_GENERAL"),
-                                     index=f.index, dtype="string")
+        out["item_code"] = pd.Series(
+            np.where(graded["grade"] == "severe", "PENALTY_SEVERE", "PENALTY_GENERAL"),
+            index=f.index,
+            dtype="string",
+        )
     elif lay == "credit_record":
         amt, amt_bad = parse_amounts(f["amount_yuan"], _max_amount(cat))
         note_bad(amt_bad, "amount_yuan")
@@ -378,18 +523,26 @@ def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> p
             out["item_code"] = pd.Series("LICENCE", index=f.index, dtype="string")
         elif lay == "court_dishonest_debtor":
             out["item_code"] = pd.Series("DISHONEST_DEBTOR", index=f.index, dtype="string")
-        elif lay == "tax_credit_rating":  # TAX_CREDIT_A; another grade is an item the catalogue must list
+        elif (
+            lay == "tax_credit_rating"
+        ):  # TAX_CREDIT_A; another grade is an item the catalogue must list
             grade = clean_text(f["credit_grade"]).str.upper().str.removesuffix("级")
             out["item_code"] = ("TAX_CREDIT_" + grade).astype("string")
         elif lay == "commitment_result":
             result = clean_text(f["check_result"])
             breached = result.str.contains("未履|违背|不履", regex=True)
-            out["item_code"] = pd.Series(np.where(breached.fillna(False), "COMMITMENT_BREACH", "COMMITMENT_KEPT"),
-                                         index=f.index, dtype="string").where(result.notna(), pd.NA)
+            out["item_code"] = pd.Series(
+                np.where(breached.fillna(False), "COMMITMENT_BREACH", "COMMITMENT_KEPT"),
+                index=f.index,
+                dtype="string",
+            ).where(result.notna(), pd.NA)
         elif lay == "inspection_result":
             ok = out["inspection_result"].str.contains("未发现", regex=False)
-            out["item_code"] = pd.Series(np.where(ok.fillna(False), "INSPECTION_PASS", "INSPECTION_FAIL"),
-                                         index=f.index, dtype="string").where(out["inspection_result"].notna(), pd.NA)
+            out["item_code"] = pd.Series(
+                np.where(ok.fillna(False), "INSPECTION_PASS", "INSPECTION_FAIL"),
+                index=f.index,
+                dtype="string",
+            ).where(out["inspection_result"].notna(), pd.NA)
         else:
             raise ValueError(f"stage_records: layout {lay} is not a record layout")
     out["bad_values"] = bad.mask(bad == "", pd.NA)
@@ -415,21 +568,53 @@ def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     out["legal_rep_name"] = clean_text(f["legal_rep_name"])
     out["legal_rep_id_number"] = codes.normalise_code(f["legal_rep_id_number"])
     out["phone"] = clean_text(f["phone"])
-    out["bad_values"] = pd.Series(np.where(reg_bad, "registered_date;", ""), index=f.index, dtype="string")
+    out["bad_values"] = pd.Series(
+        np.where(reg_bad, "registered_date;", ""), index=f.index, dtype="string"
+    )
     out["bad_values"] = out["bad_values"].mask(out["bad_values"] == "", pd.NA)
     return out[STG_ENTITY_COLUMNS].reset_index(drop=True)
 
 
-CHANGE_OPS = {"更正": "correct", "撤销": "revoke", "异议申请": "objection_filed", "异议受理": "objection_filed",
-              "异议标注": "objection", "异议办结": "objection_closed", "异议处理": "objection_closed",
-              "信用修复": "repair"}
+CHANGE_OPS = {
+    "更正": "correct",
+    "撤销": "revoke",
+    "异议申请": "objection_filed",
+    "异议受理": "objection_filed",
+    "异议标注": "objection",
+    "异议办结": "objection_closed",
+    "异议处理": "objection_closed",
+    "信用修复": "repair",
+}
 STG_CHANGE_COLUMNS = [
-    "source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code", "item_code",
-    "effective_date", "result", "new_decision_date", "new_publicity_end_date", "new_item_code", "new_grade",
-    "new_amount_yuan", "new_subject_code", "new_removal_date", "assisted", "record_key", "bad_values",
+    "source_file",
+    "line_no",
+    "provider",
+    "delivered_on",
+    "op",
+    "doc_number",
+    "subject_code",
+    "item_code",
+    "effective_date",
+    "result",
+    "new_decision_date",
+    "new_publicity_end_date",
+    "new_item_code",
+    "new_grade",
+    "new_amount_yuan",
+    "new_subject_code",
+    "new_removal_date",
+    "assisted",
+    "record_key",
+    "bad_values",
 ]
-GRADE_WORDS = {"轻微": "minor", "轻微失信": "minor", "一般": "general", "一般失信": "general",
-               "严重": "severe", "严重失信": "severe"}
+GRADE_WORDS = {
+    "轻微": "minor",
+    "轻微失信": "minor",
+    "一般": "general",
+    "一般失信": "general",
+    "严重": "severe",
+    "严重失信": "severe",
+}
 
 
 def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
@@ -437,14 +622,20 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     f = raw.rows
     out = _provenance(raw, delivered_on)
     op_text = clean_text(f["op"])
-    out["op"] = op_text.map(CHANGE_OPS, na_action="ignore").astype("string").where(op_text.notna(), pd.NA)
+    out["op"] = (
+        op_text.map(CHANGE_OPS, na_action="ignore").astype("string").where(op_text.notna(), pd.NA)
+    )
     out["op"] = out["op"].where(op_text.isna() | out["op"].notna(), "unknown:" + op_text)
     out["doc_number"] = clean_text(f["doc_number"])
     out["subject_code"] = codes.normalise_code(f["subject_code"])
     out["item_code"] = clean_text(f["item_code"]).str.upper()
     bad = pd.Series("", index=f.index, dtype="string")
-    for col, src in (("effective_date", "effective_date"), ("new_decision_date", "new_decision_date"),
-                     ("new_publicity_end_date", "new_publicity_end"), ("new_removal_date", "new_removal_date")):
+    for col, src in (
+        ("effective_date", "effective_date"),
+        ("new_decision_date", "new_decision_date"),
+        ("new_publicity_end_date", "new_publicity_end"),
+        ("new_removal_date", "new_removal_date"),
+    ):
         d, d_bad = parse_dates(f[src])
         out[col] = d
         bad = bad.where(~d_bad, bad + col + ";")
@@ -458,13 +649,19 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     bad = bad.where(~amt_bad, bad + "new_amount_yuan;")
     out["new_subject_code"] = codes.normalise_code(f["new_subject_code"]).astype("string")
     assisted = clean_text(f["assisted"])
-    out["assisted"] = assisted.isin(["是", "需要", "Y", "y", "1", "true", "True"]).to_numpy(dtype=bool)
-    out["record_key"] = (out["doc_number"].fillna("") + "|" + out["subject_code"].fillna("")).astype("string")
+    out["assisted"] = assisted.isin(["是", "需要", "Y", "y", "1", "true", "True"]).to_numpy(
+        dtype=bool
+    )
+    out["record_key"] = (
+        out["doc_number"].fillna("") + "|" + out["subject_code"].fillna("")
+    ).astype("string")
     out["bad_values"] = bad.mask(bad == "", pd.NA)
     return out[STG_CHANGE_COLUMNS].reset_index(drop=True)
 
 
-def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path, pd.Timestamp | None]]:
+def list_deliveries(
+    landing: Path | str, as_of: pd.Timestamp
+) -> list[tuple[Path, pd.Timestamp | None]]:
     """Entries under landing/<provider>/ delivered by the as-of date, in a stable order.
 
     Files whose names carry no delivery date are included (they count as delivered on the as-of
@@ -490,7 +687,7 @@ def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path
         providers = sorted((e for e in top if not e.name.startswith(".")), key=lambda e: e.name)
     for entry in providers:
         if entry.is_symlink():
-            out.append((Path(entry.path), None))          # a linked provider folder: refused, not entered
+            out.append((Path(entry.path), None))  # a linked provider folder: refused, not entered
             continue
         if not entry.is_dir(follow_symlinks=False):
             continue
@@ -500,7 +697,9 @@ def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path
                 if hit is not None:
                     out.append(hit)
     return out
-    for prov_dir in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for prov_dir in sorted(
+        p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         for path in sorted(prov_dir.iterdir()):
             if not path.is_file() or path.name.endswith(".partial"):
                 continue
@@ -509,5 +708,3 @@ def list_deliveries(landing: Path | str, as_of: pd.Timestamp) -> list[tuple[Path
                 continue
             out.append((path, d if d is not None and not pd.isna(d) else None))
     return out
-
-

@@ -3,6 +3,7 @@
 Headers are matched tolerantly: whitespace, BOMs and full-width brackets are normalised, and
 each canonical column accepts a few aliases seen in older or partial variants of a layout.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,9 +16,11 @@ class Layout:
     id: str
     feed: str
     title: str
-    columns: dict[str, tuple[str, ...]]  # canonical name -> accepted headers (first is the standard one)
-    required: tuple[str, ...]            # canonical columns without which the file is unusable
-    signature: tuple[str, ...]           # canonical columns whose presence identifies the layout
+    columns: dict[
+        str, tuple[str, ...]
+    ]  # canonical name -> accepted headers (first is the standard one)
+    required: tuple[str, ...]  # canonical columns without which the file is unusable
+    signature: tuple[str, ...]  # canonical columns whose presence identifies the layout
 
     def standard_headers(self) -> list[str]:
         return [aliases[0] for aliases in self.columns.values()]
@@ -38,7 +41,9 @@ _CODES = {
 }
 
 PENALTY = Layout(
-    id="sgs_penalty", feed="penalty", title="双公示 行政处罚",
+    id="sgs_penalty",
+    feed="penalty",
+    title="双公示 行政处罚",
     columns={
         "subject_name": ("行政相对人名称",),
         "subject_category": ("行政相对人类别",),
@@ -50,7 +55,10 @@ PENALTY = Layout(
         "penalty_category": ("处罚类别",),
         "penalty_content": ("处罚内容",),
         "fine_wan_yuan": ("罚款金额（万元）", "罚款金额"),
-        "confiscated_wan_yuan": ("没收违法所得、没收非法财物的金额（万元）", "没收违法所得、没收非法财物的金额"),
+        "confiscated_wan_yuan": (
+            "没收违法所得、没收非法财物的金额（万元）",
+            "没收违法所得、没收非法财物的金额",
+        ),
         "licence_revoked": ("暂扣或吊销证照名称及编号",),
         "decision_date": ("处罚决定日期", "处罚日期"),
         "valid_to": ("处罚有效期",),
@@ -70,7 +78,9 @@ PENALTY = Layout(
 )
 
 LICENCE = Layout(
-    id="sgs_licence", feed="licence", title="双公示 行政许可",
+    id="sgs_licence",
+    feed="licence",
+    title="双公示 行政许可",
     columns={
         "subject_name": ("行政相对人名称",),
         "subject_category": ("行政相对人类别",),
@@ -96,7 +106,9 @@ LICENCE = Layout(
 )
 
 DISHONEST = Layout(
-    id="court_dishonest_debtor", feed="dishonest_debtor", title="失信被执行人名单",
+    id="court_dishonest_debtor",
+    feed="dishonest_debtor",
+    title="失信被执行人名单",
     columns={
         "subject_name": ("被执行人姓名/名称", "被执行人姓名", "被执行人名称"),
         "subject_code": ("统一社会信用代码/身份证号码", "证件号码"),
@@ -125,7 +137,9 @@ DISHONEST = Layout(
 )
 
 CREDIT_RECORD = Layout(
-    id="credit_record", feed="credit_record", title="信用信息归集通用格式",
+    id="credit_record",
+    feed="credit_record",
+    title="信用信息归集通用格式",
     columns={
         "item_code": ("信息项编码",),
         "subject_name": ("主体名称",),
@@ -149,7 +163,9 @@ CREDIT_RECORD = Layout(
 )
 
 INSPECTION = Layout(
-    id="inspection_result", feed="inspection", title="双随机抽查结果",
+    id="inspection_result",
+    feed="inspection",
+    title="双随机抽查结果",
     columns={
         "doc_number": ("抽查任务编号",),
         "subject_name": ("检查对象名称",),
@@ -164,7 +180,9 @@ INSPECTION = Layout(
 )
 
 REGISTER = Layout(
-    id="entity_register", feed="register", title="市场主体登记信息",
+    id="entity_register",
+    feed="register",
+    title="市场主体登记信息",
     columns={
         "uscc": ("统一社会信用代码",),
         "subject_name": ("主体名称",),
@@ -177,13 +195,22 @@ REGISTER = Layout(
         "legal_rep_id_number": ("法定代表人证件号码",),
         "phone": ("联系电话",),
     },
-    required=("uscc", "subject_name", "entity_type", "division_code", "decision_date", "entity_status"),
+    required=(
+        "uscc",
+        "subject_name",
+        "entity_type",
+        "division_code",
+        "decision_date",
+        "entity_status",
+    ),
     signature=("entity_type", "entity_status"),
 )
 
 # Corrections, revocations, objections and repairs of records already delivered (Arts. 35, 38-40).
 CHANGES = Layout(
-    id="credit_change", feed="credit_change", title="信用信息变更（更正、撤销、异议、修复）",
+    id="credit_change",
+    feed="credit_change",
+    title="信用信息变更（更正、撤销、异议、修复）",
     columns={
         "op": ("操作类型",),
         "doc_number": ("原文书编号",),
@@ -213,7 +240,9 @@ CHANGES = Layout(
 # April for the previous tax year. For enterprises the taxpayer number is the USCC. The list has no
 # document number: a record is (tax year, grade, taxpayer).
 TAX_CREDIT = Layout(
-    id="tax_credit_rating", feed="tax_credit_rating", title="纳税信用A级纳税人名单",
+    id="tax_credit_rating",
+    feed="tax_credit_rating",
+    title="纳税信用A级纳税人名单",
     columns={
         "uscc": ("纳税人识别号", "统一社会信用代码", "纳税人识别号/统一社会信用代码"),
         "subject_name": ("纳税人名称",),
@@ -230,7 +259,9 @@ TAX_CREDIT = Layout(
 # Results of the licensing agency's check of a commitment (告知承诺制, Art. 46: within two months of a
 # licence granted on commitment): 已履行 / 未履行.
 COMMITMENT_RESULT = Layout(
-    id="commitment_result", feed="commitment_result", title="信用承诺履约核查结果",
+    id="commitment_result",
+    feed="commitment_result",
+    title="信用承诺履约核查结果",
     columns={
         "subject_name": ("行政相对人名称", "主体名称"),
         "subject_category": ("行政相对人类别", "主体类别"),
@@ -246,12 +277,28 @@ COMMITMENT_RESULT = Layout(
         "source_unit": ("数据来源单位",),
         "remarks": ("备注",),
     },
-    required=("subject_name", "uscc", "commitment_ref", "doc_number", "decision_date", "check_result"),
+    required=(
+        "subject_name",
+        "uscc",
+        "commitment_ref",
+        "doc_number",
+        "decision_date",
+        "check_result",
+    ),
     signature=("commitment_ref", "check_result"),
 )
 
-LAYOUTS: tuple[Layout, ...] = (PENALTY, LICENCE, DISHONEST, CREDIT_RECORD, INSPECTION, REGISTER, CHANGES,
-                               TAX_CREDIT, COMMITMENT_RESULT)
+LAYOUTS: tuple[Layout, ...] = (
+    PENALTY,
+    LICENCE,
+    DISHONEST,
+    CREDIT_RECORD,
+    INSPECTION,
+    REGISTER,
+    CHANGES,
+    TAX_CREDIT,
+    COMMITMENT_RESULT,
+)
 BY_ID = {layout.id: layout for layout in LAYOUTS}
 
 

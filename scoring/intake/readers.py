@@ -4,6 +4,7 @@ Everything here either returns rows (each with its record number) or raises ``Un
 a stable code and a one-line message that never quotes file content beyond a short, escaped
 prefix of the header. Limits are checked before anything large is allocated.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,12 +26,12 @@ class UnusableFile(Exception):
 
 @dataclass(frozen=True)
 class ReaderLimits:
-    max_header_bytes: int = 64 * 1024       # a real 双公示 header is ~1 KB
-    max_columns: int = 512                  # the widest national layout has ~35
-    max_cell_chars: int = 32_767            # Excel's own limit for one cell
+    max_header_bytes: int = 64 * 1024  # a real 双公示 header is ~1 KB
+    max_columns: int = 512  # the widest national layout has ~35
+    max_cell_chars: int = 32_767  # Excel's own limit for one cell
     max_rows: int = 20_000_000
-    max_cells: int = 50_000_000             # XLSX: cells in the sheet
-    xlsx_max_ratio: int = 100               # inflated : packed, beyond the first 64 MB
+    max_cells: int = 50_000_000  # XLSX: cells in the sheet
+    xlsx_max_ratio: int = 100  # inflated : packed, beyond the first 64 MB
     xlsx_free_bytes: int = 64 * 1024 * 1024
     xlsx_bytes_per_cell: int = 150
 
@@ -41,7 +42,7 @@ DEFAULT_LIMITS = ReaderLimits()
 def escaped_prefix(text: str | bytes, limit: int = 40) -> str:
     """A short prefix of a header for a message: escaped, so no control or odd byte is echoed."""
     if isinstance(text, bytes):
-        text = text[:limit * 4].decode("utf-8", errors="replace")
+        text = text[: limit * 4].decode("utf-8", errors="replace")
     s = text[:limit].encode("unicode_escape").decode("ascii")
     s = "".join(ch if ch.isprintable() else "?" for ch in s)
     return s + ("…" if len(text) > limit else "")
@@ -54,7 +55,9 @@ def header_hint(header: list[str]) -> str:
     names = [h for h in header if h]
     if len(header) < 2:
         return f"a single column of {sum(len(h) for h in header):,} characters, not a CSV header"
-    return f"{len(header):,} columns, starting " + ",".join(escaped_prefix(h, 12) for h in names[:3])
+    return f"{len(header):,} columns, starting " + ",".join(
+        escaped_prefix(h, 12) for h in names[:3]
+    )
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -64,23 +67,37 @@ def _line_of(data: bytes, offset: int) -> int:
 def check_bytes(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS) -> None:
     """Checks on a CSV delivery's raw bytes, before decoding: UTF-16/32, NUL bytes, the header's size."""
     if data[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
-        raise UnusableFile("bad_encoding", "UTF-32 encoded; CSV deliveries must be UTF-8 or GB18030")
+        raise UnusableFile(
+            "bad_encoding", "UTF-32 encoded; CSV deliveries must be UTF-8 or GB18030"
+        )
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise UnusableFile("bad_encoding", "UTF-16 encoded (byte-order mark); CSV deliveries must be UTF-8 or GB18030")
+        raise UnusableFile(
+            "bad_encoding",
+            "UTF-16 encoded (byte-order mark); CSV deliveries must be UTF-8 or GB18030",
+        )
     nul = data.find(b"\x00")
     if nul >= 0:
         utf16 = _utf16_without_bom(data)
         if utf16:
-            raise UnusableFile("bad_encoding", f"{utf16} encoded (no byte-order mark); CSV deliveries must be UTF-8 or GB18030")
-        raise UnusableFile("binary", f"binary content: NUL byte at byte {nul:,} (line {_line_of(data, nul):,})")
+            raise UnusableFile(
+                "bad_encoding",
+                f"{utf16} encoded (no byte-order mark); CSV deliveries must be UTF-8 or GB18030",
+            )
+        raise UnusableFile(
+            "binary", f"binary content: NUL byte at byte {nul:,} (line {_line_of(data, nul):,})"
+        )
     n = limits.max_header_bytes
     ends = [i for i in (data.find(b"\n", 0, n + 1), data.find(b"\r", 0, n + 1)) if i >= 0]
     end = min(ends) if ends else len(data)
-    columns = data.count(b",", 0, min(end, n)) + 1   # counted in the bytes scanned, before any parsing
+    columns = (
+        data.count(b",", 0, min(end, n)) + 1
+    )  # counted in the bytes scanned, before any parsing
     if columns > limits.max_columns:
         more = "" if end <= n else " or more"
-        raise UnusableFile("too_many_columns",
-                           f"the header has {columns:,}{more} columns, beyond the limit {limits.max_columns:,}")
+        raise UnusableFile(
+            "too_many_columns",
+            f"the header has {columns:,}{more} columns, beyond the limit {limits.max_columns:,}",
+        )
     if end > n:
         raise UnusableFile("too_large", f"the header line is longer than {n:,} bytes")
     if not data[:end].strip(b" \t\xef\xbb\xbf"):
@@ -104,26 +121,42 @@ def _utf16_without_bom(data: bytes) -> str | None:
 def decode(data: bytes) -> tuple[str, str]:
     """(encoding label, text): UTF-8 (with or without BOM), then GB18030. A file cut inside a
     multi-byte character is named as truncated, at the right byte."""
-    body, label, skip = (data[3:], "utf-8-sig", 3) if data.startswith(b"\xef\xbb\xbf") else (data, "utf-8", 0)
+    body, label, skip = (
+        (data[3:], "utf-8-sig", 3) if data.startswith(b"\xef\xbb\xbf") else (data, "utf-8", 0)
+    )
     try:
         return label, body.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.reason == "unexpected end of data" and exc.start >= len(body) - 3:
-            raise UnusableFile("truncated", f"the file ends inside a UTF-8 character at byte {exc.start + skip:,} "
-                                            f"of {len(data):,} (truncated?)") from None
+            raise UnusableFile(
+                "truncated",
+                f"the file ends inside a UTF-8 character at byte {exc.start + skip:,} "
+                f"of {len(data):,} (truncated?)",
+            ) from None
         if skip:
-            raise UnusableFile("bad_encoding", f"UTF-8 byte-order mark but invalid UTF-8 at byte {exc.start + skip:,} "
-                                               f"(line {_line_of(data, exc.start + skip):,})") from None
+            raise UnusableFile(
+                "bad_encoding",
+                f"UTF-8 byte-order mark but invalid UTF-8 at byte {exc.start + skip:,} "
+                f"(line {_line_of(data, exc.start + skip):,})",
+            ) from None
         utf8_error = exc.start
     try:
         return "gb18030", data.decode("gb18030")
     except UnicodeDecodeError as exc:
-        if exc.start >= len(data) - 3 and exc.reason in ("incomplete multibyte sequence", "unexpected end of data"):
-            raise UnusableFile("truncated", f"the file ends inside a GB18030 character at byte {exc.start:,} "
-                                            f"of {len(data):,} (truncated?)") from None
+        if exc.start >= len(data) - 3 and exc.reason in (
+            "incomplete multibyte sequence",
+            "unexpected end of data",
+        ):
+            raise UnusableFile(
+                "truncated",
+                f"the file ends inside a GB18030 character at byte {exc.start:,} "
+                f"of {len(data):,} (truncated?)",
+            ) from None
         at = min(utf8_error, exc.start)
-        raise UnusableFile("bad_encoding", f"neither UTF-8 nor GB18030: invalid byte at {at:,} "
-                                           f"(line {_line_of(data, at):,})") from None
+        raise UnusableFile(
+            "bad_encoding",
+            f"neither UTF-8 nor GB18030: invalid byte at {at:,} (line {_line_of(data, at):,})",
+        ) from None
 
 
 def physical_lines(text: str) -> list[str]:
@@ -144,7 +177,7 @@ def _line_breaks(text: str) -> int:
 
 
 def header_fields(text: str) -> list[str]:
-    first = physical_lines(text[:1 << 20])[:1]
+    first = physical_lines(text[: 1 << 20])[:1]
     if not first:
         raise UnusableFile("no_header", "the file has no header row")
     try:
@@ -153,8 +186,9 @@ def header_fields(text: str) -> list[str]:
         raise UnusableFile("no_header", "the header row cannot be parsed as CSV") from None
 
 
-def parse_csv(text: str, limits: ReaderLimits = DEFAULT_LIMITS
-              ) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
+def parse_csv(
+    text: str, limits: ReaderLimits = DEFAULT_LIMITS
+) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
     """Parse CSV text. Returns (header, data frame of strings with line_no, bad records as
     (line_no, reason, text)). Record numbers count records, header = 1, as a spreadsheet numbers
     rows. Arrow's C++ reader does the work; only a file whose values span lines (a quoted newline,
@@ -162,11 +196,16 @@ def parse_csv(text: str, limits: ReaderLimits = DEFAULT_LIMITS
     header = header_fields(text)
     width = len(header)
     if width > limits.max_columns:
-        raise UnusableFile("too_many_columns", f"the header has {width:,} columns, beyond the limit {limits.max_columns:,}")
+        raise UnusableFile(
+            "too_many_columns",
+            f"the header has {width:,} columns, beyond the limit {limits.max_columns:,}",
+        )
     fast = _parse_arrow(text, width)
     if fast is not None:
         frame, invalid = fast
-        if len(frame) + len(invalid) == _line_breaks(text) + (0 if text.endswith(("\n", "\r")) else 1):
+        if len(frame) + len(invalid) == _line_breaks(text) + (
+            0 if text.endswith(("\n", "\r")) else 1
+        ):
             return _finish_fast(frame, invalid, width, text)
     return _parse_python(text, width, limits)
 
@@ -184,11 +223,18 @@ def _parse_arrow(text: str, width: int):
     try:
         table = pacsv.read_csv(
             io.BytesIO(text.encode("utf-8")),
-            read_options=pacsv.ReadOptions(use_threads=False, autogenerate_column_names=True, block_size=64 << 20),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
-                                             invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(width)},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+            read_options=pacsv.ReadOptions(
+                use_threads=False, autogenerate_column_names=True, block_size=64 << 20
+            ),
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(width)},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowCapacityError, pa.ArrowNotImplementedError):
         return None  # the record-by-record reader names what is wrong
     if table.num_columns != width or table.num_rows == 0:
@@ -203,8 +249,9 @@ def _finish_fast(frame: pd.DataFrame, invalid, width: int, text: str):
     bad_numbers = {n for n, _ in invalid}
     total = len(frame) + len(invalid)
     lines = [n for n in range(2, total + 1) if n not in bad_numbers]
-    data["line_no"] = np.asarray(lines[:len(data)], dtype=np.int64)
+    data["line_no"] = np.asarray(lines[: len(data)], dtype=np.int64)
     unterminated_end = not text.endswith(("\n", "\r"))
+
     def reason(n: int, t: str) -> str:
         if n == total and unterminated_end:
             return "unterminated_quote" if t.count('"') % 2 else "truncated_row"
@@ -246,8 +293,8 @@ def _parse_python(text: str, width: int, limits: ReaderLimits):
     rows: list[list[str]] = []
     numbers: list[int] = []
     bad: list[tuple[int, str, str]] = []
-    k = 1                  # physical line index (0 is the header)
-    rec = 1                # record number (header = 1)
+    k = 1  # physical line index (0 is the header)
+    rec = 1  # record number (header = 1)
     n = len(lines)
     while k < n:
         rec += 1
@@ -272,7 +319,9 @@ def _parse_python(text: str, width: int, limits: ReaderLimits):
             strict = _strict_fields(lines[start:k])
             # A well-formed record of the file's width is kept whatever its values hold.
             unterminated = (strict is None or len(strict) != width) and (
-                (span > 1 and _looks_like_records(lines[start + 1:k], width)) or (k == n and strict is None))
+                (span > 1 and _looks_like_records(lines[start + 1 : k], width))
+                or (k == n and strict is None)
+            )
         else:
             unterminated = False
         if unterminated:
@@ -283,12 +332,17 @@ def _parse_python(text: str, width: int, limits: ReaderLimits):
             continue
         if len(fields) != width:
             last = k == n and not text.endswith(("\n", "\r"))
-            bad.append((rec, "truncated_row" if last else "wrong_field_count", "".join(lines[start:k])))
+            bad.append(
+                (rec, "truncated_row" if last else "wrong_field_count", "".join(lines[start:k]))
+            )
             continue
         rows.append(fields)
         numbers.append(rec)
-    data = pd.DataFrame(rows, columns=range(width), dtype="string") if rows else \
-        pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
+    data = (
+        pd.DataFrame(rows, columns=range(width), dtype="string")
+        if rows
+        else pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
+    )
     data["line_no"] = np.asarray(numbers, dtype=np.int64)
     header = header_fields(text)
     return header, data, bad
@@ -304,7 +358,9 @@ def check_header(header: list[str], limits: ReaderLimits = DEFAULT_LIMITS) -> li
     seen: dict[str, int] = {}
     for i, h in enumerate(names, start=1):
         if h and h in seen:
-            raise UnusableFile("duplicate_header", f"header column {i} repeats column {seen[h]} "
-                                                   f"({escaped_prefix(h, 20)})")
+            raise UnusableFile(
+                "duplicate_header",
+                f"header column {i} repeats column {seen[h]} ({escaped_prefix(h, 20)})",
+            )
         seen.setdefault(h, i)
     return names

@@ -5,6 +5,7 @@ is ignored); every part is inflated through a counter, so decompressed bytes, th
 rows, columns and cell length are checked while reading, whatever the ZIP headers claim. XML is
 parsed by expat with document type declarations refused (no entity expansion).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -40,9 +41,15 @@ class _Budget:
         self.total += n
         if self.total > self.cap:
             raise UnusableFile("too_large", f"XLSX expands beyond {self.cap:,} bytes")
-        if self.total > self.limits.xlsx_free_bytes and self.total > self.limits.xlsx_max_ratio * self.packed:
-            raise UnusableFile("too_large", f"XLSX expands more than {self.limits.xlsx_max_ratio}:1 "
-                                            f"({self.total:,} bytes from {self.packed:,}; a zip bomb?)")
+        if (
+            self.total > self.limits.xlsx_free_bytes
+            and self.total > self.limits.xlsx_max_ratio * self.packed
+        ):
+            raise UnusableFile(
+                "too_large",
+                f"XLSX expands more than {self.limits.xlsx_max_ratio}:1 "
+                f"({self.total:,} bytes from {self.packed:,}; a zip bomb?)",
+            )
 
 
 def _local(name: str) -> str:
@@ -85,7 +92,9 @@ def _parse_part(zf: zipfile.ZipFile, name: str, budget, start, end=None, text=No
                     break
                 parser.Parse(block, False)
     except expat.ExpatError as exc:
-        raise UnusableFile("malformed", f"XLSX part {name} is not well-formed XML (line {exc.lineno})") from None
+        raise UnusableFile(
+            "malformed", f"XLSX part {name} is not well-formed XML (line {exc.lineno})"
+        ) from None
 
 
 def _rels(zf, path: str, budget) -> dict[str, tuple[str, str]]:
@@ -99,7 +108,11 @@ def _rels(zf, path: str, budget) -> dict[str, tuple[str, str]]:
     def start(name, attrs):
         if _local(name) == "Relationship" and attrs.get("TargetMode") != "External":
             target = attrs.get("Target", "")
-            full = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+            full = (
+                target.lstrip("/")
+                if target.startswith("/")
+                else posixpath.normpath(posixpath.join(folder, target))
+            )
             out[attrs.get("Id", "")] = (attrs.get("Type", ""), full)
 
     _parse_part(zf, rels_path, budget, start)
@@ -108,7 +121,10 @@ def _rels(zf, path: str, budget) -> dict[str, tuple[str, str]]:
 
 def _workbook(zf, budget) -> tuple[str, str | None, str | None, bool]:
     """(first sheet path, shared strings path, styles path, 1904 date system)."""
-    book = next((t for typ, t in _rels(zf, "", budget).values() if typ.endswith("/officeDocument")), "xl/workbook.xml")
+    book = next(
+        (t for typ, t in _rels(zf, "", budget).values() if typ.endswith("/officeDocument")),
+        "xl/workbook.xml",
+    )
     if book not in zf.NameToInfo:
         raise UnusableFile("malformed", "XLSX has no workbook part")
     rels = _rels(zf, book, budget)
@@ -128,8 +144,12 @@ def _workbook(zf, budget) -> tuple[str, str | None, str | None, bool]:
         raise UnusableFile("empty", "the workbook has no readable first sheet")
     shared = next((t for typ, t in rels.values() if typ.endswith("/sharedStrings")), None)
     styles = next((t for typ, t in rels.values() if typ.endswith("/styles")), None)
-    return (rels[sheets[0]][1], shared if shared in zf.NameToInfo else None,
-            styles if styles in zf.NameToInfo else None, date1904[0])
+    return (
+        rels[sheets[0]][1],
+        shared if shared in zf.NameToInfo else None,
+        styles if styles in zf.NameToInfo else None,
+        date1904[0],
+    )
 
 
 def _shared_strings(zf, path, budget, limits) -> list[str]:
@@ -160,7 +180,10 @@ def _shared_strings(zf, path, budget, limits) -> list[str]:
         if state["in_t"]:
             state["len"] += len(data)
             if state["len"] > limits.max_cell_chars:
-                raise UnusableFile("too_large", f"an XLSX shared string is longer than {limits.max_cell_chars:,} characters")
+                raise UnusableFile(
+                    "too_large",
+                    f"an XLSX shared string is longer than {limits.max_cell_chars:,} characters",
+                )
             parts.append(data)
 
     _parse_part(zf, path, budget, start, end, text)
@@ -236,8 +259,9 @@ def _number_text(v: str, as_date: bool, date1904: bool) -> str:
     return str(num)
 
 
-def read_xlsx(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS
-              ) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
+def read_xlsx(
+    data: bytes, limits: ReaderLimits = DEFAULT_LIMITS
+) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
     """(header, data frame of strings with line_no, bad rows as (line_no, reason, text)) from the
     first sheet. Raises UnusableFile for anything that makes the workbook unreadable."""
     try:
@@ -245,19 +269,25 @@ def read_xlsx(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS
     except UnusableFile:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise UnusableFile("truncated" if "CRC" not in str(exc) else "malformed",
-                           f"XLSX is not a complete ZIP archive ({type(exc).__name__})") from None
+        raise UnusableFile(
+            "truncated" if "CRC" not in str(exc) else "malformed",
+            f"XLSX is not a complete ZIP archive ({type(exc).__name__})",
+        ) from None
     except (NotImplementedError, RuntimeError) as exc:  # encrypted members, unsupported compression
         raise UnusableFile("malformed", f"XLSX cannot be inflated ({type(exc).__name__})") from None
     except (KeyError, ValueError, IndexError, OverflowError) as exc:
-        raise UnusableFile("malformed", f"XLSX structure is inconsistent ({type(exc).__name__})") from None
+        raise UnusableFile(
+            "malformed", f"XLSX structure is inconsistent ({type(exc).__name__})"
+        ) from None
 
 
 def _read(data: bytes, limits: ReaderLimits):
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise UnusableFile("truncated", "XLSX file is not a complete ZIP archive (truncated?)") from None
+        raise UnusableFile(
+            "truncated", "XLSX file is not a complete ZIP archive (truncated?)"
+        ) from None
     budget = _Budget(len(data), limits)
     _measure(zf, budget)
     sheet, shared_path, styles_path, date1904 = _workbook(zf, budget)
@@ -265,8 +295,20 @@ def _read(data: bytes, limits: ReaderLimits):
     date_styles = _date_styles(zf, styles_path, budget) if styles_path else set()
 
     records: list[tuple[int, list[str]]] = []
-    cur: dict = {"row": None, "cells": None, "col": 0, "type": None, "style": 0, "text": [], "in_v": False,
-                 "in_t": False, "in_rph": 0, "len": 0, "last_row": 0, "cells_total": 0}
+    cur: dict = {
+        "row": None,
+        "cells": None,
+        "col": 0,
+        "type": None,
+        "style": 0,
+        "text": [],
+        "in_v": False,
+        "in_t": False,
+        "in_rph": 0,
+        "len": 0,
+        "last_row": 0,
+        "cells_total": 0,
+    }
 
     def start(name, attrs):
         local = _local(name)
@@ -274,8 +316,11 @@ def _read(data: bytes, limits: ReaderLimits):
             col = _column_index(attrs.get("r"))
             cur["col"] = cur["col"] + 1 if col is None else col
             if cur["col"] >= limits.max_columns:
-                raise UnusableFile("too_many_columns", f"XLSX has a cell in column {cur['col'] + 1:,}, "
-                                                       f"beyond the limit {limits.max_columns:,}")
+                raise UnusableFile(
+                    "too_many_columns",
+                    f"XLSX has a cell in column {cur['col'] + 1:,}, "
+                    f"beyond the limit {limits.max_columns:,}",
+                )
             cur["type"] = attrs.get("t", "n")
             try:
                 cur["style"] = int(attrs.get("s", "0"))
@@ -317,7 +362,11 @@ def _read(data: bytes, limits: ReaderLimits):
             elif t == "d":
                 value = raw[:10]
             else:
-                value = _number_text(raw.strip(), cur["style"] in date_styles, date1904) if raw.strip() else ""
+                value = (
+                    _number_text(raw.strip(), cur["style"] in date_styles, date1904)
+                    if raw.strip()
+                    else ""
+                )
             if value:
                 cur["cells"][cur["col"]] = value
             cur["cells_total"] += 1
@@ -333,7 +382,9 @@ def _read(data: bytes, limits: ReaderLimits):
         if cur["in_v"] or (cur["in_t"] and cur["cells"] is not None):
             cur["len"] += len(data)
             if cur["len"] > limits.max_cell_chars:
-                raise UnusableFile("too_large", f"an XLSX cell is longer than {limits.max_cell_chars:,} characters")
+                raise UnusableFile(
+                    "too_large", f"an XLSX cell is longer than {limits.max_cell_chars:,} characters"
+                )
             cur["text"].append(data)
 
     _parse_part(zf, sheet, budget, start, end, text)
@@ -350,7 +401,10 @@ def _read(data: bytes, limits: ReaderLimits):
             continue
         rows.append(cells + [""] * (width - len(cells)))
         numbers.append(line_no)
-    frame = pd.DataFrame(rows, columns=range(width), dtype="string") if rows else \
-        pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
+    frame = (
+        pd.DataFrame(rows, columns=range(width), dtype="string")
+        if rows
+        else pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
+    )
     frame["line_no"] = np.asarray(numbers, dtype=np.int64)
     return header, frame, bad

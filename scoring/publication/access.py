@@ -7,6 +7,7 @@ before any row is returned. A read that cannot be registered (a read-only transa
 Idempotent: safe to run at every publication. SQLite (the embedded default) has no roles; there
 the scope is enforced by what is written to each agency's outbox.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,9 +17,24 @@ import sqlalchemy as sa
 
 from scoring.history.store import agency_scope
 
-RESULT_COLUMNS = ["run_id", "uscc", "name", "division_code", "industry", "eval_class", "score", "tier",
-                  "dim_law_abiding", "dim_contracts_promises", "dim_qualifications_honours",
-                  "dim_social_responsibility", "dim_supervisory_risk", "override", "flags", "reasons"]
+RESULT_COLUMNS = [
+    "run_id",
+    "uscc",
+    "name",
+    "division_code",
+    "industry",
+    "eval_class",
+    "score",
+    "tier",
+    "dim_law_abiding",
+    "dim_contracts_promises",
+    "dim_qualifications_honours",
+    "dim_social_responsibility",
+    "dim_supervisory_risk",
+    "override",
+    "flags",
+    "reasons",
+]
 
 
 def role_name(agency_id: str) -> str:
@@ -34,8 +50,14 @@ def scope_rows(agencies: list[dict]) -> pd.DataFrame:
     for a in agencies:
         for prefix in a.get("divisions") or [""]:
             for ind in a.get("industries") or [None]:
-                rows.append({"agency_id": a["id"], "role_name": role_name(a["id"]),
-                             "division_prefix": str(prefix), "industry": ind})
+                rows.append(
+                    {
+                        "agency_id": a["id"],
+                        "role_name": role_name(a["id"]),
+                        "division_prefix": str(prefix),
+                        "industry": ind,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -50,14 +72,18 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
         # Every statement an agency session runs also goes to the server log. Roles are shared by
         # every database of the server: set only what is missing, so publications running at once
         # in other databases do not update the same role row ("tuple concurrently updated").
-        x(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN "
-          f"CREATE ROLE {r} NOLOGIN; END IF; "
-          f"IF NOT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setdatabase = 0 "
-          f"AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{r}') "
-          f"AND 'log_statement=all' = ANY (s.setconfig)) THEN ALTER ROLE {r} SET log_statement = 'all'; END IF; END $$")
+        x(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN "
+            f"CREATE ROLE {r} NOLOGIN; END IF; "
+            f"IF NOT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setdatabase = 0 "
+            f"AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{r}') "
+            f"AND 'log_statement=all' = ANY (s.setconfig)) THEN ALTER ROLE {r} SET log_statement = 'all'; END IF; END $$"
+        )
     conn.execute(sa.delete(agency_scope))
-    conn.execute(agency_scope.insert(), scope_rows(agencies).astype(object).where(lambda d: d.notna(), None)
-                 .to_dict("records"))
+    conn.execute(
+        agency_scope.insert(),
+        scope_rows(agencies).astype(object).where(lambda d: d.notna(), None).to_dict("records"),
+    )
     x("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC")
     x("ALTER TABLE entity_results ENABLE ROW LEVEL SECURITY")
     x("ALTER TABLE agency_scope ENABLE ROW LEVEL SECURITY")
@@ -106,11 +132,15 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
                       AND entity_results.division_code LIKE s.division_prefix || '%'
                       AND (s.industry IS NULL OR s.industry = entity_results.industry)))""")
     cols = ", ".join(f"e.{c}" for c in RESULT_COLUMNS)
-    latest = ("(SELECT r.run_id FROM runs r WHERE r.status = 'published' AND r.kind = 'nightly' "
-              "ORDER BY r.as_of DESC, r.run_id DESC LIMIT 1)")
+    latest = (
+        "(SELECT r.run_id FROM runs r WHERE r.status = 'published' AND r.kind = 'nightly' "
+        "ORDER BY r.as_of DESC, r.run_id DESC LIMIT 1)"
+    )
     # Scope is the table's row security (always applied first); the views only choose runs, so
     # they need no security barrier, and their registration is a one-time filter before any scan.
-    x("DROP VIEW IF EXISTS agency_current CASCADE")  # with the per-agency views (and any of a removed agency)
+    x(
+        "DROP VIEW IF EXISTS agency_current CASCADE"
+    )  # with the per-agency views (and any of a removed agency)
     x("DROP VIEW IF EXISTS agency_history")
     x(f"""CREATE VIEW agency_current WITH (security_invoker = true) AS
           SELECT {cols} FROM entity_results e WHERE (SELECT public.credit_register_read()) AND e.run_id = {latest}""")
@@ -122,5 +152,7 @@ def ensure_access_control(conn, agencies: list[dict]) -> None:
         x(f"REVOKE ALL ON {v} FROM PUBLIC")
         x(f"GRANT SELECT ON {v} TO {r}")
     x(f"GRANT USAGE ON SCHEMA public TO {role_list}")
-    x(f"GRANT SELECT ON entity_results, agency_current, agency_history, agency_scope TO {role_list}")
+    x(
+        f"GRANT SELECT ON entity_results, agency_current, agency_history, agency_scope TO {role_list}"
+    )
     x(f"GRANT SELECT (run_id, as_of, status, kind) ON runs TO {role_list}")

@@ -4,6 +4,7 @@ field, where no per-field masking rule sees it. Every published text column goes
 patterns, in Arrow's RE2 kernels (no per-row Python). Over-masking a long number is harmless;
 publishing one ID is not.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,9 @@ ID_LIKE = re.compile(r"[0-9０-９]{14,}[0-9０-９XxＸｘ]")
 PHONE_LIKE = re.compile(r"[1１][3-9３-９][0-9０-９][-\s－]?[0-9０-９]{4}[-\s－]?[0-9０-９]{4}")
 
 # Columns that hold codes, never free text (a USCC is 18 characters and may be all digits).
-CODE_COLUMNS = frozenset({"uscc", "division_code", "industry", "eval_class", "tier", "run_id", "as_of"})
+CODE_COLUMNS = frozenset(
+    {"uscc", "division_code", "industry", "eval_class", "tier", "run_id", "as_of"}
+)
 
 
 def mask_identifiers(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -35,7 +38,11 @@ def mask_identifiers(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedAr
         return arr
     if isinstance(arr, pa.ChunkedArray):
         chunks = [mask_identifiers(c) for c in arr.chunks]
-        return arr if all(a is b for a, b in zip(chunks, arr.chunks)) else pa.chunked_array(chunks, type=arr.type)
+        return (
+            arr
+            if all(a is b for a, b in zip(chunks, arr.chunks))
+            else pa.chunked_array(chunks, type=arr.type)
+        )
     hit = pc.fill_null(pc.match_substring_regex(arr, f"{_D}{{11}}|{PHONE}"), False)
     if not pc.any(hit).as_py():  # the common case: nothing to do, nothing copied
         return arr
@@ -47,7 +54,10 @@ def mask_identifiers(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedAr
 
 def mask_text_columns(table: pa.Table, skip: frozenset[str] = CODE_COLUMNS) -> pa.Table:
     """Every text column of a table except code columns, with identifiers masked."""
-    cols = [table[name] if name in skip else mask_identifiers(table[name]) for name in table.column_names]
+    cols = [
+        table[name] if name in skip else mask_identifiers(table[name])
+        for name in table.column_names
+    ]
     return pa.table(cols, names=table.column_names)
 
 

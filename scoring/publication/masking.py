@@ -4,6 +4,7 @@ Which fields are personal and how each is masked is catalogue data (``personal_d
 new catalogue version can tighten it without a code change. The maskers run in Arrow's C++
 kernels: a province publishes millions of rows a night.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -25,16 +26,29 @@ def _series(arr, like: pd.Series) -> pd.Series:
 
 def _keep_ends(s: pd.Series, head: int, stars: str, tail: int) -> pd.Series:
     t = _strings(s)
-    return _series(pc.binary_join_element_wise(pc.utf8_slice_codeunits(t, 0, head), pa.scalar(stars, pa.large_string()),
-                                               pc.utf8_slice_codeunits(t, -tail), _EMPTY), s)
+    return _series(
+        pc.binary_join_element_wise(
+            pc.utf8_slice_codeunits(t, 0, head),
+            pa.scalar(stars, pa.large_string()),
+            pc.utf8_slice_codeunits(t, -tail),
+            _EMPTY,
+        ),
+        s,
+    )
 
 
 def mask_name(s: pd.Series) -> pd.Series:
     """张三 → 张*, 欧阳娜娜 → 欧***: the surname character only."""
     t = _strings(s)
     rest = pc.max_element_wise(pc.subtract(pc.utf8_length(t), 1), 0)
-    return _series(pc.binary_join_element_wise(pc.utf8_slice_codeunits(t, 0, 1),
-                                               pc.binary_repeat(pa.scalar("*", pa.large_string()), rest), _EMPTY), s)
+    return _series(
+        pc.binary_join_element_wise(
+            pc.utf8_slice_codeunits(t, 0, 1),
+            pc.binary_repeat(pa.scalar("*", pa.large_string()), rest),
+            _EMPTY,
+        ),
+        s,
+    )
 
 
 def mask_id_number(s: pd.Series) -> pd.Series:

@@ -9,6 +9,7 @@ results, deliveries and their ``delivered_at``, CURRENT) until the new one publi
 the publishing transaction, becomes ``superseded``. A failed attempt is replaced in place by the
 next try; it never touches the published one.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,10 +41,16 @@ def attempts(conn, night: str) -> list[dict]:
     """Every stored attempt of a night, in attempt order: run_id, attempt, status."""
     from ..history.store import runs
 
-    rows = conn.execute(sa.select(runs.c.run_id, runs.c.status)
-                        .where((runs.c.run_id == night) | runs.c.run_id.like(f"{night}-r%"))).all()
-    out = [{"run_id": r.run_id, "attempt": attempt_of(r.run_id), "status": r.status}
-           for r in rows if night_of(r.run_id) == night]
+    rows = conn.execute(
+        sa.select(runs.c.run_id, runs.c.status).where(
+            (runs.c.run_id == night) | runs.c.run_id.like(f"{night}-r%")
+        )
+    ).all()
+    out = [
+        {"run_id": r.run_id, "attempt": attempt_of(r.run_id), "status": r.status}
+        for r in rows
+        if night_of(r.run_id) == night
+    ]
     return sorted(out, key=lambda a: a["attempt"])
 
 
@@ -54,7 +61,11 @@ def next_attempt(conn, night: str) -> int:
     if not known:
         return 1
     latest = known[-1]
-    return latest["attempt"] + 1 if latest["status"] in ("published", "superseded") else latest["attempt"]
+    return (
+        latest["attempt"] + 1
+        if latest["status"] in ("published", "superseded")
+        else latest["attempt"]
+    )
 
 
 def shown_attempt(conn, night: str, prefer_published: bool = True) -> str | None:
@@ -71,7 +82,11 @@ def supersede_others(conn, run_id: str) -> int:
     from ..history.store import runs
 
     night = night_of(run_id)
-    others = [a["run_id"] for a in attempts(conn, night) if a["status"] == "published" and a["run_id"] != run_id]
+    others = [
+        a["run_id"]
+        for a in attempts(conn, night)
+        if a["status"] == "published" and a["run_id"] != run_id
+    ]
     if others:
         conn.execute(sa.update(runs).where(runs.c.run_id.in_(others)).values(status="superseded"))
     return len(others)
@@ -81,9 +96,12 @@ def latest_published(conn) -> dict | None:
     """The newest published nightly run (what agencies see now), or None."""
     from ..history.store import runs
 
-    row = conn.execute(sa.select(runs.c.run_id, runs.c.as_of, runs.c.output_sha256)
-                       .where((runs.c.status == "published") & (runs.c.kind == "nightly"))
-                       .order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(1)).first()
+    row = conn.execute(
+        sa.select(runs.c.run_id, runs.c.as_of, runs.c.output_sha256)
+        .where((runs.c.status == "published") & (runs.c.kind == "nightly"))
+        .order_by(runs.c.as_of.desc(), runs.c.run_id.desc())
+        .limit(1)
+    ).first()
     return dict(row._mapping) if row else None
 
 
@@ -94,7 +112,14 @@ def opens_its_month(conn, run: dict) -> bool:
 
     as_of = run["as_of"]
     start = as_of.replace(day=1)
-    earlier = conn.execute(sa.select(sa.func.count()).select_from(runs)
-                           .where(runs.c.status.in_(["published", "superseded"]) & (runs.c.kind == "nightly")
-                                  & (runs.c.as_of >= start) & (runs.c.as_of < as_of))).scalar()
+    earlier = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(
+            runs.c.status.in_(["published", "superseded"])
+            & (runs.c.kind == "nightly")
+            & (runs.c.as_of >= start)
+            & (runs.c.as_of < as_of)
+        )
+    ).scalar()
     return not earlier

@@ -4,6 +4,7 @@ Each agency receives only the entities in its scope. Files are written into a te
 synced, and renamed into place in one step, so an agency never sees half a night; publishing the
 same run again writes identical bytes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,17 +37,33 @@ from scoring.publication.masking import mask_personal_data
 from scoring.publication.nights import supersede_others
 
 DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
-PUBLISHED_COLUMNS = ["uscc", "name", "division_code", "industry", "eval_class", "legal_rep_name",
-                     "legal_rep_id_number", "phone", "score", "tier", "dim_law_abiding", "dim_contracts_promises",
-                     "dim_qualifications_honours", "dim_social_responsibility", "dim_supervisory_risk",
-                     "override", "flags", "reasons"]
+PUBLISHED_COLUMNS = [
+    "uscc",
+    "name",
+    "division_code",
+    "industry",
+    "eval_class",
+    "legal_rep_name",
+    "legal_rep_id_number",
+    "phone",
+    "score",
+    "tier",
+    "dim_law_abiding",
+    "dim_contracts_promises",
+    "dim_qualifications_honours",
+    "dim_social_responsibility",
+    "dim_supervisory_risk",
+    "override",
+    "flags",
+    "reasons",
+]
 # Deliveries: a full file of an agency's scope on the first night of each month, on its first
 # delivery and whenever CREDIT_PUBLISH_FULL is set; on other nights only what changed since the
 # previous published night (changes + removed). The database views always hold the full state.
 FULL_ENV = "CREDIT_PUBLISH_FULL"
 FULL_ON_DAY = 1
-SNAPSHOT_FILE = "published.parquet"   # the night's full published table, the next night's base
-PUBLISHED_PIECE = "published"          # a partition's share of it, made beside its evaluation
+SNAPSHOT_FILE = "published.parquet"  # the night's full published table, the next night's base
+PUBLISHED_PIECE = "published"  # a partition's share of it, made beside its evaluation
 CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)  # published rows in memory at once
 FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)
 SCHEMA_VERSION = "agency_results/1"
@@ -66,7 +83,10 @@ def in_scope(results: pa.Table | pd.DataFrame, agency: dict):
     """Which rows of the results an agency may receive: division prefixes, then industries.
     An Arrow mask for a table; a boolean Series (same index) for a frame."""
     if isinstance(results, pd.DataFrame):
-        cols = {c: pa.array(results[c].astype("string").array, type=pa.string()) for c in ("division_code", "industry")}
+        cols = {
+            c: pa.array(results[c].astype("string").array, type=pa.string())
+            for c in ("division_code", "industry")
+        }
         mask = in_scope(pa.table(cols), agency)
         return pd.Series(mask.to_numpy(zero_copy_only=False), index=results.index, dtype=bool)
     div = pc.fill_null(results["division_code"].cast(pa.string()), "")
@@ -76,7 +96,12 @@ def in_scope(results: pa.Table | pd.DataFrame, agency: dict):
         ok = hit if ok is None else pc.or_(ok, hit)
     inds = agency.get("industries") or []
     if inds:
-        ok = pc.and_(ok, pc.fill_null(pc.is_in(results["industry"].cast(pa.string()), pa.array(inds, pa.string())), False))
+        ok = pc.and_(
+            ok,
+            pc.fill_null(
+                pc.is_in(results["industry"].cast(pa.string()), pa.array(inds, pa.string())), False
+            ),
+        )
     return ok
 
 
@@ -89,7 +114,9 @@ def _neutralised(col) -> pa.Array:
     if not pc.any(risky).as_py():
         return col
     col = col.cast(pa.large_string())
-    quoted = pc.binary_join_element_wise(pa.scalar("'", pa.large_string()), col, pa.scalar("", pa.large_string()))
+    quoted = pc.binary_join_element_wise(
+        pa.scalar("'", pa.large_string()), col, pa.scalar("", pa.large_string())
+    )
     return pc.if_else(risky, quoted, col)
 
 
@@ -99,8 +126,10 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = pd.Series(pd.arrays.ArrowStringArray(_neutralised(pa.array(out[col].astype("string").array))),
-                                 index=out.index)
+            out[col] = pd.Series(
+                pd.arrays.ArrowStringArray(_neutralised(pa.array(out[col].astype("string").array))),
+                index=out.index,
+            )
     return out
 
 
@@ -108,7 +137,9 @@ def _one_decimal(col) -> pa.Array:
     """Floats as text with exactly one decimal (-70.0, 12.5), like %.1f, computed in Arrow."""
     tenths = pc.cast(pc.round(pc.multiply(col, 10.0)), pa.int64())
     whole = pc.cast(pc.divide(pc.abs(tenths), 10), pa.string())
-    frac = pc.cast(pc.subtract(pc.abs(tenths), pc.multiply(pc.divide(pc.abs(tenths), 10), 10)), pa.string())
+    frac = pc.cast(
+        pc.subtract(pc.abs(tenths), pc.multiply(pc.divide(pc.abs(tenths), 10), 10)), pa.string()
+    )
     sign = pc.if_else(pc.less(tenths, 0), "-", "")
     return pc.binary_join_element_wise(sign, whole, ".", frac, "")
 
@@ -119,11 +150,19 @@ def published_table(results: pd.DataFrame) -> pa.Table:
     named after its owner's ID) are masked (Art. 23)."""
     t = mask_text_columns(pa.Table.from_pandas(results[PUBLISHED_COLUMNS], preserve_index=False))
     uscc = t["uscc"]
-    if len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py():  # results come sorted
+    if (
+        len(uscc) > 1 and not pc.all(pc.less_equal(uscc[:-1], uscc[1:])).as_py()
+    ):  # results come sorted
         t = t.take(pc.sort_indices(t, [("uscc", "ascending")]))
     # Text stays large_string where it is (64-bit offsets: a province's reasons can pass 2 GB).
-    return t.cast(pa.schema([pa.field(f.name, pa.large_string()) if pa.types.is_dictionary(f.type) else f
-                             for f in t.schema]))
+    return t.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.large_string()) if pa.types.is_dictionary(f.type) else f
+                for f in t.schema
+            ]
+        )
+    )
 
 
 def csv_table(published: pa.Table) -> pa.Table:
@@ -147,8 +186,11 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 
 def _scope_key(agency: dict) -> tuple:
-    return (tuple(agency.get("divisions") or [""]), tuple(agency.get("industries") or []),
-            agency.get("encoding", "utf-8-sig"))
+    return (
+        tuple(agency.get("divisions") or [""]),
+        tuple(agency.get("industries") or []),
+        agency.get("encoding", "utf-8-sig"),
+    )
 
 
 def _encode_csv(table: pa.Table, enc: str, header: bool) -> bytes:
@@ -207,24 +249,32 @@ class ScopeFiles:
     base publication; removed.csv: USCCs that left the scope). Agencies with the same scope get
     the same bytes, so each is built once."""
 
-    def __init__(self, folder: Path, agency: dict, kind: str, published: pa.Schema, for_csv: pa.Schema):
+    def __init__(
+        self, folder: Path, agency: dict, kind: str, published: pa.Schema, for_csv: pa.Schema
+    ):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.agency, self.kind = folder, agency, kind
         enc = agency.get("encoding", "utf-8-sig")
         stem = "results" if kind == "full" else "changes"
-        self.files = {f"{stem}.csv": _CsvFile(folder / f"{stem}.csv", enc, for_csv),
-                      f"{stem}.parquet": _ParquetFile(folder / f"{stem}.parquet", published)}
+        self.files = {
+            f"{stem}.csv": _CsvFile(folder / f"{stem}.csv", enc, for_csv),
+            f"{stem}.parquet": _ParquetFile(folder / f"{stem}.parquet", published),
+        }
         if kind == "delta":
-            self.files["removed.csv"] = _CsvFile(folder / "removed.csv", enc, pa.schema([published.field("uscc")]))
+            self.files["removed.csv"] = _CsvFile(
+                folder / "removed.csv", enc, pa.schema([published.field("uscc")])
+            )
         self.rows = self.removed = 0
         self.info: dict[str, dict] = {}
 
-    def write(self, chunk: pa.Table, for_csv: pa.Table, delta: "Delta | None") -> None:
+    def write(self, chunk: pa.Table, for_csv: pa.Table, delta: Delta | None) -> None:
         stem = "results" if self.kind == "full" else "changes"
         keep = in_scope(chunk, self.agency)
         if self.kind == "delta":
             keep = pc.and_(keep, delta.changed)
-            removed = removed_from_scope(chunk, delta, self.agency, keep_in=in_scope(chunk, self.agency))
+            removed = removed_from_scope(
+                chunk, delta, self.agency, keep_in=in_scope(chunk, self.agency)
+            )
             self.files["removed.csv"].write(removed)
             self.removed += removed.num_rows
         sub = chunk.filter(keep)
@@ -242,6 +292,7 @@ class Delta:
     """What changed since the base publication, for one chunk of USCCs: rows of this night that
     are new or differ in any published column (``changed``), the base's rows of the same USCC
     range, and where each of them is in this night (-1: gone)."""
+
     base_run_id: str
     base: pa.Table
     changed: pa.Array
@@ -249,12 +300,17 @@ class Delta:
 
 
 def _uscc_series(table: pa.Table) -> pd.Series:
-    return pd.Series(pd.arrays.ArrowStringArray(table["uscc"].combine_chunks().cast(pa.large_string())))
+    return pd.Series(
+        pd.arrays.ArrowStringArray(table["uscc"].combine_chunks().cast(pa.large_string()))
+    )
 
 
 def delta_against(published: pa.Table, base_run_id: str, base: pa.Table) -> Delta:
-    pos = positions(_uscc_series(published), _uscc_series(base)) if base.num_rows \
+    pos = (
+        positions(_uscc_series(published), _uscc_series(base))
+        if base.num_rows
         else np.full(published.num_rows, -1, dtype=np.int64)
+    )
     at = pa.array(pos, mask=pos < 0)
     changed = pa.array(pos < 0)
     for name in published.column_names:
@@ -264,19 +320,31 @@ def delta_against(published: pa.Table, base_run_id: str, base: pa.Table) -> Delt
         now, then = published[name], base[name].take(at)
         if now.type != then.type:
             then = then.cast(now.type)
-        same = pc.or_(pc.fill_null(pc.equal(now, then), False), pc.and_(pc.is_null(now), pc.is_null(then)))
+        same = pc.or_(
+            pc.fill_null(pc.equal(now, then), False), pc.and_(pc.is_null(now), pc.is_null(then))
+        )
         changed = pc.or_(changed, pc.invert(same))
-    back = positions(_uscc_series(base), _uscc_series(published)) if published.num_rows and base.num_rows \
+    back = (
+        positions(_uscc_series(base), _uscc_series(published))
+        if published.num_rows and base.num_rows
         else np.full(base.num_rows, -1, dtype=np.int64)
-    return Delta(base_run_id, base, changed.combine_chunks() if isinstance(changed, pa.ChunkedArray) else changed,
-                 back)
+    )
+    return Delta(
+        base_run_id,
+        base,
+        changed.combine_chunks() if isinstance(changed, pa.ChunkedArray) else changed,
+        back,
+    )
 
 
 def removed_from_scope(published: pa.Table, delta: Delta, agency: dict, keep_in=None) -> pa.Table:
     """USCCs of the base (this chunk's range) that were in the agency's scope and are not now."""
     now_in = keep_in if keep_in is not None else in_scope(published, agency)
-    was_in = np.asarray(in_scope(delta.base, agency).to_numpy(zero_copy_only=False), dtype=bool) \
-        if delta.base.num_rows else np.zeros(0, dtype=bool)
+    was_in = (
+        np.asarray(in_scope(delta.base, agency).to_numpy(zero_copy_only=False), dtype=bool)
+        if delta.base.num_rows
+        else np.zeros(0, dtype=bool)
+    )
     still = np.zeros(len(delta.base_pos), dtype=bool)
     hit = delta.base_pos >= 0
     still[hit] = np.asarray(now_in.to_numpy(zero_copy_only=False), dtype=bool)[delta.base_pos[hit]]
@@ -296,19 +364,39 @@ class _BaseReader:
     def upto(self, last: str | None) -> pa.Table:
         """Base rows with USCC <= last (all that remain when last is None)."""
         parts = [] if self._buf is None else [self._buf]
-        while not self._done and (last is None or not parts or parts[-1].num_rows == 0
-                                  or parts[-1]["uscc"][-1].as_py() <= last):
+        while not self._done and (
+            last is None
+            or not parts
+            or parts[-1].num_rows == 0
+            or parts[-1]["uscc"][-1].as_py() <= last
+        ):
             try:
                 parts.append(pa.Table.from_batches([next(self._batches)]))
             except StopIteration:
                 self._done = True
-        t = pa.concat_tables([p.cast(self._schema) if p.schema != self._schema else p for p in parts]) \
-            if parts else self._schema.empty_table()
+        t = (
+            pa.concat_tables(
+                [p.cast(self._schema) if p.schema != self._schema else p for p in parts]
+            )
+            if parts
+            else self._schema.empty_table()
+        )
         if last is None:
             self._buf = None
             return t
-        n = int(np.searchsorted(np.asarray(t["uscc"].combine_chunks().to_numpy(zero_copy_only=False), dtype=object),
-                                last, side="right")) if t.num_rows else 0
+        n = (
+            int(
+                np.searchsorted(
+                    np.asarray(
+                        t["uscc"].combine_chunks().to_numpy(zero_copy_only=False), dtype=object
+                    ),
+                    last,
+                    side="right",
+                )
+            )
+            if t.num_rows
+            else 0
+        )
         self._buf = t.slice(n)
         return t.slice(0, n)
 
@@ -318,11 +406,16 @@ def _manifest_bytes(agency: dict, run: dict, files: ScopeFiles, base_run_id: str
     entity of the scope; a delta only what changed since ``base_run_id``."""
     enc = agency.get("encoding", "utf-8-sig")
     manifest = {
-        "run_id": run["run_id"], "as_of": str(run["as_of"]), "agency_id": agency["id"],
-        "agency_name": agency["name"], "schema_version": SCHEMA_VERSION, "rows": files.rows,
+        "run_id": run["run_id"],
+        "as_of": str(run["as_of"]),
+        "agency_id": agency["id"],
+        "agency_name": agency["name"],
+        "schema_version": SCHEMA_VERSION,
+        "rows": files.rows,
         "delivery": "delta" if base_run_id else "full",
         **({"base_run_id": base_run_id, "removed": files.removed} if base_run_id else {}),
-        "csv_encoding": enc, "output_sha256": run["output_sha256"],
+        "csv_encoding": enc,
+        "output_sha256": run["output_sha256"],
         "files": files.info,
         "notice": "信用风险分类结果为内部监管参考，不对社会公开 / tiers are an internal supervisory reference, not for publication",
     }
@@ -331,8 +424,11 @@ def _manifest_bytes(agency: dict, run: dict, files: ScopeFiles, base_run_id: str
 
 def write_outbox(folder: Path, files: dict[str, bytes]) -> None:
     """Atomically replace ``folder`` with exactly these files (identical bytes → no change)."""
-    if folder.is_dir() and all((folder / n).is_file() and (folder / n).read_bytes() == d for n, d in files.items()) \
-            and sorted(p.name for p in folder.iterdir()) == sorted(files):
+    if (
+        folder.is_dir()
+        and all((folder / n).is_file() and (folder / n).read_bytes() == d for n, d in files.items())
+        and sorted(p.name for p in folder.iterdir()) == sorted(files)
+    ):
         return
     tmp = folder.with_name("." + folder.name + ".tmp")  # hidden: readers never pick it up
     if tmp.exists():
@@ -358,9 +454,15 @@ def _register_for(store, conn, run: dict) -> pd.DataFrame:
     manifest = json.loads(run["manifest_json"])
 
     wanted = {b["batch_id"] for b in manifest["input_batches"]}
-    batches = [dict(b._mapping) for b in conn.execute(
-        sa.select(record_batches).where(record_batches.c.table_name == "entities")
-        .order_by(record_batches.c.known_from, record_batches.c.batch_id)) if b.batch_id in wanted]
+    batches = [
+        dict(b._mapping)
+        for b in conn.execute(
+            sa.select(record_batches)
+            .where(record_batches.c.table_name == "entities")
+            .order_by(record_batches.c.known_from, record_batches.c.batch_id)
+        )
+        if b.batch_id in wanted
+    ]
     reg = store.read_batches(batches, columns=REGISTER_COLUMNS)
     if reg.empty:
         return pd.DataFrame(columns=REGISTER_COLUMNS)
@@ -369,29 +471,48 @@ def _register_for(store, conn, run: dict) -> pd.DataFrame:
 
 def _with_register(results: pd.DataFrame, register: pd.DataFrame) -> pd.DataFrame:
     """Results with their legal representative's data (null where the register has none)."""
-    pos = positions(results["uscc"], register["uscc"]) if len(register) else np.full(len(results), -1)
+    pos = (
+        positions(results["uscc"], register["uscc"]) if len(register) else np.full(len(results), -1)
+    )
     at = pa.array(pos, mask=pos < 0)
     out = results.copy(deep=False)
     for col in ("legal_rep_name", "legal_rep_id_number", "phone"):
-        src = pa.array(register[col].astype("string").array, type=pa.large_string()) if col in register \
+        src = (
+            pa.array(register[col].astype("string").array, type=pa.large_string())
+            if col in register
             else pa.nulls(len(register), pa.large_string())
+        )
         out[col] = pd.Series(pd.arrays.ArrowStringArray(src.take(at)), index=results.index)
     return out
 
 
-def write_published_piece(store, plan: dict, partition: int, catalogue, folder: Path,
-                          results: pd.DataFrame | None = None) -> None:
+def write_published_piece(
+    store, plan: dict, partition: int, catalogue, folder: Path, results: pd.DataFrame | None = None
+) -> None:
     """One partition's rows as agencies will get them (personal fields masked by the catalogue's
     rules, the register's fields joined, in USCC order), made beside its evaluation so that the
     night only merges them: the register is read for the partition's buckets, not the province."""
     lo, hi = bucket_range(partition, plan["partitions"])
     if results is None:  # the partition's results, as its evaluation wrote them
-        results = piece_files.read_table(part.piece_path(folder, plan, partition, "entity_score")).to_pandas()
+        results = piece_files.read_table(
+            part.piece_path(folder, plan, partition, "entity_score")
+        ).to_pandas()
     ents = [b for b in plan["batches"] if b["table_name"] == "entities"]
-    register = store.read_latest(ents, "uscc", (lo, hi), verified=True, snapshot=True) if ents else pd.DataFrame()
-    register = register.reindex(columns=REGISTER_COLUMNS) if len(register) else pd.DataFrame(columns=REGISTER_COLUMNS)
-    published = published_table(mask_personal_data(_with_register(results, register),
-                                                   catalogue.doc.get("personal_data", {})))
+    register = (
+        store.read_latest(ents, "uscc", (lo, hi), verified=True, snapshot=True)
+        if ents
+        else pd.DataFrame()
+    )
+    register = (
+        register.reindex(columns=REGISTER_COLUMNS)
+        if len(register)
+        else pd.DataFrame(columns=REGISTER_COLUMNS)
+    )
+    published = published_table(
+        mask_personal_data(
+            _with_register(results, register), catalogue.doc.get("personal_data", {})
+        )
+    )
     part.write_piece(folder, plan, partition, PUBLISHED_PIECE, published)
 
 
@@ -402,10 +523,14 @@ def _published_file(store, conn, run: dict, manifest: dict) -> Path:
     expected = (manifest.get("result_files") or {}).get(SNAPSHOT_FILE)
     if expected:
         if not path.exists() or sha256_file(path) != expected:
-            raise RuntimeError(f"run {run['run_id']}: {SNAPSHOT_FILE} does not match its manifest; rescore the run")
+            raise RuntimeError(
+                f"run {run['run_id']}: {SNAPSHOT_FILE} does not match its manifest; rescore the run"
+            )
         return path
     cat = Catalogue.from_doc(json.loads(_artifact(store, manifest["catalogue_sha256"])))
-    results = _with_register(store.read_run_results(conn, run["run_id"], manifest), _register_for(store, conn, run))
+    results = _with_register(
+        store.read_run_results(conn, run["run_id"], manifest), _register_for(store, conn, run)
+    )
     published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
     tmp = path.with_name(SNAPSHOT_FILE + ".tmp")
     pq.write_table(published, tmp, compression="zstd")
@@ -454,8 +579,11 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
     try:
         pf = pq.ParquetFile(source)
         total, seen = pf.metadata.num_rows, 0
-        chunks = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=CHUNK_ROWS)) if total \
+        chunks = (
+            (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=CHUNK_ROWS))
+            if total
             else iter([schema.empty_table()])
+        )
         # Arrow releases the GIL: two scopes are written at once while the next chunk's delta and
         # CSV fields are made; a scope's chunks are still written in order (one chunk in flight).
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -470,7 +598,9 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
                     w.result()
                 writing = [pool.submit(s.write, chunk, for_csv, delta) for s in sets.values()]
                 if progress and total > 1_000_000:
-                    progress(f"publish: {seen:,}/{total:,} entities being written for {len(sets)} scope(s)")
+                    progress(
+                        f"publish: {seen:,}/{total:,} entities being written for {len(sets)} scope(s)"
+                    )
             for w in writing:
                 w.result()
         for files in sets.values():
@@ -491,23 +621,40 @@ def publish_run(store, run_id: str, agencies: list[dict] | None = None, progress
             _kill_point("staged", n)
             folder = outbox / agency["id"] / run_id
             delivered.append(str(folder))
-            shas = {**{name: f["sha256"] for name, f in files.info.items()},
-                    "manifest.json": hashlib.sha256(manifest_bytes).hexdigest()}
+            shas = {
+                **{name: f["sha256"] for name, f in files.info.items()},
+                "manifest.json": hashlib.sha256(manifest_bytes).hexdigest(),
+            }
             for name in sorted(shas):
-                rows.append({"run_id": run_id, "agency_id": agency["id"],
-                             "path": (folder / name).relative_to(outbox).as_posix(), "rows": files.rows,
-                             "sha256": shas[name]})
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "agency_id": agency["id"],
+                        "path": (folder / name).relative_to(outbox).as_posix(),
+                        "rows": files.rows,
+                        "sha256": shas[name],
+                    }
+                )
             if progress:
-                progress(f"publish: [{n}/{len(agencies)}] {agency['id']} ← " + (
-                    f"{files.rows:,} entities" if files.kind == "full" else
-                    f"{files.rows:,} changed, {files.removed:,} removed since {base_run}"))
+                progress(
+                    f"publish: [{n}/{len(agencies)}] {agency['id']} ← "
+                    + (
+                        f"{files.rows:,} entities"
+                        if files.kind == "full"
+                        else f"{files.rows:,} changed, {files.removed:,} removed since {base_run}"
+                    )
+                )
         if len(allowed) < len(agencies):
             raise RuntimeError(f"fault injected after {fail_after} agencies ({FAULT_ENV})")
         with store.engine.begin() as conn:
             conn.execute(sa.delete(publications).where(publications.c.run_id == run_id))
             store.insert_frame(conn, publications, pd.DataFrame(rows))
             ensure_access_control(conn, agencies)
-            conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(status="published", step="publish"))
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(status="published", step="publish")
+            )
             supersede_others(conn, run_id)  # a re-run replaces its night here, in one transaction
         committed = True
     except BaseException:
@@ -535,12 +682,23 @@ def _delta_base(store, run: dict) -> tuple[str, Path, set[str]] | None:
     if os.environ.get(FULL_ENV) or pd.Timestamp(str(run["as_of"])).day == FULL_ON_DAY:
         return None
     with store.engine.connect() as conn:
-        prev = conn.execute(sa.select(runs.c.run_id).where(
-            (runs.c.status == "published") & (runs.c.kind == run["kind"]) & (runs.c.as_of < run["as_of"]))
-            .order_by(runs.c.as_of.desc(), runs.c.run_id.desc()).limit(1)).scalar()
+        prev = conn.execute(
+            sa.select(runs.c.run_id)
+            .where(
+                (runs.c.status == "published")
+                & (runs.c.kind == run["kind"])
+                & (runs.c.as_of < run["as_of"])
+            )
+            .order_by(runs.c.as_of.desc(), runs.c.run_id.desc())
+            .limit(1)
+        ).scalar()
         if prev is None:
             return None
-        agencies = set(conn.execute(sa.select(publications.c.agency_id).where(publications.c.run_id == prev)).scalars())
+        agencies = set(
+            conn.execute(
+                sa.select(publications.c.agency_id).where(publications.c.run_id == prev)
+            ).scalars()
+        )
     path = store.run_dir(prev) / SNAPSHOT_FILE
     if not path.exists():
         return None
@@ -616,13 +774,16 @@ def recover_publications(store) -> tuple[list[str], set[str]]:
     if not outbox.is_dir():
         return notes, unpublished
     with store.engine.connect() as conn:
-        state = {r.run_id: (r.status, r.as_of) for r in conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.as_of))}
+        state = {
+            r.run_id: (r.status, r.as_of)
+            for r in conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.as_of))
+        }
     for agency_dir in sorted(p for p in outbox.iterdir() if p.is_dir() and not p.is_symlink()):
         for entry in sorted(agency_dir.iterdir()):
             if not entry.is_dir() or entry.is_symlink():
                 continue
             if entry.name.startswith(".staging-"):
-                run_id = entry.name[len(".staging-"):]
+                run_id = entry.name[len(".staging-") :]
                 status, as_of = state.get(run_id, (None, None))
                 if status == "published":
                     _swap_in(entry, agency_dir / run_id)
@@ -631,8 +792,10 @@ def recover_publications(store) -> tuple[list[str], set[str]]:
                 else:
                     shutil.rmtree(entry)
                     unpublished.add(run_id)
-                    notes.append(f"{agency_dir.name}/{run_id}: staged files of an unpublished run removed")
-            elif entry.name.startswith(".old-"):   # a same-night delivery a killed swap left aside
+                    notes.append(
+                        f"{agency_dir.name}/{run_id}: staged files of an unpublished run removed"
+                    )
+            elif entry.name.startswith(".old-"):  # a same-night delivery a killed swap left aside
                 shutil.rmtree(entry)
     return notes, unpublished
 
@@ -646,4 +809,6 @@ def _fault_after() -> int | None:
 
 def _artifact(store, sha: str) -> str:
     with store.engine.connect() as conn:
-        return conn.execute(sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)).scalar_one()
+        return conn.execute(
+            sa.select(artifacts.c.content_json).where(artifacts.c.sha256 == sha)
+        ).scalar_one()

@@ -1,6 +1,7 @@
 """The change feed's context for its contract (stg_change): does the record it names exist; may it
 be repaired and from when (the minimum period for its grade under the set in force on its decision
 date); does an objection decision follow a filing; are its dates in order."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -9,8 +10,12 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.law import decision_result, non_repairable, period_bounds
 
 
-def annotate_changes(stg_chg: pd.DataFrame, known: pd.DataFrame, cat: Catalogue,
-                     stored_changes: pd.DataFrame | None = None) -> pd.DataFrame:
+def annotate_changes(
+    stg_chg: pd.DataFrame,
+    known: pd.DataFrame,
+    cat: Catalogue,
+    stored_changes: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Add what the stg_change contract checks: does the record exist; may it be repaired and from
     when (the minimum period for its grade under the set in force on its decision date); does an
     objection decision follow a filing or mark of the same record; is the change dated on or after
@@ -28,9 +33,15 @@ def annotate_changes(stg_chg: pd.DataFrame, known: pd.DataFrame, cat: Catalogue,
     decided = pd.to_datetime(look("decision_date")).astype("datetime64[s]")
     severity = item.map({i["code"]: i["severity"] for i in cat.items})
     grade = look("grade").astype("string").fillna(severity.astype("string"))
-    repairable = item.map({i["code"]: bool(i.get("repairable")) for i in cat.items}).fillna(True).astype(bool)
-    repairable &= ~non_repairable(pd.DataFrame({"penalty_category": look("penalty_category"),
-                                                "provider": look("provider")}), cat.doc)
+    repairable = (
+        item.map({i["code"]: bool(i.get("repairable")) for i in cat.items})
+        .fillna(True)
+        .astype(bool)
+    )
+    repairable &= ~non_repairable(
+        pd.DataFrame({"penalty_category": look("penalty_category"), "provider": look("provider")}),
+        cat.doc,
+    )
     is_repair = (c["op"] == "repair").fillna(False).to_numpy()
     c["repair_allowed"] = ~is_repair | repairable.to_numpy()
     lo, _, _ = period_bounds(cat.doc, decided, grade)
@@ -41,18 +52,42 @@ def annotate_changes(stg_chg: pd.DataFrame, known: pd.DataFrame, cat: Catalogue,
     c["repair_earliest_date"] = earliest
     c["record_decision_date"] = decided
     # An objection decision needs a filing or mark of the same record on or before it.
-    stored = (stored_changes.reindex(columns=["record_key", "op", "effective_date"])
-              if stored_changes is not None and len(stored_changes) else None)
+    stored = (
+        stored_changes.reindex(columns=["record_key", "op", "effective_date"])
+        if stored_changes is not None and len(stored_changes)
+        else None
+    )
     prior = pd.concat([stored, c[["record_key", "op", "effective_date"]]])
-    first_open = prior[prior["op"].isin(["objection_filed", "objection"])].groupby("record_key")["effective_date"].min()
+    first_open = (
+        prior[prior["op"].isin(["objection_filed", "objection"])]
+        .groupby("record_key")["effective_date"]
+        .min()
+    )
     is_dec = (c["op"] == "objection_closed").fillna(False).to_numpy()
-    opened_at = pd.to_datetime(pd.Series(first_open.reindex(c["record_key"].to_numpy()).to_numpy(), index=c.index))
-    c["objection_opened"] = ~is_dec | (opened_at.notna() & (opened_at <= c["effective_date"])).to_numpy()
+    opened_at = pd.to_datetime(
+        pd.Series(first_open.reindex(c["record_key"].to_numpy()).to_numpy(), index=c.index)
+    )
+    c["objection_opened"] = (
+        ~is_dec | (opened_at.notna() & (opened_at <= c["effective_date"])).to_numpy()
+    )
     c["result_known"] = ~is_dec | decision_result(c["result"]).notna().to_numpy()
-    new_item = c["new_item_code"] if "new_item_code" in c else pd.Series(pd.NA, index=c.index, dtype="string")
+    new_item = (
+        c["new_item_code"]
+        if "new_item_code" in c
+        else pd.Series(pd.NA, index=c.index, dtype="string")
+    )
     c["new_item_known"] = (new_item.isna() | new_item.isin(cat.item_codes)).to_numpy()
-    c["change_key"] = (c["record_key"].fillna("") + "|" + c["op"].fillna("") + "|"
-                       + c["effective_date"].dt.strftime("%Y-%m-%d").fillna("")).astype("string")
-    stored_keys = set(stored_changes["change_key"]) if stored_changes is not None and len(stored_changes) else set()
+    c["change_key"] = (
+        c["record_key"].fillna("")
+        + "|"
+        + c["op"].fillna("")
+        + "|"
+        + c["effective_date"].dt.strftime("%Y-%m-%d").fillna("")
+    ).astype("string")
+    stored_keys = (
+        set(stored_changes["change_key"])
+        if stored_changes is not None and len(stored_changes)
+        else set()
+    )
     c["seen_before"] = c["change_key"].isin(stored_keys)
     return c

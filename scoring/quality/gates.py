@@ -2,18 +2,19 @@
 reconciliation per file (received = accepted + quarantined + excluded) and the batch gates that decide
 whether a night may go on. Pure functions over frames; the pipeline reads and writes around them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.frames import concat_frames
-from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.common.law import SIMPLIFIED, SIMPLIFIED_REASON
+from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.intake.ingest import record_content_hash, record_key
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
@@ -21,15 +22,34 @@ from scoring.quality.freshness import gate_feeds_present
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
-CHANGE_COLUMNS = ["source_file", "line_no", "provider", "delivered_on", "op", "doc_number", "subject_code",
-                  "item_code", "effective_date", "result", "new_decision_date", "new_publicity_end_date",
-                  "new_item_code", "new_grade", "new_amount_yuan", "new_subject_code", "new_removal_date",
-                  "assisted", "record_key", "change_key"]
+CHANGE_COLUMNS = [
+    "source_file",
+    "line_no",
+    "provider",
+    "delivered_on",
+    "op",
+    "doc_number",
+    "subject_code",
+    "item_code",
+    "effective_date",
+    "result",
+    "new_decision_date",
+    "new_publicity_end_date",
+    "new_item_code",
+    "new_grade",
+    "new_amount_yuan",
+    "new_subject_code",
+    "new_removal_date",
+    "assisted",
+    "record_key",
+    "change_key",
+]
 
 
 @dataclass
 class StagedVerdicts:
     """Staged tables with one reason string per row ("" = accepted) and the suites' results."""
+
     records: pd.DataFrame
     entities: pd.DataFrame
     changes: pd.DataFrame
@@ -37,7 +57,9 @@ class StagedVerdicts:
     validations: dict[str, quality.Verdicts] = field(default_factory=dict)
     # Rows that are not public credit information at all (simplified procedure, Art. 18): neither
     # accepted nor quarantined, kept with their reason and counted.
-    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["source_file", "provider", "reason"]))
+    excluded: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["source_file", "provider", "reason"])
+    )
 
     def tables(self):
         return (("records", self.records), ("entities", self.entities), ("changes", self.changes))
@@ -59,11 +81,20 @@ def lookup_keys(stg_rec: pd.DataFrame, stg_chg: pd.DataFrame) -> tuple[list[str]
     return sorted(keys), sorted(usccs)
 
 
-def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_chg: pd.DataFrame,
-                    stored_ent: pd.DataFrame, stored_rec: pd.DataFrame, stored_changes: pd.DataFrame,
-                    cat: Catalogue, as_of: str, run_id: str,
-                    say: Callable[[str], None] = lambda _m: None, corrections: set | frozenset = frozenset()
-                    ) -> StagedVerdicts:
+def validate_staged(
+    gx_ctx,
+    stg_rec: pd.DataFrame,
+    stg_ent: pd.DataFrame,
+    stg_chg: pd.DataFrame,
+    stored_ent: pd.DataFrame,
+    stored_rec: pd.DataFrame,
+    stored_changes: pd.DataFrame,
+    cat: Catalogue,
+    as_of: str,
+    run_id: str,
+    say: Callable[[str], None] = lambda _m: None,
+    corrections: set | frozenset = frozenset(),
+) -> StagedVerdicts:
     """Run each staged table through its suite, in dependency order: the register first (records
     are checked against registration dates), then records, then changes (which refer to records
     accepted earlier or in this run). Rows of a correction delivery (a file name sent again with
@@ -77,20 +108,30 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
     if len(stg_ent):
         stg_ent["seen_before"] = False
         say(f"gate: validating {len(stg_ent):,} register rows (suite stg_entity)")
-        out.validations["entities"] = quality.validate_table(gx_ctx, "stg_entity", stg_ent, cat, as_of, run_id,
-                                                             with_docs=True)
+        out.validations["entities"] = quality.validate_table(
+            gx_ctx, "stg_entity", stg_ent, cat, as_of, run_id, with_docs=True
+        )
         out.reasons["entities"] = out.validations["entities"].reasons
     else:
         out.reasons["entities"] = empty
     acc_ent = out.accepted("entities")
-    reg = pd.concat([stored_ent[["uscc", "registered_date"]] if len(stored_ent)
-                     else pd.DataFrame(columns=["uscc", "registered_date"]),
-                     acc_ent[["uscc", "registered_date"]] if len(acc_ent)
-                     else pd.DataFrame(columns=["uscc", "registered_date"])],
-                    ignore_index=True).drop_duplicates("uscc", keep="last")
+    reg = pd.concat(
+        [
+            stored_ent[["uscc", "registered_date"]]
+            if len(stored_ent)
+            else pd.DataFrame(columns=["uscc", "registered_date"]),
+            acc_ent[["uscc", "registered_date"]]
+            if len(acc_ent)
+            else pd.DataFrame(columns=["uscc", "registered_date"]),
+        ],
+        ignore_index=True,
+    ).drop_duplicates("uscc", keep="last")
     if len(stg_rec):
-        simple = (stg_rec["grade"] == SIMPLIFIED).fillna(False).to_numpy(dtype=bool) if "grade" in stg_rec \
+        simple = (
+            (stg_rec["grade"] == SIMPLIFIED).fillna(False).to_numpy(dtype=bool)
+            if "grade" in stg_rec
             else np.zeros(len(stg_rec), dtype=bool)
+        )
         out.excluded = stg_rec[simple].assign(reason=SIMPLIFIED_REASON).reset_index(drop=True)
         stg_rec = stg_rec[~simple].reset_index(drop=True)
     if len(stg_rec):
@@ -100,32 +141,57 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
         stg_rec["content_sha"] = record_content_hash(stg_rec)
         stg_rec["seen_before"] = False
         if len(stored_rec):
-            same = stored_rec.set_index("record_key")["content_sha"] if "content_sha" in stored_rec \
+            same = (
+                stored_rec.set_index("record_key")["content_sha"]
+                if "content_sha" in stored_rec
                 else pd.Series(np.nan, index=stored_rec["record_key"])
-            prior = pd.Series(same.reindex(stg_rec["record_key"].to_numpy()).to_numpy(), index=stg_rec.index)
+            )
+            prior = pd.Series(
+                same.reindex(stg_rec["record_key"].to_numpy()).to_numpy(), index=stg_rec.index
+            )
             # (batches stored before content hashes existed: a resend is judged by its key alone)
-            stg_rec["seen_before"] = (stg_rec["record_key"].isin(same.index)
-                                      & (prior.isna() | (prior == stg_rec["content_sha"]))).astype(bool)
+            stg_rec["seen_before"] = (
+                stg_rec["record_key"].isin(same.index)
+                & (prior.isna() | (prior == stg_rec["content_sha"]))
+            ).astype(bool)
         stg_rec["seen_before"] &= ~stg_rec["source_file"].isin(corrections)
-        reg_map = reg.set_index("uscc")["registered_date"] if len(reg) else pd.Series(dtype="datetime64[s]")
-        stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype("datetime64[s]")
+        reg_map = (
+            reg.set_index("uscc")["registered_date"]
+            if len(reg)
+            else pd.Series(dtype="datetime64[s]")
+        )
+        stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype(
+            "datetime64[s]"
+        )
         say(f"gate: validating {len(stg_rec):,} record rows (suite stg_record)")
-        out.validations["records"] = quality.validate_table(gx_ctx, "stg_record", stg_rec, cat, as_of, run_id,
-                                                            with_docs=True)
+        out.validations["records"] = quality.validate_table(
+            gx_ctx, "stg_record", stg_rec, cat, as_of, run_id, with_docs=True
+        )
         out.reasons["records"] = out.validations["records"].reasons
     else:
         out.reasons["records"] = empty
 
     if len(stg_chg):
-        ref_cols = ["record_key", "item_code", "decision_date", "grade", "provider", "penalty_category"]
-        known = pd.concat([stored_rec.reindex(columns=ref_cols) if len(stored_rec) else None,
-                           stg_rec.loc[out.reasons["records"] == "", ref_cols] if len(stg_rec) else None]
-                          ).drop_duplicates("record_key", keep="last")
+        ref_cols = [
+            "record_key",
+            "item_code",
+            "decision_date",
+            "grade",
+            "provider",
+            "penalty_category",
+        ]
+        known = pd.concat(
+            [
+                stored_rec.reindex(columns=ref_cols) if len(stored_rec) else None,
+                stg_rec.loc[out.reasons["records"] == "", ref_cols] if len(stg_rec) else None,
+            ]
+        ).drop_duplicates("record_key", keep="last")
         stg_chg = annotate_changes(stg_chg, known, cat, stored_changes)
         stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)
         say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
-        out.validations["changes"] = quality.validate_table(gx_ctx, "stg_change", stg_chg, cat, as_of, run_id,
-                                                            with_docs=True)
+        out.validations["changes"] = quality.validate_table(
+            gx_ctx, "stg_change", stg_chg, cat, as_of, run_id, with_docs=True
+        )
         out.reasons["changes"] = out.validations["changes"].reasons
     else:
         out.reasons["changes"] = empty
@@ -133,32 +199,65 @@ def validate_staged(gx_ctx, stg_rec: pd.DataFrame, stg_ent: pd.DataFrame, stg_ch
     return out
 
 
-def build_quarantine(verdicts: StagedVerdicts, unparsed: pd.DataFrame,
-                     raw_values: Callable[[pd.DataFrame], pd.Series], run_id: str) -> pd.DataFrame:
+def build_quarantine(
+    verdicts: StagedVerdicts,
+    unparsed: pd.DataFrame,
+    raw_values: Callable[[pd.DataFrame], pd.Series],
+    run_id: str,
+) -> pd.DataFrame:
     """One row per rejected line: where it came from, why, and the provider's own values."""
     parts = []
     for table, stg in verdicts.tables():
         reasons = verdicts.reasons[table]
         if len(stg):
             bad = stg[reasons != ""]
-            parts.append(pd.DataFrame({"path": bad["source_file"], "line_no": bad["line_no"],
-                                       "provider": bad["provider"], "reasons": reasons[reasons != ""],
-                                       "raw_json": raw_values(bad)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "path": bad["source_file"],
+                        "line_no": bad["line_no"],
+                        "provider": bad["provider"],
+                        "reasons": reasons[reasons != ""],
+                        "raw_json": raw_values(bad),
+                    }
+                )
+            )
     if len(unparsed):
-        parts.append(pd.DataFrame({"path": unparsed["path"], "line_no": unparsed["line_no"],
-                                   "provider": unparsed["provider"], "reasons": unparsed["reason"],
-                                   "raw_json": unparsed["raw"]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "path": unparsed["path"],
+                    "line_no": unparsed["line_no"],
+                    "provider": unparsed["provider"],
+                    "reasons": unparsed["reason"],
+                    "raw_json": unparsed["raw"],
+                }
+            )
+        )
     quar = concat_frames(parts, columns=QUARANTINE_COLUMNS)
     return quar.sort_values(["path", "line_no"], ignore_index=True).assign(run_id=run_id)
 
 
-def reconcile_files(files: pd.DataFrame, verdicts: StagedVerdicts, quar: pd.DataFrame) -> pd.DataFrame:
+def reconcile_files(
+    files: pd.DataFrame, verdicts: StagedVerdicts, quar: pd.DataFrame
+) -> pd.DataFrame:
     """The night's files with accepted, quarantined and simplified-procedure (excluded) counts per file."""
-    acc_counts = pd.concat([stg.loc[verdicts.reasons[t] == "", "source_file"] if len(stg) else pd.Series(dtype=str)
-                            for t, stg in (("records", verdicts.records), ("entities", verdicts.entities),
-                                           ("changes", verdicts.changes))]).value_counts()
+    acc_counts = pd.concat(
+        [
+            stg.loc[verdicts.reasons[t] == "", "source_file"] if len(stg) else pd.Series(dtype=str)
+            for t, stg in (
+                ("records", verdicts.records),
+                ("entities", verdicts.entities),
+                ("changes", verdicts.changes),
+            )
+        ]
+    ).value_counts()
     q_counts = quar["path"].value_counts()
-    x_counts = verdicts.excluded["source_file"].value_counts() if len(verdicts.excluded) else pd.Series(dtype=int)
+    x_counts = (
+        verdicts.excluded["source_file"].value_counts()
+        if len(verdicts.excluded)
+        else pd.Series(dtype=int)
+    )
     files = files.copy()
     files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
     files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
@@ -166,51 +265,106 @@ def reconcile_files(files: pd.DataFrame, verdicts: StagedVerdicts, quar: pd.Data
     return files
 
 
-def decide_gates(files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVerdicts, cat: Catalogue,
-                 as_of) -> list[GateResult]:
+def decide_gates(
+    files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVerdicts, cat: Catalogue, as_of
+) -> list[GateResult]:
     """Every gate of the night, per file and per feed; the hard ones that fail stop the run."""
     gates: list[GateResult] = []
     for f in files.itertuples():
         if f.status == "rejected":
             continue
-        excluded = int(getattr(f, "excluded", 0) or 0)      # repeats of an earlier delivery
-        simplified = int(getattr(f, "simplified", 0) or 0)  # not public credit information (Art. 18)
+        excluded = int(getattr(f, "excluded", 0) or 0)  # repeats of an earlier delivery
+        simplified = int(
+            getattr(f, "simplified", 0) or 0
+        )  # not public credit information (Art. 18)
         balanced = f.received == f.accepted + f.quarantined + excluded + simplified
-        gates.append(GateResult("reconciliation", f.path, True, balanced,
-                                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}+{simplified}",
-                                threshold="received = accepted + quarantined + excluded (repeats) "
-                                          "+ simplified procedure",
-                                message="" if balanced else "rows unaccounted for"))
+        gates.append(
+            GateResult(
+                "reconciliation",
+                f.path,
+                True,
+                balanced,
+                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}+{simplified}",
+                threshold="received = accepted + quarantined + excluded (repeats) "
+                "+ simplified procedure",
+                message="" if balanced else "rows unaccounted for",
+            )
+        )
         if simplified:  # counted and reported, never a bad row
-            gates.append(GateResult("excluded_simplified_procedure", f.path, False, True, observed=str(simplified),
-                                    threshold="not public credit information", message=SIMPLIFIED_REASON))
+            gates.append(
+                GateResult(
+                    "excluded_simplified_procedure",
+                    f.path,
+                    False,
+                    True,
+                    observed=str(simplified),
+                    threshold="not public credit information",
+                    message=SIMPLIFIED_REASON,
+                )
+            )
         if f.status == "same_content":
             continue  # a repeat of a delivery already judged: nothing else to gate
         note = f.message if isinstance(f.message, str) else ""
         missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
         gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
-        gates.append(gate_quarantine_share(f.path, f.received - excluded - simplified, f.quarantined,
-                                           float(cat.gates["max_quarantine_share"]),
-                                           int(cat.gates.get("min_rows_for_share_gate", 0))))
+        gates.append(
+            gate_quarantine_share(
+                f.path,
+                f.received - excluded - simplified,
+                f.quarantined,
+                float(cat.gates["max_quarantine_share"]),
+                int(cat.gates.get("min_rows_for_share_gate", 0)),
+            )
+        )
         if note.startswith("correction of") and "path" in history:
             # A correction is judged against the file it replaces, not against the feed's daily
             # size (a corrected history load is as large as the load).
-            hist = history[(history["path"] == f.path) & (history["status"] == "stored")].sort_values("delivered_on")
-            gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist()[-1:], cat.gates,
-                                        min_history=1))
+            hist = history[
+                (history["path"] == f.path) & (history["status"] == "stored")
+            ].sort_values("delivered_on")
+            gates.append(
+                gate_row_count(
+                    f.path,
+                    int(f.received),
+                    hist["received"].tolist()[-1:],
+                    cat.gates,
+                    min_history=1,
+                )
+            )
         else:
-            hist = history[(history["provider"] == f.provider) & (history["feed"] == f.feed) &
-                           (history["status"] == "stored")].sort_values("delivered_on")
-            gates.append(gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates))
-    delivered = pd.concat([history[history["status"].isin(["stored", "same_content"])][["provider", "feed",
-                                                                                         "delivered_on"]],
-                           files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]]])
+            hist = history[
+                (history["provider"] == f.provider)
+                & (history["feed"] == f.feed)
+                & (history["status"] == "stored")
+            ].sort_values("delivered_on")
+            gates.append(
+                gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates)
+            )
+    delivered = pd.concat(
+        [
+            history[history["status"].isin(["stored", "same_content"])][
+                ["provider", "feed", "delivered_on"]
+            ],
+            files[files["status"] != "rejected"][["provider", "feed", "delivered_on"]],
+        ]
+    )
     gates += gate_feeds_present(cat, delivered, as_of)
-    for table, suite in (("entities", "stg_entity"), ("records", "stg_record"), ("changes", "stg_change")):
+    for table, suite in (
+        ("entities", "stg_entity"),
+        ("records", "stg_record"),
+        ("changes", "stg_change"),
+    ):
         v = verdicts.validations.get(table)
         if v is not None:
-            gates.append(GateResult("expectations_ran", suite, True, v.success,
-                                    message="" if v.success else "an expectation raised an error"))
+            gates.append(
+                GateResult(
+                    "expectations_ran",
+                    suite,
+                    True,
+                    v.success,
+                    message="" if v.success else "an expectation raised an error",
+                )
+            )
     return gates
 
 
@@ -223,7 +377,9 @@ def accepted_tables(verdicts: StagedVerdicts) -> dict[str, pd.DataFrame]:
     rec, ent, chg = (verdicts.accepted(t) for t in ("records", "entities", "changes"))
     exc = verdicts.excluded
     return {
-        "records": rec.drop(columns=["seen_before", "registered_date", "bad_values"]) if len(rec) else rec,
+        "records": rec.drop(columns=["seen_before", "registered_date", "bad_values"])
+        if len(rec)
+        else rec,
         "entities": ent.drop(columns=["seen_before", "bad_values"]) if len(ent) else ent,
         "changes": chg[CHANGE_COLUMNS] if len(chg) else chg,
         "exclusions": exc.drop(columns=[c for c in ("bad_values",) if c in exc]),
@@ -232,36 +388,72 @@ def accepted_tables(verdicts: StagedVerdicts) -> dict[str, pd.DataFrame]:
 
 def gate_summary(gates: pd.DataFrame) -> dict:
     """Gate outcomes as the manifest records them."""
-    return {"checked": int(len(gates)),
-            "hard_failed": int((~gates["passed"].astype(bool) & gates["hard"].astype(bool)).sum()),
-            "by_gate": {k: int(v) for k, v in gates.groupby("gate").size().sort_index().items()}}
-
+    return {
+        "checked": int(len(gates)),
+        "hard_failed": int((~gates["passed"].astype(bool) & gates["hard"].astype(bool)).sum()),
+        "by_gate": {k: int(v) for k, v in gates.groupby("gate").size().sort_index().items()},
+    }
 
 
 def gate_schema(path: str, missing_required: list[str]) -> GateResult:
-    return GateResult("schema", path, True, not missing_required, observed=",".join(missing_required) or "ok",
-                      threshold="all required columns",
-                      message=f"missing required columns: {', '.join(missing_required)}" if missing_required else "")
+    return GateResult(
+        "schema",
+        path,
+        True,
+        not missing_required,
+        observed=",".join(missing_required) or "ok",
+        threshold="all required columns",
+        message=f"missing required columns: {', '.join(missing_required)}"
+        if missing_required
+        else "",
+    )
 
 
-def gate_quarantine_share(path: str, received: int, quarantined: int, max_share: float,
-                          min_rows: int = 0) -> GateResult:
+def gate_quarantine_share(
+    path: str, received: int, quarantined: int, max_share: float, min_rows: int = 0
+) -> GateResult:
     share = quarantined / received if received else 0.0
     if received < min_rows:
-        return GateResult("quarantine_share", path, True, True, observed=f"{share:.4f}",
-                          threshold=f"not judged below {min_rows} rows")
-    return GateResult("quarantine_share", path, True, share <= max_share, observed=f"{share:.4f}",
-                      threshold=f"<= {max_share}",
-                      message=(f"{quarantined} of {received} rows quarantined ({share:.1%})"
-                               if share > max_share else ""))
+        return GateResult(
+            "quarantine_share",
+            path,
+            True,
+            True,
+            observed=f"{share:.4f}",
+            threshold=f"not judged below {min_rows} rows",
+        )
+    return GateResult(
+        "quarantine_share",
+        path,
+        True,
+        share <= max_share,
+        observed=f"{share:.4f}",
+        threshold=f"<= {max_share}",
+        message=(
+            f"{quarantined} of {received} rows quarantined ({share:.1%})"
+            if share > max_share
+            else ""
+        ),
+    )
 
 
-def gate_row_count(scope: str, rows: int, history: list[int], cfg: dict, min_history: int = 3) -> GateResult:
-    hist = [h for h in history if h > 0][-int(cfg["row_count_history_runs"]):]
+def gate_row_count(
+    scope: str, rows: int, history: list[int], cfg: dict, min_history: int = 3
+) -> GateResult:
+    hist = [h for h in history if h > 0][-int(cfg["row_count_history_runs"]) :]
     if len(hist) < min_history or rows < int(cfg["min_rows_for_count_gate"]):
-        return GateResult("row_count", scope, True, True, observed=str(rows), threshold="too little history")
+        return GateResult(
+            "row_count", scope, True, True, observed=str(rows), threshold="too little history"
+        )
     med = float(np.median(hist))
     ratio = float(cfg["row_count_max_ratio"])
     ok = med / ratio <= rows <= med * ratio
-    return GateResult("row_count", scope, True, ok, observed=str(rows), threshold=f"{med / ratio:.0f}..{med * ratio:.0f}",
-                      message="" if ok else f"{rows} rows against a recent median of {med:.0f}")
+    return GateResult(
+        "row_count",
+        scope,
+        True,
+        ok,
+        observed=str(rows),
+        threshold=f"{med / ratio:.0f}..{med * ratio:.0f}",
+        message="" if ok else f"{rows} rows against a recent median of {med:.0f}",
+    )

@@ -5,6 +5,7 @@ Row verdicts come from the map expectations' unexpected indexes; every staged ro
 accepted or quarantined, and every received line is accounted for (unparseable lines are
 quarantined by the reader). Hard gates stop the run before anything is stored or published.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,7 @@ class GateResult:
     observed: str = ""
     threshold: str = ""
     message: str = ""
-    waiver: str = ""          # set when an operator waived this failed gate for this run
+    waiver: str = ""  # set when an operator waived this failed gate for this run
 
     def as_row(self, run_id: str) -> dict:
         return {"run_id": run_id, **self.__dict__}
@@ -38,7 +39,8 @@ class GateResult:
 @dataclass
 class Verdicts:
     """Per staged row: reasons (empty = accepted), plus the validation summary for reports."""
-    reasons: pd.Series                      # index aligned with the staged frame; "" = accepted
+
+    reasons: pd.Series  # index aligned with the staged frame; "" = accepted
     summary: list[dict] = field(default_factory=list)
     docs_index: str | None = None
     success: bool = True
@@ -80,8 +82,15 @@ def _batch_fingerprint(on: bool):
         engine.HASH_THRESHOLD = old
 
 
-def validate_table(ctx, table: str, frame: pd.DataFrame, catalogue: Catalogue, as_of: str,
-                   run_name: str, with_docs: bool) -> Verdicts:
+def validate_table(
+    ctx,
+    table: str,
+    frame: pd.DataFrame,
+    catalogue: Catalogue,
+    as_of: str,
+    run_name: str,
+    with_docs: bool,
+) -> Verdicts:
     """Validate a staged frame against the suite named after its table."""
     import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -106,15 +115,24 @@ def validate_table(ctx, table: str, frame: pd.DataFrame, catalogue: Catalogue, a
         except (LookupError, KeyError):
             bd = asset.add_batch_definition_whole_dataframe("whole")
         suite = ctx.suites.add_or_update(suite)
-        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=table, data=bd, suite=suite))
+        vd = ctx.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=table, data=bd, suite=suite)
+        )
         actions = [UpdateDataDocsAction(name="update_data_docs")] if with_docs else []
-        cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"{table}_checkpoint", validation_definitions=[vd], actions=actions,
-            result_format={"result_format": "COMPLETE"}))
-        run_time = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc)
+        cp = ctx.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"{table}_checkpoint",
+                validation_definitions=[vd],
+                actions=actions,
+                result_format={"result_format": "COMPLETE"},
+            )
+        )
+        run_time = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.UTC)
         with _batch_fingerprint(with_docs):
-            res = cp.run(batch_parameters={"dataframe": frame},
-                         run_id=RunIdentifier(run_name=run_name, run_time=run_time))
+            res = cp.run(
+                batch_parameters={"dataframe": frame},
+                run_id=RunIdentifier(run_name=run_name, run_time=run_time),
+            )
     vr = next(iter(res.run_results.values()))
     summary, ok = [], True
     hits: dict[str, list[np.ndarray]] = {}
@@ -125,14 +143,28 @@ def validate_table(ctx, table: str, frame: pd.DataFrame, catalogue: Catalogue, a
         raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
         if raised:
             ok = False
-            summary.append({"expectation": cfg.type, "reason": reason, "success": False,
-                            "unexpected": None, "error": exc.get("exception_message")})
+            summary.append(
+                {
+                    "expectation": cfg.type,
+                    "reason": reason,
+                    "success": False,
+                    "unexpected": None,
+                    "error": exc.get("exception_message"),
+                }
+            )
             continue
         idx = r.result.get("unexpected_index_list") or []
         if idx:
             hits.setdefault(reason, []).append(np.asarray(idx, dtype=np.int64))
-        summary.append({"expectation": cfg.type, "reason": reason, "success": bool(r.success),
-                        "unexpected": int(r.result.get("unexpected_count") or 0), "error": None})
+        summary.append(
+            {
+                "expectation": cfg.type,
+                "reason": reason,
+                "success": bool(r.success),
+                "unexpected": int(r.result.get("unexpected_count") or 0),
+                "error": None,
+            }
+        )
     codes = np.full(len(frame), "", dtype=object)
     for reason in sorted(hits):
         rows = np.unique(np.concatenate(hits[reason]))
@@ -141,8 +173,12 @@ def validate_table(ctx, table: str, frame: pd.DataFrame, catalogue: Catalogue, a
     if with_docs:
         sites = ctx.get_docs_sites_urls()
         docs = sites[0]["site_url"] if sites else None
-    return Verdicts(reasons=pd.Series(codes, index=frame.index).astype("string"), summary=summary,
-                    docs_index=docs, success=ok)
+    return Verdicts(
+        reasons=pd.Series(codes, index=frame.index).astype("string"),
+        summary=summary,
+        docs_index=docs,
+        success=ok,
+    )
 
 
 def _suite_columns(suite) -> set[str]:

@@ -7,6 +7,7 @@ one run: ``--waive feed_present:court --approver NAME --reason TEXT``. A waiver 
 lives in the run's context and manifest only; the next run has none unless given again). The gate
 result stays "failed" with the waiver noted, and the report shows it on its first screen.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ class WaiverError(ValueError):
 @dataclass(frozen=True)
 class Waiver:
     gate: str
-    scope: str          # a gate scope ("court/dishonest_debtor") or its first part ("court")
+    scope: str  # a gate scope ("court/dishonest_debtor") or its first part ("court")
     approver: str
     reason: str
 
@@ -43,16 +44,22 @@ def parse_waiver(spec: str, approver: str | None, reason: str | None) -> Waiver:
     if not sep or not gate or not scope:
         raise WaiverError(f"waiver {spec!r}: name one gate and its scope, e.g. feed_present:court")
     if gate not in WAIVABLE:
-        raise WaiverError(f"waiver {spec!r}: gate {gate!r} cannot be waived (waivable: {', '.join(WAIVABLE)})")
+        raise WaiverError(
+            f"waiver {spec!r}: gate {gate!r} cannot be waived (waivable: {', '.join(WAIVABLE)})"
+        )
     if not (approver or "").strip():
         raise WaiverError(f"waiver {spec!r} needs --approver NAME (who approved it)")
     if not (reason or "").strip():
-        raise WaiverError(f"waiver {spec!r} needs --reason TEXT (why the gate may be waived for this run)")
+        raise WaiverError(
+            f"waiver {spec!r} needs --reason TEXT (why the gate may be waived for this run)"
+        )
     return Waiver(gate=gate, scope=scope, approver=approver.strip(), reason=reason.strip())
 
 
 def from_dicts(items) -> tuple[Waiver, ...]:
-    return tuple(Waiver(**{k: d[k] for k in ("gate", "scope", "approver", "reason")}) for d in (items or ()))
+    return tuple(
+        Waiver(**{k: d[k] for k in ("gate", "scope", "approver", "reason")}) for d in (items or ())
+    )
 
 
 def apply_waivers(gates: list, waivers: tuple[Waiver, ...]) -> tuple[list, list[dict]]:

@@ -1,5 +1,6 @@
 """Run report section for a policy's first month in force: the migration from the previous policy on
 this night's own inputs, and the tier shares beside the published reference."""
+
 from __future__ import annotations
 
 import base64
@@ -36,8 +37,9 @@ def previous_policy(as_of, policy_sha256: str | None, history: Path = POLICY_HIS
     return cur, prev, Policy.load(Path(history).parent / prev["policy"])
 
 
-def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
-                          history: Path = POLICY_HISTORY) -> str:
+def policy_change_section(
+    store, run: dict, results: pd.DataFrame, folder: Path, history: Path = POLICY_HISTORY
+) -> str:
     """HTML for the report, or '' when the run is not in the first month of a policy from the history."""
     as_of = pd.Timestamp(str(run["as_of"]))
     found = previous_policy(as_of, run.get("policy_sha256"), history)
@@ -48,29 +50,46 @@ def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path,
     cat = Catalogue.in_force(as_of)
     if cat.sha256 != manifest.get("catalogue_sha256"):
         return ""
-    scored = Path(folder) / PREVIOUS_POLICY_FILE  # evaluated beside the night's own, partition by partition
+    scored = (
+        Path(folder) / PREVIOUS_POLICY_FILE
+    )  # evaluated beside the night's own, partition by partition
     if scored.exists():
         old = pd.read_parquet(scored)
     else:
         with store.engine.connect() as conn:
-            ent, rec, chg, _ = load_inputs(store, conn, manifest["knowledge_cutoff"],
-                                           batch_ids=[b["batch_id"] for b in manifest["input_batches"]])
+            ent, rec, chg, _ = load_inputs(
+                store,
+                conn,
+                manifest["knowledge_cutoff"],
+                batch_ids=[b["batch_id"] for b in manifest["input_batches"]],
+            )
         old = evaluate_inputs(ent, rec, chg, cat, old_policy, as_of)
     m = compare(old, results)
-    m.update(as_of=str(as_of.date()), old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
-             new={"file": cur["policy"], "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", "")})
+    m.update(
+        as_of=str(as_of.date()),
+        old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
+        new={
+            "file": cur["policy"],
+            "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", ""),
+        },
+    )
     png = Path(folder) / "policy_migration.png"
     plot_matrix(m, png)
     ref = load_reference()["reference"]
-    rows = "".join(f"<tr><td>{t}</td><td>{m['old_shares'][t]:.1%}</td><td>{m['new_shares'][t]:.1%}</td>"
-                   f"<td>{ref['shares'][t]:.1%}</td></tr>" for t in TIERS)
+    rows = "".join(
+        f"<tr><td>{t}</td><td>{m['old_shares'][t]:.1%}</td><td>{m['new_shares'][t]:.1%}</td>"
+        f"<td>{ref['shares'][t]:.1%}</td></tr>"
+        for t in TIERS
+    )
     note = f"{html.escape(ref['label'])} — {citation_html(ref)}"
     approved = html.escape(f"{cur.get('approved_by', '')}: {cur.get('reason', '')}")
-    return (f"<h2>政策变更 Policy change: {html.escape(prev['policy'])} → {html.escape(cur['policy'])} "
-            f"(in force from {cur['effective_from']})</h2>"
-            f"<p>Approved by {approved}. The same inputs under the previous policy and under this night's: "
-            f"{m['up']:,} entities in a better tier, {m['down']:,} in a worse one, {m['movers_2plus']:,} "
-            f"move two tiers or more (<code>credit policy diff</code> lists them with reasons).</p>"
-            f"<img alt='migration matrix' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
-            f"<table border=1 cellspacing=0 cellpadding=3><tr><th>tier</th><th>previous policy</th><th>this night</th>"
-            f"<th>reference</th></tr>{rows}</table><p>Reference: {note}.</p>")
+    return (
+        f"<h2>政策变更 Policy change: {html.escape(prev['policy'])} → {html.escape(cur['policy'])} "
+        f"(in force from {cur['effective_from']})</h2>"
+        f"<p>Approved by {approved}. The same inputs under the previous policy and under this night's: "
+        f"{m['up']:,} entities in a better tier, {m['down']:,} in a worse one, {m['movers_2plus']:,} "
+        f"move two tiers or more (<code>credit policy diff</code> lists them with reasons).</p>"
+        f"<img alt='migration matrix' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+        f"<table border=1 cellspacing=0 cellpadding=3><tr><th>tier</th><th>previous policy</th><th>this night</th>"
+        f"<th>reference</th></tr>{rows}</table><p>Reference: {note}.</p>"
+    )

@@ -4,6 +4,7 @@
 The figures live in config/policy/reference.yaml as the publication printed them (counts or
 percentages); shares are derived here so the two can never disagree.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,7 +21,9 @@ def _shares(entry: dict, where: str) -> dict[str, float]:
     """Fractions of classified entities from the printed counts (or percentages)."""
     printed = entry.get("counts") or entry.get("percent")
     if not printed:
-        raise PipelineError(f"{where}: give the figures as printed, 'counts' or 'percent' for A, B, C and D")
+        raise PipelineError(
+            f"{where}: give the figures as printed, 'counts' or 'percent' for A, B, C and D"
+        )
     if not isinstance(printed, dict) or set(printed) != set(TIERS):
         raise PipelineError(f"{where}: the figures must cover exactly A, B, C and D")
     total = sum(float(printed[t]) for t in TIERS)
@@ -43,20 +46,33 @@ def citation_html(entry: dict) -> str:
     text = html.escape(entry.get("citation") or citation(entry))
     src = entry.get("source")
     url = src.get("url") if isinstance(src, dict) and entry.get("verified") else None
-    return text.replace(html.escape(url), f"<a href='{html.escape(url)}'>{html.escape(url)}</a>") if url else text
+    return (
+        text.replace(html.escape(url), f"<a href='{html.escape(url)}'>{html.escape(url)}</a>")
+        if url
+        else text
+    )
 
 
 def _entry(raw: dict, where: str) -> dict:
-    return {"label": raw["label"], "verified": bool(raw.get("verified")), "source": raw.get("source"),
-            "printed": dict(raw.get("counts") or raw.get("percent") or {}),
-            "printed_as": "counts" if raw.get("counts") else "percent",
-            "shares": _shares(raw, where), "citation": citation(raw)}
+    return {
+        "label": raw["label"],
+        "verified": bool(raw.get("verified")),
+        "source": raw.get("source"),
+        "printed": dict(raw.get("counts") or raw.get("percent") or {}),
+        "printed_as": "counts" if raw.get("counts") else "percent",
+        "shares": _shares(raw, where),
+        "citation": citation(raw),
+    }
 
 
 def load_reference(path: Path | str = REFERENCE) -> dict:
     """{'reference': the entry policies are compared with, 'also_published': others, 'default_ratios'}."""
     doc = load_document(path)
-    return {"reference": _entry(doc["reference"], f"{path}: reference"),
-            "also_published": [_entry(e, f"{path}: also_published[{i}]")
-                               for i, e in enumerate(doc.get("also_published") or [])],
-            "default_ratios": doc["default_ratios"]}
+    return {
+        "reference": _entry(doc["reference"], f"{path}: reference"),
+        "also_published": [
+            _entry(e, f"{path}: also_published[{i}]")
+            for i, e in enumerate(doc.get("also_published") or [])
+        ],
+        "default_ratios": doc["default_ratios"],
+    }

@@ -1,4 +1,5 @@
 """Run report (HTML): tiers, scores, gates, reconciliation, quarantine and provider feedback."""
+
 from __future__ import annotations
 
 import base64
@@ -14,7 +15,6 @@ import sqlalchemy as sa
 from scoring.common.catalogue import Catalogue
 from scoring.common.plots import use_cjk_font
 from scoring.evaluation.evaluate import category_codes, positions
-from scoring.reporting.policy_section import policy_change_section, previous_policy
 from scoring.history.store import (
     entity_results,
     gate_results,
@@ -23,6 +23,7 @@ from scoring.history.store import (
     runs,
     sha256_file,
 )
+from scoring.reporting.policy_section import policy_change_section, previous_policy
 
 CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",
 "WenQuanYi Micro Hei",sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -30,20 +31,32 @@ td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3
 .fail{color:#b00;font-weight:bold}.ok{color:#070}h2{border-bottom:2px solid #c00;padding-bottom:4px}"""
 
 
-def random_hit_rate_by_tier(inspections: pd.DataFrame, results: pd.DataFrame, as_of) -> tuple[pd.DataFrame | None, str]:
+def random_hit_rate_by_tier(
+    inspections: pd.DataFrame, results: pd.DataFrame, as_of
+) -> tuple[pd.DataFrame | None, str]:
     """Problem-finding rate by tier over the year after ``as_of``, from randomly drawn inspections
     only (those with a double-random ``plan_id``): complaint-driven or targeted inspections find
     more problems by design and would flatter the tiers. None when none is tagged."""
     if "plan_id" not in inspections.columns:
-        return None, "No inspection is tagged with a double-random plan (plan_id), so no hit rate is shown: " \
-                     "untagged and complaint-driven inspections are not a random sample."
+        return (
+            None,
+            "No inspection is tagged with a double-random plan (plan_id), so no hit rate is shown: "
+            "untagged and complaint-driven inspections are not a random sample.",
+        )
     asof = pd.Timestamp(as_of)
     when = pd.to_datetime(inspections["inspection_date"])
     later = inspections[(when > asof) & (when <= asof + pd.Timedelta(days=365))]
     drawn = later[later["plan_id"].fillna("").astype(str).str.strip() != ""]
-    hit = (drawn.merge(results[["uscc", "tier"]].astype({"tier": str}), on="uscc")
-           .groupby("tier")["problem_found"].agg(["mean", "size"]).reindex(list("ABCD")))
-    return hit, f"{len(drawn)} randomly drawn inspections; {len(later) - len(drawn)} others left out."
+    hit = (
+        drawn.merge(results[["uscc", "tier"]].astype({"tier": str}), on="uscc")
+        .groupby("tier")["problem_found"]
+        .agg(["mean", "size"])
+        .reindex(list("ABCD"))
+    )
+    return (
+        hit,
+        f"{len(drawn)} randomly drawn inspections; {len(later) - len(drawn)} others left out.",
+    )
 
 
 COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
@@ -57,45 +70,77 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
 
     rdir = store.run_dir(run["run_id"])
     out = []
-    waivers = json.loads((rdir / "waivers.json").read_text(encoding="utf-8")) if (rdir / "waivers.json").exists() else []
+    waivers = (
+        json.loads((rdir / "waivers.json").read_text(encoding="utf-8"))
+        if (rdir / "waivers.json").exists()
+        else []
+    )
     for w in waivers:
         covered = ", ".join(w["covered"]) or "nothing (no such gate failed)"
-        out.append(f"<p class='fail'>豁免 WAIVER for this run only: gate <b>{html.escape(w['gate'])}</b> scope "
-                   f"<b>{html.escape(w['scope'])}</b> approved by <b>{html.escape(w['approver'])}</b> — "
-                   f"{html.escape(w['reason'])}; covered: {html.escape(covered)}</p>")
-    landing = json.loads((rdir / "landing.json").read_text(encoding="utf-8")) if (rdir / "landing.json").exists() else {}
+        out.append(
+            f"<p class='fail'>豁免 WAIVER for this run only: gate <b>{html.escape(w['gate'])}</b> scope "
+            f"<b>{html.escape(w['scope'])}</b> approved by <b>{html.escape(w['approver'])}</b> — "
+            f"{html.escape(w['reason'])}; covered: {html.escape(covered)}</p>"
+        )
+    landing = (
+        json.loads((rdir / "landing.json").read_text(encoding="utf-8"))
+        if (rdir / "landing.json").exists()
+        else {}
+    )
     ok = files[files["status"] != "rejected"] if len(files) else files
     if not len(files):
-        out.append("<p><b>无新到文件 No new deliveries</b> tonight: evaluated as of its own date from the stored "
-                   "history (decay, ends of publicity periods and deadlines move with the date).</p>")
+        out.append(
+            "<p><b>无新到文件 No new deliveries</b> tonight: evaluated as of its own date from the stored "
+            "history (decay, ends of publicity periods and deadlines move with the date).</p>"
+        )
     else:
         same = int((files["status"] == "same_content").sum())
         rejected = int((files["status"] == "rejected").sum())
         corr = int(files["message"].fillna("").str.startswith("correction of").sum())
-        notes = ([f"{same} with the same content as an earlier file (no new rows)"] if same else []) + \
-            ([f"{corr} corrections of files sent before"] if corr else []) + ([f"{rejected} rejected"] if rejected else [])
-        out.append(f"<p>{len(files)} new deliveries, {int(ok['received'].sum()):,} rows received"
-                   + ("; " + "; ".join(notes) if notes else "") + ".</p>")
+        notes = (
+            ([f"{same} with the same content as an earlier file (no new rows)"] if same else [])
+            + ([f"{corr} corrections of files sent before"] if corr else [])
+            + ([f"{rejected} rejected"] if rejected else [])
+        )
+        out.append(
+            f"<p>{len(files)} new deliveries, {int(ok['received'].sum()):,} rows received"
+            + ("; " + "; ".join(notes) if notes else "")
+            + ".</p>"
+        )
     problems = landing.get("problems") or []
     if problems:
-        out.append("<h2>到货问题 Landing folder</h2><ul>" + "".join(
-            f"<li class='fail'>{html.escape(p['kind'])}: {html.escape(p['path'])} — {html.escape(p['message'])}</li>"
-            for p in problems) + "</ul>")
+        out.append(
+            "<h2>到货问题 Landing folder</h2><ul>"
+            + "".join(
+                f"<li class='fail'>{html.escape(p['kind'])}: {html.escape(p['path'])} — {html.escape(p['message'])}</li>"
+                for p in problems
+            )
+            + "</ul>"
+        )
     with store.engine.connect() as conn:
-        hist = pd.read_sql(sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on)
-                           .select_from(landed_files.join(runs, runs.c.run_id == landed_files.c.run_id))
-                           .where(landed_files.c.status.in_(["stored", "same_content"]))
-                           .where(runs.c.as_of <= run["as_of"]), conn)
+        hist = pd.read_sql(
+            sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on)
+            .select_from(landed_files.join(runs, runs.c.run_id == landed_files.c.run_id))
+            .where(landed_files.c.status.in_(["stored", "same_content"]))
+            .where(runs.c.as_of <= run["as_of"]),
+            conn,
+        )
     if len(ok):
         hist = pd.concat([hist, ok[["provider", "feed", "delivered_on"]]], ignore_index=True)
     fr = feed_freshness(cat, hist, run["as_of"])
     fr.to_csv(rdir / "freshness.csv", index=False, encoding="utf-8-sig")
     late = fr[~fr["ok"]]
-    out.append("<h2>数据时效 Provider freshness (Chinese working days)</h2>"
-               f"<p>{len(fr) - len(late)} of {len(fr)} feeds within their update cycle plus grace"
-               + (f"; <span class='fail'>overdue: {html.escape(', '.join(late['provider'] + '/' + late['feed']))}</span>"
-                  if len(late) else "") + "</p>"
-               + _table(fr.drop(columns=["provider_name", "calendar_covered"]), 100))
+    out.append(
+        "<h2>数据时效 Provider freshness (Chinese working days)</h2>"
+        f"<p>{len(fr) - len(late)} of {len(fr)} feeds within their update cycle plus grace"
+        + (
+            f"; <span class='fail'>overdue: {html.escape(', '.join(late['provider'] + '/' + late['feed']))}</span>"
+            if len(late)
+            else ""
+        )
+        + "</p>"
+        + _table(fr.drop(columns=["provider_name", "calendar_covered"]), 100)
+    )
     return out
 
 
@@ -120,8 +165,11 @@ def migration_matrix(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFr
     keep = (row >= 0) & (col >= 0)
     counts = np.bincount(row[keep] * 5 + col[keep], minlength=25).reshape(5, 5)
     had, has = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
-    return pd.DataFrame(counts[had][:, has], index=pd.Index(np.array(TIER_ROWS)[had], name="tier_prev"),
-                        columns=pd.Index(np.array(TIER_COLUMNS)[has], name="tier_now"))
+    return pd.DataFrame(
+        counts[had][:, has],
+        index=pd.Index(np.array(TIER_ROWS)[had], name="tier_prev"),
+        columns=pd.Index(np.array(TIER_COLUMNS)[has], name="tier_now"),
+    )
 
 
 def coverage(results: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
@@ -149,15 +197,20 @@ def _table(df: pd.DataFrame, max_rows: int = 50) -> str:
     return df.head(max_rows).to_html(index=False, escape=True, border=0)
 
 
-def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
-                      staged: pd.DataFrame | None = None) -> pd.DataFrame:
+def provider_feedback(
+    files: pd.DataFrame, quar: pd.DataFrame, catalogue, staged: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per provider: rows received/accepted, 双公示 compliance vs 98%, USCC errors in ‱ vs 1‱,
     timeliness against the feed's update cycle, and the top reasons with an example line."""
     if files.empty:
         return pd.DataFrame()
     f = files[files["status"] != "rejected"]
-    g = f.groupby("provider").agg(files=("path", "size"), received=("received", "sum"),
-                                  accepted=("accepted", "sum"), quarantined=("quarantined", "sum"))
+    g = f.groupby("provider").agg(
+        files=("path", "size"),
+        received=("received", "sum"),
+        accepted=("accepted", "sum"),
+        quarantined=("quarantined", "sum"),
+    )
     uscc_err = quar[quar["reasons"].str.contains("invalid_uscc")].groupby("provider").size()
     g["compliance"] = (g["accepted"] / g["received"]).round(4)
     g["compliance_ok"] = g["compliance"] >= float(catalogue.gates["compliance_target"])
@@ -167,19 +220,38 @@ def provider_feedback(files: pd.DataFrame, quar: pd.DataFrame, catalogue,
     g["rejected_files"] = g.index.map(rejected).fillna(0).astype(int)
     if staged is not None and len(staged):
         feed_of = files.set_index("path")["feed"]
-        lag = (pd.to_datetime(staged["delivered_on"]) - pd.to_datetime(staged["decision_date"])).dt.days
-        limit = staged["source_file"].map(feed_of).map(
-            {f: int(c["cycle_days"]) + int(c["grace_days"]) for f, c in catalogue.feeds.items()})
-        t = pd.DataFrame({"provider": staged["provider"], "lag": lag, "timely": lag <= limit}).dropna(subset=["lag"])
-        tg = t.groupby("provider").agg(median_lag_days=("lag", "median"), timely_share=("timely", "mean"))
+        lag = (
+            pd.to_datetime(staged["delivered_on"]) - pd.to_datetime(staged["decision_date"])
+        ).dt.days
+        limit = (
+            staged["source_file"]
+            .map(feed_of)
+            .map(
+                {f: int(c["cycle_days"]) + int(c["grace_days"]) for f, c in catalogue.feeds.items()}
+            )
+        )
+        t = pd.DataFrame(
+            {"provider": staged["provider"], "lag": lag, "timely": lag <= limit}
+        ).dropna(subset=["lag"])
+        tg = t.groupby("provider").agg(
+            median_lag_days=("lag", "median"), timely_share=("timely", "mean")
+        )
         g["median_lag_days"] = tg["median_lag_days"].reindex(g.index)
         g["timely_share"] = tg["timely_share"].reindex(g.index).round(4)
-    top = (quar.assign(reason=quar["reasons"].str.split(",")).explode("reason")
-           .groupby(["provider", "reason"]).agg(n=("line_no", "size"), example=("line_no", "min"),
-                                                 path=("path", "first")).reset_index())
+    top = (
+        quar.assign(reason=quar["reasons"].str.split(","))
+        .explode("reason")
+        .groupby(["provider", "reason"])
+        .agg(n=("line_no", "size"), example=("line_no", "min"), path=("path", "first"))
+        .reset_index()
+    )
     top = top.sort_values(["provider", "n"], ascending=[True, False])
-    tops = {prov: "; ".join(f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples())
-            for prov, t in top.groupby("provider", sort=True)}
+    tops = {
+        prov: "; ".join(
+            f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples()
+        )
+        for prov, t in top.groupby("provider", sort=True)
+    }
     g["top_reasons"] = g.index.map(tops)
     return g.reset_index()
 
@@ -190,7 +262,11 @@ def excluded_by_provider(gates: pd.DataFrame, files: pd.DataFrame) -> pd.DataFra
     if g.empty:
         return pd.DataFrame(columns=["provider", "excluded", "reason"])
     g = g.merge(files[["path", "provider"]], left_on="scope", right_on="path", how="left")
-    out = g.assign(excluded=g["observed"].astype(int)).groupby("provider", as_index=False)["excluded"].sum()
+    out = (
+        g.assign(excluded=g["observed"].astype(int))
+        .groupby("provider", as_index=False)["excluded"]
+        .sum()
+    )
     return out.assign(reason=g["message"].iloc[0]).sort_values("provider", ignore_index=True)
 
 
@@ -200,34 +276,51 @@ def overdue_by_provider(objections: pd.DataFrame) -> pd.DataFrame:
     cols = ["provider", "overdue", "oldest_received", "earliest_due"]
     if od.empty:
         return pd.DataFrame(columns=cols)
-    return (od.groupby("record_provider", dropna=False)
-            .agg(overdue=("record_key", "size"), oldest_received=("received", "min"),
-                 earliest_due=("decision_due", "min"))
-            .reset_index().rename(columns={"record_provider": "provider"})[cols])
+    return (
+        od.groupby("record_provider", dropna=False)
+        .agg(
+            overdue=("record_key", "size"),
+            oldest_received=("received", "min"),
+            earliest_due=("decision_due", "min"),
+        )
+        .reset_index()
+        .rename(columns={"record_provider": "provider"})[cols]
+    )
 
 
 def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> list[str]:
     parts = []
     exc = excluded_by_provider(gates, files)
-    parts.append("<h2>排除 Excluded: simplified-procedure penalties (Art. 18, not public credit information)</h2>"
-                 + (_table(exc) if len(exc) else "<p>None.</p>"))
+    parts.append(
+        "<h2>排除 Excluded: simplified-procedure penalties (Art. 18, not public credit information)</h2>"
+        + (_table(exc) if len(exc) else "<p>None.</p>")
+    )
     obj_path = rdir / "objections.parquet"
     if obj_path.exists():
         obj = pd.read_parquet(obj_path)
         od = overdue_by_provider(obj)
-        states = obj["state"].value_counts().reindex(["pending", "overdue", "upheld", "partly", "rejected"],
-                                                     fill_value=0)
-        parts.append("<h2>异议 Objections (Art. 39: mark within 1 working day, decide within 3, or 7 with "
-                     "assistance)</h2>" + _table(states.rename_axis("state").reset_index(name="records")))
-        parts.append("<h3 class='fail'>逾期未办结 Overdue, per provider (a duty the agency must act on)</h3>"
-                     if len(od) else "<h3>逾期未办结 Overdue</h3>")
+        states = (
+            obj["state"]
+            .value_counts()
+            .reindex(["pending", "overdue", "upheld", "partly", "rejected"], fill_value=0)
+        )
+        parts.append(
+            "<h2>异议 Objections (Art. 39: mark within 1 working day, decide within 3, or 7 with "
+            "assistance)</h2>" + _table(states.rename_axis("state").reset_index(name="records"))
+        )
+        parts.append(
+            "<h3 class='fail'>逾期未办结 Overdue, per provider (a duty the agency must act on)</h3>"
+            if len(od)
+            else "<h3>逾期未办结 Overdue</h3>"
+        )
         parts.append(_table(od, 100) if len(od) else "<p>None.</p>")
         if len(od):
             od.to_csv(rdir / "objections_overdue.csv", index=False, encoding="utf-8-sig")
     return parts
 
-
-    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded)</h2>")
+    parts.append(
+        "<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded)</h2>"
+    )
     parts += lifecycle_sections(gates, files, rdir)
 
 
@@ -242,7 +335,8 @@ def read_lean(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
     strings = pd.StringDtype("pyarrow")
     return pq.read_table(path, columns=columns).to_pandas(
-        types_mapper={pa.string(): strings, pa.large_string(): strings}.get)
+        types_mapper={pa.string(): strings, pa.large_string(): strings}.get
+    )
 
 
 def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
@@ -250,11 +344,19 @@ def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
     province's rows read back from the database cost more than the rest of the report)."""
     path = store.run_dir(run_id) / "entity_score.parquet"
     manifest = conn.execute(sa.select(runs.c.manifest_json).where(runs.c.run_id == run_id)).scalar()
-    expected = (json.loads(manifest).get("result_files") or {}).get("entity_score.parquet") if manifest else None
+    expected = (
+        (json.loads(manifest).get("result_files") or {}).get("entity_score.parquet")
+        if manifest
+        else None
+    )
     if path.exists() and expected and sha256_file(path) == expected:
         return read_lean(path, ["uscc", "tier"])
-    return pd.read_sql(sa.select(entity_results.c.uscc, entity_results.c.tier)
-                       .where(entity_results.c.run_id == run_id).order_by(entity_results.c.uscc), conn)
+    return pd.read_sql(
+        sa.select(entity_results.c.uscc, entity_results.c.tier)
+        .where(entity_results.c.run_id == run_id)
+        .order_by(entity_results.c.uscc),
+        conn,
+    )
 
 
 def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
@@ -263,26 +365,43 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     rdir = store.run_dir(run_id)
     rdir.mkdir(parents=True, exist_ok=True)
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
-        files = pd.read_sql(sa.select(landed_files).where(landed_files.c.run_id == run_id)
-                            .order_by(landed_files.c.path), conn)
-        gates = pd.read_sql(sa.select(gate_results).where(gate_results.c.run_id == run_id)
-                            .order_by(gate_results.c.gate, gate_results.c.scope), conn)
-        quar = pd.read_sql(sa.select(quarantine.c.path, quarantine.c.line_no, quarantine.c.provider,
-                                     quarantine.c.reasons).where(quarantine.c.run_id == run_id), conn)
+        files = pd.read_sql(
+            sa.select(landed_files)
+            .where(landed_files.c.run_id == run_id)
+            .order_by(landed_files.c.path),
+            conn,
+        )
+        gates = pd.read_sql(
+            sa.select(gate_results)
+            .where(gate_results.c.run_id == run_id)
+            .order_by(gate_results.c.gate, gate_results.c.scope),
+            conn,
+        )
+        quar = pd.read_sql(
+            sa.select(
+                quarantine.c.path, quarantine.c.line_no, quarantine.c.provider, quarantine.c.reasons
+            ).where(quarantine.c.run_id == run_id),
+            conn,
+        )
     cat = Catalogue.in_force(run["as_of"])
-    parts = [f"<html><head><meta charset='utf-8'><title>公共信用综合评价 运行报告 {html.escape(run_id)}</title>"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>公共信用综合评价 运行报告 / Run report — {html.escape(run_id)}</h1>",
-             f"<p>评价基准日 as-of <b>{run['as_of']}</b> · 知识截止 knowledge cutoff <b>{run['knowledge_cutoff']}</b> · "
-             f"状态 status <b class='{'ok' if run['status'] in ('published', 'scored') else 'fail'}'>"
-             f"{STATUS_MARK.format(status=html.escape(run['status']))}</b>"
-             + (" (publication is the next and last step; `credit status` shows whether it happened)"
-                if run["status"] == "scored" else "") + "</p>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>公共信用综合评价 运行报告 {html.escape(run_id)}</title>"
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>公共信用综合评价 运行报告 / Run report — {html.escape(run_id)}</h1>",
+        f"<p>评价基准日 as-of <b>{run['as_of']}</b> · 知识截止 knowledge cutoff <b>{run['knowledge_cutoff']}</b> · "
+        f"状态 status <b class='{'ok' if run['status'] in ('published', 'scored') else 'fail'}'>"
+        f"{STATUS_MARK.format(status=html.escape(run['status']))}</b>"
+        + (
+            " (publication is the next and last step; `credit status` shows whether it happened)"
+            if run["status"] == "scored"
+            else ""
+        )
+        + "</p>",
+    ]
     if run.get("message"):
         parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
     parts += first_screen(store, run, files, cat)
@@ -291,7 +410,9 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         use_cjk_font()
         # Only the columns the report reads (a province's names and reasons are gigabytes), all of
         # them in a new policy's first month, whose section lists movers with their reasons.
-        first_month = previous_policy(pd.Timestamp(str(run["as_of"])), run.get("policy_sha256")) is not None
+        first_month = (
+            previous_policy(pd.Timestamp(str(run["as_of"])), run.get("policy_sha256")) is not None
+        )
         res = read_lean(scores_path, None if first_month else REPORT_COLUMNS)
         tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -302,12 +423,28 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         ax[1].hist(res["score"], bins=50, color="#264653")
         ax[1].set_title("综合评价得分 Score distribution (0–1000)")
         parts.append("<h2>等级分布 Tiers</h2>" + _png(fig))
-        parts.append(_table(pd.DataFrame({"tier": tiers.index, "entities": tiers.values,
-                                          "share": (tiers.values / max(1, len(res))).round(4)})))
+        parts.append(
+            _table(
+                pd.DataFrame(
+                    {
+                        "tier": tiers.index,
+                        "entities": tiers.values,
+                        "share": (tiers.values / max(1, len(res))).round(4),
+                    }
+                )
+            )
+        )
         with store.engine.connect() as conn:
-            prev = conn.execute(sa.select(runs.c.run_id).where(
-                (runs.c.as_of < run["as_of"]) & runs.c.status.in_(["scored", "published"]) &
-                (runs.c.kind == run["kind"])).order_by(runs.c.as_of.desc()).limit(1)).first()
+            prev = conn.execute(
+                sa.select(runs.c.run_id)
+                .where(
+                    (runs.c.as_of < run["as_of"])
+                    & runs.c.status.in_(["scored", "published"])
+                    & (runs.c.kind == run["kind"])
+                )
+                .order_by(runs.c.as_of.desc())
+                .limit(1)
+            ).first()
             prev_res = _previous_tiers(store, conn, prev.run_id) if prev else None
         if prev_res is not None and len(prev_res):
             mm = migration_matrix(prev_res, res)
@@ -320,23 +457,36 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
             for i in range(mm.shape[0]):
                 for j in range(mm.shape[1]):
                     dark = np.log1p(mm.iat[i, j]) > 0.6 * np.log1p(mm.to_numpy().max())
-                    ax.text(j, i, f"{mm.iat[i, j]:,}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{mm.iat[i, j]:,}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if dark else "black",
+                    )
             ax.set_title("等级迁移矩阵 Tier migration")
-            parts.append("<h2>等级迁移 Migration against the previous run</h2>" + _png(fig) +
-                         _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"})))
+            parts.append(
+                "<h2>等级迁移 Migration against the previous run</h2>"
+                + _png(fig)
+                + _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"}))
+            )
         else:
             parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
         parts.append(policy_change_section(store, run, res, rdir))  # a new policy's first month
         reg_path = rdir / "active_entities.parquet"
         if reg_path.exists():
             cov = coverage(res, read_lean(reg_path))
-            parts.append("<h2>覆盖率 Coverage</h2><p>Seed 004 targets: public credit composite evaluation for "
-                         "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov))
+            parts.append(
+                "<h2>覆盖率 Coverage</h2><p>Seed 004 targets: public credit composite evaluation for "
+                "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov)
+            )
         truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
         if truth is not None and truth.exists():
-            hit, note = random_hit_rate_by_tier(pd.read_csv(truth, dtype={"uscc": str, "plan_id": str}), res,
-                                                run["as_of"])
+            hit, note = random_hit_rate_by_tier(
+                pd.read_csv(truth, dtype={"uscc": str, "plan_id": str}), res, run["as_of"]
+            )
             head = "<h2>分级有效性 Hit rate of later randomly drawn inspections by tier (demo ground truth)</h2>"
             if hit is None:
                 parts.append(head + f"<p>{html.escape(note)}</p>")
@@ -344,19 +494,56 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
                 fig, ax = plt.subplots(figsize=(5, 3))
                 ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
                 ax.set_title("后续双随机检查问题发现率 Problem-finding rate by tier")
-                parts.append(head + f"<p>{html.escape(note)}</p>" + _png(fig) +
-                             _table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"})))
+                parts.append(
+                    head
+                    + f"<p>{html.escape(note)}</p>"
+                    + _png(fig)
+                    + _table(
+                        hit.reset_index().rename(
+                            columns={"mean": "hit_rate", "size": "inspections"}
+                        )
+                    )
+                )
     parts.append("<h2>闸门 Gates</h2>")
     if len(gates):
         g = gates.assign(result=gates["passed"].map({True: "pass", False: "FAIL"}))
         failed = g[~g["passed"]]
-        parts.append(f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>")
-        parts.append(_table(pd.concat([failed, g[g["passed"]]])[["gate", "scope", "hard", "result", "observed",
-                                                                   "threshold", "message"]], 200))
-    parts.append("<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats + simplified procedure)</h2>")
-    parts.append(_table(files[["path", "provider", "feed", "encoding", "status", "received", "accepted",
-                               "quarantined", "excluded", "reject_code", "message"]], 500)
-                 if len(files) else "<p>无新到文件 No new deliveries tonight.</p>")
+        parts.append(
+            f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>"
+        )
+        parts.append(
+            _table(
+                pd.concat([failed, g[g["passed"]]])[
+                    ["gate", "scope", "hard", "result", "observed", "threshold", "message"]
+                ],
+                200,
+            )
+        )
+    parts.append(
+        "<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats + simplified procedure)</h2>"
+    )
+    parts.append(
+        _table(
+            files[
+                [
+                    "path",
+                    "provider",
+                    "feed",
+                    "encoding",
+                    "status",
+                    "received",
+                    "accepted",
+                    "quarantined",
+                    "excluded",
+                    "reject_code",
+                    "message",
+                ]
+            ],
+            500,
+        )
+        if len(files)
+        else "<p>无新到文件 No new deliveries tonight.</p>"
+    )
     parts += lifecycle_sections(gates, files, rdir)
     staged_path = rdir / "staged" / "stg_record.parquet"
     want = ["source_file", "provider", "delivered_on", "decision_date"]
@@ -368,16 +555,24 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
             staged = pd.read_parquet(staged_path, columns=want)
     fb = provider_feedback(files, quar, cat, staged)
     if len(fb):
-        parts.append("<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "
-                     "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
-                     "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100))
+        parts.append(
+            "<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "
+            "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
+            "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100)
+        )
         fb.to_csv(rdir / "provider_report.csv", index=False, encoding="utf-8-sig")
     docs = rdir / "data_docs.json"
     if docs.exists():
         links = {k: v for k, v in json.loads(docs.read_text()).items() if v}
         if links:
-            parts.append("<h2>GX Data Docs</h2><ul>" + "".join(
-                f"<li><a href='{html.escape(v)}'>{html.escape(k)}</a></li>" for k, v in sorted(links.items())) + "</ul>")
+            parts.append(
+                "<h2>GX Data Docs</h2><ul>"
+                + "".join(
+                    f"<li><a href='{html.escape(v)}'>{html.escape(k)}</a></li>"
+                    for k, v in sorted(links.items())
+                )
+                + "</ul>"
+            )
     parts.append("</body></html>")
     path = rdir / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

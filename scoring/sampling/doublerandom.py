@@ -27,6 +27,7 @@ sha256("<seed>|<tier>|<position>|<inspector>")); the team takes the best candida
 repeatedly the best one from a unit not yet in the team (any unit if none). Serving constrained
 targets first keeps workloads balanced when some inspectors are recused from many targets.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,7 +71,9 @@ def _key(seed: str, *parts) -> str:
 
 def draw(ingredients: dict, seed: str) -> dict:
     """The draw and inspector assignment a committed plan and its seed determine."""
-    excluded = {(e["tier"], int(e["position"])): e["reason"] for e in ingredients.get("exclusions", [])}
+    excluded = {
+        (e["tier"], int(e["position"])): e["reason"] for e in ingredients.get("exclusions", [])
+    }
     drawn, skipped = [], []
     for tier in TIERS:
         n = int(ingredients["frame"].get(tier, 0))
@@ -86,8 +89,13 @@ def draw(ingredients: dict, seed: str) -> dict:
                 continue
             drawn.append({"tier": tier, "position": pos, "rank": taken})
             taken += 1
-    return {"algorithm": ALGORITHM, "seed": seed, "drawn": drawn, "skipped": skipped,
-            "assignments": assign(ingredients, drawn, seed)}
+    return {
+        "algorithm": ALGORITHM,
+        "seed": seed,
+        "drawn": drawn,
+        "skipped": skipped,
+        "assignments": assign(ingredients, drawn, seed),
+    }
 
 
 def assign(ingredients: dict, drawn: list[dict], seed: str) -> list[dict]:
@@ -110,8 +118,10 @@ def assign(ingredients: dict, drawn: list[dict], seed: str) -> list[dict]:
         out_of = recused.get(target, set())
         free = [i for i in load if i not in out_of]
         if len(free) < size:
-            raise DrawError(f"only {len(free)} inspectors may inspect {d['tier']}#{d['position']} after recusals; "
-                            f"{size} are required")
+            raise DrawError(
+                f"only {len(free)} inspectors may inspect {d['tier']}#{d['position']} after recusals; "
+                f"{size} are required"
+            )
         ranked = sorted(free, key=lambda i: (load[i], _key(seed, d["tier"], d["position"], i)))
         team: list[str] = []
         while len(team) < size:
@@ -120,8 +130,13 @@ def assign(ingredients: dict, drawn: list[dict], seed: str) -> list[dict]:
             team.append(pick or next(i for i in ranked if i not in team))
         for i in team:
             load[i] += 1
-        out[target] = {"tier": d["tier"], "position": d["position"], "inspectors": team,
-                       "units": [unit[i] for i in team], "recused": sorted(out_of & set(unit))}
+        out[target] = {
+            "tier": d["tier"],
+            "position": d["position"],
+            "inspectors": team,
+            "units": [unit[i] for i in team],
+            "recused": sorted(out_of & set(unit)),
+        }
     return [out[(d["tier"], d["position"])] for d in drawn]
 
 
@@ -129,9 +144,13 @@ def verify(doc: dict) -> list[str]:
     """What differs between a published plan and a redo from its ingredients ([] = identical).
     Checks the current draw and every abandoned one on record."""
     problems = []
-    for label, part in [("draw", doc)] + [(f"abandoned draw {i + 1}", a) for i, a in enumerate(doc.get("abandoned", []))]:
+    for label, part in [("draw", doc)] + [
+        (f"abandoned draw {i + 1}", a) for i, a in enumerate(doc.get("abandoned", []))
+    ]:
         if part["ingredients"].get("algorithm") != ALGORITHM:
-            problems.append(f"{label}: made with {part['ingredients'].get('algorithm')}; this script is {ALGORITHM}")
+            problems.append(
+                f"{label}: made with {part['ingredients'].get('algorithm')}; this script is {ALGORITHM}"
+            )
             continue
         if commitment_sha256(part["ingredients"]) != part["commitment_sha256"]:
             problems.append(f"{label}: ingredients do not hash to the published commitment")

@@ -6,6 +6,7 @@ plan must pass before anything is drawn. Every refusal is one line that names wh
 - Capacity: inspections a department can carry out per period (month), shared by all its plans.
 - The inspector register: each inspector belongs to exactly one department and one unit.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,7 +40,9 @@ def parse_ratios(value) -> dict[str, str]:
             if part.strip():
                 tier, sep, v = part.partition("=")
                 if not sep:
-                    raise SamplingRefused(f"bad ratio {part.strip()!r}: write TIER=RATIO, e.g. A=0.03,B=0.1,C=0.4,D=0.8")
+                    raise SamplingRefused(
+                        f"bad ratio {part.strip()!r}: write TIER=RATIO, e.g. A=0.03,B=0.1,C=0.4,D=0.8"
+                    )
                 pairs.append((tier.strip().upper(), v.strip()))
     else:
         pairs = [(str(t).strip().upper(), v) for t, v in dict(value or {}).items()]
@@ -58,7 +61,9 @@ def parse_ratios(value) -> dict[str, str]:
         out[tier] = format(d.normalize(), "f")
     missing = [t for t in TIERS if t not in out]
     if missing:
-        raise SamplingRefused(f"tier {', '.join(missing)} missing from the ratios: a plan sets all of A, B, C, D")
+        raise SamplingRefused(
+            f"tier {', '.join(missing)} missing from the ratios: a plan sets all of A, B, C, D"
+        )
     return {t: out[t] for t in TIERS}
 
 
@@ -90,8 +95,11 @@ def bounds_for(agency_id: str, day: dt.date, reg: dict) -> dict:
     if not valid:
         raise SamplingRefused(f"no ratio bounds in force for {agency_id} on {day}")
     s = max(valid, key=lambda s: str(s["from"]))
-    return {"from": str(s["from"]), "source": s["source"],
-            "tiers": {t: [format(Decimal(str(x)).normalize(), "f") for x in s[t]] for t in TIERS}}
+    return {
+        "from": str(s["from"]),
+        "source": s["source"],
+        "tiers": {t: [format(Decimal(str(x)).normalize(), "f") for x in s[t]] for t in TIERS},
+    }
 
 
 def check_ratios(agency_id: str, period: str, ratios: dict[str, str], reg: dict) -> dict:
@@ -100,8 +108,10 @@ def check_ratios(agency_id: str, period: str, ratios: dict[str, str], reg: dict)
     for t in TIERS:
         lo, hi = (Decimal(x) for x in bounds["tiers"][t])
         if not lo <= Decimal(ratios[t]) <= hi:
-            raise SamplingRefused(f"tier {t} ratio {ratios[t]} is outside the bound {lo}–{hi} for {agency_id} "
-                                  f"({bounds['source']}, in force from {bounds['from']})")
+            raise SamplingRefused(
+                f"tier {t} ratio {ratios[t]} is outside the bound {lo}–{hi} for {agency_id} "
+                f"({bounds['source']}, in force from {bounds['from']})"
+            )
     return bounds
 
 
@@ -120,7 +130,9 @@ def load_register(path=INSPECTORS, agency_id: str | None = None) -> pd.DataFrame
     for r in rows:
         iid, agency = str(r["inspector_id"]), str(r["agency_id"])
         if iid in seen and seen[iid] != agency:
-            raise SamplingRefused(f"inspector {iid} is in two departments ({seen[iid]}, {agency}) in the register")
+            raise SamplingRefused(
+                f"inspector {iid} is in two departments ({seen[iid]}, {agency}) in the register"
+            )
         if iid in seen:
             raise SamplingRefused(f"inspector {iid} is listed twice in the register")
         seen[iid] = agency
@@ -129,10 +141,22 @@ def load_register(path=INSPECTORS, agency_id: str | None = None) -> pd.DataFrame
         conflicts = []
         for c in r.get("conflicts") or []:
             if c.get("reason") not in CONFLICT_REASONS:
-                raise SamplingRefused(f"inspector {iid}: conflict reason {c.get('reason')!r} is not one of "
-                                      f"{', '.join(CONFLICT_REASONS)}")
+                raise SamplingRefused(
+                    f"inspector {iid}: conflict reason {c.get('reason')!r} is not one of "
+                    f"{', '.join(CONFLICT_REASONS)}"
+                )
             conflicts.append((str(c["uscc"]), c["reason"]))
-        out.append({"inspector_id": iid, "agency_id": agency, "unit": str(r["unit"]),
-                    "conflicts": tuple(sorted(conflicts))})
+        out.append(
+            {
+                "inspector_id": iid,
+                "agency_id": agency,
+                "unit": str(r["unit"]),
+                "conflicts": tuple(sorted(conflicts)),
+            }
+        )
     frame = pd.DataFrame(out, columns=["inspector_id", "agency_id", "unit", "conflicts"])
-    return frame if agency_id is None else frame[frame["agency_id"] == agency_id].reset_index(drop=True)
+    return (
+        frame
+        if agency_id is None
+        else frame[frame["agency_id"] == agency_id].reset_index(drop=True)
+    )

@@ -1,5 +1,6 @@
 """The few things the world takes from packages below it, in one place (the draws are the
 sampling package's own commit-then-draw, scoring.sampling.commit.sample_population)."""
+
 from scoring.calibration.learn import (  # noqa: F401
     decayed_counts,
     point_in_time_records,

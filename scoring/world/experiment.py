@@ -9,17 +9,28 @@ out), and compare on the later 30%: AUC with the paired bootstrap interval of th
 problems found per 100 inspections at the current ratios, hit rate by tier, calibration, PSI,
 and the oracle (the world's own risk) as the ceiling.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from scoring.world._deps import Catalogue, Policy
-from scoring.calibration.learn import (TIERS, SignConstrainedLogisticRegression, compare_policies, decayed_counts,
-                                       ipw_training_set, learn_candidate, paired_auc_difference, policy_half_lives,
-                                       policy_view, psi, smoothed_probability)
 from scoring.calibration.card import item_evidence, signal_evidence, what_changed
-from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
+from scoring.calibration.learn import (
+    TIERS,
+    SignConstrainedLogisticRegression,
+    compare_policies,
+    decayed_counts,
+    ipw_training_set,
+    learn_candidate,
+    paired_auc_difference,
+    policy_half_lives,
+    policy_view,
+    psi,
+    smoothed_probability,
+)
+from scoring.world._deps import Catalogue, Policy
+from scoring.world.params import WorldParams, load_world
 from scoring.world.province import World, build_world
 from scoring.world.truth import ITEM_OF_KIND
 
@@ -32,30 +43,62 @@ def store_frames(world: World) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     ent, rec = world.entities, world.records
     uscc = ent["uscc"].to_numpy()[rec["entity"].to_numpy()]
     item = rec["kind"].map(lambda k: ITEM_OF_KIND.get(k, k))
-    item = item.where(rec["kind"] != "INSPECTION", np.where(rec["inspection_failed"], "INSPECTION_FAIL", "INSPECTION_PASS"))
+    item = item.where(
+        rec["kind"] != "INSPECTION",
+        np.where(rec["inspection_failed"], "INSPECTION_FAIL", "INSPECTION_PASS"),
+    )
     cat = Catalogue.load()
-    end = _end_days(cat, item.to_numpy(), rec["decision_date"], rec["publicity_months_draw"].to_numpy(),
-                    rec["licence_years"].to_numpy())
+    end = _end_days(
+        cat,
+        item.to_numpy(),
+        rec["decision_date"],
+        rec["publicity_months_draw"].to_numpy(),
+        rec["licence_years"].to_numpy(),
+    )
     end = pd.to_datetime(np.where(end < 0, np.datetime64("NaT"), end.astype("datetime64[D]")))
     lic = (rec["kind"] == "LICENCE").to_numpy()
     ins_kind = (rec["kind"] == "INSPECTION").to_numpy()
     key = rec["doc_number"].astype(str) + "|" + pd.Series(uscc, index=rec.index)
-    frame = pd.DataFrame({"record_key": key, "uscc": uscc, "item_code": item.to_numpy(),
-                          "decision_date": rec["decision_date"].to_numpy(),
-                          "publicity_end_date": np.where(lic | ins_kind, pd.NaT, end),
-                          "valid_to_date": np.where(lic, end, pd.NaT)})
+    frame = pd.DataFrame(
+        {
+            "record_key": key,
+            "uscc": uscc,
+            "item_code": item.to_numpy(),
+            "decision_date": rec["decision_date"].to_numpy(),
+            "publicity_end_date": np.where(lic | ins_kind, pd.NaT, end),
+            "valid_to_date": np.where(lic, end, pd.NaT),
+        }
+    )
     frame["publicity_end_date"] = pd.to_datetime(frame["publicity_end_date"])
     frame["valid_to_date"] = pd.to_datetime(frame["valid_to_date"])
-    ins = frame[ins_kind].assign(**{c: rec.loc[ins_kind, c].to_numpy() for c in (
-        "inspection_mode", "tier_at_draw", "inclusion_prob", "represents", "oracle_logit", "draw_month")})
+    ins = frame[ins_kind].assign(
+        **{
+            c: rec.loc[ins_kind, c].to_numpy()
+            for c in (
+                "inspection_mode",
+                "tier_at_draw",
+                "inclusion_prob",
+                "represents",
+                "oracle_logit",
+                "draw_month",
+            )
+        }
+    )
     ins = ins.sort_values(["decision_date", "record_key"], kind="stable", ignore_index=True)
     ch = world.changes
     op = ch["op"].map({"信用修复": "repair", "撤销": "revoke"})
     ch = ch[op.notna()]
     keys = key.to_numpy()[ch["record_no"].to_numpy()] if len(ch) else np.array([], dtype=object)
-    changes = pd.DataFrame({"record_key": keys, "op": op[op.notna()].to_numpy(),
-                            "effective_date": ch["effective_date"].to_numpy(),
-                            "known_from": (ch["effective_date"] + pd.to_timedelta(ch["lag_days"], unit="D")).to_numpy()})
+    changes = pd.DataFrame(
+        {
+            "record_key": keys,
+            "op": op[op.notna()].to_numpy(),
+            "effective_date": ch["effective_date"].to_numpy(),
+            "known_from": (
+                ch["effective_date"] + pd.to_timedelta(ch["lag_days"], unit="D")
+            ).to_numpy(),
+        }
+    )
     return ins, frame, changes
 
 
@@ -65,8 +108,13 @@ def _weighted_auc_of(model, X, y, w) -> float:
     return float(roc_auc_score(y, model.decision_function(X), sample_weight=w))
 
 
-def run_experiment(world: World, train_share: float | None = None, resamples: int | None = None,
-                   random_state: int = 0, signals: dict | None = None) -> dict:
+def run_experiment(
+    world: World,
+    train_share: float | None = None,
+    resamples: int | None = None,
+    random_state: int = 0,
+    signals: dict | None = None,
+) -> dict:
     """signals: the candidate's signals beyond the items (default: every candidate signal, the
     world delivering registration dates and the register's representative changes); {} for a
     candidate over the catalogue items only."""
@@ -80,11 +128,25 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
     uscc = world.entities["uscc"].to_numpy()
     registered = pd.Series(pd.to_datetime(world.entities["reg_date"]).to_numpy(), index=uscc)
     reps = world.representative_changes
-    rep_changes = (pd.DataFrame({"uscc": uscc[reps["entity"].to_numpy()], "change_date": reps["change_date"].to_numpy()})
-                   if reps is not None else None)
+    rep_changes = (
+        pd.DataFrame(
+            {"uscc": uscc[reps["entity"].to_numpy()], "change_date": reps["change_date"].to_numpy()}
+        )
+        if reps is not None
+        else None
+    )
     # The same path as `credit calibrate`: random inspections only, IPW, split by date.
-    ts = ipw_training_set(ins, rec, chg, cat, hand, train_share, registered=registered, rep_changes=rep_changes,
-                          signals=signals)
+    ts = ipw_training_set(
+        ins,
+        rec,
+        chg,
+        cat,
+        hand,
+        train_share,
+        registered=registered,
+        rep_changes=rep_changes,
+        signals=signals,
+    )
     ins, rows, y, w, days = ts["inspections"], ts["rows"], ts["y"], ts["w"], ts["days"]
     random, tr, te, split_day = ts["random"], ts["train"], ts["test"], ts["split_day"]
     p_tr, p_te, features = ts["train_pairs"], ts["test_pairs"], ts["features"]
@@ -106,64 +168,126 @@ def run_experiment(world: World, train_share: float | None = None, resamples: in
     order = np.argsort(o_risk, kind="stable")
     cw = np.cumsum(w[te][order]) / w[te].sum()
     o_tier = np.empty(len(te), dtype=object)
-    o_tier[order] = np.select([cw <= shares[0], cw <= shares[1], cw <= shares[2]], ["A", "B", "C"], "D")
+    o_tier[order] = np.select(
+        [cw <= shares[0], cw <= shares[1], cw <= shares[2]], ["A", "B", "C"], "D"
+    )
     ratios = {t: float(r) / 12 for t, r in params["inspections"]["ratios_per_year"].items()}
     risks = {"hand": -hs, "candidate": -cs, "oracle": o_risk}
     tiers = {"hand": ht, "candidate": ct, "oracle": o_tier.astype(str)}
     if ts["signals"]:
         # What the signals add: the same learning over the catalogue items only (the previous family).
         keep = [i for i, f in enumerate(features) if f not in ts["signals"]]
-        ts_items = dict(ts, features=[features[i] for i in keep], signs=[signs[i] for i in keep], signals={},
-                        train_signals=np.zeros((len(tr), 0)), test_signals=np.zeros((len(te), 0)))
+        ts_items = dict(
+            ts,
+            features=[features[i] for i in keep],
+            signs=[signs[i] for i in keep],
+            signals={},
+            train_signals=np.zeros((len(tr), 0)),
+            test_signals=np.zeros((len(te), 0)),
+        )
         _, cand_items = learn_candidate(ts_items, hand, random_state)
         i_s, i_t, _ = policy_view(cand_items, ts_items, "test")
         risks["candidate_items_only"], tiers["candidate_items_only"] = -i_s, i_t
-    comp = compare_policies(y[te], w[te], rows["uscc"].to_numpy()[te], risks, tiers, ratios,
-                            truth_p=truth_p[te], resamples=resamples, random_state=random_state)
+    comp = compare_policies(
+        y[te],
+        w[te],
+        rows["uscc"].to_numpy()[te],
+        risks,
+        tiers,
+        ratios,
+        truth_p=truth_p[te],
+        resamples=resamples,
+        random_state=random_state,
+    )
     # The same comparison unweighted (AUC over the inspections as drawn, as `credit calibrate` had it).
-    unweighted = paired_auc_difference(y[te], -cs, -hs, rows["uscc"].to_numpy()[te], resamples=resamples,
-                                       random_state=random_state)
+    unweighted = paired_auc_difference(
+        y[te], -cs, -hs, rows["uscc"].to_numpy()[te], resamples=resamples, random_state=random_state
+    )
     # How much room a points policy has at all: the best sign-constrained points over these records,
     # fitted on the test inspections themselves (optimistic; not a policy anyone could have had).
     best_in_hindsight = max(
-        _weighted_auc_of(SignConstrainedLogisticRegression(signs=signs, C=1e4).fit(X, y[te], w[te]), X, y[te], w[te])
-        for X in (learner.transform(p_te, len(te), ts["test_signals"] if ts["signals"] else None),
-                  decayed_counts(p_te, len(te), features, policy_half_lives(hand))))
+        _weighted_auc_of(
+            SignConstrainedLogisticRegression(signs=signs, C=1e4).fit(X, y[te], w[te]),
+            X,
+            y[te],
+            w[te],
+        )
+        for X in (
+            learner.transform(p_te, len(te), ts["test_signals"] if ts["signals"] else None),
+            decayed_counts(p_te, len(te), features, policy_half_lives(hand)),
+        )
+    )
     model_p = learner.model_.predict_proba(X_c.to_numpy())[:, 1]
     dec = pd.qcut(model_p, 10, duplicates="drop", labels=False)
-    calib = (pd.DataFrame({"p": model_p * w[te], "y": y[te] * w[te], "w": w[te], "bin": dec})
-             .groupby("bin").sum())
-    calib = pd.DataFrame({"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]})
+    calib = (
+        pd.DataFrame({"p": model_p * w[te], "y": y[te] * w[te], "w": w[te], "bin": dec})
+        .groupby("bin")
+        .sum()
+    )
+    calib = pd.DataFrame(
+        {"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]}
+    )
     (hs_tr, _), _ = scored(hand, "train")
     (cs_tr, _), _ = scored(cand, "train")
     bins = np.linspace(0, 1000, 21)
     whist = lambda s, ww: np.histogram(s, bins, weights=ww)[0]  # noqa: E731
     complaint = np.flatnonzero(~random & (days > split_day))
     return {
-        "world": params.name, "world_sha256": params.sha256, "seed": world.seed, "entities": len(world.entities),
-        "inspections": {"all": int(len(ins)), "random": int(random.sum()), "complaint_driven": int((~random).sum()),
-                        "train": int(len(tr)), "test": int(len(te)),
-                        "split_after": str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=split_day)).date()),
-                        "complaint_problem_rate_test": float(y[complaint].mean()) if len(complaint) else None,
-                        "random_problem_rate_test": float(y[te].mean())},
-        "comparison": comp, "auc_difference_unweighted": unweighted,
+        "world": params.name,
+        "world_sha256": params.sha256,
+        "seed": world.seed,
+        "entities": len(world.entities),
+        "inspections": {
+            "all": int(len(ins)),
+            "random": int(random.sum()),
+            "complaint_driven": int((~random).sum()),
+            "train": int(len(tr)),
+            "test": int(len(te)),
+            "split_after": str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=split_day)).date()),
+            "complaint_problem_rate_test": float(y[complaint].mean()) if len(complaint) else None,
+            "random_problem_rate_test": float(y[te].mean()),
+        },
+        "comparison": comp,
+        "auc_difference_unweighted": unweighted,
         "points_policy_auc_in_hindsight": best_in_hindsight,
         "calibration": calib.round(4).reset_index().to_dict("records"),
-        "psi": {"hand_vs_candidate_test": psi(whist(hs, w[te]), whist(cs, w[te])),
-                "candidate_train_vs_test": psi(whist(cs_tr, w[tr]), whist(cs, w[te])),
-                "hand_train_vs_test": psi(whist(hs_tr, w[tr]), whist(hs, w[te]))},
-        "learned": {"half_life_scale": learner.half_life_scale_, "prior": learner.prior_, "C": learner.C_,
-                    "kept_current_policy": learner.keep_current_,
-                    "validation_log_loss": {"current": learner.current_val_log_loss_,
-                                            "best_learned": min((r["val_log_loss"] for r in learner.search_),
-                                                                default=None)}},
-        "what_changed": what_changed(hand, cand, item_evidence(p_tr, y[tr], w[tr], features),
-                                     signal_evidence(ts["train_signals"], y[tr], w[tr], ts["signals"])),
+        "psi": {
+            "hand_vs_candidate_test": psi(whist(hs, w[te]), whist(cs, w[te])),
+            "candidate_train_vs_test": psi(whist(cs_tr, w[tr]), whist(cs, w[te])),
+            "hand_train_vs_test": psi(whist(hs_tr, w[tr]), whist(hs, w[te])),
+        },
+        "learned": {
+            "half_life_scale": learner.half_life_scale_,
+            "prior": learner.prior_,
+            "C": learner.C_,
+            "kept_current_policy": learner.keep_current_,
+            "validation_log_loss": {
+                "current": learner.current_val_log_loss_,
+                "best_learned": min((r["val_log_loss"] for r in learner.search_), default=None),
+            },
+        },
+        "what_changed": what_changed(
+            hand,
+            cand,
+            item_evidence(p_tr, y[tr], w[tr], features),
+            signal_evidence(ts["train_signals"], y[tr], w[tr], ts["signals"]),
+        ),
         "signals": sorted(ts["signals"]),
-        "candidate": cand, "hand": hand, "features": features, "learner": learner,
+        "candidate": cand,
+        "hand": hand,
+        "features": features,
+        "learner": learner,
         "train_rows": (p_tr, y[tr], w[tr]),
-        "test_rows": {"y": y[te], "w": w[te], "hand_score": hs, "cand_score": cs, "model_p": model_p,
-                      "oracle_logit": o_risk, "pairs": p_te, "rows": rows.iloc[te].reset_index(drop=True)},
+        "test_rows": {
+            "y": y[te],
+            "w": w[te],
+            "hand_score": hs,
+            "cand_score": cs,
+            "model_p": model_p,
+            "oracle_logit": o_risk,
+            "pairs": p_te,
+            "rows": rows.iloc[te].reset_index(drop=True),
+        },
     }
 
 
@@ -174,26 +298,44 @@ def summary_line(r: dict) -> str:
     p = k["vs_hand"]["problems_per_100"]
     pt = k["vs_hand"]["problems_per_100_truth"]
     io = c.get("candidate_items_only")
-    items = (f" | items-only diff {io['vs_hand']['auc']['difference']:+.4f} [{io['vs_hand']['auc']['ci95'][0]:+.4f}, "
-             f"{io['vs_hand']['auc']['ci95'][1]:+.4f}]") if io else ""
-    return (f"{r['world']:7s} seed {r['seed']:>4}: test {r['inspections']['test']:>5} | AUC hand {h['auc']:.3f} "
-            f"cand {k['auc']:.3f} oracle {o['auc']:.3f} hindsight {r['points_policy_auc_in_hindsight']:.3f} | diff {a['difference']:+.4f} "
-            f"[{a['ci95'][0]:+.4f}, {a['ci95'][1]:+.4f}] | per100 hand {h['problems_per_100']:.1f} "
-            f"cand {k['problems_per_100']:.1f} oracle {o['problems_per_100']:.1f} diff {p['difference']:+.2f} "
-            f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}] | truth per100 hand {h['problems_per_100_truth']:.1f} "
-            f"cand {k['problems_per_100_truth']:.1f} diff {pt['difference']:+.2f} [{pt['ci95'][0]:+.2f}, {pt['ci95'][1]:+.2f}]"
-            + items)
+    items = (
+        (
+            f" | items-only diff {io['vs_hand']['auc']['difference']:+.4f} [{io['vs_hand']['auc']['ci95'][0]:+.4f}, "
+            f"{io['vs_hand']['auc']['ci95'][1]:+.4f}]"
+        )
+        if io
+        else ""
+    )
+    return (
+        f"{r['world']:7s} seed {r['seed']:>4}: test {r['inspections']['test']:>5} | AUC hand {h['auc']:.3f} "
+        f"cand {k['auc']:.3f} oracle {o['auc']:.3f} hindsight {r['points_policy_auc_in_hindsight']:.3f} | diff {a['difference']:+.4f} "
+        f"[{a['ci95'][0]:+.4f}, {a['ci95'][1]:+.4f}] | per100 hand {h['problems_per_100']:.1f} "
+        f"cand {k['problems_per_100']:.1f} oracle {o['problems_per_100']:.1f} diff {p['difference']:+.2f} "
+        f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}] | truth per100 hand {h['problems_per_100_truth']:.1f} "
+        f"cand {k['problems_per_100_truth']:.1f} diff {pt['difference']:+.2f} [{pt['ci95'][0]:+.2f}, {pt['ci95'][1]:+.2f}]"
+        + items
+    )
 
 
 def public_report(r: dict) -> dict:
     """The JSON-able part of a result (no fitted objects or row data)."""
-    out = {k: v for k, v in r.items() if k not in ("candidate", "hand", "learner", "train_rows", "test_rows", "features")}
+    out = {
+        k: v
+        for k, v in r.items()
+        if k not in ("candidate", "hand", "learner", "train_rows", "test_rows", "features")
+    }
     out["candidate_sha256"] = r["candidate"].sha256
     out["hand_sha256"] = r["hand"].sha256
-    out["points"] = {f: {"hand": r["hand"].doc["items"][f]["points"], "candidate": r["candidate"].doc["items"][f]["points"],
-                         "hand_half_life": r["hand"].doc["items"][f]["half_life_months"],
-                         "candidate_half_life": r["candidate"].doc["items"][f]["half_life_months"]}
-                     for f in r["features"] if f in r["hand"].doc["items"]}
+    out["points"] = {
+        f: {
+            "hand": r["hand"].doc["items"][f]["points"],
+            "candidate": r["candidate"].doc["items"][f]["points"],
+            "hand_half_life": r["hand"].doc["items"][f]["half_life_months"],
+            "candidate_half_life": r["candidate"].doc["items"][f]["half_life_months"],
+        }
+        for f in r["features"]
+        if f in r["hand"].doc["items"]
+    }
     out["candidate_cut_scores"] = {t["tier"]: t["min_score"] for t in r["candidate"].doc["tiers"]}
     return out
 
@@ -209,30 +351,52 @@ def write_report(r: dict, folder) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rep = public_report(r)
-    (folder / "report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1, sort_keys=True, default=str),
-                                        encoding="utf-8")
-    (folder / "candidate_policy.json").write_text(canonical_json(r["candidate"].doc), encoding="utf-8")
+    (folder / "report.json").write_text(
+        json.dumps(rep, ensure_ascii=False, indent=1, sort_keys=True, default=str), encoding="utf-8"
+    )
+    (folder / "candidate_policy.json").write_text(
+        canonical_json(r["candidate"].doc), encoding="utf-8"
+    )
     c = rep["comparison"]["policies"]
 
     def row(name, k):
         v = c[k]
         vs = v.get("vs_hand", {})
-        iv = lambda m: ("" if m not in vs else f" ({vs[m]['difference']:+.4f}; 95% {vs[m]['ci95'][0]:+.4f} to "  # noqa: E731
-                                                f"{vs[m]['ci95'][1]:+.4f})")
-        hit = " / ".join("–" if v["hit_rate_by_tier"][t] is None else f"{100 * v['hit_rate_by_tier'][t]:.0f}%"
-                         for t in TIERS)
-        return (f"<tr><th>{name}</th><td>{v['auc']:.4f}{iv('auc')}</td><td>{v['problems_per_100']:.1f}"
-                f"{iv('problems_per_100')}</td><td>{v['problems_per_100_truth']:.1f}{iv('problems_per_100_truth')}"
-                f"</td><td>{hit}</td></tr>")
+
+        def iv(m):
+            if m not in vs:
+                return ""
+            lo, hi = vs[m]["ci95"]
+            return f" ({vs[m]['difference']:+.4f}; 95% {lo:+.4f} to {hi:+.4f})"
+
+        hit = " / ".join(
+            "–" if v["hit_rate_by_tier"][t] is None else f"{100 * v['hit_rate_by_tier'][t]:.0f}%"
+            for t in TIERS
+        )
+        return (
+            f"<tr><th>{name}</th><td>{v['auc']:.4f}{iv('auc')}</td><td>{v['problems_per_100']:.1f}"
+            f"{iv('problems_per_100')}</td><td>{v['problems_per_100_truth']:.1f}{iv('problems_per_100_truth')}"
+            f"</td><td>{hit}</td></tr>"
+        )
 
     a = c["candidate"]["vs_hand"]["auc"]
-    verdict = ("beats the hand policy: the 95% interval of the AUC difference is above zero" if a["ci95"][0] > 0
-               else "does not beat the hand policy with confidence: the 95% interval of the AUC difference includes "
-                    "zero" if a["ci95"][1] >= 0 else "is worse than the hand policy: the 95% interval is below zero")
-    changes = "".join(f"<li>{html.escape(s['text'])}<br/><small>Evidence: {html.escape(s['evidence'])}</small></li>"
-                      for s in rep["what_changed"])
-    pts = "".join(f"<tr><td>{f}</td><td>{p['hand']}</td><td>{p['candidate']}</td><td>{p['hand_half_life']}</td>"
-                  f"<td>{p['candidate_half_life']}</td></tr>" for f, p in rep["points"].items())
+    verdict = (
+        "beats the hand policy: the 95% interval of the AUC difference is above zero"
+        if a["ci95"][0] > 0
+        else "does not beat the hand policy with confidence: the 95% interval of the AUC difference includes "
+        "zero"
+        if a["ci95"][1] >= 0
+        else "is worse than the hand policy: the 95% interval is below zero"
+    )
+    changes = "".join(
+        f"<li>{html.escape(s['text'])}<br/><small>Evidence: {html.escape(s['evidence'])}</small></li>"
+        for s in rep["what_changed"]
+    )
+    pts = "".join(
+        f"<tr><td>{f}</td><td>{p['hand']}</td><td>{p['candidate']}</td><td>{p['hand_half_life']}</td>"
+        f"<td>{p['candidate_half_life']}</td></tr>"
+        for f, p in rep["points"].items()
+    )
     ins = rep["inspections"]
     text = (
         "<html><head><meta charset='utf-8'><title>Model card</title></head><body style='font-family:sans-serif'>"
@@ -248,29 +412,47 @@ def write_report(r: dict, folder) -> dict:
         f"themselves): AUC {rep['points_policy_auc_in_hindsight']:.4f}.</p>"
         "<table border=1><tr><th></th><th>AUC (difference to hand)</th><th>problems per 100 inspections, observed"
         "</th><th>per 100, world's truth</th><th>hit rate A / B / C / D</th></tr>"
-        + row("hand policy", "hand") + row("candidate", "candidate")
-        + (row("candidate over the catalogue items only (no signals)", "candidate_items_only")
-           if "candidate_items_only" in c else "")
-        + row("oracle (ceiling)", "oracle") + "</table>"
+        + row("hand policy", "hand")
+        + row("candidate", "candidate")
+        + (
+            row("candidate over the catalogue items only (no signals)", "candidate_items_only")
+            if "candidate_items_only" in c
+            else ""
+        )
+        + row("oracle (ceiling)", "oracle")
+        + "</table>"
         f"<p>PSI hand vs candidate scores {rep['psi']['hand_vs_candidate_test']:.4f}; candidate train vs test "
         f"{rep['psi']['candidate_train_vs_test']:.4f}.</p>"
         f"<h2>What changed, in words</h2><ul>{changes}</ul>"
         "<h2>Points and half-lives</h2><table border=1><tr><th>item</th><th>hand</th><th>candidate</th>"
         f"<th>hand half-life</th><th>candidate half-life</th></tr>{pts}</table>"
         f"<p>Cut scores {html.escape(json.dumps(rep['candidate_cut_scores']))} (at the hand policy's tier shares, "
-        "so the same ratios need the same capacity).</p></body></html>")
+        "so the same ratios need the same capacity).</p></body></html>"
+    )
     (folder / "model_card.html").write_text(text, encoding="utf-8")
     return rep
 
 
-def run_world_experiments(world, seeds: list[int], n_entities: int = 20_000, resamples: int | None = None,
-                          folder=None, progress=None) -> dict:
+def run_world_experiments(
+    world,
+    seeds: list[int],
+    n_entities: int = 20_000,
+    resamples: int | None = None,
+    folder=None,
+    progress=None,
+) -> dict:
     """The experiment on one world for several seeds: a report and a model card per seed."""
     from pathlib import Path
 
     params = load_world(world)
     say = progress or (lambda msg: None)
-    out = {"world": params.name, "world_sha256": params.sha256, "entities": n_entities, "runs": [], "summary": []}
+    out = {
+        "world": params.name,
+        "world_sha256": params.sha256,
+        "entities": n_entities,
+        "runs": [],
+        "summary": [],
+    }
     for seed in seeds:
         say(f"world {params.name}, seed {seed}: building {n_entities:,} entities")
         r = run_experiment(build_world(n_entities, seed, params), resamples=resamples)

@@ -3,32 +3,65 @@
 A bad file is refused with one line naming the file and the first problem, before anything is
 generated: an unknown signal, a negative rate, ratios outside the agency's bounds.
 """
+
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from scoring.world._deps import CONFIG_DIR, Catalogue, bounds_for, content_hash, load_document, registry
+from scoring.world._deps import (
+    CONFIG_DIR,
+    Catalogue,
+    bounds_for,
+    content_hash,
+    load_document,
+    registry,
+)
 
 WORLD_DIR = CONFIG_DIR / "world"
 DEFAULT_WORLD = WORLD_DIR / "default.yaml"
 MIRROR_WORLD = WORLD_DIR / "mirror.yaml"
 TIERS = ("A", "B", "C", "D")
 # Catalogue items a world may generate directly; inspections are made by the draw, not a rate.
-RECORD_ITEMS = ("PENALTY_GENERAL", "PENALTY_SEVERE", "FALSIFICATION", "REFUSE_TO_PERFORM", "COMMITMENT_BREACH",
-                "COURT_JUDGMENT", "TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS", "HOUSING_FUND_ARREARS",
-                "UTILITY_ARREARS", "DISHONEST_DEBTOR", "SEVERE_DISHONESTY_LIST", "LICENCE", "COMMITMENT",
-                "COMMENDATION", "VOLUNTEER_CHARITY")
+RECORD_ITEMS = (
+    "PENALTY_GENERAL",
+    "PENALTY_SEVERE",
+    "FALSIFICATION",
+    "REFUSE_TO_PERFORM",
+    "COMMITMENT_BREACH",
+    "COURT_JUDGMENT",
+    "TAX_ARREARS",
+    "SOCIAL_INSURANCE_ARREARS",
+    "HOUSING_FUND_ARREARS",
+    "UTILITY_ARREARS",
+    "DISHONEST_DEBTOR",
+    "SEVERE_DISHONESTY_LIST",
+    "LICENCE",
+    "COMMITMENT",
+    "COMMENDATION",
+    "VOLUNTEER_CHARITY",
+)
 RECORD_KEYS = {"rate", "compliance", "distress", "size"}
-OUTCOME_KEYS = {"latent": {"model", "intercept", "compliance", "distress", "young", "representative_change",
-                           "noise_sd"},
-                "hand_policy": {"model", "intercept", "per_100_points", "noise_sd"}}
+OUTCOME_KEYS = {
+    "latent": {
+        "model",
+        "intercept",
+        "compliance",
+        "distress",
+        "young",
+        "representative_change",
+        "noise_sd",
+    },
+    "hand_policy": {"model", "intercept", "per_100_points", "noise_sd"},
+}
 
 
 def world_path(name_or_path: str | Path) -> Path:
     """'default' and 'mirror' name the shipped worlds; anything else is a path."""
-    return {"default": DEFAULT_WORLD, "mirror": MIRROR_WORLD}.get(str(name_or_path), Path(name_or_path))
+    return {"default": DEFAULT_WORLD, "mirror": MIRROR_WORLD}.get(
+        str(name_or_path), Path(name_or_path)
+    )
 
 
 class WorldParamsError(ValueError):
@@ -105,23 +138,41 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
         return f"outcome.model must be one of {', '.join(OUTCOME_KEYS)}, not {model!r}"
     extra = set(out) - OUTCOME_KEYS[model]
     if extra:
-        return f"unknown signal {sorted(extra)[0]!r} in outcome (allowed for {model}: " \
-               f"{', '.join(sorted(OUTCOME_KEYS[model] - {'model'}))})"
+        return (
+            f"unknown signal {sorted(extra)[0]!r} in outcome (allowed for {model}: "
+            f"{', '.join(sorted(OUTCOME_KEYS[model] - {'model'}))})"
+        )
     missing = OUTCOME_KEYS[model] - set(out)
     if missing:
         return f"outcome: missing {sorted(missing)[0]!r}"
     if out["noise_sd"] < 0:
         return f"outcome.noise_sd is negative ({out['noise_sd']})"
     lat = doc["latent"]
-    checks = [("latent.stable_share", lat.get("stable_share"), 0, 1),
-              ("latent.drift_persistence_per_month", lat.get("drift_persistence_per_month"), 0, 1),
-              ("latent.size_sd", lat.get("size_sd"), 0, None),
-              ("latent.young_months", lat.get("young_months"), 0, None),
-              ("latent.distress.onset_per_year", lat.get("distress", {}).get("onset_per_year"), 0, None),
-              ("latent.distress.mean_duration_months", lat.get("distress", {}).get("mean_duration_months"), 1, None),
-              ("latent.representative_change.per_year", lat.get("representative_change", {}).get("per_year"), 0, None),
-              ("latent.representative_change.effect_months",
-               lat.get("representative_change", {}).get("effect_months"), 0, None)]
+    checks = [
+        ("latent.stable_share", lat.get("stable_share"), 0, 1),
+        ("latent.drift_persistence_per_month", lat.get("drift_persistence_per_month"), 0, 1),
+        ("latent.size_sd", lat.get("size_sd"), 0, None),
+        ("latent.young_months", lat.get("young_months"), 0, None),
+        ("latent.distress.onset_per_year", lat.get("distress", {}).get("onset_per_year"), 0, None),
+        (
+            "latent.distress.mean_duration_months",
+            lat.get("distress", {}).get("mean_duration_months"),
+            1,
+            None,
+        ),
+        (
+            "latent.representative_change.per_year",
+            lat.get("representative_change", {}).get("per_year"),
+            0,
+            None,
+        ),
+        (
+            "latent.representative_change.effect_months",
+            lat.get("representative_change", {}).get("effect_months"),
+            0,
+            None,
+        ),
+    ]
     for name, v, lo, hi in checks:
         if not _number(v):
             return f"{name} must be a number"
@@ -141,14 +192,19 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
         if agency not in [a["id"] for a in registry()["agencies"]]:
             return f"inspections.agency {agency!r} is not a registered agency"
         start = dt.date.fromisoformat(str(doc["window"]["start"]))
-        bounds = {t: [float(x) for x in v] for t, v in bounds_for(agency, start, registry())["tiers"].items()}
+        bounds = {
+            t: [float(x) for x in v]
+            for t, v in bounds_for(agency, start, registry())["tiers"].items()
+        }
     for t in TIERS:
         r = ratios[t]
         if not _number(r):
             return f"inspections.ratios_per_year.{t} must be a number"
         lo, hi = bounds[t]
         if not lo <= r <= hi:
-            return f"inspections.ratios_per_year.{t} = {r} is outside the agency bounds [{lo}, {hi}]"
+            return (
+                f"inspections.ratios_per_year.{t} = {r} is outside the agency bounds [{lo}, {hi}]"
+            )
     comp = ins.get("complaint_driven") or {}
     if not _number(comp.get("per_year")) or comp["per_year"] < 0:
         return "inspections.complaint_driven.per_year must be a number >= 0"

@@ -6,6 +6,7 @@ landing folder, in the layouts, encodings and formats they really use, with defe
 known rate and labelled in ``ground_truth/``. Calling it again with a later date adds only the
 deliveries of the new period, so day 2 looks like a real day 2.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,33 +44,68 @@ GENERATOR_VERSION = "demo-province/2"  # 2: listings with removals, objection de
 DELIVERY_TIME = dt.time(18, 0)  # providers' files land at 18:00 Asia/Shanghai on their date
 
 CREDIT_RECORD_PROVIDER = {
-    "TAX_ARREARS": "tax", "SOCIAL_INSURANCE_ARREARS": "hrss", "HOUSING_FUND_ARREARS": "hf",
-    "COURT_JUDGMENT": "court", "COMMITMENT": "ndrc", "COMMITMENT_BREACH": "ndrc",
-    "REFUSE_TO_PERFORM": "ndrc", "FALSIFICATION": "ndrc", "SEVERE_DISHONESTY_LIST": "ndrc",
-    "COMMENDATION": "civ", "VOLUNTEER_CHARITY": "civ", "UTILITY_ARREARS": "utility",
+    "TAX_ARREARS": "tax",
+    "SOCIAL_INSURANCE_ARREARS": "hrss",
+    "HOUSING_FUND_ARREARS": "hf",
+    "COURT_JUDGMENT": "court",
+    "COMMITMENT": "ndrc",
+    "COMMITMENT_BREACH": "ndrc",
+    "REFUSE_TO_PERFORM": "ndrc",
+    "FALSIFICATION": "ndrc",
+    "SEVERE_DISHONESTY_LIST": "ndrc",
+    "COMMENDATION": "civ",
+    "VOLUNTEER_CHARITY": "civ",
+    "UTILITY_ARREARS": "utility",
 }
 PENALTY_PROVIDERS = (("samr", 0.55), ("eco", 0.15), ("ema", 0.15), ("tax", 0.15))
-AUTHORITY_SUFFIX = {"samr": "市场监督管理局", "eco": "生态环境局", "ema": "应急管理局", "tax": "税务局",
-                    "court": "人民法院", "ndrc": "发展和改革局", "civ": "精神文明建设委员会办公室",
-                    "hrss": "人力资源和社会保障局", "hf": "住房公积金管理中心", "utility": "供水集团"}
+AUTHORITY_SUFFIX = {
+    "samr": "市场监督管理局",
+    "eco": "生态环境局",
+    "ema": "应急管理局",
+    "tax": "税务局",
+    "court": "人民法院",
+    "ndrc": "发展和改革局",
+    "civ": "精神文明建设委员会办公室",
+    "hrss": "人力资源和社会保障局",
+    "hf": "住房公积金管理中心",
+    "utility": "供水集团",
+}
 # How each (provider, feed) is delivered: format and encoding.
 DELIVERY_FORMAT = {
-    ("samr", "register"): ("csv", "utf-8"), ("samr", "penalty"): ("csv", "utf-8-sig"),
-    ("samr", "licence"): ("xlsx", None), ("samr", "inspection"): ("csv", "gb18030"),
-    ("eco", "penalty"): ("csv", "gb18030"), ("ema", "penalty"): ("xlsx", None),
-    ("tax", "penalty"): ("csv", "gb18030"), ("tax", "credit_record"): ("csv", "gb18030"),
-    ("court", "dishonest_debtor"): ("csv", "utf-8-sig"), ("court", "credit_record"): ("csv", "utf-8"),
-    ("hrss", "credit_record"): ("xlsx", None), ("hf", "credit_record"): ("csv", "utf-8"),
-    ("ndrc", "credit_record"): ("csv", "utf-8-sig"), ("civ", "credit_record"): ("xlsx", None),
+    ("samr", "register"): ("csv", "utf-8"),
+    ("samr", "penalty"): ("csv", "utf-8-sig"),
+    ("samr", "licence"): ("xlsx", None),
+    ("samr", "inspection"): ("csv", "gb18030"),
+    ("eco", "penalty"): ("csv", "gb18030"),
+    ("ema", "penalty"): ("xlsx", None),
+    ("tax", "penalty"): ("csv", "gb18030"),
+    ("tax", "credit_record"): ("csv", "gb18030"),
+    ("court", "dishonest_debtor"): ("csv", "utf-8-sig"),
+    ("court", "credit_record"): ("csv", "utf-8"),
+    ("hrss", "credit_record"): ("xlsx", None),
+    ("hf", "credit_record"): ("csv", "utf-8"),
+    ("ndrc", "credit_record"): ("csv", "utf-8-sig"),
+    ("civ", "credit_record"): ("xlsx", None),
     ("utility", "credit_record"): ("csv", "gb18030"),
     ("ndrc", "credit_change"): ("csv", "utf-8-sig"),
     **positive_signals.DELIVERY_FORMAT,
 }
 XLSX_MAX_ROWS = 200_000  # beyond this a provider falls back to CSV (as real exports do)
-DEFECT_KINDS = ("bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
-                "duplicate", "missing_field")
-DEFECT_REASON = {"unknown_item": "unknown_item", "simplified_procedure": "simplified_procedure",
-                 "future_date": "future_date", "duplicate": "duplicate", "missing_field": "missing_field"}
+DEFECT_KINDS = (
+    "bad_check_digit",
+    "unknown_item",
+    "simplified_procedure",
+    "future_date",
+    "duplicate",
+    "missing_field",
+)
+DEFECT_REASON = {
+    "unknown_item": "unknown_item",
+    "simplified_procedure": "simplified_procedure",
+    "future_date": "future_date",
+    "duplicate": "duplicate",
+    "missing_field": "missing_field",
+}
 
 
 def _stable_seed(*parts) -> int:
@@ -101,21 +137,31 @@ def _person_names(rng, n) -> np.ndarray:
 
 def _id_numbers(rng, n, divisions: np.ndarray) -> np.ndarray:
     birth = pd.Timestamp("1950-01-01") + pd.to_timedelta(rng.integers(0, 365 * 50, n), unit="D")
-    return codes.make_id_number(divisions, np.asarray(birth.strftime("%Y%m%d")), rng.integers(0, 1000, n))
+    return codes.make_id_number(
+        divisions, np.asarray(birth.strftime("%Y%m%d")), rng.integers(0, 1000, n)
+    )
 
 
 @dataclass
 class World:
-    entities: pd.DataFrame   # one row per market entity, with its long-run latent risk (ground truth)
-    records: pd.DataFrame    # one row per true catalogue record (before delivery defects); inspections
+    entities: (
+        pd.DataFrame
+    )  # one row per market entity, with its long-run latent risk (ground truth)
+    records: (
+        pd.DataFrame
+    )  # one row per true catalogue record (before delivery defects); inspections
     #                          carry how they were drawn (mode, tier, inclusion probability) and the oracle
-    changes: pd.DataFrame    # corrections, revocations, objections and repairs of those records
+    changes: pd.DataFrame  # corrections, revocations, objections and repairs of those records
     seed: int
-    params: WorldParams | None = None   # the world-parameter file it follows
-    representative_changes: pd.DataFrame | None = None  # register change history: entity, change_date
+    params: WorldParams | None = None  # the world-parameter file it follows
+    representative_changes: pd.DataFrame | None = (
+        None  # register change history: entity, change_date
+    )
 
 
-def build_world(n_entities: int = 20_000, seed: int = 42, world: Path | str | WorldParams = DEFAULT_WORLD) -> World:
+def build_world(
+    n_entities: int = 20_000, seed: int = 42, world: Path | str | WorldParams = DEFAULT_WORLD
+) -> World:
     """Entities and every record they will ever have in the window, from the seed and the world
     file alone (config/world/default.yaml; mirror.yaml is the control where truth = hand policy)."""
     params = world if isinstance(world, WorldParams) else load_world(world)
@@ -141,29 +187,52 @@ def build_world(n_entities: int = 20_000, seed: int = 42, world: Path | str | Wo
     trade = _names(rng, n, geo.TRADE_NAMES, geo.TRADE_NAMES, 1, 1)
     words = np.array([geo.INDUSTRY_WORDS[i[0]] for i in geo.INDUSTRIES])[ind]
     etype = np.array([x[2] for x in kinds])[k]
-    suffix = np.select([etype == "有限责任公司", etype == "个体工商户", etype == "农民专业合作社"],
-                       ["有限公司", "店", "专业合作社"], "中心")
-    name = np.char.add(np.char.add(np.char.add(np.char.add(city.astype(str), trade), words), suffix),
-                       np.char.zfill((np.arange(n) % 997).astype(str), 3))
+    suffix = np.select(
+        [etype == "有限责任公司", etype == "个体工商户", etype == "农民专业合作社"],
+        ["有限公司", "店", "专业合作社"],
+        "中心",
+    )
+    name = np.char.add(
+        np.char.add(np.char.add(np.char.add(city.astype(str), trade), words), suffix),
+        np.char.zfill((np.arange(n) % 997).astype(str), 3),
+    )
     rep_div = div_codes
-    entities = pd.DataFrame({
-        "uscc": uscc, "name": name, "entity_type": etype,
-        "eval_class": np.array([x[3] for x in kinds])[k],
-        "subject_category": np.where(etype == "个体工商户", "个体工商户", "法人及非法人组织"),
-        "industry": np.array([i[0] for i in geo.INDUSTRIES])[ind],
-        "division_code": div_codes, "city": city,
-        "reg_date": reg_date.normalize(), "status": status,
-        "legal_rep_name": _person_names(rng, n), "legal_rep_id_number": _id_numbers(rng, n, rep_div),
-        "phone": np.char.add("13", np.char.zfill(rng.integers(0, 10**9, n).astype(str), 9)),
-    })
+    entities = pd.DataFrame(
+        {
+            "uscc": uscc,
+            "name": name,
+            "entity_type": etype,
+            "eval_class": np.array([x[3] for x in kinds])[k],
+            "subject_category": np.where(etype == "个体工商户", "个体工商户", "法人及非法人组织"),
+            "industry": np.array([i[0] for i in geo.INDUSTRIES])[ind],
+            "division_code": div_codes,
+            "city": city,
+            "reg_date": reg_date.normalize(),
+            "status": status,
+            "legal_rep_name": _person_names(rng, n),
+            "legal_rep_id_number": _id_numbers(rng, n, rep_div),
+            "phone": np.char.add("13", np.char.zfill(rng.integers(0, 10**9, n).astype(str), 9)),
+        }
+    )
     cat = Catalogue.load()
-    lat = truth.latent_paths(np.random.default_rng(_stable_seed(seed, "latent")), entities, params, offset)
+    lat = truth.latent_paths(
+        np.random.default_rng(_stable_seed(seed, "latent")), entities, params, offset
+    )
     entities["latent_risk"] = np.round(lat["stable"], 6)
     records, changes = _build_records(rng, entities, seed, params, lat, cat)
-    reps = truth.representative_changes(np.random.default_rng(_stable_seed(seed, "representative-changes")), lat,
-                                        pd.to_datetime(entities["reg_date"]).to_numpy())
-    return World(entities=entities, records=records, changes=changes, seed=seed, params=params,
-                 representative_changes=reps)
+    reps = truth.representative_changes(
+        np.random.default_rng(_stable_seed(seed, "representative-changes")),
+        lat,
+        pd.to_datetime(entities["reg_date"]).to_numpy(),
+    )
+    return World(
+        entities=entities,
+        records=records,
+        changes=changes,
+        seed=seed,
+        params=params,
+        representative_changes=reps,
+    )
 
 
 def _record_attributes(rng, rec: pd.DataFrame) -> pd.DataFrame:
@@ -176,20 +245,29 @@ def _record_attributes(rng, rec: pd.DataFrame) -> pd.DataFrame:
     is_sev = kind == "PENALTY_SEVERE"
     sev_cat = np.array(["吊销许可证件", "责令停产停业", "罚款"])[rng.integers(0, 3, m)]
     gen_cat = np.array(["罚款", "警告;罚款", "没收违法所得;罚款"])[rng.integers(0, 3, m)]
-    fine_wan = np.where(is_sev, np.round(50 + rng.exponential(80, m), 2),
-                        np.round(0.5 + rng.exponential(3, m), 2))
+    fine_wan = np.where(
+        is_sev, np.round(50 + rng.exponential(80, m), 2), np.round(0.5 + rng.exponential(3, m), 2)
+    )
     cat_ = pd.Series(np.where(is_sev, sev_cat, gen_cat), index=rec.index)
     cat_ = cat_.where(~cat_.str.contains("吊销|停产"), cat_ + ";罚款")
     rec["penalty_category"] = cat_
     rec["fine_wan_yuan"] = np.where(np.isin(kind, ["PENALTY", "PENALTY_SEVERE"]), fine_wan, np.nan)
-    rec["amount_yuan"] = np.where(np.isin(kind, ["TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS",
-                                                 "HOUSING_FUND_ARREARS", "UTILITY_ARREARS"]),
-                                  np.round(1000 + rng.exponential(30000, m), 2), np.nan)
+    rec["amount_yuan"] = np.where(
+        np.isin(
+            kind,
+            ["TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS", "HOUSING_FUND_ARREARS", "UTILITY_ARREARS"],
+        ),
+        np.round(1000 + rng.exponential(30000, m), 2),
+        np.nan,
+    )
     lag = rng.integers(1, 15, m)
-    rec["delivery_lag_days"] = np.where(rng.random(m) < 0.03, lag + 60, lag)  # late deliveries of old records
+    rec["delivery_lag_days"] = np.where(
+        rng.random(m) < 0.03, lag + 60, lag
+    )  # late deliveries of old records
     rec["publicity_months_draw"] = rng.random(m)
     rec["penalty_provider"] = np.array([p for p, _ in PENALTY_PROVIDERS])[
-        _pick(rng, PENALTY_PROVIDERS, [w for _, w in PENALTY_PROVIDERS], m)]
+        _pick(rng, PENALTY_PROVIDERS, [w for _, w in PENALTY_PROVIDERS], m)
+    ]
     rec["licence_years"] = rng.integers(1, 6, m)
     return rec
 
@@ -200,7 +278,9 @@ def _rules_in_force_end(cat: Catalogue, severity: str, dec: pd.Series) -> pd.Ser
     rules = sorted(cat.doc["publicity_rules"], key=lambda r: str(r["effective_from"]))
     end = None
     for i in range(len(rules) - 1, -1, -1):
-        mine = (pd.Series(pd.to_datetime(np.asarray(dec))) + pd.DateOffset(months=int(rules[i][severity]["max_months"])))
+        mine = pd.Series(pd.to_datetime(np.asarray(dec))) + pd.DateOffset(
+            months=int(rules[i][severity]["max_months"])
+        )
         mine = mine.to_numpy().astype("datetime64[ns]")
         if end is None:
             end = mine
@@ -210,7 +290,9 @@ def _rules_in_force_end(cat: Catalogue, severity: str, dec: pd.Series) -> pd.Ser
     return pd.Series(end, index=dec.index)
 
 
-def _end_days(cat: Catalogue, kind: np.ndarray, dec: pd.Series, draw: np.ndarray, licence_years: np.ndarray) -> np.ndarray:
+def _end_days(
+    cat: Catalogue, kind: np.ndarray, dec: pd.Series, draw: np.ndarray, licence_years: np.ndarray
+) -> np.ndarray:
     """Last day each record is in force for the draw's tiering (int days since 1970, -1: no end):
     the publicity period as delivered, a licence's validity."""
     dec = pd.Series(pd.to_datetime(np.asarray(dec)))
@@ -233,7 +315,9 @@ def _end_days(cat: Catalogue, kind: np.ndarray, dec: pd.Series, draw: np.ndarray
     return np.where(end.isna().to_numpy(), -1, days)
 
 
-def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: dict, cat: Catalogue) -> pd.DataFrame:
+def _build_records(
+    rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: dict, cat: Catalogue
+) -> pd.DataFrame:
     rec = truth.emit_records(np.random.default_rng(_stable_seed(seed, "records")), ent, lat, params)
     rec = _record_attributes(rng, rec)
     rec["inspection_failed"] = False
@@ -247,23 +331,51 @@ def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: 
     chg = _build_changes(np.random.default_rng(_stable_seed(seed, "changes")), rec, cat)
     _add_positive_signals(book, rec, ent, seed, cat)
     dec_day = rec["decision_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    book.add(rec["entity"].to_numpy(), rec["kind"].map(lambda k: truth.ITEM_OF_KIND.get(k, k)).to_numpy(), dec_day,
-             _with_changes(_end_days(cat, rec["kind"].to_numpy(), rec["decision_date"],
-                                     rec["publicity_months_draw"].to_numpy(), rec["licence_years"].to_numpy()),
-                           dec_day, chg, len(rec)))
+    book.add(
+        rec["entity"].to_numpy(),
+        rec["kind"].map(lambda k: truth.ITEM_OF_KIND.get(k, k)).to_numpy(),
+        dec_day,
+        _with_changes(
+            _end_days(
+                cat,
+                rec["kind"].to_numpy(),
+                rec["decision_date"],
+                rec["publicity_months_draw"].to_numpy(),
+                rec["licence_years"].to_numpy(),
+            ),
+            dec_day,
+            chg,
+            len(rec),
+        ),
+    )
     agencies = load_document(CONFIG_DIR / "agencies.yaml")
     agency = next(a for a in agencies["agencies"] if a["id"] == params["inspections"]["agency"])
     caps = {t: int(v) for t, v in agencies.get("frequency_caps", {}).items()}
     ins_rng = np.random.default_rng(_stable_seed(seed, "inspections"))
     pub_rng = np.random.default_rng(_stable_seed(seed, "inspection-publicity"))
     ins = truth.simulate_inspections(
-        ins_rng, ent, lat, book, params, agency, caps, int(agencies.get("exclusion_days", 90)),
-        lambda items, when: _end_days(cat, items, when, pub_rng.random(len(items)), np.ones(len(items), int)), seed)
-    ins = _record_attributes(np.random.default_rng(_stable_seed(seed, "inspection-attributes")), ins)
+        ins_rng,
+        ent,
+        lat,
+        book,
+        params,
+        agency,
+        caps,
+        int(agencies.get("exclusion_days", 90)),
+        lambda items, when: _end_days(
+            cat, items, when, pub_rng.random(len(items)), np.ones(len(items), int)
+        ),
+        seed,
+    )
+    ins = _record_attributes(
+        np.random.default_rng(_stable_seed(seed, "inspection-attributes")), ins
+    )
     # Repairs and objections of failed inspections come after them (not seen by the draws).
     ins["record_no"] = len(rec) + np.arange(len(ins))
     ins["inspection_failed"] = ins["inspection_failed"].astype(bool)
-    chg_ins = _build_changes(np.random.default_rng(_stable_seed(seed, "inspection-changes")), ins, cat)
+    chg_ins = _build_changes(
+        np.random.default_rng(_stable_seed(seed, "inspection-changes")), ins, cat
+    )
     rec = pd.concat([rec, ins], ignore_index=True)
     rec["inspection_failed"] = rec["inspection_failed"].fillna(False).astype(bool)
     rec = rec.sort_values(["decision_date", "entity", "kind"], kind="stable", ignore_index=True)
@@ -272,10 +384,16 @@ def _build_records(rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: 
     rec["record_no"] = np.arange(len(rec))
     rec["doc_number"] = _doc_numbers(rec, ent)
     _add_listing_lives(rec, seed)
-    changes = pd.concat([c for c in (chg, chg_ins) if len(c)], ignore_index=True) if len(chg) or len(chg_ins) else chg
+    changes = (
+        pd.concat([c for c in (chg, chg_ins) if len(c)], ignore_index=True)
+        if len(chg) or len(chg_ins)
+        else chg
+    )
     if len(changes):
         changes["record_no"] = final_no[changes["record_no"].to_numpy()]
-        changes = changes.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
+        changes = changes.sort_values(
+            ["effective_date", "record_no", "op"], kind="stable", ignore_index=True
+        )
     return rec, changes
 
 
@@ -283,8 +401,13 @@ def _policies_in_window(params: WorldParams) -> list:
     """[(first day, Policy)] of every policy in force during the window, in order."""
     hist = load_document(CONFIG_DIR / "policy" / "history.yaml")["history"]
     start, end = pd.Timestamp(params["window"]["start"]), pd.Timestamp(params["window"]["end"])
-    days = sorted({max(pd.Timestamp(str(e["effective_from"])), start) for e in hist
-                   if pd.Timestamp(str(e["effective_from"])) <= end})
+    days = sorted(
+        {
+            max(pd.Timestamp(str(e["effective_from"])), start)
+            for e in hist
+            if pd.Timestamp(str(e["effective_from"])) <= end
+        }
+    )
     out = []
     for d in days:
         p = Policy.in_force(str(d.date()))
@@ -293,7 +416,9 @@ def _policies_in_window(params: WorldParams) -> list:
     return out
 
 
-def _add_positive_signals(book, rec: pd.DataFrame, ent: pd.DataFrame, seed: int, cat: Catalogue) -> None:
+def _add_positive_signals(
+    book, rec: pd.DataFrame, ent: pd.DataFrame, seed: int, cat: Catalogue
+) -> None:
     """Catalogue v2's feeds as the engine comes to know them, for the tiers of the draws under v2:
     commitment checks (kept: COMMITMENT_KEPT; not kept: COMMITMENT_BREACH) and the tax A-grade
     lists. The same draws as their deliveries (positive_signals); known to the engine from their
@@ -302,25 +427,44 @@ def _add_positive_signals(book, rec: pd.DataFrame, ent: pd.DataFrame, seed: int,
     day = lambda x: np.asarray(x, dtype="datetime64[D]").astype(np.int64)  # noqa: E731
     # Commitments in the final record order (decision date, entity; stable), as the checks draw them.
     c = rec[rec["kind"] == "COMMITMENT"].sort_values(["decision_date", "entity"], kind="stable")
-    check, kept, lag = positive_signals.commitment_check_draws(seed, c["entity"].to_numpy(),
-                                                               c["decision_date"].to_numpy(),
-                                                               ent["latent_risk"].to_numpy())
+    check, kept, lag = positive_signals.commitment_check_draws(
+        seed, c["entity"].to_numpy(), c["decision_date"].to_numpy(), ent["latent_risk"].to_numpy()
+    )
     if v2_from is not None and len(c):
         item = np.where(kept, "COMMITMENT_KEPT", "COMMITMENT_BREACH")
         dec = pd.Series(check)
         # A kept commitment counts 12 months (catalogue v2); a breach as any breach (catalogue rules).
-        end = np.where(kept, day(dec + pd.DateOffset(months=12)),
-                       _end_days(cat, np.full(len(dec), "COMMITMENT_BREACH"), dec, np.full(len(dec), 0.5),
-                                 np.ones(len(dec), int)))
-        book.add(c["entity"].to_numpy(), item, day(check), end, np.maximum(day(check + lag), day(v2_from)))
+        end = np.where(
+            kept,
+            day(dec + pd.DateOffset(months=12)),
+            _end_days(
+                cat,
+                np.full(len(dec), "COMMITMENT_BREACH"),
+                dec,
+                np.full(len(dec), 0.5),
+                np.ones(len(dec), int),
+            ),
+        )
+        book.add(
+            c["entity"].to_numpy(),
+            item,
+            day(check),
+            end,
+            np.maximum(day(check + lag), day(v2_from)),
+        )
     tax_from = _feed_listed_from("tax_credit_rating")
     if tax_from is not None:
         from types import SimpleNamespace
 
         t = positive_signals.tax_a_lists(SimpleNamespace(seed=seed, entities=ent))
         pub = t["published"]
-        book.add(t["entity"].to_numpy(), np.full(len(t), "TAX_CREDIT_A"), day(pub),
-                 day(pub + pd.DateOffset(months=12)), np.maximum(day(t["delivered"]), day(tax_from)))
+        book.add(
+            t["entity"].to_numpy(),
+            np.full(len(t), "TAX_CREDIT_A"),
+            day(pub),
+            day(pub + pd.DateOffset(months=12)),
+            np.maximum(day(t["delivered"]), day(tax_from)),
+        )
 
 
 def _feed_listed_from(feed: str) -> pd.Timestamp | None:
@@ -347,8 +491,10 @@ def _with_changes(end: np.ndarray, dec_day: np.ndarray, chg: pd.DataFrame, n: in
     return end
 
 
-REMOVAL_REASONS = {"DISHONEST_DEBTOR": ["已履行完毕", "纳入决定撤销", "异议成立"],
-                   "SEVERE_DISHONESTY_LIST": ["信用修复", "认定依据撤销"]}
+REMOVAL_REASONS = {
+    "DISHONEST_DEBTOR": ["已履行完毕", "纳入决定撤销", "异议成立"],
+    "SEVERE_DISHONESTY_LIST": ["信用修复", "认定依据撤销"],
+}
 
 
 def _add_listing_lives(rec: pd.DataFrame, seed: int) -> None:
@@ -362,12 +508,21 @@ def _add_listing_lives(rec: pd.DataFrame, seed: int) -> None:
     listed = np.isin(kind, list(REMOVAL_REASONS))
     removed = listed & (rng.random(m) < np.where(kind == "DISHONEST_DEBTOR", 0.5, 0.4))
     after = rng.integers(30, 900, m)
-    rec["removal_date"] = pd.Series(rec["decision_date"] + pd.to_timedelta(after, unit="D")).where(removed, pd.NaT)
+    rec["removal_date"] = pd.Series(rec["decision_date"] + pd.to_timedelta(after, unit="D")).where(
+        removed, pd.NaT
+    )
     pick = rng.integers(0, 3, m)
-    reasons = np.array([REMOVAL_REASONS.get(k, [""])[i % len(REMOVAL_REASONS.get(k, [""]))]
-                        for k, i in zip(kind, pick)], dtype=object)
+    reasons = np.array(
+        [
+            REMOVAL_REASONS.get(k, [""])[i % len(REMOVAL_REASONS.get(k, [""]))]
+            for k, i in zip(kind, pick)
+        ],
+        dtype=object,
+    )
     rec["removal_reason"] = np.where(removed, reasons, "")
-    rec["provider_grade"] = np.where((kind == "PENALTY_SEVERE") & (rec["penalty_category"] == "罚款"), "严重", "")
+    rec["provider_grade"] = np.where(
+        (kind == "PENALTY_SEVERE") & (rec["penalty_category"] == "罚款"), "严重", ""
+    )
 
 
 def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
@@ -378,40 +533,80 @@ def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
     prov = kind.map(CREDIT_RECORD_PROVIDER).fillna("")
     div = pd.Series(ent["division_code"].to_numpy()[rec["entity"].to_numpy()], index=rec.index)
     return np.select(
-        [kind.isin(["PENALTY", "PENALTY_SEVERE"]), kind == "LICENCE", kind == "INSPECTION",
-         kind == "DISHONEST_DEBTOR"],
-        ["黑" + rec["penalty_provider"] + "罚字〔" + year + "〕" + no + "号", "黑市监许字" + no,
-         # A drawn inspection's task number is its plan (commitment hash); a complaint's is not a plan.
-         np.where(rec.get("inspection_mode", pd.Series("random", index=rec.index)) == "complaint",
-                  "投诉-" + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div + "-" + no,
-                  rec.get("plan_id", pd.Series("", index=rec.index)).fillna("").astype(str)),
-         "（" + year + "）黑执" + no],
-        "HLJ-" + prov.str.upper() + "-" + no).astype(str)
+        [
+            kind.isin(["PENALTY", "PENALTY_SEVERE"]),
+            kind == "LICENCE",
+            kind == "INSPECTION",
+            kind == "DISHONEST_DEBTOR",
+        ],
+        [
+            "黑" + rec["penalty_provider"] + "罚字〔" + year + "〕" + no + "号",
+            "黑市监许字" + no,
+            # A drawn inspection's task number is its plan (commitment hash); a complaint's is not a plan.
+            np.where(
+                rec.get("inspection_mode", pd.Series("random", index=rec.index)) == "complaint",
+                "投诉-" + rec["decision_date"].dt.strftime("%Y%m%d") + "-" + div + "-" + no,
+                rec.get("plan_id", pd.Series("", index=rec.index)).fillna("").astype(str),
+            ),
+            "（" + year + "）黑执" + no,
+        ],
+        "HLJ-" + prov.str.upper() + "-" + no,
+    ).astype(str)
 
 
 def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
     """Corrections, revocations, objections and repairs of negative records (the rights of Arts. 35-40)."""
-    negative = {"PENALTY", "PENALTY_SEVERE", "COMMITMENT_BREACH", "UTILITY_ARREARS", "COURT_JUDGMENT",
-                "TAX_ARREARS", "SOCIAL_INSURANCE_ARREARS", "HOUSING_FUND_ARREARS", "REFUSE_TO_PERFORM",
-                "FALSIFICATION", "SEVERE_DISHONESTY_LIST", "INSPECTION"}
-    neg = rec[rec["kind"].isin(negative) & ~((rec["kind"] == "INSPECTION") & ~rec["inspection_failed"])]
+    negative = {
+        "PENALTY",
+        "PENALTY_SEVERE",
+        "COMMITMENT_BREACH",
+        "UTILITY_ARREARS",
+        "COURT_JUDGMENT",
+        "TAX_ARREARS",
+        "SOCIAL_INSURANCE_ARREARS",
+        "HOUSING_FUND_ARREARS",
+        "REFUSE_TO_PERFORM",
+        "FALSIFICATION",
+        "SEVERE_DISHONESTY_LIST",
+        "INSPECTION",
+    }
+    neg = rec[
+        rec["kind"].isin(negative) & ~((rec["kind"] == "INSPECTION") & ~rec["inspection_failed"])
+    ]
     n = len(neg)
     u = rng.random(n)
     dec = neg["decision_date"].reset_index(drop=True)
     days = lambda lo, hi: pd.to_timedelta(rng.integers(lo, hi, n), unit="D")  # noqa: E731
-    severe = neg["kind"].isin(["PENALTY_SEVERE", "FALSIFICATION", "SEVERE_DISHONESTY_LIST"]).to_numpy()
+    severe = (
+        neg["kind"].isin(["PENALTY_SEVERE", "FALSIFICATION", "SEVERE_DISHONESTY_LIST"]).to_numpy()
+    )
     minor = (neg["kind"] == "INSPECTION").to_numpy()
-    repair_at = dec + pd.to_timedelta(np.where(severe, 372, np.where(minor, 5, 95)), unit="D") + days(0, 150)
+    repair_at = (
+        dec
+        + pd.to_timedelta(np.where(severe, 372, np.where(minor, 5, 95)), unit="D")
+        + days(0, 150)
+    )
     frames = []
 
     def add(mask, op, eff, **extra):
         if mask.any():
-            frames.append(pd.DataFrame({"record_no": neg["record_no"].to_numpy()[mask], "op": op,
-                                        "effective_date": pd.to_datetime(eff)[mask], **{k: v[mask] for k, v in extra.items()}}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "record_no": neg["record_no"].to_numpy()[mask],
+                        "op": op,
+                        "effective_date": pd.to_datetime(eff)[mask],
+                        **{k: v[mask] for k, v in extra.items()},
+                    }
+                )
+            )
 
     # Production suspension or licence revocation in environment / work safety: never repaired.
-    fixed = neg["kind"].eq("PENALTY_SEVERE").to_numpy() & neg["penalty_category"].str.contains("停产|吊销").to_numpy() \
+    fixed = (
+        neg["kind"].eq("PENALTY_SEVERE").to_numpy()
+        & neg["penalty_category"].str.contains("停产|吊销").to_numpy()
         & neg["penalty_provider"].isin(["eco", "ema"]).to_numpy()
+    )
     add((u < 0.12) & ~fixed, "信用修复", repair_at.to_numpy())
     obj = (u >= 0.12) & (u < 0.15)
     marked = (dec + days(5, 40)).to_numpy()
@@ -431,15 +626,37 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
     rid = cat.rule_id_on(dec)
     rules = cat.rule_frame().set_index(["rule_id", "severity"])["min_months"]
     min_m = np.maximum([rules[(r, s)] for r, s in zip(rid, sev)], 1)
-    new_end = np.array([d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]") \
-        if n else np.array([], dtype="datetime64[s]")
+    new_end = (
+        np.array(
+            [d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]"
+        )
+        if n
+        else np.array([], dtype="datetime64[s]")
+    )
     # Some corrections change the item itself (Art. 38): a general penalty found to be severe.
-    upgrade = np.where(neg["kind"].eq("PENALTY").to_numpy() & (lrng.random(n) < 0.4), "PENALTY_SEVERE", "")
-    add(cor, "更正", (dec + days(10, 60)).to_numpy(), new_publicity_end=new_end, new_item_code=upgrade,
-        new_grade=np.where(upgrade != "", "严重", ""))
+    upgrade = np.where(
+        neg["kind"].eq("PENALTY").to_numpy() & (lrng.random(n) < 0.4), "PENALTY_SEVERE", ""
+    )
+    add(
+        cor,
+        "更正",
+        (dec + days(10, 60)).to_numpy(),
+        new_publicity_end=new_end,
+        new_item_code=upgrade,
+        new_grade=np.where(upgrade != "", "严重", ""),
+    )
     if not frames:
-        return pd.DataFrame(columns=["record_no", "op", "effective_date", "result", "new_publicity_end",
-                                     "new_item_code", "new_grade"])
+        return pd.DataFrame(
+            columns=[
+                "record_no",
+                "op",
+                "effective_date",
+                "result",
+                "new_publicity_end",
+                "new_item_code",
+                "new_grade",
+            ]
+        )
     out = pd.concat(frames, ignore_index=True)
     out["lag_days"] = rng.integers(1, 10, len(out))
     return out.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
@@ -447,12 +664,16 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- delivery frames
 
+
 def _fmt_dates(rng, d: pd.Series) -> np.ndarray:
     """Dates as providers write them: ISO, slashes, compact, Chinese."""
     d = pd.to_datetime(d)
     iso = d.dt.strftime("%Y-%m-%d")
-    y, m, day = (d.dt.year.astype("Int64").astype("string"), d.dt.month.astype("Int64").astype("string"),
-                 d.dt.day.astype("Int64").astype("string"))
+    y, m, day = (
+        d.dt.year.astype("Int64").astype("string"),
+        d.dt.month.astype("Int64").astype("string"),
+        d.dt.day.astype("Int64").astype("string"),
+    )
     slash = y + "/" + m + "/" + day
     compact = d.dt.strftime("%Y%m%d")
     zh = y + "年" + m + "月" + day + "日"
@@ -502,7 +723,9 @@ def _layout_frame(layout: Layout, data: dict) -> pd.DataFrame:
     cols = {}
     for canon, aliases in layout.columns.items():
         v = data.get(canon)
-        cols[aliases[0]] = np.full(n, "", dtype=object) if v is None else np.asarray(v, dtype=object)
+        cols[aliases[0]] = (
+            np.full(n, "", dtype=object) if v is None else np.asarray(v, dtype=object)
+        )
     return pd.DataFrame(cols)
 
 
@@ -515,8 +738,13 @@ def _str_amount(rng, x: np.ndarray) -> np.ndarray:
     return np.where(r < 0.05, sep, np.where(r < 0.08, full, s))
 
 
-def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp | None,
-                    delivered_until: pd.Timestamp, rng) -> dict[tuple[str, str], pd.DataFrame]:
+def delivery_frames(
+    world: World,
+    cat: Catalogue,
+    delivered_after: pd.Timestamp | None,
+    delivered_until: pd.Timestamp,
+    rng,
+) -> dict[tuple[str, str], pd.DataFrame]:
     """(provider, feed) -> frame in the provider's layout, for deliveries in (after, until]."""
     ent = world.entities
     rec = world.records
@@ -527,27 +755,46 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
     # A listing's removal reaches us when the source re-sends the listing with its removal date
     # and reason (a few days after the removal; never before the listing itself).
     removal = rec["removal_date"] if "removal_date" in rec else pd.Series(pd.NaT, index=rec.index)
-    rem_deliv = pd.Series(np.maximum((removal + pd.Timedelta(days=3)).to_numpy(), (deliv + pd.Timedelta(days=1)).to_numpy()),
-                          index=rec.index).where(removal.notna())
-    resend = (rem_deliv <= delivered_until) & ((rem_deliv > delivered_after) if delivered_after is not None else True)
+    rem_deliv = pd.Series(
+        np.maximum(
+            (removal + pd.Timedelta(days=3)).to_numpy(), (deliv + pd.Timedelta(days=1)).to_numpy()
+        ),
+        index=rec.index,
+    ).where(removal.notna())
+    resend = (rem_deliv <= delivered_until) & (
+        (rem_deliv > delivered_after) if delivered_after is not None else True
+    )
     resend &= ~(sel & (rem_deliv <= delivered_until))  # delivered with its removal the first time
     known_removed = removal.notna() & (rem_deliv <= delivered_until)
     rec = pd.concat([rec[sel], rec[resend.fillna(False)]])
-    rec["removal_date"] = removal.reindex(rec.index).where(known_removed.reindex(rec.index).fillna(False).to_numpy())
+    rec["removal_date"] = removal.reindex(rec.index).where(
+        known_removed.reindex(rec.index).fillna(False).to_numpy()
+    )
     rec["removal_reason"] = np.where(rec["removal_date"].notna(), rec.get("removal_reason", ""), "")
     out: dict[tuple[str, str], pd.DataFrame] = {}
     fd = lambda s: _fmt_dates(rng, s)  # noqa: E731
 
     # Register: entities registered in the period (a snapshot of the register the first time).
-    reg = ent[(ent["reg_date"] <= delivered_until) &
-              ((ent["reg_date"] > delivered_after) if delivered_after is not None else True)]
+    reg = ent[
+        (ent["reg_date"] <= delivered_until)
+        & ((ent["reg_date"] > delivered_after) if delivered_after is not None else True)
+    ]
     if len(reg):
-        out[("samr", "register")] = _layout_frame(REGISTER, {
-            "uscc": reg["uscc"], "subject_name": reg["name"], "entity_type": reg["entity_type"],
-            "industry": reg["industry"], "division_code": reg["division_code"],
-            "decision_date": fd(reg["reg_date"]), "entity_status": reg["status"],
-            "legal_rep_name": reg["legal_rep_name"], "legal_rep_id_number": reg["legal_rep_id_number"],
-            "phone": reg["phone"]})
+        out[("samr", "register")] = _layout_frame(
+            REGISTER,
+            {
+                "uscc": reg["uscc"],
+                "subject_name": reg["name"],
+                "entity_type": reg["entity_type"],
+                "industry": reg["industry"],
+                "division_code": reg["division_code"],
+                "decision_date": fd(reg["reg_date"]),
+                "entity_status": reg["status"],
+                "legal_rep_name": reg["legal_rep_name"],
+                "legal_rep_id_number": reg["legal_rep_id_number"],
+                "phone": reg["phone"],
+            },
+        )
 
     # 双公示 penalties, per provider.
     pen = rec[rec["kind"].isin(["PENALTY", "PENALTY_SEVERE"])]
@@ -558,79 +805,122 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
         pub_end = pd.Series(pd.NaT, index=p.index, dtype="datetime64[ns]")
         for it in ("PENALTY_GENERAL", "PENALTY_SEVERE"):
             m = item == it
-            pub_end[m] = _publicity_end(cat, it, p["decision_date"][m], p["publicity_months_draw"].to_numpy()[m])
+            pub_end[m] = _publicity_end(
+                cat, it, p["decision_date"][m], p["publicity_months_draw"].to_numpy()[m]
+            )
         pr = cat.provider(prov)
         doc = p["doc_number"].to_numpy()
-        out[(prov, "penalty")] = _layout_frame(PENALTY, {
-            "subject_name": ent["name"].to_numpy()[pe],
-            "subject_category": ent["subject_category"].to_numpy()[pe],
-            "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[pe])),
-            "legal_rep_name": ent["legal_rep_name"].to_numpy()[pe],
-            "legal_rep_id_type": np.full(len(p), "身份证"),
-            "legal_rep_id_number": ent["legal_rep_id_number"].to_numpy()[pe],
-            "doc_number": doc, "violation_type": np.full(len(p), "违反" + pr["name"][-6:] + "管理规定"),
-            "violation_facts": np.full(len(p), "经查，当事人存在违法行为"),
-            "legal_basis": np.full(len(p), "依据相关法律法规"),
-            "penalty_category": p["penalty_category"].to_numpy(),
-            "penalty_content": np.char.add("罚款", p["fine_wan_yuan"].round(2).astype(str).to_numpy().astype(str)),
-            "fine_wan_yuan": _str_amount(rng, p["fine_wan_yuan"].to_numpy()),
-            "decision_date": fd(p["decision_date"]), "publicity_end": fd(pub_end),
-            "provider_grade": p["provider_grade"].to_numpy(),
-            "authority_name": _authority(ent, pe, prov), "source_unit": np.full(len(p), pr["name"]),
-            "source_unit_uscc": np.full(len(p), pr["uscc"])})
+        out[(prov, "penalty")] = _layout_frame(
+            PENALTY,
+            {
+                "subject_name": ent["name"].to_numpy()[pe],
+                "subject_category": ent["subject_category"].to_numpy()[pe],
+                "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[pe])),
+                "legal_rep_name": ent["legal_rep_name"].to_numpy()[pe],
+                "legal_rep_id_type": np.full(len(p), "身份证"),
+                "legal_rep_id_number": ent["legal_rep_id_number"].to_numpy()[pe],
+                "doc_number": doc,
+                "violation_type": np.full(len(p), "违反" + pr["name"][-6:] + "管理规定"),
+                "violation_facts": np.full(len(p), "经查，当事人存在违法行为"),
+                "legal_basis": np.full(len(p), "依据相关法律法规"),
+                "penalty_category": p["penalty_category"].to_numpy(),
+                "penalty_content": np.char.add(
+                    "罚款", p["fine_wan_yuan"].round(2).astype(str).to_numpy().astype(str)
+                ),
+                "fine_wan_yuan": _str_amount(rng, p["fine_wan_yuan"].to_numpy()),
+                "decision_date": fd(p["decision_date"]),
+                "publicity_end": fd(pub_end),
+                "provider_grade": p["provider_grade"].to_numpy(),
+                "authority_name": _authority(ent, pe, prov),
+                "source_unit": np.full(len(p), pr["name"]),
+                "source_unit_uscc": np.full(len(p), pr["uscc"]),
+            },
+        )
 
     lic = rec[rec["kind"] == "LICENCE"]
     if len(lic):
         le = lic["entity"].to_numpy()
         valid_to = lic["decision_date"] + pd.to_timedelta(lic["licence_years"] * 365, unit="D")
-        out[("samr", "licence")] = _layout_frame(LICENCE, {
-            "subject_name": ent["name"].to_numpy()[le],
-            "subject_category": ent["subject_category"].to_numpy()[le],
-            "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[le])),
-            "legal_rep_name": ent["legal_rep_name"].to_numpy()[le],
-            "doc_title": np.full(len(lic), "准予行政许可决定书"),
-            "doc_number": lic["doc_number"].to_numpy(),
-            "licence_category": np.full(len(lic), "普通"),
-            "licence_name": np.array(["食品经营许可证", "道路运输经营许可证", "排污许可证", "建筑业企业资质证书"])[
-                lic["record_no"].to_numpy() % 4],
-            "licence_number": np.char.add("JY", lic["record_no"].astype(str).to_numpy().astype(str)),
-            "decision_date": fd(lic["decision_date"]), "valid_from": fd(lic["decision_date"]),
-            "valid_to": fd(valid_to), "authority_name": _authority(ent, le, "samr"),
-            "licence_status": np.full(len(lic), "1"),
-            "source_unit": np.full(len(lic), cat.provider("samr")["name"]),
-            "source_unit_uscc": np.full(len(lic), cat.provider("samr")["uscc"])})
+        out[("samr", "licence")] = _layout_frame(
+            LICENCE,
+            {
+                "subject_name": ent["name"].to_numpy()[le],
+                "subject_category": ent["subject_category"].to_numpy()[le],
+                "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[le])),
+                "legal_rep_name": ent["legal_rep_name"].to_numpy()[le],
+                "doc_title": np.full(len(lic), "准予行政许可决定书"),
+                "doc_number": lic["doc_number"].to_numpy(),
+                "licence_category": np.full(len(lic), "普通"),
+                "licence_name": np.array(
+                    ["食品经营许可证", "道路运输经营许可证", "排污许可证", "建筑业企业资质证书"]
+                )[lic["record_no"].to_numpy() % 4],
+                "licence_number": np.char.add(
+                    "JY", lic["record_no"].astype(str).to_numpy().astype(str)
+                ),
+                "decision_date": fd(lic["decision_date"]),
+                "valid_from": fd(lic["decision_date"]),
+                "valid_to": fd(valid_to),
+                "authority_name": _authority(ent, le, "samr"),
+                "licence_status": np.full(len(lic), "1"),
+                "source_unit": np.full(len(lic), cat.provider("samr")["name"]),
+                "source_unit_uscc": np.full(len(lic), cat.provider("samr")["uscc"]),
+            },
+        )
 
     ins = rec[rec["kind"] == "INSPECTION"]
     if len(ins):
         ie = ins["entity"].to_numpy()
         task = ins["doc_number"].to_numpy()
-        result = np.where(ins["inspection_failed"], np.array(["发现问题，已责令改正", "发现问题，移交处理"])[
-            ins["record_no"].to_numpy() % 2], "未发现问题")
-        out[("samr", "inspection")] = _layout_frame(INSPECTION, {
-            "doc_number": task, "subject_name": ent["name"].to_numpy()[ie],
-            "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[ie])),
-            "decision_date": fd(ins["decision_date"]), "inspection_result": result,
-            "authority_name": _authority(ent, ie, "samr"),
-            # How the entity came to be inspected: a complaint (not random) or the tier's draw.
-            "remarks": np.where(ins["inspection_mode"] == "complaint", "投诉举报",
-                                "双随机抽查（" + ins["tier_at_draw"].astype(str) + "档）")})
+        result = np.where(
+            ins["inspection_failed"],
+            np.array(["发现问题，已责令改正", "发现问题，移交处理"])[
+                ins["record_no"].to_numpy() % 2
+            ],
+            "未发现问题",
+        )
+        out[("samr", "inspection")] = _layout_frame(
+            INSPECTION,
+            {
+                "doc_number": task,
+                "subject_name": ent["name"].to_numpy()[ie],
+                "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[ie])),
+                "decision_date": fd(ins["decision_date"]),
+                "inspection_result": result,
+                "authority_name": _authority(ent, ie, "samr"),
+                # How the entity came to be inspected: a complaint (not random) or the tier's draw.
+                "remarks": np.where(
+                    ins["inspection_mode"] == "complaint",
+                    "投诉举报",
+                    "双随机抽查（" + ins["tier_at_draw"].astype(str) + "档）",
+                ),
+            },
+        )
 
     dd = rec[rec["kind"] == "DISHONEST_DEBTOR"]
     if len(dd):
         de = dd["entity"].to_numpy()
-        out[("court", "dishonest_debtor")] = _layout_frame(DISHONEST, {
-            "subject_name": ent["name"].to_numpy()[de],
-            "subject_code": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[de])),
-            "legal_rep_name": ent["legal_rep_name"].to_numpy()[de],
-            "authority_name": _authority(ent, de, "court"), "province": np.full(len(dd), "黑龙江"),
-            "basis_doc_number": np.char.add("（2024）黑民初", dd["record_no"].astype(str).to_numpy().astype(str)),
-            "filing_date": fd(dd["decision_date"] - pd.Timedelta(days=60)),
-            "doc_number": dd["doc_number"].to_numpy(),
-            "basis_unit": _authority(ent, de, "court"),
-            "obligation": np.full(len(dd), "支付款项"), "performance": np.full(len(dd), "全部未履行"),
-            "circumstances": np.full(len(dd), "有履行能力而拒不履行生效法律文书确定义务"),
-            "decision_date": fd(dd["decision_date"]), "removal_date": fd(dd["removal_date"]),
-            "removal_reason": dd["removal_reason"].to_numpy()})
+        out[("court", "dishonest_debtor")] = _layout_frame(
+            DISHONEST,
+            {
+                "subject_name": ent["name"].to_numpy()[de],
+                "subject_code": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[de])),
+                "legal_rep_name": ent["legal_rep_name"].to_numpy()[de],
+                "authority_name": _authority(ent, de, "court"),
+                "province": np.full(len(dd), "黑龙江"),
+                "basis_doc_number": np.char.add(
+                    "（2024）黑民初", dd["record_no"].astype(str).to_numpy().astype(str)
+                ),
+                "filing_date": fd(dd["decision_date"] - pd.Timedelta(days=60)),
+                "doc_number": dd["doc_number"].to_numpy(),
+                "basis_unit": _authority(ent, de, "court"),
+                "obligation": np.full(len(dd), "支付款项"),
+                "performance": np.full(len(dd), "全部未履行"),
+                "circumstances": np.full(len(dd), "有履行能力而拒不履行生效法律文书确定义务"),
+                "decision_date": fd(dd["decision_date"]),
+                "removal_date": fd(dd["removal_date"]),
+                "removal_reason": dd["removal_reason"].to_numpy(),
+            },
+        )
 
     cr = rec[rec["kind"].isin(list(CREDIT_RECORD_PROVIDER))]
     for prov in sorted(set(CREDIT_RECORD_PROVIDER.values())):
@@ -641,42 +931,75 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
         pub_end = pd.Series(pd.NaT, index=p.index, dtype="datetime64[ns]")
         for it in sorted(p["kind"].unique()):
             m = (p["kind"] == it).to_numpy()
-            pub_end[m] = _publicity_end(cat, it, p["decision_date"][m], p["publicity_months_draw"].to_numpy()[m])
+            pub_end[m] = _publicity_end(
+                cat, it, p["decision_date"][m], p["publicity_months_draw"].to_numpy()[m]
+            )
         pr = cat.provider(prov)
-        out[(prov, "credit_record")] = _layout_frame(CREDIT_RECORD, {
-            "item_code": p["kind"].to_numpy(), "subject_name": ent["name"].to_numpy()[pe],
-            "subject_category": ent["subject_category"].to_numpy()[pe],
-            "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[pe])),
-            "legal_rep_name": ent["legal_rep_name"].to_numpy()[pe],
-            "doc_number": p["doc_number"].to_numpy(),
-            "decision_date": fd(p["decision_date"]), "publicity_end": fd(pub_end),
-            "amount_yuan": _str_amount(rng, p["amount_yuan"].to_numpy()),
-            "removal_date": fd(p["removal_date"]), "removal_reason": p["removal_reason"].to_numpy(),
-            "authority_name": _authority(ent, pe, prov), "source_unit": np.full(len(p), pr["name"])})
+        out[(prov, "credit_record")] = _layout_frame(
+            CREDIT_RECORD,
+            {
+                "item_code": p["kind"].to_numpy(),
+                "subject_name": ent["name"].to_numpy()[pe],
+                "subject_category": ent["subject_category"].to_numpy()[pe],
+                "uscc": _fmt_codes(rng, pd.Series(ent["uscc"].to_numpy()[pe])),
+                "legal_rep_name": ent["legal_rep_name"].to_numpy()[pe],
+                "doc_number": p["doc_number"].to_numpy(),
+                "decision_date": fd(p["decision_date"]),
+                "publicity_end": fd(pub_end),
+                "amount_yuan": _str_amount(rng, p["amount_yuan"].to_numpy()),
+                "removal_date": fd(p["removal_date"]),
+                "removal_reason": p["removal_reason"].to_numpy(),
+                "authority_name": _authority(ent, pe, prov),
+                "source_unit": np.full(len(p), pr["name"]),
+            },
+        )
 
     # Changes, delivered by the platform once the record itself has been delivered.
     allrec = world.records.set_index("record_no")
     ch = world.changes
     if len(ch):
-        rec_deliv = (allrec["decision_date"] + pd.to_timedelta(allrec["delivery_lag_days"], unit="D"))
-        ch_deliv = pd.Series(np.maximum((ch["effective_date"] + pd.to_timedelta(ch["lag_days"], unit="D")).to_numpy(),
-                                        (ch["record_no"].map(rec_deliv) + pd.Timedelta(days=1)).to_numpy()),
-                             index=ch.index)
-        sel = (ch_deliv <= delivered_until) & ((ch_deliv > delivered_after) if delivered_after is not None else True)
+        rec_deliv = allrec["decision_date"] + pd.to_timedelta(allrec["delivery_lag_days"], unit="D")
+        ch_deliv = pd.Series(
+            np.maximum(
+                (ch["effective_date"] + pd.to_timedelta(ch["lag_days"], unit="D")).to_numpy(),
+                (ch["record_no"].map(rec_deliv) + pd.Timedelta(days=1)).to_numpy(),
+            ),
+            index=ch.index,
+        )
+        sel = (ch_deliv <= delivered_until) & (
+            (ch_deliv > delivered_after) if delivered_after is not None else True
+        )
         c = ch[sel]
         if len(c):
             r = allrec.loc[c["record_no"]]
             ce = r["entity"].to_numpy()
-            item = r["kind"].map({"PENALTY": "PENALTY_GENERAL", "INSPECTION": "INSPECTION_FAIL"}).fillna(r["kind"])
-            out[("ndrc", "credit_change")] = _layout_frame(CHANGES, {
-                "op": c["op"].to_numpy(), "doc_number": r["doc_number"].to_numpy(),
-                "subject_code": ent["uscc"].to_numpy()[ce], "subject_name": ent["name"].to_numpy()[ce],
-                "item_code": item.to_numpy(), "effective_date": fd(c["effective_date"]),
-                "result": c.get("result", pd.Series("", index=c.index)).fillna("").to_numpy(),
-                "new_publicity_end": fd(c.get("new_publicity_end", pd.Series(pd.NaT, index=c.index))),
-                "new_item_code": c.get("new_item_code", pd.Series("", index=c.index)).fillna("").to_numpy(),
-                "new_grade": c.get("new_grade", pd.Series("", index=c.index)).fillna("").to_numpy(),
-                "source_unit": np.full(len(c), cat.provider("ndrc")["name"])})
+            item = (
+                r["kind"]
+                .map({"PENALTY": "PENALTY_GENERAL", "INSPECTION": "INSPECTION_FAIL"})
+                .fillna(r["kind"])
+            )
+            out[("ndrc", "credit_change")] = _layout_frame(
+                CHANGES,
+                {
+                    "op": c["op"].to_numpy(),
+                    "doc_number": r["doc_number"].to_numpy(),
+                    "subject_code": ent["uscc"].to_numpy()[ce],
+                    "subject_name": ent["name"].to_numpy()[ce],
+                    "item_code": item.to_numpy(),
+                    "effective_date": fd(c["effective_date"]),
+                    "result": c.get("result", pd.Series("", index=c.index)).fillna("").to_numpy(),
+                    "new_publicity_end": fd(
+                        c.get("new_publicity_end", pd.Series(pd.NaT, index=c.index))
+                    ),
+                    "new_item_code": c.get("new_item_code", pd.Series("", index=c.index))
+                    .fillna("")
+                    .to_numpy(),
+                    "new_grade": c.get("new_grade", pd.Series("", index=c.index))
+                    .fillna("")
+                    .to_numpy(),
+                    "source_unit": np.full(len(c), cat.provider("ndrc")["name"]),
+                },
+            )
 
     # Natural persons appear in penalty feeds too (not evaluated, but validated and masked).
     n_np = max(1, len(out.get(("samr", "penalty"), [])) // 25) if ("samr", "penalty") in out else 0
@@ -684,30 +1007,47 @@ def delivery_frames(world: World, cat: Catalogue, delivered_after: pd.Timestamp 
         pdiv = ent["division_code"].to_numpy()[rng.integers(0, len(ent), n_np)]
         dec = pd.Series(delivered_until - pd.to_timedelta(rng.integers(20, 300, n_np), unit="D"))
         pub_end = _publicity_end(cat, "PENALTY_GENERAL", dec, rng.random(n_np))
-        npf = _layout_frame(PENALTY, {
-            "subject_name": _person_names(rng, n_np), "subject_category": np.full(n_np, "自然人"),
-            "id_type": np.full(n_np, "身份证"), "id_number": _id_numbers(rng, n_np, pdiv),
-            "doc_number": np.char.add(f"黑市监罚字〔{delivered_until:%Y%m%d}〕NP", np.arange(n_np).astype(str)),
-            "penalty_category": np.full(n_np, "罚款"),
-            "fine_wan_yuan": np.round(0.1 + rng.exponential(0.5, n_np), 2).astype(str),
-            "decision_date": fd(dec), "publicity_end": fd(pub_end),
-            "authority_name": np.char.add(ent["city"].to_numpy()[:n_np].astype(str), "市场监督管理局"),
-            "source_unit": np.full(n_np, cat.provider("samr")["name"]),
-            "source_unit_uscc": np.full(n_np, cat.provider("samr")["uscc"])})
+        npf = _layout_frame(
+            PENALTY,
+            {
+                "subject_name": _person_names(rng, n_np),
+                "subject_category": np.full(n_np, "自然人"),
+                "id_type": np.full(n_np, "身份证"),
+                "id_number": _id_numbers(rng, n_np, pdiv),
+                "doc_number": np.char.add(
+                    f"黑市监罚字〔{delivered_until:%Y%m%d}〕NP", np.arange(n_np).astype(str)
+                ),
+                "penalty_category": np.full(n_np, "罚款"),
+                "fine_wan_yuan": np.round(0.1 + rng.exponential(0.5, n_np), 2).astype(str),
+                "decision_date": fd(dec),
+                "publicity_end": fd(pub_end),
+                "authority_name": np.char.add(
+                    ent["city"].to_numpy()[:n_np].astype(str), "市场监督管理局"
+                ),
+                "source_unit": np.full(n_np, cat.provider("samr")["name"]),
+                "source_unit_uscc": np.full(n_np, cat.provider("samr")["uscc"]),
+            },
+        )
         # Fines of natural persons are above the 200-yuan simplified limit (0.02 万元).
-        npf["罚款金额（万元）"] = npf["罚款金额（万元）"].astype(float).clip(lower=0.05).round(2).astype(str)
+        npf["罚款金额（万元）"] = (
+            npf["罚款金额（万元）"].astype(float).clip(lower=0.05).round(2).astype(str)
+        )
         out[("samr", "penalty")] = pd.concat([out[("samr", "penalty")], npf], ignore_index=True)
     return out
 
 
 # --------------------------------------------------------------------------- defects
 
-def inject_defects(frame: pd.DataFrame, layout_id: str, rate: float, rng,
-                   delivered_on: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def inject_defects(
+    frame: pd.DataFrame, layout_id: str, rate: float, rng, delivered_on: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (frame with defects, labels[row_index, defect]) — row_index is the position in the output."""
     n = len(frame)
     if n == 0 or rate <= 0:
-        return frame, pd.DataFrame({"row_index": pd.Series([], dtype=int), "defect": pd.Series([], dtype=str)})
+        return frame, pd.DataFrame(
+            {"row_index": pd.Series([], dtype=int), "defect": pd.Series([], dtype=str)}
+        )
     kinds = ["bad_check_digit", "future_date", "duplicate", "missing_field"]
     if layout_id == "credit_record":
         kinds.append("unknown_item")
@@ -719,14 +1059,43 @@ def inject_defects(frame: pd.DataFrame, layout_id: str, rate: float, rng,
     kind = np.array(kinds)[rng.integers(0, len(kinds), len(hit))]
     f = frame.copy()
     cols = list(f.columns)
-    code_col = next((c for c in ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码",
-                                 "统一社会信用代码/身份证号码", "纳税人识别号") if c in cols), None)
-    date_col = next(c for c in ("处罚决定日期", "许可决定日期", "发布时间", "认定日期", "检查日期", "成立日期",
-                                "核查日期", "发布日期") if c in cols)
-    mandatory = {"sgs_penalty": "行政处罚决定书文号", "sgs_licence": "行政相对人名称",
-                 "court_dishonest_debtor": "案号", "credit_record": "文书编号",
-                 "inspection_result": "检查对象名称", "entity_register": "主体名称",
-                 "commitment_result": "核查编号", "tax_credit_rating": "纳税人名称"}[layout_id]
+    code_col = next(
+        (
+            c
+            for c in (
+                "行政相对人代码_1(统一社会信用代码)",
+                "统一社会信用代码",
+                "统一社会信用代码/身份证号码",
+                "纳税人识别号",
+            )
+            if c in cols
+        ),
+        None,
+    )
+    date_col = next(
+        c
+        for c in (
+            "处罚决定日期",
+            "许可决定日期",
+            "发布时间",
+            "认定日期",
+            "检查日期",
+            "成立日期",
+            "核查日期",
+            "发布日期",
+        )
+        if c in cols
+    )
+    mandatory = {
+        "sgs_penalty": "行政处罚决定书文号",
+        "sgs_licence": "行政相对人名称",
+        "court_dishonest_debtor": "案号",
+        "credit_record": "文书编号",
+        "inspection_result": "检查对象名称",
+        "entity_register": "主体名称",
+        "commitment_result": "核查编号",
+        "tax_credit_rating": "纳税人名称",
+    }[layout_id]
     labels = []
     for i, k in zip(hit, kind):
         if k == "bad_check_digit":
@@ -769,13 +1138,21 @@ def inject_defects(frame: pd.DataFrame, layout_id: str, rate: float, rng,
         f = pd.concat([f, f.iloc[dup_src]], ignore_index=True).iloc[pos].reset_index(drop=True)
         new_index = np.empty(len(pos), dtype=int)
         new_index[pos] = np.arange(len(pos))
-        lab = pd.DataFrame({"row_index": new_index[lab["row_index"].to_numpy()], "defect": lab["defect"].to_numpy()})
-        lab = pd.concat([lab, pd.DataFrame({"row_index": new_index[n:], "defect": "duplicate"})],
-                        ignore_index=True)
+        lab = pd.DataFrame(
+            {
+                "row_index": new_index[lab["row_index"].to_numpy()],
+                "defect": lab["defect"].to_numpy(),
+            }
+        )
+        lab = pd.concat(
+            [lab, pd.DataFrame({"row_index": new_index[n:], "defect": "duplicate"})],
+            ignore_index=True,
+        )
     return f, lab.sort_values("row_index", ignore_index=True)
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -> None:
     tmp = path.with_name(path.name + ".partial")
@@ -786,9 +1163,17 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -
     tmp.replace(path)
 
 
-def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20_000, seed: int = 42,
-                     defect_rate: float = 0.02, catalogue: Catalogue | None = None,
-                     progress=None, world: Path | str = DEFAULT_WORLD, prebuilt: World | None = None) -> dict:
+def write_deliveries(
+    out: Path | str,
+    as_of: dt.date | str,
+    n_entities: int = 20_000,
+    seed: int = 42,
+    defect_rate: float = 0.02,
+    catalogue: Catalogue | None = None,
+    progress=None,
+    world: Path | str = DEFAULT_WORLD,
+    prebuilt: World | None = None,
+) -> dict:
     """Write the deliveries due by ``as_of`` that the landing folder does not have yet.
     ``prebuilt``: the world of these parameters, built once by a caller that writes day after day
     (building it is most of the cost of a small province's day)."""
@@ -802,34 +1187,67 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
     truth.mkdir(parents=True, exist_ok=True)
     state_path = out / "demo_state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    gen = {"entities": int(n_entities), "seed": int(seed), "defect_rate": float(defect_rate),
-           "generator": GENERATOR_VERSION, "world": params.name, "world_sha256": params.sha256}
+    gen = {
+        "entities": int(n_entities),
+        "seed": int(seed),
+        "defect_rate": float(defect_rate),
+        "generator": GENERATOR_VERSION,
+        "world": params.name,
+        "world_sha256": params.sha256,
+    }
     if state and state.get("params") != gen:
-        raise ValueError(f"{out} was generated with {state['params']}; use the same parameters or a new folder")
+        raise ValueError(
+            f"{out} was generated with {state['params']}; use the same parameters or a new folder"
+        )
     after = pd.Timestamp(state["delivered_until"]) if state else None
     if after is not None and as_of <= after:
-        return {"out": str(out), "files": [], "delivered_until": str(after.date()), "note": "nothing new"}
+        return {
+            "out": str(out),
+            "files": [],
+            "delivered_until": str(after.date()),
+            "note": "nothing new",
+        }
     say = progress or (lambda msg: None)
     say(f"building the province: {n_entities:,} entities (seed {seed})")
-    if prebuilt is not None and (prebuilt.seed != seed or len(prebuilt.entities) != n_entities
-                                 or prebuilt.params is None or prebuilt.params.sha256 != params.sha256):
+    if prebuilt is not None and (
+        prebuilt.seed != seed
+        or len(prebuilt.entities) != n_entities
+        or prebuilt.params is None
+        or prebuilt.params.sha256 != params.sha256
+    ):
         raise ValueError("the prebuilt world was built with other parameters")
     world = prebuilt if prebuilt is not None else build_world(n_entities, seed, params)
     rng = np.random.default_rng(_stable_seed(seed, "deliveries", as_of.date()))
     frames = delivery_frames(world, cat, after, as_of, rng)
-    frames.update(positive_signals.delivery_frames(world, cat, after, as_of, _fmt_dates, _authority))
+    frames.update(
+        positive_signals.delivery_frames(world, cat, after, as_of, _fmt_dates, _authority)
+    )
     # Every provider reports every feed it owes, even with nothing new (a "zero report").
-    feed_layout = {"register": REGISTER, "penalty": PENALTY, "licence": LICENCE, "inspection": INSPECTION,
-                   "dishonest_debtor": DISHONEST, "credit_record": CREDIT_RECORD, "credit_change": CHANGES,
-                   "commitment_result": COMMITMENT_RESULT, "tax_credit_rating": TAX_CREDIT}
+    feed_layout = {
+        "register": REGISTER,
+        "penalty": PENALTY,
+        "licence": LICENCE,
+        "inspection": INSPECTION,
+        "dishonest_debtor": DISHONEST,
+        "credit_record": CREDIT_RECORD,
+        "credit_change": CHANGES,
+        "commitment_result": COMMITMENT_RESULT,
+        "tax_credit_rating": TAX_CREDIT,
+    }
     for prov in cat.providers:
         for feed in prov["feeds"]:
             if (prov["id"], feed) not in frames and (prov["id"], feed) in DELIVERY_FORMAT:
-                frames[(prov["id"], feed)] = pd.DataFrame(columns=feed_layout[feed].standard_headers())
+                frames[(prov["id"], feed)] = pd.DataFrame(
+                    columns=feed_layout[feed].standard_headers()
+                )
     stamp = as_of.strftime("%Y%m%d")
     written, all_labels = [], []
     bad_path = truth / "quarantined_records.csv"
-    bad_keys = set(map(tuple, pd.read_csv(bad_path, dtype=str).fillna("").to_numpy())) if bad_path.exists() else set()
+    bad_keys = (
+        set(map(tuple, pd.read_csv(bad_path, dtype=str).fillna("").to_numpy()))
+        if bad_path.exists()
+        else set()
+    )
     new_bad = []
     # Provider feeds first, so the change feed knows which records their defects keep out.
     order = sorted(frames.items(), key=lambda kv: (kv[0][1] == "credit_change", kv[0]))
@@ -837,15 +1255,26 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
         fmt, enc = DELIVERY_FORMAT[(prov, feed)]
         if fmt == "xlsx" and len(frame) > XLSX_MAX_ROWS:
             fmt, enc = "csv", "gb18030"
-        layout_id = {"register": "entity_register", "penalty": "sgs_penalty", "licence": "sgs_licence",
-                     "inspection": "inspection_result", "dishonest_debtor": "court_dishonest_debtor",
-                     "credit_record": "credit_record", "credit_change": "credit_change",
-                     **positive_signals.LAYOUT_ID}[feed]
+        layout_id = {
+            "register": "entity_register",
+            "penalty": "sgs_penalty",
+            "licence": "sgs_licence",
+            "inspection": "inspection_result",
+            "dishonest_debtor": "court_dishonest_debtor",
+            "credit_record": "credit_record",
+            "credit_change": "credit_change",
+            **positive_signals.LAYOUT_ID,
+        }[feed]
         frng = np.random.default_rng(_stable_seed(seed, prov, feed, stamp))
         # The platform's own change feed carries no injected defects (they are labelled per provider feed).
         rate = 0.0 if feed == "credit_change" else defect_rate
         if feed == "credit_change":
-            keys = list(zip(frame["原文书编号"].astype(str), frame["统一社会信用代码/身份证号码"].astype(str)))
+            keys = list(
+                zip(
+                    frame["原文书编号"].astype(str),
+                    frame["统一社会信用代码/身份证号码"].astype(str),
+                )
+            )
             orphan = np.flatnonzero([k in bad_keys for k in keys])
             frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
             labels = pd.DataFrame({"row_index": orphan, "defect": "orphan_change"})
@@ -856,9 +1285,14 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
             if doc_col:
                 # Rows defective in place are quarantined: changes about them will find no record.
                 # (Duplicates are extra copies; their original is accepted.)
-                at = labels.loc[labels["defect"] != "duplicate", "row_index"].to_numpy(dtype=np.int64)
+                at = labels.loc[labels["defect"] != "duplicate", "row_index"].to_numpy(
+                    dtype=np.int64
+                )
                 orig_rows = _original_rows(len(original), labels)[at]
-                for d, c in zip(original[doc_col].to_numpy()[orig_rows], original[code_col].to_numpy()[orig_rows]):
+                for d, c in zip(
+                    original[doc_col].to_numpy()[orig_rows],
+                    original[code_col].to_numpy()[orig_rows],
+                ):
                     k = (str(d).strip(), str(c).strip().upper())
                     bad_keys.add(k)
                     new_bad.append(k)
@@ -868,37 +1302,63 @@ def write_deliveries(out: Path | str, as_of: dt.date | str, n_entities: int = 20
         _write_frame(frame, landing / rel, fmt, enc)
         # Providers deliver in the evening of the day the file is named for: its arrival time is
         # what a night's arrival cut (catch-up runs) compares with.
-        set_arrival(landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
+        set_arrival(
+            landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI)
+        )
         labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
         all_labels.append(labels[["file", "line", "defect"]])
-        written.append({"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"})
+        written.append(
+            {"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"}
+        )
     _append_csv(pd.DataFrame(new_bad, columns=["doc_number", "subject_code"]), bad_path)
-    defects = pd.concat(all_labels, ignore_index=True) if all_labels else pd.DataFrame(columns=["file", "line", "defect"])
+    defects = (
+        pd.concat(all_labels, ignore_index=True)
+        if all_labels
+        else pd.DataFrame(columns=["file", "line", "defect"])
+    )
     _append_csv(defects, truth / "defects.csv")
     ent = world.entities
     ent[["uscc", "eval_class", "industry", "division_code", "latent_risk"]].to_csv(
-        truth / "entities.csv", index=False, encoding="utf-8")
+        truth / "entities.csv", index=False, encoding="utf-8"
+    )
     ins = world.records[world.records["kind"] == "INSPECTION"]
-    pd.DataFrame({"uscc": ent["uscc"].to_numpy()[ins["entity"].to_numpy()],
-                  "inspection_date": ins["decision_date"].dt.strftime("%Y-%m-%d"),
-                  "problem_found": ins["inspection_failed"].astype(int),
-                  "mode": ins["inspection_mode"], "tier_at_draw": ins["tier_at_draw"],
-                  "plan_id": ins["plan_id"].fillna(""),
-                  "inclusion_prob": ins["inclusion_prob"].round(8), "represents": ins["represents"],
-                  "oracle_logit": ins["oracle_logit"].round(6)}).to_csv(
-        truth / "inspections.csv", index=False, encoding="utf-8")
-    state = {"params": gen, "delivered_until": str(as_of.date()),
-             "deliveries": state.get("deliveries", []) + [{"as_of": str(as_of.date()), "files": written}]}
+    pd.DataFrame(
+        {
+            "uscc": ent["uscc"].to_numpy()[ins["entity"].to_numpy()],
+            "inspection_date": ins["decision_date"].dt.strftime("%Y-%m-%d"),
+            "problem_found": ins["inspection_failed"].astype(int),
+            "mode": ins["inspection_mode"],
+            "tier_at_draw": ins["tier_at_draw"],
+            "plan_id": ins["plan_id"].fillna(""),
+            "inclusion_prob": ins["inclusion_prob"].round(8),
+            "represents": ins["represents"],
+            "oracle_logit": ins["oracle_logit"].round(6),
+        }
+    ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8")
+    state = {
+        "params": gen,
+        "delivered_until": str(as_of.date()),
+        "deliveries": state.get("deliveries", [])
+        + [{"as_of": str(as_of.date()), "files": written}],
+    }
     state_path.write_text(json.dumps(state, ensure_ascii=False, indent=1))
-    return {"out": str(out), "landing": str(landing), "files": written,
-            "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
-            "delivered_until": str(as_of.date())}
+    return {
+        "out": str(out),
+        "landing": str(landing),
+        "files": written,
+        "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
+        "delivered_until": str(as_of.date()),
+    }
 
 
 def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:
     for doc in ("行政处罚决定书文号", "行政许可决定文书号", "案号", "文书编号", "抽查任务编号"):
         if doc in frame.columns:
-            for code in ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码/身份证号码", "统一社会信用代码"):
+            for code in (
+                "行政相对人代码_1(统一社会信用代码)",
+                "统一社会信用代码/身份证号码",
+                "统一社会信用代码",
+            ):
                 if code in frame.columns:
                     return doc, code
     return None, None
@@ -906,7 +1366,9 @@ def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:
 
 def _original_rows(n_original: int, labels: pd.DataFrame) -> np.ndarray:
     """Map output row positions back to original row positions (duplicates are inserted copies)."""
-    dup_at = np.sort(labels.loc[labels["defect"] == "duplicate", "row_index"].to_numpy(dtype=np.int64))
+    dup_at = np.sort(
+        labels.loc[labels["defect"] == "duplicate", "row_index"].to_numpy(dtype=np.int64)
+    )
     total = n_original + len(dup_at)
     is_dup = np.zeros(total, dtype=bool)
     is_dup[dup_at] = True

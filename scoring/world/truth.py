@@ -12,6 +12,7 @@
 
 Everything is a pure function of the seed and the world file.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def month_starts(params: WorldParams) -> pd.DatetimeIndex:
     return pd.date_range(start.replace(day=1), pd.Timestamp(w["end"]), freq="MS")
 
 
-def latent_paths(rng, entities: pd.DataFrame, params: WorldParams, industry_offset: np.ndarray) -> dict:
+def latent_paths(
+    rng, entities: pd.DataFrame, params: WorldParams, industry_offset: np.ndarray
+) -> dict:
     """Monthly latent state per entity (arrays n x months) and per-entity constants."""
     lat = params["latent"]
     months = month_starts(params)
@@ -61,8 +64,12 @@ def latent_paths(rng, entities: pd.DataFrame, params: WorldParams, industry_offs
     alive = age_m >= 0
     young = alive & (age_m < float(lat["young_months"]))
     ds = lat["distress"]
-    onset = 1 - np.exp(-float(ds["onset_per_year"]) / 12 * np.exp(float(ds["onset_per_sd_of_risk"]) * c)
-                       * np.where(young, float(ds["young_onset_multiplier"]), 1.0))
+    onset = 1 - np.exp(
+        -float(ds["onset_per_year"])
+        / 12
+        * np.exp(float(ds["onset_per_sd_of_risk"]) * c)
+        * np.where(young, float(ds["young_onset_multiplier"]), 1.0)
+    )
     leave = 1.0 / float(ds["mean_duration_months"])
     u = rng.random((n, m))
     d = np.zeros((n, m), dtype=bool)
@@ -74,13 +81,28 @@ def latent_paths(rng, entities: pd.DataFrame, params: WorldParams, industry_offs
         prev = now
     rc = lat["representative_change"]
     k = float(rc["per_sd_of_risk"])
-    change = (rng.random((n, m)) < 1 - np.exp(-float(rc["per_year"]) / 12 * np.exp(k * c - k * k / 2))) & alive
+    change = (
+        rng.random((n, m)) < 1 - np.exp(-float(rc["per_year"]) / 12 * np.exp(k * c - k * k / 2))
+    ) & alive
     eff = int(rc["effect_months"])
     cum = np.cumsum(change, axis=1)
-    recent = (cum - np.concatenate([np.zeros((n, eff), dtype=cum.dtype), cum[:, :-eff]], axis=1)[:, :m]) > 0 \
-        if eff > 0 else np.zeros((n, m), dtype=bool)
-    return {"months": months, "c": c, "stable": stable, "distress": d, "young": young, "alive": alive,
-            "rep_recent": recent, "rep_change": change, "size": size}
+    recent = (
+        (cum - np.concatenate([np.zeros((n, eff), dtype=cum.dtype), cum[:, :-eff]], axis=1)[:, :m])
+        > 0
+        if eff > 0
+        else np.zeros((n, m), dtype=bool)
+    )
+    return {
+        "months": months,
+        "c": c,
+        "stable": stable,
+        "distress": d,
+        "young": young,
+        "alive": alive,
+        "rep_recent": recent,
+        "rep_change": change,
+        "size": size,
+    }
 
 
 def representative_changes(rng, lat: dict, reg: np.ndarray) -> pd.DataFrame:
@@ -106,9 +128,18 @@ def emit_records(rng, entities: pd.DataFrame, lat: dict, params: WorldParams) ->
     frames = []
     for item in sorted(params["records"]):
         spec = params["records"][item]
-        b, a, s = float(spec.get("compliance", 0.0)), float(spec.get("distress", 0.0)), float(spec.get("size", 0.0))
-        lam = (float(spec["rate"]) / 12 * np.exp(b * lat["c"] - b * b / 2) * np.exp(a * lat["distress"])
-               * np.exp(s * lat["size"] - s * s * size_sd * size_sd / 2)[:, None]) * lat["alive"]
+        b, a, s = (
+            float(spec.get("compliance", 0.0)),
+            float(spec.get("distress", 0.0)),
+            float(spec.get("size", 0.0)),
+        )
+        lam = (
+            float(spec["rate"])
+            / 12
+            * np.exp(b * lat["c"] - b * b / 2)
+            * np.exp(a * lat["distress"])
+            * np.exp(s * lat["size"] - s * s * size_sd * size_sd / 2)[:, None]
+        ) * lat["alive"]
         cnt = rng.poisson(lam)
         ent, mon = np.nonzero(cnt)
         reps = cnt[ent, mon]
@@ -116,12 +147,20 @@ def emit_records(rng, entities: pd.DataFrame, lat: dict, params: WorldParams) ->
         day = (rng.random(len(ent)) * month_days[mon]).astype(int)
         dec = months.to_numpy()[mon] + day.astype("timedelta64[D]")
         keep = dec >= reg[ent]
-        frames.append(pd.DataFrame({"entity": ent[keep], "kind": KIND_OF_ITEM.get(item, item),
-                                    "decision_date": dec[keep]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "entity": ent[keep],
+                    "kind": KIND_OF_ITEM.get(item, item),
+                    "decision_date": dec[keep],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- the hand policy's view
+
 
 class RecordBook:
     """Records in force on a day, as decayed counts per policy item: how the regulator's nightly
@@ -136,9 +175,17 @@ class RecordBook:
         self.policies = policies or [(None, policy)]
         self.n = n_entities
         self.features = sorted(set().union(*[p.doc["items"] for _, p in self.policies]))
-        self.half = {p.sha256: np.array([np.nan if p.doc["items"].get(f, {}).get("half_life_months") is None
-                                         else float(p.doc["items"][f]["half_life_months"]) for f in self.features])
-                     for _, p in self.policies}
+        self.half = {
+            p.sha256: np.array(
+                [
+                    np.nan
+                    if p.doc["items"].get(f, {}).get("half_life_months") is None
+                    else float(p.doc["items"][f]["half_life_months"])
+                    for f in self.features
+                ]
+            )
+            for _, p in self.policies
+        }
         self.parts: list[tuple] = []
         self._cache = None
 
@@ -154,21 +201,34 @@ class RecordBook:
         col = pd.Categorical(np.asarray(item_code), categories=self.features).codes
         keep = col >= 0
         known = np.asarray(dec_day) if known_day is None else np.asarray(known_day)
-        self.parts.append((np.asarray(entity)[keep], col[keep], np.asarray(dec_day)[keep], np.asarray(end_day)[keep],
-                           known[keep]))
+        self.parts.append(
+            (
+                np.asarray(entity)[keep],
+                col[keep],
+                np.asarray(dec_day)[keep],
+                np.asarray(end_day)[keep],
+                known[keep],
+            )
+        )
         self._cache = None
 
     def _arrays(self):
         if self._cache is None:
-            e, c, d, u, k = (np.concatenate([p[i] for p in self.parts]) if self.parts else np.empty(0, dtype=np.int64)
-                             for i in range(5))
+            e, c, d, u, k = (
+                np.concatenate([p[i] for p in self.parts])
+                if self.parts
+                else np.empty(0, dtype=np.int64)
+                for i in range(5)
+            )
             order = np.argsort(e, kind="stable")
             e, c, d, u, k = e[order], c[order], d[order], u[order], k[order]
             starts = np.searchsorted(e, np.arange(self.n + 1))
             self._cache = (e, c, d, u, k, starts)
         return self._cache
 
-    def counts(self, entity: np.ndarray, day: np.ndarray, policy: Policy | None = None) -> np.ndarray:
+    def counts(
+        self, entity: np.ndarray, day: np.ndarray, policy: Policy | None = None
+    ) -> np.ndarray:
         """Decayed counts (rows = queries; the policy's half-lives) of each entity's records decided
         and known on or before ``day`` and still in force on it (end_day after it, or none)."""
         policy = policy or self.policy
@@ -188,7 +248,9 @@ class RecordBook:
         np.add.at(X, (q, c[idx]), w)
         return X
 
-    def score(self, entity, day, policy: Policy | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def score(
+        self, entity, day, policy: Policy | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Score, tier and counts under ``policy`` (default: the first, the mirror's truth)."""
         policy = policy or self.policy
         X = self.counts(entity, day, policy)
@@ -202,8 +264,18 @@ def _working_day_in_month(rng, month: pd.Timestamp, k: int) -> np.ndarray:
     return days[rng.integers(0, len(days), k)]
 
 
-def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBook, params: WorldParams,
-                         agency: dict, caps: dict, exclusion_days: int, pub_end_of, seed: int) -> pd.DataFrame:
+def simulate_inspections(
+    rng,
+    entities: pd.DataFrame,
+    lat: dict,
+    book: RecordBook,
+    params: WorldParams,
+    agency: dict,
+    caps: dict,
+    exclusion_days: int,
+    pub_end_of,
+    seed: int,
+) -> pd.DataFrame:
     # agency: the drawing department (its id names the plans)
     """Monthly double-random draws by the hand policy's tiers, plus marked complaint-driven
     inspections; outcomes from the truth on the inspection day. pub_end_of(item_codes, dates) ->
@@ -214,17 +286,25 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
     out = params["outcome"]
     comp = ins_cfg["complaint_driven"]
     months = lat["months"]
-    n = len(entities)
     uscc = entities["uscc"].to_numpy()
-    reg_day = (pd.to_datetime(entities["reg_date"]).to_numpy().astype("datetime64[D]").astype(np.int64))
+    reg_day = (
+        pd.to_datetime(entities["reg_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+    )
     base = float(book.policy.doc["scale"]["base"])
-    past = pd.DataFrame({"uscc": pd.Series([], dtype=object), "decision_date": pd.Series([], dtype="datetime64[ns]")})
+    past = pd.DataFrame(
+        {
+            "uscc": pd.Series([], dtype=object),
+            "decision_date": pd.Series([], dtype="datetime64[ns]"),
+        }
+    )
     rows = []
     first = pd.Timestamp(params["window"]["start"])
     for j, month in enumerate(months):
         if month < first:  # the double-random system starts with the window
             continue
-        eve = (month - pd.Timedelta(days=1)).to_datetime64().astype("datetime64[D]").astype(np.int64)
+        eve = (
+            (month - pd.Timedelta(days=1)).to_datetime64().astype("datetime64[D]").astype(np.int64)
+        )
         alive = np.flatnonzero(lat["alive"][:, j])
         if not len(alive):
             continue
@@ -240,19 +320,44 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         # k per tier from the whole tier, excluded entities (recently inspected, yearly cap)
         # replaced by the next in the random order; the published value is the world's own.
         pop = pd.DataFrame({"uscc": uscc[alive], "tier": tier.astype(str)})
-        excl = exclusions_from_history(pop, past, month - pd.Timedelta(days=1), exclusion_days, caps)
-        drawn = sample_population(pop, monthly, f"world-{seed}-{month:%Y-%m}", agency_id=agency["id"],
-                                  period=f"{month:%Y-%m}", task="world", exclusions=excl)
+        excl = exclusions_from_history(
+            pop, past, month - pd.Timedelta(days=1), exclusion_days, caps
+        )
+        drawn = sample_population(
+            pop,
+            monthly,
+            f"world-{seed}-{month:%Y-%m}",
+            agency_id=agency["id"],
+            period=f"{month:%Y-%m}",
+            task="world",
+            exclusions=excl,
+        )
         size = pop["tier"].value_counts()
         eligible = pop[~pop["uscc"].isin(set(excl["uscc"]))]["tier"].value_counts()
         k_tier = drawn["tier"].value_counts()
         idx = pd.Index(uscc).get_indexer(drawn["uscc"])
         mode = np.full(len(idx), "random", dtype=object)
         # Drawn uniformly among the eligible of the tier: inclusion probability k / N_eligible.
-        prob = np.array([k_tier[t] / eligible[t] for t in drawn["tier"]]) if len(drawn) else np.empty(0)
-        represents = np.array([eligible[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
-        tier_size = np.array([size[t] for t in drawn["tier"]], dtype=np.int64) if len(drawn) else np.empty(0, np.int64)
-        plan = drawn["commitment_sha256"].to_numpy(dtype=object) if len(drawn) else np.empty(0, dtype=object)
+        prob = (
+            np.array([k_tier[t] / eligible[t] for t in drawn["tier"]])
+            if len(drawn)
+            else np.empty(0)
+        )
+        represents = (
+            np.array([eligible[t] for t in drawn["tier"]], dtype=np.int64)
+            if len(drawn)
+            else np.empty(0, np.int64)
+        )
+        tier_size = (
+            np.array([size[t] for t in drawn["tier"]], dtype=np.int64)
+            if len(drawn)
+            else np.empty(0, np.int64)
+        )
+        plan = (
+            drawn["commitment_sha256"].to_numpy(dtype=object)
+            if len(drawn)
+            else np.empty(0, dtype=object)
+        )
         d_tier = drawn["tier"].to_numpy(dtype=object)
         # Complaints and referrals: not random, they follow risk.
         kc = float(comp.get("per_sd_of_risk", 0.0))
@@ -272,23 +377,53 @@ def simulate_inspections(rng, entities: pd.DataFrame, lat: dict, book: RecordBoo
         when = np.maximum(when, entities["reg_date"].to_numpy()[idx].astype("datetime64[ns]"))
         wday = when.astype("datetime64[D]").astype(np.int64)
         if out["model"] == "latent":
-            logit = (float(out["intercept"]) + float(out["compliance"]) * lat["c"][idx, j]
-                     + float(out["distress"]) * lat["distress"][idx, j]
-                     + float(out["young"]) * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
-                     + float(out["representative_change"]) * lat["rep_recent"][idx, j])
+            logit = (
+                float(out["intercept"])
+                + float(out["compliance"]) * lat["c"][idx, j]
+                + float(out["distress"]) * lat["distress"][idx, j]
+                + float(out["young"])
+                * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
+                + float(out["representative_change"]) * lat["rep_recent"][idx, j]
+            )
         else:  # the mirror: the hand policy's (v1, the first) score on the day before the inspection
             s, _, _ = book.score(idx, wday - 1, book.policy)
             logit = float(out["intercept"]) + float(out["per_100_points"]) * (base - s) / 100.0
         noisy = logit + float(out["noise_sd"]) * rng.standard_normal(len(idx))
         failed = rng.random(len(idx)) < _sigmoid(noisy)
-        month_rows = pd.DataFrame({"entity": idx, "kind": "INSPECTION", "decision_date": when,
-                                   "inspection_failed": failed, "inspection_mode": mode, "tier_at_draw": d_tier,
-                                   "inclusion_prob": prob, "represents": represents, "tier_size": tier_size,
-                                   "plan_id": plan, "oracle_logit": logit, "draw_month": f"{month:%Y-%m}"})
+        month_rows = pd.DataFrame(
+            {
+                "entity": idx,
+                "kind": "INSPECTION",
+                "decision_date": when,
+                "inspection_failed": failed,
+                "inspection_mode": mode,
+                "tier_at_draw": d_tier,
+                "inclusion_prob": prob,
+                "represents": represents,
+                "tier_size": tier_size,
+                "plan_id": plan,
+                "oracle_logit": logit,
+                "draw_month": f"{month:%Y-%m}",
+            }
+        )
         rows.append(month_rows)
         item = np.where(failed, "INSPECTION_FAIL", "INSPECTION_PASS")
         book.add(idx, item, wday, pub_end_of(item, pd.Series(when)))
-        past = pd.concat([past, pd.DataFrame({"uscc": uscc[idx], "decision_date": when})], ignore_index=True)
-    cols = ["entity", "kind", "decision_date", "inspection_failed", "inspection_mode", "tier_at_draw",
-            "inclusion_prob", "represents", "tier_size", "plan_id", "oracle_logit", "draw_month"]
+        past = pd.concat(
+            [past, pd.DataFrame({"uscc": uscc[idx], "decision_date": when})], ignore_index=True
+        )
+    cols = [
+        "entity",
+        "kind",
+        "decision_date",
+        "inspection_failed",
+        "inspection_mode",
+        "tier_at_draw",
+        "inclusion_prob",
+        "represents",
+        "tier_size",
+        "plan_id",
+        "oracle_logit",
+        "draw_month",
+    ]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)

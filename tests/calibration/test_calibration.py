@@ -1,11 +1,12 @@
 """Calibration: sign constraints, no leakage, deterministic candidates, promotion needs a person."""
+
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_cli
+
 from scoring.calibration.learn import SignConstrainedLogisticRegression, point_in_time_features
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy
@@ -17,17 +18,29 @@ def test_signs_are_respected_and_sklearn_conventions_hold():
     y = (X[:, 0] - X[:, 1] + rng.normal(0, 0.3, 400) > 0).astype(int)
     m = SignConstrainedLogisticRegression(signs=[1, 1, -1], random_state=0)
     assert m.fit(X, y) is m
-    assert m.coef_[0] > 0 and m.coef_[1] >= 0 and m.coef_[2] <= 0  # the true -1 on column 1 is clipped to 0
-    assert m.get_params()["signs"] == [1, 1, -1] and not hasattr(SignConstrainedLogisticRegression(), "coef_")
+    assert (
+        m.coef_[0] > 0 and m.coef_[1] >= 0 and m.coef_[2] <= 0
+    )  # the true -1 on column 1 is clipped to 0
+    assert m.get_params()["signs"] == [1, 1, -1] and not hasattr(
+        SignConstrainedLogisticRegression(), "coef_"
+    )
 
 
 def _inspections():
-    return pd.DataFrame({"uscc": ["U1"], "item_code": ["INSPECTION_FAIL"], "decision_date": [pd.Timestamp("2026-05-01")]})
+    return pd.DataFrame(
+        {
+            "uscc": ["U1"],
+            "item_code": ["INSPECTION_FAIL"],
+            "decision_date": [pd.Timestamp("2026-05-01")],
+        }
+    )
 
 
 def _records(extra=()):
     rows = [("K1|U1", "U1", "PENALTY_GENERAL", "2026-03-01", "2027-03-01")] + list(extra)
-    df = pd.DataFrame(rows, columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"])
+    df = pd.DataFrame(
+        rows, columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"]
+    )
     df["decision_date"] = pd.to_datetime(df["decision_date"])
     df["publicity_end_date"] = pd.to_datetime(df["publicity_end_date"])
     df["valid_to_date"] = pd.NaT
@@ -39,8 +52,12 @@ def test_no_leakage_from_records_dated_after_the_inspection():
     cat, pol = Catalogue.load(), Policy.in_force("2026-06-30")
     base, features = point_in_time_features(_inspections(), _records(), None, cat, pol)
     # A severe penalty decided on the inspection day (the outcome itself, say) and one after it.
-    leaky = _records([("K2|U1", "U1", "PENALTY_SEVERE", "2026-05-01", "2028-05-01"),
-                      ("K3|U1", "U1", "TAX_ARREARS", "2026-05-20", "2027-05-20")])
+    leaky = _records(
+        [
+            ("K2|U1", "U1", "PENALTY_SEVERE", "2026-05-01", "2028-05-01"),
+            ("K3|U1", "U1", "TAX_ARREARS", "2026-05-20", "2027-05-20"),
+        ]
+    )
     after, _ = point_in_time_features(_inspections(), leaky, None, cat, pol)
     pd.testing.assert_frame_equal(base, after)
     assert base["PENALTY_GENERAL"].iloc[0] > 0 and base["label"].iloc[0] == 1
@@ -52,7 +69,10 @@ def test_calibrate_is_deterministic_and_promotion_needs_approver_and_reason(sqli
     b = run_cli("calibrate", "--home", home, "--json", env={"CREDIT_DB_URL": ""})
     assert a.returncode == 0, a.stderr[-2000:]
     ja, jb = json.loads(a.stdout), json.loads(b.stdout)
-    assert ja["candidate_id"] == jb["candidate_id"] and ja["candidate_sha256"] == jb["candidate_sha256"]
+    assert (
+        ja["candidate_id"] == jb["candidate_id"]
+        and ja["candidate_sha256"] == jb["candidate_sha256"]
+    )
     for key in ("auc", "ks", "hit_rate_by_tier"):
         assert key in ja and key in ja["baseline"]
     # The fixture province (3,000 entities, a few hundred test inspections) is far too small to
@@ -61,34 +81,75 @@ def test_calibrate_is_deterministic_and_promotion_needs_approver_and_reason(sqli
     c = ja["comparison"]
     assert c["auc_difference"] == pytest.approx(ja["auc"] - ja["baseline"]["auc"], abs=1e-9)
     assert c["ci95"][0] <= c["auc_difference"] <= c["ci95"][1] and c["resamples"] == 2000
-    assert c["beats_baseline"] == (c["auc_difference"] > 0) and c["beats_baseline_at_95"] == (c["ci95"][0] > 0)
+    assert c["beats_baseline"] == (c["auc_difference"] > 0) and c["beats_baseline_at_95"] == (
+        c["ci95"][0] > 0
+    )
     hit = [ja["hit_rate_by_tier"][t] for t in "ABCD"]
-    assert c["hit_rates_rise_a_to_d"] == (None not in hit and all(a < b for a, b in zip(hit, hit[1:])))
+    assert c["hit_rates_rise_a_to_d"] == (
+        None not in hit and all(a < b for a, b in zip(hit, hit[1:]))
+    )
     # The IPW training set (the world experiment's path): the demo's plan-tagged history with the
     # draw's tier reconstructed, complaint-driven inspections left out; weighted figures.
     t = ja["training_set"]
-    assert t["random_reconstructed_draw"] > 0 and t["left_out_not_random"] > 0 and t["random_from_stored_plans"] == 0
+    assert (
+        t["random_reconstructed_draw"] > 0
+        and t["left_out_not_random"] > 0
+        and t["random_from_stored_plans"] == 0
+    )
     assert t["random_reconstructed_draw"] + t["left_out_not_random"] == t["inspections"]
     assert ja["train"]["inspections"] + ja["test"]["inspections"] == t["random_reconstructed_draw"]
     assert c["weighted"] == "inverse inclusion probability"
-    assert "LEGAL_REP_CHANGES_12_MONTHS" not in t["signals_offered"] and "REGISTERED_UNDER_12_MONTHS" in t["signals_offered"]
+    assert (
+        "LEGAL_REP_CHANGES_12_MONTHS" not in t["signals_offered"]
+        and "REGISTERED_UNDER_12_MONTHS" in t["signals_offered"]
+    )
     learned = ja["learned"]
     assert learned["search"] and learned["validation_inspections"] > 0
-    assert learned["half_life_scale"] in (0.25, 0.5, 1.0, 2.0, 4.0, None) and learned["prior"] in ("zero", "current")
+    assert learned["half_life_scale"] in (0.25, 0.5, 1.0, 2.0, 4.0, None) and learned["prior"] in (
+        "zero",
+        "current",
+    )
     card = open(ja["model_card"], encoding="utf-8").read()
     assert "AUC difference" in card and "95% interval" in card
-    refused = run_cli("policy", "promote", ja["candidate_id"], "--effective-from", "2026-08-01", "--home", home,
-                      env={"CREDIT_DB_URL": ""})
+    refused = run_cli(
+        "policy",
+        "promote",
+        ja["candidate_id"],
+        "--effective-from",
+        "2026-08-01",
+        "--home",
+        home,
+        env={"CREDIT_DB_URL": ""},
+    )
     assert refused.returncode != 0 and "approver and a reason" in refused.stderr
-    ok = run_cli("policy", "promote", ja["candidate_id"], "--effective-from", "2026-08-01", "--approved-by", "李审核",
-                 "--reason", "月度校准通过评审", "--home", home, "--json", env={"CREDIT_DB_URL": ""})
+    ok = run_cli(
+        "policy",
+        "promote",
+        ja["candidate_id"],
+        "--effective-from",
+        "2026-08-01",
+        "--approved-by",
+        "李审核",
+        "--reason",
+        "月度校准通过评审",
+        "--home",
+        home,
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert ok.returncode == 0, ok.stderr
     pol = Policy.in_force("2026-08-02", promoted=sqlite_run["home"] / "policy" / "history.json")
     assert pol.sha256 == ja["candidate_sha256"]
-    assert Policy.in_force("2026-07-31", promoted=sqlite_run["home"] / "policy" / "history.json").sha256 != pol.sha256
+    assert (
+        Policy.in_force(
+            "2026-07-31", promoted=sqlite_run["home"] / "policy" / "history.json"
+        ).sha256
+        != pol.sha256
+    )
 
 
 # --------------------------------------------------------------------------- the learner and the comparison
+
 
 def _signs(features):
     nature = {i["code"]: i["nature"] for i in Catalogue.load().items}
@@ -108,12 +169,17 @@ def _synthetic_world(n=12_000, seed=0):
     rate = np.where(listed, 0.01, 0.25)
     rng = np.random.default_rng(seed)
     z = rng.standard_normal(n)
-    counts = rng.poisson(rate * np.exp(np.outer(z, beta) - beta ** 2 / 2))
+    counts = rng.poisson(rate * np.exp(np.outer(z, beta) - beta**2 / 2))
     y = (rng.random(n) < 1 / (1 + np.exp(1.7 - 1.3 * z))).astype(int)
     row, col = np.nonzero(counts)
     reps = counts[row, col]
-    pairs = pd.DataFrame({"row": np.repeat(row, reps), "item_code": np.array(features)[np.repeat(col, reps)],
-                          "age_days": rng.integers(0, 700, reps.sum()).astype(np.int32)})
+    pairs = pd.DataFrame(
+        {
+            "row": np.repeat(row, reps),
+            "item_code": np.array(features)[np.repeat(col, reps)],
+            "age_days": rng.integers(0, 700, reps.sum()).astype(np.int32),
+        }
+    )
     return features, signs.tolist(), pairs, y, np.arange(n)
 
 
@@ -138,14 +204,22 @@ def test_learner_follows_sklearn_conventions():
     from scoring.calibration.learn import PolicyLearner
 
     pol = Policy.in_force("2026-06-30")
-    learner = PolicyLearner(current=pol, features=["PENALTY_GENERAL"], signs=[1], Cs=(1.0,), random_state=3)
+    learner = PolicyLearner(
+        current=pol, features=["PENALTY_GENERAL"], signs=[1], Cs=(1.0,), random_state=3
+    )
     assert clone(learner).get_params()["random_state"] == 3 and not hasattr(learner, "half_lives_")
-    pairs = pd.DataFrame({"row": np.arange(0, 400, 2), "item_code": "PENALTY_GENERAL", "age_days": 30})
+    pairs = pd.DataFrame(
+        {"row": np.arange(0, 400, 2), "item_code": "PENALTY_GENERAL", "age_days": 30}
+    )
     y = np.zeros(400, dtype=int)
     y[::2] = np.arange(200) % 3 == 0
     y[1::2] = np.arange(200) % 8 == 0
     assert learner.fit(pairs, y, np.arange(400)) is learner
-    assert learner.coef_[0] > 0 and learner.C_ == 1.0 and len(learner.search_) == len(learner.half_life_scales) * 2
+    assert (
+        learner.coef_[0] > 0
+        and learner.C_ == 1.0
+        and len(learner.search_) == len(learner.half_life_scales) * 2
+    )
 
 
 def test_learner_recovers_no_decay_and_beats_a_badly_tuned_policy_on_held_out_inspections():
@@ -154,21 +228,36 @@ def test_learner_recovers_no_decay_and_beats_a_badly_tuned_policy_on_held_out_in
     rates must rise from A to C, with D above B. (D is mostly the severe-list override, whose
     holders go to D by law whatever their score; on 3,600 held-out inspections with ~100 in D,
     whether D also tops C depends on the draw — 4 seeds of 5 here — so that is not asserted.)"""
-    from scoring.calibration.learn import (PolicyLearner, candidate_policy, decayed_counts, paired_auc_difference,
-                                     policy_half_lives, policy_scores)
+    from scoring.calibration.learn import (
+        PolicyLearner,
+        candidate_policy,
+        decayed_counts,
+        paired_auc_difference,
+        policy_half_lives,
+        policy_scores,
+    )
 
     features, signs, pairs, y, days = _synthetic_world()
     wrong = _wrong_policy()
     tr, te = np.arange(0, 8400), np.arange(8400, len(y))
     p_tr, p_te = _split(pairs, tr), _split(pairs, te)
-    learner = PolicyLearner(current=wrong, features=features, signs=signs, random_state=0).fit(p_tr, y[tr], days[tr])
+    learner = PolicyLearner(current=wrong, features=features, signs=signs, random_state=0).fit(
+        p_tr, y[tr], days[tr]
+    )
     assert learner.half_life_scale_ is None
-    cand = candidate_policy(learner, features, wrong, learner.transform(p_tr, len(tr)),
-                            decayed_counts(p_tr, len(tr), features, policy_half_lives(wrong)))
+    cand = candidate_policy(
+        learner,
+        features,
+        wrong,
+        learner.transform(p_tr, len(tr)),
+        decayed_counts(p_tr, len(tr), features, policy_half_lives(wrong)),
+    )
     assert all(cand.doc["items"][f]["half_life_months"] is None for f in features)
 
     def scored(policy):
-        X = pd.DataFrame(decayed_counts(p_te, len(te), features, policy_half_lives(policy)), columns=features)
+        X = pd.DataFrame(
+            decayed_counts(p_te, len(te), features, policy_half_lives(policy)), columns=features
+        )
         return policy_scores(X, features, policy)
 
     cs, ct = scored(cand)
@@ -183,7 +272,12 @@ def test_candidate_scores_like_the_engine():
     """The candidate is a policy like any other: the engine's score and tier for an entity on day
     D equal what calibration computed from the point-in-time records for an inspection on D+1,
     with the candidate's own half-lives, points and caps."""
-    from scoring.calibration.learn import decayed_counts, point_in_time_records, policy_half_lives, policy_scores
+    from scoring.calibration.learn import (
+        decayed_counts,
+        point_in_time_records,
+        policy_half_lives,
+        policy_scores,
+    )
     from scoring.common.codes import make_uscc
     from scoring.evaluation.evaluate import apply_changes, score_entities
 
@@ -194,25 +288,55 @@ def test_candidate_scores_like_the_engine():
     doc["items"]["COMMENDATION"]["points"] = 120
     doc["dimensions"][2]["max"] = 150  # qualifications_honours: widened cap
     cand = Policy.from_doc(doc)
-    usccs = list(make_uscc(np.array(["9"] * 4), np.array(["1"] * 4), np.array(["230102"] * 4),
-                           np.array([[2, 0, 0, 0, 0, 0, 0, i] for i in range(1, 5)])))
-    rows = [(0, "PENALTY_GENERAL", "2026-05-30", "2027-05-30"), (0, "PENALTY_GENERAL", "2025-10-01", "2026-10-01"),
-            (1, "TAX_ARREARS", "2025-09-01", "2026-09-01"), (1, "COMMENDATION", "2025-06-01", "2028-06-01"),
-            (1, "COMMENDATION", "2026-01-01", "2029-01-01"), (2, "INSPECTION_FAIL", "2026-06-01", None),
-            (2, "PENALTY_SEVERE", "2025-03-10", "2028-03-10"), (3, "LICENCE", "2024-01-01", None)]
-    rec = pd.DataFrame([(f"K{i}|{usccs[e]}", usccs[e], item, d, end) for i, (e, item, d, end) in enumerate(rows)],
-                       columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"])
+    usccs = list(
+        make_uscc(
+            np.array(["9"] * 4),
+            np.array(["1"] * 4),
+            np.array(["230102"] * 4),
+            np.array([[2, 0, 0, 0, 0, 0, 0, i] for i in range(1, 5)]),
+        )
+    )
+    rows = [
+        (0, "PENALTY_GENERAL", "2026-05-30", "2027-05-30"),
+        (0, "PENALTY_GENERAL", "2025-10-01", "2026-10-01"),
+        (1, "TAX_ARREARS", "2025-09-01", "2026-09-01"),
+        (1, "COMMENDATION", "2025-06-01", "2028-06-01"),
+        (1, "COMMENDATION", "2026-01-01", "2029-01-01"),
+        (2, "INSPECTION_FAIL", "2026-06-01", None),
+        (2, "PENALTY_SEVERE", "2025-03-10", "2028-03-10"),
+        (3, "LICENCE", "2024-01-01", None),
+    ]
+    rec = pd.DataFrame(
+        [(f"K{i}|{usccs[e]}", usccs[e], item, d, end) for i, (e, item, d, end) in enumerate(rows)],
+        columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"],
+    )
     rec["decision_date"] = pd.to_datetime(rec["decision_date"])
     rec["publicity_end_date"] = pd.to_datetime(rec["publicity_end_date"])
-    rec["valid_to_date"] = pd.to_datetime(np.where(rec["item_code"] == "LICENCE", "2029-01-01", None))
+    rec["valid_to_date"] = pd.to_datetime(
+        np.where(rec["item_code"] == "LICENCE", "2029-01-01", None)
+    )
     rec["subject_type"] = "legal"
-    ent = pd.DataFrame({"uscc": usccs, "subject_name": "测试", "division_code": "230102", "industry": "F",
-                        "eval_class": "legal_person", "entity_status": "存续",
-                        "registered_date": pd.Timestamp("2018-01-01")})
-    engine = score_entities(ent, apply_changes(rec, None, "2026-06-30"), cat, cand, "2026-06-30").set_index("uscc")
-    ins = pd.DataFrame({"uscc": usccs, "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-01")})
+    ent = pd.DataFrame(
+        {
+            "uscc": usccs,
+            "subject_name": "测试",
+            "division_code": "230102",
+            "industry": "F",
+            "eval_class": "legal_person",
+            "entity_status": "存续",
+            "registered_date": pd.Timestamp("2018-01-01"),
+        }
+    )
+    engine = score_entities(
+        ent, apply_changes(rec, None, "2026-06-30"), cat, cand, "2026-06-30"
+    ).set_index("uscc")
+    ins = pd.DataFrame(
+        {"uscc": usccs, "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-01")}
+    )
     got, pairs, features = point_in_time_records(ins, rec, None, cat, cand)
-    X = pd.DataFrame(decayed_counts(pairs, len(got), features, policy_half_lives(cand)), columns=features)
+    X = pd.DataFrame(
+        decayed_counts(pairs, len(got), features, policy_half_lives(cand)), columns=features
+    )
     score, tier = policy_scores(X, features, cand)
     assert score.tolist() == engine.loc[usccs, "score"].tolist()
     assert tier.tolist() == engine.loc[usccs, "tier"].astype(str).tolist()
@@ -231,7 +355,9 @@ def test_paired_auc_difference_is_exact_and_seeded():
     groups = np.arange(600) // 2  # an entity's two inspections are drawn together
     one = paired_auc_difference(y, a, b, groups, resamples=300, random_state=7)
     assert one == paired_auc_difference(y, a, b, groups, resamples=300, random_state=7)
-    assert one["auc_difference"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b), abs=1e-12)
+    assert one["auc_difference"] == pytest.approx(
+        roc_auc_score(y, a) - roc_auc_score(y, b), abs=1e-12
+    )
     assert 0 < one["ci95"][0] < one["auc_difference"] < one["ci95"][1]
     same = paired_auc_difference(y, a, a, groups, resamples=50)
     assert same["auc_difference"] == 0 and same["ci95"] == [0.0, 0.0]
@@ -241,49 +367,103 @@ def test_candidate_with_signals_scores_like_the_engine_and_says_why():
     """Policy signals (registration-age band, arrears cluster) are scored by the engine exactly as
     calibration computed them for an inspection the next day, appear among the reasons as a rule,
     and a signal whose data no feed delivers (representative changes) stops the run in one line."""
-    from scoring.calibration.learn import (CANDIDATE_SIGNALS, decayed_counts, point_in_time_records,
-                                           policy_half_lives, policy_scores, row_signal_values)
+    from scoring.calibration.learn import (
+        CANDIDATE_SIGNALS,
+        decayed_counts,
+        point_in_time_records,
+        policy_half_lives,
+        policy_scores,
+        row_signal_values,
+    )
     from scoring.common.codes import make_uscc
     from scoring.evaluation.evaluate import apply_changes, score_entities
 
     cat = Catalogue.in_force("2026-06-30")
     doc = json.loads(json.dumps(Policy.in_force("2026-06-30").doc))
-    signals = {k: dict(CANDIDATE_SIGNALS[k], points=p) for k, p in (
-        ("REGISTERED_UNDER_12_MONTHS", -60), ("REGISTERED_12_TO_24_MONTHS", -40), ("ARREARS_CLUSTER_6_MONTHS", -90))}
+    signals = {
+        k: dict(CANDIDATE_SIGNALS[k], points=p)
+        for k, p in (
+            ("REGISTERED_UNDER_12_MONTHS", -60),
+            ("REGISTERED_12_TO_24_MONTHS", -40),
+            ("ARREARS_CLUSTER_6_MONTHS", -90),
+        )
+    }
     doc["signals"] = signals
     cand = Policy.from_doc(doc)
-    usccs = list(make_uscc(np.array(["9"] * 4), np.array(["1"] * 4), np.array(["230102"] * 4),
-                           np.array([[3, 0, 0, 0, 0, 0, 0, i] for i in range(1, 5)])))
-    registered = pd.Series(pd.to_datetime(["2025-12-01", "2018-01-01", "2025-03-01", "2018-01-01"]), index=usccs)
-    rows = [(1, "TAX_ARREARS", "2026-03-01", "2027-03-01"), (1, "SOCIAL_INSURANCE_ARREARS", "2026-05-01", "2027-05-01"),
-            (3, "TAX_ARREARS", "2025-08-01", "2026-08-01"), (3, "UTILITY_ARREARS", "2026-04-01", "2027-04-01"),
-            (2, "PENALTY_GENERAL", "2026-05-30", "2027-05-30")]
-    rec = pd.DataFrame([(f"K{i}|{usccs[e]}", usccs[e], item, d, end) for i, (e, item, d, end) in enumerate(rows)],
-                       columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"])
+    usccs = list(
+        make_uscc(
+            np.array(["9"] * 4),
+            np.array(["1"] * 4),
+            np.array(["230102"] * 4),
+            np.array([[3, 0, 0, 0, 0, 0, 0, i] for i in range(1, 5)]),
+        )
+    )
+    registered = pd.Series(
+        pd.to_datetime(["2025-12-01", "2018-01-01", "2025-03-01", "2018-01-01"]), index=usccs
+    )
+    rows = [
+        (1, "TAX_ARREARS", "2026-03-01", "2027-03-01"),
+        (1, "SOCIAL_INSURANCE_ARREARS", "2026-05-01", "2027-05-01"),
+        (3, "TAX_ARREARS", "2025-08-01", "2026-08-01"),
+        (3, "UTILITY_ARREARS", "2026-04-01", "2027-04-01"),
+        (2, "PENALTY_GENERAL", "2026-05-30", "2027-05-30"),
+    ]
+    rec = pd.DataFrame(
+        [(f"K{i}|{usccs[e]}", usccs[e], item, d, end) for i, (e, item, d, end) in enumerate(rows)],
+        columns=["record_key", "uscc", "item_code", "decision_date", "publicity_end_date"],
+    )
     rec["decision_date"] = pd.to_datetime(rec["decision_date"])
     rec["publicity_end_date"] = pd.to_datetime(rec["publicity_end_date"])
     rec["valid_to_date"] = pd.NaT
     rec["subject_type"] = "legal"
-    ent = pd.DataFrame({"uscc": usccs, "subject_name": "测试", "division_code": "230102", "industry": "F",
-                        "eval_class": "legal_person", "entity_status": "存续",
-                        "registered_date": registered.to_numpy()})
-    engine = score_entities(ent, apply_changes(rec, None, "2026-06-30"), cat, cand, "2026-06-30").set_index("uscc")
-    ins = pd.DataFrame({"uscc": usccs, "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-01")})
+    ent = pd.DataFrame(
+        {
+            "uscc": usccs,
+            "subject_name": "测试",
+            "division_code": "230102",
+            "industry": "F",
+            "eval_class": "legal_person",
+            "entity_status": "存续",
+            "registered_date": registered.to_numpy(),
+        }
+    )
+    engine = score_entities(
+        ent, apply_changes(rec, None, "2026-06-30"), cat, cand, "2026-06-30"
+    ).set_index("uscc")
+    ins = pd.DataFrame(
+        {"uscc": usccs, "item_code": "INSPECTION_PASS", "decision_date": pd.Timestamp("2026-07-01")}
+    )
     got, pairs, features = point_in_time_records(ins, rec, None, cat, cand)
     features = features + sorted(signals)
-    X = pd.DataFrame(decayed_counts(pairs, len(got), features, policy_half_lives(cand)), columns=features)
-    X[sorted(signals)] = row_signal_values(policy_signals_sorted(signals), got, pairs, registered, None)
+    X = pd.DataFrame(
+        decayed_counts(pairs, len(got), features, policy_half_lives(cand)), columns=features
+    )
+    X[sorted(signals)] = row_signal_values(
+        policy_signals_sorted(signals), got, pairs, registered, None
+    )
     assert X["REGISTERED_UNDER_12_MONTHS"].tolist() == [1, 0, 0, 0]
     assert X["REGISTERED_12_TO_24_MONTHS"].tolist() == [0, 0, 1, 0]
-    assert X["ARREARS_CLUSTER_6_MONTHS"].tolist() == [0, 1, 0, 0]  # entity 3: its tax arrears are 11 months old
+    assert X["ARREARS_CLUSTER_6_MONTHS"].tolist() == [
+        0,
+        1,
+        0,
+        0,
+    ]  # entity 3: its tax arrears are 11 months old
     score, tier = policy_scores(X, features, cand)
     assert score.tolist() == engine.loc[usccs, "score"].tolist()
     assert tier.tolist() == engine.loc[usccs, "tier"].astype(str).tolist()
     assert "R045 近6个月两类以上欠缴" in engine.loc[usccs[1], "reasons"]
-    assert "R041 成立不满12个月 / registered less than 12 months ago" in engine.loc[usccs[0], "reasons"]
-    doc["signals"]["LEGAL_REP_CHANGES_12_MONTHS"] = dict(CANDIDATE_SIGNALS["LEGAL_REP_CHANGES_12_MONTHS"], points=-50)
+    assert (
+        "R041 成立不满12个月 / registered less than 12 months ago"
+        in engine.loc[usccs[0], "reasons"]
+    )
+    doc["signals"]["LEGAL_REP_CHANGES_12_MONTHS"] = dict(
+        CANDIDATE_SIGNALS["LEGAL_REP_CHANGES_12_MONTHS"], points=-50
+    )
     with pytest.raises(ValueError, match="change history of legal representatives"):
-        score_entities(ent, apply_changes(rec, None, "2026-06-30"), cat, Policy.from_doc(doc), "2026-06-30")
+        score_entities(
+            ent, apply_changes(rec, None, "2026-06-30"), cat, Policy.from_doc(doc), "2026-06-30"
+        )
 
 
 def policy_signals_sorted(signals):

@@ -18,17 +18,41 @@ def test_at_least_15_items_spanning_the_ten_kinds_of_art_18(cat):
 
 def test_every_item_carries_the_art_18_elements(cat):
     for item in cat.items:
-        for key in ("behaviour", "provider", "data_source", "nature", "sharing", "opening", "publicity",
-                    "update_cycle_days", "subject_types", "severity", "mandatory"):
+        for key in (
+            "behaviour",
+            "provider",
+            "data_source",
+            "nature",
+            "sharing",
+            "opening",
+            "publicity",
+            "update_cycle_days",
+            "subject_types",
+            "severity",
+            "mandatory",
+        ):
             assert key in item, (item["code"], key)
 
 
 def test_required_kinds_of_information_are_present(cat):
     codes = set(cat.item_codes)
-    for code in ("REG_BASIC", "COMMENDATION", "COMMITMENT", "COMMITMENT_BREACH", "LICENCE", "PENALTY_GENERAL",
-                 "PENALTY_SEVERE", "COURT_JUDGMENT", "DISHONEST_DEBTOR", "TAX_ARREARS",
-                 "SOCIAL_INSURANCE_ARREARS", "HOUSING_FUND_ARREARS", "REFUSE_TO_PERFORM", "FALSIFICATION",
-                 "INSPECTION_FAIL"):
+    for code in (
+        "REG_BASIC",
+        "COMMENDATION",
+        "COMMITMENT",
+        "COMMITMENT_BREACH",
+        "LICENCE",
+        "PENALTY_GENERAL",
+        "PENALTY_SEVERE",
+        "COURT_JUDGMENT",
+        "DISHONEST_DEBTOR",
+        "TAX_ARREARS",
+        "SOCIAL_INSURANCE_ARREARS",
+        "HOUSING_FUND_ARREARS",
+        "REFUSE_TO_PERFORM",
+        "FALSIFICATION",
+        "INSPECTION_FAIL",
+    ):
         assert code in codes
 
 
@@ -42,11 +66,20 @@ def test_version_is_a_content_hash(cat):
 
 def test_three_period_sets_by_effective_date(cat):
     """2019 notice until 2023-04-30, NDRC Order 58 from 2023-05-01, NDRC Order 36 from 2026-04-01."""
-    ids = [cat.rules_in_force(dt.date.fromisoformat(d))["id"]
-           for d in ("2023-04-30", "2023-05-01", "2026-03-31", "2026-04-01")]
+    ids = [
+        cat.rules_in_force(dt.date.fromisoformat(d))["id"]
+        for d in ("2023-04-30", "2023-05-01", "2026-03-31", "2026-04-01")
+    ]
     assert ids == ["ndrc-2019", "ndrc-order-58-2023", "ndrc-order-58-2023", "ndrc-order-36-2025"]
-    r2019, o58, o36 = (cat.rules_in_force(dt.date.fromisoformat(d)) for d in ("2022-01-01", "2024-01-01", "2026-05-01"))
-    assert (r2019["severe"]["min_months"], o58["severe"]["min_months"], o36["severe"]["min_months"]) == (6, 12, 12)
+    r2019, o58, o36 = (
+        cat.rules_in_force(dt.date.fromisoformat(d))
+        for d in ("2022-01-01", "2024-01-01", "2026-05-01")
+    )
+    assert (
+        r2019["severe"]["min_months"],
+        o58["severe"]["min_months"],
+        o36["severe"]["min_months"],
+    ) == (6, 12, 12)
     assert {r["general"]["min_months"] for r in (r2019, o58, o36)} == {3}
     assert {r["general"]["max_months"] for r in (r2019, o58, o36)} == {12}
     assert {r["severe"]["max_months"] for r in (r2019, o58, o36)} == {36}

@@ -27,7 +27,7 @@ def test_every_single_character_substitution_of_a_real_code_is_rejected():
         for pos in range(18):
             for ch in codes.USCC_ALPHABET:
                 if ch != code[pos]:
-                    variants.append(code[:pos] + ch + code[pos + 1:])
+                    variants.append(code[:pos] + ch + code[pos + 1 :])
     ok = codes.valid_uscc(variants)
     assert len(variants) == len(REAL_USCC) * 18 * 30
     assert not ok.any(), [v for v, k in zip(variants, ok) if k][:5]
@@ -35,31 +35,57 @@ def test_every_single_character_substitution_of_a_real_code_is_rejected():
 
 def test_codes_with_letters_in_the_first_eight_positions_are_accepted():
     # Libraries that demand digits in positions 1-8 reject valid N/Y codes; we must not.
-    made = codes.make_uscc(np.array(["N", "Y", "5"]), np.array(["2", "1", "1"]),
-                           np.array(["231202", "230102", "230623"]),
-                           np.array([[1, 2, 3, 4, 5, 6, 7, 8]] * 3))
+    made = codes.make_uscc(
+        np.array(["N", "Y", "5"]),
+        np.array(["2", "1", "1"]),
+        np.array(["231202", "230102", "230623"]),
+        np.array([[1, 2, 3, 4, 5, 6, 7, 8]] * 3),
+    )
     assert codes.valid_uscc(made).all()
     assert [m[0] for m in made] == ["N", "Y", "5"]
 
 
 def test_malformed_values_are_rejected_not_crashing():
-    bad = [None, "", "abc", "91330100799655058", "91330100799655058BB", "９1330100799655058B",
-           "I1330100799655058B", 123, float("nan")]
+    bad = [
+        None,
+        "",
+        "abc",
+        "91330100799655058",
+        "91330100799655058BB",
+        "９1330100799655058B",
+        "I1330100799655058B",
+        123,
+        float("nan"),
+    ]
     assert not codes.valid_uscc(bad).any()
     assert not codes.valid_id_number(bad).any()
 
 
 def test_resident_id_examples_and_substitutions():
     assert codes.valid_id_number(ID_EXAMPLES).all()
-    variants = [c[:i] + d + c[i + 1:] for c in ID_EXAMPLES for i in range(18) for d in "0123456789X"
-                if d != c[i] and not (i < 17 and d == "X")]
+    variants = [
+        c[:i] + d + c[i + 1 :]
+        for c in ID_EXAMPLES
+        for i in range(18)
+        for d in "0123456789X"
+        if d != c[i] and not (i < 17 and d == "X")
+    ]
     # A substitution in the birth date may make an impossible date; every variant must fail anyway.
     assert not codes.valid_id_number(variants).any()
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(sorted(codes.USCC_FIRST)), st.sampled_from("123"),
-                          st.integers(0, 99_999_999)), min_size=1, max_size=50))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(codes.USCC_FIRST)),
+            st.sampled_from("123"),
+            st.integers(0, 99_999_999),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
 def test_generated_codes_are_valid(parts):
     first = np.array([p[0] for p in parts])
     kind = np.array([p[1] for p in parts])

@@ -1,5 +1,6 @@
 """Chinese working days against the State Council's published arrangements (国办发明电〔2024〕12号 for
 2025, 国办发明电〔2025〕7号 for 2026): holidays off, adjusted weekends worked, year ends handled."""
+
 import datetime as dt
 
 import pytest
@@ -9,13 +10,30 @@ from scoring.common.workdays import add_working_days, covered, is_working_day, w
 D = dt.date.fromisoformat
 
 
-@pytest.mark.parametrize("day, working", [
-    ("2025-01-26", True), ("2025-01-28", False), ("2025-02-04", False), ("2025-02-05", True),
-    ("2025-02-08", True), ("2025-09-28", True), ("2025-10-08", False), ("2025-10-11", True),
-    ("2026-02-14", True), ("2026-02-15", False), ("2026-02-23", False), ("2026-02-24", True),
-    ("2026-02-28", True), ("2026-09-20", True), ("2026-10-07", False), ("2026-10-08", True),
-    ("2026-10-10", True), ("2026-11-28", False), ("2026-11-30", True),
-])
+@pytest.mark.parametrize(
+    "day, working",
+    [
+        ("2025-01-26", True),
+        ("2025-01-28", False),
+        ("2025-02-04", False),
+        ("2025-02-05", True),
+        ("2025-02-08", True),
+        ("2025-09-28", True),
+        ("2025-10-08", False),
+        ("2025-10-11", True),
+        ("2026-02-14", True),
+        ("2026-02-15", False),
+        ("2026-02-23", False),
+        ("2026-02-24", True),
+        ("2026-02-28", True),
+        ("2026-09-20", True),
+        ("2026-10-07", False),
+        ("2026-10-08", True),
+        ("2026-10-10", True),
+        ("2026-11-28", False),
+        ("2026-11-30", True),
+    ],
+)
 def test_holidays_and_adjusted_working_weekends(day, working):
     assert is_working_day(D(day)) is working
 

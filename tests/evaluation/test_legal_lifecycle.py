@@ -13,6 +13,7 @@ Rules and sources (README, "How the law is applied"):
   repair      a repaired record stops counting from the repair date
 Each row is (rule, as_of, known_by, record, expected counts, expected reason, expected tier).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,14 @@ POL = Policy.in_force("2026-06-30")
 def _uscc(i: int) -> str:
     from scoring.common.codes import make_uscc
 
-    return str(make_uscc(np.array(["9"]), np.array(["1"]), np.array(["230102"]),
-                         np.array([[2, 0, 0, 0, 0, 0, 0, i]]))[0])
+    return str(
+        make_uscc(
+            np.array(["9"]),
+            np.array(["1"]),
+            np.array(["230102"]),
+            np.array([[2, 0, 0, 0, 0, 0, 0, i]]),
+        )[0]
+    )
 
 
 A, B = _uscc(1), _uscc(2)
@@ -75,8 +82,13 @@ CHANGES = [
     ("OBJ_UPHELD", "objection_closed", "2026-06-04", "2026-06-04", {"result": "采纳"}),
     ("OBJ_UPHELD_CORR", "objection_filed", "2026-06-01", "2026-06-01", {}),
     ("OBJ_UPHELD_CORR", "objection_closed", "2026-06-04", "2026-06-04", {"result": "部分采纳"}),
-    ("OBJ_UPHELD_CORR", "correct", "2026-06-04", "2026-06-05", {"new_item_code": "PENALTY_GENERAL",
-                                                                 "new_grade": "general"}),
+    (
+        "OBJ_UPHELD_CORR",
+        "correct",
+        "2026-06-04",
+        "2026-06-05",
+        {"new_item_code": "PENALTY_GENERAL", "new_grade": "general"},
+    ),
     # Art. 38: a correction may change the item or the subject; learned on 2026-03-10.
     ("CORR_ITEM", "correct", "2026-03-09", "2026-03-10", {"new_item_code": "COURT_JUDGMENT"}),
     ("CORR_SUBJECT", "correct", "2026-03-09", "2026-03-10", {"new_subject_code": B}),
@@ -87,8 +99,18 @@ CHANGES = [
 
 def _records() -> pd.DataFrame:
     rows = [(k, *v) for k, v in RECORDS.items()]
-    df = pd.DataFrame(rows, columns=["doc_number", "uscc", "item_code", "decision_date", "publicity_end_date",
-                                     "removal_date", "grade"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "doc_number",
+            "uscc",
+            "item_code",
+            "decision_date",
+            "publicity_end_date",
+            "removal_date",
+            "grade",
+        ],
+    )
     df["record_key"] = df["doc_number"] + "|" + df["uscc"]
     df["subject_type"] = "legal"
     df["provider"] = "samr"
@@ -103,8 +125,16 @@ def _changes(known_by) -> pd.DataFrame:
     keys = {k: f"{k}|{v[0]}" for k, v in RECORDS.items()}
     rows = []
     for key, op, eff, known, extra in CHANGES:
-        rows.append({"record_key": keys[key], "op": op, "effective_date": eff, "known_from": known,
-                     "provider": "samr", **extra})
+        rows.append(
+            {
+                "record_key": keys[key],
+                "op": op,
+                "effective_date": eff,
+                "known_from": known,
+                "provider": "samr",
+                **extra,
+            }
+        )
     df = pd.DataFrame(rows)
     for c in ("effective_date", "known_from"):
         df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
@@ -112,9 +142,17 @@ def _changes(known_by) -> pd.DataFrame:
 
 
 def _entities():
-    return pd.DataFrame({"uscc": [A, B], "subject_name": ["甲", "乙"], "division_code": "230102", "industry": "F",
-                         "eval_class": "legal_person", "entity_status": "存续",
-                         "registered_date": pd.Timestamp("2018-01-01")})
+    return pd.DataFrame(
+        {
+            "uscc": [A, B],
+            "subject_name": ["甲", "乙"],
+            "division_code": "230102",
+            "industry": "F",
+            "eval_class": "legal_person",
+            "entity_status": "存续",
+            "registered_date": pd.Timestamp("2018-01-01"),
+        }
+    )
 
 
 def _evaluate(as_of, known_by, keys):
@@ -133,7 +171,15 @@ TABLE = [
     ("listing", "COURT_REMOVED", "2025-11-11", "2026-06-30", True, None, "D"),
     ("listing", "COURT_REMOVED", "2026-03-01", "2026-06-30", True, None, "D"),
     ("listing", "COURT_REMOVED", "2026-03-02", "2026-06-30", False, "removed_from_list", None),
-    ("listing", "COURT_OPEN", "2025-01-05", "2026-06-30", True, None, "D"),     # 24 months: still listed
+    (
+        "listing",
+        "COURT_OPEN",
+        "2025-01-05",
+        "2026-06-30",
+        True,
+        None,
+        "D",
+    ),  # 24 months: still listed
     ("listing", "COURT_OPEN", "2026-06-30", "2026-06-30", True, None, "D"),
     ("list_end", "COURT_TERM", "2026-02-28", "2026-06-30", True, None, "D"),
     ("list_end", "COURT_TERM", "2026-03-01", "2026-06-30", False, "expired", None),
@@ -155,25 +201,52 @@ TABLE = [
     ("art38", "CORR_ITEM", "2026-03-10", "2026-03-10", True, None, None),
     ("art38", "REVOKED", "2026-03-31", "2026-03-09", True, None, None),
     ("art38", "REVOKED", "2026-03-31", "2026-03-10", False, "revoked", None),
-    ("periods", "MINOR_O58", "2026-06-30", "2026-06-30", True, None, None),    # Order 58: up to 12 months
+    (
+        "periods",
+        "MINOR_O58",
+        "2026-06-30",
+        "2026-06-30",
+        True,
+        None,
+        None,
+    ),  # Order 58: up to 12 months
     ("periods", "MINOR_O58", "2027-03-30", "2026-06-30", True, None, None),
     ("periods", "MINOR_O58", "2027-03-31", "2026-06-30", False, "expired", None),
-    ("periods", "MINOR_O36", "2026-06-30", "2026-06-30", True, None, None),    # Order 36: up to 3 months
+    (
+        "periods",
+        "MINOR_O36",
+        "2026-06-30",
+        "2026-06-30",
+        True,
+        None,
+        None,
+    ),  # Order 36: up to 3 months
     ("periods", "MINOR_O36", "2026-07-01", "2026-06-30", False, "expired", None),
     ("periods", "GEN_MAX", "2026-06-29", "2026-06-30", True, None, None),
     ("periods", "GEN_MAX", "2026-06-30", "2026-06-30", False, "expired", None),
     ("periods", "SEV_2019", "2026-04-29", "2026-06-30", True, None, None),
     ("periods", "SEV_2019", "2026-04-30", "2026-06-30", False, "expired", None),
-    ("periods", "WARN_O36", "2026-06-30", "2026-06-30", True, None, None),     # minor under Order 36
+    ("periods", "WARN_O36", "2026-06-30", "2026-06-30", True, None, None),  # minor under Order 36
     ("periods", "WARN_O36", "2026-07-01", "2026-06-30", False, "expired", None),
     ("repair", "REPAIRED", "2026-05-19", "2026-06-30", True, None, None),
     ("repair", "REPAIRED", "2026-05-20", "2026-06-30", False, "repaired", None),
-    ("repair", "REPAIRED", "2026-05-20", "2026-05-20", True, None, None),     # not yet known: still counts
+    (
+        "repair",
+        "REPAIRED",
+        "2026-05-20",
+        "2026-05-20",
+        True,
+        None,
+        None,
+    ),  # not yet known: still counts
 ]
 
 
-@pytest.mark.parametrize("rule,key,as_of,known_by,counts,reason,tier", TABLE,
-                         ids=[f"{r[0]}-{r[1]}-{r[2]}-k{r[3]}" for r in TABLE])
+@pytest.mark.parametrize(
+    "rule,key,as_of,known_by,counts,reason,tier",
+    TABLE,
+    ids=[f"{r[0]}-{r[1]}-{r[2]}-k{r[3]}" for r in TABLE],
+)
 def test_legal_lifecycle(rule, key, as_of, known_by, counts, reason, tier):
     cls, tiers = _evaluate(as_of, known_by, [key])
     row = cls.loc[key]
@@ -187,9 +260,14 @@ def test_legal_lifecycle(rule, key, as_of, known_by, counts, reason, tier):
 
 def test_corrections_change_the_item_and_the_subject_from_when_learned():
     cls, _ = _evaluate("2026-03-31", "2026-03-09", ["CORR_ITEM", "CORR_SUBJECT"])
-    assert cls.loc["CORR_ITEM", "item_code"] == "PENALTY_GENERAL" and cls.loc["CORR_SUBJECT", "uscc"] == A
+    assert (
+        cls.loc["CORR_ITEM", "item_code"] == "PENALTY_GENERAL"
+        and cls.loc["CORR_SUBJECT", "uscc"] == A
+    )
     cls, tiers = _evaluate("2026-03-31", "2026-03-10", ["CORR_ITEM", "CORR_SUBJECT"])
-    assert cls.loc["CORR_ITEM", "item_code"] == "COURT_JUDGMENT" and bool(cls.loc["CORR_ITEM", "corrected"])
+    assert cls.loc["CORR_ITEM", "item_code"] == "COURT_JUDGMENT" and bool(
+        cls.loc["CORR_ITEM", "corrected"]
+    )
     assert cls.loc["CORR_SUBJECT", "uscc"] == B  # the record moved to the right entity
 
 
@@ -206,7 +284,12 @@ def test_periods_follow_the_set_in_force_on_the_decision_date():
     d = pd.Series(pd.to_datetime(["2023-04-30", "2023-05-01", "2026-03-31", "2026-04-01"]))
     lo, hi, rule = period_bounds(CAT.doc, d, pd.Series(["severe", "severe", "minor", "minor"]))
     assert list(lo) == [6, 12, 0, 0] and list(hi) == [36, 36, 12, 3]
-    assert list(rule) == ["ndrc-2019", "ndrc-order-58-2023", "ndrc-order-58-2023", "ndrc-order-36-2025"]
+    assert list(rule) == [
+        "ndrc-2019",
+        "ndrc-order-58-2023",
+        "ndrc-order-58-2023",
+        "ndrc-order-36-2025",
+    ]
 
 
 def test_apply_changes_without_any_repair_does_not_raise():

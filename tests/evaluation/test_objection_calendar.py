@@ -1,6 +1,7 @@
 """Art. 39 deadlines in Chinese working days across the 2025 and 2026 Spring Festival and National
 Day arrangements (the days themselves: tests/common/test_workdays.py), and where an objection
 stands on a date."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,15 +15,22 @@ from scoring.evaluation.objections import objection_calendar
 D = dt.date.fromisoformat
 
 
-@pytest.mark.parametrize("received,n,due", [
-    ("2025-01-27", 1, "2025-02-05"),  # mark within 1 working day across the 2025 Spring Festival
-    ("2025-01-24", 1, "2025-01-26"),  # Friday -> the adjusted working Sunday
-    ("2026-02-12", 3, "2026-02-24"),  # decide within 3: Fri 13, Sat 14 (working), Tue 24
-    ("2026-02-27", 1, "2026-02-28"),  # Friday -> adjusted working Saturday
-    ("2025-09-26", 3, "2025-09-30"),  # Fri 26 -> Sun 28 (working), Mon 29, Tue 30
-    ("2025-09-26", 4, "2025-10-09"),  # ... then 10-01..10-08 off: Thu 10-09
-    ("2026-09-29", 7, "2026-10-14"),  # assisted: 30, 10-08, 09, 10 (Sat, working), 12, 13, 14
-])
+@pytest.mark.parametrize(
+    "received,n,due",
+    [
+        (
+            "2025-01-27",
+            1,
+            "2025-02-05",
+        ),  # mark within 1 working day across the 2025 Spring Festival
+        ("2025-01-24", 1, "2025-01-26"),  # Friday -> the adjusted working Sunday
+        ("2026-02-12", 3, "2026-02-24"),  # decide within 3: Fri 13, Sat 14 (working), Tue 24
+        ("2026-02-27", 1, "2026-02-28"),  # Friday -> adjusted working Saturday
+        ("2025-09-26", 3, "2025-09-30"),  # Fri 26 -> Sun 28 (working), Mon 29, Tue 30
+        ("2025-09-26", 4, "2025-10-09"),  # ... then 10-01..10-08 off: Thu 10-09
+        ("2026-09-29", 7, "2026-10-14"),  # assisted: 30, 10-08, 09, 10 (Sat, working), 12, 13, 14
+    ],
+)
 def test_art39_deadlines_span_holidays(received, n, due):
     assert workdays.add_working_days(D(received), n) == D(due)
 
@@ -35,15 +43,23 @@ def _events(rows):
 
 
 def test_objection_states_over_time():
-    ev = _events([
-        ("k1", "objection_filed", "2026-02-12", None), ("k1", "objection", "2026-02-13", None),
-        ("k2", "objection_filed", "2026-06-01", None), ("k2", "objection_closed", "2026-06-04", "维持"),
-        ("k3", "objection", "2026-06-01", None), ("k3", "objection_closed", "2026-06-03", "采纳"),
-        ("k4", "objection_filed", "2026-06-01", None), ("k4", "objection_closed", "2026-06-02", "部分采纳"),
-    ])
+    ev = _events(
+        [
+            ("k1", "objection_filed", "2026-02-12", None),
+            ("k1", "objection", "2026-02-13", None),
+            ("k2", "objection_filed", "2026-06-01", None),
+            ("k2", "objection_closed", "2026-06-04", "维持"),
+            ("k3", "objection", "2026-06-01", None),
+            ("k3", "objection_closed", "2026-06-03", "采纳"),
+            ("k4", "objection_filed", "2026-06-01", None),
+            ("k4", "objection_closed", "2026-06-02", "部分采纳"),
+        ]
+    )
     at = lambda day: objection_calendar(ev, day).set_index("record_key")  # noqa: E731
     s = at("2026-02-24")
-    assert s.loc["k1", "state"] == "pending" and s.loc["k1", "decision_due"] == pd.Timestamp("2026-02-24")
+    assert s.loc["k1", "state"] == "pending" and s.loc["k1", "decision_due"] == pd.Timestamp(
+        "2026-02-24"
+    )
     assert s.loc["k1", "mark_due"] == pd.Timestamp("2026-02-13")
     assert at("2026-02-25").loc["k1", "state"] == "overdue"
     s = at("2026-06-03")
@@ -54,9 +70,12 @@ def test_objection_states_over_time():
 
 
 def test_a_new_objection_after_a_decision_opens_a_new_cycle():
-    ev = _events([
-        ("k", "objection_filed", "2026-06-01", None), ("k", "objection_closed", "2026-06-02", "维持"),
-        ("k", "objection_filed", "2026-07-01", None),
-    ])
+    ev = _events(
+        [
+            ("k", "objection_filed", "2026-06-01", None),
+            ("k", "objection_closed", "2026-06-02", "维持"),
+            ("k", "objection_filed", "2026-07-01", None),
+        ]
+    )
     s = objection_calendar(ev, "2026-07-02").set_index("record_key")
     assert s.loc["k", "state"] == "pending" and s.loc["k", "received"] == pd.Timestamp("2026-07-01")

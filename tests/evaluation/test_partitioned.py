@@ -1,8 +1,8 @@
 """A night in K entity-hash partitions gives the night in one: same rows, same bytes, any K."""
+
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,8 +28,15 @@ def _night(tmp_path: Path, k: int, ent, rec) -> dict:
     bench._store_province(store, ent, rec, "2026-06-28")
     ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=k)
     with store.engine.begin() as conn:
-        conn.execute(runs.insert().values(run_id=ctx.run_id, kind="nightly", as_of=ctx.as_of,
-                                          knowledge_cutoff=ctx.knowledge_cutoff, status="running"))
+        conn.execute(
+            runs.insert().values(
+                run_id=ctx.run_id,
+                kind="nightly",
+                as_of=ctx.as_of,
+                knowledge_cutoff=ctx.knowledge_cutoff,
+                status="running",
+            )
+        )
     parts = pipeline.plan_partitions(ctx)
     assert parts == list(range(k))
     for p in reversed(parts):  # any order, as workers finish
@@ -39,10 +46,14 @@ def _night(tmp_path: Path, k: int, ent, rec) -> dict:
     out = pipeline.score(ctx)
     assert not folder.exists()  # a scored night keeps its results, not its pieces
     rdir = store.run_dir(ctx.run_id)
-    return {"out": out, "pieces": pieces, "csv": (rdir / "entity_score.csv").read_bytes(),
-            "results": pd.read_parquet(rdir / "entity_score.parquet"),
-            "active": pd.read_parquet(rdir / "active_entities.parquet"),
-            "manifest": json.loads((rdir / "manifest.json").read_text())}
+    return {
+        "out": out,
+        "pieces": pieces,
+        "csv": (rdir / "entity_score.csv").read_bytes(),
+        "results": pd.read_parquet(rdir / "entity_score.parquet"),
+        "active": pd.read_parquet(rdir / "active_entities.parquet"),
+        "manifest": json.loads((rdir / "manifest.json").read_text()),
+    }
 
 
 def test_output_is_identical_for_1_4_and_16_partitions(tmp_path):
@@ -65,10 +76,13 @@ def test_output_is_identical_for_1_4_and_16_partitions(tmp_path):
     from scoring.common.catalogue import Catalogue
     from scoring.evaluation.evaluate import Policy, evaluate_inputs, output_sha256
     from scoring.history.inputs import load_inputs
+
     store = Store.open(f"sqlite:///{tmp_path}/k1/credit.db", tmp_path / "k1")
     with store.engine.connect() as conn:
         e, r, c, _ = load_inputs(store, conn, "2026-06-30")
-    whole = evaluate_inputs(e, r, c, Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30"), "2026-06-30")
+    whole = evaluate_inputs(
+        e, r, c, Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30"), "2026-06-30"
+    )
     assert output_sha256(whole) == one["out"]["output_sha256"]
 
 
@@ -87,8 +101,9 @@ def test_a_retried_partition_replaces_its_own_piece_and_a_new_plan_never_mixes_i
         pipeline.evaluate_partition(ctx, p)
     pieces = sorted(folder.rglob("entity_score-*.arrow"))
     before = {p: p.read_bytes() for p in pieces}
-    assert len(pieces) == 4 and {p.relative_to(folder): b for p, b in before.items()} == \
-        {k: v for k, v in first["pieces"].items() if k.name.startswith("entity_score-")}
+    assert len(pieces) == 4 and {p.relative_to(folder): b for p, b in before.items()} == {
+        k: v for k, v in first["pieces"].items() if k.name.startswith("entity_score-")
+    }
     pipeline.evaluate_partition(ctx, 2)  # a retried piece: same plan, same bytes
     assert {p: p.read_bytes() for p in pieces} == before
     # Another partition count for the same night: a new plan, its own pieces, the same output.
@@ -120,8 +135,15 @@ def test_a_partition_that_breaks_the_entity_score_contract_stops_the_night(tmp_p
     bench._store_province(store, ent, rec, "2026-06-28")
     ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=4)
     with store.engine.begin() as conn:
-        conn.execute(runs.insert().values(run_id=ctx.run_id, kind="nightly", as_of=ctx.as_of,
-                                          knowledge_cutoff=ctx.knowledge_cutoff, status="running"))
+        conn.execute(
+            runs.insert().values(
+                run_id=ctx.run_id,
+                kind="nightly",
+                as_of=ctx.as_of,
+                knowledge_cutoff=ctx.knowledge_cutoff,
+                status="running",
+            )
+        )
     monkeypatch.setattr(part, "score_entities", broken)
     with pytest.raises(GateFailed, match="contract is broken by 4 rows"):
         pipeline.score(ctx)

@@ -1,4 +1,5 @@
 """Scoring in law: golden files on a small hand-built case, and properties on random ones."""
+
 import os
 from pathlib import Path
 
@@ -9,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scoring.common.catalogue import Catalogue
-from scoring.evaluation.evaluate import Policy, add_months, apply_changes, canonical_bytes, classify_records, score_entities
+from scoring.evaluation.evaluate import (
+    Policy,
+    add_months,
+    apply_changes,
+    canonical_bytes,
+    classify_records,
+    score_entities,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 # Each date under the catalogue and policy in force on it: v1 before 2026-06-01, v2 from then.
@@ -37,9 +45,17 @@ U = _codes()
 
 
 def _entities():
-    return pd.DataFrame({"uscc": list(U.values()), "subject_name": [f"测试{k}" for k in U],
-                         "division_code": "230102", "industry": "F", "eval_class": "legal_person",
-                         "entity_status": "存续", "registered_date": pd.Timestamp("2018-01-01")})
+    return pd.DataFrame(
+        {
+            "uscc": list(U.values()),
+            "subject_name": [f"测试{k}" for k in U],
+            "division_code": "230102",
+            "industry": "F",
+            "eval_class": "legal_person",
+            "entity_status": "存续",
+            "registered_date": pd.Timestamp("2018-01-01"),
+        }
+    )
 
 
 def _records():
@@ -56,7 +72,9 @@ def _records():
         ("G1", "listed", "COMMENDATION", "2025-06-01", "2028-06-01"),
         ("G2", "listed", "INSPECTION_PASS", "2026-01-10", "2027-01-10"),
     ]
-    df = pd.DataFrame(rows, columns=["doc_number", "who", "item_code", "decision_date", "publicity_end_date"])
+    df = pd.DataFrame(
+        rows, columns=["doc_number", "who", "item_code", "decision_date", "publicity_end_date"]
+    )
     df["uscc"] = df["who"].map(U)
     df["record_key"] = df["doc_number"] + "|" + df["uscc"]
     df["subject_type"] = "legal"
@@ -70,9 +88,17 @@ def _changes():
     rows = [
         ("S1", "repair", "repair", "2026-05-20", None),
         ("O1", "objection", "objection", "2026-06-01", None),
-        ("C1", "objection", "correct", "2026-03-01", "2026-06-01"),  # publicity shortened: over by 06-30
+        (
+            "C1",
+            "objection",
+            "correct",
+            "2026-03-01",
+            "2026-06-01",
+        ),  # publicity shortened: over by 06-30
     ]
-    df = pd.DataFrame(rows, columns=["doc_number", "who", "op", "effective_date", "new_publicity_end_date"])
+    df = pd.DataFrame(
+        rows, columns=["doc_number", "who", "op", "effective_date", "new_publicity_end_date"]
+    )
     df["record_key"] = df["doc_number"] + "|" + df["who"].map(U)
     df["effective_date"] = pd.to_datetime(df["effective_date"])
     df["new_publicity_end_date"] = pd.to_datetime(df["new_publicity_end_date"])
@@ -83,7 +109,9 @@ def _changes():
 
 def _score(as_of):
     rec = apply_changes(_records(), _changes(), as_of)
-    return score_entities(_entities(), rec, Catalogue.in_force(as_of), Policy.in_force(as_of), as_of)
+    return score_entities(
+        _entities(), rec, Catalogue.in_force(as_of), Policy.in_force(as_of), as_of
+    )
 
 
 @pytest.mark.parametrize("as_of", ["2026-03-15", "2026-06-30"])
@@ -97,7 +125,9 @@ def test_golden_scores(as_of):
 
 def test_the_stories_behind_the_golden_files():
     before, after = _score("2026-03-15").set_index("uscc"), _score("2026-06-30").set_index("uscc")
-    cls = classify_records(apply_changes(_records(), _changes(), "2026-06-30"), CAT, POL, "2026-06-30")
+    cls = classify_records(
+        apply_changes(_records(), _changes(), "2026-06-30"), CAT, POL, "2026-06-30"
+    )
     why = dict(zip(cls["doc_number"], cls["excluded_because"]))
     # Decay: the newer penalty weighs more than the older one.
     w = dict(zip(cls["doc_number"], cls["weight"]))
@@ -109,10 +139,16 @@ def test_the_stories_behind_the_golden_files():
     assert "R013" in before.loc[U["repair"], "reasons"] and why["S1"] == "repaired"
     assert after.loc[U["repair"], "score"] > before.loc[U["repair"], "score"]
     # Objection pending: suspended (policy) and flagged; correction shortened a record to expiry.
-    assert why["O1"] == "objection_pending" and "objection_pending" in after.loc[U["objection"], "flags"]
+    assert (
+        why["O1"] == "objection_pending"
+        and "objection_pending" in after.loc[U["objection"], "flags"]
+    )
     assert why["C1"] == "expired"
     # Severe-list override: D whatever the score.
-    assert after.loc[U["listed"], "tier"] == "D" and after.loc[U["listed"], "override"] == "severe_dishonesty_list"
+    assert (
+        after.loc[U["listed"], "tier"] == "D"
+        and after.loc[U["listed"], "override"] == "severe_dishonesty_list"
+    )
     assert after.loc[U["listed"], "score"] >= 400
 
 
@@ -120,37 +156,66 @@ def test_add_months_clips_to_month_end_like_dateoffset():
     d = pd.to_datetime(["2026-01-31", "2024-02-29", "2026-03-15", None])
     m = np.array([1, 12, -3, 5])
     got = add_months(d.to_numpy(dtype="datetime64[D]"), m)
-    want = [d[i] + pd.DateOffset(months=int(m[i])) if not pd.isna(d[i]) else pd.NaT for i in range(4)]
+    want = [
+        d[i] + pd.DateOffset(months=int(m[i])) if not pd.isna(d[i]) else pd.NaT for i in range(4)
+    ]
     assert list(pd.to_datetime(got)[:3]) == want[:3] and pd.isna(got[3])
 
 
 # --------------------------------------------------------------------------- properties
 
-NEGATIVE = ["PENALTY_GENERAL", "PENALTY_SEVERE", "TAX_ARREARS", "COURT_JUDGMENT", "INSPECTION_FAIL",
-            "COMMITMENT_BREACH", "UTILITY_ARREARS", "FALSIFICATION", "REFUSE_TO_PERFORM"]
+NEGATIVE = [
+    "PENALTY_GENERAL",
+    "PENALTY_SEVERE",
+    "TAX_ARREARS",
+    "COURT_JUDGMENT",
+    "INSPECTION_FAIL",
+    "COMMITMENT_BREACH",
+    "UTILITY_ARREARS",
+    "FALSIFICATION",
+    "REFUSE_TO_PERFORM",
+]
 ANY = NEGATIVE + ["LICENCE", "COMMITMENT", "COMMENDATION", "INSPECTION_PASS", "VOLUNTEER_CHARITY"]
 record = st.tuples(st.sampled_from(ANY), st.integers(0, 1400), st.integers(30, 1200))
 
 
 def _frame(recs, uscc):
     dec = pd.Timestamp("2026-06-30") - pd.to_timedelta([r[1] for r in recs], unit="D")
-    return pd.DataFrame({"record_key": [f"K{i}|{uscc}" for i in range(len(recs))], "uscc": uscc,
-                         "item_code": [r[0] for r in recs], "subject_type": "legal", "decision_date": dec,
-                         "publicity_end_date": dec + pd.to_timedelta([r[2] for r in recs], unit="D"),
-                         "valid_to_date": dec + pd.Timedelta(days=1000)})
+    return pd.DataFrame(
+        {
+            "record_key": [f"K{i}|{uscc}" for i in range(len(recs))],
+            "uscc": uscc,
+            "item_code": [r[0] for r in recs],
+            "subject_type": "legal",
+            "decision_date": dec,
+            "publicity_end_date": dec + pd.to_timedelta([r[2] for r in recs], unit="D"),
+            "valid_to_date": dec + pd.Timedelta(days=1000),
+        }
+    )
 
 
 def _one(recs, repaired=()):
     ent = _entities().iloc[:1]
     rec = _frame(recs, ent["uscc"].iloc[0])
-    ch = pd.DataFrame({"record_key": [rec["record_key"].iloc[i] for i in repaired], "op": "repair",
-                       "effective_date": pd.Timestamp("2026-06-01"), "known_from": pd.Timestamp("2026-06-01")})
+    ch = pd.DataFrame(
+        {
+            "record_key": [rec["record_key"].iloc[i] for i in repaired],
+            "op": "repair",
+            "effective_date": pd.Timestamp("2026-06-01"),
+            "known_from": pd.Timestamp("2026-06-01"),
+        }
+    )
     rec = apply_changes(rec, ch, "2026-06-30")
     return int(score_entities(ent, rec, CAT, POL, "2026-06-30")["score"].iloc[0])
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(record, max_size=12), st.sampled_from(NEGATIVE), st.integers(0, 1400), st.integers(30, 1200))
+@given(
+    st.lists(record, max_size=12),
+    st.sampled_from(NEGATIVE),
+    st.integers(0, 1400),
+    st.integers(30, 1200),
+)
 def test_more_negative_records_never_raise_a_score(recs, item, age, period):
     assert _one(recs + [(item, age, period)]) <= _one(recs)
 
@@ -168,8 +233,8 @@ def test_a_repaired_record_never_lowers_a_score(recs, data):
 def test_sorted_and_dense_grouping_give_identical_results(monkeypatch):
     """Large provinces group (entity, item) cells by sorting instead of dense tables; both paths
     must agree to the byte, reasons included."""
-    from scoring.evaluation import evaluate
     from scoring.bench import synthetic_province
+    from scoring.evaluation import evaluate
 
     ent, rec = synthetic_province(5_000, 60_000, seed=11)
     dense = evaluate.score_entities(ent, rec, CAT, POL, "2026-06-30")

@@ -1,5 +1,6 @@
 """A partition's compacted snapshot is a cache: nights read through it exactly what they would read
 without it, whatever the nights, reruns of older cuts, partition counts or damage to the file."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,30 +14,56 @@ from scoring.common.partitions import bucket_range
 from scoring.history import latest
 from scoring.history.store import Store
 
-USCCS = ["91230100MA1BXXXX0Y", "91230100MA1BXXXX1Y", "92230100MA1BXXXX2Y", "93230100MA1BXXXX3Y", "", None]
+USCCS = [
+    "91230100MA1BXXXX0Y",
+    "91230100MA1BXXXX1Y",
+    "92230100MA1BXXXX2Y",
+    "93230100MA1BXXXX3Y",
+    "",
+    None,
+]
 
 
 def _batch(rows: list[tuple], extra: bool, coded: bool) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "record_key": pd.Series([r[0] for r in rows], dtype="string"),
-        "uscc": pd.Series([r[1] for r in rows], dtype="string"),
-        # Some code paths store a text column as a dictionary (pandas category), others as text.
-        "item_code": pd.Series([r[2] for r in rows], dtype="category" if coded else "string"),
-        "amount_yuan": [float(r[3]) for r in rows],
-    })
+    frame = pd.DataFrame(
+        {
+            "record_key": pd.Series([r[0] for r in rows], dtype="string"),
+            "uscc": pd.Series([r[1] for r in rows], dtype="string"),
+            # Some code paths store a text column as a dictionary (pandas category), others as text.
+            "item_code": pd.Series([r[2] for r in rows], dtype="category" if coded else "string"),
+            "amount_yuan": [float(r[3]) for r in rows],
+        }
+    )
     # A later catalogue version's column: batches before it lack it.
-    return frame.assign(grade=pd.Series([f"g{r[3]}" for r in rows], dtype="string")) if extra else frame
+    return (
+        frame.assign(grade=pd.Series([f"g{r[3]}" for r in rows], dtype="string"))
+        if extra
+        else frame
+    )
 
 
-rows = st.tuples(st.sampled_from(["k1", "k2", "k10", "k2|x", "键", "", None]), st.sampled_from(USCCS),
-                 st.sampled_from(["A01", "B02", "C03"]), st.integers(0, 9))
+rows = st.tuples(
+    st.sampled_from(["k1", "k2", "k10", "k2|x", "键", "", None]),
+    st.sampled_from(USCCS),
+    st.sampled_from(["A01", "B02", "C03"]),
+    st.integers(0, 9),
+)
 nights = st.lists(st.lists(rows, min_size=0, max_size=8), min_size=1, max_size=7)
 
 
-def _write(store: Store, nights_rows: list[list[tuple]], coded: tuple[bool, ...] = ()) -> list[dict]:
-    return [store.write_batch(f"run{i}", "records", _batch(b, extra=i >= 3, coded=i < len(coded) and coded[i]),
-                              dt.date(2026, 7, 1) + dt.timedelta(days=i))
-            for i, b in enumerate(nights_rows) if b]
+def _write(
+    store: Store, nights_rows: list[list[tuple]], coded: tuple[bool, ...] = ()
+) -> list[dict]:
+    return [
+        store.write_batch(
+            f"run{i}",
+            "records",
+            _batch(b, extra=i >= 3, coded=i < len(coded) and coded[i]),
+            dt.date(2026, 7, 1) + dt.timedelta(days=i),
+        )
+        for i, b in enumerate(nights_rows)
+        if b
+    ]
 
 
 @pytest.fixture
@@ -46,17 +73,28 @@ def small_limits(monkeypatch):
     monkeypatch.setattr(latest, "SPLICE_LIMIT", 4)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(nights, st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 4]), st.lists(st.booleans(), max_size=7))
-def test_nights_read_through_snapshots_what_the_batches_hold(tmp_path_factory, small_limits, nights_rows, k1, k2,
-                                                            coded):
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    nights,
+    st.sampled_from([1, 2, 4]),
+    st.sampled_from([1, 2, 4]),
+    st.lists(st.booleans(), max_size=7),
+)
+def test_nights_read_through_snapshots_what_the_batches_hold(
+    tmp_path_factory, small_limits, nights_rows, k1, k2, coded
+):
     tmp = tmp_path_factory.mktemp("snap")
     store = Store.open(f"sqlite:///{tmp}/s.db", tmp / "home")
     written = _write(store, nights_rows, tuple(coded))
     # Night after night in k1 partitions, then the partition count changes to k2, then an audit
     # rerun of an older cut: every read equals the full read of the same batches.
-    plan = [(n, k1) for n in range(1, len(written) + 1)] + [(len(written), k2), (max(1, len(written) // 2), k2),
-                                                             (len(written), k2)]
+    plan = [(n, k1) for n in range(1, len(written) + 1)] + [
+        (len(written), k2),
+        (max(1, len(written) // 2), k2),
+        (len(written), k2),
+    ]
     for upto, k in plan:
         for p in range(k):
             buckets = bucket_range(p, k)
@@ -67,7 +105,10 @@ def test_nights_read_through_snapshots_what_the_batches_hold(tmp_path_factory, s
 
 def test_a_snapshot_that_does_not_match_its_hash_is_not_used(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path}/s.db", tmp_path / "home")
-    written = _write(store, [[("k1", USCCS[0], "A01", 1), ("k2", USCCS[1], "B02", 2)], [("k1", USCCS[0], "A01", 3)]])
+    written = _write(
+        store,
+        [[("k1", USCCS[0], "A01", 1), ("k2", USCCS[1], "B02", 2)], [("k1", USCCS[0], "A01", 3)]],
+    )
     buckets = bucket_range(0, 1)
     first = store.read_latest(written[:1], "record_key", buckets, snapshot=True)
     files = list(store.snapshot_folder().glob("*.parquet"))
@@ -105,8 +146,11 @@ def test_batches_of_dictionary_columns_are_snapshotted_too(tmp_path):
     # A store whose batches all code item_code as a dictionary (the bench's province) once took
     # the full path every night without a word: the snapshot must hold it, as plain text.
     store = Store.open(f"sqlite:///{tmp_path}/s.db", tmp_path / "home")
-    written = _write(store, [[(f"k{i}", USCCS[i % 4], "A01", i) for i in range(8)], [("k3", USCCS[0], "B02", 9)]],
-                     coded=(True, True))
+    written = _write(
+        store,
+        [[(f"k{i}", USCCS[i % 4], "A01", i) for i in range(8)], [("k3", USCCS[0], "B02", 9)]],
+        coded=(True, True),
+    )
     buckets = bucket_range(0, 1)
     store.read_latest(written[:1], "record_key", buckets, snapshot=True)
     assert len(list(store.snapshot_folder().glob("*.parquet"))) == 1

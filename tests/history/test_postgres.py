@@ -1,18 +1,27 @@
 """The same pipeline against the real PostgreSQL server gives the same result as SQLite."""
+
 import json
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from conftest import AS_OF, run_cli
 
 pytestmark = pytest.mark.postgres
 
 
 def test_same_pipeline_on_postgresql(province, sqlite_run, pg_url, tmp_path):
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"), "--home", str(tmp_path),
-                "--db", pg_url, "--json")
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(province / "landing"),
+        "--home",
+        str(tmp_path),
+        "--db",
+        pg_url,
+        "--json",
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads(p.stdout)
     assert s["status"] == "published"
@@ -46,7 +55,9 @@ def _assert_no_drift(url):
     eng = sa.create_engine(url)
     with eng.connect() as conn:
         # Partitions (entity_results_p00..p15 on PostgreSQL) are their parent's storage, not models.
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": schema_include_object}),
-                                metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_object": schema_include_object}),
+            metadata,
+        )
     eng.dispose()
     assert diff == []

@@ -6,6 +6,7 @@ returns the cases. An outcome is either ``("rejected", code)`` -- the file is re
 reason code -- or ``("read", {reason: count, ...})`` -- the file is read and exactly these rows are
 set aside by the reader, with these reasons (the rest go on to the gate).
 """
+
 from __future__ import annotations
 
 import io
@@ -21,9 +22,9 @@ SECRET = "root:$6$s3cr3t-hash-that-must-never-be-echoed:19000:0:99999:7:::"
 @dataclass
 class Case:
     name: str
-    rel: str                       # path under the landing folder
-    outcome: tuple                 # ("rejected", code) | ("read", {reason: count}) | ("ignored", why)
-    rows: int | None = None        # physical data rows sent (for "read")
+    rel: str  # path under the landing folder
+    outcome: tuple  # ("rejected", code) | ("read", {reason: count}) | ("ignored", why)
+    rows: int | None = None  # physical data rows sent (for "read")
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -51,8 +52,9 @@ def _set_field(line: bytes, index: int, value: str) -> bytes:
     return buf.getvalue().encode()
 
 
-def _xlsx_rewrite(template: bytes, sheet_edit=None, extra: dict[str, bytes] | None = None,
-                  compresslevel: int = 6) -> bytes:
+def _xlsx_rewrite(
+    template: bytes, sheet_edit=None, extra: dict[str, bytes] | None = None, compresslevel: int = 6
+) -> bytes:
     zin = zipfile.ZipFile(io.BytesIO(template))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zout:
@@ -83,7 +85,7 @@ def _own_records(data: bytes, tag: str, ext: str) -> bytes:
                 zout.writestr(info.filename, part)
         return out.getvalue()
     ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
-    cut = min(ends) if ends else len(data)          # the header keeps its names
+    cut = min(ends) if ends else len(data)  # the header keeps its names
     for enc in ("utf-8", "gb18030"):
         mark = "号,".encode(enc)
         if mark in data[cut:]:
@@ -110,35 +112,79 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
         cases.append(Case(name, rel, outcome, rows_sent, note))
 
     # ---- CSV structure
-    add("duplicate_header", bom + _join(header + b"," + header.split(b",")[0], [r + b",x" for r in rows]),
-        ("rejected", "duplicate_header"))
+    add(
+        "duplicate_header",
+        bom + _join(header + b"," + header.split(b",")[0], [r + b",x" for r in rows]),
+        ("rejected", "duplicate_header"),
+    )
     add("first_line_empty", bom + b"\n" + _join(header, rows), ("rejected", "no_header"))
     add("blank_header", b",,,\n1,2,3,4\n", ("rejected", "no_header"))
     add("only_spaces_header", b"   \n", ("rejected", "no_header"))
     add("zero_bytes", b"", ("rejected", "empty"))
     add("header_only", bom + _join(header, []), ("read", {}), rows_sent=0)
     add("clean_crlf", bom + _join(header, rows, b"\r\n"), ("read", {}), rows_sent=n)
-    add("cr_only", bom + _join(header, rows, b"\r"), ("read", {}), rows_sent=n, note="classic Mac line ends")
-    add("no_final_newline_cut_row", bom + _join(header, rows, final=False)[:-7],
-        ("read", {"truncated_row": 1}), rows_sent=n)
-    add("wrong_field_counts", bom + _join(header, rows[:-2] + [rows[-2] + b",extra", b"only,three,fields"]),
-        ("read", {"wrong_field_count": 2}), rows_sent=n)
-    add("blank_rows_inside", bom + _join(header, rows[:5] + [b"", b",,,"] + rows[5:]),
-        ("read", {"blank_row": 1, "wrong_field_count": 1}), rows_sent=n + 2)
-    broken = _set_field(rows[3], name_col, "QQQ-OPEN").replace(b"QQQ-OPEN", b'"unterminated name', 1)
-    add("unterminated_quote", bom + _join(header, rows[:3] + [broken] + rows[4:]),
-        ("read", {"unterminated_quote": 1}), rows_sent=n, note="the 1 line is quarantined; the rest kept")
-    add("unterminated_quote_at_end", bom + _join(header, rows + [b'x,"never closed'], final=False),
-        ("read", {"unterminated_quote": 1}), rows_sent=n + 1)
-    multi = _set_field(rows[2], cols.index("违法事实"), "第一行\n第二行，带逗号,和\"引号\"")
-    add("quoted_newline_kept", bom + _join(header, rows[:2] + [multi] + rows[3:]), ("read", {}), rows_sent=n)
+    add(
+        "cr_only",
+        bom + _join(header, rows, b"\r"),
+        ("read", {}),
+        rows_sent=n,
+        note="classic Mac line ends",
+    )
+    add(
+        "no_final_newline_cut_row",
+        bom + _join(header, rows, final=False)[:-7],
+        ("read", {"truncated_row": 1}),
+        rows_sent=n,
+    )
+    add(
+        "wrong_field_counts",
+        bom + _join(header, rows[:-2] + [rows[-2] + b",extra", b"only,three,fields"]),
+        ("read", {"wrong_field_count": 2}),
+        rows_sent=n,
+    )
+    add(
+        "blank_rows_inside",
+        bom + _join(header, rows[:5] + [b"", b",,,"] + rows[5:]),
+        ("read", {"blank_row": 1, "wrong_field_count": 1}),
+        rows_sent=n + 2,
+    )
+    broken = _set_field(rows[3], name_col, "QQQ-OPEN").replace(
+        b"QQQ-OPEN", b'"unterminated name', 1
+    )
+    add(
+        "unterminated_quote",
+        bom + _join(header, rows[:3] + [broken] + rows[4:]),
+        ("read", {"unterminated_quote": 1}),
+        rows_sent=n,
+        note="the 1 line is quarantined; the rest kept",
+    )
+    add(
+        "unterminated_quote_at_end",
+        bom + _join(header, rows + [b'x,"never closed'], final=False),
+        ("read", {"unterminated_quote": 1}),
+        rows_sent=n + 1,
+    )
+    multi = _set_field(rows[2], cols.index("违法事实"), '第一行\n第二行，带逗号,和"引号"')
+    add(
+        "quoted_newline_kept",
+        bom + _join(header, rows[:2] + [multi] + rows[3:]),
+        ("read", {}),
+        rows_sent=n,
+    )
 
     # ---- sizes and limits
-    add("million_column_header", b",".join([b"c%d" % i for i in range(1_000_000)]) + b"\n1\n",
-        ("rejected", "too_many_columns"))
+    add(
+        "million_column_header",
+        b",".join([b"c%d" % i for i in range(1_000_000)]) + b"\n1\n",
+        ("rejected", "too_many_columns"),
+    )
     add("header_line_without_end", b"x" * 200_000, ("rejected", "too_large"))
-    add("long_cell", bom + _join(header, rows[:-1] + [_set_field(rows[-1], name_col, "长" * 40_000)]),
-        ("read", {"value_too_long": 1}), rows_sent=n)
+    add(
+        "long_cell",
+        bom + _join(header, rows[:-1] + [_set_field(rows[-1], name_col, "长" * 40_000)]),
+        ("read", {"value_too_long": 1}),
+        rows_sent=n,
+    )
 
     # ---- encodings and binary content
     text = (bom + _join(header, rows)).decode("utf-8-sig")
@@ -147,77 +193,181 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     add("utf32", text.encode("utf-32"), ("rejected", "bad_encoding"))
     add("gb18030", text.encode("gb18030"), ("read", {}), rows_sent=n)
     big = bom + _join(header, rows * max(1, 9000 // max(len(b"".join(rows)), 1) + 1))
-    add("nul_after_8k", big[:9000] + b"\x00" + big[9000:], ("rejected", "binary"),
-        note="a NUL byte after the first 8 KB")
-    add("bom_then_invalid_utf8", bom + _join(header, rows[:2] + [b"\xff\xfe\xfd"] + rows[2:]), ("rejected", "bad_encoding"))
-    add("truncated_inside_character", (bom + _join(header, rows))[:-1].rstrip(b"\n") + "名".encode()[:2],
-        ("rejected", "truncated"))
+    add(
+        "nul_after_8k",
+        big[:9000] + b"\x00" + big[9000:],
+        ("rejected", "binary"),
+        note="a NUL byte after the first 8 KB",
+    )
+    add(
+        "bom_then_invalid_utf8",
+        bom + _join(header, rows[:2] + [b"\xff\xfe\xfd"] + rows[2:]),
+        ("rejected", "bad_encoding"),
+    )
+    add(
+        "truncated_inside_character",
+        (bom + _join(header, rows))[:-1].rstrip(b"\n") + "名".encode()[:2],
+        ("rejected", "truncated"),
+    )
     rnd = bytes((i * 7919 + 13) % 251 for i in range(5000))
     add("random_bytes", rnd, ("rejected", "binary"))
-    add("shadow_like", (SECRET + "\n" + "daemon:*:19000:0:99999:7:::\n").encode(), ("rejected", "unknown_layout"),
-        note="content must never be echoed beyond a short escaped prefix")
-    add("escape_sequences_header", b"\x1b[31mred\x1b[0m,\x07bell\n1,2\n", ("rejected", "unknown_layout"))
+    add(
+        "shadow_like",
+        (SECRET + "\n" + "daemon:*:19000:0:99999:7:::\n").encode(),
+        ("rejected", "unknown_layout"),
+        note="content must never be echoed beyond a short escaped prefix",
+    )
+    add(
+        "escape_sequences_header",
+        b"\x1b[31mred\x1b[0m,\x07bell\n1,2\n",
+        ("rejected", "unknown_layout"),
+    )
 
     # ---- values
     def with_fine(v):
         return [_set_field(rows[0], fine, v)] + rows[1:]
-    for label, v in (("amount_inf", "inf"), ("amount_1e308", "1e308"), ("amount_negative", "-5"),
-                     ("amount_nan", "NaN")):
+
+    for label, v in (
+        ("amount_inf", "inf"),
+        ("amount_1e308", "1e308"),
+        ("amount_negative", "-5"),
+        ("amount_nan", "NaN"),
+    ):
         add(label, bom + _join(header, with_fine(v)), ("read", {}), rows_sent=n)
         cases[-1].extra = {"bad_value_line": 2, "bad_value": "fine_wan_yuan"}
     pii = _set_field(rows[0], name_col, "哈尔滨市个体店230102198001015018")
     pii2 = _set_field(rows[1], name_col, "张记小吃 13812345678")
-    add("identifiers_in_names", bom + _join(header, [pii, pii2] + rows[2:]), ("read", {}), rows_sent=n)
-    add("formula_payloads", bom + _join(header, [_set_field(rows[0], name_col, "=HYPERLINK(\"http://x\",\"y\")"),
-                                                   _set_field(rows[1], name_col, "@SUM(A1)")] + rows[2:]),
-        ("read", {}), rows_sent=n)
+    add(
+        "identifiers_in_names",
+        bom + _join(header, [pii, pii2] + rows[2:]),
+        ("read", {}),
+        rows_sent=n,
+    )
+    add(
+        "formula_payloads",
+        bom
+        + _join(
+            header,
+            [
+                _set_field(rows[0], name_col, '=HYPERLINK("http://x","y")'),
+                _set_field(rows[1], name_col, "@SUM(A1)"),
+            ]
+            + rows[2:],
+        ),
+        ("read", {}),
+        rows_sent=n,
+    )
 
     # ---- names and links
     add("named_xlsx_but_csv", bom + _join(header, rows), ("rejected", "malformed"), ext="xlsx")
-    files["hostile/20260331_bad name;rm -rf.csv"] = _own_records(bom + _join(header, rows), "bad_name", "csv")
-    cases.append(Case("bad_file_name", "hostile/20260331_bad name;rm -rf.csv", ("rejected", "bad_file_name")))
+    files["hostile/20260331_bad name;rm -rf.csv"] = _own_records(
+        bom + _join(header, rows), "bad_name", "csv"
+    )
+    cases.append(
+        Case("bad_file_name", "hostile/20260331_bad name;rm -rf.csv", ("rejected", "bad_file_name"))
+    )
     files["hostile/.hidden.csv"] = _own_records(bom + _join(header, rows), "hidden", "csv")
     cases.append(Case("hidden_file", "hostile/.hidden.csv", ("rejected", "bad_file_name")))
 
     # ---- XLSX
     def many_rows_beyond_dimension(xml: bytes) -> bytes:
         return re.sub(rb'<dimension ref="[^"]+"/>', b'<dimension ref="A1:M3"/>', xml)
-    add("xlsx_dimension_lies", _xlsx_rewrite(template_xlsx, many_rows_beyond_dimension), ("read", {}),
-        ext="xlsx", rows_sent=None, note="rows beyond <dimension> are read")
-    add("xlsx_truncated", template_xlsx[: len(template_xlsx) // 2], ("rejected", "truncated"), ext="xlsx")
+
+    add(
+        "xlsx_dimension_lies",
+        _xlsx_rewrite(template_xlsx, many_rows_beyond_dimension),
+        ("read", {}),
+        ext="xlsx",
+        rows_sent=None,
+        note="rows beyond <dimension> are read",
+    )
+    add(
+        "xlsx_truncated",
+        template_xlsx[: len(template_xlsx) // 2],
+        ("rejected", "truncated"),
+        ext="xlsx",
+    )
     add("xlsx_not_a_zip", b"PK\x03\x04" + b"\x00" * 64, ("rejected", "truncated"), ext="xlsx")
 
     def bomb(xml: bytes) -> bytes:
-        return xml.replace(b"</sheetData>", b'<row><c t="inlineStr"><is><t>0</t></is></c></row>' * 2_500_000
-                           + b"</sheetData>")
-    add("xlsx_zip_bomb", _xlsx_rewrite(template_xlsx, bomb, compresslevel=9), ("rejected", "too_large"), ext="xlsx")
+        return xml.replace(
+            b"</sheetData>",
+            b'<row><c t="inlineStr"><is><t>0</t></is></c></row>' * 2_500_000 + b"</sheetData>",
+        )
+
+    add(
+        "xlsx_zip_bomb",
+        _xlsx_rewrite(template_xlsx, bomb, compresslevel=9),
+        ("rejected", "too_large"),
+        ext="xlsx",
+    )
 
     def dtd(xml: bytes) -> bytes:
         decl = b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
         xml = xml.replace(b"?>", b"?>" + decl, 1) if xml.startswith(b"<?xml") else decl + xml
-        return xml.replace(b"</sheetData>", b'<row><c t="inlineStr"><is><t>&b;</t></is></c></row></sheetData>')
-    add("xlsx_entity_expansion", _xlsx_rewrite(template_xlsx, dtd), ("rejected", "malformed"), ext="xlsx")
+        return xml.replace(
+            b"</sheetData>", b'<row><c t="inlineStr"><is><t>&b;</t></is></c></row></sheetData>'
+        )
+
+    add(
+        "xlsx_entity_expansion",
+        _xlsx_rewrite(template_xlsx, dtd),
+        ("rejected", "malformed"),
+        ext="xlsx",
+    )
 
     def wide(xml: bytes) -> bytes:
         return xml.replace(b"</sheetData>", b'<row><c r="ZZZ99"><v>1</v></c></row></sheetData>')
-    add("xlsx_cell_far_right", _xlsx_rewrite(template_xlsx, wide), ("rejected", "too_many_columns"), ext="xlsx")
+
+    add(
+        "xlsx_cell_far_right",
+        _xlsx_rewrite(template_xlsx, wide),
+        ("rejected", "too_many_columns"),
+        ext="xlsx",
+    )
 
     def long_cell(xml: bytes) -> bytes:
-        return xml.replace(b"</sheetData>", b'<row><c t="inlineStr"><is><t>' + b"x" * 40_000 + b"</t></is></c></row></sheetData>")
-    add("xlsx_long_cell", _xlsx_rewrite(template_xlsx, long_cell), ("rejected", "too_large"), ext="xlsx")
+        return xml.replace(
+            b"</sheetData>",
+            b'<row><c t="inlineStr"><is><t>' + b"x" * 40_000 + b"</t></is></c></row></sheetData>",
+        )
+
+    add(
+        "xlsx_long_cell",
+        _xlsx_rewrite(template_xlsx, long_cell),
+        ("rejected", "too_large"),
+        ext="xlsx",
+    )
 
     def bad_shared(xml: bytes) -> bytes:
         return xml.replace(b"</sheetData>", b'<row><c t="s"><v>99999999</v></c></row></sheetData>')
-    add("xlsx_shared_string_out_of_range", _xlsx_rewrite(template_xlsx, bad_shared), ("rejected", "malformed"),
-        ext="xlsx")
+
+    add(
+        "xlsx_shared_string_out_of_range",
+        _xlsx_rewrite(template_xlsx, bad_shared),
+        ("rejected", "malformed"),
+        ext="xlsx",
+    )
 
     def empty_sheet(xml: bytes) -> bytes:
         return re.sub(rb"<sheetData>.*</sheetData>", b"<sheetData/>", xml, flags=re.S)
-    add("xlsx_empty_sheet", _xlsx_rewrite(template_xlsx, empty_sheet), ("rejected", "empty"), ext="xlsx")
+
+    add(
+        "xlsx_empty_sheet",
+        _xlsx_rewrite(template_xlsx, empty_sheet),
+        ("rejected", "empty"),
+        ext="xlsx",
+    )
 
     def not_xml(xml: bytes) -> bytes:
         return xml[: len(xml) // 2]
-    add("xlsx_sheet_not_well_formed", _xlsx_rewrite(template_xlsx, not_xml), ("rejected", "malformed"), ext="xlsx")
+
+    add(
+        "xlsx_sheet_not_well_formed",
+        _xlsx_rewrite(template_xlsx, not_xml),
+        ("rejected", "malformed"),
+        ext="xlsx",
+    )
 
     for rel, data in files.items():
         path = folder / rel
@@ -227,12 +377,16 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     # ---- links out of the landing folder (never followed, at any depth)
     outside.mkdir(parents=True, exist_ok=True)
     (outside / "shadow").write_text(SECRET + "\n")
-    (outside / "20260331_penalty.csv").write_bytes(_own_records(bom + _join(header, rows), "outside", "csv"))
+    (outside / "20260331_penalty.csv").write_bytes(
+        _own_records(bom + _join(header, rows), "outside", "csv")
+    )
     os.symlink(outside / "shadow", folder / "hostile" / "20260331_shadow.csv")
     cases.append(Case("symlinked_file", "hostile/20260331_shadow.csv", ("rejected", "symlink")))
     os.symlink(outside, folder / "linked_provider")
     cases.append(Case("symlinked_provider_folder", "linked_provider", ("rejected", "symlink")))
     (folder / "hostile" / "nested").mkdir()
-    os.symlink(outside / "20260331_penalty.csv", folder / "hostile" / "nested" / "20260331_penalty.csv")
+    os.symlink(
+        outside / "20260331_penalty.csv", folder / "hostile" / "nested" / "20260331_penalty.csv"
+    )
     cases.append(Case("folder_inside_provider", "hostile/nested", ("rejected", "not_a_file")))
     return cases

@@ -1,19 +1,19 @@
 """The hostile corpus, file by file (the reader's verdict) and as one night (a file is the unit of
 failure: the night goes on, every file is logged with its reason, no row is lost, nothing
 personal or secret leaks into a message or a published file)."""
+
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
+import hostile_corpus
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
-import hostile_corpus
 from conftest import run_cli
+
 from scoring.intake.ingest import read_file
 from scoring.intake.readers import UnusableFile
 
@@ -42,8 +42,11 @@ def corpus(tmp_path_factory):
 
 
 def _file_cases(corpus):
-    return [c for c in corpus["cases"] if (corpus["landing"] / c.rel).is_file()
-            and not (corpus["landing"] / c.rel).is_symlink()]
+    return [
+        c
+        for c in corpus["cases"]
+        if (corpus["landing"] / c.rel).is_file() and not (corpus["landing"] / c.rel).is_symlink()
+    ]
 
 
 def test_each_hostile_file_gets_its_one_expected_verdict(corpus):
@@ -57,7 +60,9 @@ def test_each_hostile_file_gets_its_one_expected_verdict(corpus):
                 wrong.append((case.name, f"received {raw.received}, sent {case.rows}"))
         except UnusableFile as exc:
             got = ("rejected", exc.code)
-            assert hostile_corpus.SECRET[:12] not in str(exc) and "s3cr3t" not in str(exc), case.name
+            assert hostile_corpus.SECRET[:12] not in str(exc) and "s3cr3t" not in str(exc), (
+                case.name
+            )
             assert all(ch.isprintable() for ch in str(exc)), case.name
         if got != case.outcome:
             wrong.append((case.name, got, case.outcome))
@@ -94,21 +99,26 @@ def test_unterminated_quote_costs_one_line_not_the_rest(corpus):
 
 
 def test_rows_beyond_the_declared_dimension_are_read(corpus):
-    import openpyxl
     import io
+
+    import openpyxl
 
     case = next(c for c in corpus["cases"] if c.name == "xlsx_dimension_lies")
     data = (corpus["landing"] / case.rel).read_bytes()
     sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
-    sent = sum(1 for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)) - 1
-    assert sent > 2   # more rows than the dimension A1:M3 declares
+    sent = (
+        sum(1 for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)) - 1
+    )
+    assert sent > 2  # more rows than the dimension A1:M3 declares
     assert read_file(corpus["landing"] / case.rel).received == sent
 
 
 @pytest.fixture(scope="module")
 def hostile_night(corpus, tmp_path_factory):
     home = tmp_path_factory.mktemp("hostile_home")
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(corpus["landing"]), "--home", str(home), "--json")
+    p = run_cli(
+        "run", "--as-of", AS_OF, "--landing", str(corpus["landing"]), "--home", str(home), "--json"
+    )
     return {"proc": p, "home": home}
 
 
@@ -139,7 +149,9 @@ def test_a_hostile_night_goes_on_and_logs_every_file(corpus, hostile_night):
             problems.append((case.name, "not logged"))
             continue
         row = files.loc[case.rel]
-        assert hostile_corpus.SECRET[:12] not in str(row["message"]) and "s3cr3t" not in str(row["message"])
+        assert hostile_corpus.SECRET[:12] not in str(row["message"]) and "s3cr3t" not in str(
+            row["message"]
+        )
         if case.outcome[0] == "rejected":
             if (row["status"], row["reject_code"]) != ("rejected", case.outcome[1]):
                 problems.append((case.name, row["status"], row["reject_code"], case.outcome))
@@ -152,7 +164,9 @@ def test_a_hostile_night_goes_on_and_logs_every_file(corpus, hostile_night):
         if case.rows is not None and int(row["received"]) != case.rows:
             problems.append((case.name, "received", int(row["received"]), case.rows))
         if case.extra.get("bad_value_line"):
-            got = quar[(quar["path"] == case.rel) & (quar["line_no"] == case.extra["bad_value_line"])]["reasons"].tolist()
+            got = quar[
+                (quar["path"] == case.rel) & (quar["line_no"] == case.extra["bad_value_line"])
+            ]["reasons"].tolist()
             if got != ["bad_value"]:
                 problems.append((case.name, "reasons", got))
     assert not problems
@@ -201,6 +215,8 @@ def test_no_identifier_is_published_in_free_text(hostile_night):
             text = path.read_text(encoding="utf-8", errors="replace")
         leaks += [(path.name, hit) for hit in scan_text(text)]
     assert not leaks
-    hlj = pd.read_parquet(next((hostile_night["home"] / "outbox" / "hlj-samr").glob("nightly-*/results.parquet")))
+    hlj = pd.read_parquet(
+        next((hostile_night["home"] / "outbox" / "hlj-samr").glob("nightly-*/results.parquet"))
+    )
     assert hlj["name"].str.contains("********5018", regex=False).any()
     assert hlj["name"].str.contains("138****5678", regex=False).any()

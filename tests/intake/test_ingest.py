@@ -1,4 +1,5 @@
 """Bad input gets a clear error or a quarantine row with a reason; nothing crashes or vanishes."""
+
 import json
 import shutil
 
@@ -6,8 +7,8 @@ import openpyxl
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from conftest import AS_OF, run_cli
+
 from scoring.intake import ingest
 from scoring.intake.layouts import CREDIT_RECORD, PENALTY
 
@@ -20,7 +21,9 @@ def _write(path, text, encoding="utf-8"):
     return path
 
 
-@pytest.mark.parametrize("encoding,label", [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("gb18030", "gb18030")])
+@pytest.mark.parametrize(
+    "encoding,label", [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("gb18030", "gb18030")]
+)
 def test_encodings_are_detected(tmp_path, encoding, label):
     p = _write(tmp_path / "20260630_credit_record.csv", f"{HEADER}\n{ROW}\n", encoding)
     raw = ingest.read_file(p)
@@ -35,15 +38,18 @@ def test_headers_match_tolerantly(tmp_path):
     assert raw.layout.id == "credit_record" and not raw.missing_required
 
 
-@pytest.mark.parametrize("name,content,code", [
-    ("empty.csv", b"", "empty"),
-    ("binary.csv", b"\x00\x01\x02PNG\x00" * 50, "binary"),
-    ("latin.csv", "名称\n".encode("utf-8")[:-2] + b"\xff\xfe\xfa\n", "bad_encoding"),
-    ("unknown.csv", "foo,bar\n1,2\n".encode(), "unknown_layout"),
-    ("fake.xlsx", b"not a zip at all", "malformed"),
-    ("bad name;rm -rf.csv", f"{HEADER}\n{ROW}\n".encode(), "bad_file_name"),
-    (".hidden.csv", f"{HEADER}\n{ROW}\n".encode(), "bad_file_name"),
-])
+@pytest.mark.parametrize(
+    "name,content,code",
+    [
+        ("empty.csv", b"", "empty"),
+        ("binary.csv", b"\x00\x01\x02PNG\x00" * 50, "binary"),
+        ("latin.csv", "名称\n".encode()[:-2] + b"\xff\xfe\xfa\n", "bad_encoding"),
+        ("unknown.csv", b"foo,bar\n1,2\n", "unknown_layout"),
+        ("fake.xlsx", b"not a zip at all", "malformed"),
+        ("bad name;rm -rf.csv", f"{HEADER}\n{ROW}\n".encode(), "bad_file_name"),
+        (".hidden.csv", f"{HEADER}\n{ROW}\n".encode(), "bad_file_name"),
+    ],
+)
 def test_unusable_files_get_a_one_line_reason(tmp_path, name, content, code):
     p = tmp_path / name
     p.write_bytes(content)
@@ -87,7 +93,9 @@ def test_truncated_csv_and_bad_lines_are_quarantined_not_lost(tmp_path):
 
 
 def test_dates_amounts_and_codes_are_normalised():
-    d, bad = ingest.parse_dates(pd.Series(["2026-05-03", "2026/5/3", "20260503", "2026年5月3日", "", "31/02/2026"]))
+    d, bad = ingest.parse_dates(
+        pd.Series(["2026-05-03", "2026/5/3", "20260503", "2026年5月3日", "", "31/02/2026"])
+    )
     assert list(d.iloc[:4].dt.strftime("%Y-%m-%d")) == ["2026-05-03"] * 4
     assert list(bad) == [False, False, False, False, False, True]
     a, bad = ingest.parse_amounts(pd.Series(["1,234.50", "１２３", "", "abc"]))
@@ -95,6 +103,7 @@ def test_dates_amounts_and_codes_are_normalised():
 
 
 # --------------------------------------------------------------------------- credit check
+
 
 def test_check_cli_contract(province):
     f = province / "landing" / "samr" / "20260630_penalty.csv"
@@ -119,7 +128,9 @@ def test_check_exit_codes(tmp_path):
     # Without 处罚类别 the penalty signature is gone, so the layout is unknown: unusable (2) is right too.
     assert p.returncode in (1, 2)
     lic_cols = [h for h in CREDIT_RECORD.standard_headers() if h != "主体名称"]
-    schema2 = _write(tmp_path / "s2.csv", ",".join(lic_cols) + "\n" + ",".join("x" for _ in lic_cols) + "\n")
+    schema2 = _write(
+        tmp_path / "s2.csv", ",".join(lic_cols) + "\n" + ",".join("x" for _ in lic_cols) + "\n"
+    )
     p = run_cli("check", str(schema2), "--json")
     assert p.returncode == 1, p.stdout + p.stderr
     assert json.loads(p.stdout)["reasons"] == {"schema_mismatch": 1}
@@ -127,13 +138,23 @@ def test_check_exit_codes(tmp_path):
 
 # --------------------------------------------------------------------------- a run with bad files
 
+
 def test_run_with_empty_and_unreadable_files_reports_them(province, tmp_path):
     landing = tmp_path / "landing"
     shutil.copytree(province / "landing", landing)
     (landing / "samr" / "20260629_extra.csv").write_bytes(b"")
     (landing / "eco" / "20260629_notes.csv").write_bytes(b"\x00\x01binary\x00")
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(landing), "--home", str(tmp_path / "h"), "--json",
-                env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(landing),
+        "--home",
+        str(tmp_path / "h"),
+        "--json",
+        env={"CREDIT_DB_URL": ""},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["status"] == "published"
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'h' / 'credit.db'}")

@@ -1,6 +1,7 @@
 """Property-based tests of the CSV and XLSX readers: for arbitrary bytes no exception but a named
 rejection escapes, and for any rows a provider can write, every row comes back (as a row, or as
 a quarantined line with a reason) with its values intact."""
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,14 @@ WIDTH = len(HEADER)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any text a provider's tool can write into a cell, NUL aside (a NUL makes the file binary).
-cell_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+cell_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
+)
 # XML 1.0 cannot carry most control characters; spreadsheet tools cannot write them either.
-xml_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
-                   max_size=12).filter(lambda t: not t.startswith("="))  # "=…" is a formula to openpyxl
+xml_text = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+    max_size=12,
+).filter(lambda t: not t.startswith("="))  # "=…" is a formula to openpyxl
 
 
 def _read(data: bytes, name: str):
@@ -62,7 +67,11 @@ rows_strategy = st.lists(st.lists(cell_text, min_size=WIDTH, max_size=WIDTH), ma
 
 
 @SETTINGS
-@given(rows_strategy, st.sampled_from(["\n", "\r\n", "\r"]), st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]))
+@given(
+    rows_strategy,
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]),
+)
 def test_csv_rows_are_conserved_with_their_values(rows, eol, encoding):
     try:
         data = _csv_bytes(rows, eol, encoding)
@@ -90,8 +99,10 @@ def _xlsx_bytes(rows) -> bytes:
     return buf.getvalue()
 
 
-xlsx_rows = st.lists(st.lists(xml_text, min_size=WIDTH, max_size=WIDTH)
-                     .filter(lambda r: r[0].strip() != ""), max_size=8)
+xlsx_rows = st.lists(
+    st.lists(xml_text, min_size=WIDTH, max_size=WIDTH).filter(lambda r: r[0].strip() != ""),
+    max_size=8,
+)
 
 
 @SETTINGS
@@ -138,5 +149,8 @@ def test_arbitrary_sheet_xml_never_escapes(sheet):
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zout:
         for info in zin.infolist():
-            zout.writestr(info.filename, sheet if info.filename.endswith("sheet1.xml") else zin.read(info.filename))
+            zout.writestr(
+                info.filename,
+                sheet if info.filename.endswith("sheet1.xml") else zin.read(info.filename),
+            )
     _read(out.getvalue(), "20260331_penalty.xlsx")

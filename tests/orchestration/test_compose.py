@@ -9,16 +9,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_compose_file_is_valid_against_the_compose_spec():
     exe = Path(sys.executable).with_name("check-jsonschema")
-    p = subprocess.run([str(exe), "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(exe), "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_compose_runs_airflow_3_with_celery_postgres_and_redis():
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = doc["services"]
-    for name in ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-worker",
-                 "airflow-dag-processor", "airflow-triggerer", "airflow-init"):
+    for name in (
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-worker",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-init",
+    ):
         assert name in services
     env = doc["x-airflow-common"]["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"

@@ -2,12 +2,12 @@
 their defaults, honest run states (the night's state is decided by one final task, which the
 report can't mask), fail-fast for deterministic errors, timeouts and alert hooks everywhere, and
 monthly work scheduled on the publication asset instead of a blind cron."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-
 from conftest import REPO
 
 
@@ -29,11 +29,11 @@ def test_every_form_submits_with_its_defaults(dags):
         dags[dag_id].params.validate()
     nightly = dags["public_credit_nightly"].params
     assert {k: nightly[k] for k in ("as_of", "landing", "db_url", "home")} == dict.fromkeys(
-        ("as_of", "landing", "db_url", "home"))
+        ("as_of", "landing", "db_url", "home")
+    )
 
 
 def test_required_fields_are_validated_and_labelled_in_chinese_with_english_descriptions(dags):
-    from airflow.sdk.definitions.param import ParamsDict
 
     audit = dags["public_credit_audit_rerun"].params
     with pytest.raises(Exception, match="run_id"):
@@ -44,7 +44,10 @@ def test_required_fields_are_validated_and_labelled_in_chinese_with_english_desc
     assert _with(audit, run_id="nightly-20260630-r2").validate()["mode"] == "as-known-then"
     with pytest.raises(Exception):
         _with(dags["public_credit_nightly"].params, as_of="30/06/2026").validate()
-    assert _with(dags["public_credit_nightly"].params, as_of="2026-06-30").validate()["as_of"] == "2026-06-30"
+    assert (
+        _with(dags["public_credit_nightly"].params, as_of="2026-06-30").validate()["as_of"]
+        == "2026-06-30"
+    )
     nightly = dags["public_credit_nightly"].params
     assert nightly["partitions"] is None  # empty: CREDIT_PARTITIONS, else by size
     assert _with(nightly, partitions=4).validate()["partitions"] == 4
@@ -56,7 +59,11 @@ def test_required_fields_are_validated_and_labelled_in_chinese_with_english_desc
             p = dags[dag_id].params.get_param(name)
             title, desc = p.schema.get("title", ""), p.description or ""
             assert any("\u4e00" <= c <= "\u9fff" for c in title), (dag_id, name, title)
-            assert desc and sum(c.isascii() and c.isalpha() for c in desc) > 10, (dag_id, name, desc)
+            assert desc and sum(c.isascii() and c.isalpha() for c in desc) > 10, (
+                dag_id,
+                name,
+                desc,
+            )
 
 
 def _with(params, **values):
@@ -89,9 +96,15 @@ def test_timeouts_and_failure_hooks_on_every_dag_and_task(dags):
         assert dag.dagrun_timeout and dag.dagrun_timeout <= dt.timedelta(hours=6), dag.dag_id
         assert dag.on_failure_callback in (on_failure, [on_failure]), dag.dag_id
         for t in dag.tasks:
-            assert t.execution_timeout and t.execution_timeout <= dag.dagrun_timeout, (dag.dag_id, t.task_id)
-            assert on_failure in (t.on_failure_callback if isinstance(t.on_failure_callback, list)
-                                  else [t.on_failure_callback]), (dag.dag_id, t.task_id)
+            assert t.execution_timeout and t.execution_timeout <= dag.dagrun_timeout, (
+                dag.dag_id,
+                t.task_id,
+            )
+            assert on_failure in (
+                t.on_failure_callback
+                if isinstance(t.on_failure_callback, list)
+                else [t.on_failure_callback]
+            ), (dag.dag_id, t.task_id)
 
 
 def test_sampling_and_calibration_wait_for_a_publication(dags):
@@ -110,10 +123,16 @@ def test_deterministic_errors_fail_without_retry(tmp_path):
 
     from scoring.pipeline import RunContext
 
-    spec = importlib.util.spec_from_file_location("nightly_dag", REPO / "dags" / "public_credit_nightly.py")
+    spec = importlib.util.spec_from_file_location(
+        "nightly_dag", REPO / "dags" / "public_credit_nightly.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ctx = RunContext(as_of="2026-06-30", landing=tmp_path, home=tmp_path / "home",
-                     db_url=f"sqlite:///{tmp_path / 'credit.db'}")
+    ctx = RunContext(
+        as_of="2026-06-30",
+        landing=tmp_path,
+        home=tmp_path / "home",
+        db_url=f"sqlite:///{tmp_path / 'credit.db'}",
+    )
     with pytest.raises(AirflowFailException, match="not scored"):
         mod._run("publish", ctx.to_json())  # nothing scored: no retry can change that

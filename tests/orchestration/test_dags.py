@@ -1,5 +1,6 @@
 """DAG integrity (imports, no DB or connection access at parse time, tags, retries) and a real
 `airflow dags test` run of public_credit_nightly on SQLite."""
+
 import datetime as dt
 import json
 import os
@@ -8,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import AS_OF, REPO, run_cli
 
 DAGS = REPO / "dags"
@@ -49,11 +49,20 @@ print(json.dumps({"dags": out, "heavy": heavy}))
 
 
 def _parse(files, **env_extra):
-    env = dict(os.environ, AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:////nonexistent/no-db-at-parse-time.db",
-               CREDIT_DB_URL="postgresql+psycopg://nobody@203.0.113.1:1/none", **env_extra)
-    return subprocess.run([sys.executable, "-c", PARSE_PROBE, *files], capture_output=True, text=True, env=env,
-                          timeout=300)
+    env = dict(
+        os.environ,
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:////nonexistent/no-db-at-parse-time.db",
+        CREDIT_DB_URL="postgresql+psycopg://nobody@203.0.113.1:1/none",
+        **env_extra,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE, *files],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +102,16 @@ def test_without_a_go_live_date_a_fresh_install_catches_nothing_up():
     nightly = [str(DAGS / "public_credit_nightly.py")]
     p = _parse(nightly, CREDIT_GO_LIVE="")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert json.loads(p.stdout.strip().splitlines()[-1])["dags"]["public_credit_nightly"]["catchup"] is False
+    assert (
+        json.loads(p.stdout.strip().splitlines()[-1])["dags"]["public_credit_nightly"]["catchup"]
+        is False
+    )
     bad = _parse(nightly, CREDIT_GO_LIVE="1 Dec")
-    assert bad.returncode != 0 and "CREDIT_GO_LIVE='1 Dec': expected the first night to evaluate as YYYY-MM-DD" in bad.stderr
+    assert (
+        bad.returncode != 0
+        and "CREDIT_GO_LIVE='1 Dec': expected the first night to evaluate as YYYY-MM-DD"
+        in bad.stderr
+    )
 
 
 def test_every_dag_has_tags_docs_and_retries(parsed):
@@ -112,8 +128,7 @@ def test_audit_rerun_dag_has_a_trigger_form(parsed):
 
 
 def test_pipeline_steps_are_defined_once():
-    from scoring import pipeline
-    from scoring import steps
+    from scoring import pipeline, steps
 
     assert tuple(pipeline.STEPS) == steps.STEP_NAMES
     text = (DAGS / "public_credit_nightly.py").read_text()
@@ -122,16 +137,34 @@ def test_pipeline_steps_are_defined_once():
 
 
 def _airflow_env(tmp_path, home, landing):
-    return dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-                AIRFLOW__CORE__LOAD_EXAMPLES="False", CREDIT_HOME=str(home), CREDIT_LANDING=str(landing),
-                CREDIT_DB_URL="", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    return dict(
+        os.environ,
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        CREDIT_HOME=str(home),
+        CREDIT_LANDING=str(landing),
+        CREDIT_DB_URL="",
+        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+    )
 
 
 def _dags_test(env, logical_date="2026-07-01"):
-    m = subprocess.run([str(BIN / "airflow"), "db", "migrate"], capture_output=True, text=True, env=env, timeout=600)
+    m = subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert m.returncode == 0, m.stderr[-2000:]
-    return subprocess.run([str(BIN / "airflow"), "dags", "test", "public_credit_nightly", logical_date],
-                          capture_output=True, text=True, env=env, timeout=1200)
+    return subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", "public_credit_nightly", logical_date],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
 
 
 @pytest.mark.airflow
@@ -142,7 +175,9 @@ def test_airflow_dags_test_runs_the_nightly_pipeline(province, sqlite_run, tmp_p
     assert t.returncode == 0, log[-4000:]
     assert "state=success" in log
     # The logical date 2026-07-01 evaluates the day before (Asia/Shanghai): the same as the CLI run.
-    p = run_cli("status", "--as-of", AS_OF, "--home", str(home), "--json", env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "status", "--as-of", AS_OF, "--home", str(home), "--json", env={"CREDIT_DB_URL": ""}
+    )
     s = json.loads(p.stdout)
     assert s["status"] == "published"
     assert s["output_sha256"] == sqlite_run["summary"]["output_sha256"]
@@ -159,18 +194,23 @@ def test_a_dag_run_whose_hard_gate_fails_publishes_nothing_and_says_why(province
     landing = tmp_path / "landing"
     shutil.copytree(province / "landing", landing)
     cols = [h for h in CREDIT_RECORD.standard_headers() if h != "主体名称"]
-    (landing / "ndrc" / "20260630_late.csv").write_text(",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n",
-                                                        encoding="utf-8")
+    (landing / "ndrc" / "20260630_late.csv").write_text(
+        ",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8"
+    )
     # Landed on the evening of the 30th: the night keyed on logical date 1 July reads what had
     # landed by its scheduled time (scoring.intake.arrivals).
-    set_arrival(landing / "ndrc" / "20260630_late.csv", dt.datetime(2026, 6, 30, 18, tzinfo=SHANGHAI))
+    set_arrival(
+        landing / "ndrc" / "20260630_late.csv", dt.datetime(2026, 6, 30, 18, tzinfo=SHANGHAI)
+    )
     home = tmp_path / "home"
     t = _dags_test(_airflow_env(tmp_path, home, landing))
     log = t.stdout + t.stderr
     assert "state=failed" in log
     assert "hard gates" in log and "schema" in log
     assert not (home / "outbox").exists()
-    p = run_cli("status", "--as-of", AS_OF, "--home", str(home), "--json", env={"CREDIT_DB_URL": ""})
+    p = run_cli(
+        "status", "--as-of", AS_OF, "--home", str(home), "--json", env={"CREDIT_DB_URL": ""}
+    )
     s = json.loads(p.stdout)
     assert s["status"] == "gate_failed" and s["published"] == []
     assert Path(s["report"]).exists()

@@ -1,5 +1,6 @@
 """Identifiers inside free text are masked in the values that can hold one only: the result is
 what the replacements over every value give (Hypothesis), chunked or not."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -15,8 +16,23 @@ def _everywhere(arr: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(out, ft.PHONE, ft.PHONE_MASK)
 
 
-pieces = st.sampled_from(["1", "3", "8", "0", "５", "X", "-", " ", "店", "230102198001015018", "13812345678",
-                          "138-1234-5678", "１３８"])
+pieces = st.sampled_from(
+    [
+        "1",
+        "3",
+        "8",
+        "0",
+        "５",
+        "X",
+        "-",
+        " ",
+        "店",
+        "230102198001015018",
+        "13812345678",
+        "138-1234-5678",
+        "１３８",
+    ]
+)
 values = st.one_of(st.none(), st.lists(pieces, max_size=8).map("".join))
 
 

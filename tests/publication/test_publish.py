@@ -1,4 +1,5 @@
 """Publication: scoped (enforced by PostgreSQL, not Python), masked, atomic."""
+
 import csv
 import io
 import json
@@ -8,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from conftest import AS_OF, run_cli
+
 from scoring.common import codes
 from scoring.publication.access import role_name, view_name
 from scoring.publication.masking import mask_id_number, mask_name, mask_phone
@@ -34,15 +35,24 @@ def test_agencies_cli():
     rows = json.loads(p.stdout)
     assert p.returncode == 0 and len(rows) >= 10
     domains = {r["domain"] for r in rows}
-    assert {"market_regulation", "tax", "ecology_environment", "housing_construction", "transport", "health",
-            "emergency_management"} <= domains
+    assert {
+        "market_regulation",
+        "tax",
+        "ecology_environment",
+        "housing_construction",
+        "transport",
+        "health",
+        "emergency_management",
+    } <= domains
     assert all({"id", "name", "scope"} <= set(r) for r in rows)
 
 
 def _cells(path):
     if path.suffix == ".csv":
         data = path.read_bytes()
-        text = data.decode("utf-8-sig") if data.startswith(b"\xef\xbb\xbf") else data.decode("gb18030")
+        text = (
+            data.decode("utf-8-sig") if data.startswith(b"\xef\xbb\xbf") else data.decode("gb18030")
+        )
         return [c for row in csv.reader(io.StringIO(text)) for c in row]
     if path.suffix == ".parquet":
         return [str(v) for v in pd.read_parquet(path).astype(str).to_numpy().ravel()]
@@ -50,29 +60,42 @@ def _cells(path):
 
 
 def test_no_unmasked_personal_data_or_formula_cells_in_any_published_artifact(sqlite_run):
-    files = [p for p in (sqlite_run["home"] / "outbox").rglob("*") if p.is_file() and p.name != "CURRENT"]
+    files = [
+        p for p in (sqlite_run["home"] / "outbox").rglob("*") if p.is_file() and p.name != "CURRENT"
+    ]
     assert files
     id_like = re.compile(r"\d{17}[\dX]")
     phone_like = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
     for path in files:
         cells = _cells(path)
         ids = [m for c in cells for m in id_like.findall(c)]
-        ids = [i for i, is_code in zip(ids, codes.valid_uscc(ids)) if not is_code]  # all-digit USCCs of 12… units
+        ids = [
+            i for i, is_code in zip(ids, codes.valid_uscc(ids)) if not is_code
+        ]  # all-digit USCCs of 12… units
         assert not codes.valid_id_number(ids).any(), path
         assert not any(phone_like.search(c) for c in cells), path
         if path.suffix == ".csv":
             # A plain negative number (-70.0) is a number to Excel/WPS, not a formula; anything else
             # starting with = + - @ must have been neutralised.
             plain_number = re.compile(r"-\d+(\.\d+)?")
-            assert not any(c[:1] in ("=", "+", "-", "@") and not plain_number.fullmatch(c) for c in cells), path
-    sample = pd.read_csv(next(p for p in files if p.name == "results.csv"), encoding="utf-8-sig", nrows=50,
-                         dtype=str)
+            assert not any(
+                c[:1] in ("=", "+", "-", "@") and not plain_number.fullmatch(c) for c in cells
+            ), path
+    sample = pd.read_csv(
+        next(p for p in files if p.name == "results.csv"), encoding="utf-8-sig", nrows=50, dtype=str
+    )
     assert sample["legal_rep_id_number"].str.fullmatch(r"\d{6}\*{8}[\dX]{4}").all()
 
 
 def test_each_agency_file_holds_only_its_scope(sqlite_run):
     for agency in load_agencies():
-        f = sqlite_run["home"] / "outbox" / agency["id"] / sqlite_run["summary"]["run_id"] / "results.parquet"
+        f = (
+            sqlite_run["home"]
+            / "outbox"
+            / agency["id"]
+            / sqlite_run["summary"]["run_id"]
+            / "results.parquet"
+        )
         df = pd.read_parquet(f)
         assert df["division_code"].astype(str).str.startswith(tuple(agency["divisions"])).all()
         if agency["industries"]:
@@ -80,6 +103,7 @@ def test_each_agency_file_holds_only_its_scope(sqlite_run):
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
 
 @pytest.fixture(scope="module")
 def pg_published(province, pg_server_url, tmp_path_factory):
@@ -92,8 +116,18 @@ def pg_published(province, pg_server_url, tmp_path_factory):
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     home = tmp_path_factory.mktemp("pg_pub")
-    p = run_cli("run", "--as-of", AS_OF, "--landing", str(province / "landing"), "--home", str(home),
-                "--db", url, "--json")
+    p = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(province / "landing"),
+        "--home",
+        str(home),
+        "--db",
+        url,
+        "--json",
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     yield {"url": url, "home": home, "summary": json.loads(p.stdout)}
     with admin.connect() as c:
@@ -120,7 +154,9 @@ def test_agency_role_sees_only_its_scope(pg_published):
     assert hrb and all(r[0].startswith("2301") for r in hrb)
     eng = sa.create_engine(url)
     with eng.connect() as c:
-        expected = c.execute(sa.text("select count(*) from entity_results where division_code like '2301%'")).scalar()
+        expected = c.execute(
+            sa.text("select count(*) from entity_results where division_code like '2301%'")
+        ).scalar()
     eng.dispose()
     assert len(hrb) == expected
     eco = _as_role(url, role_name("hlj-eco"), "select industry from agency_current")
@@ -130,15 +166,18 @@ def test_agency_role_sees_only_its_scope(pg_published):
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("sql", [
-    f"select * from {view_name('dq-samr')}",                       # another agency's view
-    "select * from quarantine",                                    # raw provider data
-    "select manifest_json from runs",                              # columns not granted
-    "select * from landed_files",
-    "set row_security = off; select count(*) from entity_results",
-    "create function leak() returns setof entity_results language sql security definer as "
-    "'select * from entity_results'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"select * from {view_name('dq-samr')}",  # another agency's view
+        "select * from quarantine",  # raw provider data
+        "select manifest_json from runs",  # columns not granted
+        "select * from landed_files",
+        "set row_security = off; select count(*) from entity_results",
+        "create function leak() returns setof entity_results language sql security definer as "
+        "'select * from entity_results'",
+    ],
+)
 def test_agency_role_cannot_get_around_its_scope(pg_published, sql):
     with pytest.raises(sa.exc.DBAPIError):
         rows = _as_role(pg_published["url"], role_name("hrb-samr"), sql)
@@ -149,7 +188,11 @@ def test_agency_role_cannot_get_around_its_scope(pg_published, sql):
 
 @pytest.mark.postgres
 def test_history_view_stays_scoped(pg_published):
-    rows = _as_role(pg_published["url"], role_name("lindian-samr"), "select distinct division_code from agency_history")
+    rows = _as_role(
+        pg_published["url"],
+        role_name("lindian-samr"),
+        "select distinct division_code from agency_history",
+    )
     assert rows and {r[0] for r in rows} == {"230623"}
 
 
@@ -160,20 +203,51 @@ def test_killing_publish_midway_leaves_the_previous_run_visible(province, pg_url
     landing_root = tmp_path / "prov"
     shutil.copytree(province, landing_root)
     home = tmp_path / "home"
-    day1 = run_cli("run", "--as-of", AS_OF, "--landing", str(landing_root / "landing"), "--home", str(home),
-                   "--db", pg_url, "--json")
+    day1 = run_cli(
+        "run",
+        "--as-of",
+        AS_OF,
+        "--landing",
+        str(landing_root / "landing"),
+        "--home",
+        str(home),
+        "--db",
+        pg_url,
+        "--json",
+    )
     assert day1.returncode == 0, day1.stderr[-2000:]
     write_deliveries(landing_root, "2026-07-31", n_entities=3000, seed=7, defect_rate=0.02)
-    day2 = run_cli("run", "--as-of", "2026-07-31", "--landing", str(landing_root / "landing"), "--home", str(home),
-                   "--db", pg_url, "--json", env={"CREDIT_FAULT_INJECT": "publish:3"})
+    day2 = run_cli(
+        "run",
+        "--as-of",
+        "2026-07-31",
+        "--landing",
+        str(landing_root / "landing"),
+        "--home",
+        str(home),
+        "--db",
+        pg_url,
+        "--json",
+        env={"CREDIT_FAULT_INJECT": "publish:3"},
+    )
     assert day2.returncode != 0 and "fault injected" in day2.stderr
     current = _as_role(pg_url, role_name("hlj-samr"), "select distinct run_id from agency_current")
     assert current == [("nightly-20260630",)]
     outbox = home / "outbox"
     assert not list(outbox.rglob("nightly-20260731*")) and not list(outbox.rglob(".*tmp"))
     assert all((d / "CURRENT").read_text().startswith("nightly-20260630") for d in outbox.iterdir())
-    retry = run_cli("run", "--as-of", "2026-07-31", "--landing", str(landing_root / "landing"),
-                    "--home", str(home), "--db", pg_url, "--json")
+    retry = run_cli(
+        "run",
+        "--as-of",
+        "2026-07-31",
+        "--landing",
+        str(landing_root / "landing"),
+        "--home",
+        str(home),
+        "--db",
+        pg_url,
+        "--json",
+    )
     assert retry.returncode == 0, retry.stderr[-2000:]
     current = _as_role(pg_url, role_name("hlj-samr"), "select distinct run_id from agency_current")
     assert current == [("nightly-20260731",)]
@@ -184,8 +258,14 @@ def _read_log(url):
     eng = sa.create_engine(url)
     try:
         with eng.connect() as c:
-            return [dict(r._mapping) for r in c.execute(sa.text(
-                "select agency_id, db_role, channel, query from read_log order by read_id"))]
+            return [
+                dict(r._mapping)
+                for r in c.execute(
+                    sa.text(
+                        "select agency_id, db_role, channel, query from read_log order by read_id"
+                    )
+                )
+            ]
     finally:
         eng.dispose()
 
@@ -194,22 +274,34 @@ def _read_log(url):
 def test_every_agency_read_is_registered_once_and_the_log_is_out_of_its_reach(pg_published):
     url, role = pg_published["url"], role_name("hrb-samr")
     before = len(_read_log(url))
-    statements = [f"select count(*) from {view_name('hrb-samr')}",               # own view (two views deep)
-                  "select * from agency_current where uscc = 'no such entity'",  # finds nothing
-                  "select division_code from entity_results"]                    # the table itself
+    statements = [
+        f"select count(*) from {view_name('hrb-samr')}",  # own view (two views deep)
+        "select * from agency_current where uscc = 'no such entity'",  # finds nothing
+        "select division_code from entity_results",
+    ]  # the table itself
     for sql in statements:
         _as_role(url, role, sql)
     new = _read_log(url)[before:]
     assert [r["query"] for r in new] == statements
-    assert {(r["agency_id"], r["db_role"], r["channel"]) for r in new} == {("hrb-samr", role, "sql")}
-    for sql in ["select * from read_log", "delete from read_log", "update read_log set query = ''",
-                f"insert into read_log (agency_id, channel, db_role) values ('dq-samr', 'sql', '{role_name('dq-samr')}')",
-                # a read that cannot be registered is refused
-                "set transaction read only; select count(*) from agency_current"]:
+    assert {(r["agency_id"], r["db_role"], r["channel"]) for r in new} == {
+        ("hrb-samr", role, "sql")
+    }
+    for sql in [
+        "select * from read_log",
+        "delete from read_log",
+        "update read_log set query = ''",
+        f"insert into read_log (agency_id, channel, db_role) values ('dq-samr', 'sql', '{role_name('dq-samr')}')",
+        # a read that cannot be registered is refused
+        "set transaction read only; select count(*) from agency_current",
+    ]:
         with pytest.raises(sa.exc.DBAPIError):
             _as_role(url, role, sql)
-    review = run_cli("reads", "--db", url, "--home", str(pg_published["home"]), "--agency", "hrb-samr", "--json")
+    review = run_cli(
+        "reads", "--db", url, "--home", str(pg_published["home"]), "--agency", "hrb-samr", "--json"
+    )
     assert review.returncode == 0, review.stderr[-2000:]
     out = json.loads(review.stdout)
     assert [r["query"] for r in out["reads"]][-3:] == statements
-    assert {d["agency_id"] for d in out["deliveries"]} == {"hrb-samr"} and all(d["delivered_at"] for d in out["deliveries"])
+    assert {d["agency_id"] for d in out["deliveries"]} == {"hrb-samr"} and all(
+        d["delivered_at"] for d in out["deliveries"]
+    )

@@ -1,4 +1,5 @@
 """Feed freshness in Chinese working days, and operator waivers."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -16,8 +17,13 @@ def cat():
 
 
 def _all_delivered(cat, day):
-    return pd.DataFrame([{"provider": p["id"], "feed": f, "delivered_on": pd.Timestamp(day)}
-                         for p in cat.providers for f in p["feeds"]])
+    return pd.DataFrame(
+        [
+            {"provider": p["id"], "feed": f, "delivered_on": pd.Timestamp(day)}
+            for p in cat.providers
+            for f in p["feeds"]
+        ]
+    )
 
 
 def test_cycles_in_working_days():
@@ -26,11 +32,17 @@ def test_cycles_in_working_days():
 
 def test_spring_festival_is_not_an_outage(cat):
     # Last delivery on Fri 2026-02-13; 14 Feb (Sat) is an adjusted working day, 15-23 Feb are off.
-    fr = feed_freshness(cat, _all_delivered(cat, "2026-02-13"), "2026-02-23").set_index(["provider", "feed"])
-    assert fr.loc[("court", "dishonest_debtor"), "working_days_since"] == 1  # only the adjusted Saturday
+    fr = feed_freshness(cat, _all_delivered(cat, "2026-02-13"), "2026-02-23").set_index(
+        ["provider", "feed"]
+    )
+    assert (
+        fr.loc[("court", "dishonest_debtor"), "working_days_since"] == 1
+    )  # only the adjusted Saturday
     assert fr["ok"].all()
     # Counting calendar days the daily court feed would have been 10 days old and failed.
-    late = feed_freshness(cat, _all_delivered(cat, "2026-02-13"), "2026-03-02").set_index(["provider", "feed"])
+    late = feed_freshness(cat, _all_delivered(cat, "2026-02-13"), "2026-03-02").set_index(
+        ["provider", "feed"]
+    )
     # 24-27 Feb, Sat 28 Feb (adjusted working day), Mon 2 Mar.
     assert late.loc[("court", "dishonest_debtor"), "working_days_since"] == 7
     assert late.loc[("court", "dishonest_debtor"), "overdue_working_days"] == 6
@@ -55,11 +67,20 @@ def test_waiver_names_one_gate_and_needs_approver_and_reason():
     with pytest.raises(WaiverError, match="scope"):
         parse_waiver("feed_present", "Li Ming", "x")
     w = parse_waiver("feed_present:court", "Li Ming", "court system maintenance")
-    gates = [GateResult("feed_present", "court/dishonest_debtor", True, False),
-             GateResult("feed_present", "courtyard/penalty", True, False),
-             GateResult("feed_present", "tax/penalty", True, True)]
+    gates = [
+        GateResult("feed_present", "court/dishonest_debtor", True, False),
+        GateResult("feed_present", "courtyard/penalty", True, False),
+        GateResult("feed_present", "tax/penalty", True, True),
+    ]
     failing, record = apply_waivers(gates, (w,))
     assert [g.scope for g in failing] == ["courtyard/penalty"]
-    assert record == [{"gate": "feed_present", "scope": "court", "approver": "Li Ming",
-                       "reason": "court system maintenance", "covered": ["court/dishonest_debtor"]}]
+    assert record == [
+        {
+            "gate": "feed_present",
+            "scope": "court",
+            "approver": "Li Ming",
+            "reason": "court system maintenance",
+            "covered": ["court/dishonest_debtor"],
+        }
+    ]
     assert "WAIVED by Li Ming" in gates[0].waiver

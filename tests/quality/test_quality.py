@@ -1,4 +1,5 @@
 """The generator's injected defects are caught with precision and recall of 100% per kind."""
+
 import json
 
 import numpy as np
@@ -9,10 +10,14 @@ import sqlalchemy as sa
 from scoring.common.catalogue import Catalogue
 from scoring.quality.validate import gx_context, validate_table
 
-EXPECTED_REASON = {"bad_check_digit": {"invalid_uscc", "invalid_id_number"}, "unknown_item": {"unknown_item"},
-                   "future_date": {"future_date"},
-                   "duplicate": {"duplicate"}, "missing_field": {"missing_field"},
-                   "orphan_change": {"unknown_record"}}
+EXPECTED_REASON = {
+    "bad_check_digit": {"invalid_uscc", "invalid_id_number"},
+    "unknown_item": {"unknown_item"},
+    "future_date": {"future_date"},
+    "duplicate": {"duplicate"},
+    "missing_field": {"missing_field"},
+    "orphan_change": {"unknown_record"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +38,15 @@ def test_simplified_procedure_penalties_are_excluded_not_quarantined(verdicts, s
     store = Store.open(sqlite_run["url"], sqlite_run["home"])
     with store.engine.connect() as conn:
         batches = store.visible_batches(conn, "exclusions", "2100-01-01")
-        gates = pd.read_sql("select scope, observed from gate_results where gate = 'quarantine_share'", conn)
+        gates = pd.read_sql(
+            "select scope, observed from gate_results where gate = 'quarantine_share'", conn
+        )
     exc = store.read_batches(batches)
     labelled = truth[truth["defect"] == "simplified_procedure"]
     assert len(labelled)
-    assert set(zip(exc["source_file"], exc["line_no"])) == set(zip(labelled["file"], labelled["line"]))
+    assert set(zip(exc["source_file"], exc["line_no"])) == set(
+        zip(labelled["file"], labelled["line"])
+    )
     assert set(exc["reason"]) == {"simplified procedure (Art. 18): not public credit information"}
     assert not set(zip(q["path"], q["line_no"])) & set(zip(labelled["file"], labelled["line"]))
     f = files.set_index("path")
@@ -57,7 +66,7 @@ def test_precision_and_recall_are_100_percent_per_defect_kind(verdicts, defect):
     labelled_keys = set(zip(labelled["file"], labelled["line"]))
     assert labelled_keys, f"the province has no {defect} defects to test with"
     tp = len(flagged_keys & labelled_keys)
-    assert tp / len(flagged_keys) == 1.0, sorted(flagged_keys - labelled_keys)[:5]   # precision
+    assert tp / len(flagged_keys) == 1.0, sorted(flagged_keys - labelled_keys)[:5]  # precision
     assert tp / len(labelled_keys) == 1.0, sorted(labelled_keys - flagged_keys)[:5]  # recall
 
 
@@ -78,7 +87,9 @@ def test_every_received_row_is_accounted_for(verdicts, sqlite_run):
     excluded = exc["source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
     ok = files[files["status"] != "rejected"]
     assert len(ok) > 0 and excluded.sum() > 0
-    assert (ok["received"] == ok["accepted"] + ok["quarantined"] + ok["path"].map(excluded).fillna(0)).all()
+    assert (
+        ok["received"] == ok["accepted"] + ok["quarantined"] + ok["path"].map(excluded).fillna(0)
+    ).all()
 
 
 def test_quarantine_rows_keep_file_line_and_raw_values(sqlite_run):
@@ -90,26 +101,58 @@ def test_quarantine_rows_keep_file_line_and_raw_values(sqlite_run):
 
 # --------------------------------------------------------------------------- custom expectations one by one
 
+
 def _stg(**cols):
     n = len(next(iter(cols.values())))
     base = {
-        "source_file": ["f.csv"] * n, "line_no": list(range(2, n + 2)), "provider": ["samr"] * n,
-        "layout": ["sgs_penalty"] * n, "delivered_on": [pd.Timestamp("2026-06-30")] * n,
-        "item_code": ["PENALTY_GENERAL"] * n, "subject_type": ["legal"] * n, "subject_name": ["某公司"] * n,
-        "uscc": ["91330100799655058B"] * n, "id_number": [None] * n, "legal_rep_name": [None] * n,
-        "legal_rep_id_number": [None] * n, "doc_number": [f"D{i}" for i in range(n)],
-        "penalty_category": ["罚款"] * n, "amount_yuan": [50000.0] * n,
-        "decision_date": [pd.Timestamp("2026-05-01")] * n, "publicity_end_date": [pd.Timestamp("2026-11-01")] * n,
-        "valid_to_date": [pd.NaT] * n, "authority_name": ["某局"] * n, "inspection_result": [None] * n,
-        "bad_values": [None] * n, "raw": ["{}"] * n, "registered_date": [pd.Timestamp("2020-01-01")] * n,
-        "seen_before": [False] * n, "grade": [None] * n, "removal_date": [pd.NaT] * n,
+        "source_file": ["f.csv"] * n,
+        "line_no": list(range(2, n + 2)),
+        "provider": ["samr"] * n,
+        "layout": ["sgs_penalty"] * n,
+        "delivered_on": [pd.Timestamp("2026-06-30")] * n,
+        "item_code": ["PENALTY_GENERAL"] * n,
+        "subject_type": ["legal"] * n,
+        "subject_name": ["某公司"] * n,
+        "uscc": ["91330100799655058B"] * n,
+        "id_number": [None] * n,
+        "legal_rep_name": [None] * n,
+        "legal_rep_id_number": [None] * n,
+        "doc_number": [f"D{i}" for i in range(n)],
+        "penalty_category": ["罚款"] * n,
+        "amount_yuan": [50000.0] * n,
+        "decision_date": [pd.Timestamp("2026-05-01")] * n,
+        "publicity_end_date": [pd.Timestamp("2026-11-01")] * n,
+        "valid_to_date": [pd.NaT] * n,
+        "authority_name": ["某局"] * n,
+        "inspection_result": [None] * n,
+        "bad_values": [None] * n,
+        "raw": ["{}"] * n,
+        "registered_date": [pd.Timestamp("2020-01-01")] * n,
+        "seen_before": [False] * n,
+        "grade": [None] * n,
+        "removal_date": [pd.NaT] * n,
     }
     base.update(cols)
     df = pd.DataFrame(base)
-    for c in ("decision_date", "publicity_end_date", "valid_to_date", "registered_date", "delivered_on", "removal_date"):
+    for c in (
+        "decision_date",
+        "publicity_end_date",
+        "valid_to_date",
+        "registered_date",
+        "delivered_on",
+        "removal_date",
+    ):
         df[c] = pd.to_datetime(df[c]).astype("datetime64[s]")
-    for c in ("uscc", "id_number", "doc_number", "item_code", "subject_type", "penalty_category", "bad_values",
-              "grade"):
+    for c in (
+        "uscc",
+        "id_number",
+        "doc_number",
+        "item_code",
+        "subject_type",
+        "penalty_category",
+        "bad_values",
+        "grade",
+    ):
         df[c] = df[c].astype("string")
     df["record_key"] = (df["doc_number"].fillna("") + "|" + df["uscc"].fillna("")).astype("string")
     return df
@@ -122,24 +165,31 @@ def ctx():
 
 def _reasons(ctx, df):
     gx, cat = ctx
-    return list(validate_table(gx, "stg_record", df, cat, "2026-06-30", "t", with_docs=False).reasons)
+    return list(
+        validate_table(gx, "stg_record", df, cat, "2026-06-30", "t", with_docs=False).reasons
+    )
 
 
 def test_publicity_bounds_follow_the_rules_in_force_on_the_decision_date(ctx):
     # Severe: 6-36 months under the 2019 notice, 12-36 from NDRC Order 58 (2023-05-01) on.
-    df = _stg(item_code=["PENALTY_SEVERE"] * 3, penalty_category=["吊销许可证件"] * 3,
-              decision_date=["2023-04-15", "2023-05-15", "2023-05-15"],
-              publicity_end_date=["2023-10-15", "2023-11-15", "2024-05-15"])
+    df = _stg(
+        item_code=["PENALTY_SEVERE"] * 3,
+        penalty_category=["吊销许可证件"] * 3,
+        decision_date=["2023-04-15", "2023-05-15", "2023-05-15"],
+        publicity_end_date=["2023-10-15", "2023-11-15", "2024-05-15"],
+    )
     df["decision_date"] = pd.to_datetime(df["decision_date"]).astype("datetime64[s]")
     r = _reasons(ctx, df)
     assert ["publicity_out_of_range" in x for x in r] == [False, True, False]
 
 
 def test_dates_duplicates_and_catalogue(ctx):
-    df = _stg(doc_number=["A", "A", "B", "C", "D"],
-              decision_date=["2026-05-01", "2026-05-01", "2026-07-15", "2019-01-01", "2026-05-01"],
-              publicity_end_date=["2026-11-01", "2026-11-01", "2027-01-15", "2019-06-01", "2026-04-01"],
-              item_code=["PENALTY_GENERAL"] * 4 + ["NOT_IN_CATALOGUE"])
+    df = _stg(
+        doc_number=["A", "A", "B", "C", "D"],
+        decision_date=["2026-05-01", "2026-05-01", "2026-07-15", "2019-01-01", "2026-05-01"],
+        publicity_end_date=["2026-11-01", "2026-11-01", "2027-01-15", "2019-06-01", "2026-04-01"],
+        item_code=["PENALTY_GENERAL"] * 4 + ["NOT_IN_CATALOGUE"],
+    )
     df["decision_date"] = pd.to_datetime(df["decision_date"]).astype("datetime64[s]")
     df["record_key"] = (df["doc_number"] + "|" + df["uscc"]).astype("string")
     r = _reasons(ctx, df)
@@ -156,7 +206,10 @@ def test_seen_before_is_a_duplicate(ctx):
 
 
 def test_mandatory_fields_by_item_and_subject_type(ctx):
-    df = _stg(item_code=["TAX_ARREARS", "TAX_ARREARS", "PENALTY_GENERAL"], amount_yuan=[np.nan, 10.0, 50000.0],
-              uscc=["91330100799655058B", "91330100799655058B", None])
+    df = _stg(
+        item_code=["TAX_ARREARS", "TAX_ARREARS", "PENALTY_GENERAL"],
+        amount_yuan=[np.nan, 10.0, 50000.0],
+        uscc=["91330100799655058B", "91330100799655058B", None],
+    )
     r = _reasons(ctx, df)
     assert ["missing_field" in x for x in r] == [True, False, True]

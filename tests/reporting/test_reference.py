@@ -1,5 +1,6 @@
 """The published classification that policies are compared with: figures as printed, shares derived
 from them, and a citation whose quoted passage carries those very figures."""
+
 import pytest
 import yaml
 
@@ -10,9 +11,15 @@ from scoring.reporting.reference import REFERENCE, load_reference
 def test_the_reference_is_cited_and_its_figures_are_the_quoted_ones():
     ref = load_reference()
     for entry in [ref["reference"], *ref["also_published"]]:
-        assert entry["verified"] and entry["source"]["url"].startswith("http") and entry["source"]["url"] in entry["citation"]
+        assert (
+            entry["verified"]
+            and entry["source"]["url"].startswith("http")
+            and entry["source"]["url"] in entry["citation"]
+        )
         quote = entry["source"]["quote"]
-        for tier, figure in entry["printed"].items():  # each figure appears in the passage, next to its class
+        for tier, figure in entry[
+            "printed"
+        ].items():  # each figure appears in the passage, next to its class
             printed = f"{figure}户" if entry["printed_as"] == "counts" else f"{figure:.2f}%"
             assert f"({tier}类)" in quote and printed in quote, (tier, printed)
         assert abs(sum(entry["shares"].values()) - 1) < 1e-5

@@ -23,8 +23,8 @@ def test_entities_have_valid_codes_and_realistic_kinds():
     assert ent["uscc"].is_unique
     first = set(ent["uscc"].str[0])
     assert {"9", "N", "Y", "1", "5"} <= first
-    assert (ent["uscc"].str[:2] == "92").mean() > 0.2          # individual businesses
-    assert ent["division_code"].str.startswith("23").all()      # Heilongjiang
+    assert (ent["uscc"].str[:2] == "92").mean() > 0.2  # individual businesses
+    assert ent["division_code"].str.startswith("23").all()  # Heilongjiang
     assert codes.valid_id_number(ent["legal_rep_id_number"].to_numpy()).all()
 
 
@@ -41,8 +41,15 @@ def test_mixes_layouts_encodings_and_formats(province):
     assert {f["format"] for f in files} == {"csv", "xlsx"}
     assert {"utf-8", "utf-8-sig", "gb18030"} <= {f["encoding"] for f in files}
     feeds = {f["file"].split("_", 1)[1].split(".")[0] for f in files}
-    assert {"penalty", "licence", "dishonest_debtor", "credit_record", "inspection", "register",
-            "credit_change"} <= feeds
+    assert {
+        "penalty",
+        "licence",
+        "dishonest_debtor",
+        "credit_record",
+        "inspection",
+        "register",
+        "credit_change",
+    } <= feeds
 
 
 def test_defects_injected_at_the_known_rate_with_labels(province):
@@ -50,8 +57,15 @@ def test_defects_injected_at_the_known_rate_with_labels(province):
     state = json.loads((province / "demo_state.json").read_text())
     rows = sum(f["rows"] for f in state["deliveries"][0]["files"])
     assert 0.012 < len(d) / rows < 0.03
-    assert set(d["defect"]) == {"bad_check_digit", "unknown_item", "simplified_procedure", "future_date",
-                                "duplicate", "missing_field", "orphan_change"}
+    assert set(d["defect"]) == {
+        "bad_check_digit",
+        "unknown_item",
+        "simplified_procedure",
+        "future_date",
+        "duplicate",
+        "missing_field",
+        "orphan_change",
+    }
     truth = pd.read_csv(province / "ground_truth" / "entities.csv")
     assert "latent_risk" in truth.columns
 

@@ -12,73 +12,89 @@ one and swapped; what hangs on it (views, row-security policies, grants, owner, 
 comments) is read from the catalogue first and re-created on the new table as it was, so agency
 roles read exactly as before. On SQLite the column is added (and filled) and joins the key.
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 from scoring.common.partitions import N_BUCKETS, bucket_of, bucket_range
 
-
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-TABLE = 'entity_results'
+TABLE = "entity_results"
 PARTITIONS = 16
 CHUNK = 200_000
-TMP_BUCKETS = '_uscc_bucket_0007'
+TMP_BUCKETS = "_uscc_bucket_0007"
 
 
 def upgrade() -> None:
     conn = op.get_bind()
-    if conn.dialect.name == 'postgresql':
+    if conn.dialect.name == "postgresql":
         _rebuild_postgresql(conn, partitioned=True)
         return
     with op.batch_alter_table(TABLE, schema=None) as batch_op:
-        batch_op.add_column(sa.Column('part_bucket', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("part_bucket", sa.Integer(), nullable=True))
     _fill_bucket_table(conn)
-    conn.execute(sa.text(f"UPDATE {TABLE} SET part_bucket = (SELECT b.part_bucket FROM {TMP_BUCKETS} b "
-                         f"WHERE b.uscc = {TABLE}.uscc)"))
+    conn.execute(
+        sa.text(
+            f"UPDATE {TABLE} SET part_bucket = (SELECT b.part_bucket FROM {TMP_BUCKETS} b "
+            f"WHERE b.uscc = {TABLE}.uscc)"
+        )
+    )
     conn.execute(sa.text(f"DROP TABLE {TMP_BUCKETS}"))
     # Same key and nullability as on PostgreSQL, so the models describe both.
-    with op.batch_alter_table(TABLE, schema=None, recreate='always') as batch_op:
-        batch_op.alter_column('part_bucket', existing_type=sa.Integer(), nullable=False)
-        batch_op.drop_constraint('pk_entity_results', type_='primary')
-        batch_op.create_primary_key('pk_entity_results', ['run_id', 'uscc', 'part_bucket'])
+    with op.batch_alter_table(TABLE, schema=None, recreate="always") as batch_op:
+        batch_op.alter_column("part_bucket", existing_type=sa.Integer(), nullable=False)
+        batch_op.drop_constraint("pk_entity_results", type_="primary")
+        batch_op.create_primary_key("pk_entity_results", ["run_id", "uscc", "part_bucket"])
 
 
 def downgrade() -> None:
     conn = op.get_bind()
-    if conn.dialect.name == 'postgresql':
+    if conn.dialect.name == "postgresql":
         _rebuild_postgresql(conn, partitioned=False)
         return
-    with op.batch_alter_table(TABLE, schema=None, recreate='always') as batch_op:
-        batch_op.drop_constraint('pk_entity_results', type_='primary')
-        batch_op.create_primary_key('pk_entity_results', ['run_id', 'uscc'])
-        batch_op.drop_column('part_bucket')
+    with op.batch_alter_table(TABLE, schema=None, recreate="always") as batch_op:
+        batch_op.drop_constraint("pk_entity_results", type_="primary")
+        batch_op.create_primary_key("pk_entity_results", ["run_id", "uscc"])
+        batch_op.drop_column("part_bucket")
 
 
 # ------------------------------------------------------------------------------------ helpers
 
+
 def _fill_bucket_table(conn) -> None:
     """A temporary table of (uscc, part_bucket) for every distinct USCC in the results, computed
     chunk by chunk (a whole nation's USCCs never sit in memory at once)."""
-    conn.execute(sa.text(f"CREATE TEMPORARY TABLE {TMP_BUCKETS} (uscc VARCHAR(18) PRIMARY KEY, "
-                         f"part_bucket INTEGER NOT NULL)"))
+    conn.execute(
+        sa.text(
+            f"CREATE TEMPORARY TABLE {TMP_BUCKETS} (uscc VARCHAR(18) PRIMARY KEY, "
+            f"part_bucket INTEGER NOT NULL)"
+        )
+    )
     # Options on the statement: Connection.execution_options would change the whole connection.
-    res = conn.execute(sa.text(f"SELECT DISTINCT uscc FROM {TABLE}")
-                       .execution_options(stream_results=True, max_row_buffer=CHUNK))
+    res = conn.execute(
+        sa.text(f"SELECT DISTINCT uscc FROM {TABLE}").execution_options(
+            stream_results=True, max_row_buffer=CHUNK
+        )
+    )
     for rows in res.partitions(CHUNK):
         usccs = [r[0] for r in rows]
         buckets = bucket_of(usccs).tolist()
-        if conn.dialect.name == 'postgresql':
-            with conn.connection.driver_connection.cursor() as cur, \
-                    cur.copy(f"COPY {TMP_BUCKETS} (uscc, part_bucket) FROM STDIN") as copy:
+        if conn.dialect.name == "postgresql":
+            with (
+                conn.connection.driver_connection.cursor() as cur,
+                cur.copy(f"COPY {TMP_BUCKETS} (uscc, part_bucket) FROM STDIN") as copy,
+            ):
                 for row in zip(usccs, buckets):
                     copy.write_row(row)
         else:
-            conn.execute(sa.text(f"INSERT INTO {TMP_BUCKETS} (uscc, part_bucket) VALUES (:u, :b)"),
-                         [{"u": u, "b": b} for u, b in zip(usccs, buckets)])
+            conn.execute(
+                sa.text(f"INSERT INTO {TMP_BUCKETS} (uscc, part_bucket) VALUES (:u, :b)"),
+                [{"u": u, "b": b} for u, b in zip(usccs, buckets)],
+            )
 
 
 def _rebuild_postgresql(conn, partitioned: bool) -> None:
@@ -88,19 +104,28 @@ def _rebuild_postgresql(conn, partitioned: bool) -> None:
     attached = _attached(conn)
     new = f"{TABLE}_new"
     like = f"LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS"
-    cols = [r[0] for r in x("SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "
-                            "AND attnum > 0 AND NOT attisdropped AND attname <> 'part_bucket' ORDER BY attnum",
-                            t=TABLE)]
+    cols = [
+        r[0]
+        for r in x(
+            "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "
+            "AND attnum > 0 AND NOT attisdropped AND attname <> 'part_bucket' ORDER BY attnum",
+            t=TABLE,
+        )
+    ]
     collist = ", ".join(cols)
     if partitioned:
-        x(f"CREATE TABLE {new} ({like}, part_bucket INTEGER NOT NULL) PARTITION BY RANGE (part_bucket)")
+        x(
+            f"CREATE TABLE {new} ({like}, part_bucket INTEGER NOT NULL) PARTITION BY RANGE (part_bucket)"
+        )
         for p in range(PARTITIONS):
             lo, hi = bucket_range(p, PARTITIONS)
             x(f"CREATE TABLE {TABLE}_p{p:02d} PARTITION OF {new} FOR VALUES FROM ({lo}) TO ({hi})")
         assert bucket_range(PARTITIONS - 1, PARTITIONS)[1] == N_BUCKETS
         _fill_bucket_table(conn)
-        moved = x(f"INSERT INTO {new} ({collist}, part_bucket) SELECT {', '.join('e.' + c for c in cols)}, "
-                  f"b.part_bucket FROM {TABLE} e JOIN {TMP_BUCKETS} b ON b.uscc = e.uscc").rowcount
+        moved = x(
+            f"INSERT INTO {new} ({collist}, part_bucket) SELECT {', '.join('e.' + c for c in cols)}, "
+            f"b.part_bucket FROM {TABLE} e JOIN {TMP_BUCKETS} b ON b.uscc = e.uscc"
+        ).rowcount
         x(f"DROP TABLE {TMP_BUCKETS}")
         key = "run_id, uscc, part_bucket"  # the partition key must be part of every unique key
     else:
@@ -155,17 +180,27 @@ def _attached(conn) -> dict:
                   GROUP BY c.oid, n.nspname, c.relname ORDER BY max(deps.depth), c.oid""")
     for v in views:
         if v["kind"] != "v":
-            raise NotImplementedError(f"{v['name']} (relkind {v['kind']}) depends on {TABLE}: only plain views "
-                                      f"are re-created by this migration; drop it first and re-create it after")
+            raise NotImplementedError(
+                f"{v['name']} (relkind {v['kind']}) depends on {TABLE}: only plain views "
+                f"are re-created by this migration; drop it first and re-create it after"
+            )
         v["grants"] = _grants(conn, v["oid"])
-    return {"table": table, "policies": policies, "constraints": constraints, "indexes": indexes,
-            "triggers": triggers, "views": views, "grants": _grants(conn, TABLE)}
+    return {
+        "table": table,
+        "policies": policies,
+        "constraints": constraints,
+        "indexes": indexes,
+        "triggers": triggers,
+        "views": views,
+        "grants": _grants(conn, TABLE),
+    }
 
 
 def _grants(conn, rel) -> list[str]:
     """GRANT statements (table and column level) reproducing the relation's access list."""
     target = "CAST(:t AS regclass)" if isinstance(rel, str) else "CAST(:t AS oid)"
-    rows = conn.execute(sa.text(f"""
+    rows = conn.execute(
+        sa.text(f"""
         SELECT a.privilege_type AS priv, a.is_grantable AS grantable, NULL AS col,
                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee
         FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = {target}
@@ -173,9 +208,14 @@ def _grants(conn, rel) -> list[str]:
         SELECT a.privilege_type, a.is_grantable, quote_ident(att.attname),
                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
         FROM pg_attribute att, aclexplode(att.attacl) a WHERE att.attrelid = {target} AND att.attacl IS NOT NULL
-        ORDER BY 3 NULLS FIRST, 4, 1"""), {"t": rel})
-    return [f"GRANT {r.priv}{f' ({r.col})' if r.col else ''} ON {{rel}} TO {r.grantee}"
-            f"{' WITH GRANT OPTION' if r.grantable else ''}" for r in rows]
+        ORDER BY 3 NULLS FIRST, 4, 1"""),
+        {"t": rel},
+    )
+    return [
+        f"GRANT {r.priv}{f' ({r.col})' if r.col else ''} ON {{rel}} TO {r.grantee}"
+        f"{' WITH GRANT OPTION' if r.grantable else ''}"
+        for r in rows
+    ]
 
 
 def _restore(conn, a: dict, partitioned: bool) -> None:
@@ -214,8 +254,10 @@ def _restore(conn, a: dict, partitioned: bool) -> None:
         using = f" USING ({p['qual']})" if p["qual"] else ""
         check = f" WITH CHECK ({p['wcheck']})" if p["wcheck"] else ""
         kind = "PERMISSIVE" if p["permissive"] else "RESTRICTIVE"
-        x(f"CREATE POLICY {p['name']} ON {TABLE} AS {kind} FOR {cmds[p['cmd']]} TO {', '.join(p['roles'])}"
-          f"{using}{check}")
+        x(
+            f"CREATE POLICY {p['name']} ON {TABLE} AS {kind} FOR {cmds[p['cmd']]} TO {', '.join(p['roles'])}"
+            f"{using}{check}"
+        )
     for v in a["views"]:
         opts = f" WITH ({', '.join(v['options'])})" if v["options"] else ""
         x(f"CREATE VIEW {v['name']}{opts} AS {v['def']}")
