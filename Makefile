@@ -72,7 +72,7 @@ bench-quick: install
 		$(BIN)/python -m scoring.bench --only night,score --entities 200000 --records 2000000 \
 		--night-rows 2000 --rows 100000 --inspections 20000 $(BENCH_ARGS)
 
-# One night by partitions at 10M entities / 100M records (issue #21), and nothing else: the store
+# One night by partitions at 10M entities / 100M records (a nation-sized night), and nothing else: the store
 # seeded a history batch at a time, then `credit run` in 64 partitions; needs both cores, most of the
 # memory and tens of GB of disk under CREDIT_BENCH_TMP (default the system's temporary folder).
 bench-10m: install

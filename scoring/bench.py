@@ -903,7 +903,7 @@ def bench_night_once(
     partitions: int | None = None,
 ) -> None:
     """One night by partitions on a stored province and nothing else (``make bench-10m``: 10M
-    entities / 100M records, issue #21): the store seeded a history batch at a time in a process
+    entities / 100M records, a nation-sized night): the store seeded a history batch at a time in a process
     of its own, then ``credit run`` of a delivery night in its own process, measured as
     ``bench_night`` measures. With no night before it, the night delivers in full to every agency."""
     from concurrent.futures import ProcessPoolExecutor

@@ -664,7 +664,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_reads(args) -> int:
-    """Review of the agencies' registered reads (seed 004 row 19) and of what was delivered."""
+    """Review of the agencies' registered reads (the query registration and review the plan
+    requires, 信息查询使用登记和审查制度) and of what was delivered."""
     store = Store.open(args.db, _home(args))
     with store.engine.connect() as conn:
         q = sa.select(

@@ -1,4 +1,4 @@
-"""Status and publication never disagree (issue #14, item 5): a failure injected at each step of
+"""Status and publication never disagree: a failure injected at each step of
 a night, after the step has done its work. Either nothing new is visible to agencies and the run is
 failed, or the run is published and says so (with the failure noted)."""
 

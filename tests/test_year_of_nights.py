@@ -1,4 +1,4 @@
-"""Night after night (issue #14, item 7): consecutive scheduled nights of a small province through
+"""Night after night: consecutive scheduled nights of a small province through
 the real pipeline (`pipeline.run_night`, what `credit run` and every DAG task call; the waiver and
 the catch-up through the `credit` command itself), with the 2026 working-day calendar (New Year,
 the adjusted Sunday 4 January, the Spring Festival 15-23 February and the adjusted Saturdays 14 and

@@ -1,4 +1,5 @@
-"""Close the loop (seed 004 row 21): learn a candidate policy from what inspectors found.
+"""Close the loop (supervision results fed back into the evaluation): learn a candidate policy
+from what inspectors found.
 
 - A point-in-time training set: for every past inspection, the entity's records as known and in
   force the day before it (decay included), and whether problems were found.

@@ -1,6 +1,6 @@
 """Database-enforced agency scopes on PostgreSQL: one role per agency, row-level security on the
 results, invoker-rights views of the latest published run, and registration of every read
-(seed 004 row 19: query registration and review): the row-security policy itself writes one
+(the credit plan's query registration and review, 信息查询使用登记和审查制度): the row-security policy itself writes one
 ``read_log`` row per statement that touches the results, whatever the path (table, view, join),
 before any row is returned. A read that cannot be registered (a read-only transaction) fails.
 

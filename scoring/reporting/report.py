@@ -59,7 +59,8 @@ def random_hit_rate_by_tier(
     )
 
 
-COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}  # seed 004, rows 10-11
+# The provincial plan's evaluation coverage targets (公共信用评价覆盖率): 80% / 70%.
+COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}
 STATUS_MARK = "<!--status-->{status}<!--/status-->"  # publish rewrites it once the run is published
 
 

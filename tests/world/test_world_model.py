@@ -1,4 +1,4 @@
-"""The synthetic world (issue #20): follows its parameter file, is not the hand policy, draws
+"""The synthetic world: follows its parameter file, is not the hand policy, draws
 inspections the way a double-random system does, and refuses bad parameter files."""
 
 from __future__ import annotations
