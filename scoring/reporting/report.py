@@ -480,7 +480,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         if reg_path.exists():
             cov = coverage(res, read_lean(reg_path))
             parts.append(
-                "<h2>覆盖率 Coverage</h2><p>Seed 004 targets: public credit composite evaluation for "
+                "<h2>覆盖率 Coverage</h2><p>The provincial plan's targets: composite evaluation for "
                 "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov)
             )
         truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
