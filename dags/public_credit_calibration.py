@@ -67,7 +67,7 @@ with DAG(
     def calibrate_task() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from scoring.calibration.learn import calibrate
+        from scoring.calibration.calibrate import calibrate
         from scoring.common.errors import PipelineError
         from scoring.history.store import Store
 

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 from scoring import pipeline
 from scoring.audit.rerun import rerun
-from scoring.calibration.learn import CANDIDATE_SIGNALS, PolicyLearner
+from scoring.calibration.learner import PolicyLearner
+from scoring.calibration.training import CANDIDATE_SIGNALS
 from scoring.common import codes
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import canonical_json

@@ -522,7 +522,7 @@ def cmd_world_experiment(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from scoring.calibration.learn import calibrate
+    from scoring.calibration.calibrate import calibrate
 
     out = calibrate(Store.open(args.db, _home(args)), until=args.until)
     if args.json:
@@ -564,7 +564,7 @@ def cmd_policy(args) -> int:
             **({"history": Path(args.history)} if args.history else {}),
         )
     else:  # a calibration candidate by id (the deployment's own history)
-        from scoring.calibration.learn import promote
+        from scoring.calibration.promote import promote
 
         entry = promote(store, args.policy, args.approved_by, args.reason, args.effective_from)
     if args.json:

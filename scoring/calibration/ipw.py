@@ -19,12 +19,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from scoring.calibration.learn import (
-    decayed_counts,
-    point_in_time_records,
-    policy_half_lives,
-    policy_scores,
-)
+from scoring.calibration.features import decayed_counts, point_in_time_records, policy_half_lives
+from scoring.calibration.scores import policy_scores
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, load_document
 from scoring.evaluation.evaluate import Policy

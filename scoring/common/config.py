@@ -46,3 +46,16 @@ def load_document(path: Path | str) -> dict:
 @lru_cache(maxsize=64)
 def _parse(data: bytes):
     return yaml.load(data.decode("utf-8"), Loader=_LOADER)
+
+
+def candidate_signals() -> dict:
+    """What a calibration candidate may give points to besides the catalogue items."""
+    return load_document(CONFIG_DIR / "candidate_signals.yaml")["signals"]
+
+
+def coverage_targets() -> dict[str, float]:
+    """The run report's coverage target per evaluation class."""
+    return {
+        k: float(v)
+        for k, v in load_document(CONFIG_DIR / "coverage_targets.yaml")["targets"].items()
+    }

@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from scoring.common.catalogue import Catalogue
+from scoring.common.config import coverage_targets
 from scoring.common.plots import use_cjk_font
 from scoring.evaluation.evaluate import category_codes, positions
 from scoring.history.store import (
@@ -59,8 +60,8 @@ def random_hit_rate_by_tier(
     )
 
 
-# The provincial plan's evaluation coverage targets (公共信用评价覆盖率): 80% / 70%.
-COVERAGE_TARGETS = {"legal_person": 0.80, "unincorporated": 0.70}
+# The provincial plan's evaluation coverage targets (公共信用评价覆盖率): config/coverage_targets.yaml.
+COVERAGE_TARGETS = coverage_targets()
 STATUS_MARK = "<!--status-->{status}<!--/status-->"  # publish rewrites it once the run is published
 
 

@@ -1,12 +1,12 @@
 """The few things the world takes from packages below it, in one place (the draws are the
 sampling package's own commit-then-draw, scoring.sampling.commit.sample_population)."""
 
-from scoring.calibration.learn import (  # noqa: F401
+from scoring.calibration.features import (  # noqa: F401
     decayed_counts,
     point_in_time_records,
     policy_half_lives,
-    policy_scores,
 )
+from scoring.calibration.scores import policy_scores  # noqa: F401
 from scoring.common.catalogue import Catalogue  # noqa: F401
 from scoring.common.config import CONFIG_DIR, canonical_json, content_hash, load_document  # noqa: F401
 from scoring.evaluation.evaluate import DAYS_PER_MONTH, Policy  # noqa: F401

@@ -15,20 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scoring.calibration.auc import paired_auc_difference
 from scoring.calibration.card import item_evidence, signal_evidence, what_changed
-from scoring.calibration.learn import (
-    TIERS,
-    SignConstrainedLogisticRegression,
-    compare_policies,
-    decayed_counts,
-    ipw_training_set,
-    learn_candidate,
-    paired_auc_difference,
-    policy_half_lives,
-    policy_view,
-    psi,
-    smoothed_probability,
-)
+from scoring.calibration.compare import compare_policies, smoothed_probability
+from scoring.calibration.features import TIERS, decayed_counts, policy_half_lives
+from scoring.calibration.learner import SignConstrainedLogisticRegression
+from scoring.calibration.scores import psi
+from scoring.calibration.training import ipw_training_set, learn_candidate, policy_view
 from scoring.world._deps import Catalogue, Policy
 from scoring.world.params import WorldParams, load_world
 from scoring.world.province import World, build_world

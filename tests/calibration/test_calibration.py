@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from scoring.calibration.learn import SignConstrainedLogisticRegression, point_in_time_features
+from scoring.calibration.features import point_in_time_features
+from scoring.calibration.learner import SignConstrainedLogisticRegression
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy
 
@@ -201,7 +202,7 @@ def _split(pairs, rows):
 def test_learner_follows_sklearn_conventions():
     from sklearn.base import clone
 
-    from scoring.calibration.learn import PolicyLearner
+    from scoring.calibration.learner import PolicyLearner
 
     pol = Policy.in_force("2026-06-30")
     learner = PolicyLearner(
@@ -228,14 +229,11 @@ def test_learner_recovers_no_decay_and_beats_a_badly_tuned_policy_on_held_out_in
     rates must rise from A to C, with D above B. (D is mostly the severe-list override, whose
     holders go to D by law whatever their score; on 3,600 held-out inspections with ~100 in D,
     whether D also tops C depends on the draw — 4 seeds of 5 here — so that is not asserted.)"""
-    from scoring.calibration.learn import (
-        PolicyLearner,
-        candidate_policy,
-        decayed_counts,
-        paired_auc_difference,
-        policy_half_lives,
-        policy_scores,
-    )
+    from scoring.calibration.auc import paired_auc_difference
+    from scoring.calibration.candidate import candidate_policy
+    from scoring.calibration.features import decayed_counts, policy_half_lives
+    from scoring.calibration.learner import PolicyLearner
+    from scoring.calibration.scores import policy_scores
 
     features, signs, pairs, y, days = _synthetic_world()
     wrong = _wrong_policy()
@@ -272,12 +270,12 @@ def test_candidate_scores_like_the_engine():
     """The candidate is a policy like any other: the engine's score and tier for an entity on day
     D equal what calibration computed from the point-in-time records for an inspection on D+1,
     with the candidate's own half-lives, points and caps."""
-    from scoring.calibration.learn import (
+    from scoring.calibration.features import (
         decayed_counts,
         point_in_time_records,
         policy_half_lives,
-        policy_scores,
     )
+    from scoring.calibration.scores import policy_scores
     from scoring.common.codes import make_uscc
     from scoring.evaluation.evaluate import apply_changes, score_entities
 
@@ -346,7 +344,7 @@ def test_candidate_scores_like_the_engine():
 def test_paired_auc_difference_is_exact_and_seeded():
     from sklearn.metrics import roc_auc_score
 
-    from scoring.calibration.learn import paired_auc_difference
+    from scoring.calibration.auc import paired_auc_difference
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 600)
@@ -367,14 +365,13 @@ def test_candidate_with_signals_scores_like_the_engine_and_says_why():
     """Policy signals (registration-age band, arrears cluster) are scored by the engine exactly as
     calibration computed them for an inspection the next day, appear among the reasons as a rule,
     and a signal whose data no feed delivers (representative changes) stops the run in one line."""
-    from scoring.calibration.learn import (
-        CANDIDATE_SIGNALS,
+    from scoring.calibration.features import (
         decayed_counts,
         point_in_time_records,
         policy_half_lives,
-        policy_scores,
-        row_signal_values,
     )
+    from scoring.calibration.scores import policy_scores
+    from scoring.calibration.training import CANDIDATE_SIGNALS, row_signal_values
     from scoring.common.codes import make_uscc
     from scoring.evaluation.evaluate import apply_changes, score_entities
 

@@ -9,13 +9,9 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from scoring.calibration.learn import (
-    decayed_counts,
-    ipw_weights,
-    point_in_time_records,
-    policy_half_lives,
-    policy_scores,
-)
+from scoring.calibration.compare import ipw_weights
+from scoring.calibration.features import decayed_counts, point_in_time_records, policy_half_lives
+from scoring.calibration.scores import policy_scores
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy
 from scoring.sampling.doublerandom import tier_count
