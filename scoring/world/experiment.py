@@ -23,16 +23,15 @@ from scoring.calibration.learner import SignConstrainedLogisticRegression
 from scoring.calibration.scores import psi
 from scoring.calibration.training import ipw_training_set, learn_candidate, policy_view
 from scoring.world._deps import Catalogue, Policy
+from scoring.world.build import World, build_world
 from scoring.world.params import WorldParams, load_world
-from scoring.world.province import World, build_world
+from scoring.world.records import end_days
 from scoring.world.truth import ITEM_OF_KIND
 
 
 def store_frames(world: World) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The world's true records and changes in the store's shape (what a defect-free delivery
     would load), and its inspections with how they were drawn."""
-    from scoring.world.province import _end_days
-
     ent, rec = world.entities, world.records
     uscc = ent["uscc"].to_numpy()[rec["entity"].to_numpy()]
     item = rec["kind"].map(lambda k: ITEM_OF_KIND.get(k, k))
@@ -41,7 +40,7 @@ def store_frames(world: World) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
         np.where(rec["inspection_failed"], "INSPECTION_FAIL", "INSPECTION_PASS"),
     )
     cat = Catalogue.load()
-    end = _end_days(
+    end = end_days(
         cat,
         item.to_numpy(),
         rec["decision_date"],
