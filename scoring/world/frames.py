@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -82,7 +84,23 @@ def delivery_frames(
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """(provider, feed) -> frame in the provider's layout, for deliveries in (after, until]."""
     ent = world.entities
-    rec = world.records
+    rec = _delivered(world.records, delivered_after, delivered_until)
+    out: dict[tuple[str, str], pd.DataFrame] = {}
+    _register(out, ent, delivered_after, delivered_until, rng)
+    _penalties(out, ent, rec, cat, rng)
+    _licences(out, ent, rec, cat, rng)
+    _inspections(out, ent, rec, rng)
+    _dishonest_debtors(out, ent, rec, rng)
+    _credit_records(out, ent, rec, cat, rng)
+    _changes(out, world, ent, cat, rng, delivered_after, delivered_until)
+    _natural_persons(out, ent, cat, rng, delivered_until)
+    return out
+
+
+def _delivered(
+    rec: pd.DataFrame, delivered_after: pd.Timestamp | None, delivered_until: pd.Timestamp
+) -> pd.DataFrame:
+    """The records delivered in (after, until], with listings re-sent once their removal is known."""
     deliv = rec["decision_date"] + pd.to_timedelta(rec["delivery_lag_days"], unit="D")
     sel = deliv <= delivered_until
     if delivered_after is not None:
@@ -106,10 +124,12 @@ def delivery_frames(
         known_removed.reindex(rec.index).fillna(False).to_numpy()
     )
     rec["removal_reason"] = np.where(rec["removal_date"].notna(), rec.get("removal_reason", ""), "")
-    out: dict[tuple[str, str], pd.DataFrame] = {}
-    fd = lambda s: fmt_dates(rng, s)  # noqa: E731
+    return rec
 
-    # Register: entities registered in the period (a snapshot of the register the first time).
+
+def _register(out: dict, ent: pd.DataFrame, delivered_after, delivered_until, rng) -> None:
+    """The register: entities registered in the period (a snapshot of the register the first time)."""
+    fd = partial(fmt_dates, rng)
     reg = ent[
         (ent["reg_date"] <= delivered_until)
         & ((ent["reg_date"] > delivered_after) if delivered_after is not None else True)
@@ -131,7 +151,10 @@ def delivery_frames(
             },
         )
 
-    # 双公示 penalties, per provider.
+
+def _penalties(out: dict, ent: pd.DataFrame, rec: pd.DataFrame, cat: Catalogue, rng) -> None:
+    """双公示 penalties, per provider."""
+    fd = partial(fmt_dates, rng)
     pen = rec[rec["kind"].isin(["PENALTY", "PENALTY_SEVERE"])]
     for prov in sorted(pen["penalty_provider"].unique()):
         p = pen[pen["penalty_provider"] == prov]
@@ -172,6 +195,9 @@ def delivery_frames(
             },
         )
 
+
+def _licences(out: dict, ent: pd.DataFrame, rec: pd.DataFrame, cat: Catalogue, rng) -> None:
+    fd = partial(fmt_dates, rng)
     lic = rec[rec["kind"] == "LICENCE"]
     if len(lic):
         le = lic["entity"].to_numpy()
@@ -202,6 +228,9 @@ def delivery_frames(
             },
         )
 
+
+def _inspections(out: dict, ent: pd.DataFrame, rec: pd.DataFrame, rng) -> None:
+    fd = partial(fmt_dates, rng)
     ins = rec[rec["kind"] == "INSPECTION"]
     if len(ins):
         ie = ins["entity"].to_numpy()
@@ -231,6 +260,9 @@ def delivery_frames(
             },
         )
 
+
+def _dishonest_debtors(out: dict, ent: pd.DataFrame, rec: pd.DataFrame, rng) -> None:
+    fd = partial(fmt_dates, rng)
     dd = rec[rec["kind"] == "DISHONEST_DEBTOR"]
     if len(dd):
         de = dd["entity"].to_numpy()
@@ -257,6 +289,9 @@ def delivery_frames(
             },
         )
 
+
+def _credit_records(out: dict, ent: pd.DataFrame, rec: pd.DataFrame, cat: Catalogue, rng) -> None:
+    fd = partial(fmt_dates, rng)
     cr = rec[rec["kind"].isin(list(CREDIT_RECORD_PROVIDER))]
     for prov in sorted(set(CREDIT_RECORD_PROVIDER.values())):
         p = cr[cr["kind"].map(CREDIT_RECORD_PROVIDER) == prov]
@@ -289,7 +324,18 @@ def delivery_frames(
             },
         )
 
-    # Changes, delivered by the platform once the record itself has been delivered.
+
+def _changes(
+    out: dict,
+    world: World,
+    ent: pd.DataFrame,
+    cat: Catalogue,
+    rng,
+    delivered_after,
+    delivered_until,
+) -> None:
+    """Changes, delivered by the platform once the record itself has been delivered."""
+    fd = partial(fmt_dates, rng)
     allrec = world.records.set_index("record_no")
     ch = world.changes
     if len(ch):
@@ -336,7 +382,10 @@ def delivery_frames(
                 },
             )
 
-    # Natural persons appear in penalty feeds too (not evaluated, but validated and masked).
+
+def _natural_persons(out: dict, ent: pd.DataFrame, cat: Catalogue, rng, delivered_until) -> None:
+    """Natural persons appear in penalty feeds too (not evaluated, but validated and masked)."""
+    fd = partial(fmt_dates, rng)
     n_np = max(1, len(out.get(("samr", "penalty"), [])) // 25) if ("samr", "penalty") in out else 0
     if n_np:
         pdiv = ent["division_code"].to_numpy()[rng.integers(0, len(ent), n_np)]
@@ -368,4 +417,3 @@ def delivery_frames(
             npf["罚款金额（万元）"].astype(float).clip(lower=0.05).round(2).astype(str)
         )
         out[("samr", "penalty")] = pd.concat([out[("samr", "penalty")], npf], ignore_index=True)
-    return out

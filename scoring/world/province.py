@@ -40,7 +40,7 @@ from scoring.world.base import (
 from scoring.world.build import World, build_world
 from scoring.world.defects import inject_defects
 from scoring.world.frames import authority_names, delivery_frames, fmt_dates
-from scoring.world.params import DEFAULT_WORLD, load_world
+from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
 
 # --------------------------------------------------------------------------- writing
 
@@ -52,6 +52,30 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -
     else:
         df.to_csv(tmp, index=False, encoding=encoding)
     tmp.replace(path)
+
+
+# Every provider reports every feed it owes, even with nothing new (a "zero report").
+FEED_LAYOUT = {
+    "register": REGISTER,
+    "penalty": PENALTY,
+    "licence": LICENCE,
+    "inspection": INSPECTION,
+    "dishonest_debtor": DISHONEST,
+    "credit_record": CREDIT_RECORD,
+    "credit_change": CHANGES,
+    "commitment_result": COMMITMENT_RESULT,
+    "tax_credit_rating": TAX_CREDIT,
+}
+LAYOUT_ID = {
+    "register": "entity_register",
+    "penalty": "sgs_penalty",
+    "licence": "sgs_licence",
+    "inspection": "inspection_result",
+    "dishonest_debtor": "court_dishonest_debtor",
+    "credit_record": "credit_record",
+    "credit_change": "credit_change",
+    **positive_signals.LAYOUT_ID,
+}
 
 
 def write_deliveries(
@@ -77,19 +101,8 @@ def write_deliveries(
     landing.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     state_path = out / "demo_state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    gen = {
-        "entities": int(n_entities),
-        "seed": int(seed),
-        "defect_rate": float(defect_rate),
-        "generator": GENERATOR_VERSION,
-        "world": params.name,
-        "world_sha256": params.sha256,
-    }
-    if state and state.get("params") != gen:
-        raise ValueError(
-            f"{out} was generated with {state['params']}; use the same parameters or a new folder"
-        )
+    gen = _generator(n_entities, seed, defect_rate, params)
+    state = _previous_state(state_path, gen)
     after = pd.Timestamp(state["delivered_until"]) if state else None
     if after is not None and as_of <= after:
         return {
@@ -100,37 +113,9 @@ def write_deliveries(
         }
     say = progress or (lambda msg: None)
     say(f"building the province: {n_entities:,} entities (seed {seed})")
-    if prebuilt is not None and (
-        prebuilt.seed != seed
-        or len(prebuilt.entities) != n_entities
-        or prebuilt.params is None
-        or prebuilt.params.sha256 != params.sha256
-    ):
-        raise ValueError("the prebuilt world was built with other parameters")
-    world = prebuilt if prebuilt is not None else build_world(n_entities, seed, params)
+    world = _the_world(prebuilt, n_entities, seed, params)
     rng = np.random.default_rng(stable_seed(seed, "deliveries", as_of.date()))
-    frames = delivery_frames(world, cat, after, as_of, rng)
-    frames.update(
-        positive_signals.delivery_frames(world, cat, after, as_of, fmt_dates, authority_names)
-    )
-    # Every provider reports every feed it owes, even with nothing new (a "zero report").
-    feed_layout = {
-        "register": REGISTER,
-        "penalty": PENALTY,
-        "licence": LICENCE,
-        "inspection": INSPECTION,
-        "dishonest_debtor": DISHONEST,
-        "credit_record": CREDIT_RECORD,
-        "credit_change": CHANGES,
-        "commitment_result": COMMITMENT_RESULT,
-        "tax_credit_rating": TAX_CREDIT,
-    }
-    for prov in cat.providers:
-        for feed in prov["feeds"]:
-            if (prov["id"], feed) not in frames and (prov["id"], feed) in DELIVERY_FORMAT:
-                frames[(prov["id"], feed)] = pd.DataFrame(
-                    columns=feed_layout[feed].standard_headers()
-                )
+    frames = _all_frames(world, cat, after, as_of, rng)
     stamp = as_of.strftime("%Y%m%d")
     written, all_labels = [], []
     bad_path = truth / "quarantined_records.csv"
@@ -143,64 +128,13 @@ def write_deliveries(
     # Provider feeds first, so the change feed knows which records their defects keep out.
     order = sorted(frames.items(), key=lambda kv: (kv[0][1] == "credit_change", kv[0]))
     for (prov, feed), frame in order:
-        fmt, enc = DELIVERY_FORMAT[(prov, feed)]
-        if fmt == "xlsx" and len(frame) > XLSX_MAX_ROWS:
-            fmt, enc = "csv", "gb18030"
-        layout_id = {
-            "register": "entity_register",
-            "penalty": "sgs_penalty",
-            "licence": "sgs_licence",
-            "inspection": "inspection_result",
-            "dishonest_debtor": "court_dishonest_debtor",
-            "credit_record": "credit_record",
-            "credit_change": "credit_change",
-            **positive_signals.LAYOUT_ID,
-        }[feed]
         frng = np.random.default_rng(stable_seed(seed, prov, feed, stamp))
         # The platform's own change feed carries no injected defects (they are labelled per provider feed).
         rate = 0.0 if feed == "credit_change" else defect_rate
-        if feed == "credit_change":
-            keys = list(
-                zip(
-                    frame["原文书编号"].astype(str),
-                    frame["统一社会信用代码/身份证号码"].astype(str),
-                )
-            )
-            orphan = np.flatnonzero([k in bad_keys for k in keys])
-            frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
-            labels = pd.DataFrame({"row_index": orphan, "defect": "orphan_change"})
-        else:
-            original = frame
-            frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
-            doc_col, code_col = _key_columns(original)
-            if doc_col:
-                # Rows defective in place are quarantined: changes about them will find no record.
-                # (Duplicates are extra copies; their original is accepted.)
-                at = labels.loc[labels["defect"] != "duplicate", "row_index"].to_numpy(
-                    dtype=np.int64
-                )
-                orig_rows = _original_rows(len(original), labels)[at]
-                for d, c in zip(
-                    original[doc_col].to_numpy()[orig_rows],
-                    original[code_col].to_numpy()[orig_rows],
-                ):
-                    k = (str(d).strip(), str(c).strip().upper())
-                    bad_keys.add(k)
-                    new_bad.append(k)
-        rel = Path(prov) / f"{stamp}_{feed}.{fmt}"
-        (landing / prov).mkdir(exist_ok=True)
-        say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
-        _write_frame(frame, landing / rel, fmt, enc)
-        # Providers deliver in the evening of the day the file is named for: its arrival time is
-        # what a night's arrival cut (catch-up runs) compares with.
-        set_arrival(
-            landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI)
-        )
-        labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
-        all_labels.append(labels[["file", "line", "defect"]])
-        written.append(
-            {"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"}
-        )
+        frame, labels = _with_defects(frame, feed, rate, frng, as_of, bad_keys, new_bad)
+        entry, labels = _write_feed(landing, prov, feed, frame, labels, stamp, as_of, say)
+        written.append(entry)
+        all_labels.append(labels)
     _append_csv(pd.DataFrame(new_bad, columns=["doc_number", "subject_code"]), bad_path)
     defects = (
         pd.concat(all_labels, ignore_index=True)
@@ -208,6 +142,123 @@ def write_deliveries(
         else pd.DataFrame(columns=["file", "line", "defect"])
     )
     _append_csv(defects, truth / "defects.csv")
+    _write_truth(truth, world)
+    state = {
+        "params": gen,
+        "delivered_until": str(as_of.date()),
+        "deliveries": state.get("deliveries", [])
+        + [{"as_of": str(as_of.date()), "files": written}],
+    }
+    state_path.write_text(json.dumps(state, ensure_ascii=False, indent=1))
+    return {
+        "out": str(out),
+        "landing": str(landing),
+        "files": written,
+        "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
+        "delivered_until": str(as_of.date()),
+    }
+
+
+def _generator(n_entities: int, seed: int, defect_rate: float, params: WorldParams) -> dict:
+    """What a landing folder was generated with: every later day must use the same."""
+    return {
+        "entities": int(n_entities),
+        "seed": int(seed),
+        "defect_rate": float(defect_rate),
+        "generator": GENERATOR_VERSION,
+        "world": params.name,
+        "world_sha256": params.sha256,
+    }
+
+
+def _previous_state(state_path: Path, gen: dict) -> dict:
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and state.get("params") != gen:
+        raise ValueError(
+            f"{state_path.parent} was generated with {state['params']}; use the same parameters or "
+            "a new folder"
+        )
+    return state
+
+
+def _the_world(prebuilt: World | None, n_entities: int, seed: int, params: WorldParams) -> World:
+    if prebuilt is not None and (
+        prebuilt.seed != seed
+        or len(prebuilt.entities) != n_entities
+        or prebuilt.params is None
+        or prebuilt.params.sha256 != params.sha256
+    ):
+        raise ValueError("the prebuilt world was built with other parameters")
+    return prebuilt if prebuilt is not None else build_world(n_entities, seed, params)
+
+
+def _all_frames(world: World, cat: Catalogue, after, as_of: pd.Timestamp, rng) -> dict:
+    """Every (provider, feed) frame of the period, an empty one for a feed owed with nothing new."""
+    frames = delivery_frames(world, cat, after, as_of, rng)
+    frames.update(
+        positive_signals.delivery_frames(world, cat, after, as_of, fmt_dates, authority_names)
+    )
+    for prov in cat.providers:
+        for feed in prov["feeds"]:
+            if (prov["id"], feed) not in frames and (prov["id"], feed) in DELIVERY_FORMAT:
+                frames[(prov["id"], feed)] = pd.DataFrame(
+                    columns=FEED_LAYOUT[feed].standard_headers()
+                )
+    return frames
+
+
+def _with_defects(frame, feed: str, rate: float, frng, as_of, bad_keys: set, new_bad: list):
+    """The feed with its defects and their labels. Records made defective in a provider feed are
+    remembered (``bad_keys``): changes about them in the platform's feed are labelled orphans."""
+    layout_id = LAYOUT_ID[feed]
+    if feed == "credit_change":
+        keys = list(
+            zip(
+                frame["原文书编号"].astype(str),
+                frame["统一社会信用代码/身份证号码"].astype(str),
+            )
+        )
+        orphan = np.flatnonzero([k in bad_keys for k in keys])
+        frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
+        labels = pd.DataFrame({"row_index": orphan, "defect": "orphan_change"})
+    else:
+        original = frame
+        frame, labels = inject_defects(frame, layout_id, rate, frng, as_of)
+        doc_col, code_col = _key_columns(original)
+        if doc_col:
+            # Rows defective in place are quarantined: changes about them will find no record.
+            # (Duplicates are extra copies; their original is accepted.)
+            at = labels.loc[labels["defect"] != "duplicate", "row_index"].to_numpy(dtype=np.int64)
+            orig_rows = _original_rows(len(original), labels)[at]
+            for d, c in zip(
+                original[doc_col].to_numpy()[orig_rows],
+                original[code_col].to_numpy()[orig_rows],
+            ):
+                k = (str(d).strip(), str(c).strip().upper())
+                bad_keys.add(k)
+                new_bad.append(k)
+    return frame, labels
+
+
+def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, as_of, say):
+    """Write one delivery file; its entry in the state and its defect labels (file, line)."""
+    fmt, enc = DELIVERY_FORMAT[(prov, feed)]
+    if fmt == "xlsx" and len(frame) > XLSX_MAX_ROWS:
+        fmt, enc = "csv", "gb18030"
+    rel = Path(prov) / f"{stamp}_{feed}.{fmt}"
+    (landing / prov).mkdir(exist_ok=True)
+    say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
+    _write_frame(frame, landing / rel, fmt, enc)
+    # Providers deliver in the evening of the day the file is named for: its arrival time is
+    # what a night's arrival cut (catch-up runs) compares with.
+    set_arrival(landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
+    labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
+    entry = {"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"}
+    return entry, labels[["file", "line", "defect"]]
+
+
+def _write_truth(truth: Path, world: World) -> None:
+    """The ground truth a test or an experiment checks against: entities and inspections."""
     ent = world.entities
     ent[["uscc", "eval_class", "industry", "division_code", "latent_risk"]].to_csv(
         truth / "entities.csv", index=False, encoding="utf-8"
@@ -226,20 +277,6 @@ def write_deliveries(
             "oracle_logit": ins["oracle_logit"].round(6),
         }
     ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8")
-    state = {
-        "params": gen,
-        "delivered_until": str(as_of.date()),
-        "deliveries": state.get("deliveries", [])
-        + [{"as_of": str(as_of.date()), "files": written}],
-    }
-    state_path.write_text(json.dumps(state, ensure_ascii=False, indent=1))
-    return {
-        "out": str(out),
-        "landing": str(landing),
-        "files": written,
-        "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
-        "delivered_until": str(as_of.date()),
-    }
 
 
 def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:
