@@ -65,11 +65,11 @@ test: install lint
 # free for the in-memory scoring-core figure) and a laptop-sized run of the same table.
 bench: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m scoring.bench $(BENCH_ARGS)
+		$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m scoring.bench --only night,score --entities 200000 --records 2000000 \
+		$(BIN)/python -m bench --only night,score --entities 200000 --records 2000000 \
 		--night-rows 2000 --rows 100000 --inspections 20000 $(BENCH_ARGS)
 
 # One night by partitions at 10M entities / 100M records (a nation-sized night), and nothing else: the store
@@ -77,7 +77,7 @@ bench-quick: install
 # memory and tens of GB of disk under CREDIT_BENCH_TMP (default the system's temporary folder).
 bench-10m: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m scoring.bench --only night-10m --entities 10000000 --records 100000000 $(BENCH_ARGS)
+		$(BIN)/python -m bench --only night-10m --entities 10000000 --records 100000000 $(BENCH_ARGS)
 
 # The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
 # worker) against a PostgreSQL and a Redis; settings from the environment, see deploy/local.py.

@@ -7,15 +7,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from scoring import bench
+from bench import night, province
 from scoring.common.partitions import BUCKET_COLUMN
 from scoring.history.store import Store
 
 
 def test_record_chunks_are_the_province_cut_in_order_and_deterministic():
-    ent, rec = bench.synthetic_province(3_000, 30_000)
+    ent, rec = province.synthetic_province(3_000, 30_000)
     for _ in range(2):  # twice: the seeded generator gives the same rows again
-        ent_c, chunks = bench.record_chunks(3_000, 30_000, 7)
+        ent_c, chunks = province.record_chunks(3_000, 30_000, 7)
         parts = list(chunks)
         pd.testing.assert_frame_equal(ent_c, ent)
         assert len(parts) == 7 and [lo for lo, _ in parts] == list(
@@ -27,7 +27,7 @@ def test_record_chunks_are_the_province_cut_in_order_and_deterministic():
 def test_seeded_store_holds_every_record_once_in_bucket_sorted_batches(tmp_path: Path):
     store = Store.open(f"sqlite:///{tmp_path}/credit.db", tmp_path)
     # 4 history batches asked, but at most 6,000 rows a batch: 5 batches.
-    uscc = bench.seed_province_store(
+    uscc = province.seed_province_store(
         store, 2_000, 25_000, "2026-07-14", history_batches=4, batch_rows=6_000
     )
     assert len(uscc) == 2_000
@@ -46,7 +46,7 @@ def test_seeded_store_holds_every_record_once_in_bucket_sorted_batches(tmp_path:
 
 
 def test_night_10m_cuts_pieces_of_at_most_1_6m_records():
-    assert bench.pieces_for(100_000_000) == 64
-    assert bench.pieces_for(30_000_000) == 32
-    assert bench.pieces_for(2_000_000) == 2
-    assert bench.pieces_for(1_000) == 1
+    assert night.pieces_for(100_000_000) == 64
+    assert night.pieces_for(30_000_000) == 32
+    assert night.pieces_for(2_000_000) == 2
+    assert night.pieces_for(1_000) == 1

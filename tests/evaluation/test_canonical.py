@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring import bench
+from bench import province as bench
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation import canonical
 from scoring.evaluation.evaluate import (

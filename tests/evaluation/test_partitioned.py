@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scoring import bench, pipeline
+from bench import province as bench
+from scoring import pipeline
 from scoring.common.partitions import N_BUCKETS, bucket_of, bucket_range
 from scoring.history.store import Store, runs
 
@@ -25,7 +26,7 @@ def test_buckets_are_fixed_and_cover_every_partition_exactly_once():
 def _night(tmp_path: Path, k: int, ent, rec) -> dict:
     home = tmp_path / f"k{k}"
     store = Store.open(f"sqlite:///{home}/credit.db", home)
-    bench._store_province(store, ent, rec, "2026-06-28")
+    bench.store_province(store, ent, rec, "2026-06-28")
     ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=k)
     with store.engine.begin() as conn:
         conn.execute(
@@ -132,7 +133,7 @@ def test_a_partition_that_breaks_the_entity_score_contract_stops_the_night(tmp_p
     ent, rec = bench.synthetic_province(1_000, 5_000)
     home = tmp_path / "broken"
     store = Store.open(f"sqlite:///{home}/credit.db", home)
-    bench._store_province(store, ent, rec, "2026-06-28")
+    bench.store_province(store, ent, rec, "2026-06-28")
     ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=4)
     with store.engine.begin() as conn:
         conn.execute(

@@ -233,7 +233,7 @@ def test_a_repaired_record_never_lowers_a_score(recs, data):
 def test_sorted_and_dense_grouping_give_identical_results(monkeypatch):
     """Large provinces group (entity, item) cells by sorting instead of dense tables; both paths
     must agree to the byte, reasons included."""
-    from scoring.bench import synthetic_province
+    from bench.province import synthetic_province
     from scoring.evaluation import evaluate
 
     ent, rec = synthetic_province(5_000, 60_000, seed=11)
