@@ -330,24 +330,38 @@ def _doc_numbers(rec: pd.DataFrame, ent: pd.DataFrame) -> np.ndarray:
     ).astype(str)
 
 
+# Negative records: the ones an entity may have corrected, revoked, objected to or repaired.
+NEGATIVE_KINDS = {
+    "PENALTY",
+    "PENALTY_SEVERE",
+    "COMMITMENT_BREACH",
+    "UTILITY_ARREARS",
+    "COURT_JUDGMENT",
+    "TAX_ARREARS",
+    "SOCIAL_INSURANCE_ARREARS",
+    "HOUSING_FUND_ARREARS",
+    "REFUSE_TO_PERFORM",
+    "FALSIFICATION",
+    "SEVERE_DISHONESTY_LIST",
+    "INSPECTION",
+}
+
+CHANGE_COLUMNS = [
+    "record_no",
+    "op",
+    "effective_date",
+    "result",
+    "new_publicity_end",
+    "new_item_code",
+    "new_grade",
+]
+
+
 def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
     """Corrections, revocations, objections and repairs of negative records (the rights of Arts. 35-40)."""
-    negative = {
-        "PENALTY",
-        "PENALTY_SEVERE",
-        "COMMITMENT_BREACH",
-        "UTILITY_ARREARS",
-        "COURT_JUDGMENT",
-        "TAX_ARREARS",
-        "SOCIAL_INSURANCE_ARREARS",
-        "HOUSING_FUND_ARREARS",
-        "REFUSE_TO_PERFORM",
-        "FALSIFICATION",
-        "SEVERE_DISHONESTY_LIST",
-        "INSPECTION",
-    }
     neg = rec[
-        rec["kind"].isin(negative) & ~((rec["kind"] == "INSPECTION") & ~rec["inspection_failed"])
+        rec["kind"].isin(NEGATIVE_KINDS)
+        & ~((rec["kind"] == "INSPECTION") & ~rec["inspection_failed"])
     ]
     n = len(neg)
     u = rng.random(n)
@@ -398,17 +412,7 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
     add(closed, "异议办结", marked + days(3, 10).to_numpy(), result=outcome)
     add((u >= 0.15) & (u < 0.155), "撤销", (dec + days(20, 200)).to_numpy())
     cor = (u >= 0.155) & (u < 0.165) & ~minor
-    sev = neg["kind"].map({"PENALTY": "general", "PENALTY_SEVERE": "severe"}).fillna("general")
-    rid = cat.rule_id_on(dec)
-    rules = cat.rule_frame().set_index(["rule_id", "severity"])["min_months"]
-    min_m = np.maximum([rules[(r, s)] for r, s in zip(rid, sev)], 1)
-    new_end = (
-        np.array(
-            [d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]"
-        )
-        if n
-        else np.array([], dtype="datetime64[s]")
-    )
+    new_end = _minimum_publicity_end(cat, dec, neg["kind"])
     # Some corrections change the item itself (Art. 38): a general penalty found to be severe.
     upgrade = np.where(
         neg["kind"].eq("PENALTY").to_numpy() & (lrng.random(n) < 0.4), "PENALTY_SEVERE", ""
@@ -422,20 +426,27 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
         new_grade=np.where(upgrade != "", "严重", ""),
     )
     if not frames:
-        return pd.DataFrame(
-            columns=[
-                "record_no",
-                "op",
-                "effective_date",
-                "result",
-                "new_publicity_end",
-                "new_item_code",
-                "new_grade",
-            ]
-        )
+        return pd.DataFrame(columns=CHANGE_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     out["lag_days"] = rng.integers(1, 10, len(out))
     return out.sort_values(["effective_date", "record_no", "op"], kind="stable", ignore_index=True)
+
+
+def _minimum_publicity_end(cat: Catalogue, dec: pd.Series, kind: pd.Series) -> np.ndarray:
+    """A corrected record's publicity end: its decision date plus the rule's minimum months."""
+    n = len(dec)
+    sev = kind.map({"PENALTY": "general", "PENALTY_SEVERE": "severe"}).fillna("general")
+    rid = cat.rule_id_on(dec)
+    rules = cat.rule_frame().set_index(["rule_id", "severity"])["min_months"]
+    min_m = np.maximum([rules[(r, s)] for r, s in zip(rid, sev)], 1)
+    new_end = (
+        np.array(
+            [d + pd.DateOffset(months=int(k)) for d, k in zip(dec, min_m)], dtype="datetime64[s]"
+        )
+        if n
+        else np.array([], dtype="datetime64[s]")
+    )
+    return new_end
 
 
 def publicity_end_dates(cat: Catalogue, item: str, dec: pd.Series, draw: np.ndarray) -> pd.Series:

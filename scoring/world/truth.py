@@ -264,6 +264,22 @@ def _working_day_in_month(rng, month: pd.Timestamp, k: int) -> np.ndarray:
     return days[rng.integers(0, len(days), k)]
 
 
+INSPECTION_COLUMNS = [
+    "entity",
+    "kind",
+    "decision_date",
+    "inspection_failed",
+    "inspection_mode",
+    "tier_at_draw",
+    "inclusion_prob",
+    "represents",
+    "tier_size",
+    "plan_id",
+    "oracle_logit",
+    "draw_month",
+]
+
+
 def simulate_inspections(
     rng,
     entities: pd.DataFrame,
@@ -283,14 +299,10 @@ def simulate_inspections(
     ins_cfg = params["inspections"]
     yearly = {t: float(ins_cfg["ratios_per_year"][t]) for t in TIERS}
     monthly = {t: r / 12 for t, r in yearly.items()}
-    out = params["outcome"]
-    comp = ins_cfg["complaint_driven"]
-    months = lat["months"]
     uscc = entities["uscc"].to_numpy()
     reg_day = (
         pd.to_datetime(entities["reg_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
     )
-    base = float(book.policy.doc["scale"]["base"])
     past = pd.DataFrame(
         {
             "uscc": pd.Series([], dtype=object),
@@ -299,7 +311,7 @@ def simulate_inspections(
     )
     rows = []
     first = pd.Timestamp(params["window"]["start"])
-    for j, month in enumerate(months):
+    for j, month in enumerate(lat["months"]):
         if month < first:  # the double-random system starts with the window
             continue
         eve = (
@@ -308,14 +320,7 @@ def simulate_inspections(
         alive = np.flatnonzero(lat["alive"][:, j])
         if not len(alive):
             continue
-        # The policy in force that evening tiers the draw (v1, then v2 from 2026-06-01).
-        in_force = book.policy_on(int(eve))
-        score, tier, X = book.score(alive, np.full(len(alive), eve), in_force)
-        # The engine's "insufficient information" tier for new entities with nothing that counts.
-        counted = X[:, [book.features.index(f) for f in in_force.doc["items"]]].sum(axis=1)
-        new_days = int(in_force.doc["overrides"]["new_entity_days"])
-        fresh = (eve - reg_day[alive] < new_days) & (counted == 0)
-        tier = np.where(fresh, in_force.doc["overrides"]["insufficient_information_tier"], tier)
+        tier = _tiers_on(book, alive, eve, reg_day)
         # The agency's whole province is in scope (hlj-samr). Commit-then-draw as in production:
         # k per tier from the whole tier, excluded entities (recently inspected, yearly cap)
         # replaced by the next in the random order; the published value is the world's own.
@@ -332,98 +337,118 @@ def simulate_inspections(
             task="world",
             exclusions=excl,
         )
-        size = pop["tier"].value_counts()
-        eligible = pop[~pop["uscc"].isin(set(excl["uscc"]))]["tier"].value_counts()
-        k_tier = drawn["tier"].value_counts()
-        idx = pd.Index(uscc).get_indexer(drawn["uscc"])
-        mode = np.full(len(idx), "random", dtype=object)
-        # Drawn uniformly among the eligible of the tier: inclusion probability k / N_eligible.
-        prob = (
-            np.array([k_tier[t] / eligible[t] for t in drawn["tier"]])
-            if len(drawn)
-            else np.empty(0)
-        )
-        represents = (
-            np.array([eligible[t] for t in drawn["tier"]], dtype=np.int64)
-            if len(drawn)
-            else np.empty(0, np.int64)
-        )
-        tier_size = (
-            np.array([size[t] for t in drawn["tier"]], dtype=np.int64)
-            if len(drawn)
-            else np.empty(0, np.int64)
-        )
-        plan = (
-            drawn["commitment_sha256"].to_numpy(dtype=object)
-            if len(drawn)
-            else np.empty(0, dtype=object)
-        )
-        d_tier = drawn["tier"].to_numpy(dtype=object)
-        # Complaints and referrals: not random, they follow risk.
-        kc = float(comp.get("per_sd_of_risk", 0.0))
-        lam = float(comp["per_year"]) / 12 * np.exp(kc * lat["c"][alive, j] - kc * kc / 2)
-        hit = alive[rng.random(len(alive)) < 1 - np.exp(-lam)]
-        tier_of = dict(zip(alive, tier))
-        idx = np.concatenate([idx, hit]).astype(np.int64)
-        mode = np.concatenate([mode, np.full(len(hit), "complaint", dtype=object)])
-        prob = np.concatenate([prob, np.full(len(hit), np.nan)])
-        represents = np.concatenate([represents, np.zeros(len(hit), dtype=np.int64)])
-        tier_size = np.concatenate([tier_size, np.zeros(len(hit), dtype=np.int64)])
-        plan = np.concatenate([plan, np.full(len(hit), "", dtype=object)])
-        d_tier = np.concatenate([d_tier, np.array([tier_of[i] for i in hit], dtype=object)])
+        cols = _drawn_columns(pop, excl, drawn, uscc)
+        cols = _with_complaints(rng, cols, ins_cfg["complaint_driven"], lat, alive, j, tier)
+        idx = cols["entity"]
         if not len(idx):
             continue
         when = _working_day_in_month(rng, month, len(idx))
         when = np.maximum(when, entities["reg_date"].to_numpy()[idx].astype("datetime64[ns]"))
         wday = when.astype("datetime64[D]").astype(np.int64)
-        if out["model"] == "latent":
-            logit = (
-                float(out["intercept"])
-                + float(out["compliance"]) * lat["c"][idx, j]
-                + float(out["distress"]) * lat["distress"][idx, j]
-                + float(out["young"])
-                * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
-                + float(out["representative_change"]) * lat["rep_recent"][idx, j]
-            )
-        else:  # the mirror: the hand policy's (v1, the first) score on the day before the inspection
-            s, _, _ = book.score(idx, wday - 1, book.policy)
-            logit = float(out["intercept"]) + float(out["per_100_points"]) * (base - s) / 100.0
-        noisy = logit + float(out["noise_sd"]) * rng.standard_normal(len(idx))
+        logit = _outcome_logit(params, lat, book, idx, j, wday, reg_day)
+        noisy = logit + float(params["outcome"]["noise_sd"]) * rng.standard_normal(len(idx))
         failed = rng.random(len(idx)) < _sigmoid(noisy)
-        month_rows = pd.DataFrame(
-            {
-                "entity": idx,
-                "kind": "INSPECTION",
-                "decision_date": when,
-                "inspection_failed": failed,
-                "inspection_mode": mode,
-                "tier_at_draw": d_tier,
-                "inclusion_prob": prob,
-                "represents": represents,
-                "tier_size": tier_size,
-                "plan_id": plan,
-                "oracle_logit": logit,
-                "draw_month": f"{month:%Y-%m}",
-            }
-        )
-        rows.append(month_rows)
+        rows.append(_month_frame(cols, when, failed, logit, month))
         item = np.where(failed, "INSPECTION_FAIL", "INSPECTION_PASS")
         book.add(idx, item, wday, pub_end_of(item, pd.Series(when)))
         past = pd.concat(
             [past, pd.DataFrame({"uscc": uscc[idx], "decision_date": when})], ignore_index=True
         )
-    cols = [
-        "entity",
-        "kind",
-        "decision_date",
-        "inspection_failed",
-        "inspection_mode",
-        "tier_at_draw",
-        "inclusion_prob",
-        "represents",
-        "tier_size",
-        "plan_id",
-        "oracle_logit",
-        "draw_month",
-    ]
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INSPECTION_COLUMNS)
+
+
+def _month_frame(cols: dict, when, failed, logit, month: pd.Timestamp) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "entity": cols["entity"],
+            "kind": "INSPECTION",
+            "decision_date": when,
+            "inspection_failed": failed,
+            "inspection_mode": cols["mode"],
+            "tier_at_draw": cols["tier"],
+            "inclusion_prob": cols["prob"],
+            "represents": cols["represents"],
+            "tier_size": cols["tier_size"],
+            "plan_id": cols["plan"],
+            "oracle_logit": logit,
+            "draw_month": f"{month:%Y-%m}",
+        }
+    )
+
+
+def _tiers_on(book: RecordBook, alive: np.ndarray, eve: int, reg_day: np.ndarray) -> np.ndarray:
+    """The tiers of the living entities under the policy in force that evening (v1, then v2 from
+    2026-06-01), with the engine's "insufficient information" tier for new entities with nothing
+    that counts."""
+    in_force = book.policy_on(int(eve))
+    _score, tier, X = book.score(alive, np.full(len(alive), eve), in_force)
+    counted = X[:, [book.features.index(f) for f in in_force.doc["items"]]].sum(axis=1)
+    new_days = int(in_force.doc["overrides"]["new_entity_days"])
+    fresh = (eve - reg_day[alive] < new_days) & (counted == 0)
+    return np.where(fresh, in_force.doc["overrides"]["insufficient_information_tier"], tier)
+
+
+def _drawn_columns(pop: pd.DataFrame, excl: pd.DataFrame, drawn: pd.DataFrame, uscc) -> dict:
+    """The random draw's inspections: entity, mode, tier, inclusion probability (drawn uniformly
+    among the eligible of the tier: k / N_eligible), how many each represents, tier size, plan."""
+    size = pop["tier"].value_counts()
+    eligible = pop[~pop["uscc"].isin(set(excl["uscc"]))]["tier"].value_counts()
+    k_tier = drawn["tier"].value_counts()
+    some = len(drawn) > 0
+    return {
+        "entity": pd.Index(uscc).get_indexer(drawn["uscc"]),
+        "mode": np.full(len(drawn), "random", dtype=object),
+        "prob": (
+            np.array([k_tier[t] / eligible[t] for t in drawn["tier"]]) if some else np.empty(0)
+        ),
+        "represents": (
+            np.array([eligible[t] for t in drawn["tier"]], dtype=np.int64)
+            if some
+            else np.empty(0, np.int64)
+        ),
+        "tier_size": (
+            np.array([size[t] for t in drawn["tier"]], dtype=np.int64)
+            if some
+            else np.empty(0, np.int64)
+        ),
+        "plan": (
+            drawn["commitment_sha256"].to_numpy(dtype=object) if some else np.empty(0, dtype=object)
+        ),
+        "tier": drawn["tier"].to_numpy(dtype=object),
+    }
+
+
+def _with_complaints(rng, cols: dict, comp: dict, lat: dict, alive, j: int, tier) -> dict:
+    """Complaints and referrals: not random, they follow risk."""
+    kc = float(comp.get("per_sd_of_risk", 0.0))
+    lam = float(comp["per_year"]) / 12 * np.exp(kc * lat["c"][alive, j] - kc * kc / 2)
+    hit = alive[rng.random(len(alive)) < 1 - np.exp(-lam)]
+    tier_of = dict(zip(alive, tier))
+    n = len(hit)
+    return {
+        "entity": np.concatenate([cols["entity"], hit]).astype(np.int64),
+        "mode": np.concatenate([cols["mode"], np.full(n, "complaint", dtype=object)]),
+        "prob": np.concatenate([cols["prob"], np.full(n, np.nan)]),
+        "represents": np.concatenate([cols["represents"], np.zeros(n, dtype=np.int64)]),
+        "tier_size": np.concatenate([cols["tier_size"], np.zeros(n, dtype=np.int64)]),
+        "plan": np.concatenate([cols["plan"], np.full(n, "", dtype=object)]),
+        "tier": np.concatenate([cols["tier"], np.array([tier_of[i] for i in hit], dtype=object)]),
+    }
+
+
+def _outcome_logit(params: WorldParams, lat: dict, book: RecordBook, idx, j: int, wday, reg_day):
+    """The truth's log-odds that an inspection finds a problem, before noise."""
+    out = params["outcome"]
+    if out["model"] == "latent":
+        return (
+            float(out["intercept"])
+            + float(out["compliance"]) * lat["c"][idx, j]
+            + float(out["distress"]) * lat["distress"][idx, j]
+            + float(out["young"])
+            * ((wday - reg_day[idx]) < float(params["latent"]["young_months"]) * DAYS_PER_MONTH)
+            + float(out["representative_change"]) * lat["rep_recent"][idx, j]
+        )
+    # The mirror: the hand policy's (v1, the first) score on the day before the inspection.
+    base = float(book.policy.doc["scale"]["base"])
+    s, _, _ = book.score(idx, wday - 1, book.policy)
+    return float(out["intercept"]) + float(out["per_100_points"]) * (base - s) / 100.0
