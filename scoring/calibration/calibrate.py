@@ -21,7 +21,7 @@ from scoring.calibration.card import item_evidence, signal_evidence, what_change
 from scoring.calibration.features import INSPECTION_ITEMS, TIERS
 from scoring.calibration.ipw import inclusion_probabilities
 from scoring.calibration.model_card import write_model_card
-from scoring.calibration.scores import psi
+from scoring.calibration.scores import calibration_table, psi
 from scoring.calibration.training import (
     ipw_training_set,
     learn_candidate,
@@ -67,7 +67,7 @@ def calibrate(
         y, -cs, -bs, test["uscc"].to_numpy(), random_state=random_state, sample_weight=w
     )
     comparison = _with_verdicts(comparison, cand_metrics)
-    calib = _calibration_table(p, y, w)
+    calib = calibration_table(p, y, w)
     candidate_id = "cand-" + cand.sha256[:16]
     learned = _learned(learner, cand)
     bins = np.linspace(0, 1000, 21)
@@ -144,13 +144,6 @@ def _with_verdicts(comparison: dict, cand_metrics: dict) -> dict:
     )
     comparison["weighted"] = "inverse inclusion probability"
     return comparison
-
-
-def _calibration_table(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> pd.DataFrame:
-    """Weighted predicted vs observed problem rates by decile of the model's probability."""
-    deciles = pd.qcut(p, 10, duplicates="drop", labels=False)
-    calib = pd.DataFrame({"p": p * w, "y": y * w, "w": w, "bin": deciles}).groupby("bin").sum()
-    return pd.DataFrame({"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]})
 
 
 def _learned(learner, cand: Policy) -> dict:

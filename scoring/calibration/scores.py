@@ -71,3 +71,10 @@ def evaluate_policy(X, features, y, policy) -> dict:
         "lift_d_over_a": (hit["D"] / hit["A"]) if hit["A"] and hit["D"] is not None else None,
         "tier_counts": {t: int((tier == t).sum()) for t in TIERS},
     }
+
+
+def calibration_table(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> pd.DataFrame:
+    """Weighted predicted vs observed problem rates by decile of the model's probability."""
+    deciles = pd.qcut(p, 10, duplicates="drop", labels=False)
+    calib = pd.DataFrame({"p": p * w, "y": y * w, "w": w, "bin": deciles}).groupby("bin").sum()
+    return pd.DataFrame({"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]})

@@ -12,6 +12,10 @@ and the oracle (the world's own risk) as the ceiling.
 
 from __future__ import annotations
 
+import html
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -20,9 +24,9 @@ from scoring.calibration.card import item_evidence, signal_evidence, what_change
 from scoring.calibration.compare import compare_policies, smoothed_probability
 from scoring.calibration.features import TIERS, decayed_counts, policy_half_lives
 from scoring.calibration.learner import SignConstrainedLogisticRegression
-from scoring.calibration.scores import psi
+from scoring.calibration.scores import calibration_table, psi
 from scoring.calibration.training import ipw_training_set, learn_candidate, policy_view
-from scoring.world._deps import Catalogue, Policy
+from scoring.world._deps import Catalogue, Policy, canonical_json
 from scoring.world.build import World, build_world
 from scoring.world.params import WorldParams, load_world
 from scoring.world.records import end_days
@@ -114,76 +118,29 @@ def run_experiment(
     val = params.doc.get("validation", {})
     train_share = float(val.get("train_share", 0.7) if train_share is None else train_share)
     resamples = int(val.get("resamples", 2000) if resamples is None else resamples)
-    cat = Catalogue.load()
-    ins, rec, chg = store_frames(world)
     hand = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
-    uscc = world.entities["uscc"].to_numpy()
-    registered = pd.Series(pd.to_datetime(world.entities["reg_date"]).to_numpy(), index=uscc)
-    reps = world.representative_changes
-    rep_changes = (
-        pd.DataFrame(
-            {"uscc": uscc[reps["entity"].to_numpy()], "change_date": reps["change_date"].to_numpy()}
-        )
-        if reps is not None
-        else None
-    )
-    # The same path as `credit calibrate`: random inspections only, IPW, split by date.
-    ts = ipw_training_set(
-        ins,
-        rec,
-        chg,
-        cat,
-        hand,
-        train_share,
-        registered=registered,
-        rep_changes=rep_changes,
-        signals=signals,
-    )
-    ins, rows, y, w, days = ts["inspections"], ts["rows"], ts["y"], ts["w"], ts["days"]
-    random, tr, te, split_day = ts["random"], ts["train"], ts["test"], ts["split_day"]
-    p_tr, p_te, features = ts["train_pairs"], ts["test_pairs"], ts["features"]
+    ts = _training_set(world, hand, train_share, signals)
+    rows, y, w = ts["rows"], ts["y"], ts["w"]
+    tr, te = ts["train"], ts["test"]
+    p_tr, features = ts["train_pairs"], ts["features"]
     learner, cand = learn_candidate(ts, hand, random_state)
-    signs = ts["signs"]
-
-    def scored(policy, part):
-        score, tier, X = policy_view(policy, ts, part)
-        return (score, tier), X
-
-    (hs, ht), _ = scored(hand, "test")
-    (cs, ct), X_c = scored(cand, "test")
-    oracle_logit = ins["oracle_logit"].to_numpy(np.float64)
-    noise = float(params["outcome"]["noise_sd"])
-    truth_p = smoothed_probability(oracle_logit, noise)
-    # The oracle as a policy: its tiers at the hand policy's tier shares (same capacity).
+    hs, ht, _ = policy_view(hand, ts, "test")
+    cs, ct, X_c = policy_view(cand, ts, "test")
+    oracle_logit = ts["inspections"]["oracle_logit"].to_numpy(np.float64)
+    truth_p = smoothed_probability(oracle_logit, float(params["outcome"]["noise_sd"]))
     o_risk = oracle_logit[te]
-    shares = np.cumsum([w[te][ht == t].sum() / w[te].sum() for t in TIERS])
-    order = np.argsort(o_risk, kind="stable")
-    cw = np.cumsum(w[te][order]) / w[te].sum()
-    o_tier = np.empty(len(te), dtype=object)
-    o_tier[order] = np.select(
-        [cw <= shares[0], cw <= shares[1], cw <= shares[2]], ["A", "B", "C"], "D"
-    )
     ratios = {t: float(r) / 12 for t, r in params["inspections"]["ratios_per_year"].items()}
     risks = {"hand": -hs, "candidate": -cs, "oracle": o_risk}
-    tiers = {"hand": ht, "candidate": ct, "oracle": o_tier.astype(str)}
+    tiers = {"hand": ht, "candidate": ct, "oracle": _oracle_tiers(o_risk, w[te], ht)}
     if ts["signals"]:
         # What the signals add: the same learning over the catalogue items only (the previous family).
-        keep = [i for i, f in enumerate(features) if f not in ts["signals"]]
-        ts_items = dict(
-            ts,
-            features=[features[i] for i in keep],
-            signs=[signs[i] for i in keep],
-            signals={},
-            train_signals=np.zeros((len(tr), 0)),
-            test_signals=np.zeros((len(te), 0)),
-        )
-        _, cand_items = learn_candidate(ts_items, hand, random_state)
-        i_s, i_t, _ = policy_view(cand_items, ts_items, "test")
+        i_s, i_t = _items_only(ts, hand, random_state)
         risks["candidate_items_only"], tiers["candidate_items_only"] = -i_s, i_t
+    uscc_te = rows["uscc"].to_numpy()[te]
     comp = compare_policies(
         y[te],
         w[te],
-        rows["uscc"].to_numpy()[te],
+        uscc_te,
         risks,
         tiers,
         ratios,
@@ -193,71 +150,24 @@ def run_experiment(
     )
     # The same comparison unweighted (AUC over the inspections as drawn, as `credit calibrate` had it).
     unweighted = paired_auc_difference(
-        y[te], -cs, -hs, rows["uscc"].to_numpy()[te], resamples=resamples, random_state=random_state
-    )
-    # How much room a points policy has at all: the best sign-constrained points over these records,
-    # fitted on the test inspections themselves (optimistic; not a policy anyone could have had).
-    best_in_hindsight = max(
-        _weighted_auc_of(
-            SignConstrainedLogisticRegression(signs=signs, C=1e4).fit(X, y[te], w[te]),
-            X,
-            y[te],
-            w[te],
-        )
-        for X in (
-            learner.transform(p_te, len(te), ts["test_signals"] if ts["signals"] else None),
-            decayed_counts(p_te, len(te), features, policy_half_lives(hand)),
-        )
+        y[te], -cs, -hs, uscc_te, resamples=resamples, random_state=random_state
     )
     model_p = learner.model_.predict_proba(X_c.to_numpy())[:, 1]
-    dec = pd.qcut(model_p, 10, duplicates="drop", labels=False)
-    calib = (
-        pd.DataFrame({"p": model_p * w[te], "y": y[te] * w[te], "w": w[te], "bin": dec})
-        .groupby("bin")
-        .sum()
-    )
-    calib = pd.DataFrame(
-        {"predicted": calib["p"] / calib["w"], "observed": calib["y"] / calib["w"]}
-    )
-    (hs_tr, _), _ = scored(hand, "train")
-    (cs_tr, _), _ = scored(cand, "train")
-    bins = np.linspace(0, 1000, 21)
-    whist = lambda s, ww: np.histogram(s, bins, weights=ww)[0]  # noqa: E731
-    complaint = np.flatnonzero(~random & (days > split_day))
     return {
         "world": params.name,
         "world_sha256": params.sha256,
         "seed": world.seed,
         "entities": len(world.entities),
-        "inspections": {
-            "all": int(len(ins)),
-            "random": int(random.sum()),
-            "complaint_driven": int((~random).sum()),
-            "train": int(len(tr)),
-            "test": int(len(te)),
-            "split_after": str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=split_day)).date()),
-            "complaint_problem_rate_test": float(y[complaint].mean()) if len(complaint) else None,
-            "random_problem_rate_test": float(y[te].mean()),
-        },
+        "inspections": _inspection_counts(ts),
         "comparison": comp,
         "auc_difference_unweighted": unweighted,
-        "points_policy_auc_in_hindsight": best_in_hindsight,
-        "calibration": calib.round(4).reset_index().to_dict("records"),
-        "psi": {
-            "hand_vs_candidate_test": psi(whist(hs, w[te]), whist(cs, w[te])),
-            "candidate_train_vs_test": psi(whist(cs_tr, w[tr]), whist(cs, w[te])),
-            "hand_train_vs_test": psi(whist(hs_tr, w[tr]), whist(hs, w[te])),
-        },
-        "learned": {
-            "half_life_scale": learner.half_life_scale_,
-            "prior": learner.prior_,
-            "C": learner.C_,
-            "kept_current_policy": learner.keep_current_,
-            "validation_log_loss": {
-                "current": learner.current_val_log_loss_,
-                "best_learned": min((r["val_log_loss"] for r in learner.search_), default=None),
-            },
-        },
+        "points_policy_auc_in_hindsight": _auc_in_hindsight(learner, ts, hand),
+        "calibration": calibration_table(model_p, y[te], w[te])
+        .round(4)
+        .reset_index()
+        .to_dict("records"),
+        "psi": _psi(ts, hand, cand, hs, cs),
+        "learned": _learned(learner),
         "what_changed": what_changed(
             hand,
             cand,
@@ -270,15 +180,139 @@ def run_experiment(
         "features": features,
         "learner": learner,
         "train_rows": (p_tr, y[tr], w[tr]),
-        "test_rows": {
-            "y": y[te],
-            "w": w[te],
-            "hand_score": hs,
-            "cand_score": cs,
-            "model_p": model_p,
-            "oracle_logit": o_risk,
-            "pairs": p_te,
-            "rows": rows.iloc[te].reset_index(drop=True),
+        "test_rows": _test_rows(ts, hs, cs, model_p, o_risk),
+    }
+
+
+def _test_rows(ts: dict, hs, cs, model_p, o_risk) -> dict:
+    te = ts["test"]
+    return {
+        "y": ts["y"][te],
+        "w": ts["w"][te],
+        "hand_score": hs,
+        "cand_score": cs,
+        "model_p": model_p,
+        "oracle_logit": o_risk,
+        "pairs": ts["test_pairs"],
+        "rows": ts["rows"].iloc[te].reset_index(drop=True),
+    }
+
+
+def _training_set(world: World, hand: Policy, train_share: float, signals: dict | None) -> dict:
+    """The same path as `credit calibrate`: random inspections only, IPW, split by date."""
+    cat = Catalogue.load()
+    ins, rec, chg = store_frames(world)
+    uscc = world.entities["uscc"].to_numpy()
+    registered = pd.Series(pd.to_datetime(world.entities["reg_date"]).to_numpy(), index=uscc)
+    reps = world.representative_changes
+    rep_changes = (
+        pd.DataFrame(
+            {"uscc": uscc[reps["entity"].to_numpy()], "change_date": reps["change_date"].to_numpy()}
+        )
+        if reps is not None
+        else None
+    )
+    return ipw_training_set(
+        ins,
+        rec,
+        chg,
+        cat,
+        hand,
+        train_share,
+        registered=registered,
+        rep_changes=rep_changes,
+        signals=signals,
+    )
+
+
+def _oracle_tiers(o_risk: np.ndarray, w: np.ndarray, hand_tier: np.ndarray) -> np.ndarray:
+    """The oracle as a policy: its tiers at the hand policy's tier shares (same capacity)."""
+    shares = np.cumsum([w[hand_tier == t].sum() / w.sum() for t in TIERS])
+    order = np.argsort(o_risk, kind="stable")
+    cw = np.cumsum(w[order]) / w.sum()
+    o_tier = np.empty(len(o_risk), dtype=object)
+    o_tier[order] = np.select(
+        [cw <= shares[0], cw <= shares[1], cw <= shares[2]], ["A", "B", "C"], "D"
+    )
+    return o_tier.astype(str)
+
+
+def _items_only(ts: dict, hand: Policy, random_state: int):
+    """Test scores and tiers of a candidate learned over the catalogue items alone."""
+    features, signs = ts["features"], ts["signs"]
+    keep = [i for i, f in enumerate(features) if f not in ts["signals"]]
+    ts_items = dict(
+        ts,
+        features=[features[i] for i in keep],
+        signs=[signs[i] for i in keep],
+        signals={},
+        train_signals=np.zeros((len(ts["train"]), 0)),
+        test_signals=np.zeros((len(ts["test"]), 0)),
+    )
+    _, cand_items = learn_candidate(ts_items, hand, random_state)
+    i_s, i_t, _ = policy_view(cand_items, ts_items, "test")
+    return i_s, i_t
+
+
+def _auc_in_hindsight(learner, ts: dict, hand: Policy) -> float:
+    """How much room a points policy has at all: the best sign-constrained points over these
+    records, fitted on the test inspections themselves (optimistic; not a policy anyone could
+    have had)."""
+    te, p_te = ts["test"], ts["test_pairs"]
+    y, w = ts["y"][te], ts["w"][te]
+    return max(
+        _weighted_auc_of(
+            SignConstrainedLogisticRegression(signs=ts["signs"], C=1e4).fit(X, y, w), X, y, w
+        )
+        for X in (
+            learner.transform(p_te, len(te), ts["test_signals"] if ts["signals"] else None),
+            decayed_counts(p_te, len(te), ts["features"], policy_half_lives(hand)),
+        )
+    )
+
+
+def _inspection_counts(ts: dict) -> dict:
+    ins, y, days = ts["inspections"], ts["y"], ts["days"]
+    random, tr, te, split_day = ts["random"], ts["train"], ts["test"], ts["split_day"]
+    complaint = np.flatnonzero(~random & (days > split_day))
+    return {
+        "all": int(len(ins)),
+        "random": int(random.sum()),
+        "complaint_driven": int((~random).sum()),
+        "train": int(len(tr)),
+        "test": int(len(te)),
+        "split_after": str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=split_day)).date()),
+        "complaint_problem_rate_test": float(y[complaint].mean()) if len(complaint) else None,
+        "random_problem_rate_test": float(y[te].mean()),
+    }
+
+
+def _psi(ts: dict, hand: Policy, cand: Policy, hs: np.ndarray, cs: np.ndarray) -> dict:
+    """Score stability: hand vs candidate on the test inspections, and each train vs test."""
+    w, tr, te = ts["w"], ts["train"], ts["test"]
+    hs_tr, _, _ = policy_view(hand, ts, "train")
+    cs_tr, _, _ = policy_view(cand, ts, "train")
+    bins = np.linspace(0, 1000, 21)
+
+    def whist(s, ww):
+        return np.histogram(s, bins, weights=ww)[0]
+
+    return {
+        "hand_vs_candidate_test": psi(whist(hs, w[te]), whist(cs, w[te])),
+        "candidate_train_vs_test": psi(whist(cs_tr, w[tr]), whist(cs, w[te])),
+        "hand_train_vs_test": psi(whist(hs_tr, w[tr]), whist(hs, w[te])),
+    }
+
+
+def _learned(learner) -> dict:
+    return {
+        "half_life_scale": learner.half_life_scale_,
+        "prior": learner.prior_,
+        "C": learner.C_,
+        "kept_current_policy": learner.keep_current_,
+        "validation_log_loss": {
+            "current": learner.current_val_log_loss_,
+            "best_learned": min((r["val_log_loss"] for r in learner.search_), default=None),
         },
     }
 
@@ -332,14 +366,40 @@ def public_report(r: dict) -> dict:
     return out
 
 
+def _policy_row(name: str, v: dict) -> str:
+    """One policy's row of the model card: AUC, problems per 100 (observed, truth), hit rates."""
+    vs = v.get("vs_hand", {})
+
+    def iv(m):
+        if m not in vs:
+            return ""
+        lo, hi = vs[m]["ci95"]
+        return f" ({vs[m]['difference']:+.4f}; 95% {lo:+.4f} to {hi:+.4f})"
+
+    hit = " / ".join(
+        "–" if v["hit_rate_by_tier"][t] is None else f"{100 * v['hit_rate_by_tier'][t]:.0f}%"
+        for t in TIERS
+    )
+    return (
+        f"<tr><th>{name}</th><td>{v['auc']:.4f}{iv('auc')}</td><td>{v['problems_per_100']:.1f}"
+        f"{iv('problems_per_100')}</td><td>{v['problems_per_100_truth']:.1f}{iv('problems_per_100_truth')}"
+        f"</td><td>{hit}</td></tr>"
+    )
+
+
+def _verdict(a: dict) -> str:
+    return (
+        "beats the hand policy: the 95% interval of the AUC difference is above zero"
+        if a["ci95"][0] > 0
+        else "does not beat the hand policy with confidence: the 95% interval of the AUC difference includes "
+        "zero"
+        if a["ci95"][1] >= 0
+        else "is worse than the hand policy: the 95% interval is below zero"
+    )
+
+
 def write_report(r: dict, folder) -> dict:
     """report.json, the candidate policy and a model card in words (model_card.html) in folder."""
-    import html
-    import json
-    from pathlib import Path
-
-    from scoring.world._deps import canonical_json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rep = public_report(r)
@@ -352,34 +412,9 @@ def write_report(r: dict, folder) -> dict:
     c = rep["comparison"]["policies"]
 
     def row(name, k):
-        v = c[k]
-        vs = v.get("vs_hand", {})
+        return _policy_row(name, c[k])
 
-        def iv(m):
-            if m not in vs:
-                return ""
-            lo, hi = vs[m]["ci95"]
-            return f" ({vs[m]['difference']:+.4f}; 95% {lo:+.4f} to {hi:+.4f})"
-
-        hit = " / ".join(
-            "–" if v["hit_rate_by_tier"][t] is None else f"{100 * v['hit_rate_by_tier'][t]:.0f}%"
-            for t in TIERS
-        )
-        return (
-            f"<tr><th>{name}</th><td>{v['auc']:.4f}{iv('auc')}</td><td>{v['problems_per_100']:.1f}"
-            f"{iv('problems_per_100')}</td><td>{v['problems_per_100_truth']:.1f}{iv('problems_per_100_truth')}"
-            f"</td><td>{hit}</td></tr>"
-        )
-
-    a = c["candidate"]["vs_hand"]["auc"]
-    verdict = (
-        "beats the hand policy: the 95% interval of the AUC difference is above zero"
-        if a["ci95"][0] > 0
-        else "does not beat the hand policy with confidence: the 95% interval of the AUC difference includes "
-        "zero"
-        if a["ci95"][1] >= 0
-        else "is worse than the hand policy: the 95% interval is below zero"
-    )
+    verdict = _verdict(c["candidate"]["vs_hand"]["auc"])
     changes = "".join(
         f"<li>{html.escape(s['text'])}<br/><small>Evidence: {html.escape(s['evidence'])}</small></li>"
         for s in rep["what_changed"]
@@ -434,8 +469,6 @@ def run_world_experiments(
     progress=None,
 ) -> dict:
     """The experiment on one world for several seeds: a report and a model card per seed."""
-    from pathlib import Path
-
     params = load_world(world)
     say = progress or (lambda msg: None)
     out = {

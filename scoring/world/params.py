@@ -119,8 +119,17 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
     for key in ("world", "window", "latent", "outcome", "records", "inspections"):
         if key not in doc:
             return f"missing section {key!r}"
+    return (
+        _check_records(doc["records"])
+        or _check_outcome(doc["outcome"])
+        or _check_latent(doc["latent"])
+        or _check_inspections(doc, bounds)
+    )
+
+
+def _check_records(records: dict) -> str | None:
     codes = set(Catalogue.load().item_codes)
-    for item, spec in doc["records"].items():
+    for item, spec in records.items():
         if item not in codes or item not in RECORD_ITEMS:
             return f"unknown signal {item!r} in records (allowed: catalogue items {', '.join(RECORD_ITEMS)})"
         if not isinstance(spec, dict) or "rate" not in spec:
@@ -132,7 +141,10 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
             return f"records.{item}: values must be numbers"
         if spec["rate"] < 0:
             return f"records.{item}.rate is negative ({spec['rate']})"
-    out = doc["outcome"]
+    return None
+
+
+def _check_outcome(out) -> str | None:
     model = out.get("model") if isinstance(out, dict) else None
     if model not in OUTCOME_KEYS:
         return f"outcome.model must be one of {', '.join(OUTCOME_KEYS)}, not {model!r}"
@@ -147,7 +159,10 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
         return f"outcome: missing {sorted(missing)[0]!r}"
     if out["noise_sd"] < 0:
         return f"outcome.noise_sd is negative ({out['noise_sd']})"
-    lat = doc["latent"]
+    return None
+
+
+def _check_latent(lat: dict) -> str | None:
     checks = [
         ("latent.stable_share", lat.get("stable_share"), 0, 1),
         ("latent.drift_persistence_per_month", lat.get("drift_persistence_per_month"), 0, 1),
@@ -180,6 +195,10 @@ def check_world(doc: dict, bounds: dict | None = None) -> str | None:
             return f"{name} is {'negative' if lo == 0 else 'below ' + str(lo)} ({v})"
         if hi is not None and v > hi:
             return f"{name} is above {hi} ({v})"
+    return None
+
+
+def _check_inspections(doc: dict, bounds: dict | None) -> str | None:
     ins = doc["inspections"]
     ratios = ins.get("ratios_per_year") or {}
     if set(ratios) != set(TIERS):
