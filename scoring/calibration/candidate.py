@@ -87,6 +87,15 @@ def candidate_policy(
     # Weights (inverse inclusion probabilities) make an inspected sample stand for the population.
     w = np.ones(len(cand_score)) if weights is None else np.asarray(weights, dtype=np.float64)[free]
     shares = np.cumsum([w[cur_tier == t].sum() / w.sum() for t in TIERS])
+    cuts = _cut_scores(cand_score, w, shares, weighted=weights is not None)
+    for t, cut in zip(doc["tiers"][:-1], cuts):
+        t["min_score"] = max(1, cut)
+    doc["tiers"][-1]["min_score"] = 0
+    return Policy.from_doc(doc)
+
+
+def _cut_scores(cand_score: np.ndarray, w: np.ndarray, shares: np.ndarray, weighted: bool) -> list:
+    """The candidate's cut scores (A, B, C) that put the given cumulative shares above them."""
     cuts, prev = [], 1001
     for _t, share in zip(TIERS[:-1], shares[:-1]):
         if share <= 0:
@@ -94,7 +103,7 @@ def candidate_policy(
         else:
             q = int(
                 np.quantile(cand_score, 1 - share)
-                if weights is None
+                if not weighted
                 else _weighted_quantile(cand_score, w, 1 - share)
             )
             # Many entities share a score (e.g. nothing that counts): the cut at the quantile may put
@@ -109,7 +118,4 @@ def candidate_policy(
         q = min(q, prev - 1)
         cuts.append(q)
         prev = q
-    for t, cut in zip(doc["tiers"][:-1], cuts):
-        t["min_score"] = max(1, cut)
-    doc["tiers"][-1]["min_score"] = 0
-    return Policy.from_doc(doc)
+    return cuts

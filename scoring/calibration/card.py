@@ -118,6 +118,13 @@ def what_changed(hand, cand, ev: pd.DataFrame, sig_ev: pd.DataFrame | None = Non
             }
         ]
     out = _signal_sentences(cand, sig_ev)
+    for sentences in (_penalties, _positives, _arrears, _other_items):
+        out += sentences(hand, cand, ev)
+    return out
+
+
+def _penalties(hand, cand, ev: pd.DataFrame) -> list[dict]:
+    out = []
     if {"PENALTY_GENERAL", "PENALTY_SEVERE"} <= set(ev.index):
         hg, hs = _weight(hand, "PENALTY_GENERAL", 1), _weight(hand, "PENALTY_SEVERE", 36)
         cg, cs = _weight(cand, "PENALTY_GENERAL", 1), _weight(cand, "PENALTY_SEVERE", 36)
@@ -134,6 +141,11 @@ def what_changed(hand, cand, ev: pd.DataFrame, sig_ev: pd.DataFrame | None = Non
                 f"{_pct(s['rate_without'])}.",
             }
         )
+    return out
+
+
+def _positives(hand, cand, ev: pd.DataFrame) -> list[dict]:
+    out = []
     for item, label in (
         ("LICENCE", "Licences"),
         ("COMMITMENT", "Signed commitments"),
@@ -157,6 +169,11 @@ def what_changed(hand, cand, ev: pd.DataFrame, sig_ev: pd.DataFrame | None = Non
             out.append({"text": f"{label} count more: {h:+d} → {c:+d} each.", "evidence": evidence})
         elif abs(c) <= 0.5 * abs(h):
             out.append({"text": f"{label} count less: {h:+d} → {c:+d} each.", "evidence": evidence})
+    return out
+
+
+def _arrears(hand, cand, ev: pd.DataFrame) -> list[dict]:
+    out = []
     arrears = [a for a in ARREARS if a in ev.index]
     if arrears:
         h = sum(_weight(hand, a, 1) for a in arrears)
@@ -173,6 +190,12 @@ def what_changed(hand, cand, ev: pd.DataFrame, sig_ev: pd.DataFrame | None = Non
                 + f"; with none of them {_pct(ev.loc[arrears[0], 'rate_without'])}.",
             }
         )
+    return out
+
+
+def _other_items(hand, cand, ev: pd.DataFrame) -> list[dict]:
+    """Any other item whose points moved by half or more."""
+    out = []
     for item, spec in sorted(cand.doc["items"].items()):
         h, c = hand.doc["items"][item], spec
         if (

@@ -107,14 +107,7 @@ def compare_policies(
         )
 
     def interval(k, metric):
-        d = np.array([b[(k, metric)] - b[(baseline, metric)] for b in boot])
-        d = d[~np.isnan(d)]
-        lo, hi = np.quantile(d, [0.025, 0.975]) if len(d) else (np.nan, np.nan)
-        return {
-            "difference": float(est[(k, metric)] - est[(baseline, metric)]),
-            "ci95": [float(lo), float(hi)],
-            "share_of_resamples_above_zero": float((d > 0).mean()) if len(d) else None,
-        }
+        return _difference_interval(est, boot, k, baseline, metric)
 
     report = {
         "inspections": int(len(y)),
@@ -142,3 +135,15 @@ def compare_policies(
                     r["vs_" + baseline]["problems_per_100_truth"] = interval(k, "p100_truth")
         report["policies"][k] = r
     return report
+
+
+def _difference_interval(est: dict, boot: list, k: str, baseline: str, metric: str) -> dict:
+    """A policy's difference to the baseline in ``metric`` and its bootstrap 95% interval."""
+    d = np.array([b[(k, metric)] - b[(baseline, metric)] for b in boot])
+    d = d[~np.isnan(d)]
+    lo, hi = np.quantile(d, [0.025, 0.975]) if len(d) else (np.nan, np.nan)
+    return {
+        "difference": float(est[(k, metric)] - est[(baseline, metric)]),
+        "ci95": [float(lo), float(hi)],
+        "share_of_resamples_above_zero": float((d > 0).mean()) if len(d) else None,
+    }

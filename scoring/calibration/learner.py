@@ -220,28 +220,7 @@ class PolicyLearner(BaseEstimator):
         }
         cut = np.quantile(days, 1 - self.validation_share) if n else 0
         fit_rows, val_rows = days <= cut, days > cut
-        self.search_ = []
-        best = None
-        if len(set(y[fit_rows])) > 1 and len(set(y[val_rows])) > 1:
-            for s in self.half_life_scales:
-                for prior in self.priors:
-                    for C in self.Cs:
-                        m = self._model(C, prior).fit(X[s][fit_rows], y[fit_rows], sw[fit_rows])
-                        p = m.predict_proba(X[s][val_rows])[:, 1]
-                        row = {
-                            "half_life_scale": s,
-                            "prior": prior,
-                            "C": C,
-                            "val_log_loss": float(
-                                log_loss(y[val_rows], p, labels=[0, 1], sample_weight=sw[val_rows])
-                            ),
-                            "val_auc": float(
-                                roc_auc_score(y[val_rows], p, sample_weight=sw[val_rows])
-                            ),
-                        }
-                        self.search_.append(row)
-                        if best is None or row["val_log_loss"] < best["val_log_loss"] - 1e-12:
-                            best = row
+        best = self._search(X, y, sw, fit_rows, val_rows)
         # The current policy is the champion: a learned candidate must predict the validation
         # inspections better (weighted log-loss) than the current score does through a one-variable
         # logistic fitted on the same earlier rows; otherwise the candidate is the current policy.
@@ -268,6 +247,33 @@ class PolicyLearner(BaseEstimator):
         self.model_ = self._model(self.C_, self.prior_).fit(X[self.half_life_scale_], y, sw)
         self.coef_ = self.model_.coef_
         return self
+
+    def _search(self, X: dict, y, sw, fit_rows, val_rows) -> dict | None:
+        """Every (half-life scale, prior, C) fitted on the earlier rows and scored on the later
+        ones (``search_``); the best by weighted log-loss, or None when either part is one-class."""
+        self.search_ = []
+        best = None
+        if len(set(y[fit_rows])) > 1 and len(set(y[val_rows])) > 1:
+            for s in self.half_life_scales:
+                for prior in self.priors:
+                    for C in self.Cs:
+                        m = self._model(C, prior).fit(X[s][fit_rows], y[fit_rows], sw[fit_rows])
+                        p = m.predict_proba(X[s][val_rows])[:, 1]
+                        row = {
+                            "half_life_scale": s,
+                            "prior": prior,
+                            "C": C,
+                            "val_log_loss": float(
+                                log_loss(y[val_rows], p, labels=[0, 1], sample_weight=sw[val_rows])
+                            ),
+                            "val_auc": float(
+                                roc_auc_score(y[val_rows], p, sample_weight=sw[val_rows])
+                            ),
+                        }
+                        self.search_.append(row)
+                        if best is None or row["val_log_loss"] < best["val_log_loss"] - 1e-12:
+                            best = row
+        return best
 
     def _model(self, C, prior):
         return SignConstrainedLogisticRegression(

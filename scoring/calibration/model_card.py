@@ -17,28 +17,7 @@ from scoring.common.plots import use_cjk_font
 
 
 def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_score) -> Path:
-    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    use_cjk_font()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    x = np.arange(4)
-    cand = [m["hit_rate_by_tier"][t] or 0 for t in TIERS]
-    base = [m["baseline"]["hit_rate_by_tier"][t] or 0 for t in TIERS]
-    ax[0].bar(x - 0.2, base, 0.4, label="现行 current")
-    ax[0].bar(x + 0.2, cand, 0.4, label="候选 candidate")
-    ax[0].set_xticks(x, TIERS)
-    ax[0].set_title("问题发现率 hit rate by tier (later inspections)")
-    ax[0].legend()
-    cal = pd.DataFrame(m["calibration"])
-    ax[1].plot(cal["predicted"], cal["observed"], marker="o")
-    ax[1].plot([0, 1], [0, 1], ls="--", color="grey")
-    ax[1].set_title("校准 calibration")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    png = _figure_png(m)
     rows = "".join(
         f"<tr><th>{k}</th><td>{html.escape(str(m['baseline'].get(k)))}</td><td>{html.escape(str(m.get(k)))}</td></tr>"
         for k in ("auc", "ks", "hit_rate_by_tier", "lift_d_over_a", "tier_counts")
@@ -80,7 +59,7 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
         "<table border=1><tr><th>metric</th><th>current policy</th><th>candidate</th></tr>"
         + rows
         + "</table>"
-        f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'/>"
+        f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
         "<h2>What changed, in words</h2><ul>"
         + "".join(
             f"<li>{html.escape(x['text'])}<br/><small>Evidence: {html.escape(x['evidence'])}</small></li>"
@@ -104,3 +83,30 @@ def write_model_card(folder: Path, m: dict, test, features, p, cand_score, base_
     path = folder / "model_card.html"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _figure_png(m: dict) -> bytes:
+    """Hit rate by tier (current vs candidate) and the calibration curve, as a PNG."""
+    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_cjk_font()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(4)
+    cand = [m["hit_rate_by_tier"][t] or 0 for t in TIERS]
+    base = [m["baseline"]["hit_rate_by_tier"][t] or 0 for t in TIERS]
+    ax[0].bar(x - 0.2, base, 0.4, label="现行 current")
+    ax[0].bar(x + 0.2, cand, 0.4, label="候选 candidate")
+    ax[0].set_xticks(x, TIERS)
+    ax[0].set_title("问题发现率 hit rate by tier (later inspections)")
+    ax[0].legend()
+    cal = pd.DataFrame(m["calibration"])
+    ax[1].plot(cal["predicted"], cal["observed"], marker="o")
+    ax[1].plot([0, 1], [0, 1], ls="--", color="grey")
+    ax[1].set_title("校准 calibration")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scoring.calibration.policy_change import diff_text, policy_diff, promote_file, write_diff
+from scoring.calibration.diff_views import diff_text, write_diff
+from scoring.calibration.policy_change import policy_diff, promote_file
 from scoring.cli.common import EXIT_OK, CliError, add_common, home_dir, print_json
 from scoring.history.store import Store
 

@@ -178,7 +178,7 @@ def test_the_diff_page_has_the_matrix_as_a_picture(diff):
 
 
 def test_the_terminal_table_prints_v2_shares_next_to_the_cited_reference(diff):
-    from scoring.calibration.policy_change import diff_text
+    from scoring.calibration.diff_views import diff_text
 
     text = diff_text(diff)
     for t in "ABCD":  # one line per tier: old, new, reference, new - reference
