@@ -5,6 +5,7 @@ functions count: they only hide one), and no module imports another module's pri
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -205,16 +206,27 @@ def private_imports(modules: dict[str, Path], package: str) -> list[str]:
     return bad
 
 
+# Being taken apart on another branch (history.store's SQL moves into history/ functions); the
+# entries must go with them: an entry that no longer happens fails the test too.
+KNOWN_CYCLES = [["scoring.history.latest", "scoring.history.store"]]
+KNOWN_PRIVATE = ["scoring.history.runlock imports scoring.history.store._db_slug"]
+
+
 def test_no_import_cycles_in_scoring():
     cycles = import_cycles(import_graph(modules_under(SCORING, "scoring")))
-    assert cycles == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+    assert [c for c in cycles if c not in KNOWN_CYCLES] == [], "import cycles:\n" + "\n".join(
+        " <-> ".join(c) for c in cycles
+    )
+    assert [c for c in KNOWN_CYCLES if c not in cycles] == [], "gone: drop it from KNOWN_CYCLES"
 
 
 def test_no_private_names_imported_across_modules():
     bad = private_imports(modules_under(SCORING, "scoring"), "scoring")
     for caller in (REPO / "dags", REPO / "bench"):
         bad += private_imports(modules_under(caller, caller.name), "scoring")
-    assert bad == [], "\n".join(bad)
+    bad = [re.sub(r":\d+ ", " ", b) for b in bad]
+    assert [b for b in bad if b not in KNOWN_PRIVATE] == [], "\n".join(bad)
+    assert [b for b in KNOWN_PRIVATE if b not in bad] == [], "gone: drop it from KNOWN_PRIVATE"
 
 
 def _write_package(root: Path, files: dict[str, str]) -> dict[str, Path]:
