@@ -59,3 +59,52 @@ def coverage_targets() -> dict[str, float]:
         k: float(v)
         for k, v in load_document(CONFIG_DIR / "coverage_targets.yaml")["targets"].items()
     }
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and line."""
+
+
+class Positions:
+    """Line numbers of a YAML document's nodes, by path (keys and list indexes)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def line(self, path: tuple) -> int:
+        node, best = self.node, self.node
+        for step in path:
+            nxt = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if k.value == str(step):
+                        nxt = v
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+                if 0 <= step < len(node.value):
+                    nxt = node.value[step]
+            if nxt is None:
+                break
+            node = best = nxt
+        return (best.start_mark.line + 1) if best is not None else 1
+
+
+def load_with_lines(path: Path | str) -> tuple[dict, Positions]:
+    """A YAML mapping and the line of each of its nodes, for errors that name file and line.
+    Unreadable or malformed YAML is a ConfigError naming the file (and line, where YAML says)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        doc = yaml.load(text, Loader=_LOADER)
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}:1: expected a mapping at the top level")
+    return doc, Positions(node)

@@ -1,11 +1,16 @@
-"""Reading provider files: encoding and layout detection, raw rows, and staging to canonical columns.
+"""Reading provider files: encoding, header and layout detection, raw rows.
 
 Every physical row a provider sent ends up either in the staged frame or in the list of rows the
-reader could not parse (with a reason), so received = staged + unparseable always holds.
+reader could not parse (with a reason), so received = staged + unparseable always holds. The
+header is looked for in the first rows (title rows above it), on every sheet of a workbook in
+order, and as two merged rows; the file says which row and sheet it used. Staging the rows
+(typing, keys) is in scoring.intake.staging, value parsers in scoring.intake.values; both are
+re-exported here for the callers that read and stage in one place.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -19,9 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scoring.common import codes, law
-from scoring.common.catalogue import Catalogue
-from scoring.intake.layouts import Layout, match_header
+from scoring.intake.layouts import HEADER_SEARCH_ROWS, Layout, LayoutSet, locate_header
 from scoring.intake.readers import (
     DEFAULT_LIMITS,
     ReaderLimits,
@@ -31,18 +34,29 @@ from scoring.intake.readers import (
     decode,
     header_hint,
     parse_csv,
+    physical_lines,
+)
+from scoring.intake.staging import (  # noqa: F401 (re-exported)
+    RECORD_CONTENT,
+    STG_CHANGE_COLUMNS,
+    STG_ENTITY_COLUMNS,
+    STG_RECORD_COLUMNS,
+    record_content_hash,
+    record_key,
+    stage_changes,
+    stage_entities,
+    stage_records,
+)
+from scoring.intake.values import (  # noqa: F401 (re-exported)
+    MAX_AMOUNT_YUAN,
+    clean_text,
+    parse_amounts,
+    parse_dates,
 )
 from scoring.intake.xlsx import read_xlsx
 
 DELIVERY_NAME = re.compile(r"^(?P<date>\d{8})_(?P<feed>[a-z_]+)\.(?P<ext>csv|xlsx)$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]+$")
-SUBJECT_TYPES = {
-    "法人及非法人组织": "legal",
-    "法人": "legal",
-    "非法人组织": "legal",
-    "自然人": "natural",
-    "个体工商户": "individual",
-}
 
 
 @dataclass
@@ -62,6 +76,19 @@ class RawFile:
     )
     sha256: str = ""
     n_bytes: int = 0
+    header_line: int = 1  # the (first) row of the header, as a spreadsheet numbers rows
+    header_rows: int = 1  # 2: two merged header rows
+    sheet: str | None = None  # XLSX: the sheet read
+
+    @property
+    def where(self) -> str:
+        """Which header row (and sheet) was used, for the operator."""
+        rows = (
+            f"row {self.header_line}"
+            if self.header_rows == 1
+            else f"rows {self.header_line}-{self.header_line + self.header_rows - 1} (merged)"
+        )
+        return f"header {rows}" + (f" of sheet {self.sheet}" if self.sheet else "")
 
     @property
     def received(self) -> int:
@@ -119,8 +146,12 @@ def read_file(
     provider: str | None = None,
     max_cells: int = 50_000_000,
     max_bytes: int = 4_000_000_000,
+    layouts: LayoutSet | None = None,
+    overrides: dict[str, dict[str, str]] | None = None,
 ) -> RawFile:
-    """Read one provider file into raw canonical columns. Raises UnusableFile with a one-line reason."""
+    """Read one provider file into raw canonical columns, with these layouts (default: the latest)
+    and the provider's overrides (layout id -> {its header: canonical column}). Raises
+    UnusableFile with a one-line reason."""
     path = Path(path)
     check_name(path.name)
     if path.is_symlink():
@@ -128,20 +159,38 @@ def read_file(
             "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
         )
     data = _open_regular(path, max_bytes)
-    raw = read_bytes(data, path.name, provider=provider or path.parent.name, max_cells=max_cells)
+    raw = read_bytes(
+        data,
+        path.name,
+        provider=provider or path.parent.name,
+        max_cells=max_cells,
+        layouts=layouts,
+        overrides=overrides,
+    )
     raw.path = str(path)
     return raw
 
 
-def read_bytes(data: bytes, name: str, provider: str, max_cells: int = 50_000_000) -> RawFile:
+def read_bytes(
+    data: bytes,
+    name: str,
+    provider: str,
+    max_cells: int = 50_000_000,
+    layouts: LayoutSet | None = None,
+    overrides: dict[str, dict[str, str]] | None = None,
+) -> RawFile:
     """Read one delivery's bytes (named ``name``). Raises UnusableFile with a one-line reason; every
     other problem inside the file also comes out as UnusableFile (code ``unreadable_content``)."""
     import hashlib
 
     limits = replace(DEFAULT_LIMITS, max_cells=max_cells)
     sha = hashlib.sha256(data).hexdigest()
+    pool = tuple(
+        lay.with_headers(overrides[lay.id]) if overrides and lay.id in overrides else lay
+        for lay in (layouts or LayoutSet.latest()).layouts
+    )
     try:
-        return _read_bytes(data, name, provider, limits, sha)
+        return _read_bytes(data, name, provider, limits, sha, pool)
     except UnusableFile as exc:
         exc.sha256 = sha
         raise
@@ -153,34 +202,39 @@ def read_bytes(data: bytes, name: str, provider: str, max_cells: int = 50_000_00
         raise err from None
 
 
-def _read_bytes(data: bytes, name: str, provider: str, limits: ReaderLimits, sha: str) -> RawFile:
+def _read_bytes(
+    data: bytes, name: str, provider: str, limits: ReaderLimits, sha: str, pool
+) -> RawFile:
     if not data:
         raise UnusableFile("empty", "the file is empty (0 bytes)")
+
+    def locate(rows):
+        at = locate_header([[str(c) for c in r] for r in rows], pool)
+        return None if at is None else (at.row, at.rows, at.header if at.rows > 1 else None)
+
+    sheet = None
     if data[:4] == b"PK\x03\x04" or name.lower().endswith(".xlsx"):
         if data[:4] != b"PK\x03\x04":
             raise UnusableFile("malformed", "named .xlsx but is not an XLSX (ZIP) file")
-        header, data_frame, bad = read_xlsx(data, limits)
-        encoding, fmt = "xlsx", "xlsx"
+        header, data_frame, bad, where = read_xlsx(data, limits, locate)
+        encoding, fmt, sheet = "xlsx", "xlsx", where["sheet"]
+        header_line, header_rows = where["header_line"], where["header_rows"]
     else:
         check_bytes(data, limits)
         encoding, text = decode(data)
         if not text.strip():
             raise UnusableFile("empty", "the file has no header row")
-        header, data_frame, bad = parse_csv(text, limits)
+        header, data_frame, bad, header_line, header_rows = _parse_csv_at_header(
+            text, limits, locate
+        )
         fmt = "csv"
-        if data_frame.shape[0] and not text.endswith(("\n", "\r")) and not bad:
-            # No final newline: the last row may have been cut inside its last field.
-            last = data_frame.iloc[-1]
-            bad.append(
-                (int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str)))
-            )
-            data_frame = data_frame.iloc[:-1]
     header = check_header(header, limits)
-    layout, mapping, missing = match_header(header)
-    if layout is None:
+    at = locate_header([header], pool)
+    if at is None:
         raise UnusableFile(
             "unknown_layout", f"header matches no known layout ({header_hint(header)})"
         )
+    layout, mapping, missing = at.match.layout, at.match.mapping, at.match.missing
     width = len(header)
     values = data_frame[list(range(width))]
     blank = (values.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
@@ -217,7 +271,38 @@ def _read_bytes(data: bytes, name: str, provider: str, limits: ReaderLimits, sha
         bad_rows=bad_rows,
         sha256=sha,
         n_bytes=len(data),
+        header_line=header_line,
+        header_rows=header_rows,
+        sheet=sheet,
     )
+
+
+def _parse_csv_at_header(text: str, limits: ReaderLimits, locate):
+    """Parse CSV text from its header row: the first row, or the row (or two merged rows) the
+    header was found at below title rows. Rows keep their numbers in the whole file."""
+    head = physical_lines(text[: 1 << 20])[:HEADER_SEARCH_ROWS]
+    rows = []
+    for line in head:
+        try:
+            rows.append(next(csv.reader([line.rstrip("\r\n")]), []))
+        except csv.Error:
+            rows.append([])
+    found = locate(rows) if rows else None
+    at, n_rows, merged = found if found else (0, 1, None)
+    skip = at + n_rows - 1  # parse from the header's last row
+    offset = sum(len(line) for line in head[:skip])
+    header, frame, bad = parse_csv(text[offset:] if skip else text, limits)
+    if merged is not None:
+        header = list(merged) + [""] * (len(header) - len(merged))
+    if skip:
+        frame["line_no"] = frame["line_no"] + skip
+        bad = [(n + skip, r, t) for n, r, t in bad]
+    if frame.shape[0] and not text.endswith(("\n", "\r")) and not bad:
+        # No final newline: the last row may have been cut inside its last field.
+        last = frame.iloc[-1]
+        bad.append((int(last["line_no"]), "truncated_row", "\x1f".join(last.iloc[:-1].astype(str))))
+        frame = frame.iloc[:-1]
+    return header, frame, bad, at + 1, n_rows
 
 
 def _too_long(values: pd.DataFrame, limit: int) -> np.ndarray:
@@ -240,471 +325,3 @@ def raw_json(raw: pd.DataFrame) -> pd.Series:
         index=raw.index,
         dtype="string",
     )
-
-
-# --------------------------------------------------------------------------- typing helpers
-
-
-def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse dates in the formats providers use. Returns (dates, unparseable-but-present mask)."""
-    t = s.astype("string").str.normalize("NFKC").str.strip()
-    t = t.mask(t == "", pd.NA)
-    t = t.str.replace(r"(\d{4})年(\d{1,2})月(\d{1,2})日?", r"\1-\2-\3", regex=True)
-    t = t.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
-    t = t.str.replace(r"[./]", "-", regex=True)
-    t = t.str.replace(r"\s+\d{1,2}:\d{2}(:\d{2})?$", "", regex=True)
-    d = pd.to_datetime(t, format="%Y-%m-%d", errors="coerce")
-    return d.astype("datetime64[s]"), t.notna() & d.isna()
-
-
-MAX_AMOUNT_YUAN = 1e12  # a trillion yuan: beyond any fine or arrears a provider can send
-
-
-def parse_amounts(s: pd.Series, max_value: float = MAX_AMOUNT_YUAN) -> tuple[pd.Series, pd.Series]:
-    """Numbers with thousands separators or full-width digits. Returns (values, bad mask): a value
-    that is not a number, not finite (inf, NaN), negative or above ``max_value`` is a bad value,
-    and its amount is left empty."""
-    t = s.astype("string").str.normalize("NFKC").str.replace(r"[,\s]", "", regex=True)
-    t = t.mask(t == "", pd.NA)
-    v = pd.to_numeric(t, errors="coerce").astype("float64")
-    absurd = ~np.isfinite(v.fillna(0.0)) | (v < 0).fillna(False) | (v > max_value).fillna(False)
-    v = v.mask(absurd)
-    return v, t.notna() & v.isna()
-
-
-def _max_amount(cat: Catalogue) -> float:
-    return float(cat.gates.get("max_amount_yuan", MAX_AMOUNT_YUAN))
-
-
-def clean_text(s: pd.Series) -> pd.Series:
-    t = s.astype("string").str.strip()
-    return t.mask(t == "", pd.NA)
-
-
-# --------------------------------------------------------------------------- staging
-
-STG_RECORD_COLUMNS = [
-    "source_file",
-    "line_no",
-    "provider",
-    "layout",
-    "delivered_on",
-    "item_code",
-    "subject_type",
-    "subject_name",
-    "uscc",
-    "id_number",
-    "legal_rep_name",
-    "legal_rep_id_number",
-    "doc_number",
-    "penalty_category",
-    "amount_yuan",
-    "decision_date",
-    "publicity_end_date",
-    "valid_to_date",
-    "authority_name",
-    "inspection_result",
-    "grade",
-    "grade_basis",
-    "removal_date",
-    "removal_reason",
-    "bad_values",
-]
-STG_ENTITY_COLUMNS = [
-    "source_file",
-    "line_no",
-    "provider",
-    "delivered_on",
-    "uscc",
-    "subject_name",
-    "entity_type",
-    "eval_class",
-    "industry",
-    "division_code",
-    "registered_date",
-    "entity_status",
-    "legal_rep_name",
-    "legal_rep_id_number",
-    "phone",
-    "bad_values",
-]
-EVAL_CLASS = {
-    "有限责任公司": "legal_person",
-    "股份有限公司": "legal_person",
-    "农民专业合作社": "legal_person",
-    "事业单位": "legal_person",
-    "社会团体": "legal_person",
-    "民办非企业单位": "legal_person",
-    "基金会": "legal_person",
-    "农村集体经济组织": "legal_person",
-    "个人独资企业": "unincorporated",
-    "合伙企业": "unincorporated",
-    "其他组织": "unincorporated",
-    "个体工商户": "individual_business",
-}
-
-
-def _is_individual(code: pd.Series) -> np.ndarray:
-    """USCCs of individual businesses (个体工商户) start with 92."""
-    return (code.str.slice(0, 2) == "92").fillna(False).to_numpy(dtype=bool)
-
-
-def _subject_type(category: pd.Series, code: pd.Series) -> pd.Series:
-    t = category.astype("string").str.strip().map(SUBJECT_TYPES, na_action="ignore")
-    guess = pd.Series(np.where(_is_individual(code), "individual", "legal"), index=code.index)
-    guess = guess.where(code.notna(), pd.NA)
-    return t.fillna(guess).astype("string")
-
-
-def _provenance(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
-    """Where each staged row came from: file, line, provider, delivery date."""
-    f = raw.rows
-    out = pd.DataFrame(index=f.index)
-    out["source_file"] = pd.Series(raw.path, index=f.index, dtype="string")
-    out["line_no"] = f["line_no"]
-    out["provider"] = pd.Series(raw.provider, index=f.index, dtype="string")
-    out["delivered_on"] = pd.Series(delivered_on, index=f.index).astype("datetime64[s]")
-    return out
-
-
-def record_key(stg: pd.DataFrame) -> pd.Series:
-    """A record's identity: its decision document number and its subject (USCC, ID number or name)."""
-    subject = stg["uscc"].fillna(stg["id_number"]).fillna(stg["subject_name"])
-    return (stg["doc_number"].fillna("") + "|" + subject.fillna("")).astype("string")
-
-
-RECORD_CONTENT = [
-    "item_code",
-    "subject_type",
-    "subject_name",
-    "uscc",
-    "id_number",
-    "penalty_category",
-    "amount_yuan",
-    "decision_date",
-    "publicity_end_date",
-    "valid_to_date",
-    "authority_name",
-    "inspection_result",
-    "grade",
-    "removal_date",
-    "removal_reason",
-]
-
-
-def record_content_hash(stg: pd.DataFrame) -> pd.Series:
-    """A 64-bit hash of what a record says (not where it came from): equal for a resend, different
-    for a re-delivery that corrects it."""
-    cols = stg.reindex(columns=RECORD_CONTENT)
-    text = {}
-    for c in RECORD_CONTENT:
-        v = cols[c]
-        if c.endswith("_date"):
-            v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
-        elif c == "amount_yuan":
-            v = (
-                pd.to_numeric(v, errors="coerce")
-                .round(2)
-                .map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
-            )
-        text[c] = v.astype("string").fillna("")
-    if not len(stg):
-        return pd.util.hash_pandas_object(pd.Series([], dtype=str), index=False).astype("uint64")
-    # Joined column by column (not row by row in Python), then hashed as Python strings: the
-    # hashes stay those of the stored history.
-    first, *rest = (text[c] for c in RECORD_CONTENT)
-    joined = first.str.cat(rest, sep="\x1f").astype(object)
-    return pd.util.hash_pandas_object(joined, index=False).astype("uint64")
-
-
-def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> pd.DataFrame:
-    """Typed canonical rows (stg_record) for every non-register layout. Pure: no I/O."""
-    f = raw.rows
-    lay = raw.layout.id
-    n = len(f)
-    out = _provenance(raw, delivered_on)
-    out["layout"] = pd.Series(lay, index=f.index, dtype="string")
-    bad = pd.Series("", index=f.index, dtype="string")
-
-    def note_bad(mask, col):
-        nonlocal bad
-        bad = bad.where(~mask, bad + col + ";")
-
-    if lay == "court_dishonest_debtor":
-        code = codes.normalise_code(f["subject_code"])
-        is_person = code.str.fullmatch(r"\d{17}[\dX]").fillna(False).to_numpy(
-            dtype=bool
-        ) & ~codes.valid_uscc(code.to_numpy(dtype=object))
-        out["uscc"] = code.where(~is_person, pd.NA)
-        out["id_number"] = code.where(is_person, pd.NA)
-        out["subject_type"] = pd.Series(
-            np.where(is_person, "natural", np.where(_is_individual(code), "individual", "legal")),
-            index=f.index,
-            dtype="string",
-        ).where(code.notna(), pd.NA)
-    else:
-        out["uscc"] = codes.normalise_code(f["uscc"])
-        out["id_number"] = codes.normalise_code(f["id_number"]) if "id_number" in f else pd.NA
-        out["subject_type"] = _subject_type(
-            f.get("subject_category", pd.Series(pd.NA, index=f.index)), out["uscc"]
-        )
-    out["subject_name"] = clean_text(f["subject_name"])
-    out["legal_rep_name"] = clean_text(f["legal_rep_name"]) if "legal_rep_name" in f else pd.NA
-    out["legal_rep_id_number"] = (
-        codes.normalise_code(f["legal_rep_id_number"]) if "legal_rep_id_number" in f else pd.NA
-    )
-    if (
-        lay == "tax_credit_rating"
-    ):  # no document number on the list: tax year and grade name the record
-        out["doc_number"] = (
-            "纳税信用"
-            + clean_text(f["rating_year"])
-            + "年度"
-            + clean_text(f["credit_grade"]).str.upper().str.removesuffix("级")
-            + "级"
-        )
-    else:
-        out["doc_number"] = clean_text(f["doc_number"])
-    out["authority_name"] = clean_text(f["authority_name"]) if "authority_name" in f else pd.NA
-    out["penalty_category"] = (
-        clean_text(f["penalty_category"]) if "penalty_category" in f else pd.NA
-    )
-    out["inspection_result"] = (
-        clean_text(f["inspection_result"]) if "inspection_result" in f else pd.NA
-    )
-
-    for src, dst in (
-        ("decision_date", "decision_date"),
-        ("publicity_end", "publicity_end_date"),
-        ("listing_end", "publicity_end_date"),
-        ("valid_to", "valid_to_date"),
-        ("removal_date", "removal_date"),
-    ):
-        if src not in f and dst in out:
-            continue  # two sources of one column (a listing's end is its publicity end)
-        if src in f:
-            d, d_bad = parse_dates(f[src])
-            note_bad(d_bad, src)
-        else:
-            d = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]")
-        out[dst] = d
-
-    out["removal_reason"] = clean_text(f["removal_reason"]) if "removal_reason" in f else pd.NA
-    out["grade"] = pd.Series(pd.NA, index=f.index, dtype="string")
-    out["grade_basis"] = pd.Series(pd.NA, index=f.index, dtype="string")
-    if lay == "sgs_penalty":
-        fine, fine_bad = parse_amounts(f["fine_wan_yuan"], _max_amount(cat) / 10_000)
-        note_bad(fine_bad, "fine_wan_yuan")
-        out["amount_yuan"] = (fine * 10_000).round(2)
-        # Graded by procedure and penalty type under the rules in force on the decision date;
-        # "simplified" rows are excluded by the gate (Art. 18), not quarantined.
-        graded = law.grade_penalties(
-            out.assign(
-                procedure=clean_text(f["procedure"]),
-                provider_grade=clean_text(f["provider_grade"]),
-                bad_values=bad,
-            ),
-            cat.doc,
-        )
-        out["grade"], out["grade_basis"] = graded["grade"], graded["grade_basis"]
-        out["item_code"] = pd.Series(
-            np.where(graded["grade"] == "severe", "PENALTY_SEVERE", "PENALTY_GENERAL"),
-            index=f.index,
-            dtype="string",
-        )
-    elif lay == "credit_record":
-        amt, amt_bad = parse_amounts(f["amount_yuan"], _max_amount(cat))
-        note_bad(amt_bad, "amount_yuan")
-        out["amount_yuan"] = amt
-        out["item_code"] = clean_text(f["item_code"]).str.upper()
-    else:
-        out["amount_yuan"] = pd.Series(np.nan, index=f.index, dtype="float64")
-        if lay == "sgs_licence":
-            out["item_code"] = pd.Series("LICENCE", index=f.index, dtype="string")
-        elif lay == "court_dishonest_debtor":
-            out["item_code"] = pd.Series("DISHONEST_DEBTOR", index=f.index, dtype="string")
-        elif (
-            lay == "tax_credit_rating"
-        ):  # TAX_CREDIT_A; another grade is an item the catalogue must list
-            grade = clean_text(f["credit_grade"]).str.upper().str.removesuffix("级")
-            out["item_code"] = ("TAX_CREDIT_" + grade).astype("string")
-        elif lay == "commitment_result":
-            result = clean_text(f["check_result"])
-            breached = result.str.contains("未履|违背|不履", regex=True)
-            out["item_code"] = pd.Series(
-                np.where(breached.fillna(False), "COMMITMENT_BREACH", "COMMITMENT_KEPT"),
-                index=f.index,
-                dtype="string",
-            ).where(result.notna(), pd.NA)
-        elif lay == "inspection_result":
-            ok = out["inspection_result"].str.contains("未发现", regex=False)
-            out["item_code"] = pd.Series(
-                np.where(ok.fillna(False), "INSPECTION_PASS", "INSPECTION_FAIL"),
-                index=f.index,
-                dtype="string",
-            ).where(out["inspection_result"].notna(), pd.NA)
-        else:
-            raise ValueError(f"stage_records: layout {lay} is not a record layout")
-    out["bad_values"] = bad.mask(bad == "", pd.NA)
-    for c in ("uscc", "id_number", "legal_rep_name", "legal_rep_id_number", "removal_reason"):
-        out[c] = out[c].astype("string")
-    assert len(out) == n
-    return out[STG_RECORD_COLUMNS].reset_index(drop=True)
-
-
-def stage_entities(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
-    """Typed register rows (stg_entity). Pure: no I/O."""
-    f = raw.rows
-    out = _provenance(raw, delivered_on)
-    out["uscc"] = codes.normalise_code(f["uscc"])
-    out["subject_name"] = clean_text(f["subject_name"])
-    out["entity_type"] = clean_text(f["entity_type"])
-    out["eval_class"] = out["entity_type"].map(EVAL_CLASS, na_action="ignore").astype("string")
-    out["industry"] = clean_text(f["industry"]).str.upper()
-    out["division_code"] = clean_text(f["division_code"])
-    reg, reg_bad = parse_dates(f["decision_date"])
-    out["registered_date"] = reg
-    out["entity_status"] = clean_text(f["entity_status"])
-    out["legal_rep_name"] = clean_text(f["legal_rep_name"])
-    out["legal_rep_id_number"] = codes.normalise_code(f["legal_rep_id_number"])
-    out["phone"] = clean_text(f["phone"])
-    out["bad_values"] = pd.Series(
-        np.where(reg_bad, "registered_date;", ""), index=f.index, dtype="string"
-    )
-    out["bad_values"] = out["bad_values"].mask(out["bad_values"] == "", pd.NA)
-    return out[STG_ENTITY_COLUMNS].reset_index(drop=True)
-
-
-CHANGE_OPS = {
-    "更正": "correct",
-    "撤销": "revoke",
-    "异议申请": "objection_filed",
-    "异议受理": "objection_filed",
-    "异议标注": "objection",
-    "异议办结": "objection_closed",
-    "异议处理": "objection_closed",
-    "信用修复": "repair",
-}
-STG_CHANGE_COLUMNS = [
-    "source_file",
-    "line_no",
-    "provider",
-    "delivered_on",
-    "op",
-    "doc_number",
-    "subject_code",
-    "item_code",
-    "effective_date",
-    "result",
-    "new_decision_date",
-    "new_publicity_end_date",
-    "new_item_code",
-    "new_grade",
-    "new_amount_yuan",
-    "new_subject_code",
-    "new_removal_date",
-    "assisted",
-    "record_key",
-    "bad_values",
-]
-GRADE_WORDS = {
-    "轻微": "minor",
-    "轻微失信": "minor",
-    "一般": "general",
-    "一般失信": "general",
-    "严重": "severe",
-    "严重失信": "severe",
-}
-
-
-def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
-    """Typed change rows (stg_change): one correction, revocation, objection or repair of one record."""
-    f = raw.rows
-    out = _provenance(raw, delivered_on)
-    op_text = clean_text(f["op"])
-    out["op"] = (
-        op_text.map(CHANGE_OPS, na_action="ignore").astype("string").where(op_text.notna(), pd.NA)
-    )
-    out["op"] = out["op"].where(op_text.isna() | out["op"].notna(), "unknown:" + op_text)
-    out["doc_number"] = clean_text(f["doc_number"])
-    out["subject_code"] = codes.normalise_code(f["subject_code"])
-    out["item_code"] = clean_text(f["item_code"]).str.upper()
-    bad = pd.Series("", index=f.index, dtype="string")
-    for col, src in (
-        ("effective_date", "effective_date"),
-        ("new_decision_date", "new_decision_date"),
-        ("new_publicity_end_date", "new_publicity_end"),
-        ("new_removal_date", "new_removal_date"),
-    ):
-        d, d_bad = parse_dates(f[src])
-        out[col] = d
-        bad = bad.where(~d_bad, bad + col + ";")
-    out["result"] = clean_text(f["result"])
-    out["new_item_code"] = clean_text(f["new_item_code"]).str.upper()
-    grade_text = clean_text(f["new_grade"])
-    out["new_grade"] = grade_text.map(GRADE_WORDS, na_action="ignore").astype("string")
-    bad = bad.where(~(grade_text.notna() & out["new_grade"].isna()), bad + "new_grade;")
-    amt, amt_bad = parse_amounts(f["new_amount_yuan"])
-    out["new_amount_yuan"] = amt
-    bad = bad.where(~amt_bad, bad + "new_amount_yuan;")
-    out["new_subject_code"] = codes.normalise_code(f["new_subject_code"]).astype("string")
-    assisted = clean_text(f["assisted"])
-    out["assisted"] = assisted.isin(["是", "需要", "Y", "y", "1", "true", "True"]).to_numpy(
-        dtype=bool
-    )
-    out["record_key"] = (
-        out["doc_number"].fillna("") + "|" + out["subject_code"].fillna("")
-    ).astype("string")
-    out["bad_values"] = bad.mask(bad == "", pd.NA)
-    return out[STG_CHANGE_COLUMNS].reset_index(drop=True)
-
-
-def list_deliveries(
-    landing: Path | str, as_of: pd.Timestamp
-) -> list[tuple[Path, pd.Timestamp | None]]:
-    """Entries under landing/<provider>/ delivered by the as-of date, in a stable order.
-
-    Files whose names carry no delivery date are included (they count as delivered on the as-of
-    date of the first run that sees them); files dated after the as-of date are left for later.
-    The landing folder is a boundary: no symbolic link is followed, at any depth. A link (to a
-    file or to a provider folder) or a folder inside a provider's folder is listed as it is, never
-    entered, so that reading it is refused and logged with its reason.
-    """
-    landing = Path(landing)
-    out = []
-    if not landing.is_dir():
-        return out
-
-    def due(path: Path) -> tuple[Path, pd.Timestamp | None] | None:
-        if path.name.endswith(".partial"):
-            return None
-        d = delivery_date(path.name)
-        if d is not None and not pd.isna(d) and d > as_of:
-            return None
-        return path, (d if d is not None and not pd.isna(d) else None)
-
-    with os.scandir(landing) as top:
-        providers = sorted((e for e in top if not e.name.startswith(".")), key=lambda e: e.name)
-    for entry in providers:
-        if entry.is_symlink():
-            out.append((Path(entry.path), None))  # a linked provider folder: refused, not entered
-            continue
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        with os.scandir(entry.path) as inner:
-            for item in sorted(inner, key=lambda e: e.name):
-                hit = due(Path(item.path))
-                if hit is not None:
-                    out.append(hit)
-    return out
-    for prov_dir in sorted(
-        p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")
-    ):
-        for path in sorted(prov_dir.iterdir()):
-            if not path.is_file() or path.name.endswith(".partial"):
-                continue
-            d = delivery_date(path.name)
-            if d is not None and not pd.isna(d) and d > as_of:
-                continue
-            out.append((path, d if d is not None and not pd.isna(d) else None))
-    return out

@@ -1,14 +1,51 @@
 """Feed layouts as providers write them, and their mapping onto canonical staged columns.
 
-Headers are matched tolerantly: whitespace, BOMs and full-width brackets are normalised, and
-each canonical column accepts a few aliases seen in older or partial variants of a layout.
+The layouts are versioned data (``config/layouts/``: a version file per set, ``history.yaml``
+with effective dates and pinned hashes, like the catalogue). Headers are matched tolerantly:
+NFKC, spaces, punctuation and ASCII case are ignored, and a code header's number (``_1``..``_6``,
+which differ between the 2016 and 2021 standards) is ignored when its description matches.
+Exchange-table field codes (``CF_WSH``, ``XK_XDR_SHXYM``...) match like headers.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+from scoring.common.config import CONFIG_DIR, ConfigError, content_hash, load_with_lines
+
+LAYOUTS_DIR = CONFIG_DIR / "layouts"
+LAYOUT_HISTORY = LAYOUTS_DIR / "history.yaml"
+# The feeds a layout may name: those of the catalogue (and its providers' deliveries).
+FEEDS = (
+    "register",
+    "penalty",
+    "licence",
+    "inspection",
+    "dishonest_debtor",
+    "credit_record",
+    "credit_change",
+    "commitment_result",
+    "tax_credit_rating",
+)
+_LAYOUT_KEYS = {
+    "id",
+    "feed",
+    "title",
+    "columns",
+    "required",
+    "signature",
+    "combine",
+    "values",
+    "units",
+    "note",
+}
+_COLUMN_KEYS = {"headers", "codes"}
+UNITS = {"元": 1.0, "万元": 10_000.0}
+HEADER_SEARCH_ROWS = 10  # title rows above the header: how far down the header is looked for
 
 
 @dataclass(frozen=True)
@@ -16,290 +53,39 @@ class Layout:
     id: str
     feed: str
     title: str
-    columns: dict[
-        str, tuple[str, ...]
-    ]  # canonical name -> accepted headers (first is the standard one)
+    columns: dict[str, tuple[str, ...]]  # canonical name -> accepted headers (first: standard)
     required: tuple[str, ...]  # canonical columns without which the file is unusable
     signature: tuple[str, ...]  # canonical columns whose presence identifies the layout
+    codes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # exchange field codes
+    combine: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
 
     def standard_headers(self) -> list[str]:
         return [aliases[0] for aliases in self.columns.values()]
 
+    def names(self, canon: str) -> tuple[str, ...]:
+        return self.columns.get(canon, ()) + self.codes.get(canon, ())
 
-_CODES = {
-    "uscc": ("行政相对人代码_1(统一社会信用代码)", "统一社会信用代码", "行政相对人代码_1"),
-    "reg_no": ("行政相对人代码_2(工商注册号)", "工商注册号", "行政相对人代码_2"),
-    "org_code": ("行政相对人代码_3(组织机构代码)", "组织机构代码", "行政相对人代码_3"),
-    "tax_no": ("行政相对人代码_4(税务登记号)", "税务登记号", "行政相对人代码_4"),
-    "inst_no": ("行政相对人代码_5(事业单位证书号)", "事业单位证书号", "行政相对人代码_5"),
-    "soc_no": ("行政相对人代码_6(社会组织登记证号)", "社会组织登记证号", "行政相对人代码_6"),
-    "legal_rep_name": ("法定代表人",),
-    "legal_rep_id_type": ("法定代表人证件类型",),
-    "legal_rep_id_number": ("法定代表人证件号码",),
-    "id_type": ("证件类型",),
-    "id_number": ("证件号码",),
-}
+    def with_headers(self, extra: dict[str, str]) -> Layout:
+        """This layout with a provider's own headers (header -> canonical column) as aliases."""
+        cols = {c: a for c, a in self.columns.items()}
+        for header, canon in extra.items():
+            cols[canon] = cols[canon] + (header,)
+        return replace(self, columns=cols)
 
-PENALTY = Layout(
-    id="sgs_penalty",
-    feed="penalty",
-    title="双公示 行政处罚",
-    columns={
-        "subject_name": ("行政相对人名称",),
-        "subject_category": ("行政相对人类别",),
-        **_CODES,
-        "doc_number": ("行政处罚决定书文号", "处罚决定书文号", "决定书文号"),
-        "violation_type": ("违法行为类型",),
-        "violation_facts": ("违法事实",),
-        "legal_basis": ("处罚依据",),
-        "penalty_category": ("处罚类别",),
-        "penalty_content": ("处罚内容",),
-        "fine_wan_yuan": ("罚款金额（万元）", "罚款金额"),
-        "confiscated_wan_yuan": (
-            "没收违法所得、没收非法财物的金额（万元）",
-            "没收违法所得、没收非法财物的金额",
-        ),
-        "licence_revoked": ("暂扣或吊销证照名称及编号",),
-        "decision_date": ("处罚决定日期", "处罚日期"),
-        "valid_to": ("处罚有效期",),
-        "publicity_end": ("公示截止期", "公示截止日期"),
-        "authority_name": ("处罚机关",),
-        "authority_uscc": ("处罚机关统一社会信用代码",),
-        "source_unit": ("数据来源单位",),
-        "source_unit_uscc": ("数据来源单位统一社会信用代码",),
-        "remarks": ("备注",),
-        # Optional, sent by some providers (not in every 双公示 variant): the procedure and the
-        # provider's own dishonesty grade. They decide the grade when present.
-        "procedure": ("适用程序", "处罚程序", "程序类型"),
-        "provider_grade": ("失信严重程度", "失信行为严重程度", "失信程度"),
-    },
-    required=("subject_name", "doc_number", "decision_date", "penalty_category"),
-    signature=("doc_number", "penalty_category"),
-)
 
-LICENCE = Layout(
-    id="sgs_licence",
-    feed="licence",
-    title="双公示 行政许可",
-    columns={
-        "subject_name": ("行政相对人名称",),
-        "subject_category": ("行政相对人类别",),
-        **_CODES,
-        "doc_title": ("行政许可决定文书名称",),
-        "doc_number": ("行政许可决定文书号", "许可决定书文号"),
-        "licence_category": ("许可类别",),
-        "licence_name": ("许可证书名称",),
-        "licence_number": ("许可编号",),
-        "licence_content": ("许可内容",),
-        "decision_date": ("许可决定日期",),
-        "valid_from": ("有效期自",),
-        "valid_to": ("有效期至",),
-        "authority_name": ("许可机关",),
-        "authority_uscc": ("许可机关统一社会信用代码",),
-        "licence_status": ("当前状态",),
-        "source_unit": ("数据来源单位",),
-        "source_unit_uscc": ("数据来源单位统一社会信用代码",),
-        "remarks": ("备注",),
-    },
-    required=("subject_name", "doc_number", "decision_date"),
-    signature=("doc_number", "licence_category"),
-)
+def header_key(h: object) -> str:
+    """A header as matched: NFKC, no BOM, spaces or punctuation, ASCII upper-case."""
+    s = unicodedata.normalize("NFKC", str(h))
+    s = "".join(ch for ch in s if not unicodedata.category(ch).startswith(("P", "Z", "C", "S")))
+    return s.upper()
 
-DISHONEST = Layout(
-    id="court_dishonest_debtor",
-    feed="dishonest_debtor",
-    title="失信被执行人名单",
-    columns={
-        "subject_name": ("被执行人姓名/名称", "被执行人姓名", "被执行人名称"),
-        "subject_code": ("统一社会信用代码/身份证号码", "证件号码"),
-        "legal_rep_name": ("法定代表人或负责人姓名",),
-        "authority_name": ("执行法院",),
-        "province": ("省份",),
-        "basis_doc_number": ("执行依据文号",),
-        "filing_date": ("立案时间",),
-        "doc_number": ("案号",),
-        "basis_unit": ("做出执行依据单位",),
-        "obligation": ("生效法律文书确定的义务",),
-        "performance": ("被执行人的履行情况",),
-        "circumstances": ("失信被执行人行为具体情形",),
-        "decision_date": ("发布时间",),
-        "performed_part": ("已履行部分",),
-        "unperformed_part": ("未履行部分",),
-        # The listing's life, where the court's export carries it: an end the court set, and the
-        # removal (删除/屏蔽/撤销) with its date and reason (on performance, on error, on a
-        # successful objection, at the end of the term).
-        "listing_end": ("失信期限届满日期", "惩戒期限届满日期", "失信截止日期"),
-        "removal_date": ("撤销日期", "删除日期", "屏蔽日期", "移除日期", "退出日期"),
-        "removal_reason": ("撤销原因", "删除原因", "屏蔽原因", "移除原因", "退出原因"),
-    },
-    required=("subject_name", "subject_code", "doc_number", "decision_date"),
-    signature=("subject_code", "circumstances"),
-)
 
-CREDIT_RECORD = Layout(
-    id="credit_record",
-    feed="credit_record",
-    title="信用信息归集通用格式",
-    columns={
-        "item_code": ("信息项编码",),
-        "subject_name": ("主体名称",),
-        "subject_category": ("主体类别",),
-        "uscc": ("统一社会信用代码",),
-        "id_number": ("身份证号码",),
-        "legal_rep_name": ("法定代表人",),
-        "doc_number": ("文书编号",),
-        "decision_date": ("认定日期", "列入日期", "列入名单日期"),
-        "publicity_end": ("公示截止日期", "列入期限届满日期"),
-        "amount_yuan": ("金额（元）", "金额"),
-        "authority_name": ("认定机关",),
-        "source_unit": ("数据来源单位",),
-        "remarks": ("备注",),
-        # A severe-dishonesty listing's removal, where the list export carries it.
-        "removal_date": ("移出日期", "移出名单日期"),
-        "removal_reason": ("移出原因", "移出名单原因"),
-    },
-    required=("item_code", "subject_name", "doc_number", "decision_date"),
-    signature=("item_code", "doc_number"),
-)
-
-INSPECTION = Layout(
-    id="inspection_result",
-    feed="inspection",
-    title="双随机抽查结果",
-    columns={
-        "doc_number": ("抽查任务编号",),
-        "subject_name": ("检查对象名称",),
-        "uscc": ("统一社会信用代码",),
-        "decision_date": ("检查日期",),
-        "inspection_result": ("检查结果",),
-        "authority_name": ("检查实施机关",),
-        "remarks": ("备注",),
-    },
-    required=("doc_number", "subject_name", "uscc", "decision_date", "inspection_result"),
-    signature=("inspection_result",),
-)
-
-REGISTER = Layout(
-    id="entity_register",
-    feed="register",
-    title="市场主体登记信息",
-    columns={
-        "uscc": ("统一社会信用代码",),
-        "subject_name": ("主体名称",),
-        "entity_type": ("主体类型",),
-        "industry": ("行业门类",),
-        "division_code": ("住所所在地行政区划代码",),
-        "decision_date": ("成立日期",),
-        "entity_status": ("登记状态",),
-        "legal_rep_name": ("法定代表人",),
-        "legal_rep_id_number": ("法定代表人证件号码",),
-        "phone": ("联系电话",),
-    },
-    required=(
-        "uscc",
-        "subject_name",
-        "entity_type",
-        "division_code",
-        "decision_date",
-        "entity_status",
-    ),
-    signature=("entity_type", "entity_status"),
-)
-
-# Corrections, revocations, objections and repairs of records already delivered (Arts. 35, 38-40).
-CHANGES = Layout(
-    id="credit_change",
-    feed="credit_change",
-    title="信用信息变更（更正、撤销、异议、修复）",
-    columns={
-        "op": ("操作类型",),
-        "doc_number": ("原文书编号",),
-        "subject_code": ("统一社会信用代码/身份证号码", "统一社会信用代码"),
-        "subject_name": ("主体名称",),
-        "item_code": ("信息项编码",),
-        "effective_date": ("生效日期",),
-        "result": ("处理结果",),
-        "new_decision_date": ("更正后认定日期",),
-        "new_publicity_end": ("更正后公示截止日期",),
-        # Art. 38: a correction may change any field of the record.
-        "new_item_code": ("更正后信息项编码",),
-        "new_grade": ("更正后失信严重程度",),
-        "new_amount_yuan": ("更正后金额（元）", "更正后金额"),
-        "new_subject_code": ("更正后统一社会信用代码/身份证号码", "更正后统一社会信用代码"),
-        "new_removal_date": ("更正后移出日期", "更正后撤销日期"),
-        # Art. 39: an objection that needs another unit's help has 7 working days, not 3.
-        "assisted": ("需协助核查", "协助核查"),
-        "remarks": ("说明",),
-        "source_unit": ("数据来源单位",),
-    },
-    required=("op", "doc_number", "subject_code", "effective_date"),
-    signature=("op", "doc_number"),
-)
-
-# The tax authority's annual list of grade-A taxpayers (纳税信用A级纳税人名单), as published each
-# April for the previous tax year. For enterprises the taxpayer number is the USCC. The list has no
-# document number: a record is (tax year, grade, taxpayer).
-TAX_CREDIT = Layout(
-    id="tax_credit_rating",
-    feed="tax_credit_rating",
-    title="纳税信用A级纳税人名单",
-    columns={
-        "uscc": ("纳税人识别号", "统一社会信用代码", "纳税人识别号/统一社会信用代码"),
-        "subject_name": ("纳税人名称",),
-        "rating_year": ("评价年度", "年度"),
-        "credit_grade": ("纳税信用级别", "信用级别", "评价结果"),
-        "decision_date": ("发布日期", "公布日期"),
-        "authority_name": ("主管税务机关", "评价税务机关"),
-        "remarks": ("备注",),
-    },
-    required=("uscc", "subject_name", "rating_year", "credit_grade", "decision_date"),
-    signature=("rating_year", "credit_grade"),
-)
-
-# Results of the licensing agency's check of a commitment (告知承诺制, Art. 46: within two months of a
-# licence granted on commitment): 已履行 / 未履行.
-COMMITMENT_RESULT = Layout(
-    id="commitment_result",
-    feed="commitment_result",
-    title="信用承诺履约核查结果",
-    columns={
-        "subject_name": ("行政相对人名称", "主体名称"),
-        "subject_category": ("行政相对人类别", "主体类别"),
-        "uscc": ("统一社会信用代码", "行政相对人代码_1(统一社会信用代码)"),
-        "legal_rep_name": ("法定代表人",),
-        "commitment_ref": ("承诺书编号", "信用承诺书编号"),
-        "commitment_matter": ("承诺事项",),
-        "commitment_date": ("承诺日期",),
-        "doc_number": ("核查编号", "核查文书编号"),
-        "decision_date": ("核查日期",),
-        "check_result": ("核查结果", "履约情况"),
-        "authority_name": ("核查机关", "许可机关"),
-        "source_unit": ("数据来源单位",),
-        "remarks": ("备注",),
-    },
-    required=(
-        "subject_name",
-        "uscc",
-        "commitment_ref",
-        "doc_number",
-        "decision_date",
-        "check_result",
-    ),
-    signature=("commitment_ref", "check_result"),
-)
-
-LAYOUTS: tuple[Layout, ...] = (
-    PENALTY,
-    LICENCE,
-    DISHONEST,
-    CREDIT_RECORD,
-    INSPECTION,
-    REGISTER,
-    CHANGES,
-    TAX_CREDIT,
-    COMMITMENT_RESULT,
-)
-BY_ID = {layout.id: layout for layout in LAYOUTS}
+def loose_key(key: str) -> str:
+    """A header key without the number of a code header (行政相对人代码_2 in 2016 is 组织机构代码,
+    in 2021 工商注册号): used only where the description after it says which code it is."""
+    return re.sub(r"(?<=代码)\d+", "", key)
 
 
 def normalise_header(h: object) -> str:
@@ -307,28 +93,276 @@ def normalise_header(h: object) -> str:
     return re.sub(r"\s+", "", s)
 
 
-def match_header(headers: list[str]) -> tuple[Layout | None, dict[str, str], list[str]]:
-    """Pick the layout whose columns best cover the headers.
+@dataclass(frozen=True)
+class LayoutSet:
+    layouts: tuple[Layout, ...]
+    sha256: str
+    source: str = ""
+
+    def by_id(self, layout_id: str) -> Layout:
+        return next(lay for lay in self.layouts if lay.id == layout_id)
+
+    def ids(self) -> list[str]:
+        return [lay.id for lay in self.layouts]
+
+    @classmethod
+    def load(cls, path: Path | str) -> LayoutSet:
+        doc, pos = load_with_lines(path)
+        layouts = _parse_layouts(doc, pos, str(path))
+        return cls(layouts=layouts, sha256=content_hash(doc), source=str(path))
+
+    @classmethod
+    def in_force(cls, as_of, history: Path | str = LAYOUT_HISTORY) -> LayoutSet:
+        """The layout version in force on a date (latest effective_from <= as_of; the first one
+        before any), checked against the hash its history entry approved."""
+        return _in_force(str(as_of)[:10], str(history))
+
+    @classmethod
+    def latest(cls, history: Path | str = LAYOUT_HISTORY) -> LayoutSet:
+        return cls.in_force("2262-01-01", history)
+
+
+@lru_cache(maxsize=16)
+def _in_force(day: str, history: str) -> LayoutSet:
+    doc, pos = load_with_lines(history)
+    entries = doc.get("history")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{history}:1: expected a non-empty list `history`")
+    entries = sorted(entries, key=lambda e: str(e["effective_from"]))
+    entry = ([e for e in entries if str(e["effective_from"]) <= day] or entries[:1])[-1]
+    found = LayoutSet.load(Path(history).parent / entry["layouts"])
+    if entry.get("sha256") and entry["sha256"] != found.sha256:
+        raise ConfigError(
+            f"{history}: layouts {entry['layouts']} do not match the approved hash "
+            f"(file {found.sha256[:12]}, approved {str(entry['sha256'])[:12]})"
+        )
+    return found
+
+
+def _parse_layouts(doc: dict, pos, path: str) -> tuple[Layout, ...]:
+    items = doc.get("layouts")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{path}:{pos.line(())}: expected a non-empty list `layouts`")
+    out: list[Layout] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        here = ("layouts", i)
+        where = f"{path}:{pos.line(here)}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: a layout must be a mapping")
+        unknown = sorted(set(item) - _LAYOUT_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{path}:{pos.line(here + (unknown[0],))}: unknown key {unknown[0]!r} in layout"
+            )
+        for k in ("id", "feed", "title", "columns", "required", "signature"):
+            if k not in item:
+                raise ConfigError(f"{where}: layout lacks {k!r}")
+        lid = str(item["id"])
+        if lid in seen:
+            raise ConfigError(f"{path}:{pos.line(here + ('id',))}: layout {lid!r} defined twice")
+        seen.add(lid)
+        if item["feed"] not in FEEDS:
+            raise ConfigError(
+                f"{path}:{pos.line(here + ('feed',))}: layout {lid}: unknown feed "
+                f"{item['feed']!r} (known: {', '.join(FEEDS)})"
+            )
+        out.append(_parse_layout(item, here, pos, path))
+    return tuple(out)
+
+
+def _parse_layout(item: dict, here: tuple, pos, path: str) -> Layout:
+    lid = str(item["id"])
+    columns: dict[str, tuple[str, ...]] = {}
+    codes: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, tuple[str, str]] = {}  # header key -> (canonical column, as written)
+    for canon, spec in item["columns"].items():
+        at = here + ("columns", canon)
+        if not isinstance(spec, dict) or not spec.get("headers"):
+            raise ConfigError(f"{path}:{pos.line(at)}: layout {lid}: column {canon} needs headers")
+        unknown = sorted(set(spec) - _COLUMN_KEYS)
+        if unknown:
+            raise ConfigError(f"{path}:{pos.line(at)}: layout {lid}: unknown key {unknown[0]!r}")
+        for kind in ("headers", "codes"):
+            for j, name in enumerate(spec.get(kind) or []):
+                key = header_key(name)
+                if key in owner and owner[key][0] != canon:
+                    raise ConfigError(
+                        f"{path}:{pos.line(at + (kind, j))}: layout {lid}: alias {name!r} of "
+                        f"{canon} is already an alias of {owner[key][0]} ({owner[key][1]!r})"
+                    )
+                owner[key] = (canon, str(name))
+        columns[str(canon)] = tuple(str(h) for h in spec["headers"])
+        if spec.get("codes"):
+            codes[str(canon)] = tuple(str(c) for c in spec["codes"])
+    for k in ("required", "signature"):
+        for j, c in enumerate(item[k]):
+            if c not in columns:
+                raise ConfigError(
+                    f"{path}:{pos.line(here + (k, j))}: layout {lid}: {k} names {c!r}, "
+                    "not one of its columns"
+                )
+    units = {str(c): str(u) for c, u in (item.get("units") or {}).items()}
+    for c, u in units.items():
+        if c not in columns or u not in UNITS:
+            raise ConfigError(
+                f"{path}:{pos.line(here + ('units', c))}: layout {lid}: units: {c}: {u} "
+                f"(a column of the layout, in one of {', '.join(UNITS)})"
+            )
+    combine = {str(c): tuple(parts) for c, parts in (item.get("combine") or {}).items()}
+    values = {
+        str(c): {str(k): str(v) for k, v in m.items()}
+        for c, m in (item.get("values") or {}).items()
+    }
+    for section, names in (("combine", combine), ("values", values)):
+        for c, parts in names.items():
+            bad = [p for p in (parts if section == "combine" else (c,)) if p not in columns]
+            if bad:
+                raise ConfigError(
+                    f"{path}:{pos.line(here + (section, c))}: layout {lid}: {section}: "
+                    f"{bad[0]!r} is not one of its columns"
+                )
+    return Layout(
+        id=lid,
+        feed=str(item["feed"]),
+        title=str(item["title"]),
+        columns=columns,
+        required=tuple(item["required"]),
+        signature=tuple(item["signature"]),
+        codes=codes,
+        combine=combine,
+        values=values,
+        units=units,
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@dataclass
+class HeaderMatch:
+    layout: Layout | None
+    mapping: dict[str, str]  # raw header -> canonical column
+    missing: list[str]  # required canonical columns not found
+    score: float = 0.0
+
+
+def match_layout(headers: list[str], layout: Layout) -> HeaderMatch:
+    """How well one layout covers these headers (raw header -> canonical column)."""
+    exact: dict[str, str] = {}
+    loose: dict[str, str] = {}
+    for h in headers:
+        k = header_key(h)
+        exact.setdefault(k, h)
+        loose.setdefault(loose_key(k), h)
+    mapping: dict[str, str] = {}
+    for canon in layout.columns:
+        for alias in layout.names(canon):
+            k = header_key(alias)
+            raw = exact.get(k)
+            if raw is None and loose_key(k) != k and not k.endswith(tuple("0123456789")):
+                raw = loose.get(loose_key(k))  # a numbered code header, matched by description
+            if raw is not None and raw not in mapping:
+                mapping[raw] = canon
+                break
+    found = set(mapping.values())
+    missing = [c for c in layout.required if c not in found]
+    return HeaderMatch(layout, mapping, missing, len(found) / len(layout.columns))
+
+
+def match_header(
+    headers: list[str], layouts: LayoutSet | tuple[Layout, ...] | None = None
+) -> tuple[Layout | None, dict[str, str], list[str]]:
+    """Pick the layout whose columns best cover the headers (its signature columns all present).
 
     Returns (layout or None, raw header -> canonical column, canonical required columns missing).
     """
-    norm = {normalise_header(h): h for h in headers}
-    best, best_map, best_score = None, {}, 0
-    for layout in LAYOUTS:
-        mapping = {}
-        for canon, aliases in layout.columns.items():
-            for alias in aliases:
-                raw = norm.get(normalise_header(alias))
-                if raw is not None and raw not in mapping:
-                    mapping[raw] = canon
-                    break
-        found = set(mapping.values())
-        if not set(layout.signature) <= found:
+    m = best_match(headers, layouts)
+    return (m.layout, m.mapping, m.missing) if m.layout else (None, {}, [])
+
+
+def best_match(headers: list[str], layouts=None, require_signature: bool = True) -> HeaderMatch:
+    pool = _pool(layouts)
+    best = HeaderMatch(None, {}, [], 0.0)
+    for layout in pool:
+        m = match_layout(headers, layout)
+        if require_signature and not set(layout.signature) <= set(m.mapping.values()):
             continue
-        score = len(found) / len(layout.columns)
-        if score > best_score:
-            best, best_map, best_score = layout, mapping, score
-    if best is None:
-        return None, {}, []
-    missing = [c for c in best.required if c not in set(best_map.values())]
-    return best, best_map, missing
+        if m.score > best.score:
+            best = m
+    return best
+
+
+def _pool(layouts) -> tuple[Layout, ...]:
+    if layouts is None:
+        return LayoutSet.latest().layouts
+    return layouts.layouts if isinstance(layouts, LayoutSet) else tuple(layouts)
+
+
+def merged_header(top: list[str], sub: list[str]) -> list[str]:
+    """Two header rows of a sheet with merged cells, as one: a group name over several columns
+    (written once, in its first cell) carries on to the right, and a column's name is the group
+    with its sub-header, or the top cell alone where the sub-header row is blank."""
+    width = max(len(top), len(sub))
+    top = list(top) + [""] * (width - len(top))
+    sub = list(sub) + [""] * (width - len(sub))
+    out, group = [], ""
+    for t, s in zip(top, sub):
+        t, s = str(t).strip(), str(s).strip()
+        if t:
+            group = t
+        out.append(f"{group}（{s}）" if s and group else (s or t))
+    return out
+
+
+@dataclass
+class HeaderAt:
+    """Where the header is: its 0-based row in the rows searched, how many rows it spans, the
+    header (merged when two rows), and the match."""
+
+    row: int
+    rows: int
+    header: list[str]
+    match: HeaderMatch
+
+
+def locate_header(rows: list[list[str]], layouts=None) -> HeaderAt | None:
+    """The first row (or two merged rows) among the first rows that matches a layout. Title rows
+    above the header are skipped; a header whose next row holds sub-headers under merged group
+    cells is read as one."""
+    pool = _pool(layouts)
+    for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        if not any(str(c).strip() for c in row):
+            continue
+        single = best_match([str(c).strip() for c in row], pool)
+        merged = None
+        if i + 1 < len(rows) and any(not str(c).strip() for c in row):
+            both = merged_header(row, rows[i + 1])
+            if len(set(both)) == len(both):
+                m = best_match(both, pool)
+                if m.layout is not None and len(m.mapping) > len(single.mapping):
+                    merged = HeaderAt(i, 2, both, m)
+        if merged is not None:
+            return merged
+        if single.layout is not None:
+            return HeaderAt(i, 1, [str(c).strip() for c in row], single)
+    return None
+
+
+def _module_layouts() -> tuple[Layout, ...]:
+    return LayoutSet.latest().layouts
+
+
+LAYOUTS: tuple[Layout, ...] = _module_layouts()
+BY_ID = {layout.id: layout for layout in LAYOUTS}
+PENALTY = BY_ID["sgs_penalty"]
+LICENCE = BY_ID["sgs_licence"]
+DISHONEST = BY_ID["court_dishonest_debtor"]
+CREDIT_RECORD = BY_ID["credit_record"]
+INSPECTION = BY_ID["inspection_result"]
+REGISTER = BY_ID["entity_register"]
+CHANGES = BY_ID["credit_change"]
+TAX_CREDIT = BY_ID["tax_credit_rating"]
+COMMITMENT_RESULT = BY_ID["commitment_result"]
+PENALTY_2016 = BY_ID["sgs_penalty_2016"]
+LICENCE_2016 = BY_ID["sgs_licence_2016"]

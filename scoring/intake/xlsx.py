@@ -119,8 +119,9 @@ def _rels(zf, path: str, budget) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _workbook(zf, budget) -> tuple[str, str | None, str | None, bool]:
-    """(first sheet path, shared strings path, styles path, 1904 date system)."""
+def _workbook(zf, budget) -> tuple[list[tuple[str, str]], str | None, str | None, bool]:
+    """([(sheet name, sheet path)] in workbook order, shared strings path, styles path, 1904
+    date system)."""
     book = next(
         (t for typ, t in _rels(zf, "", budget).values() if typ.endswith("/officeDocument")),
         "xl/workbook.xml",
@@ -128,24 +129,29 @@ def _workbook(zf, budget) -> tuple[str, str | None, str | None, bool]:
     if book not in zf.NameToInfo:
         raise UnusableFile("malformed", "XLSX has no workbook part")
     rels = _rels(zf, book, budget)
-    sheets: list[str] = []
+    sheets: list[tuple[str, str | None]] = []
     date1904 = [False]
 
     def start(name, attrs):
         local = _local(name)
         if local == "sheet":
             rid = next((v for k, v in attrs.items() if _local(k) == "id"), None)
-            sheets.append(rid)
+            sheets.append((attrs.get("name", ""), rid))
         elif local == "workbookPr":
             date1904[0] = attrs.get("date1904") in ("1", "true")
 
     _parse_part(zf, book, budget, start)
-    if not sheets or sheets[0] not in rels or rels[sheets[0]][1] not in zf.NameToInfo:
+    readable = [
+        (name, rels[rid][1])
+        for name, rid in sheets
+        if rid in rels and rels[rid][1] in zf.NameToInfo
+    ]
+    if not sheets or sheets[0][1] not in rels or rels[sheets[0][1]][1] not in zf.NameToInfo:
         raise UnusableFile("empty", "the workbook has no readable first sheet")
     shared = next((t for typ, t in rels.values() if typ.endswith("/sharedStrings")), None)
     styles = next((t for typ, t in rels.values() if typ.endswith("/styles")), None)
     return (
-        rels[sheets[0]][1],
+        readable,
         shared if shared in zf.NameToInfo else None,
         styles if styles in zf.NameToInfo else None,
         date1904[0],
@@ -260,12 +266,15 @@ def _number_text(v: str, as_date: bool, date1904: bool) -> str:
 
 
 def read_xlsx(
-    data: bytes, limits: ReaderLimits = DEFAULT_LIMITS
-) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
-    """(header, data frame of strings with line_no, bad rows as (line_no, reason, text)) from the
-    first sheet. Raises UnusableFile for anything that makes the workbook unreadable."""
+    data: bytes, limits: ReaderLimits = DEFAULT_LIMITS, locate=None
+) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]], dict]:
+    """(header, data frame of strings with line_no, bad rows as (line_no, reason, text), where:
+    {"sheet", "header_line", "header_rows"}). ``locate(first rows) -> (index, n rows, header) or
+    None`` finds a sheet's header (title rows above it, two merged rows); the first sheet where
+    it finds one is read, else the first non-empty sheet from its first row. Raises UnusableFile
+    for anything that makes the workbook unreadable."""
     try:
-        return _read(data, limits)
+        return _read(data, limits, locate)
     except UnusableFile:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -281,7 +290,7 @@ def read_xlsx(
         ) from None
 
 
-def _read(data: bytes, limits: ReaderLimits):
+def _read(data: bytes, limits: ReaderLimits, locate=None):
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -290,9 +299,26 @@ def _read(data: bytes, limits: ReaderLimits):
         ) from None
     budget = _Budget(len(data), limits)
     _measure(zf, budget)
-    sheet, shared_path, styles_path, date1904 = _workbook(zf, budget)
+    sheets, shared_path, styles_path, date1904 = _workbook(zf, budget)
     shared = _shared_strings(zf, shared_path, budget, limits) if shared_path else []
     date_styles = _date_styles(zf, styles_path, budget) if styles_path else set()
+    fallback = None
+    for name, path in sheets:
+        records = _sheet_records(zf, path, budget, limits, shared, date_styles, date1904)
+        if not records:
+            continue
+        found = locate([cells for _, cells in records[:10]]) if locate is not None else (0, 1, None)
+        if found is None:
+            fallback = fallback or (name, records)
+            continue
+        return _frame(records, found, name)
+    if fallback is None:
+        raise UnusableFile("empty", "the workbook's first sheet is empty")
+    return _frame(fallback[1], (0, 1, None), fallback[0])
+
+
+def _sheet_records(zf, sheet, budget, limits, shared, date_styles, date1904):
+    """A sheet's rows as (row number, cells), as the sheet holds them."""
 
     records: list[tuple[int, list[str]]] = []
     cur: dict = {
@@ -388,14 +414,19 @@ def _read(data: bytes, limits: ReaderLimits):
             cur["text"].append(data)
 
     _parse_part(zf, sheet, budget, start, end, text)
-    if not records:
-        raise UnusableFile("empty", "the workbook's first sheet is empty")
-    first_line, header = records[0]
-    if first_line != 1 and not any(header):
+    return records
+
+
+def _frame(records, found, sheet_name: str):
+    at, n_rows, merged = found
+    first_line, header = records[at]
+    if merged is not None:
+        header = list(merged)
+    elif first_line != 1 and not any(header) and at == 0:
         raise UnusableFile("no_header", "the first sheet has no header row")
     width = len(header)
     rows, numbers, bad = [], [], []
-    for line_no, cells in records[1:]:
+    for line_no, cells in records[at + n_rows :]:
         if len(cells) > width:
             bad.append((line_no, "wrong_field_count", "\x1f".join(cells)))
             continue
@@ -407,4 +438,5 @@ def _read(data: bytes, limits: ReaderLimits):
         else pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
     )
     frame["line_no"] = np.asarray(numbers, dtype=np.int64)
-    return header, frame, bad
+    where = {"sheet": sheet_name, "header_line": first_line, "header_rows": n_rows}
+    return header, frame, bad, where
