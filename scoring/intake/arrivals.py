@@ -30,7 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from scoring.common.text import shown
 from scoring.intake.ingest import delivery_date
+from scoring.intake.providers import folder_problem
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 NIGHTLY_CUT = dt.time(1, 0)  # the nightly run of as-of D starts at 01:00 Asia/Shanghai on D+1
@@ -68,32 +70,42 @@ class Listing:
         self.problems.append({"kind": kind, "path": path, "message": message})
 
 
-def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = None) -> Listing:
+def list_landing(
+    landing: Path | str, as_of, arrival_cut: dt.datetime | None = None, registry=None
+) -> Listing:
     """Files under landing/<provider>/ a night with this as-of date may read, in a stable order,
-    plus one problem line for each folder or file it cannot or must not read yet."""
+    plus one problem line for each folder or file it cannot or must not read yet. With a provider
+    registry (scoring.intake.providers), only registered folders are read, compared exactly;
+    every other entry of the landing folder is a problem line naming it."""
     landing = Path(landing)
     as_of = pd.Timestamp(as_of)
     out = Listing()
     try:
         providers = []
         # The landing folder is a boundary: a link is never followed, at any depth.
-        for p in sorted(q for q in landing.iterdir() if not q.name.startswith(".")):
-            if p.is_symlink():
+        for p in sorted(landing.iterdir()):
+            if registry is None and p.name.startswith("."):
+                continue
+            if registry is not None:
+                pid = _registered(p, registry, out)
+                if pid is not None:
+                    providers.append((p, pid))
+            elif p.is_symlink():
                 out.problem(
                     "symlink",
                     p.name,
                     "is a symbolic link: not followed (the landing folder is a boundary)",
                 )
             elif p.is_dir():
-                providers.append(p)
+                providers.append((p, p.name))
     except OSError as exc:
         out.problem(
             "landing_unreadable",
-            str(landing),
+            shown(landing),
             f"landing folder cannot be read: {exc.strerror or exc}",
         )
         return out
-    for prov_dir in providers:
+    for prov_dir, provider_id in providers:
         try:
             entries = sorted(prov_dir.iterdir())
         except OSError as exc:
@@ -105,6 +117,10 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
             continue
         for path in entries:
             rel = path.relative_to(landing).as_posix()
+            why = file_name_problem(path.name)
+            if why:
+                out.problem("bad_file_name", shown(rel, 80), f"not read: {why}")
+                continue
             try:
                 if path.is_symlink():
                     out.problem(
@@ -126,7 +142,14 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
                 continue
             arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)  # clock-ok: file metadata
             d = delivery_date(path.name)
-            d = None if d is None or pd.isna(d) else d
+            if d is not None and pd.isna(d):
+                out.problem(
+                    "impossible_name_date",
+                    rel,
+                    f"named for {path.name[:8]}, which is not a date: not read (rename it "
+                    "YYYYMMDD_feed with its delivery date)",
+                )
+                continue
             if d is not None and d > as_of:
                 out.problem(
                     "future_dated",
@@ -149,13 +172,55 @@ def list_landing(landing: Path | str, as_of, arrival_cut: dt.datetime | None = N
                 Candidate(
                     path=path,
                     rel=rel,
-                    provider=prov_dir.name,
+                    provider=provider_id,
                     name_date=d,
                     n_bytes=int(st.st_size),
                     arrived_at=arrived,
                 )
             )
     return out
+
+
+def _registered(p: Path, registry, out: Listing) -> str | None:
+    """The provider id of a registered landing folder; anything else is one problem line."""
+    name = p.name
+    why = folder_problem(name)
+    if why:
+        out.problem("bad_folder_name", shown(name, 40), f"not read: {why}")
+        return None
+    if p.is_symlink():
+        out.problem(
+            "symlink", name, "is a symbolic link: not followed (the landing folder is a boundary)"
+        )
+        return None
+    if not p.is_dir():
+        out.problem(
+            "not_in_provider_folder",
+            name,
+            "is a file at the top of the landing folder, not in a provider's folder: not read",
+        )
+        return None
+    prov = registry.by_folder(name)
+    if prov is None:
+        out.problem(
+            "unregistered_folder",
+            name,
+            f"folder {name}/ is not a registered provider folder (provider registry "
+            f"{registry.sha256[:12]}): nothing in it is read",
+        )
+        return None
+    return prov.id
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why a delivered file's name cannot be recorded as it is (None if it can)."""
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
+        return "its name is not valid UTF-8"
+    if len(name) > 200:
+        return f"its name has {len(name):,} characters (at most 200)"
+    if shown(name) != name:
+        return "its name holds control or invisible characters"
+    return None
 
 
 def sha256_path(path: Path) -> str:

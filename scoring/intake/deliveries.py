@@ -16,6 +16,8 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.frames import concat_frames
 from scoring.intake import arrivals as arr
 from scoring.intake import ingest as ing
+from scoring.intake.layouts import LayoutSet
+from scoring.intake.providers import Registry
 
 MISSING_COLUMNS = "missing required columns: "
 UNPARSED_COLUMNS = ["line_no", "reason", "raw", "path", "provider"]
@@ -53,11 +55,17 @@ def stage_deliveries(
     save_raw: Callable[[str, pd.DataFrame], None],
     say: Callable[[str], None] = lambda _m: None,
     arrival_cut=None,
+    registry: Registry | None = None,
+    layouts: LayoutSet | None = None,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given). `history`: the landed_files rows of earlier runs, which say what is already known (see
-    scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file."""
-    listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut), history)
+    scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file.
+    Only folders of the provider registry are read, each provider only for its feeds, with the
+    layouts and registry in force on `as_of` unless given."""
+    registry = registry or Registry.in_force(as_of.date())
+    layouts = layouts or LayoutSet.in_force(as_of.date())
+    listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
     files = listing.candidates
     rec_frames, ent_frames, chg_frames, bad_frames, file_rows = [], [], [], [], []
     raw_index: dict[str, str] = {}
@@ -99,14 +107,29 @@ def stage_deliveries(
             file_rows.append(row)
             say(f"[{i}/{len(files)}] {rel}: same content as {c.same_as} (a delivery; no new rows)")
             continue
+        provider = registry.by_id(c.provider)
         try:
             raw = ing.read_file(
                 c.path,
                 provider=c.provider,
                 max_cells=int(cat.gates["max_xlsx_cells"]),
                 max_bytes=int(cat.gates["max_file_bytes"]),
+                layouts=layouts,
+                overrides=provider.overrides if provider else None,
             )
             raw.path = rel
+            if provider is not None and raw.layout.feed not in provider.feeds:
+                listing.problem(
+                    "feed_not_allowed",
+                    rel,
+                    f"a {raw.layout.feed} file ({raw.layout.title}) from {provider.id}, which "
+                    f"the provider registry does not let deliver it: not stored",
+                )
+                raise ing.UnusableFile(
+                    "feed_not_allowed",
+                    f"provider {provider.id} may not deliver the {raw.layout.feed} feed "
+                    f"(registered: {', '.join(provider.feeds)})",
+                )
             if raw.missing_required:
                 # A schema mismatch is a hard gate: the rows are held with the file, not staged.
                 staged = (
@@ -177,8 +200,8 @@ def stage_deliveries(
         raw_index[rel] = f"{len(raw_index):05d}.parquet"
         save_raw(raw_index[rel], raw.raw)
         say(
-            f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.received:,} rows"
-            + (f" — {note}" if note else "")
+            f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.where}, "
+            f"{raw.received:,} rows" + (f" — {note}" if note else "")
         )
     for p in listing.problems:
         say(f"landing: {p['kind']}: {p['path']}: {p['message']}")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scoring.common.text import shown
+
 
 class UnusableFile(Exception):
     """The file cannot be read at all; the message is the one-line reason."""
@@ -40,12 +42,11 @@ DEFAULT_LIMITS = ReaderLimits()
 
 
 def escaped_prefix(text: str | bytes, limit: int = 40) -> str:
-    """A short prefix of a header for a message: escaped, so no control or odd byte is echoed."""
+    """A short prefix of a header for a message: Chinese as Chinese, control and bidi characters
+    escaped, so nothing is echoed that a terminal would hide or reorder."""
     if isinstance(text, bytes):
         text = text[: limit * 4].decode("utf-8", errors="replace")
-    s = text[:limit].encode("unicode_escape").decode("ascii")
-    s = "".join(ch if ch.isprintable() else "?" for ch in s)
-    return s + ("…" if len(text) > limit else "")
+    return shown(text, limit)
 
 
 def header_hint(header: list[str]) -> str:
