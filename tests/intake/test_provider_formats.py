@@ -328,3 +328,37 @@ def test_layouts_and_registry_versions_are_pinned_hashes():
     assert len(LayoutSet.in_force(DAY).sha256) == 64
     assert LICENCE in LayoutSet.in_force(DAY).layouts
     assert len(Registry.in_force(DAY).sha256) == 64
+
+
+# --------------------------------------------------------------------------- layout suggest
+
+
+def test_layout_suggest_proposes_the_nearest_layout_and_an_override(tmp_path):
+    from scoring.intake.suggest import render, suggest
+
+    headers = list(pf.HEADERS_2016_PENALTY)
+    headers[0], headers[2] = "处罚决定文书号", "处罚种类1"  # an export that renamed two columns
+    rows = [["2026年行政处罚公示"], headers] + pf.rows_2016_penalty(2)
+    with pytest.raises(UnusableFile, match="header matches no known layout"):
+        ingest.read_bytes(pf.csv_bytes(rows), "p.csv", "samr")
+    s = suggest(pf.csv_bytes(rows), "p.csv")
+    assert (s["layout"], s["header_line"]) == ("sgs_penalty_2016", 2)
+    assert s["override"] == {"处罚决定文书号": "doc_number", "处罚种类1": "penalty_category_1"}
+    text = render(s, "samr")
+    assert (
+        text.startswith("最接近的格式：双公示 行政处罚（2016 版）")
+        and "处罚种类1: penalty_category_1" in text
+    )
+    # The proposal, committed as the provider's override, makes the file read.
+    p = tmp_path / "providers.yaml"
+    p.write_text(
+        pf.REGISTRY_TEMPLATE.replace(
+            "OVERRIDES",
+            "overrides: {sgs_penalty_2016: {处罚决定文书号: doc_number, 处罚种类1: penalty_category_1}}",
+        ),
+        encoding="utf-8",
+    )
+    over = Registry.load(p).by_folder("samr").overrides
+    raw = ingest.read_bytes(pf.csv_bytes(rows), "p.csv", "samr", overrides=over)
+    assert raw.layout.id == "sgs_penalty_2016" and raw.header_line == 2
+    _all_accepted(raw, 2)
