@@ -166,3 +166,64 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
     p = run_cli("run", "--as-of", "2026-13-45", "--landing", str(tmp_path), "--home", str(tmp_path))
     assert p.returncode != 0 and "Traceback" not in p.stderr
+
+
+def test_an_unregistered_folder_delivering_the_debtor_list_changes_no_tier(
+    sqlite_run, province, tmp_path
+):
+    """Only registered provider folders are read: ten made-up dishonest debtors in a folder no
+    registry names are refused with a landing-problem line on the report, and no tier moves. The
+    same file in the court's folder (the control) does move tiers."""
+    from scoring.intake.ingest import read_file
+    from scoring.intake.layouts import DISHONEST
+
+    register = read_file(next((province / "landing" / "samr").glob("20260630_register.*")))
+    debtors = set(
+        read_file(next((province / "landing" / "court").glob("*.csv"))).rows["subject_code"]
+    )
+    clean = [u for u in register.rows["uscc"].dropna() if u not in debtors][:10]
+    names = dict(zip(register.rows["uscc"], register.rows["subject_name"]))
+    rows = []
+    for i, u in enumerate(clean):
+        value = {
+            "被执行人姓名/名称": names[u],
+            "统一社会信用代码/身份证号码": u,
+            "执行法院": "哈尔滨市中级人民法院",
+            "案号": f"（2026）黑01执{9000 + i}号",
+            "失信被执行人行为具体情形": "有履行能力而拒不履行生效法律文书确定义务",
+            "发布时间": "2026-06-29",
+        }
+        rows.append(",".join(value.get(h, "") for h in DISHONEST.standard_headers()))
+    text = ",".join(DISHONEST.standard_headers()) + "\n" + "\n".join(rows) + "\n"
+
+    def night(folder: str) -> dict:
+        landing = tmp_path / folder / "landing"
+        shutil.copytree(province / "landing", landing)
+        (landing / folder).mkdir(exist_ok=True)
+        (landing / folder / "20260630_dishonest_debtor_extra.csv").write_text(text, "utf-8")
+        home = tmp_path / folder / "home"
+        p = run_cli(
+            "run",
+            "--as-of",
+            AS_OF,
+            "--landing",
+            str(landing),
+            "--home",
+            str(home),
+            "--json",
+            env={"CREDIT_DB_URL": ""},
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+        return {"summary": json.loads(p.stdout), "home": home}
+
+    rogue = night("rogue")
+    s = rogue["summary"]
+    assert s["tiers"] == sqlite_run["summary"]["tiers"]
+    assert s["output_sha256"] == sqlite_run["summary"]["output_sha256"]
+    assert {"kind": "unregistered_folder", "path": "rogue"} in [
+        {k: p[k] for k in ("kind", "path")} for p in s["landing_problems"]
+    ]
+    report = next((rogue["home"] / "runs").rglob("report.html")).read_text(encoding="utf-8")
+    assert "rogue" in report and "unregistered_folder" in report
+    control = night("court")["summary"]
+    assert control["tiers"]["D"] > s["tiers"]["D"], "the same rows from the court do count"

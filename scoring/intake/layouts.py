@@ -98,6 +98,7 @@ class LayoutSet:
     layouts: tuple[Layout, ...]
     sha256: str
     source: str = ""
+    doc: dict = field(default_factory=dict, repr=False, compare=False)  # what the hash is of
 
     def by_id(self, layout_id: str) -> Layout:
         return next(lay for lay in self.layouts if lay.id == layout_id)
@@ -109,7 +110,7 @@ class LayoutSet:
     def load(cls, path: Path | str) -> LayoutSet:
         doc, pos = load_with_lines(path)
         layouts = _parse_layouts(doc, pos, str(path))
-        return cls(layouts=layouts, sha256=content_hash(doc), source=str(path))
+        return cls(layouts=layouts, sha256=content_hash(doc), source=str(path), doc=doc)
 
     @classmethod
     def in_force(cls, as_of, history: Path | str = LAYOUT_HISTORY) -> LayoutSet:

@@ -45,6 +45,7 @@ class Registry:
     sha256: str
     effective_from: str = ""
     source: str = ""
+    doc: list = field(default_factory=list, repr=False, compare=False)  # what the hash is of
 
     def by_folder(self, name: str) -> Provider | None:
         """The provider whose landing folder is exactly ``name``."""
@@ -107,7 +108,11 @@ def _in_force(day: str, path: str) -> Registry:
     layouts = LayoutSet.in_force(day)
     provs = _providers(v["providers"], ("versions", chosen, "providers"), pos, path, layouts)
     return Registry(
-        providers=provs, sha256=sha, effective_from=str(v["effective_from"]), source=path
+        providers=provs,
+        sha256=sha,
+        effective_from=str(v["effective_from"]),
+        source=path,
+        doc=v["providers"],
     )
 
 

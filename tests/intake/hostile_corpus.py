@@ -16,6 +16,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# A registered provider (only registered folders are read) that may deliver penalties.
+PROVIDER = "eco"
+
 SECRET = "root:$6$s3cr3t-hash-that-must-never-be-echoed:19000:0:99999:7:::"
 
 
@@ -105,7 +108,7 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     cases: list[Case] = []
     files: dict[str, bytes] = {}
 
-    def add(name, data, outcome, provider="hostile", ext="csv", rows_sent=None, note=""):
+    def add(name, data, outcome, provider=PROVIDER, ext="csv", rows_sent=None, note=""):
         data = _own_records(data, name, ext)
         rel = f"{provider}/20260331_{name}.{ext}"
         files[rel] = data
@@ -260,14 +263,18 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
 
     # ---- names and links
     add("named_xlsx_but_csv", bom + _join(header, rows), ("rejected", "malformed"), ext="xlsx")
-    files["hostile/20260331_bad name;rm -rf.csv"] = _own_records(
+    files[f"{PROVIDER}/20260331_bad name;rm -rf.csv"] = _own_records(
         bom + _join(header, rows), "bad_name", "csv"
     )
     cases.append(
-        Case("bad_file_name", "hostile/20260331_bad name;rm -rf.csv", ("rejected", "bad_file_name"))
+        Case(
+            "bad_file_name",
+            f"{PROVIDER}/20260331_bad name;rm -rf.csv",
+            ("rejected", "bad_file_name"),
+        )
     )
-    files["hostile/.hidden.csv"] = _own_records(bom + _join(header, rows), "hidden", "csv")
-    cases.append(Case("hidden_file", "hostile/.hidden.csv", ("rejected", "bad_file_name")))
+    files[f"{PROVIDER}/.hidden.csv"] = _own_records(bom + _join(header, rows), "hidden", "csv")
+    cases.append(Case("hidden_file", f"{PROVIDER}/.hidden.csv", ("rejected", "bad_file_name")))
 
     # ---- XLSX
     def many_rows_beyond_dimension(xml: bytes) -> bytes:
@@ -380,13 +387,13 @@ def build(folder: Path, template_csv: bytes, template_xlsx: bytes, outside: Path
     (outside / "20260331_penalty.csv").write_bytes(
         _own_records(bom + _join(header, rows), "outside", "csv")
     )
-    os.symlink(outside / "shadow", folder / "hostile" / "20260331_shadow.csv")
-    cases.append(Case("symlinked_file", "hostile/20260331_shadow.csv", ("rejected", "symlink")))
+    os.symlink(outside / "shadow", folder / PROVIDER / "20260331_shadow.csv")
+    cases.append(Case("symlinked_file", f"{PROVIDER}/20260331_shadow.csv", ("rejected", "symlink")))
     os.symlink(outside, folder / "linked_provider")
     cases.append(Case("symlinked_provider_folder", "linked_provider", ("rejected", "symlink")))
-    (folder / "hostile" / "nested").mkdir()
+    (folder / PROVIDER / "nested").mkdir()
     os.symlink(
-        outside / "20260331_penalty.csv", folder / "hostile" / "nested" / "20260331_penalty.csv"
+        outside / "20260331_penalty.csv", folder / PROVIDER / "nested" / "20260331_penalty.csv"
     )
-    cases.append(Case("folder_inside_provider", "hostile/nested", ("rejected", "not_a_file")))
+    cases.append(Case("folder_inside_provider", f"{PROVIDER}/nested", ("rejected", "not_a_file")))
     return cases
