@@ -136,7 +136,7 @@ def apply_layout_values(raw: RawFile) -> tuple[pd.DataFrame, pd.Series]:
     """The file's canonical columns with its layout's data applied: combined columns (处罚类别1 and
     处罚类别2 as one penalty category) and value mappings (当前状态 codes as words). Returns (columns,
     bad values: 'column;' for each value the mapping does not know)."""
-    f = raw.rows.copy()
+    f = raw.rows.copy() if raw.layout.combine or raw.layout.values else raw.rows
     bad = pd.Series("", index=f.index, dtype="string")
     for canon, parts in raw.layout.combine.items():
         texts = [clean_text(_column(f, p)) for p in parts]
