@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 
-from scoring.cli import check, explain, policy, reads, rerun, run, sample, world
+from scoring.cli import check, explain, layout, policy, reads, rerun, run, sample, world
 from scoring.cli.common import EXIT_GATE, EXIT_UNUSABLE, CliError
+from scoring.common.config import ConfigError
 from scoring.common.errors import PipelineError
 from scoring.intake.ingest import UnusableFile
 
 # The order of `credit --help`.
-GROUPS = (world, run, check, explain, rerun, sample, policy, reads)
+GROUPS = (world, run, check, layout, explain, rerun, sample, policy, reads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, PipelineError):
             print(f"credit {args.command}: {exc}", file=sys.stderr)
             return EXIT_GATE
+        if isinstance(exc, ConfigError):
+            print(f"credit {args.command}: configuration refused: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
         world = sys.modules.get(
             "scoring.world.params"
         )  # only a command that imported it can raise it

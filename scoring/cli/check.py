@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from scoring.cli.common import EXIT_GATE, EXIT_OK, CliError, add_common, print_json
+from scoring.cli.common import EXIT_GATE, EXIT_OK, EXIT_UNUSABLE, CliError, add_common, print_json
 from scoring.common.catalogue import Catalogue
 from scoring.intake import ingest as ing
+from scoring.intake.providers import Registry
+from scoring.intake.readers import UnusableFile
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
@@ -18,6 +20,9 @@ def register(sub) -> None:
     sp = sub.add_parser("check", help="validate one provider file without loading it")
     sp.add_argument("file")
     sp.add_argument("--as-of", default=None)
+    sp.add_argument(
+        "--provider", default=None, help="read as this registered provider (its overrides, feeds)"
+    )
     add_common(sp, db=False)
     sp.set_defaults(func=cmd_check)
 
@@ -28,9 +33,7 @@ def cmd_check(args) -> int:
     path = Path(args.file)
     if not path.exists():
         raise CliError(f"{path}: no such file")
-    raw = ing.read_file(
-        path, max_cells=int(cat.gates["max_xlsx_cells"]), max_bytes=int(cat.gates["max_file_bytes"])
-    )
+    raw = _read(path, cat, provider(args.provider))
     as_of = (
         pd.Timestamp(args.as_of)
         if args.as_of
@@ -71,6 +74,9 @@ def cmd_check(args) -> int:
         "feed": raw.layout.feed,
         "encoding": raw.encoding,
         "format": raw.file_format,
+        "header_line": raw.header_line,
+        "header_rows": raw.header_rows,
+        "sheet": raw.sheet,
         "received": raw.received,
         "accepted": raw.received - quarantined,
         "quarantined": quarantined,
@@ -82,12 +88,49 @@ def cmd_check(args) -> int:
         print_json(out)
     else:
         print(
-            f"{path.name}: {raw.layout.title} ({raw.encoding}); received {out['received']}, "
+            f"{path.name}: {raw.layout.title} ({raw.encoding}, {raw.where}); "
+            f"received {out['received']}, "
             f"accepted {out['accepted']}, quarantined {out['quarantined']} {out['reasons']}"
         )
         for g in failed:
             print(f"hard gate failed: {g.gate}: {g.message}")
     return EXIT_GATE if failed else EXIT_OK
+
+
+def provider(pid: str | None):
+    """The registered provider ``pid`` (None when not given)."""
+    if not pid:
+        return None
+    reg = Registry.latest()
+    prov = reg.by_id(pid)
+    if prov is None:
+        known = ", ".join(p.id for p in reg.providers)
+        raise CliError(f"unknown provider {pid!r} (registered: {known})")
+    return prov
+
+
+def _read(path: Path, cat: Catalogue, prov):
+    """The file read as the night would (with the provider's overrides, for its feeds only); an
+    unknown layout points to `credit layout suggest`."""
+    try:
+        raw = ing.read_file(
+            path,
+            provider=prov.id if prov else None,
+            max_cells=int(cat.gates["max_xlsx_cells"]),
+            max_bytes=int(cat.gates["max_file_bytes"]),
+            overrides=prov.overrides if prov else None,
+        )
+    except UnusableFile as exc:
+        if exc.code == "unknown_layout":
+            exc.args = (f"{exc}; 最接近的格式见 / nearest layout: credit layout suggest {path}",)
+        raise
+    if prov is not None and raw.layout.feed not in prov.feeds:
+        raise CliError(
+            f"{path}: a {raw.layout.feed} file, which provider {prov.id} may not deliver "
+            f"(registered: {', '.join(prov.feeds)})",
+            EXIT_UNUSABLE,
+        )
+    return raw
 
 
 def _row_reasons(raw, cat: Catalogue, as_of: pd.Timestamp) -> pd.Series:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from scoring.common.catalogue import Catalogue
+from scoring.common.config import ConfigError
+from scoring.common.errors import PipelineError
 from scoring.common.frames import concat_frames
 from scoring.intake import arrivals as arr
 from scoring.intake import ingest as ing
@@ -21,6 +23,15 @@ from scoring.intake.providers import Registry
 
 MISSING_COLUMNS = "missing required columns: "
 UNPARSED_COLUMNS = ["line_no", "reason", "raw", "path", "provider"]
+
+
+def intake_config(as_of) -> tuple[LayoutSet, Registry]:
+    """The layouts and the provider registry in force on the night. A layout file or registry that
+    cannot be used stops the night before it starts, with its file and line."""
+    try:
+        return LayoutSet.in_force(as_of), Registry.in_force(as_of)
+    except ConfigError as exc:
+        raise PipelineError(f"intake configuration refused: {exc}") from None
 
 
 @dataclass
@@ -34,6 +45,7 @@ class StagedNight:
     problems: list[dict] = field(
         default_factory=list
     )  # landing lines the operator must see (arrivals.Listing)
+    versions: dict = field(default_factory=dict)  # layouts and provider registry read with
 
     def summary(self, run_id: str) -> dict:
         return {
@@ -213,6 +225,7 @@ def stage_deliveries(
         files=file_rows,
         raw_index=raw_index,
         problems=listing.problems,
+        versions={"layouts_sha256": layouts.sha256, "providers_sha256": registry.sha256},
     )
 
 

@@ -232,7 +232,9 @@ def _read_bytes(
     at = locate_header([header], pool)
     if at is None:
         raise UnusableFile(
-            "unknown_layout", f"header matches no known layout ({header_hint(header)})"
+            "unknown_layout",
+            f"header matches no known layout in its first {HEADER_SEARCH_ROWS} rows "
+            f"(row 1: {header_hint(header)})",
         )
     layout, mapping, missing = at.match.layout, at.match.mapping, at.match.missing
     width = len(header)

@@ -350,20 +350,28 @@ def locate_header(rows: list[list[str]], layouts=None) -> HeaderAt | None:
     return None
 
 
-def _module_layouts() -> tuple[Layout, ...]:
-    return LayoutSet.latest().layouts
+# The latest layouts under the names the code and the synthetic province use, read on first use
+# (not at import: a broken layout file must stop a night with its file and line, not an import).
+_NAMES = {
+    "PENALTY": "sgs_penalty",
+    "LICENCE": "sgs_licence",
+    "DISHONEST": "court_dishonest_debtor",
+    "CREDIT_RECORD": "credit_record",
+    "INSPECTION": "inspection_result",
+    "REGISTER": "entity_register",
+    "CHANGES": "credit_change",
+    "TAX_CREDIT": "tax_credit_rating",
+    "COMMITMENT_RESULT": "commitment_result",
+    "PENALTY_2016": "sgs_penalty_2016",
+    "LICENCE_2016": "sgs_licence_2016",
+}
 
 
-LAYOUTS: tuple[Layout, ...] = _module_layouts()
-BY_ID = {layout.id: layout for layout in LAYOUTS}
-PENALTY = BY_ID["sgs_penalty"]
-LICENCE = BY_ID["sgs_licence"]
-DISHONEST = BY_ID["court_dishonest_debtor"]
-CREDIT_RECORD = BY_ID["credit_record"]
-INSPECTION = BY_ID["inspection_result"]
-REGISTER = BY_ID["entity_register"]
-CHANGES = BY_ID["credit_change"]
-TAX_CREDIT = BY_ID["tax_credit_rating"]
-COMMITMENT_RESULT = BY_ID["commitment_result"]
-PENALTY_2016 = BY_ID["sgs_penalty_2016"]
-LICENCE_2016 = BY_ID["sgs_licence_2016"]
+def __getattr__(name: str):
+    if name == "LAYOUTS":
+        return LayoutSet.latest().layouts
+    if name == "BY_ID":
+        return {lay.id: lay for lay in LayoutSet.latest().layouts}
+    if name in _NAMES:
+        return LayoutSet.latest().by_id(_NAMES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -362,3 +362,62 @@ def test_layout_suggest_proposes_the_nearest_layout_and_an_override(tmp_path):
     raw = ingest.read_bytes(pf.csv_bytes(rows), "p.csv", "samr", overrides=over)
     assert raw.layout.id == "sgs_penalty_2016" and raw.header_line == 2
     _all_accepted(raw, 2)
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def test_credit_check_prints_readable_chinese_and_points_to_layout_suggest(tmp_path):
+    from conftest import run_cli
+
+    f = tmp_path / "20260630_penalty.csv"
+    f.write_bytes(pf.csv_bytes([["企业名称", "处罚文号", "金额"], ["甲公司", "乙", "1"]]))
+    p = run_cli("check", str(f))
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "企业名称,处罚文号,金额" in p.stderr and "\\u" not in p.stderr
+    assert f"credit layout suggest {f}" in p.stderr
+    rows = [["2026年行政处罚公示"], ["处罚决定文书号"] + pf.HEADERS_2016_PENALTY[1:]]
+    f.write_bytes(pf.csv_bytes(rows + pf.rows_2016_penalty(2)))
+    p = run_cli("layout", "suggest", str(f), "--provider", "samr")
+    assert p.returncode == 0, p.stderr
+    assert (
+        p.stdout.startswith("最接近的格式：双公示 行政处罚（2016 版）")
+        and "表头在第 2 行" in p.stdout
+    )
+    assert "处罚决定文书号: doc_number" in p.stdout
+
+
+def test_a_broken_layout_file_stops_the_night_before_it_starts(tmp_path):
+    import shutil
+
+    from conftest import run_cli
+
+    from scoring.common.config import CONFIG_DIR
+
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    v1 = config / "layouts" / "v1.yaml"
+    v1.write_text(
+        v1.read_text(encoding="utf-8").replace("feed: inspection", "feed: inspections", 1),
+        encoding="utf-8",
+    )
+    (tmp_path / "landing" / "samr").mkdir(parents=True)
+    home = tmp_path / "home"
+    p = run_cli(
+        "run",
+        "--as-of",
+        "2026-06-30",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--home",
+        str(home),
+        env={"CREDIT_CONFIG_DIR": str(config), "CREDIT_DB_URL": ""},
+    )
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    line = p.stderr.strip().splitlines()[-1]
+    assert "v1.yaml:" in line and "unknown feed 'inspections'" in line, line
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from runs")).scalar() == 0
