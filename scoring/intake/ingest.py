@@ -234,7 +234,7 @@ def _read_bytes(
         raise UnusableFile(
             "unknown_layout",
             f"header matches no known layout in its first {HEADER_SEARCH_ROWS} rows "
-            f"(row 1: {header_hint(header)})",
+            f"(the first: {header_hint(header)})",
         )
     layout, mapping, missing = at.match.layout, at.match.mapping, at.match.missing
     width = len(header)
