@@ -16,7 +16,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scoring.intake.layouts import HEADER_SEARCH_ROWS, Layout, LayoutSet, locate_header
-from scoring.intake.readers import (
+from scoring.intake.layouts import HEADER_SEARCH_ROWS, LayoutSet, locate_header
+from scoring.intake.readers import (  # noqa: F401 (RawFile re-exported)
     DEFAULT_LIMITS,
+    RawFile,
     ReaderLimits,
     UnusableFile,
     check_bytes,
@@ -57,42 +58,6 @@ from scoring.intake.xlsx import read_xlsx
 
 DELIVERY_NAME = re.compile(r"^(?P<date>\d{8})_(?P<feed>[a-z_]+)\.(?P<ext>csv|xlsx)$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]+$")
-
-
-@dataclass
-class RawFile:
-    path: str
-    provider: str
-    encoding: str
-    file_format: str
-    layout: Layout | None
-    header: list[str]
-    mapping: dict[str, str]
-    missing_required: list[str]
-    rows: pd.DataFrame  # canonical columns as raw strings, plus line_no
-    raw: pd.DataFrame  # the same rows under the provider's own headers, plus line_no
-    bad_rows: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["line_no", "reason", "raw"])
-    )
-    sha256: str = ""
-    n_bytes: int = 0
-    header_line: int = 1  # the (first) row of the header, as a spreadsheet numbers rows
-    header_rows: int = 1  # 2: two merged header rows
-    sheet: str | None = None  # XLSX: the sheet read
-
-    @property
-    def where(self) -> str:
-        """Which header row (and sheet) was used, for the operator."""
-        rows = (
-            f"row {self.header_line}"
-            if self.header_rows == 1
-            else f"rows {self.header_line}-{self.header_line + self.header_rows - 1} (merged)"
-        )
-        return f"header {rows}" + (f" of sheet {self.sheet}" if self.sheet else "")
-
-    @property
-    def received(self) -> int:
-        return len(self.rows) + len(self.bad_rows)
 
 
 def check_name(name: str) -> None:

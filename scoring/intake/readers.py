@@ -10,12 +10,49 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from scoring.common.text import shown
+from scoring.intake.layouts import Layout
+
+
+@dataclass
+class RawFile:
+    path: str
+    provider: str
+    encoding: str
+    file_format: str
+    layout: Layout | None
+    header: list[str]
+    mapping: dict[str, str]
+    missing_required: list[str]
+    rows: pd.DataFrame  # canonical columns as raw strings, plus line_no
+    raw: pd.DataFrame  # the same rows under the provider's own headers, plus line_no
+    bad_rows: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["line_no", "reason", "raw"])
+    )
+    sha256: str = ""
+    n_bytes: int = 0
+    header_line: int = 1  # the (first) row of the header, as a spreadsheet numbers rows
+    header_rows: int = 1  # 2: two merged header rows
+    sheet: str | None = None  # XLSX: the sheet read
+
+    @property
+    def where(self) -> str:
+        """Which header row (and sheet) was used, for the operator."""
+        rows = (
+            f"row {self.header_line}"
+            if self.header_rows == 1
+            else f"rows {self.header_line}-{self.header_line + self.header_rows - 1} (merged)"
+        )
+        return f"header {rows}" + (f" of sheet {self.sheet}" if self.sheet else "")
+
+    @property
+    def received(self) -> int:
+        return len(self.rows) + len(self.bad_rows)
 
 
 class UnusableFile(Exception):

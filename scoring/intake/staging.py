@@ -8,19 +8,15 @@ columns and units are data (config/layouts/).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from scoring.common import codes, law
 from scoring.common.catalogue import Catalogue
 from scoring.common.text import identity_text
+from scoring.intake.readers import RawFile
 from scoring.intake.values import UNIT_YUAN, clean_text, parse_amounts, parse_dates
 from scoring.intake.values import max_amount as _max_amount
-
-if TYPE_CHECKING:
-    from scoring.intake.ingest import RawFile
 
 SUBJECT_TYPES = {
     "法人及非法人组织": "legal",
