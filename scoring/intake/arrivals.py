@@ -106,79 +106,84 @@ def list_landing(
         )
         return out
     for prov_dir, provider_id in providers:
+        _provider_files(landing, prov_dir, provider_id, as_of, arrival_cut, out)
+    return out
+
+
+def _provider_files(
+    landing: Path, prov_dir: Path, provider_id: str, as_of, arrival_cut, out
+) -> None:
+    """The files of one provider folder a night may read, and a problem line for each other entry."""
+    try:
+        entries = sorted(prov_dir.iterdir())
+    except OSError as exc:
+        out.problem(
+            "folder_unreadable",
+            prov_dir.name,
+            f"provider folder cannot be read: {exc.strerror or exc}",
+        )
+        return
+    for path in entries:
+        rel = path.relative_to(landing).as_posix()
+        why = file_name_problem(path.name)
+        if why:
+            out.problem("bad_file_name", shown(rel, 80), f"not read: {why}")
+            continue
         try:
-            entries = sorted(prov_dir.iterdir())
+            if path.is_symlink():
+                out.problem(
+                    "symlink",
+                    rel,
+                    "is a symbolic link: not followed (the landing folder is a boundary)",
+                )
+                continue
+            if path.is_dir():
+                out.problem("not_a_file", rel, "is a folder inside a provider's folder: not read")
+                continue
+            if not path.is_file() or path.name.endswith(".partial"):
+                continue
+            st = path.lstat()
         except OSError as exc:
+            out.problem("file_unreadable", rel, f"cannot be read: {exc.strerror or exc}")
+            continue
+        arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)  # clock-ok: file metadata
+        d = delivery_date(path.name)
+        if d is not None and pd.isna(d):
             out.problem(
-                "folder_unreadable",
-                prov_dir.name,
-                f"provider folder cannot be read: {exc.strerror or exc}",
+                "impossible_name_date",
+                rel,
+                f"named for {path.name[:8]}, which is not a date: not read (rename it "
+                "YYYYMMDD_feed with its delivery date)",
             )
             continue
-        for path in entries:
-            rel = path.relative_to(landing).as_posix()
-            why = file_name_problem(path.name)
-            if why:
-                out.problem("bad_file_name", shown(rel, 80), f"not read: {why}")
-                continue
-            try:
-                if path.is_symlink():
-                    out.problem(
-                        "symlink",
-                        rel,
-                        "is a symbolic link: not followed (the landing folder is a boundary)",
-                    )
-                    continue
-                if path.is_dir():
-                    out.problem(
-                        "not_a_file", rel, "is a folder inside a provider's folder: not read"
-                    )
-                    continue
-                if not path.is_file() or path.name.endswith(".partial"):
-                    continue
-                st = path.lstat()
-            except OSError as exc:
-                out.problem("file_unreadable", rel, f"cannot be read: {exc.strerror or exc}")
-                continue
-            arrived = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)  # clock-ok: file metadata
-            d = delivery_date(path.name)
-            if d is not None and pd.isna(d):
-                out.problem(
-                    "impossible_name_date",
-                    rel,
-                    f"named for {path.name[:8]}, which is not a date: not read (rename it "
-                    "YYYYMMDD_feed with its delivery date)",
-                )
-                continue
-            if d is not None and d > as_of:
-                out.problem(
-                    "future_dated",
-                    rel,
-                    f"named for {d.date()}, after the as-of date {as_of.date()}: "
-                    f"left for the night of {d.date()}",
-                )
-                continue
-            if arrival_cut is not None and arrived > arrival_cut:
-                out.problem(
-                    "arrived_after_cut",
-                    rel,
-                    f"arrived {arrived.astimezone(SHANGHAI):%Y-%m-%d %H:%M} "
-                    f"(Asia/Shanghai), after this night's cut "
-                    f"{arrival_cut.astimezone(SHANGHAI):%Y-%m-%d %H:%M}: "
-                    "read by the first night that knew it",
-                )
-                continue
-            out.candidates.append(
-                Candidate(
-                    path=path,
-                    rel=rel,
-                    provider=provider_id,
-                    name_date=d,
-                    n_bytes=int(st.st_size),
-                    arrived_at=arrived,
-                )
+        if d is not None and d > as_of:
+            out.problem(
+                "future_dated",
+                rel,
+                f"named for {d.date()}, after the as-of date {as_of.date()}: "
+                f"left for the night of {d.date()}",
             )
-    return out
+            continue
+        if arrival_cut is not None and arrived > arrival_cut:
+            out.problem(
+                "arrived_after_cut",
+                rel,
+                f"arrived {arrived.astimezone(SHANGHAI):%Y-%m-%d %H:%M} "
+                f"(Asia/Shanghai), after this night's cut "
+                f"{arrival_cut.astimezone(SHANGHAI):%Y-%m-%d %H:%M}: "
+                "read by the first night that knew it",
+            )
+            continue
+        out.candidates.append(
+            Candidate(
+                path=path,
+                rel=rel,
+                provider=provider_id,
+                name_date=d,
+                n_bytes=int(st.st_size),
+                arrived_at=arrived,
+            )
+        )
 
 
 def _registered(p: Path, registry, out: Listing) -> str | None:

@@ -78,16 +78,13 @@ def stage_deliveries(
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
     listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
+    night = _Night(cat, history, listing, registry, layouts, save_raw)
     files = listing.candidates
-    rec_frames, ent_frames, chg_frames, bad_frames, file_rows = [], [], [], [], []
-    raw_index: dict[str, str] = {}
-    last_by_feed = _last_delivery_by_feed(history)
     for i, c in enumerate(files, start=1):
-        rel = c.rel
         delivered = c.name_date if c.name_date is not None else as_of
         row = {
             "run_id": run_id,
-            "path": rel,
+            "path": c.rel,
             "provider": c.provider,
             "delivered_on": delivered.date(),
             "arrived_at": c.arrived_at.astimezone(dt.UTC).replace(tzinfo=None),
@@ -99,96 +96,77 @@ def stage_deliveries(
             "excluded": 0,
         }
         if c.action == "same_content" and any(
-            r["path"] == c.same_as and r["status"] == "rejected" for r in file_rows
+            r["path"] == c.same_as and r["status"] == "rejected" for r in night.file_rows
         ):
             # Its twin was rejected a moment ago: nothing of these bytes was read, so read them.
-            c.action, c.same_as = ("correction", rel) if c.read_before else ("new", None)
-        if c.action == "same_content":
-            # Counts as this day's delivery for freshness; its rows are already known: none added.
-            twin = _twin(c.same_as, c.sha256, file_rows, history)
-            row.update(
-                status="same_content",
-                feed=twin.get("feed"),
-                layout=twin.get("layout"),
-                encoding=twin.get("encoding"),
-                file_format=twin.get("file_format"),
-                received=int(twin.get("received") or 0),
-                excluded=int(twin.get("received") or 0),
-                message=f"same content as {c.same_as}",
-            )
-            file_rows.append(row)
-            say(f"[{i}/{len(files)}] {rel}: same content as {c.same_as} (a delivery; no new rows)")
-            continue
-        provider = registry.by_id(c.provider)
+            c.action, c.same_as = ("correction", c.rel) if c.read_before else ("new", None)
+        said = night.repeat(c, row) if c.action == "same_content" else night.read(c, row, delivered)
+        say(f"[{i}/{len(files)}] {c.rel}: {said}")
+    for p in listing.problems:
+        say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
+    return StagedNight(
+        records=concat_frames(night.frames["records"], columns=ing.STG_RECORD_COLUMNS),
+        entities=concat_frames(night.frames["entities"], columns=ing.STG_ENTITY_COLUMNS),
+        changes=concat_frames(night.frames["changes"], columns=ing.STG_CHANGE_COLUMNS),
+        unparsed=concat_frames(night.frames["held"], columns=UNPARSED_COLUMNS),
+        files=night.file_rows,
+        raw_index=night.raw_index,
+        problems=listing.problems,
+        versions={"layouts_sha256": layouts.sha256, "providers_sha256": registry.sha256},
+    )
+
+
+class _Night:
+    """What a night's files add up to, file by file: staged frames, landed_files rows, raw parts."""
+
+    def __init__(self, cat, history, listing, registry, layouts, save_raw):
+        self.cat, self.history, self.listing = cat, history, listing
+        self.registry, self.layouts, self.save_raw = registry, layouts, save_raw
+        self.frames: dict[str, list] = {"held": [], "entities": [], "changes": [], "records": []}
+        self.file_rows: list[dict] = []
+        self.raw_index: dict[str, str] = {}
+        self.last_by_feed = _last_delivery_by_feed(history)
+
+    def repeat(self, c, row: dict) -> str:
+        """Counts as this day's delivery for freshness; its rows are already known: none added."""
+        twin = _twin(c.same_as, c.sha256, self.file_rows, self.history)
+        row.update(
+            status="same_content",
+            feed=twin.get("feed"),
+            layout=twin.get("layout"),
+            encoding=twin.get("encoding"),
+            file_format=twin.get("file_format"),
+            received=int(twin.get("received") or 0),
+            excluded=int(twin.get("received") or 0),
+            message=f"same content as {c.same_as}",
+        )
+        self.file_rows.append(row)
+        return f"same content as {c.same_as} (a delivery; no new rows)"
+
+    def read(self, c, row: dict, delivered: pd.Timestamp) -> str:
         try:
-            raw = ing.read_file(
-                c.path,
-                provider=c.provider,
-                max_cells=int(cat.gates["max_xlsx_cells"]),
-                max_bytes=int(cat.gates["max_file_bytes"]),
-                layouts=layouts,
-                overrides=provider.overrides if provider else None,
-            )
-            raw.path = rel
-            if provider is not None and raw.layout.feed not in provider.feeds:
-                listing.problem(
-                    "feed_not_allowed",
-                    rel,
-                    f"a {raw.layout.feed} file ({raw.layout.title}) from {provider.id}, which "
-                    f"the provider registry does not let deliver it: not stored",
-                )
-                raise ing.UnusableFile(
-                    "feed_not_allowed",
-                    f"provider {provider.id} may not deliver the {raw.layout.feed} feed "
-                    f"(registered: {', '.join(provider.feeds)})",
-                )
-            if raw.missing_required:
-                # A schema mismatch is a hard gate: the rows are held with the file, not staged.
-                staged = (
-                    "held",
-                    pd.DataFrame(
-                        {
-                            "line_no": raw.rows["line_no"],
-                            "reason": "schema_mismatch",
-                            "raw": ing.raw_json(raw.raw),
-                            "path": rel,
-                            "provider": raw.provider,
-                        }
-                    ),
-                )
-            elif raw.layout.feed == "register":
-                staged = ("entities", ing.stage_entities(raw, delivered))
-            elif raw.layout.feed == "credit_change":
-                staged = ("changes", ing.stage_changes(raw, delivered))
-            else:
-                staged = ("records", ing.stage_records(raw, cat, delivered))
-        except (
-            Exception
-        ) as exc:  # a file is the unit of failure: whatever breaks, it rejects this file only
+            raw, (kind, frame) = self._stage(c, delivered)
+        except Exception as exc:  # a file is the unit of failure: it rejects this file only
             if not isinstance(exc, ing.UnusableFile):
                 exc = ing.UnusableFile(
                     "unreadable_content", f"the file could not be staged ({type(exc).__name__})"
                 )
             row.update(status="rejected", reject_code=exc.code, message=str(exc))
-            file_rows.append(row)
-            say(f"[{i}/{len(files)}] {rel}: rejected — {exc}")
-            continue
+            self.file_rows.append(row)
+            return f"rejected — {exc}"
         note = None
         if c.action == "correction":
             note = f"correction of {c.same_as} (its rows supersede the earlier ones by record key)"
-        last = last_by_feed.get((c.provider, raw.layout.feed))
-        if (
-            c.name_date is not None
-            and last is not None
-            and c.name_date.date() < last
-            and c.action == "new"
-        ):
-            listing.problem(
-                "dated_before_last_delivery",
-                rel,
-                f"named for {c.name_date.date()}, before this feed's last delivery ({last}): "
-                f"read as a late delivery, known from tonight",
-            )
+        last = self.last_by_feed.get((c.provider, raw.layout.feed))
+        if c.name_date is not None and last is not None and c.name_date.date() < last:
+            if c.action == "new":
+                self.listing.problem(
+                    "dated_before_last_delivery",
+                    c.rel,
+                    f"named for {c.name_date.date()}, before this feed's last delivery ({last}): "
+                    f"read as a late delivery, known from tonight",
+                )
+        missing = MISSING_COLUMNS + ",".join(raw.missing_required) if raw.missing_required else None
         row.update(
             sha256=raw.sha256,
             n_bytes=raw.n_bytes,
@@ -198,35 +176,59 @@ def stage_deliveries(
             file_format=raw.file_format,
             status="staged",
             received=raw.received,
-            message=(
-                MISSING_COLUMNS + ",".join(raw.missing_required) if raw.missing_required else note
-            ),
+            message=missing or note,
         )
-        file_rows.append(row)
-        kind, frame = staged
-        {"held": bad_frames, "entities": ent_frames, "changes": chg_frames, "records": rec_frames}[
-            kind
-        ].append(frame)
+        self.file_rows.append(row)
+        self.frames[kind].append(frame)
         if len(raw.bad_rows):
-            bad_frames.append(raw.bad_rows.assign(path=rel, provider=raw.provider))
-        raw_index[rel] = f"{len(raw_index):05d}.parquet"
-        save_raw(raw_index[rel], raw.raw)
-        say(
-            f"[{i}/{len(files)}] {rel}: {raw.layout.title}, {raw.encoding}, {raw.where}, "
-            f"{raw.received:,} rows" + (f" — {note}" if note else "")
+            self.frames["held"].append(raw.bad_rows.assign(path=c.rel, provider=raw.provider))
+        self.raw_index[c.rel] = f"{len(self.raw_index):05d}.parquet"
+        self.save_raw(self.raw_index[c.rel], raw.raw)
+        return f"{raw.layout.title}, {raw.encoding}, {raw.where}, {raw.received:,} rows" + (
+            f" — {note}" if note else ""
         )
-    for p in listing.problems:
-        say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
-    return StagedNight(
-        records=concat_frames(rec_frames, columns=ing.STG_RECORD_COLUMNS),
-        entities=concat_frames(ent_frames, columns=ing.STG_ENTITY_COLUMNS),
-        changes=concat_frames(chg_frames, columns=ing.STG_CHANGE_COLUMNS),
-        unparsed=concat_frames(bad_frames, columns=UNPARSED_COLUMNS),
-        files=file_rows,
-        raw_index=raw_index,
-        problems=listing.problems,
-        versions={"layouts_sha256": layouts.sha256, "providers_sha256": registry.sha256},
-    )
+
+    def _stage(self, c, delivered: pd.Timestamp):
+        """Read one file as its registered provider, for that provider's feeds only, and stage it."""
+        provider = self.registry.by_id(c.provider)
+        raw = ing.read_file(
+            c.path,
+            provider=c.provider,
+            max_cells=int(self.cat.gates["max_xlsx_cells"]),
+            max_bytes=int(self.cat.gates["max_file_bytes"]),
+            layouts=self.layouts,
+            overrides=provider.overrides if provider else None,
+        )
+        raw.path = c.rel
+        if provider is not None and raw.layout.feed not in provider.feeds:
+            self.listing.problem(
+                "feed_not_allowed",
+                c.rel,
+                f"a {raw.layout.feed} file ({raw.layout.title}) from {provider.id}, which "
+                f"the provider registry does not let deliver it: not stored",
+            )
+            raise ing.UnusableFile(
+                "feed_not_allowed",
+                f"provider {provider.id} may not deliver the {raw.layout.feed} feed "
+                f"(registered: {', '.join(provider.feeds)})",
+            )
+        if raw.missing_required:
+            # A schema mismatch is a hard gate: the rows are held with the file, not staged.
+            held = pd.DataFrame(
+                {
+                    "line_no": raw.rows["line_no"],
+                    "reason": "schema_mismatch",
+                    "raw": ing.raw_json(raw.raw),
+                    "path": c.rel,
+                    "provider": raw.provider,
+                }
+            )
+            return raw, ("held", held)
+        if raw.layout.feed == "register":
+            return raw, ("entities", ing.stage_entities(raw, delivered))
+        if raw.layout.feed == "credit_change":
+            return raw, ("changes", ing.stage_changes(raw, delivered))
+        return raw, ("records", ing.stage_records(raw, self.cat, delivered))
 
 
 def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame) -> dict:

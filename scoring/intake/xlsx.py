@@ -265,6 +265,19 @@ def _number_text(v: str, as_date: bool, date1904: bool) -> str:
     return str(num)
 
 
+def _cell_value(raw: str, t: str, shared: list[str], as_date: bool, date1904: bool) -> str:
+    """A cell's text by its type: shared or inline string, boolean, ISO date, or number."""
+    if t == "s":
+        return shared[int(raw)] if raw.strip() else ""
+    if t in ("inlineStr", "str", "e"):
+        return raw
+    if t == "b":
+        return "True" if raw.strip() in ("1", "true") else "False" if raw.strip() else ""
+    if t == "d":
+        return raw[:10]
+    return _number_text(raw.strip(), as_date, date1904) if raw.strip() else ""
+
+
 def read_xlsx(
     data: bytes, limits: ReaderLimits = DEFAULT_LIMITS, locate=None
 ) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]], dict]:
@@ -378,21 +391,8 @@ def _sheet_records(zf, sheet, budget, limits, shared, date_styles, date1904):
             cur["in_rph"] -= 1
         elif local == "c" and cur["cells"] is not None:
             raw = "".join(cur["text"])
-            t = cur["type"]
-            if t == "s":
-                value = shared[int(raw)] if raw.strip() else ""
-            elif t in ("inlineStr", "str", "e"):
-                value = raw
-            elif t == "b":
-                value = "True" if raw.strip() in ("1", "true") else "False" if raw.strip() else ""
-            elif t == "d":
-                value = raw[:10]
-            else:
-                value = (
-                    _number_text(raw.strip(), cur["style"] in date_styles, date1904)
-                    if raw.strip()
-                    else ""
-                )
+            as_date = cur["style"] in date_styles
+            value = _cell_value(raw, cur["type"], shared, as_date, date1904)
             if value:
                 cur["cells"][cur["col"]] = value
             cur["cells_total"] += 1
