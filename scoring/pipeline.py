@@ -56,7 +56,7 @@ from scoring.history.store import (
     write_copy_file,
     write_parquet,
 )
-from scoring.intake.deliveries import intake_config, raw_values, stage_deliveries
+from scoring.intake.deliveries import raw_values, stage_deliveries
 from scoring.publication import nights
 from scoring.publication import publish as pub
 from scoring.publication.free_text import mask_text_frame
@@ -272,7 +272,6 @@ def ingest(ctx: RunContext) -> dict:
     """Read the deliveries due by the as-of date that no earlier run has stored, and stage them."""
     store = _open(ctx)
     cat, pol = _configs(ctx)
-    layouts, registry = intake_config(ctx.as_of)
     close_interrupted_runs(store, ctx)
     staged_dir = store.run_dir(ctx.run_id) / "staged"
     (staged_dir / "raw").mkdir(parents=True, exist_ok=True)
@@ -313,9 +312,6 @@ def ingest(ctx: RunContext) -> dict:
             conn,
         )
         _save_versions(store, conn, cat, pol)
-        # The layouts and provider registry the night reads with, named in its manifest.
-        store.save_artifact(conn, "layouts", layouts.sha256, canonical_json(layouts.doc))
-        store.save_artifact(conn, "providers", registry.sha256, canonical_json(registry.doc))
     night = stage_deliveries(
         ctx.landing,
         pd.Timestamp(ctx.as_of),
@@ -325,15 +321,12 @@ def ingest(ctx: RunContext) -> dict:
         save_raw=lambda name, frame: write_parquet(staged_dir / "raw" / name, frame),
         say=ctx.say,
         arrival_cut=ctx.arrival_cut,
-        registry=registry,
-        layouts=layouts,
     )
     (store.run_dir(ctx.run_id) / "landing.json").write_text(
         json.dumps(
             {
                 "arrival_cut": ctx.arrival_cut.isoformat() if ctx.arrival_cut else None,
                 "problems": night.problems,
-                "versions": night.versions,
             },
             ensure_ascii=False,
             indent=1,
@@ -782,7 +775,6 @@ def score(ctx: RunContext) -> dict:
                         for name in ("entity_score.parquet", pub.SNAPSHOT_FILE)
                     },
                     waivers=_read_json(rdir / "waivers.json", []),
-                    intake=_read_json(rdir / "landing.json", {}).get("versions"),
                 )
             finally:
                 copy.result()  # joined before the transaction commits or rolls back

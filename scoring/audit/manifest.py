@@ -38,7 +38,6 @@ def build_manifest(
     gates=None,
     result_files=None,
     waivers=None,
-    intake=None,
 ) -> dict:
     deps = {}
     for name in ("pandas", "numpy", "pyarrow", "great-expectations", "scikit-learn", "sqlalchemy"):
@@ -53,9 +52,6 @@ def build_manifest(
         "knowledge_cutoff": ctx.knowledge_cutoff.isoformat(),
         "catalogue_sha256": cat.sha256,
         "policy_sha256": pol.sha256,
-        # The feed layouts and the provider registry the night's deliveries were read with.
-        "layouts_sha256": (intake or {}).get("layouts_sha256"),
-        "providers_sha256": (intake or {}).get("providers_sha256"),
         "model_sha256": None,
         "code_version": __version__,
         "code_commit": code_commit(),

@@ -385,39 +385,3 @@ def test_credit_check_prints_readable_chinese_and_points_to_layout_suggest(tmp_p
         and "表头在第 2 行" in p.stdout
     )
     assert "处罚决定文书号: doc_number" in p.stdout
-
-
-def test_a_broken_layout_file_stops_the_night_before_it_starts(tmp_path):
-    import shutil
-
-    from conftest import run_cli
-
-    from scoring.common.config import CONFIG_DIR
-
-    config = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    v1 = config / "layouts" / "v1.yaml"
-    v1.write_text(
-        v1.read_text(encoding="utf-8").replace("feed: inspection", "feed: inspections", 1),
-        encoding="utf-8",
-    )
-    (tmp_path / "landing" / "samr").mkdir(parents=True)
-    home = tmp_path / "home"
-    p = run_cli(
-        "run",
-        "--as-of",
-        "2026-06-30",
-        "--landing",
-        str(tmp_path / "landing"),
-        "--home",
-        str(home),
-        env={"CREDIT_CONFIG_DIR": str(config), "CREDIT_DB_URL": ""},
-    )
-    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
-    line = p.stderr.strip().splitlines()[-1]
-    assert "v1.yaml:" in line and "unknown feed 'inspections'" in line, line
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
-    with eng.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from runs")).scalar() == 0
