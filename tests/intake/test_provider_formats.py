@@ -19,7 +19,7 @@ from scoring.intake.layouts import LICENCE, PENALTY, LayoutSet
 from scoring.intake.providers import Registry
 from scoring.intake.readers import UnusableFile
 
-CAT = Catalogue.load()
+CAT = Catalogue.in_force("2026-06-30")
 DAY = pd.Timestamp("2026-06-30")
 
 
@@ -385,3 +385,28 @@ def test_credit_check_prints_readable_chinese_and_points_to_layout_suggest(tmp_p
         and "表头在第 2 行" in p.stdout
     )
     assert "处罚决定文书号: doc_number" in p.stdout
+
+
+def test_the_corpus_passes_the_gate_row_by_row():
+    """Every row of every corpus file is accepted by the record suite, as `credit check` runs it."""
+    from scoring.cli.check import _row_reasons
+
+    top, sub, merges = pf.merged_2021_licence_header(row=1)
+    files = {
+        "2016 penalty csv": pf.csv_bytes([pf.HEADERS_2016_PENALTY] + pf.rows_2016_penalty(5)),
+        "2016 licence xlsx, second sheet": pf.xlsx_bytes(
+            [
+                ("说明", [["填报说明"]]),
+                ("数据", [pf.HEADERS_2016_LICENCE] + pf.rows_2016_licence(4)),
+            ]
+        ),
+        "exchange codes": pf.csv_bytes([pf.CODES_2016_PENALTY] + pf.rows_2016_penalty(3)),
+        "title rows": pf.csv_bytes([["公示表"], pf.HEADERS_2016_PENALTY] + pf.rows_2016_penalty(2)),
+        "merged header": pf.xlsx_bytes(
+            [("Sheet1", [top, sub] + pf.rows_2021_licence_merged(3))], {"Sheet1": merges}
+        ),
+    }
+    for what, data in files.items():
+        raw = ingest.read_bytes(data, "20260630_x.xlsx" if data[:2] == b"PK" else "x.csv", "samr")
+        bad = _row_reasons(raw, CAT, DAY)
+        assert raw.received > 0 and len(bad) == 0, (what, bad.tolist())
