@@ -33,8 +33,10 @@ from scoring.evaluation.evaluate import positions
 from scoring.history.store import artifacts, publications, record_batches, runs, sha256_file
 from scoring.publication.access import ensure_access_control
 from scoring.publication.free_text import mask_text_columns
+from scoring.publication.labels import DICTIONARY_FILE, dictionary_table, labelled, variant
 from scoring.publication.masking import mask_personal_data
 from scoring.publication.nights import supersede_others
+from scoring.publication.sheet import XlsxFile
 
 DEFAULT_AGENCIES = CONFIG_DIR / "agencies.yaml"
 PUBLISHED_COLUMNS = [
@@ -190,6 +192,8 @@ def _scope_key(agency: dict) -> tuple:
         tuple(agency.get("divisions") or [""]),
         tuple(agency.get("industries") or []),
         agency.get("encoding", "utf-8-sig"),
+        variant(agency),
+        bool(agency.get("xlsx")),
     )
 
 
@@ -256,14 +260,26 @@ class ScopeFiles:
         self.folder, self.agency, self.kind = folder, agency, kind
         enc = agency.get("encoding", "utf-8-sig")
         stem = "results" if kind == "full" else "changes"
+        # CSV and XLSX in the agency's variant (Chinese headers and labels unless it asks for the
+        # machine names); Parquet keeps the machine names and codes.
+        self.variant = variant(agency)
+        shown = labelled(for_csv.empty_table(), self.variant).schema
         self.files = {
-            f"{stem}.csv": _CsvFile(folder / f"{stem}.csv", enc, for_csv),
+            f"{stem}.csv": _CsvFile(folder / f"{stem}.csv", enc, shown),
             f"{stem}.parquet": _ParquetFile(folder / f"{stem}.parquet", published),
         }
+        if agency.get("xlsx"):
+            numeric = {shown.field(i).name for i, f in enumerate(published) if _numeric(f.type)}
+            self.files[f"{stem}.xlsx"] = XlsxFile(folder / f"{stem}.xlsx", shown.names, numeric)
         if kind == "delta":
             self.files["removed.csv"] = _CsvFile(
-                folder / "removed.csv", enc, pa.schema([published.field("uscc")])
+                folder / "removed.csv",
+                enc,
+                labelled(pa.schema([published.field("uscc")]).empty_table(), self.variant).schema,
             )
+        guide = dictionary_table(for_csv.names, self.variant)
+        self.files[DICTIONARY_FILE] = _CsvFile(folder / DICTIONARY_FILE, enc, guide.schema)
+        self.files[DICTIONARY_FILE].write(guide)
         self.rows = self.removed = 0
         self.info: dict[str, dict] = {}
 
@@ -275,16 +291,23 @@ class ScopeFiles:
             removed = removed_from_scope(
                 chunk, delta, self.agency, keep_in=in_scope(chunk, self.agency)
             )
-            self.files["removed.csv"].write(removed)
+            self.files["removed.csv"].write(labelled(removed, self.variant))
             self.removed += removed.num_rows
         sub = chunk.filter(keep)
-        self.files[f"{stem}.csv"].write(for_csv.filter(keep))
+        shown = labelled(for_csv.filter(keep), self.variant)
+        self.files[f"{stem}.csv"].write(shown)
+        if f"{stem}.xlsx" in self.files:
+            self.files[f"{stem}.xlsx"].write(shown)
         self.files[f"{stem}.parquet"].write(sub)
         self.rows += sub.num_rows
 
     def close(self) -> dict[str, dict]:
         self.info = {name: f.close() for name, f in sorted(self.files.items())}
         return self.info
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_floating(t) or pa.types.is_integer(t)
 
 
 @dataclass

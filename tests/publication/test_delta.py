@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
+from scoring.publication.labels import MACHINE_NAMES
+
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
@@ -38,11 +40,17 @@ def nights(tmp_path_factory):
     return home, full, out
 
 
+def _encoding(folder) -> str:
+    return json.loads((folder / "manifest.json").read_text())["csv_encoding"]
+
+
 def _read(folder, name):
     return (
         pd.read_parquet(folder / name)
         if name.endswith(".parquet")
-        else pd.read_csv(folder / name, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        else pd.read_csv(
+            folder / name, dtype=str, keep_default_na=False, encoding=_encoding(folder)
+        ).rename(columns=MACHINE_NAMES)
     )
 
 

@@ -13,6 +13,7 @@ from conftest import AS_OF, run_cli
 
 from scoring.common import codes
 from scoring.publication.access import role_name, view_name
+from scoring.publication.labels import header
 from scoring.publication.masking import mask_id_number, mask_name, mask_phone
 from scoring.publication.publish import load_agencies, neutralise_formulas
 
@@ -56,6 +57,8 @@ def _cells(path):
         return [c for row in csv.reader(io.StringIO(text)) for c in row]
     if path.suffix == ".parquet":
         return [str(v) for v in pd.read_parquet(path).astype(str).to_numpy().ravel()]
+    if path.suffix == ".xlsx":
+        return [str(v) for v in pd.read_excel(path, dtype=str).fillna("").to_numpy().ravel()]
     return re.findall(r'"([^"]*)"', path.read_text(encoding="utf-8"))
 
 
@@ -84,7 +87,7 @@ def test_no_unmasked_personal_data_or_formula_cells_in_any_published_artifact(sq
     sample = pd.read_csv(
         next(p for p in files if p.name == "results.csv"), encoding="utf-8-sig", nrows=50, dtype=str
     )
-    assert sample["legal_rep_id_number"].str.fullmatch(r"\d{6}\*{8}[\dX]{4}").all()
+    assert sample[header("legal_rep_id_number", "zh")].str.fullmatch(r"\d{6}\*{8}[\dX]{4}").all()
 
 
 def test_each_agency_file_holds_only_its_scope(sqlite_run):

@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
+from scoring.publication.publish import load_agencies
+
 
 @pytest.fixture()
 def two_nights(tmp_path):
@@ -130,9 +132,14 @@ def test_killed_after_the_commit_is_finished_by_the_next_run(two_nights):
             manifest["run_id"] == "nightly-20260430"
             and manifest["base_run_id"] == "nightly-20260331"
         )
-        assert sorted(p.name for p in folder.iterdir()) == [
-            "changes.csv",
-            "changes.parquet",
-            "manifest.json",
-            "removed.csv",
-        ]
+        xlsx = {a["id"] for a in load_agencies() if a.get("xlsx")}
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [
+                "changes.csv",
+                "changes.parquet",
+                "manifest.json",
+                "removed.csv",
+                "字段说明.csv",
+            ]
+            + (["changes.xlsx"] if folder.parent.name in xlsx else [])
+        )
