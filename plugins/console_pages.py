@@ -74,8 +74,9 @@ PLANNER_JS = """
 const f=document.getElementById('ratios');
 function q(){const p=new URLSearchParams({agency:f.agency.value,period:f.period.value});
  for(const t of 'ABCD'){p.set(t,f['r'+t].value)}return p}
-async function update(){const r=await fetch(ROOT+'/api/planner/consequences?'+q());
- const d=await r.json();const m=document.getElementById('message');
+let seq=0;
+async function update(){const my=++seq;const r=await fetch(ROOT+'/api/planner/consequences?'+q());
+ const d=await r.json();if(my!==seq){return}const m=document.getElementById('message');
  if(!r.ok||!d.ok){m.className='error';m.setAttribute('role','alert');
   m.textContent=(d.error||d.detail||r.status);}else{m.className='';m.textContent='';}
  if(d.tiers){for(const t of d.tiers){document.getElementById('k'+t.tier).textContent=t.inspections;
@@ -296,3 +297,138 @@ def audit(root, user, pages, past: list[dict], chosen: str, mode: str, manifest,
     )
     body = form + message(err) + verdict + mf + js
     return page(root, "审计复算 Auditor view", body, user, pages)
+
+
+def _shares_svg(nights: list[dict]) -> str:
+    """Tier shares night by night as stacked bars (oldest left), with a text alternative."""
+    colours = {"A": "#2e7d32", "B": "#9ccc65", "C": "#ffb300", "D": "#c62828"}
+    w, h, bar = 24, 160, 18
+    parts = []
+    for i, n in enumerate(reversed(nights)):
+        y = 0.0
+        for t in "ABCD":
+            share = n["tier_shares"].get(t, 0)
+            parts.append(
+                f'<rect x="{i * w}" y="{y * h:.1f}" width="{bar}" height="{share * h:.1f}" '
+                f'fill="{colours[t]}"><title>{esc(n["as_of"])} {t} {share:.1%}</title></rect>'
+            )
+            y += share
+    legend = " ".join(f'<span style="color:{c}">■</span> {t}' for t, c in colours.items())
+    return (
+        f'<svg role="img" aria-label="各等级占比 tier shares by night" width="{max(1, len(nights)) * w}" '
+        f'height="{h}">{"".join(parts)}</svg><p>{legend}</p>'
+    )
+
+
+def nights(root: str, user: str, pages: list[str], rows: list[dict]) -> str:
+    body_rows, cls = [], []
+    for n in rows:
+        deliveries = (
+            "<br>".join(
+                f"{esc(d['provider'])}: {d['files']} 文件 files, {d['received']:,} 行 rows, "
+                f"{d['quarantined']:,} 隔离 quarantined（{esc(d['arrived'])}）"
+                for d in n["deliveries"]
+            )
+            or "—"
+        )
+        body_rows.append(
+            [
+                esc(n["as_of"]),
+                esc(n["status"])
+                + (f"<br><small>{esc(n['message'])}</small>" if n["message"] else ""),
+                esc("、".join(n["hard_failed"]) or "—"),
+                esc("；".join(n["waived"]) or "—"),
+                f"<span class='error'>{esc('、'.join(n['overdue']))}</span>"
+                if n["overdue"]
+                else "—",
+                deliveries,
+                " ".join(f"{t} {v:.1%}" for t, v in n["tier_shares"].items()),
+                str(n["objections_pending"]),
+            ]
+        )
+        cls.append("warn" if n["overdue"] or n["hard_failed"] else "")
+    grid = table(
+        [
+            "日期 Night",
+            "状态 Status",
+            "未通过门禁 Hard gates failed",
+            "豁免 Waivers",
+            "逾期报送 Overdue feeds",
+            "报送 Deliveries",
+            "等级占比 Tier shares",
+            "异议待处理 Objections pending",
+        ],
+        body_rows,
+        cls,
+    )
+    body = "<p>最近 30 个夜间运行（时间为北京时间 Asia/Shanghai）</p>" + _shares_svg(rows) + grid
+    return page(root, "夜间运行 Night overview", body, user, pages)
+
+
+def entity(root: str, user: str, pages: list[str], uscc: str, run_id: str, e, err, report: bool):
+    form = (
+        f'<form method="get" action="{root}/entity" class="noprint">'
+        f'<label>统一社会信用代码 USCC <input name="uscc" value="{esc(uscc)}" size="20"></label>'
+        f'<label>批次 Run <input name="run_id" value="{esc(run_id)}" size="22" '
+        'placeholder="最新 latest"></label><button>查询 Look up</button></form>'
+    )
+    if not e:
+        return page(root, "主体查询 Entity lookup", form + message(err), user, pages)
+    dims = table(
+        ["维度 Dimension", "得分 Score"],
+        [[esc(d["name"]), esc(d["score"])] for d in e["dimensions"]],
+    )
+    recs = (
+        table(
+            [
+                "日期 Date",
+                "事项 Item",
+                "文书号 Document",
+                "计分 Counts",
+                "分值 Points",
+                "说明 Why not",
+                "异议 Objection",
+                "来源 Source",
+            ],
+            [
+                [
+                    esc(r["decision_date"]),
+                    esc(r["item"]),
+                    esc(r["doc_number"]),
+                    "是 yes" if r["counts"] else "否 no",
+                    esc(r["points"]),
+                    esc(r["why_not"] or ""),
+                    esc(r["objection"] or ""),
+                    esc(r["source"]),
+                ]
+                for r in e["records"]
+            ],
+        )
+        if e["records"]
+        else "<p>无记录 No records</p>"
+    )
+    rep = "".join(f"<li>{esc(k)}：{esc(v)}</li>" for k, v in e["legal_rep"].items())
+    download = (
+        f'<p><a id="report" href="{root}/entity/report?uscc={esc(e["uscc"])}&amp;run_id={esc(e["run_id"])}" '
+        "download>下载信用报告 Download the credit report</a></p>"
+        if report
+        else "<p>信用报告尚不可用 The entity credit report is not available in this version.</p>"
+    )
+    body = (
+        form + f"<h2>{esc(e['name'])}（{esc(e['uscc'])}）</h2>"
+        f"<p>批次 {esc(e['run_id'])}（评价日期 {esc(e['as_of'])}）— {esc(e['eval_class'])}</p>"
+        f"<p>综合评价得分 Score <b id='score'>{esc(e['score'])}</b>；信用风险等级 Tier "
+        f"<b id='tier'>{esc(e['tier_label'])}</b>"
+        + (f"；调整 override {esc(e['override'])}" if e["override"] else "")
+        + (f"；标记 flags {esc(e['flags'])}" if e["flags"] else "")
+        + f"</p><p>评价理由 Reasons: {esc(e['reasons'])}</p>"
+        f"<h2>法定代表人（已遮蔽，第二十三条）Legal representative, masked</h2><ul>{rep}</ul>"
+        "<h2>维度得分 Dimensions</h2>"
+        + dims
+        + "<h2>信用记录 Records</h2>"
+        + recs
+        + f"<h2>异议 Objections</h2><p>{len(e['objections'])} 条 records under objection</p>"
+        + download
+        + "<p><small>本次查询已记入查询日志 This lookup is recorded in the read log.</small></p>"
+    )
+    return page(root, "主体查询 Entity lookup", body, user, pages)

@@ -18,7 +18,9 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-app = FastAPI(title="公共信用综合评价控制台 Credit console", docs_url=None, redoc_url=None)
+app = FastAPI(
+    title="公共信用综合评价控制台 Credit console", docs_url=None, redoc_url=None, openapi_url=None
+)
 _store = None
 _store_lock = threading.Lock()
 _reruns: dict[tuple[str, str], dict] = {}  # (run_id, mode) -> state of a rerun started here
@@ -122,6 +124,10 @@ async def index(request: Request):
     from scoring.console.access import pages_for
 
     name, roles = await caller(request)
+    if not pages_for(roles):
+        raise HTTPException(
+            status_code=403, detail=f"您的角色没有控制台页面 no console page for {name}"
+        )
     return render(_root(request), name, pages_for(roles))
 
 
@@ -239,6 +245,86 @@ def audit_page(request: Request, run_id: str = "", mode: str = "as-known-then"):
         manifest,
         result,
         err,
+    )
+
+
+@app.get("/nights", response_class=HTMLResponse)
+def nights_page(request: Request):
+    from console_pages import nights as render
+
+    from scoring.console.access import pages_for
+    from scoring.console.nights import overview
+
+    name, roles = _sync(allowed, request, "nights")
+    return render(_root(request), name, pages_for(roles), overview(store()))
+
+
+def _their_agencies(roles: list[str]) -> list[dict] | None:
+    """The departments whose scope bounds a user's entity lookups: those of its department
+    roles; None (every entity) for the credit agency's own staff, who hold no department role."""
+    from scoring.console.access import entity_scope
+    from scoring.sampling.rules import registry
+
+    reg = registry()
+    mine = entity_scope(roles, [a["id"] for a in reg["agencies"]])
+    return None if mine is None else [a for a in reg["agencies"] if a["id"] in mine]
+
+
+@app.get("/entity", response_class=HTMLResponse)
+def entity_page(request: Request, uscc: str = "", run_id: str = ""):
+    from console_pages import entity as render
+
+    from scoring.console import entity
+    from scoring.console.access import Forbidden, pages_for
+
+    name, roles = _sync(allowed, request, "entity")
+    e = err = None
+    if uscc:
+        try:
+            e = entity.lookup(store(), uscc, run_id or None, name, _their_agencies(roles))
+        except Forbidden as exc:
+            raise HTTPException(status_code=403, detail=str(exc)) from None
+        except ValueError as exc:
+            err = str(exc)
+    return render(
+        _root(request),
+        name,
+        pages_for(roles),
+        uscc,
+        run_id,
+        e,
+        err,
+        entity.entity_report_available(),
+    )
+
+
+@app.get("/entity/report")
+def entity_report(request: Request, uscc: str, run_id: str = ""):
+    import shutil
+    import tempfile
+
+    from starlette.background import BackgroundTask
+
+    from scoring.console import entity
+    from scoring.console.access import Forbidden
+
+    name, roles = _sync(allowed, request, "entity")
+    if not entity.entity_report_available():
+        raise HTTPException(
+            status_code=404, detail="信用报告尚不可用 the entity report is not available"
+        )
+    try:
+        e = entity.lookup(store(), uscc, run_id or None, name, _their_agencies(roles))
+    except Forbidden as exc:
+        raise HTTPException(status_code=403, detail=str(exc)) from None
+    except ValueError as exc:
+        raise _refused(exc) from None
+    from scoring.reporting.entity_report import write_entity_report
+
+    out = Path(tempfile.mkdtemp(prefix="entity-report-"))
+    path = write_entity_report(store(), e["uscc"], e["as_of"], out)
+    return FileResponse(
+        path, filename=Path(path).name, background=BackgroundTask(shutil.rmtree, out, True)
     )
 
 

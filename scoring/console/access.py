@@ -53,3 +53,11 @@ def require_agency(roles: list[str], agency_id: str, agency_ids: list[str]) -> N
         raise ValueError(f"unknown department {agency_id!r}")
     if agency_id not in agencies_for(roles, agency_ids):
         raise Forbidden(f"department {agency_id} is outside your scope")
+
+
+def entity_scope(roles: list[str], agency_ids: list[str]) -> list[str] | None:
+    """Entity lookups: a user holding department roles sees those departments' scopes only;
+    Admin and the credit agency's own staff (no department role) see every entity (None)."""
+    if SUPERUSER in roles or not any(r.startswith(AGENCY_ROLE_PREFIX) for r in roles):
+        return None
+    return agencies_for(roles, agency_ids)

@@ -1,0 +1,100 @@
+"""The operators' overview of the last nights: status, hard gates failed and waived, deliveries
+per provider with the overdue feeds (a failed ``feed_present`` gate), the tier shares night by
+night, and the entities with an objection pending. Times are shown in Asia/Shanghai."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+
+import sqlalchemy as sa
+
+from scoring.history.store import entity_results, gate_results, landed_files, runs
+
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+TIERS = ("A", "B", "C", "D")
+
+
+def _local(ts) -> str | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:  # stored as UTC
+        ts = ts.replace(tzinfo=zoneinfo.ZoneInfo("UTC"))
+    return ts.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def overview(store, nights: int = 30) -> list[dict]:
+    """One row per night (its latest run), newest first."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(runs)
+            .where(runs.c.kind == "nightly")
+            .order_by(runs.c.as_of.desc(), runs.c.run_id.desc())
+        ).all()
+        seen, chosen = set(), []
+        for r in rows:
+            if r.as_of not in seen:
+                seen.add(r.as_of)
+                chosen.append(r)
+            if len(chosen) == nights:
+                break
+        ids = [r.run_id for r in chosen]
+        gates = conn.execute(sa.select(gate_results).where(gate_results.c.run_id.in_(ids))).all()
+        files = conn.execute(
+            sa.select(
+                landed_files.c.run_id,
+                landed_files.c.provider,
+                sa.func.count().label("files"),
+                sa.func.sum(landed_files.c.received).label("received"),
+                sa.func.sum(landed_files.c.quarantined).label("quarantined"),
+                sa.func.max(landed_files.c.arrived_at).label("arrived"),
+            )
+            .where(landed_files.c.run_id.in_(ids))
+            .group_by(landed_files.c.run_id, landed_files.c.provider)
+        ).all()
+        pending = dict(
+            conn.execute(
+                sa.select(entity_results.c.run_id, sa.func.count())
+                .where(
+                    entity_results.c.run_id.in_(ids)
+                    & entity_results.c.flags.like("%objection_pending%")
+                )
+                .group_by(entity_results.c.run_id)
+            ).all()
+        )
+    out = []
+    for r in chosen:
+        mine = [g for g in gates if g.run_id == r.run_id]
+        tiers = json.loads(r.tiers_json) if r.tiers_json else {}
+        total = sum(int(tiers.get(t, 0)) for t in TIERS) or 1
+        out.append(
+            {
+                "run_id": r.run_id,
+                "as_of": str(r.as_of),
+                "status": r.status,
+                "message": (r.message or "").splitlines()[0] if r.message else "",
+                "hard_failed": sorted(
+                    f"{g.gate}:{g.scope}" for g in mine if g.hard and not g.passed and not g.waiver
+                ),
+                "waived": sorted(f"{g.gate}:{g.scope} — {g.waiver}" for g in mine if g.waiver),
+                "overdue": sorted(
+                    g.scope for g in mine if g.gate == "feed_present" and not g.passed
+                ),
+                "deliveries": [
+                    {
+                        "provider": f.provider,
+                        "files": int(f.files),
+                        "received": int(f.received or 0),
+                        "quarantined": int(f.quarantined or 0),
+                        "arrived": _local(f.arrived),
+                    }
+                    for f in sorted(
+                        (f for f in files if f.run_id == r.run_id), key=lambda f: f.provider
+                    )
+                ],
+                "tier_shares": {t: round(int(tiers.get(t, 0)) / total, 4) for t in TIERS},
+                "entities": r.entities_scored,
+                "objections_pending": int(pending.get(r.run_id, 0)),
+            }
+        )
+    return out
