@@ -23,6 +23,7 @@ LAYERS = (
     "reporting",
     "audit",
     "sampling",
+    "console",
     "calibration",
     "world",
 )

@@ -113,7 +113,8 @@ def test_a_delivery_csv_opens_in_libreoffice_with_chinese_headers_intact(
     folder = _folder(sqlite_run, agency["id"])
     src = tmp_path / "results.csv"
     shutil.copyfile(folder / "results.csv", src)
-    charset = {"utf-8-sig": "76", "gb18030": "GB18030"}[encoding]
+    # LibreOffice names encodings by number (rtl_TextEncoding): 76 UTF-8, 85 GB18030
+    charset = {"utf-8-sig": "76", "gb18030": "85"}[encoding]
     out = subprocess.run(
         [
             exe,
