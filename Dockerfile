@@ -9,6 +9,7 @@ COPY --chown=airflow:root expectations /opt/credit/app/expectations
 RUN pip install --no-cache-dir -c /opt/credit/app/constraints.txt "/opt/credit/app[airflow]"
 COPY --chown=airflow:root config /opt/credit/app/config
 COPY --chown=airflow:root dags /opt/airflow/dags
+COPY --chown=airflow:root plugins /opt/airflow/plugins
 ENV CREDIT_CONFIG_DIR=/opt/credit/app/config \
     CREDIT_HOME=/opt/credit/data \
     CREDIT_LANDING=/opt/credit/landing \

@@ -106,6 +106,7 @@ def environment(s: dict) -> dict[str, str]:
     env = {
         "AIRFLOW_HOME": str(s["airflow_home"]),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -32,6 +32,12 @@ MANIFEST_LABELS = {
     "input_batches": ("输入批次", "input batches"),
     "result_files": ("结果文件", "result files"),
     "partitions": ("分区数", "partitions"),
+    "code_version": ("程序版本号", "code version"),
+    "dependencies": ("依赖版本", "dependencies"),
+    "gates": ("数据门禁", "gates"),
+    "kind": ("运行类型", "kind"),
+    "model_sha256": ("模型哈希", "model sha256"),
+    "output_schema": ("输出结构", "output schema"),
 }
 
 
@@ -91,7 +97,8 @@ def readable_manifest(run: dict) -> list[dict]:
         if key == "input_batches":
             kinds: dict[str, list[int]] = {}
             for b in v:
-                kinds.setdefault(b.get("table_name", "?"), []).append(int(b.get("rows", 0)))
+                kind = b.get("table_name") or str(b.get("batch_id", "?")).split(":", 1)[0]
+                kinds.setdefault(kind, []).append(int(b.get("rows", 0)))
             text = "；".join(
                 f"{k}: {len(n)} 批 batches, {sum(n):,} 行 rows" for k, n in sorted(kinds.items())
             )
