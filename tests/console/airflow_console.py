@@ -75,10 +75,10 @@ def _stop(p: subprocess.Popen) -> None:
 
 
 class Console:
-    def __init__(self, base: str, home: Path, credit_home: Path):
+    def __init__(self, base: str, home: Path, credit_home: Path, env: dict):
         import httpx
 
-        self.base, self.home, self.credit_home = base, home, credit_home
+        self.base, self.home, self.credit_home, self.env = base, home, credit_home, env
         self.http = httpx.Client(base_url=base, timeout=120)
         self.tokens: dict[str, str] = {}
 
@@ -162,7 +162,7 @@ def console(tmp_path_factory):
         )
         procs.append(server)
         _finish(night, "credit run", home / "night.log", 600)
-        c = Console(f"http://127.0.0.1:{port}", home, credit)
+        c = Console(f"http://127.0.0.1:{port}", home, credit, env)
         deadline = time.monotonic() + 240
         while True:
             try:

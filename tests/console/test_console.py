@@ -157,6 +157,48 @@ def test_planner_refuses_d0_updates_consequences_and_commits_a_plan(console, bro
     assert r.status_code == 200 and r.json()["commitment_sha256"] == plan["commitment_sha256"]
 
 
+def test_after_the_next_publication_the_plan_shows_its_draw_inspectors_and_verification(
+    console, browser
+):
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+
+    from scoring.sampling.plans import draw_committed
+
+    plans = [
+        p for p in plans_in(console) if p["agency_id"] == "dq-samr" and p["status"] == "committed"
+    ]
+    if not plans:  # run on its own: commit one as the regulator would
+        r = console.http.post(
+            "/console/api/plans",
+            headers=console.as_user("reg_dq"),
+            json={"agency": "dq-samr", "period": "2026-07", "task": "drawn",
+                  "ratios": {"A": "0.05", "B": "0.2", "C": "0.6", "D": "1"}},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        plans = [p for p in plans_in(console) if p["plan_id"] == r.json()["plan_id"]]
+    plan_id = plans[0]["plan_id"]
+    # The next night (nothing new arrives) is published: its output hash is the plan's seed.
+    env = {**console.env, "CREDIT_HOME": str(console.credit_home), "CREDIT_DB_URL": ""}
+    night = subprocess.run(
+        [sys.executable, "-m", "scoring", "run", "--as-of", "2026-07-01", "--json",
+         "--landing", str(console.home / "prov" / "landing")],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert night.returncode == 0, night.stderr[-2000:]
+    drawn = draw_committed(console.store(), plan_id)  # as the sampling DAG does on publication
+    login(browser, console, "reg_dq")
+    browser.get(console.base + f"/console/plans/{plan_id}")
+    wait_for(browser, lambda d: text_of(d, "#verified") != "")
+    assert text_of(browser, "#status") == "drawn" and "verified" in text_of(browser, "#verified")
+    rows = browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")
+    assert len(rows) == len(drawn["draw"]["assignments"]) > 0
+    assert all(r.find_elements(By.TAG_NAME, "td")[3].text for r in rows)  # inspectors named
+    assert drawn["seed_source"]["value"] in browser.page_source
+
+
 def test_planner_bad_input_gives_a_message_and_changes_nothing(console, browser):
     before = plans_in(console)
     login(browser, console, "reg_dq")
@@ -244,7 +286,7 @@ def test_entity_lookup_masks_persons_records_the_read_and_downloads_the_report(c
     browser.get(console.base + f"/console/entity?uscc={wrong}")
     wait_for(browser, lambda d: "check character" in text_of(d, "#message"))
     assert reads_of(console.store(), wrong) == []
-    browser.get(console.base + f"/console/entity?uscc={uscc}")
+    browser.get(console.base + f"/console/entity?uscc={uscc}&run_id={NIGHT}")
     wait_for(browser, lambda d: d.find_elements(By.ID, "score"))
     import sqlalchemy as sa
 
