@@ -305,6 +305,7 @@ def entity_report(request: Request, uscc: str, run_id: str = ""):
 
     from starlette.background import BackgroundTask
 
+    from scoring.common.errors import PipelineError
     from scoring.console import entity
     from scoring.console.access import Forbidden
 
@@ -322,7 +323,13 @@ def entity_report(request: Request, uscc: str, run_id: str = ""):
     from scoring.reporting.entity_report import write_entity_report
 
     out = Path(tempfile.mkdtemp(prefix="entity-report-"))
-    path = write_entity_report(store(), e["uscc"], e["as_of"], out)
+    try:
+        path = Path(write_entity_report(store(), e["uscc"], e["as_of"], out))
+    except (PipelineError, ValueError) as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        raise _refused(exc) from None
+    if path.with_suffix(".pdf").exists():  # the printable copy, where chromium made one
+        path = path.with_suffix(".pdf")
     return FileResponse(
         path, filename=Path(path).name, background=BackgroundTask(shutil.rmtree, out, True)
     )
