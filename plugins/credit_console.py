@@ -23,7 +23,6 @@ app = FastAPI(
 )
 _store = None
 _store_lock = threading.Lock()
-_reruns: dict[tuple[str, str], dict] = {}  # (run_id, mode) -> state of a rerun started here
 _bases: dict[tuple, dict] = {}  # planner bases by (agency, period, latest run, plans)
 
 
@@ -229,7 +228,7 @@ def audit_page(request: Request, run_id: str = "", mode: str = "as-known-then"):
         try:
             audit.check_mode(mode)
             manifest = audit.readable_manifest(audit.check_run_id(s, run_id))
-            state = _reruns.get((run_id, mode), {})
+            state = audit.rerun_state(s.home, run_id, mode)
             result = (
                 audit.rerun_result(s.home, run_id, mode) if state.get("state") == "done" else None
             )
@@ -425,23 +424,24 @@ async def api_rerun(request: Request):
         audit.check_run_id(s, run_id)
     except ValueError as exc:
         raise _refused(exc) from None
-    key = (run_id, mode)
-    if _reruns.get(key, {}).get("state") == "running":
+    if audit.rerun_state(s.home, run_id, mode).get("state") == "running":
         return {"state": "running", "run_id": run_id, "mode": mode}
-    _reruns[key] = {"state": "running", "by": name}
-    threading.Thread(target=_rerun, args=(s, run_id, mode), daemon=True).start()
+    audit.set_rerun_state(s.home, run_id, mode, state="running", by=name)
+    threading.Thread(target=_rerun, args=(s, run_id, mode, name), daemon=True).start()
     return {"state": "running", "run_id": run_id, "mode": mode}
 
 
-def _rerun(s, run_id: str, mode: str) -> None:
+def _rerun(s, run_id: str, mode: str, name: str) -> None:
     """The audit library's rerun (never publishes; writes under CREDIT_HOME/audits/ only)."""
     from scoring.audit.rerun import rerun
+    from scoring.console import audit
 
     try:
         rerun(run_id, mode, db_url=s.url, home=Path(s.home))
-        _reruns[(run_id, mode)]["state"] = "done"
+        audit.set_rerun_state(s.home, run_id, mode, state="done", by=name)
     except Exception as exc:  # shown to the auditor on the page, one line
-        _reruns[(run_id, mode)].update(state="failed", error=str(exc).splitlines()[0])
+        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        audit.set_rerun_state(s.home, run_id, mode, state="failed", by=name, error=error)
 
 
 @app.get("/api/audit/reruns")
@@ -449,9 +449,12 @@ async def api_rerun_state(request: Request, run_id: str, mode: str = "as-known-t
     from scoring.console import audit
 
     await allowed(request, "audit")
-    state = dict(_reruns.get((run_id, mode), {"state": "none"}))
-    if state["state"] == "done":
-        state["result"] = audit.rerun_result(store().home, run_id, mode)
+    try:
+        state = audit.rerun_state(store().home, run_id, mode)
+        if state["state"] == "done":
+            state["result"] = audit.rerun_result(store().home, run_id, mode)
+    except ValueError as exc:
+        raise _refused(exc) from None
     return state
 
 

@@ -113,9 +113,16 @@ def readable_manifest(run: dict) -> list[dict]:
     return rows
 
 
+def _folder(home, run_id: str, mode: str):
+    """A rerun's folder; the run id and mode are checked first (they come from a request)."""
+    if not re.fullmatch(RUN_ID_PATTERN, run_id or ""):
+        raise ValueError(f"批次号格式不对 / bad run id {run_id!r}: e.g. nightly-20260630")
+    return home / "audits" / run_id / check_mode(mode)
+
+
 def rerun_result(home, run_id: str, mode: str) -> dict | None:
     """The rerun's verdict as written by the audit library, or None while there is none."""
-    folder = home / "audits" / run_id / mode
+    folder = _folder(home, run_id, mode)
     path = folder / "rerun.json"
     if not path.exists():
         return None
@@ -144,3 +151,23 @@ def rerun_result(home, run_id: str, mode: str) -> dict | None:
         "differences": rows("diff.csv"),
         "causes": rows("causes.csv"),
     }
+
+
+STATE_FILE = "console_state.json"
+
+
+def rerun_state(home, run_id: str, mode: str) -> dict:
+    """Where a rerun started from the console is (running, done, failed), kept beside its output
+    so that every api-server worker answers the same."""
+    path = _folder(home, run_id, mode) / STATE_FILE
+    if not path.exists():
+        return {"state": "none"}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def set_rerun_state(home, run_id: str, mode: str, **state) -> None:
+    folder = _folder(home, run_id, mode)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    tmp.replace(folder / STATE_FILE)

@@ -71,7 +71,7 @@ ENDPOINTS = [
     ),
     ("POST", "/api/plans", "/console/api/plans", "reg_dq"),
     ("POST", "/api/audit/reruns", "/console/api/audit/reruns", "auditor"),
-    ("GET", "/api/audit/reruns", "/console/api/audit/reruns?run_id=x", "auditor"),
+    ("GET", "/api/audit/reruns", "/console/api/audit/reruns?run_id=nightly-20260630", "auditor"),
 ]
 WRONG_ROLE = {"reg_dq": "auditor", "auditor": "operator", "operator": "lookup", "lookup": "reg_dq"}
 
@@ -265,6 +265,11 @@ def test_auditor_reruns_a_night_and_sees_identical_with_the_manifest(console, br
     assert "identical" in text_of(browser, "#verdict")
     screenshot(browser, "console-audit.png")
     assert (console.credit_home / "audits" / NIGHT / "as-known-then" / "rerun.json").exists()
+    r = console.http.get(
+        "/console/api/audit/reruns?run_id=../../etc&mode=as-known-then",
+        headers=console.as_user("auditor"),
+    )
+    assert r.status_code == 400 and "bad run id" in r.json()["detail"]
 
 
 def test_operator_sees_the_nights(console, browser):
