@@ -320,7 +320,7 @@ def _shares_svg(nights: list[dict]) -> str:
     )
 
 
-def nights(root: str, user: str, pages: list[str], rows: list[dict]) -> str:
+def nights(root: str, user: str, pages: list[str], rows: list[dict], late: list[dict]) -> str:
     body_rows, cls = [], []
     for n in rows:
         deliveries = (
@@ -361,7 +361,19 @@ def nights(root: str, user: str, pages: list[str], rows: list[dict]) -> str:
         body_rows,
         cls,
     )
-    body = "<p>最近 30 个夜间运行（时间为北京时间 Asia/Shanghai）</p>" + _shares_svg(rows) + grid
+    overdue = (
+        "<p id='overdue-objections' class='error'>逾期未处理异议 Overdue objections: "
+        + esc("、".join(f"{x['provider']} {x['overdue']}" for x in late))
+        + "</p>"
+        if late
+        else "<p id='overdue-objections'>无逾期异议 No overdue objections on the latest night</p>"
+    )
+    body = (
+        "<p>最近 30 个夜间运行（时间为北京时间 Asia/Shanghai）</p>"
+        + overdue
+        + _shares_svg(rows)
+        + grid
+    )
     return page(root, "夜间运行 Night overview", body, user, pages)
 
 

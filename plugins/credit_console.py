@@ -252,10 +252,12 @@ def nights_page(request: Request):
     from console_pages import nights as render
 
     from scoring.console.access import pages_for
-    from scoring.console.nights import overview
+    from scoring.console.nights import overdue_objections, overview
 
     name, roles = _sync(allowed, request, "nights")
-    return render(_root(request), name, pages_for(roles), overview(store()))
+    rows = overview(store())
+    late = overdue_objections(store(), rows[0]["run_id"]) if rows else []
+    return render(_root(request), name, pages_for(roles), rows, late)
 
 
 def _their_agencies(roles: list[str]) -> list[dict] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from scoring.cli.common import EXIT_OK, add_common, home_dir, print_json
 from scoring.evaluation.explain import explain_entity
+from scoring.publication.labels import variant
 from scoring.publication.publish import load_agencies
 
 
@@ -31,6 +32,7 @@ def cmd_agencies(args) -> int:
             "scope": {"divisions": a.get("divisions", []), "industries": a.get("industries", [])},
             "channel": a.get("channel"),
             "encoding": a.get("encoding"),
+            "files": {"labels": variant(a), "xlsx": bool(a.get("xlsx"))},
         }
         for a in ag
     ]
@@ -40,7 +42,8 @@ def cmd_agencies(args) -> int:
         for r in rows:
             print(
                 f"{r['id']:<14} {r['name']}  divisions={','.join(r['scope']['divisions'])} "
-                f"industries={','.join(r['scope']['industries']) or 'all'}"
+                f"industries={','.join(r['scope']['industries']) or 'all'} "
+                f"files={r['files']['labels']}{'+xlsx' if r['files']['xlsx'] else ''}"
             )
     return EXIT_OK
 

@@ -9,7 +9,14 @@ import zoneinfo
 
 import sqlalchemy as sa
 
-from scoring.history.store import entity_results, gate_results, landed_files, runs
+from scoring.evaluation.objections import objection_calendar
+from scoring.history.store import (
+    entity_results,
+    gate_results,
+    landed_files,
+    record_batches,
+    runs,
+)
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 TIERS = ("A", "B", "C", "D")
@@ -98,3 +105,29 @@ def overview(store, nights: int = 30) -> list[dict]:
             }
         )
     return out
+
+
+def overdue_objections(store, run_id: str) -> list[dict]:
+    """Objections pending past their decision deadline on a night (working days after receipt),
+    by the provider that must decide them, from the change batches the night used."""
+    with store.engine.connect() as conn:
+        run = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        if run is None or not run.manifest_json:
+            return []
+        ids = {b["batch_id"] for b in json.loads(run.manifest_json)["input_batches"]}
+        batches = [
+            dict(b._mapping)
+            for b in conn.execute(
+                sa.select(record_batches)
+                .where(record_batches.c.table_name == "changes")
+                .order_by(record_batches.c.known_from, record_batches.c.batch_id)
+            )
+            if b.batch_id in ids
+        ]
+    chg = store.read_batches(batches) if batches else None
+    cal = objection_calendar(chg, str(run.as_of))
+    late = cal[cal["state"] == "overdue"]
+    if late.empty:
+        return []
+    counts = late.groupby(late["provider"].astype("string").fillna("?")).size()
+    return [{"provider": str(p), "overdue": int(n)} for p, n in sorted(counts.items())]

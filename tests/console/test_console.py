@@ -278,6 +278,13 @@ def test_operator_sees_the_nights(console, browser):
     wait_for(browser, lambda d: AS_OF in d.page_source)
     assert "published" in browser.page_source and "ndrc" in browser.page_source
     assert "<svg" in browser.page_source
+    from scoring.console.nights import overdue_objections, overview
+
+    latest = overview(console.store())[0]["run_id"]
+    late = overdue_objections(console.store(), latest)
+    shown = text_of(browser, "#overdue-objections")
+    assert all(f"{x['provider']} {x['overdue']}" in shown for x in late), (late, shown)
+    assert ("Overdue objections" in shown) == bool(late)
 
 
 def test_entity_lookup_masks_persons_records_the_read_and_downloads_the_report(console, browser):

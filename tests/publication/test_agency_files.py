@@ -40,6 +40,15 @@ def test_labels_map_codes_and_leave_unknown_values_alone():
     assert labelled(t, "machine").equals(t)
 
 
+def test_the_agencies_command_shows_each_agencys_files():
+    from conftest import run_cli
+
+    p = run_cli("agencies", "--json")
+    files = {r["id"]: r["files"] for r in json.loads(p.stdout)}
+    assert files["hlj-tax"] == {"labels": "machine", "xlsx": False}
+    assert files["lindian-samr"] == {"labels": "zh", "xlsx": True}
+
+
 def test_every_delivery_is_in_its_agencys_variant_with_a_data_dictionary(sqlite_run):
     agencies = load_agencies()
     assert {a.get("labels", "zh") for a in agencies} == {"zh", "machine"}
