@@ -195,6 +195,9 @@ def _json_strings(doc):
         yield str(doc)
 
 
+USCC_HEADERS = ("uscc", "统一社会信用代码")  # the machine and the Chinese header
+
+
 def test_no_identifier_is_published_in_free_text(hostile_night):
     from scoring.publication.free_text import scan_text
 
@@ -208,7 +211,10 @@ def test_no_identifier_is_published_in_free_text(hostile_night):
         elif path.suffix == ".csv":
             enc = "gb18030" if path.read_bytes()[:3] != b"\xef\xbb\xbf" else "utf-8-sig"
             df = pd.read_csv(path, dtype=str, encoding=enc, keep_default_na=False)
-            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c != "uscc")
+            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c not in USCC_HEADERS)
+        elif path.suffix == ".xlsx":
+            df = pd.read_excel(path, dtype=str).fillna("")
+            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c not in USCC_HEADERS)
         elif path.suffix == ".json":
             text = " ".join(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
         else:
