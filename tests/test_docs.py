@@ -22,6 +22,7 @@ CITED_ROOTS = (
     "deploy/",
     "docs/",
     "bench/",
+    "plugins/",
     ".ci/",
 )
 # Parts of the restructure the README already describes while they land in parallel; remove an
