@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from scoring.cli.common import EXIT_OK, add_common, home_dir, print_json
-from scoring.history.store import Store, publications, read_log
+from scoring.history.reads import deliveries as delivered
+from scoring.history.reads import registered_reads
+from scoring.history.store import Store
 
 
 def register(sub) -> None:
@@ -22,27 +22,8 @@ def cmd_reads(args) -> int:
     requires, 信息查询使用登记和审查制度) and of what was delivered."""
     store = Store.open(args.db, home_dir(args))
     with store.engine.connect() as conn:
-        q = sa.select(
-            read_log.c.read_id,
-            read_log.c.agency_id,
-            read_log.c.db_role,
-            read_log.c.channel,
-            read_log.c.read_at,
-            read_log.c.query,
-        ).order_by(read_log.c.read_id)
-        d = sa.select(
-            publications.c.run_id,
-            publications.c.agency_id,
-            publications.c.path,
-            publications.c.rows,
-            publications.c.sha256,
-            publications.c.delivered_at,
-        ).order_by(publications.c.run_id, publications.c.agency_id, publications.c.path)
-        if args.agency:
-            q = q.where(read_log.c.agency_id == args.agency)
-            d = d.where(publications.c.agency_id == args.agency)
-        reads = [dict(r._mapping) for r in conn.execute(q)]
-        deliveries = [dict(r._mapping) for r in conn.execute(d)]
+        reads = registered_reads(conn, args.agency)
+        deliveries = delivered(conn, args.agency)
     if args.json:
         print_json({"reads": reads, "deliveries": deliveries})
         return EXIT_OK

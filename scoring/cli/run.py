@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from scoring.cli.common import (
     EXIT_GATE,
     EXIT_OK,
@@ -16,8 +14,10 @@ from scoring.cli.common import (
     home_dir,
     print_json,
 )
+from scoring.history.folders import RunFolder
 from scoring.history.runlock import EXIT_LOCKED, RunLocked, run_lock
-from scoring.history.store import Store, runs
+from scoring.history.runs import run_list
+from scoring.history.store import Store
 from scoring.pipeline import STEP_NAMES, RunContext, run_summary, shown
 
 
@@ -183,15 +183,15 @@ def cmd_status(args) -> int:
         for p in s["landing_problems"]:
             print(f"landing:       {p['kind']}: {p['path']}: {p['message']}")
         print(f"run report:    {s['report']}")
-        rdir = Path(s["report"]).parent
-        for label, name in (
-            ("provider report", "provider_report.csv"),
-            ("results", "entity_score.csv"),
-            ("manifest", "manifest.json"),
+        rdir = RunFolder(Path(s["report"]).parent)
+        for label, path in (
+            ("provider report", rdir.provider_report),
+            ("results", rdir.entity_score_csv),
+            ("manifest", rdir.manifest),
         ):
-            if (rdir / name).exists():
-                print(f"{label + ':':<15}{rdir / name}")
-        docs = rdir / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+            if path.exists():
+                print(f"{label + ':':<15}{path}")
+        docs = rdir.gx_data_docs
         if docs.exists():
             print(f"GX Data Docs:  {docs}")
         print(
@@ -200,19 +200,7 @@ def cmd_status(args) -> int:
         return EXIT_OK if s["status"] in ("published", "scored") else EXIT_GATE
     store = Store.open(args.db, home_dir(args))
     with store.engine.connect() as conn:
-        rows = [
-            dict(r._mapping)
-            for r in conn.execute(
-                sa.select(
-                    runs.c.run_id,
-                    runs.c.as_of,
-                    runs.c.status,
-                    runs.c.entities_scored,
-                    runs.c.tiers_json,
-                    runs.c.output_sha256,
-                ).order_by(runs.c.run_id)
-            )
-        ]
+        rows = run_list(conn)
     if args.json:
         print_json(rows)
     else:

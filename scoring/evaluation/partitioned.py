@@ -36,8 +36,8 @@ from scoring.evaluation.evaluate import (
 )
 from scoring.evaluation.merge import iter_merged, write_merged
 from scoring.evaluation.objections import objections_of_the_night
+from scoring.history.harmonise import harmonised
 from scoring.history.inputs import read_inputs
-from scoring.history.store import harmonised
 from scoring.quality import validate as quality
 
 RECORDS_PER_PARTITION = (

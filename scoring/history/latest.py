@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from scoring.history.harmonise import harmonised
+
 SNAPSHOT_FORMAT = 1
 REWRITE_FRACTION = 0.05  # rows stored since the snapshot, as a share of it, that make it rewritten
 REWRITE_BATCHES = 32  # or batches stored since it (a month and a half of nights)
@@ -91,7 +93,7 @@ def lay_over(base: pa.Table, newer: pa.Table, key: str) -> pa.Table:
     """``latest_of(concat(base, newer))`` for ``base`` and ``newer`` each already the latest of
     their batches: the newer versions spliced into the base at their key's place (the base's rows
     are not copied); many newer rows take one sort instead."""
-    both = pa.concat_tables(_plain_texts([base, newer]), promote_options="permissive")
+    both = pa.concat_tables(harmonised([base, newer]), promote_options="permissive")
     if not newer.num_rows:
         return both  # the base's rows, with a newer batch's columns as the full read has them
     if newer.num_rows > SPLICE_LIMIT or not base.num_rows:
@@ -110,12 +112,6 @@ def lay_over(base: pa.Table, newer: pa.Table, key: str) -> pa.Table:
     if cur < n:
         pieces.append(both.slice(cur, n - cur))
     return pa.concat_tables(pieces)
-
-
-def _plain_texts(tables: list[pa.Table]) -> list[pa.Table]:
-    from scoring.history.store import harmonised
-
-    return harmonised(tables)
 
 
 class Snapshot:

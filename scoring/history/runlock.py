@@ -14,6 +14,7 @@ import time
 import sqlalchemy as sa
 
 from scoring.common.errors import PipelineError
+from scoring.history.folders import db_slug
 
 # A fixed key in the advisory-lock space: "credit" scoring runs (one per database).
 ADVISORY_KEY = 0x63726564697472
@@ -29,11 +30,9 @@ class RunLocked(PipelineError):
 
 
 def _lock_file(store):
-    from scoring.history.store import _db_slug
-
     folder = store.home / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{_db_slug(store.url)}.lock"
+    return folder / f"{db_slug(store.url)}.lock"
 
 
 @contextlib.contextmanager

@@ -29,6 +29,8 @@ from alembic.config import Config
 
 from scoring.common.partitions import BUCKET_COLUMN, bucket_of, record_bucket_key
 from scoring.history import latest
+from scoring.history.folders import RunFolder, db_slug
+from scoring.history.harmonise import harmonised
 
 metadata = sa.MetaData()
 
@@ -284,10 +286,13 @@ class Store:
 
     @property
     def lake(self) -> Path:
-        return self.home / "lake" / _db_slug(self.url)
+        return self.home / "lake" / db_slug(self.url)
 
     def run_dir(self, run_id: str) -> Path:
-        return self.home / "runs" / _db_slug(self.url) / run_id
+        return self.home / "runs" / db_slug(self.url) / run_id
+
+    def run_folder(self, run_id: str) -> RunFolder:
+        return RunFolder(self.run_dir(run_id))
 
     # ---------------------------------------------------------------- bulk writes
 
@@ -373,7 +378,7 @@ class Store:
         return t.to_pandas() if t is not None else pd.DataFrame()
 
     def snapshot_folder(self) -> Path:
-        return self.home / "snapshots" / _db_slug(self.url)
+        return self.home / "snapshots" / db_slug(self.url)
 
     def _latest_table(self, batches, key, buckets, verified, skip, snapshot) -> pa.Table | None:
         held = known = None
@@ -499,8 +504,8 @@ class Store:
     def read_run_results(self, conn, run_id: str, manifest: dict) -> pd.DataFrame:
         """A scored run's results: its Parquet file, checked against the hash in its manifest (the
         database holds the same rows; reading them back row by row costs minutes at scale)."""
-        expected = (manifest.get("result_files") or {}).get("entity_score.parquet")
-        path = self.run_dir(run_id) / "entity_score.parquet"
+        expected = (manifest.get("result_files") or {}).get(RunFolder.ENTITY_SCORE)
+        path = self.run_folder(run_id).entity_score
         if expected and path.exists():
             data = path.read_bytes()
             if sha256_bytes(data) != expected:
@@ -530,38 +535,6 @@ class Store:
                     sha256=sha256, kind=kind, label=label, content_json=content_json
                 )
             )
-
-
-def harmonised(tables: list[pa.Table]) -> list[pa.Table]:
-    """Batches written by different code paths may type a text column as dictionary, string or
-    large_string: where they disagree, all become large_string (values unchanged)."""
-    types: dict[str, set] = {}
-    for t in tables:
-        for f in t.schema:
-            types.setdefault(f.name, set()).add(f.type)
-    texty = {
-        n
-        for n, ts in types.items()
-        if len(ts) > 1
-        and all(
-            pa.types.is_dictionary(x)
-            or pa.types.is_string(x)
-            or pa.types.is_large_string(x)
-            or pa.types.is_null(x)
-            for x in ts
-        )
-    }
-    if not texty:
-        return tables
-    out = []
-    for t in tables:
-        for name in texty & set(t.column_names):
-            col = t[name]
-            if pa.types.is_dictionary(col.type):
-                col = col.cast(col.type.value_type)
-            t = t.set_column(t.schema.get_field_index(name), name, col.cast(pa.large_string()))
-        out.append(t)
-    return out
 
 
 def _prepared(table: sa.Table, frame: pd.DataFrame) -> pd.DataFrame:
@@ -653,13 +626,6 @@ def _isna(v) -> bool:
         return v is None or (not isinstance(v, str) and pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def _db_slug(url: str) -> str:
-    """A folder name per database, so two databases never share (and confuse) a lake."""
-    u = sa.engine.make_url(url)
-    base = f"{u.get_backend_name()}-{(u.database or 'db').replace('/', '_').replace(':', '_')}"
-    return (base[-40:] if len(base) > 40 else base) + "-" + sha256_bytes(url.encode())[:8]
 
 
 def _sqlite_pragmas(dbapi_conn, _record):

@@ -30,6 +30,7 @@ from scoring.common.partitions import bucket_range
 from scoring.evaluation import partitioned as part
 from scoring.evaluation import piece_files
 from scoring.evaluation.evaluate import positions
+from scoring.history.folders import RunFolder
 from scoring.history.store import artifacts, publications, record_batches, runs, sha256_file
 from scoring.publication.access import ensure_access_control
 from scoring.publication.free_text import mask_text_columns
@@ -64,7 +65,7 @@ PUBLISHED_COLUMNS = [
 # previous published night (changes + removed). The database views always hold the full state.
 FULL_ENV = "CREDIT_PUBLISH_FULL"
 FULL_ON_DAY = 1
-SNAPSHOT_FILE = "published.parquet"  # the night's full published table, the next night's base
+SNAPSHOT_FILE = RunFolder.PUBLISHED  # the night's full published table, the next night's base
 PUBLISHED_PIECE = "published"  # a partition's share of it, made beside its evaluation
 CHUNK_ROWS = int(os.environ.get("CREDIT_CHUNK_ROWS") or 250_000)  # published rows in memory at once
 FAULT_ENV = "CREDIT_FAULT_INJECT"  # "publish:N": fail after N agencies' files (tests of atomicity)

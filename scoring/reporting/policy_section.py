@@ -14,12 +14,13 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.config import load_document
 from scoring.evaluation.evaluate import POLICY_HISTORY, Policy, evaluate_inputs
 from scoring.evaluation.migration import TIERS, compare
+from scoring.history.folders import RunFolder
 from scoring.history.inputs import load_inputs
 from scoring.reporting.migration_plot import plot_matrix
 from scoring.reporting.reference import citation_html, load_reference
 
 WINDOW_DAYS = 31  # how long after a policy change the run report shows the migration
-PREVIOUS_POLICY_FILE = "previous_policy.parquet"
+PREVIOUS_POLICY_FILE = RunFolder.PREVIOUS_POLICY
 
 
 def previous_policy(as_of, policy_sha256: str | None, history: Path = POLICY_HISTORY):

@@ -43,10 +43,10 @@ def _refused(home, *args) -> str:
 
 def _copy_home(src, dst):
     """A copy of a store's home; its lake and runs folders are named after the database URL: renamed."""
-    from scoring.history.store import _db_slug
+    from scoring.history.folders import db_slug
 
     shutil.copytree(src, dst, dirs_exist_ok=True)
-    old, new = (_db_slug(f"sqlite:///{h / 'credit.db'}") for h in (src, dst))
+    old, new = (db_slug(f"sqlite:///{h / 'credit.db'}") for h in (src, dst))
     for sub in ("lake", "runs"):
         if (dst / sub / old).exists():
             (dst / sub / old).rename(dst / sub / new)

@@ -1,0 +1,81 @@
+"""ingest: read the deliveries due by the as-of date that no earlier run has stored, and stage
+them in the run folder (after closing any run a crash left open)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from scoring.history import files as landed
+from scoring.history.runs import interrupted_runs, start_run
+from scoring.history.store import Store, update_run, write_parquet
+from scoring.intake.deliveries import stage_deliveries
+from scoring.pipeline.context import RunContext
+from scoring.pipeline.steps.common import (
+    configs,
+    open_store,
+    refuse_published,
+    save_versions,
+    write_json,
+)
+from scoring.publication import publish as pub
+
+
+def close_interrupted_runs(store: Store, ctx: RunContext) -> list[str]:
+    """A run that died (killed, crashed) never stays ``running``. At the start of a run (under the
+    store's run lock, so nothing else is running): a publication whose database commit was made is
+    finished, the staged files of one that was not are removed, and every other run still marked
+    running, or left scored by a killed publication, is closed as failed with a reason."""
+    notes, unpublished = pub.recover_publications(store)
+    closed = []
+    with store.engine.begin() as conn:
+        for r in interrupted_runs(conn, ctx.run_id, unpublished):
+            what = "publishing" if r.status == "scored" else (r.step or "its first step")
+            msg = f"interrupted during {what}; closed as failed by {ctx.run_id} at its start"
+            update_run(conn, r.run_id, status="failed", message=msg)
+            closed.append(f"{r.run_id}: {msg}")
+    for line in notes + closed:
+        ctx.say(f"recovery: {line}")
+    return notes + closed
+
+
+def ingest(ctx: RunContext) -> dict:
+    """Read the deliveries due by the as-of date that no earlier run has stored, and stage them."""
+    store = open_store(ctx)
+    cat, pol = configs(ctx)
+    close_interrupted_runs(store, ctx)
+    folder = store.run_folder(ctx.run_id)
+    folder.raw.mkdir(parents=True, exist_ok=True)
+    with store.engine.begin() as conn:
+        refuse_published(conn, ctx)
+        start_run(
+            conn, ctx.run_id, ctx.kind, ctx.as_of, ctx.knowledge_cutoff, cat.sha256, pol.sha256
+        )
+        landed.clear_run_files(conn, ctx.run_id)
+        history = landed.earlier_files(conn, ctx.run_id)
+        save_versions(store, conn, cat, pol)
+    night = stage_deliveries(
+        ctx.landing,
+        pd.Timestamp(ctx.as_of),
+        cat,
+        history,
+        ctx.run_id,
+        save_raw=lambda name, frame: write_parquet(folder.raw / name, frame),
+        say=ctx.say,
+        arrival_cut=ctx.arrival_cut,
+    )
+    cut = ctx.arrival_cut.isoformat() if ctx.arrival_cut else None
+    write_json(folder.landing, {"arrival_cut": cut, "problems": night.problems})
+    write_json(folder.raw_index, night.raw_index, indent=None)
+    staged = (night.records, night.entities, night.changes, night.unparsed)
+    for name, frame in zip(folder.STAGED_TABLES, staged, strict=True):
+        write_parquet(folder.staged_table(name), frame)
+    with store.engine.begin() as conn:
+        landed.record_landed(store, conn, night.files)
+        update_run(conn, ctx.run_id, step="ingest")
+    summary = night.summary(ctx.run_id)
+    ctx.say(
+        f"ingest: {summary['files']} new files, {summary['received']:,} rows received, "
+        f"{summary['rejected']} files rejected"
+        + ("" if summary["files"] else " — no new deliveries")
+    )
+    return summary

@@ -1,0 +1,67 @@
+"""A run as stored, the way ``credit run --json``, ``credit status`` and the DAG's last task show it."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from scoring.history.files import file_outcomes
+from scoring.history.folders import RunFolder
+from scoring.history.runs import run_publications
+from scoring.history.store import Store, run_row
+from scoring.pipeline.context import RunContext
+from scoring.pipeline.steps.common import open_store, read_json
+
+
+def run_summary(ctx: RunContext) -> dict:
+    """What ``credit run --json`` prints: the run's state as stored."""
+    store = open_store(ctx)
+    with store.engine.connect() as conn:
+        row = run_row(conn, ctx.run_id) or {}
+        pubs = run_publications(conn, ctx.run_id)
+    tiers = json.loads(row["tiers_json"]) if row.get("tiers_json") else {t: 0 for t in "ABCD"}
+    folder = store.run_folder(ctx.run_id)
+    return {
+        "run_id": ctx.run_id,
+        "night": ctx.night_id,
+        "attempt": ctx.attempt,
+        "status": row.get("status", "missing"),
+        "as_of": ctx.as_of.isoformat(),
+        "knowledge_cutoff": ctx.knowledge_cutoff.isoformat(),
+        "entities_scored": int(row.get("entities_scored") or 0),
+        "tiers": tiers,
+        "output_sha256": row.get("output_sha256"),
+        "message": row.get("message"),
+        "published": [str(store.home / "outbox" / p.path) for p in pubs],
+        "report": str(folder.report),
+        "db_url": redact(store.url),
+        **night_notes(store, ctx.run_id, folder),
+    }
+
+
+def night_notes(store: Store, run_id: str, folder: RunFolder) -> dict:
+    """What a night received, what it could not read, and the waivers it ran under."""
+    with store.engine.connect() as conn:
+        files = file_outcomes(conn, run_id)
+    landing = read_json(folder.landing, {})
+    some = bool(len(files))
+    corrections = (
+        int(files["message"].fillna("").str.startswith("correction of").sum()) if some else 0
+    )
+    return {
+        "deliveries": {
+            "files": int(len(files)),
+            "same_content": int((files["status"] == "same_content").sum()) if some else 0,
+            "corrections": corrections,
+            "rejected": int((files["status"] == "rejected").sum()) if some else 0,
+        },
+        "no_new_deliveries": not some,
+        "landing_problems": landing.get("problems", []),
+        "arrival_cut": landing.get("arrival_cut"),
+        "waivers": read_json(folder.waivers, []),
+    }
+
+
+def redact(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
