@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from _shared import START, default_args, fail_fast
 from airflow.sdk import DAG, Param, task
 
 from scoring.common.alerts import on_failure
@@ -27,18 +28,12 @@ with DAG(
     dag_id="public_credit_audit_rerun",
     description="Audit rerun of a past public credit evaluation (as known then / as known now)",
     schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    start_date=START,
     catchup=False,
     max_active_runs=4,
     dagrun_timeout=dt.timedelta(hours=3),
     on_failure_callback=on_failure,
-    default_args={
-        "owner": "public-credit-agency",
-        "retries": 1,
-        "retry_delay": dt.timedelta(minutes=2),
-        "execution_timeout": dt.timedelta(hours=2),
-        "on_failure_callback": on_failure,
-    },
+    default_args=default_args(1, dt.timedelta(minutes=2), dt.timedelta(hours=2)),
     tags=["public-credit", "audit"],
     doc_md=__doc__,
     params={
@@ -72,29 +67,15 @@ with DAG(
 ) as dag:
 
     @task(task_id="rerun")
+    @fail_fast  # an unknown run or missing inputs: retrying can't help
     def rerun_task(params=None) -> dict:
         from pathlib import Path
 
-        from airflow.sdk.exceptions import AirflowFailException
+        from scoring.audit.rerun import rerun_summary
 
-        from scoring.audit.rerun import rerun
-        from scoring.common.errors import PipelineError
-
-        try:
-            out = rerun(
-                params["run_id"],
-                params["mode"],
-                db_url=params.get("db_url") or None,
-                home=Path(params["home"]) if params.get("home") else None,
-            )
-        except (
-            PipelineError,
-            ValueError,
-        ) as exc:  # unknown run, missing inputs: retrying can't help
-            raise AirflowFailException(str(exc)) from exc
-        return {
-            k: out[k]
-            for k in ("run_id", "mode", "identical", "output_sha256", "partitions", "report")
-        } | {"changed_entities": len(out["changed_entities"])}
+        home = Path(params["home"]) if params.get("home") else None
+        return rerun_summary(
+            params["run_id"], params["mode"], db_url=params.get("db_url") or None, home=home
+        )
 
     rerun_task()

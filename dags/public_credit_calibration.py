@@ -17,73 +17,39 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, task
+from _shared import PUBLISHED, START, default_args, fail_fast
+from airflow.sdk import DAG, task
 
 from scoring.common.alerts import on_failure
-
-PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 
 with DAG(
     dag_id="public_credit_calibration",
     description="Monthly candidate policy from inspection outcomes, with a model card",
     schedule=[PUBLISHED],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=4),
     on_failure_callback=on_failure,
-    default_args={
-        "owner": "public-credit-agency",
-        "retries": 1,
-        "retry_delay": dt.timedelta(minutes=10),
-        "execution_timeout": dt.timedelta(hours=3),
-        "on_failure_callback": on_failure,
-    },
+    default_args=default_args(1, dt.timedelta(minutes=10), dt.timedelta(hours=3)),
     tags=["public-credit", "calibration"],
     doc_md=__doc__,
 ) as dag:
 
     @task.short_circuit(task_id="due", retries=1)
     def due(dag_run=None) -> bool:
-        from scoring.history.store import Store
-        from scoring.publication.nights import latest_published, opens_its_month
+        from scoring.calibration.monthly import calibration_due
 
-        if dag_run.run_type == "manual":
-            return True
-        store = Store.open()
-        with store.engine.connect() as conn:
-            run = latest_published(conn)
-            ok = run is not None and opens_its_month(conn, run)
-        print(
-            f"calibrating after {run['run_id']}, the first published night of {run['as_of']:%Y-%m}"
-            if ok
-            else "nothing published yet: nothing to calibrate"
-            if run is None
-            else f"{run['run_id']} is not the first published night of {run['as_of']:%Y-%m}: calibrated already"
-        )
+        ok, why = calibration_due(manual=dag_run.run_type == "manual")
+        print(why)
         return ok
 
     @task(task_id="calibrate")
+    @fail_fast  # no records, too few inspections: retrying can't help
     def calibrate_task() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from scoring.calibration.calibrate import calibrate
-        from scoring.common.errors import PipelineError
+        from scoring.calibration.monthly import calibration_summary
         from scoring.history.store import Store
 
-        try:
-            out = calibrate(Store.open())
-        except (
-            PipelineError,
-            ValueError,
-        ) as exc:  # no records / too few inspections: retrying can't help
-            raise AirflowFailException(str(exc)) from exc
-        return {k: out[k] for k in ("candidate_id", "auc", "ks", "model_card", "training_set")} | {
-            "baseline_auc": out["baseline"]["auc"],
-            "auc_difference": out["comparison"]["auc_difference"],
-            "auc_difference_ci95": out["comparison"]["ci95"],
-            "weighted": out["comparison"]["weighted"],
-            "kept_current_policy": out["learned"]["kept_current_policy"],
-        }
+        return calibration_summary(Store.open())
 
     due() >> calibrate_task()

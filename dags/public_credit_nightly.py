@@ -16,7 +16,8 @@ at once with no retry; transient ones (database, disk) retry with backoff. A re-
 night is built beside it as a new attempt (`nightly-YYYYMMDD-r2`) and replaces it only when it
 publishes; a failed re-run changes nothing agencies see.
 
-The steps are defined once in `scoring.pipeline` (the CLI `credit run` calls the same ones).
+The steps are defined once in `scoring.pipeline` (the CLI `credit run` calls the same ones);
+the run context of a scheduled night is made by the same function as `credit run --from/--to`'s.
 Tasks pass only a small JSON run context through XCom. Trigger form: every field may stay empty
 (`as_of`: the day before the logical date, or the trigger time when there is none, Asia/Shanghai;
 `landing`, `db_url`, `home`: CREDIT_LANDING, CREDIT_DB_URL, CREDIT_HOME on the worker), and an
@@ -39,14 +40,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import DAG, Asset, Param, task
+from _shared import PUBLISHED, SHANGHAI, default_args, fail_fast
+from airflow.sdk import DAG, Param, task
 
 from scoring.common.alerts import on_failure
 from scoring.steps import ALWAYS_RUN, PARTITIONED_STEP, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-# What sampling and calibration wait for: a night that agencies can see.
-PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 _CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
 SCHEDULE = None if _CRON.lower() in ("", "manual", "none") else _CRON
 
@@ -69,46 +68,38 @@ GO_LIVE = _go_live(os.environ.get("CREDIT_GO_LIVE", ""))
 START = dt.datetime.combine(
     GO_LIVE + dt.timedelta(days=1) if GO_LIVE else dt.date(2026, 1, 1), dt.time(0), tzinfo=SHANGHAI
 )
-DEFAULT_ARGS = {
-    "owner": "public-credit-agency",
-    "retries": 2,  # transient failures only: deterministic ones raise AirflowFailException
-    "retry_delay": dt.timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=10),
-    "execution_timeout": dt.timedelta(minutes=60),
-    "on_failure_callback": on_failure,
-}
+DEFAULT_ARGS = default_args(
+    2,  # transient failures only: deterministic ones fail fast
+    dt.timedelta(minutes=1),
+    dt.timedelta(minutes=60),
+    retry_exponential_backoff=True,
+    max_retry_delay=dt.timedelta(minutes=10),
+)
 
 
+@fail_fast
 def _run(step: str, ctx_json: str) -> dict:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from scoring.common.errors import PipelineError
     from scoring.pipeline import RunContext, run_step
 
-    ctx = RunContext.from_json(ctx_json)
-    try:
-        return run_step(step, ctx)
-    except (PipelineError, ValueError) as exc:  # the same input fails the same way: don't retry
-        raise AirflowFailException(str(exc)) from exc
-
-
-def _call(fn_name: str, ctx_json: str, *args):
-    """A partition task: the same functions ``credit run`` calls, deterministic errors not retried."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from scoring import pipeline
-    from scoring.common.errors import PipelineError
-
-    ctx = pipeline.RunContext.from_json(ctx_json)
-    try:
-        return getattr(pipeline, fn_name)(ctx, *args)
-    except (PipelineError, ValueError) as exc:
-        raise AirflowFailException(str(exc)) from exc
+    return run_step(step, RunContext.from_json(ctx_json))
 
 
 def _optional(title: str, description: str, **schema) -> Param:
     return Param(None, type=["null", "string"], title=title, description=description, **schema)
+
+
+def _step(name: str):
+    """A task running one step of the night (``credit run`` runs the same)."""
+
+    @task(
+        task_id=name,
+        trigger_rule="all_done" if name in ALWAYS_RUN else "all_success",
+        execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)),
+    )
+    def step(ctx_json: str) -> dict:
+        return _run(name, ctx_json)
+
+    return step
 
 
 with DAG(
@@ -158,58 +149,13 @@ with DAG(
 ) as dag:
 
     @task(task_id="prepare", retries=1, execution_timeout=dt.timedelta(minutes=10))
-    def prepare() -> str:
+    @fail_fast
+    def prepare(params=None, logical_date=None, dag_run=None) -> str:
         """Resolve the run context once (date, arrival cut, waivers, attempt), so every step agrees."""
-        from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
+        from scoring.pipeline import begin, context_for_trigger
 
-        from scoring.common.errors import PipelineError
-        from scoring.intake.arrivals import nightly_arrival_cut
-        from scoring.pipeline import begin, context_from_env
-        from scoring.quality.waivers import parse_waiver
-
-        context = get_current_context()
-        params = context["params"]
-        logical_date = context.get("logical_date")
-        overrides = {k: params[k] for k in ("landing", "db_url", "home") if params.get(k)}
-        if params.get("partitions"):
-            overrides["partitions"] = int(params["partitions"])
-        try:
-            if params.get("as_of"):
-                as_of = params["as_of"]
-            elif (
-                logical_date is not None
-            ):  # keyed on the logical date: what had landed when the night was due
-                as_of = (
-                    logical_date.astimezone(SHANGHAI).date() - dt.timedelta(days=1)
-                ).isoformat()
-                overrides["arrival_cut"] = nightly_arrival_cut(dt.date.fromisoformat(as_of))
-            else:  # triggered without a logical date (REST API "logical_date": null): the trigger time
-                as_of = (
-                    context["dag_run"].run_after.astimezone(SHANGHAI).date() - dt.timedelta(days=1)
-                ).isoformat()
-            if params.get("waive"):
-                overrides["waivers"] = (
-                    parse_waiver(
-                        params["waive"], params.get("approver"), params.get("reason")
-                    ).as_dict(),
-                )
-            return begin(context_from_env(as_of, **overrides)).to_json()
-        except (PipelineError, ValueError) as exc:  # a bad date or waiver: retrying can't help
-            raise AirflowFailException(str(exc)) from exc
-
-    def make_step(name: str):
-        trigger = "all_done" if name in ALWAYS_RUN else "all_success"
-
-        @task(
-            task_id=name,
-            trigger_rule=trigger,
-            execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)),
-        )
-        def step(ctx_json: str) -> dict:
-            return _run(name, ctx_json)
-
-        return step
+        run_after = getattr(dag_run, "run_after", None)
+        return begin(context_for_trigger(params, logical_date, run_after)).to_json()
 
     @task(
         task_id="published",
@@ -218,60 +164,46 @@ with DAG(
         retries=1,
         execution_timeout=dt.timedelta(minutes=10),
     )
+    @fail_fast
     def published(ctx_json: str, outlet_events=None) -> dict:
         """The run's state is the night's: success only if agencies now see this night."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from scoring.pipeline import RunContext, published_night
 
-        from scoring.pipeline import RunContext, run_summary
-
-        s = run_summary(RunContext.from_json(ctx_json))
-        if s["status"] != "published":
-            raise AirflowFailException(
-                f"night {s['run_id']} was not published (status {s['status']}"
-                + (f": {s['message']})" if s.get("message") else ")")
-            )
-        outlet_events[PUBLISHED].extra = {
-            "run_id": s["run_id"],
-            "as_of": s["as_of"],
-            "output_sha256": s["output_sha256"],
-        }
-        return {
-            k: s[k]
-            for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")
-        }
+        night = published_night(RunContext.from_json(ctx_json))
+        outlet_events[PUBLISHED].extra = {k: night[k] for k in ("run_id", "as_of", "output_sha256")}
+        return night
 
     @task(task_id="plan_partitions", execution_timeout=dt.timedelta(minutes=30))
+    @fail_fast
     def plan_partitions(ctx_json: str) -> list[int]:
         """Fix the night's inputs and cut them into entity-hash partitions (CREDIT_PARTITIONS or by size)."""
-        return _call("plan_partitions", ctx_json)
+        from scoring.pipeline import RunContext, plan_partitions
+
+        return plan_partitions(RunContext.from_json(ctx_json))
 
     @task(
         task_id="evaluate_partition",
         execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES[PARTITIONED_STEP]),
     )
+    @fail_fast
     def evaluate_partition(ctx_json: str, partition: int) -> dict:
         """One partition's evaluation; mapped, so the CeleryExecutor spreads them over its workers."""
-        return _call("evaluate_partition", ctx_json, partition)
+        from scoring.pipeline import RunContext, evaluate_partition
+
+        return evaluate_partition(RunContext.from_json(ctx_json), partition)
 
     ctx = prepare()
-    previous, done = ctx, []
-    for step_name in STEP_NAMES:
-        current = make_step(step_name)(ctx)
-        if (
-            step_name == PARTITIONED_STEP
-        ):  # plan, then the pieces in parallel, then the step assembles
-            planned = plan_partitions(ctx)
-            pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
-            previous >> planned
-            done >> planned
-            pieces >> current
-            done += [planned, pieces]
-            previous = pieces
-        previous >> current
-        if step_name not in ALWAYS_RUN:
-            (
-                done >> current
-            )  # needs every earlier step to have succeeded (the report runs regardless)
-        previous = current
-        done.append(current)
-    published(ctx).set_upstream(done)
+    # One task per step, named by scoring.steps (the score step assembles the partitions).
+    ingest, gate, score, report, publish = (_step(name)(ctx) for name in STEP_NAMES)
+    planned = plan_partitions(ctx)
+    pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
+    night = published(ctx)
+
+    ingest >> gate >> planned >> pieces >> score >> report >> publish >> night
+    # A step runs only if every earlier step succeeded, not just the one before it (the report
+    # runs whatever happened: a failed score must still stop the publication after it).
+    ingest >> planned
+    [ingest, gate, planned] >> score
+    [ingest, gate, planned, pieces, score] >> publish
+    # The final task alone decides the night's state: it waits for every task.
+    [ingest, gate, planned, pieces, score, report] >> night

@@ -20,29 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, Param, task
+from _shared import PUBLISHED, START, default_args, fail_fast, sampling_form
+from airflow.sdk import DAG, Param, task
 
 from scoring.common.alerts import on_failure
 
-PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
-
-AGENCIES = [
-    "hlj-samr",
-    "hrb-samr",
-    "dq-samr",
-    "lindian-samr",
-    "sh-samr",
-    "hlj-tax",
-    "hlj-eco",
-    "hrb-housing",
-    "hlj-transport",
-    "hlj-health",
-    "hlj-ema",
-    "qqhr-ema",
-]
-# Shown on the form; the commit checks the registry (config/agencies.yaml), and a test keeps these in step.
-BOUNDS = {"A": "0–0.05", "B": "0.03–0.2 (lindian-samr 0.05–0.2)", "C": "0.21–0.6", "D": "0.61–1"}
-SOURCE = "黑龙江省社会信用条例第四十八条; 林甸县 tiered-supervision rule"
+# The form's choices come from the registry (config/agencies.yaml) the commit checks against.
+AGENCIES, BOUNDS, SOURCE = sampling_form()
 
 
 def _ratio(tier: str, default: float) -> Param:
@@ -61,18 +45,12 @@ with DAG(
     dag_id="public_credit_sampling",
     description="双随机、一公开: commit plans, draw them with the next publication's hash, verify, publish",
     schedule=[PUBLISHED],  # never before anything is published; by hand to commit a plan
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=2),
     on_failure_callback=on_failure,
-    default_args={
-        "owner": "public-credit-agency",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=5),
-        "execution_timeout": dt.timedelta(hours=1),
-        "on_failure_callback": on_failure,
-    },
+    default_args=default_args(2, dt.timedelta(minutes=5), dt.timedelta(hours=1)),
     tags=["public-credit", "sampling", "double-random"],
     doc_md=__doc__,
     params={
@@ -129,75 +107,31 @@ with DAG(
     },
 ) as dag:
 
-    def _refuse(exc):
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(str(exc)) from None
-
     @task(task_id="draw_ready")
+    @fail_fast  # a refused or unverifiable draw: retrying can't help
     def draw_ready() -> list[str]:
         from scoring.history.store import Store
-        from scoring.sampling import plans
+        from scoring.sampling.scheduled import draw_and_verify
 
-        store = Store.open()
-        try:
-            drawn = [r["plan_id"] for r in plans.draw_ready(store)]
-            bad = [p for p in drawn if not plans.verify_plan(store, p)["verified"]]
-        except plans.SamplingRefused as exc:
-            _refuse(exc)
-        if bad:
-            _refuse(f"draws do not verify: {bad}")
-        return drawn
+        return draw_and_verify(Store.open())
 
     @task(task_id="commit")
+    @fail_fast
     def commit(params=None) -> str | None:
-        if not params.get("commit"):
-            return None
         from scoring.history.store import Store
-        from scoring.sampling import plans
+        from scoring.sampling.scheduled import commit_from_form
 
-        ratios = {t: params[f"ratio_{t}"] for t in "ABCD"}
-        try:
-            rec = plans.commit_plan(
-                Store.open(),
-                params["agency"],
-                ratios,
-                period=params.get("period"),
-                task=params["task"],
-                approver=params.get("approver"),
-                reason=params.get("reason"),
-            )
-        except plans.SamplingRefused as exc:
-            _refuse(exc)
-        return rec["plan_id"]
+        return commit_from_form(Store.open(), params) if params.get("commit") else None
 
     @task(task_id="advise")
+    @fail_fast
     def advise_task(params=None) -> dict | None:
+        from scoring.history.store import Store
+        from scoring.sampling.scheduled import advise_from_form
+
         if not params.get("commit") and not params.get("capacity"):
             return None
-        from scoring.history.store import Store
-        from scoring.sampling import plans
-
-        store = Store.open()
-        path = (
-            store.home
-            / "outbox"
-            / params["agency"]
-            / "sampling"
-            / f"advice-{params.get('period') or 'next'}.png"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return plans.advise(
-                store,
-                params["agency"],
-                params.get("capacity"),
-                {t: params[f"ratio_{t}"] for t in "ABCD"},
-                period=params.get("period"),
-                plot_path=path,
-            )
-        except plans.SamplingRefused as exc:
-            _refuse(exc)
+        return advise_from_form(Store.open(), params)
 
     draw_ready() >> commit()
     advise_task()

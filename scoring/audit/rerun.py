@@ -293,3 +293,14 @@ def write_auditor_report(
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def rerun_summary(
+    run_id: str, mode: str = "as-known-then", db_url: str | None = None, home: Path | None = None
+) -> dict:
+    """A rerun, as the audit DAG's task log shows it: identical or not, and how many entities
+    changed."""
+    out = rerun(run_id, mode, db_url=db_url, home=home)
+    return {
+        k: out[k] for k in ("run_id", "mode", "identical", "output_sha256", "partitions", "report")
+    } | {"changed_entities": len(out["changed_entities"])}

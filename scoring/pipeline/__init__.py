@@ -38,7 +38,7 @@ from scoring.pipeline.steps import (
     report,
     score,
 )
-from scoring.pipeline.summary import run_summary
+from scoring.pipeline.summary import published_night, run_summary
 from scoring.steps import STEP_NAMES
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "ingest",
     "plan_partitions",
     "publish",
+    "published_night",
     "report",
     "run_night",
     "run_nights",

@@ -6,6 +6,7 @@ import json
 
 import sqlalchemy as sa
 
+from scoring.common.errors import PipelineError
 from scoring.history.files import file_outcomes
 from scoring.history.folders import RunFolder
 from scoring.history.runs import run_publications
@@ -65,3 +66,17 @@ def night_notes(store: Store, run_id: str, folder: RunFolder) -> dict:
 
 def redact(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def published_night(ctx: RunContext) -> dict:
+    """The night as agencies now see it, or a PipelineError if this run did not publish it (the
+    nightly DAG's last task: a night that did not publish ends failed)."""
+    s = run_summary(ctx)
+    if s["status"] != "published":
+        raise PipelineError(
+            f"night {s['run_id']} was not published (status {s['status']}"
+            + (f": {s['message']})" if s.get("message") else ")")
+        )
+    return {
+        k: s[k] for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")
+    }

@@ -14,11 +14,17 @@ from conftest import REPO
 @pytest.fixture(scope="module")
 def dags(tmp_path_factory):
     import os
+    import sys
 
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     from airflow.models.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
+    # Airflow puts its DAG folder on the path (the DAG files import dags/_shared.py from it).
+    sys.path.insert(0, str(REPO / "dags"))
+    try:
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    finally:
+        sys.path.remove(str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.dags
 
@@ -118,6 +124,7 @@ def test_sampling_and_calibration_wait_for_a_publication(dags):
 
 def test_deterministic_errors_fail_without_retry(tmp_path):
     import importlib.util
+    import sys
 
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -127,7 +134,11 @@ def test_deterministic_errors_fail_without_retry(tmp_path):
         "nightly_dag", REPO / "dags" / "public_credit_nightly.py"
     )
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(REPO / "dags"))  # as Airflow puts its DAG folder on the path
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(REPO / "dags"))
     ctx = RunContext(
         as_of="2026-06-30",
         landing=tmp_path,

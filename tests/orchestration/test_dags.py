@@ -2,6 +2,7 @@
 `airflow dags test` run of public_credit_nightly on SQLite."""
 
 import datetime as dt
+import inspect
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ DAGS = REPO / "dags"
 BIN = Path(sys.executable).parent
 
 PARSE_PROBE = r"""
-import importlib.util, json, socket, sys
+import importlib.util, json, os, socket, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as Airflow puts its DAG folder on the path
 import airflow.sdk  # Airflow's own start-up may build (not connect) its engine; the DAG files may not.
 def _no_network(*a, **k):
     raise RuntimeError("network access at DAG parse time")
@@ -77,6 +79,73 @@ def test_dag_files_import_without_db_network_or_heavy_modules(parsed):
     assert parsed["heavy"] == []
 
 
+def test_shared_dag_module_parses_alone_without_heavy_modules():
+    """dags/_shared.py is imported by every DAG file at parse time: no DAG of its own, no DB,
+    no network, nothing heavy (the sampling form's YAML read aside)."""
+    p = _parse([str(DAGS / "_shared.py")])
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out == {"dags": {}, "heavy": []}
+
+
+def test_what_the_dags_share_is_declared_once():
+    texts = {p.name: p.read_text(encoding="utf-8") for p in DAGS.glob("*.py")}
+    for needle in ("Asset(", '"owner":', "AirflowFailException("):
+        holders = sorted(n for n, t in texts.items() if needle in t)
+        assert holders == ["_shared.py"], (needle, holders)
+
+
+def test_fail_fast_fails_deterministic_errors_and_lets_others_retry():
+    sys.path.insert(0, str(DAGS))
+    try:
+        from _shared import fail_fast
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from scoring.common.errors import GateFailed
+
+    def raising(exc):
+        @fail_fast
+        def body(x, y=1):
+            """A task body."""
+            raise exc
+
+        return body
+
+    for exc in (GateFailed("gate"), ValueError("bad date")):
+        with pytest.raises(AirflowFailException, match=str(exc)):
+            raising(exc)(1)
+    with pytest.raises(OSError):  # transient: left to the task's retries
+        raising(OSError("disk"))(1)
+    # Airflow reads a task's name, docs and context arguments from the function it decorates.
+    body = raising(OSError())
+    assert body.__name__ == "body" and body.__doc__ == "A task body."
+    assert list(inspect.signature(body).parameters) == ["x", "y"]
+
+
+def test_the_sampling_form_shows_the_bounds_in_force_for_every_agency():
+    """The trigger form's agencies and ratio bounds are read from the registry the commit checks
+    (config/agencies.yaml): every agency's bounds in force appear in its tier's description."""
+    sys.path.insert(0, str(DAGS))
+    try:
+        from _shared import sampling_form
+    finally:
+        sys.path.remove(str(DAGS))
+    from scoring.sampling.rules import bounds_for, registry
+
+    agencies, shown, source = sampling_form()
+    reg = registry()
+    assert agencies == [a["id"] for a in reg["agencies"]]
+    assert "第四十八条" in source
+    for agency in agencies:
+        b = bounds_for(agency, dt.date(2026, 7, 1), reg)
+        for t in "ABCD":
+            lo, hi = b["tiers"][t]
+            assert f"{lo}–{hi}" in shown[t], (agency, t, shown[t])
+    assert shown["B"] == "0.03–0.2 (lindian-samr 0.05–0.2)"
+
+
 def test_nightly_dag_settings(parsed):
     d = parsed["dags"]["public_credit_nightly"]
     assert d["tags"] and "public-credit" in d["tags"] and d["doc"]
@@ -134,6 +203,17 @@ def test_pipeline_steps_are_defined_once():
     text = (DAGS / "public_credit_nightly.py").read_text()
     for name in steps.STEP_NAMES:
         assert f'"{name}"' not in text  # the DAG takes the names from scoring.steps
+    # ... and its graph, written out edge by edge, names the step tasks in that order.
+    import ast
+
+    unpacked = [
+        [e.id for e in n.targets[0].elts]
+        for n in ast.walk(ast.parse(text))
+        if isinstance(n, ast.Assign)
+        and isinstance(n.targets[0], ast.Tuple)
+        and "STEP_NAMES" in ast.unparse(n.value)
+    ]
+    assert unpacked == [list(steps.STEP_NAMES)]
 
 
 def _airflow_env(tmp_path, home, landing):

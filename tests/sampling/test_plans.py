@@ -226,27 +226,6 @@ def test_no_production_path_takes_a_chosen_seed():
     assert not [n for n in names if "seed" in n]
 
 
-def test_the_sampling_form_shows_the_bounds_in_force():
-    """The trigger form's ratio descriptions quote the registry's bounds (kept in step by this test)."""
-    import ast
-
-    from scoring.sampling.rules import bounds_for, registry
-
-    tree = ast.parse((REPO / "dags" / "public_credit_sampling.py").read_text(encoding="utf-8"))
-    shown = next(
-        ast.literal_eval(n.value)
-        for n in tree.body
-        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "BOUNDS"
-    )
-    reg = registry()
-    today = __import__("datetime").date(2026, 7, 1)
-    for agency in [a["id"] for a in reg["agencies"]]:
-        b = bounds_for(agency, today, reg)
-        for t in "ABCD":
-            lo, hi = b["tiers"][t]
-            assert f"{lo}–{hi}" in shown[t], (agency, t, shown[t])
-
-
 def test_the_draw_is_unknown_until_the_next_publication_exists(two_nights):
     c = two_nights["committed"]
     assert "does not exist yet — nothing drawn" in two_nights["before"]
