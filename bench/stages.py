@@ -292,14 +292,14 @@ def bench_publish(n_entities: int, n_records: int, pg_url: str | None) -> None:
         store_province(store, ent, None, as_of)
         with store.engine.connect() as conn:
             batches = store.visible_batches(conn, "entities", as_of)
-        rdir = store.run_dir(run_id)
-        rdir.mkdir(parents=True, exist_ok=True)
-        _write_parquet(rdir / "entity_score.parquet", results)
+        rdir = store.run_folder(run_id)
+        rdir.path.mkdir(parents=True, exist_ok=True)
+        _write_parquet(rdir.entity_score, results)
         manifest = {
             "run_id": run_id,
             "catalogue_sha256": cat.sha256,
             "input_batches": batches,
-            "result_files": {"entity_score.parquet": sha256_file(rdir / "entity_score.parquet")},
+            "result_files": {rdir.ENTITY_SCORE: sha256_file(rdir.entity_score)},
         }
         with store.engine.begin() as conn:
             store.save_artifact(conn, "catalogue", cat.sha256, canonical_json(cat.doc))

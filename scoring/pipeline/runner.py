@@ -12,8 +12,8 @@ from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import partitioned as part
 from scoring.history.runlock import run_lock
 from scoring.history.store import run_row, update_run
-from scoring.pipeline import steps as _steps
 from scoring.pipeline.context import RunContext, as_date, scheduled
+from scoring.pipeline.steps import STEPS
 from scoring.pipeline.steps.common import open_store
 from scoring.pipeline.steps.report import mark_report
 from scoring.pipeline.summary import run_summary
@@ -49,13 +49,13 @@ def run_step(name: str, ctx: RunContext, wait_seconds: float = 0.0) -> dict:
     """Run one step. If it fails, the run's recorded state says so: failed (nothing new was
     published, publication being the last step), or published with the failure noted when the
     failure came after publication committed."""
-    if name not in _steps.STEPS:
+    if name not in STEPS:
         raise PipelineError(f"unknown step {name!r}; steps are {', '.join(STEP_NAMES)}")
     # One run at a time per store (re-entrant: `credit run` holds it across its steps). Refused
     # here, nothing of this run's state is touched: the holder's run is not this one's to mark.
     with run_lock(open_store(ctx), ctx.run_id, wait_seconds):
         try:
-            return _steps.STEPS[name](ctx)
+            return STEPS[name](ctx)
         except GateFailed:
             raise  # the gate (or score contract) has recorded its own verdict
         except Exception as exc:

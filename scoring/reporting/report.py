@@ -16,6 +16,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.config import coverage_targets
 from scoring.common.plots import use_cjk_font
 from scoring.evaluation.evaluate import category_codes, positions
+from scoring.history.folders import RunFolder
 from scoring.history.store import (
     entity_results,
     gate_results,
@@ -70,13 +71,9 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
     there were none), problems in the landing folder, and each provider's freshness."""
     from scoring.quality.freshness import feed_freshness
 
-    rdir = store.run_dir(run["run_id"])
+    rdir = store.run_folder(run["run_id"])
     out = []
-    waivers = (
-        json.loads((rdir / "waivers.json").read_text(encoding="utf-8"))
-        if (rdir / "waivers.json").exists()
-        else []
-    )
+    waivers = json.loads(rdir.waivers.read_text(encoding="utf-8")) if rdir.waivers.exists() else []
     for w in waivers:
         covered = ", ".join(w["covered"]) or "nothing (no such gate failed)"
         out.append(
@@ -84,11 +81,7 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
             f"<b>{html.escape(w['scope'])}</b> approved by <b>{html.escape(w['approver'])}</b> — "
             f"{html.escape(w['reason'])}; covered: {html.escape(covered)}</p>"
         )
-    landing = (
-        json.loads((rdir / "landing.json").read_text(encoding="utf-8"))
-        if (rdir / "landing.json").exists()
-        else {}
-    )
+    landing = json.loads(rdir.landing.read_text(encoding="utf-8")) if rdir.landing.exists() else {}
     ok = files[files["status"] != "rejected"] if len(files) else files
     if not len(files):
         out.append(
@@ -130,7 +123,7 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
     if len(ok):
         hist = pd.concat([hist, ok[["provider", "feed", "delivered_on"]]], ignore_index=True)
     fr = feed_freshness(cat, hist, run["as_of"])
-    fr.to_csv(rdir / "freshness.csv", index=False, encoding="utf-8-sig")
+    fr.to_csv(rdir.freshness, index=False, encoding="utf-8-sig")
     late = fr[~fr["ok"]]
     out.append(
         "<h2>数据时效 Provider freshness (Chinese working days)</h2>"
@@ -290,14 +283,14 @@ def overdue_by_provider(objections: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> list[str]:
+def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: RunFolder) -> list[str]:
     parts = []
     exc = excluded_by_provider(gates, files)
     parts.append(
         "<h2>排除 Excluded: simplified-procedure penalties (Art. 18, not public credit information)</h2>"
         + (_table(exc) if len(exc) else "<p>None.</p>")
     )
-    obj_path = rdir / "objections.parquet"
+    obj_path = rdir.objections
     if obj_path.exists():
         obj = pd.read_parquet(obj_path)
         od = overdue_by_provider(obj)
@@ -317,7 +310,7 @@ def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: Path) -> 
         )
         parts.append(_table(od, 100) if len(od) else "<p>None.</p>")
         if len(od):
-            od.to_csv(rdir / "objections_overdue.csv", index=False, encoding="utf-8-sig")
+            od.to_csv(rdir.objections_overdue, index=False, encoding="utf-8-sig")
     return parts
 
     parts.append(
@@ -344,10 +337,10 @@ def read_lean(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
     """The previous run's tier per entity: from its result file when it is there and intact (a
     province's rows read back from the database cost more than the rest of the report)."""
-    path = store.run_dir(run_id) / "entity_score.parquet"
+    path = store.run_folder(run_id).entity_score
     manifest = conn.execute(sa.select(runs.c.manifest_json).where(runs.c.run_id == run_id)).scalar()
     expected = (
-        (json.loads(manifest).get("result_files") or {}).get("entity_score.parquet")
+        (json.loads(manifest).get("result_files") or {}).get(RunFolder.ENTITY_SCORE)
         if manifest
         else None
     )
@@ -367,8 +360,8 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rdir = store.run_dir(run_id)
-    rdir.mkdir(parents=True, exist_ok=True)
+    rdir = store.run_folder(run_id)
+    rdir.path.mkdir(parents=True, exist_ok=True)
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
         files = pd.read_sql(
@@ -407,7 +400,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     if run.get("message"):
         parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
     parts += first_screen(store, run, files, cat)
-    scores_path = rdir / "entity_score.parquet"
+    scores_path = rdir.entity_score
     if scores_path.exists() and run["status"] in ("scored", "published"):
         use_cjk_font()
         # Only the columns the report reads (a province's names and reasons are gigabytes), all of
@@ -477,7 +470,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         else:
             parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
         parts.append(policy_change_section(store, run, res, rdir))  # a new policy's first month
-        reg_path = rdir / "active_entities.parquet"
+        reg_path = rdir.active_entities
         if reg_path.exists():
             cov = coverage(res, read_lean(reg_path))
             parts.append(
@@ -547,7 +540,7 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         else "<p>无新到文件 No new deliveries tonight.</p>"
     )
     parts += lifecycle_sections(gates, files, rdir)
-    staged_path = rdir / "staged" / "stg_record.parquet"
+    staged_path = rdir.staged_table("stg_record")
     want = ["source_file", "provider", "delivered_on", "decision_date"]
     staged = None
     if staged_path.exists():
@@ -562,8 +555,8 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
             "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
             "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100)
         )
-        fb.to_csv(rdir / "provider_report.csv", index=False, encoding="utf-8-sig")
-    docs = rdir / "data_docs.json"
+        fb.to_csv(rdir.provider_report, index=False, encoding="utf-8-sig")
+    docs = rdir.data_docs
     if docs.exists():
         links = {k: v for k, v in json.loads(docs.read_text()).items() if v}
         if links:
@@ -576,6 +569,6 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
                 + "</ul>"
             )
     parts.append("</body></html>")
-    path = rdir / "report.html"
+    path = rdir.report
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
