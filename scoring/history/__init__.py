@@ -1,5 +1,9 @@
 """The record history: the bitemporal store (runs, files, quarantine, gates, results, record
 batches as content-addressed Parquet, artifacts, publications) and point-in-time inputs.
 
+Every SQL statement the pipeline and the CLI run is a function here: ``runs``, ``files``,
+``gates``, ``results``, ``reads`` (over the tables of ``store``); ``folders`` names a store's
+folders and every artifact of a run (``RunFolder``).
+
 May import: scoring.common.
 """
