@@ -340,7 +340,7 @@ def bench_fit(n_inspections: int) -> None:
     """What `credit calibrate` fits: the PolicyLearner's search (half-lives x regularisation on a
     time-ordered fold, then the refit), on synthetic point-in-time records with a known truth."""
     print(f"\n[calibrate] learning a candidate policy from {n_inspections:,} past inspections")
-    pol = Policy.in_force("2026-06-30")
+    pol = Policy.shipped_in_force("2026-06-30")
     feats = sorted(pol.doc["items"])
     nature = {i["code"]: i["nature"] for i in Catalogue.load().items}
     signs = [1 if nature.get(f) == "negative" else -1 for f in feats]

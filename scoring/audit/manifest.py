@@ -52,6 +52,9 @@ def build_manifest(
         "knowledge_cutoff": ctx.knowledge_cutoff.isoformat(),
         "catalogue_sha256": cat.sha256,
         "policy_sha256": pol.sha256,
+        # The policy registry entry that put this policy in force (None: a --policy file), and how
+        # far the run knew the registry: a rerun as known then sees the same approvals.
+        "policy_approval": getattr(pol, "approval", None),
         "model_sha256": None,
         "code_version": __version__,
         "code_commit": code_commit(),

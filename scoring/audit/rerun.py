@@ -12,6 +12,7 @@ import html
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from scoring.common.config import content_hash
 from scoring.common.errors import PipelineError
 from scoring.evaluation import partitioned as part
 from scoring.evaluation.evaluate import Policy
+from scoring.history import policy_registry
 from scoring.history.inputs import visible_inputs
 from scoring.history.store import Store, artifacts, runs
 
@@ -64,6 +66,27 @@ def _artifact(conn, sha: str) -> dict:
     return doc
 
 
+def _policy_of_run(conn, manifest: dict, mode: str) -> Policy:
+    """The policy a rerun evaluates with: the one the policy registry puts in force on the night,
+    as the run knew the registry (as known then) or as it stands (now). A run that used a policy
+    file directly (no approval in its manifest) reruns with that file's stored copy; a run from
+    before the registry gets the policy it used and the registry entry that approved it, if any."""
+    approved = manifest.get("policy_approval")
+    if "policy_approval" in manifest and approved is None:
+        return Policy.from_doc(_artifact(conn, manifest["policy_sha256"]))
+    known_to = approved["registry_known_to"] if approved and mode == "as-known-then" else None
+    pol = Policy.in_force(manifest["as_of"], policy_registry.entries(conn, known_to))
+    if approved is None and pol.sha256 != manifest["policy_sha256"]:
+        stored = Policy.from_doc(_artifact(conn, manifest["policy_sha256"]))
+        return replace(stored, approval=None)
+    if mode == "as-known-then" and pol.sha256 != manifest["policy_sha256"]:
+        raise PipelineError(
+            f"the policy registry as known then gives policy {pol.sha256[:12]}, not the "
+            f"{manifest['policy_sha256'][:12]} the run used"
+        )
+    return pol
+
+
 def rerun(
     run_id: str,
     mode: str = "as-known-then",
@@ -80,7 +103,7 @@ def rerun(
     t0 = time.perf_counter()
     with store.engine.connect() as conn:
         cat = Catalogue.from_doc(_artifact(conn, manifest["catalogue_sha256"]))
-        pol = Policy.from_doc(_artifact(conn, manifest["policy_sha256"]))
+        pol = _policy_of_run(conn, manifest, mode)
         if mode == "as-known-then":
             ids = [b["batch_id"] for b in manifest["input_batches"]]
             batches = visible_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
@@ -132,6 +155,9 @@ def rerun(
         "peak_rss_gb": {"process": part.own_peak_rss_gb(), "largest_worker": worker_peak},
         # The run's operator waivers, as its manifest recorded them: the rerun stands on the same decision.
         "waivers": manifest.get("waivers", []),
+        # Which approval put the policy in force (registry entry, approver, date, diff).
+        "policy_sha256": pol.sha256,
+        "policy_approval": pol.approval,
     }
     if mode == "as-known-then" and not identical:
         out["input_changed"] = out["input_sha256"] != out["original_input_sha256"]

@@ -34,6 +34,7 @@ from scoring.common.errors import PipelineError
 from scoring.evaluation.evaluate import (
     Policy,
 )
+from scoring.history import policy_registry
 from scoring.history.inputs import load_inputs
 
 
@@ -115,11 +116,12 @@ def _inspections(store, until: str):
     """The inspections up to ``until`` with their inclusion probabilities, and what they need."""
     with store.engine.connect() as conn:
         ent, rec, chg, batches = load_inputs(store, conn, until)
+        registry = policy_registry.entries(conn)
     if rec.empty:
         raise PipelineError("no records in the store to calibrate on")
     cat = Catalogue.in_force(min(pd.Timestamp(until), pd.Timestamp("2262-01-01")))
     current = Policy.in_force(
-        min(pd.Timestamp(until), pd.Timestamp("2262-01-01")).date().isoformat()
+        min(pd.Timestamp(until), pd.Timestamp("2262-01-01")).date().isoformat(), registry
     )
     ins = rec[
         rec["item_code"].isin(INSPECTION_ITEMS) & (pd.to_datetime(rec["decision_date"]) <= until)
@@ -130,7 +132,9 @@ def _inspections(store, until: str):
         if len(ent) and "registered_date" in ent
         else None
     )
-    prob, _draw_tier, source = inclusion_probabilities(store, ins, rec, chg, registered, cat)
+    prob, _draw_tier, source = inclusion_probabilities(
+        store, ins, rec, chg, registered, cat, registry=registry
+    )
     ins = ins.assign(inclusion_prob=prob)
     return ins, rec, chg, batches, cat, current, registered, source
 

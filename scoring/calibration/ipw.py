@@ -89,14 +89,18 @@ def reconstructed_tiers(
     changes: pd.DataFrame,
     registered: pd.Series | None,
     catalogue: Catalogue,
+    registry: list[dict] | None = None,
 ) -> np.ndarray:
     """Each inspection's tier as the monthly draw saw it: the policy in force on the evening before
-    the 1st of its month, records decided and in force then, the severe-list override, and the
+    the 1st of its month (in the store's policy registry; the shipped seed when there is no store), records decided and in force then, the severe-list override, and the
     insufficient-information tier for new entities with nothing that counts."""
     first = pd.to_datetime(ins["decision_date"]).dt.to_period("M").dt.to_timestamp()
     eve = (first - pd.Timedelta(days=1)).dt.date.astype(str)
     tier = np.empty(len(ins), dtype=object)
-    policies = {d: Policy.in_force(d) for d in sorted(set(eve))}
+    policies = {
+        d: Policy.shipped_in_force(d) if registry is None else Policy.in_force(d, registry)
+        for d in sorted(set(eve))
+    }
     by_sha: dict[str, list[str]] = {}
     for d, p in policies.items():
         by_sha.setdefault(p.sha256, []).append(d)
@@ -132,6 +136,7 @@ def inclusion_probabilities(
     registered: pd.Series | None,
     catalogue: Catalogue,
     yearly_ratios: dict | None = None,
+    registry: list[dict] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inclusion_prob, tier at the draw, source) per inspection; source is 'plan' (a stored plan,
     exact), 'reconstructed' (a plan tag without a stored plan), or 'not_random' (NaN probability)."""
@@ -153,7 +158,7 @@ def inclusion_probabilities(
     recon = (source == "not_random") & plan.str.fullmatch(COMMITMENT).to_numpy()
     if recon.any():
         ratios = yearly_ratios or default_yearly_ratios()
-        t = reconstructed_tiers(ins[recon], records, changes, registered, catalogue)
+        t = reconstructed_tiers(ins[recon], records, changes, registered, catalogue, registry)
         tier[recon] = t
         prob[recon] = np.array([ratios[x] / 12 for x in t])
         source[recon] = "reconstructed"

@@ -1,10 +1,6 @@
-"""Changing the policy: refuse a bad policy file, show what a new policy would change before anyone
-approves it (`credit policy diff`), and promote it from a date with the approval on record
-(`credit policy promote`).
-
-A promotion is effective-dated: evaluations before its date keep the policy then in force, so
-published nights and their audit reruns never change. The history entry names the approver, the
-reason and the diff it was approved on (by content hash, with the diff kept beside the history).
+"""Changing the policy: refuse a bad policy file, and show what a new policy would change before
+anyone approves it (`credit policy diff`; its views in diff_views.py). Promoting it
+(`credit policy promote`) is scoring.calibration.promotion.
 """
 
 from __future__ import annotations
@@ -12,17 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-import yaml
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import canonical_json, load_document
 from scoring.common.errors import PipelineError
-from scoring.evaluation.evaluate import CANONICAL_COLUMNS, POLICY_HISTORY, Policy, evaluate_inputs
+from scoring.evaluation.evaluate import CANONICAL_COLUMNS, Policy, evaluate_inputs
 from scoring.evaluation.migration import TIERS, compare
 from scoring.history.inputs import load_inputs
 from scoring.history.store import runs, sampling_plans
@@ -259,92 +253,3 @@ def policy_diff(
 def diff_is_intact(diff: dict) -> bool:
     body = {k: v for k, v in diff.items() if k != "diff_id"}
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest() == diff.get("diff_id")
-
-
-# --------------------------------------------------------------------------- promotion
-
-
-def promote_file(
-    store,
-    policy_path,
-    approved_by: str,
-    reason: str,
-    effective_from: str,
-    diff_path,
-    history: Path | str = POLICY_HISTORY,
-) -> dict:
-    """Append an approved policy file to the policy history, effective from a date."""
-    if not (approved_by or "").strip() or not (reason or "").strip():
-        raise PolicyRefused("promotion refused: an approver and a reason are required")
-    try:
-        on = dt.date.fromisoformat(str(effective_from))
-    except ValueError as exc:
-        raise PolicyRefused(
-            f"promotion refused: effective date {effective_from!r} is not YYYY-MM-DD"
-        ) from exc
-    policy_path, history = Path(policy_path), Path(history)
-    try:
-        doc = load_document(policy_path)
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise PolicyRefused(
-            f"policy refused: cannot read {policy_path}: {str(exc).splitlines()[0]}"
-        ) from exc
-    pol = check_policy(doc, Catalogue.in_force(on), on.isoformat(), published_nights(store))
-    entries = load_document(history)["history"]
-    latest = max(str(e["effective_from"]) for e in entries)
-    if on.isoformat() <= latest:
-        raise PolicyRefused(
-            f"promotion refused: effective date {on} is not after the latest policy in the history ({latest})"
-        )
-    if not diff_path:
-        raise PolicyRefused(
-            "promotion refused: name the diff it was approved on (--diff, from credit policy diff)"
-        )
-    try:
-        diff = json.loads(Path(diff_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PolicyRefused(f"promotion refused: cannot read the diff {diff_path}") from exc
-    if not diff_is_intact(diff):
-        raise PolicyRefused(
-            f"promotion refused: the diff {diff_path} was changed after it was made (its id does not match)"
-        )
-    if diff["new"]["sha256"] != pol.sha256:
-        raise PolicyRefused(
-            f"promotion refused: the diff {diff['diff_id'][:16]} was made for policy "
-            f"{diff['new']['sha256'][:12]}, not this file ({pol.sha256[:12]})"
-        )
-    folder = history.parent
-    name = policy_path.name
-    if policy_path.resolve().parent != folder.resolve():
-        name = f"policy-{pol.sha256[:12]}.json"
-        (folder / name).write_text(canonical_json(doc), encoding="utf-8")
-    diffs = folder / "diffs"
-    diffs.mkdir(exist_ok=True)
-    kept = diffs / f"{diff['diff_id'][:16]}.json"
-    shutil.copyfile(diff_path, kept)
-    entry = {
-        "effective_from": on.isoformat(),
-        "policy": name,
-        "sha256": pol.sha256,
-        "approved_by": approved_by.strip(),
-        "reason": reason.strip(),
-        "diff": {
-            "id": diff["diff_id"],
-            "as_of": diff["as_of"],
-            "file": f"diffs/{kept.name}",
-            "old_sha256": diff["old"]["sha256"],
-        },
-    }
-    text = history.read_text(encoding="utf-8")
-    block = yaml.safe_dump([entry], allow_unicode=True, sort_keys=False, width=1000)
-    block = "".join(
-        "  " + line if line.strip() else line for line in block.splitlines(keepends=True)
-    )
-    history.write_text(text.rstrip("\n") + "\n" + block, encoding="utf-8")
-    # The history must still load and give this policy from its date.
-    if Policy.in_force(on.isoformat(), history=history).sha256 != pol.sha256:
-        history.write_text(text, encoding="utf-8")
-        raise PolicyRefused(
-            "promotion refused: the history does not resolve to this policy on its date (left unchanged)"
-        )
-    return entry

@@ -1,15 +1,17 @@
-"""`credit calibrate` and `credit policy`: learn a candidate, diff two policies, promote one.
+"""`credit calibrate` and `credit policy`: learn a candidate, diff two policies, promote one, list
+the policy registry.
 
 The learner (scikit-learn, SciPy) is imported by the command that uses it: seconds of every
 `credit` start that nothing else needs."""
 
 from __future__ import annotations
 
-import argparse
+import datetime as dt
 from pathlib import Path
 
 from scoring.calibration.diff_views import diff_text, write_diff
-from scoring.calibration.policy_change import policy_diff, promote_file
+from scoring.calibration.policy_change import policy_diff
+from scoring.calibration.promotion import policy_history, promote_candidate, promote_file
 from scoring.cli.common import EXIT_OK, CliError, add_common, home_dir, print_json
 from scoring.history.store import Store
 
@@ -24,39 +26,31 @@ def register(sub) -> None:
 
     sp = sub.add_parser(
         "policy",
-        help="policy changes: diff two policies on a date; promote an approved one",
-        description="credit policy diff OLD NEW --as-of DATE [--json] [--out DIR]\n"
-        "credit policy promote FILE|CANDIDATE_ID --effective-from DATE --approved-by NAME "
-        "--reason TEXT [--diff DIFF_JSON] [--history FILE]",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="policy changes: diff two policies on a date; promote an approved one; the registry",
     )
-    sp.add_argument("action", choices=["promote", "diff"])
-    sp.add_argument(
-        "policy",
-        help="promote: a policy file or a calibration candidate id; diff: the old policy file",
-    )
-    sp.add_argument("new", nargs="?", default=None, help="diff: the new policy file")
-    sp.add_argument(
-        "--as-of", default=None, help="diff: evaluate both policies on what was known by this date"
-    )
-    sp.add_argument(
-        "--out",
-        default=None,
-        help="diff: folder for diff.json, the matrix picture and the HTML page",
-    )
-    sp.add_argument("--approved-by", default="", help="who approved (required)")
-    sp.add_argument("--reason", default="", help="why (required)")
-    sp.add_argument("--effective-from", default=None, help="first as-of date the policy applies to")
-    sp.add_argument(
-        "--diff", default=None, help="promote a file: the diff.json it was approved on (required)"
-    )
-    sp.add_argument(
-        "--history",
-        default=None,
-        help="promote a file: the policy history (default config/policy/history.yaml)",
-    )
-    add_common(sp)
     sp.set_defaults(func=cmd_policy)
+    actions = sp.add_subparsers(dest="action", required=True, metavar="{diff,promote,history}")
+    a = actions.add_parser("diff", help="what a new policy would change on a night's inputs")
+    a.add_argument("policy", help="the old policy file")
+    a.add_argument("new", help="the new policy file")
+    a.add_argument(
+        "--as-of", default=None, help="evaluate both policies on what was known by this date"
+    )
+    a.add_argument("--out", default=None, help="folder for diff.json, the picture and HTML page")
+    add_common(a)
+    a = actions.add_parser(
+        "promote", help="record an approved policy file or calibration candidate in the registry"
+    )
+    a.add_argument("policy", help="a policy file or a calibration candidate id")
+    a.add_argument("--approved-by", default="", help="who approved (required)")
+    a.add_argument("--reason", default="", help="why (required)")
+    a.add_argument("--effective-from", default=None, help="first as-of date the policy applies to")
+    a.add_argument(
+        "--diff", default=None, help="a policy file: the diff.json it was approved on (required)"
+    )
+    add_common(a)
+    a = actions.add_parser("history", help="every approval in the store's policy registry")
+    add_common(a)
 
 
 def cmd_calibrate(args) -> int:
@@ -89,8 +83,11 @@ def cmd_policy(args) -> int:
     store = Store.open(args.db, home_dir(args))
     if args.action == "diff":
         return _policy_diff(args, store)
+    if args.action == "history":
+        return _policy_history(args, store)
     if args.effective_from is None:
         raise CliError("promote needs --effective-from DATE")
+    recorded_at = dt.datetime.now(dt.UTC)  # clock-ok: when the approval is recorded
     if Path(args.policy).suffix.lower() in (".yaml", ".yml", ".json") or Path(args.policy).exists():
         entry = promote_file(
             store,
@@ -99,24 +96,39 @@ def cmd_policy(args) -> int:
             args.reason,
             args.effective_from,
             args.diff,
-            **({"history": Path(args.history)} if args.history else {}),
+            recorded_at,
         )
-    else:  # a calibration candidate by id (the deployment's own history)
-        from scoring.calibration.promote import promote
-
-        entry = promote(store, args.policy, args.approved_by, args.reason, args.effective_from)
+    else:  # a calibration candidate by id
+        entry = promote_candidate(
+            store, args.policy, args.approved_by, args.reason, args.effective_from, recorded_at
+        )
     if args.json:
-        print_json(entry)
+        print_json({k: v for k, v in entry.items() if k != "document"})
     else:
         print(
             f"{args.policy} is the policy for evaluations from {entry['effective_from']} "
-            f"(approved by {entry['approved_by']})"
+            f"(approved by {entry['approved_by']}; policy registry entry {entry['entry_id']})"
         )
     return EXIT_OK
 
 
+def _policy_history(args, store) -> int:
+    entries = policy_history(store)
+    if args.json:
+        print_json(entries)
+        return EXIT_OK
+    for e in entries:
+        print(
+            f"{e['entry_id']:>3}  from {e['effective_from']}  {e['sha256'][:12]}  {e['policy']} "
+            f"({e['origin']})  approved by {e['approved_by']}  "
+            f"recorded {e['recorded_at'] or 'with the code'}"
+        )
+        print(f"     {e['reason']}" + (f"  [diff {e['diff_id'][:16]}]" if e["diff_id"] else ""))
+    return EXIT_OK
+
+
 def _policy_diff(args, store) -> int:
-    if not args.new or not args.as_of:
+    if not args.as_of:
         raise CliError("usage: credit policy diff OLD NEW --as-of DATE")
     diff = policy_diff(store, args.policy, args.new, args.as_of)
     files = write_diff(diff, Path(args.out) if args.out else store.home / "policy" / "diffs")

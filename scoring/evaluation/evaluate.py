@@ -7,7 +7,7 @@ there is no per-entity Python loop, so a province of millions rescores in second
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ from scoring.common.law import GRADES, months_table, period_sets
 from scoring.evaluation import canonical
 from scoring.evaluation.objections import objection_calendar
 from scoring.evaluation.signals import check_signals, policy_signals, signal_values
+from scoring.history.policy_registry import approval, in_force_entry, seed_entries
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
-POLICY_HISTORY = CONFIG_DIR / "policy" / "history.yaml"
 DAYS_PER_MONTH = 30.4375
 OUTPUT_SCHEMA_VERSION = "entity_score/1"
 NO_RECORD_REASON = "R000 暂无计分信用记录 / no credit records count on this date"
@@ -33,6 +33,8 @@ NO_RECORD_REASON = "R000 暂无计分信用记录 / no credit records count on t
 class Policy:
     doc: dict
     sha256: str
+    # The registry entry it was chosen by (None: a policy file given directly).
+    approval: dict | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def load(cls, path: Path | str = DEFAULT_POLICY) -> Policy:
@@ -60,30 +62,23 @@ class Policy:
         check_signals(self.doc)
 
     @classmethod
-    def in_force(
-        cls, as_of, history: Path | str = POLICY_HISTORY, promoted: Path | None = None
-    ) -> Policy:
-        """The policy whose history entry is in force on the as-of date, checked against its hash.
-        ``promoted`` is a deployment's own history of approved candidates (credit policy promote)."""
-        entries = [dict(e, _dir=Path(history).parent) for e in load_document(history)["history"]]
-        if promoted is not None and Path(promoted).exists():
-            import json as _json
-
-            entries += [
-                dict(e, _dir=Path(promoted).parent) for e in _json.loads(Path(promoted).read_text())
-            ]
-        entries.sort(key=lambda e: str(e["effective_from"]))
-        day = pd.Timestamp(as_of)
-        chosen = [e for e in entries if pd.Timestamp(str(e["effective_from"])) <= day] or entries[
-            :1
-        ]
-        entry = chosen[-1]
-        policy = cls.load(entry["_dir"] / entry["policy"])
-        if entry.get("sha256") and entry["sha256"] != policy.sha256:
+    def in_force(cls, as_of, registry: list[dict]) -> Policy:
+        """The policy of the registry entry in force on the as-of date (``registry``: the entries
+        of scoring.history.policy_registry as the run knows them), checked against its hash and
+        carrying its approval."""
+        entry = in_force_entry(registry, as_of)
+        policy = cls.from_doc(entry["document"])
+        if policy.sha256 != entry["sha256"]:
             raise ValueError(
-                f"policy {entry['policy']} does not match the approved hash in {Path(history).name}"
+                f"policy {entry['policy']} does not match the approved hash in the policy registry"
             )
-        return policy
+        return replace(policy, approval=approval(entry, registry))
+
+    @classmethod
+    def shipped_in_force(cls, as_of) -> Policy:
+        """The policy the shipped seed (config/policy/history.yaml) puts in force on a date, for
+        callers with no store: the synthetic world's simulation, tests of the scoring rules."""
+        return cls.in_force(as_of, seed_entries())
 
     @property
     def dimension_ids(self) -> list[str]:

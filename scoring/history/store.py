@@ -211,6 +211,26 @@ artifacts = sa.Table(
 )
 
 
+# Every policy approval, in the order recorded: the one record of which policy is in force from
+# when, by whose approval (scoring.history.policy_registry reads and writes it).
+policy_registry = sa.Table(
+    "policy_registry",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("origin", sa.String(40), nullable=False),  # shipped seed | file | candidate | ...
+    sa.Column("source", sa.String(200), nullable=False),  # the file name or candidate id
+    sa.Column("document_json", sa.Text, nullable=False),  # the policy itself, as approved
+    sa.Column("effective_from", sa.String(10), nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("diff_json", sa.Text),  # the diff it was approved on (reference and body)
+    # None: shipped with the code, or carried over from a history that kept no time
+    sa.Column("recorded_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("sha256", "effective_from", name="uq_policy_registry_entry"),
+)
+
+
 def schema_include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic's filter for comparing the database with these models: a partition of a table
     (PostgreSQL reflects it as a table inheriting from its parent) is that table's storage, not a
@@ -251,11 +271,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(url: str, home: Path | None = None, policy_seed: Path | None = None) -> None:
+    """Bring the schema to the newest Alembic revision. ``home`` and ``policy_seed`` tell the
+    policy registry's migration where an older store kept its policy history (carried over)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).resolve().parents[1] / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes.update(credit_home=home, policy_seed=policy_seed)
     command.upgrade(cfg, "head")
 
 
@@ -276,12 +298,16 @@ class Store:
 
     @classmethod
     def open(
-        cls, url: str | None = None, home: Path | str | None = None, migrate_schema: bool = True
+        cls,
+        url: str | None = None,
+        home: Path | str | None = None,
+        migrate_schema: bool = True,
+        policy_seed: Path | None = None,
     ) -> Store:
         home = Path(home) if home else default_home()
         store = cls(url=url or default_db_url(home), home=home)
         if migrate_schema:
-            migrate(store.url)
+            migrate(store.url, store.home, policy_seed)
         return store
 
     @property

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from scoring.common.catalogue import Catalogue
-from scoring.common.config import load_document
-from scoring.evaluation.evaluate import POLICY_HISTORY, Policy, evaluate_inputs
+from scoring.evaluation.evaluate import Policy, evaluate_inputs
 from scoring.evaluation.migration import TIERS, compare
+from scoring.history import policy_registry
 from scoring.history.folders import RunFolder
 from scoring.history.inputs import load_inputs
 from scoring.reporting.migration_plot import plot_matrix
@@ -23,27 +23,37 @@ WINDOW_DAYS = 31  # how long after a policy change the run report shows the migr
 PREVIOUS_POLICY_FILE = RunFolder.PREVIOUS_POLICY
 
 
-def previous_policy(as_of, policy_sha256: str | None, history: Path = POLICY_HISTORY):
+def previous_policy(as_of, policy_sha256: str | None, registry: list[dict]):
     """(entry in force, previous entry, previous Policy) when ``as_of`` is in the first month of the
     policy a run used; None otherwise (no earlier policy, or the run used another policy: a --policy
-    file, a promoted candidate)."""
+    file). ``registry``: the policy registry's entries as the run knew them."""
     as_of = pd.Timestamp(str(as_of))
-    entries = sorted(load_document(history)["history"], key=lambda e: str(e["effective_from"]))
-    in_force = [e for e in entries if str(e["effective_from"]) <= str(as_of.date())]
-    if len(in_force) < 2 or in_force[-1].get("sha256") != policy_sha256:
+    day = str(as_of.date())
+    in_force = sorted(
+        (e for e in registry if e["effective_from"] <= day),
+        key=lambda e: (e["effective_from"], e["entry_id"]),
+    )
+    if len(in_force) < 2 or in_force[-1]["sha256"] != policy_sha256:
         return None
     cur, prev = in_force[-1], in_force[-2]
-    if (as_of - pd.Timestamp(str(cur["effective_from"]))).days > WINDOW_DAYS:
+    if (as_of - pd.Timestamp(cur["effective_from"])).days > WINDOW_DAYS:
         return None
-    return cur, prev, Policy.load(Path(history).parent / prev["policy"])
+    return cur, prev, Policy.from_doc(prev["document"])
 
 
-def policy_change_section(
-    store, run: dict, results: pd.DataFrame, folder: Path, history: Path = POLICY_HISTORY
-) -> str:
+def run_registry(store, run: dict) -> list[dict]:
+    """The policy registry as a run knew it (its manifest says how far; all of it for a run from
+    before the registry)."""
+    manifest = json.loads(run["manifest_json"]) if run.get("manifest_json") else {}
+    known_to = (manifest.get("policy_approval") or {}).get("registry_known_to")
+    with store.engine.connect() as conn:
+        return policy_registry.entries(conn, known_to)
+
+
+def policy_change_section(store, run: dict, results: pd.DataFrame, folder: Path) -> str:
     """HTML for the report, or '' when the run is not in the first month of a policy from the history."""
     as_of = pd.Timestamp(str(run["as_of"]))
-    found = previous_policy(as_of, run.get("policy_sha256"), history)
+    found = previous_policy(as_of, run.get("policy_sha256"), run_registry(store, run))
     if found is None:
         return ""
     cur, prev, old_policy = found
@@ -71,7 +81,7 @@ def policy_change_section(
         old={"file": prev["policy"], "label": old_policy.doc.get("version_label", "")},
         new={
             "file": cur["policy"],
-            "label": Policy.load(Path(history).parent / cur["policy"]).doc.get("version_label", ""),
+            "label": cur["document"].get("version_label", ""),
         },
     )
     png = Path(folder) / "policy_migration.png"

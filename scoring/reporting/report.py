@@ -25,7 +25,11 @@ from scoring.history.store import (
     runs,
     sha256_file,
 )
-from scoring.reporting.policy_section import policy_change_section, previous_policy
+from scoring.reporting.policy_section import (
+    policy_change_section,
+    previous_policy,
+    run_registry,
+)
 
 CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",
 "WenQuanYi Micro Hei",sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -406,7 +410,10 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
         # Only the columns the report reads (a province's names and reasons are gigabytes), all of
         # them in a new policy's first month, whose section lists movers with their reasons.
         first_month = (
-            previous_policy(pd.Timestamp(str(run["as_of"])), run.get("policy_sha256")) is not None
+            previous_policy(
+                pd.Timestamp(str(run["as_of"])), run.get("policy_sha256"), run_registry(store, run)
+            )
+            is not None
         )
         res = read_lean(scores_path, None if first_month else REPORT_COLUMNS)
         tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)

@@ -10,6 +10,7 @@ from scoring.calibration.scores import policy_scores  # noqa: F401
 from scoring.common.catalogue import Catalogue  # noqa: F401
 from scoring.common.config import CONFIG_DIR, canonical_json, content_hash, load_document  # noqa: F401
 from scoring.evaluation.evaluate import DAYS_PER_MONTH, Policy  # noqa: F401
+from scoring.history.policy_registry import seed_entries  # noqa: F401
 from scoring.sampling.commit import exclusions_from_history, sample_population  # noqa: F401
 from scoring.sampling.doublerandom import tier_count  # noqa: F401
 from scoring.sampling.rules import bounds_for, registry  # noqa: F401

@@ -118,7 +118,7 @@ def run_experiment(
     val = params.doc.get("validation", {})
     train_share = float(val.get("train_share", 0.7) if train_share is None else train_share)
     resamples = int(val.get("resamples", 2000) if resamples is None else resamples)
-    hand = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
+    hand = Policy.shipped_in_force(str(pd.Timestamp(params["window"]["start"]).date()))
     ts = _training_set(world, hand, train_share, signals)
     rows, y, w = ts["rows"], ts["y"], ts["w"]
     tr, te = ts["train"], ts["test"]

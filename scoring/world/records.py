@@ -8,7 +8,7 @@ import pandas as pd
 
 from scoring.common.catalogue import Catalogue
 from scoring.world import positive_signals, truth
-from scoring.world._deps import CONFIG_DIR, Policy, load_document
+from scoring.world._deps import CONFIG_DIR, Policy, load_document, seed_entries
 from scoring.world.base import CREDIT_RECORD_PROVIDER, PENALTY_PROVIDERS, pick_weighted, stable_seed
 from scoring.world.params import WorldParams
 
@@ -100,8 +100,8 @@ def build_records(
     rec = _record_attributes(rng, rec)
     rec["inspection_failed"] = False
     # The regulator's view for the draws: the hand policy on the records in force each evening.
-    # The policy in force on each evening (config/policy/history.yaml: v1, v2 from 2026-06-01).
-    policy = Policy.in_force(str(pd.Timestamp(params["window"]["start"]).date()))
+    # The policy in force on each evening (the shipped seed: v1, v2 from 2026-06-01).
+    policy = Policy.shipped_in_force(str(pd.Timestamp(params["window"]["start"]).date()))
     book = truth.RecordBook(policy, len(ent), _policies_in_window(params))
     # Repairs and revocations of these records are known in advance (they follow from the
     # records), so the regulator's nightly tiers already reflect them, as the engine's would.
@@ -175,7 +175,7 @@ def build_records(
 
 def _policies_in_window(params: WorldParams) -> list:
     """[(first day, Policy)] of every policy in force during the window, in order."""
-    hist = load_document(CONFIG_DIR / "policy" / "history.yaml")["history"]
+    hist = seed_entries()  # the world has no store: the shipped history
     start, end = pd.Timestamp(params["window"]["start"]), pd.Timestamp(params["window"]["end"])
     days = sorted(
         {
@@ -186,7 +186,7 @@ def _policies_in_window(params: WorldParams) -> list:
     )
     out = []
     for d in days:
-        p = Policy.in_force(str(d.date()))
+        p = Policy.shipped_in_force(str(d.date()))
         if not out or out[-1][1].sha256 != p.sha256:
             out.append((None if not out else int((d - pd.Timestamp("1970-01-01")).days), p))
     return out

@@ -25,7 +25,7 @@ def _pick(store, as_of):
     with store.engine.connect() as conn:
         ent, rec, chg, _ = load_inputs(store, conn, as_of)
     rec = apply_changes(rec, chg, as_of)
-    cls = classify_records(rec, Catalogue.load(), Policy.in_force(as_of), as_of)
+    cls = classify_records(rec, Catalogue.load(), Policy.shipped_in_force(as_of), as_of)
     legal = cls[cls["subject_type"] != "natural"]
     per = legal.groupby("uscc").size()
     single = legal[legal["uscc"].isin(per[per == 1].index) & legal["counts"]]

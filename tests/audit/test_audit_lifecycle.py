@@ -23,7 +23,7 @@ def _pick(store):
     with store.engine.connect() as conn:
         ent, rec, chg, _ = load_inputs(store, conn, AS_OF)
     cls = classify_records(
-        apply_changes(rec, chg, AS_OF), Catalogue.load(), Policy.in_force(AS_OF), AS_OF
+        apply_changes(rec, chg, AS_OF), Catalogue.load(), Policy.shipped_in_force(AS_OF), AS_OF
     )
     legal = cls[cls["subject_type"] != "natural"]
     touched = set(chg["subject_code"]) if len(chg) else set()

@@ -11,6 +11,8 @@ from scoring.calibration.features import point_in_time_features
 from scoring.calibration.learner import SignConstrainedLogisticRegression
 from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy
+from scoring.history import policy_registry
+from scoring.history.store import Store
 
 
 def test_signs_are_respected_and_sklearn_conventions_hold():
@@ -50,7 +52,7 @@ def _records(extra=()):
 
 
 def test_no_leakage_from_records_dated_after_the_inspection():
-    cat, pol = Catalogue.load(), Policy.in_force("2026-06-30")
+    cat, pol = Catalogue.load(), Policy.shipped_in_force("2026-06-30")
     base, features = point_in_time_features(_inspections(), _records(), None, cat, pol)
     # A severe penalty decided on the inspection day (the outcome itself, say) and one after it.
     leaky = _records(
@@ -139,14 +141,14 @@ def test_calibrate_is_deterministic_and_promotion_needs_approver_and_reason(sqli
         env={"CREDIT_DB_URL": ""},
     )
     assert ok.returncode == 0, ok.stderr
-    pol = Policy.in_force("2026-08-02", promoted=sqlite_run["home"] / "policy" / "history.json")
+    home_path = sqlite_run["home"]
+    store = Store.open(f"sqlite:///{home_path / 'credit.db'}", home_path)
+    with store.engine.connect() as conn:
+        registry = policy_registry.entries(conn)
+    pol = Policy.in_force("2026-08-02", registry)
     assert pol.sha256 == ja["candidate_sha256"]
-    assert (
-        Policy.in_force(
-            "2026-07-31", promoted=sqlite_run["home"] / "policy" / "history.json"
-        ).sha256
-        != pol.sha256
-    )
+    assert pol.approval["origin"] == "candidate" and pol.approval["approved_by"] == "李审核"
+    assert Policy.in_force("2026-07-31", registry).sha256 != pol.sha256
 
 
 # --------------------------------------------------------------------------- the learner and the comparison
@@ -161,7 +163,9 @@ def _synthetic_world(n=12_000, seed=0):
     """Inspections as the demo generator makes them: a latent risk per entity, constant over time,
     drives both the rate of each kind of record and the chance that an inspection finds problems.
     So record age tells nothing: the right decay is none."""
-    pol = Policy.in_force("2026-05-31")  # v1, the hand-written policy (it still scores licences)
+    pol = Policy.shipped_in_force(
+        "2026-05-31"
+    )  # v1, the hand-written policy (it still scores licences)
     features = sorted(pol.doc["items"])
     signs = np.array(_signs(features))
     listed = np.isin(features, pol.doc["overrides"]["severe_list_items"])
@@ -187,7 +191,7 @@ def _synthetic_world(n=12_000, seed=0):
 def _wrong_policy():
     """The shipped policy with one-month half-lives on every negative record: sign-correct, but
     it forgets what the outcomes say still matters."""
-    doc = json.loads(json.dumps(Policy.in_force("2026-05-31").doc))
+    doc = json.loads(json.dumps(Policy.shipped_in_force("2026-05-31").doc))
     for spec in doc["items"].values():
         if spec["points"] < 0:
             spec["half_life_months"] = 1
@@ -204,7 +208,7 @@ def test_learner_follows_sklearn_conventions():
 
     from scoring.calibration.learner import PolicyLearner
 
-    pol = Policy.in_force("2026-06-30")
+    pol = Policy.shipped_in_force("2026-06-30")
     learner = PolicyLearner(
         current=pol, features=["PENALTY_GENERAL"], signs=[1], Cs=(1.0,), random_state=3
     )
@@ -280,7 +284,7 @@ def test_candidate_scores_like_the_engine():
     from scoring.evaluation.evaluate import apply_changes, score_entities
 
     cat = Catalogue.load()
-    doc = json.loads(json.dumps(Policy.in_force("2026-06-30").doc))
+    doc = json.loads(json.dumps(Policy.shipped_in_force("2026-06-30").doc))
     doc["items"]["PENALTY_GENERAL"].update(points=-95, half_life_months=None)
     doc["items"]["TAX_ARREARS"].update(points=-130, half_life_months=36)
     doc["items"]["COMMENDATION"]["points"] = 120
@@ -376,7 +380,7 @@ def test_candidate_with_signals_scores_like_the_engine_and_says_why():
     from scoring.evaluation.evaluate import apply_changes, score_entities
 
     cat = Catalogue.in_force("2026-06-30")
-    doc = json.loads(json.dumps(Policy.in_force("2026-06-30").doc))
+    doc = json.loads(json.dumps(Policy.shipped_in_force("2026-06-30").doc))
     signals = {
         k: dict(CANDIDATE_SIGNALS[k], points=p)
         for k, p in (

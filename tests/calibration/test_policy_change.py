@@ -2,7 +2,6 @@
 effective-dated promotion that leaves earlier nights alone."""
 
 import json
-import shutil
 
 import pytest
 import yaml
@@ -11,8 +10,17 @@ from conftest import AS_OF, run_cli
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR
 from scoring.evaluation.evaluate import Policy
+from scoring.history import policy_registry
+from scoring.history.store import Store
 
 V1, V2 = CONFIG_DIR / "policy" / "v1.yaml", CONFIG_DIR / "policy" / "v2.yaml"
+SEED = CONFIG_DIR / "policy" / "history.yaml"
+
+
+def _registry(home) -> list[dict]:
+    store = Store.open(f"sqlite:///{home / 'credit.db'}", home)
+    with store.engine.connect() as conn:
+        return policy_registry.entries(conn)
 
 
 def _v2() -> dict:
@@ -47,9 +55,7 @@ EXPECTED = {
 def test_a_bad_policy_file_is_refused_with_one_clear_line(kind, tmp_path, sqlite_run):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_broken(kind), allow_unicode=True), encoding="utf-8")
-    history = tmp_path / "history.yaml"
-    shutil.copyfile(CONFIG_DIR / "policy" / "history.yaml", history)
-    before = history.read_text(encoding="utf-8")
+    before = SEED.read_bytes()
     p = run_cli(
         "policy",
         "promote",
@@ -62,8 +68,6 @@ def test_a_bad_policy_file_is_refused_with_one_clear_line(kind, tmp_path, sqlite
         "2026-07-01",
         "--diff",
         str(tmp_path / "none.json"),
-        "--history",
-        str(history),
         "--home",
         str(sqlite_run["home"]),
         env={"CREDIT_DB_URL": ""},
@@ -71,15 +75,10 @@ def test_a_bad_policy_file_is_refused_with_one_clear_line(kind, tmp_path, sqlite
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and EXPECTED[kind] in lines[0], p.stderr
-    assert history.read_text(encoding="utf-8") == before
+    assert SEED.read_bytes() == before
 
 
 def test_an_effective_date_before_a_published_night_is_refused(tmp_path, sqlite_run):
-    history = tmp_path / "history.yaml"
-    history.write_text(
-        yaml.safe_dump({"history": [{"effective_from": "2022-07-01", "policy": "v1.yaml"}]})
-    )
-    shutil.copyfile(V1, tmp_path / "v1.yaml")
     p = run_cli(
         "policy",
         "promote",
@@ -92,8 +91,6 @@ def test_an_effective_date_before_a_published_night_is_refused(tmp_path, sqlite_
         "2026-06-15",
         "--diff",
         str(tmp_path / "none.json"),
-        "--history",
-        str(history),
         "--home",
         str(sqlite_run["home"]),
         env={"CREDIT_DB_URL": ""},
@@ -210,29 +207,21 @@ def test_the_first_report_under_v2_sets_its_shares_beside_the_cited_reference(sq
     assert "https://aic.dandong.gov.cn/html/DDJGJ/202305/0168506601542937.html" in section
 
 
-def test_promotion_records_the_approval_and_applies_only_from_its_date(diff, tmp_path, sqlite_run):
-    folder = tmp_path / "policy"
-    folder.mkdir()
-    shutil.copyfile(V1, folder / "v1.yaml")
-    shutil.copyfile(V2, folder / "v2.yaml")
-    history = folder / "history.yaml"
-    history.write_text(
-        '# test history\nhistory:\n  - effective_from: "2022-07-01"\n    policy: v1.yaml\n'
-    )
+def test_promotion_records_the_approval_and_applies_only_from_its_date(diff, tmp_path):
+    home = tmp_path / "home"  # a store of its own: the session's store stays as the night left it
+    before = SEED.read_bytes()
     args = [
         "policy",
         "promote",
-        str(folder / "v2.yaml"),
+        str(V2),
         "--approved-by",
         "信用评价科 李四",
         "--reason",
         "clean entities are A",
         "--diff",
         diff["files"]["json"],
-        "--history",
-        str(history),
         "--home",
-        str(sqlite_run["home"]),
+        str(home),
         "--json",
     ]
     # No approver: refused.
@@ -247,12 +236,16 @@ def test_promotion_records_the_approval_and_applies_only_from_its_date(diff, tmp
     assert p.returncode == 0, p.stderr
     entry = json.loads(p.stdout)
     assert entry["diff"]["id"] == diff["diff_id"] and entry["approved_by"] == "信用评价科 李四"
-    assert (folder / entry["diff"]["file"]).exists()
-    assert history.read_text(encoding="utf-8").startswith(
-        "# test history"
-    )  # appended, never rewritten
-    assert Policy.in_force("2026-06-30", history=history).sha256 == Policy.load(V1).sha256
-    assert Policy.in_force("2026-07-01", history=history).sha256 == Policy.load(V2).sha256
+    assert entry["diff"]["body"]["diff_id"] == diff["diff_id"]  # the diff itself is on record
+    assert SEED.read_bytes() == before  # the registry only
+    registry = _registry(home)
+    assert [e["entry_id"] for e in registry] == [1, 2, 3]
+    assert Policy.in_force("2026-06-30", registry).approval["entry_id"] == 2
+    assert Policy.in_force("2026-07-01", registry).approval["entry_id"] == 3
+    assert Policy.in_force("2026-07-01", registry).sha256 == Policy.load(V2).sha256
+    # Not after the latest entry: refused.
+    p = run_cli(*args, "--effective-from", "2026-07-01", env={"CREDIT_DB_URL": ""})
+    assert p.returncode != 0 and "not after the latest policy in the registry" in p.stderr
     # A diff made for another policy cannot approve this one.
     other = json.loads(open(diff["files"]["json"], encoding="utf-8").read())
     other["new"]["sha256"] = "0" * 64
@@ -267,11 +260,11 @@ def test_promotion_records_the_approval_and_applies_only_from_its_date(diff, tmp
 
 
 def test_the_repository_history_puts_v2_in_force_from_its_date():
-    assert Policy.in_force("2026-05-31").sha256 == Policy.load(V1).sha256
+    assert Policy.shipped_in_force("2026-05-31").sha256 == Policy.load(V1).sha256
     assert (
-        Policy.in_force("2026-06-01").sha256
+        Policy.shipped_in_force("2026-06-01").sha256
         == Policy.load(V2).sha256
-        == Policy.in_force(AS_OF).sha256
+        == Policy.shipped_in_force(AS_OF).sha256
     )
     assert (
         Catalogue.in_force("2026-05-31").sha256
@@ -281,7 +274,7 @@ def test_the_repository_history_puts_v2_in_force_from_its_date():
         Catalogue.in_force("2026-06-01").sha256
         == Catalogue.load(CONFIG_DIR / "catalogue" / "v2.yaml").sha256
     )
-    entry = yaml.safe_load((CONFIG_DIR / "policy" / "history.yaml").read_text())["history"][-1]
+    entry = yaml.safe_load(SEED.read_text())["history"][-1]
     assert (
         entry["approved_by"]
         and entry["reason"]

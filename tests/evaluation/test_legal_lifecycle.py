@@ -24,7 +24,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.evaluation.evaluate import Policy, apply_changes, classify_records, score_entities
 
 CAT = Catalogue.load()
-POL = Policy.in_force("2026-06-30")
+POL = Policy.shipped_in_force("2026-06-30")
 
 
 def _uscc(i: int) -> str:

@@ -82,7 +82,12 @@ def test_output_is_identical_for_1_4_and_16_partitions(tmp_path):
     with store.engine.connect() as conn:
         e, r, c, _ = load_inputs(store, conn, "2026-06-30")
     whole = evaluate_inputs(
-        e, r, c, Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30"), "2026-06-30"
+        e,
+        r,
+        c,
+        Catalogue.in_force("2026-06-30"),
+        Policy.shipped_in_force("2026-06-30"),
+        "2026-06-30",
     )
     assert output_sha256(whole) == one["out"]["output_sha256"]
 

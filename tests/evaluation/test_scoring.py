@@ -21,7 +21,7 @@ from scoring.evaluation.evaluate import (
 
 GOLDEN = Path(__file__).parent / "golden"
 # Each date under the catalogue and policy in force on it: v1 before 2026-06-01, v2 from then.
-CAT, POL = Catalogue.in_force("2026-06-30"), Policy.in_force("2026-06-30")
+CAT, POL = Catalogue.in_force("2026-06-30"), Policy.shipped_in_force("2026-06-30")
 
 # Five entities, each telling one story:
 #   decay      two general penalties of different ages
@@ -110,7 +110,7 @@ def _changes():
 def _score(as_of):
     rec = apply_changes(_records(), _changes(), as_of)
     return score_entities(
-        _entities(), rec, Catalogue.in_force(as_of), Policy.in_force(as_of), as_of
+        _entities(), rec, Catalogue.in_force(as_of), Policy.shipped_in_force(as_of), as_of
     )
 
 

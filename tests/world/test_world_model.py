@@ -36,7 +36,7 @@ def _hand_view(world):
     """Hand-policy scores of every inspection on the day before it (point-in-time, as calibration
     builds them), with the inspections' draw columns."""
     cat = Catalogue.load()
-    hand = Policy.in_force("2022-07-01")
+    hand = Policy.shipped_in_force("2022-07-01")
     ins, rec, chg = store_frames(world)
     rows, pairs, features = point_in_time_records(ins, rec, chg, cat, hand)
     X = pd.DataFrame(
@@ -146,7 +146,7 @@ def test_draws_tier_with_the_policy_in_force_and_calibration_reconstructs_those_
 def test_an_inspection_never_sees_its_own_outcome(default_world):
     """INSPECTION_FAIL as a feature comes only from strictly earlier inspections: flipping the
     outcomes of one day's inspections changes no feature row of that day, but does change later ones."""
-    cat, hand = Catalogue.load(), Policy.in_force("2022-07-01")
+    cat, hand = Catalogue.load(), Policy.shipped_in_force("2022-07-01")
     ins, rec, chg = store_frames(default_world)
     # A day on which some entity is inspected that is inspected again within 300 days.
     nxt = ins.groupby("uscc")["decision_date"].shift(-1)

@@ -10,6 +10,7 @@ from scoring.common.catalogue import Catalogue
 from scoring.common.config import canonical_json
 from scoring.common.errors import PipelineError
 from scoring.evaluation.evaluate import Policy
+from scoring.history import policy_registry
 from scoring.history.store import Store, run_row
 from scoring.pipeline.context import RunContext
 from scoring.publication import nights
@@ -19,12 +20,23 @@ def open_store(ctx: RunContext) -> Store:
     return Store.open(ctx.db_url, ctx.home)
 
 
+def policy_registry_now(ctx: RunContext) -> list[dict]:
+    """The policy registry as this run knows it (every approval recorded so far)."""
+    store = Store.open(ctx.db_url, ctx.home, migrate_schema=False)  # the step has migrated it
+    try:
+        with store.engine.connect() as conn:
+            return policy_registry.entries(conn)
+    finally:
+        store.engine.dispose()
+
+
 def configs(ctx: RunContext) -> tuple[Catalogue, Policy]:
-    """The catalogue and policy the run uses: given on the context, else those in force."""
+    """The catalogue and policy the run uses: given on the context, else those in force (the
+    policy by the policy registry)."""
     policy = (
         Policy.load(ctx.policy_path)
         if ctx.policy_path
-        else Policy.in_force(ctx.as_of, promoted=ctx.home / "policy" / "history.json")
+        else Policy.in_force(ctx.as_of, policy_registry_now(ctx))
     )
     cat = (
         Catalogue.load(ctx.catalogue_path) if ctx.catalogue_path else Catalogue.in_force(ctx.as_of)

@@ -31,6 +31,7 @@ from scoring.pipeline.context import RunContext
 from scoring.pipeline.steps.common import (
     configs,
     open_store,
+    policy_registry_now,
     read_json,
     refuse_published,
     save_versions,
@@ -60,7 +61,11 @@ def plan_partitions(ctx: RunContext) -> list[int]:
     k = ctx.partitions or part.auto_partitions(batches)
     # In a new policy's first month the report shows the migration from the previous one on the
     # night's own inputs: evaluated beside it, partition by partition (not the province at once).
-    prev = previous_policy(ctx.as_of, pol.sha256) if ctx.policy_path is None else None
+    prev = (
+        previous_policy(ctx.as_of, pol.sha256, policy_registry_now(ctx))
+        if ctx.policy_path is None
+        else None
+    )
     plan = part.make_plan(
         batches,
         k,
