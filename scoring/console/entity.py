@@ -15,7 +15,8 @@ from scoring.common.codes import valid_uscc
 from scoring.common.errors import PipelineError
 from scoring.console.access import Forbidden
 from scoring.evaluation.explain import explain_entity
-from scoring.history.store import artifacts, read_log, runs
+from scoring.history import reads
+from scoring.history.store import artifacts, runs
 from scoring.publication.labels import CODES, COLUMNS
 from scoring.publication.publish import SNAPSHOT_FILE
 
@@ -111,26 +112,12 @@ def _in(row: dict, agency: dict) -> bool:
 def record_read(store, run_id: str, uscc: str, reader: str) -> None:
     """Every lookup is a read of an entity's evaluation: recorded like any other read."""
     with store.engine.begin() as conn:
-        conn.execute(
-            read_log.insert().values(
-                agency_id=CHANNEL,
-                run_id=run_id,
-                rows=1,
-                channel=CHANNEL,
-                db_role=reader[:80],
-                query=f"entity lookup {uscc}",
-            )
-        )
+        reads.record_read(conn, CHANNEL, run_id, 1, CHANNEL, reader, f"entity lookup {uscc}")
 
 
 def reads_of(store, uscc: str) -> list[dict]:
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(read_log.c.run_id, read_log.c.db_role, read_log.c.query)
-            .where((read_log.c.channel == CHANNEL) & (read_log.c.query == f"entity lookup {uscc}"))
-            .order_by(read_log.c.read_id)
-        ).all()
-    return [dict(r._mapping) for r in rows]
+        return reads.reads_by_query(conn, CHANNEL, f"entity lookup {uscc}")
 
 
 def entity_report_available() -> bool:

@@ -10,13 +10,13 @@ import zoneinfo
 import sqlalchemy as sa
 
 from scoring.evaluation.objections import objection_calendar
-from scoring.history.store import (
-    entity_results,
-    gate_results,
-    landed_files,
-    record_batches,
-    runs,
+from scoring.history.nights import (
+    deliveries_by_provider,
+    gates_of,
+    latest_nights,
+    objections_pending,
 )
+from scoring.history.store import record_batches, runs
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 TIERS = ("A", "B", "C", "D")
@@ -33,42 +33,11 @@ def _local(ts) -> str | None:
 def overview(store, nights: int = 30) -> list[dict]:
     """One row per night (its latest run), newest first."""
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(runs)
-            .where(runs.c.kind == "nightly")
-            .order_by(runs.c.as_of.desc(), runs.c.run_id.desc())
-        ).all()
-        seen, chosen = set(), []
-        for r in rows:
-            if r.as_of not in seen:
-                seen.add(r.as_of)
-                chosen.append(r)
-            if len(chosen) == nights:
-                break
+        chosen = latest_nights(conn, nights)
         ids = [r.run_id for r in chosen]
-        gates = conn.execute(sa.select(gate_results).where(gate_results.c.run_id.in_(ids))).all()
-        files = conn.execute(
-            sa.select(
-                landed_files.c.run_id,
-                landed_files.c.provider,
-                sa.func.count().label("files"),
-                sa.func.sum(landed_files.c.received).label("received"),
-                sa.func.sum(landed_files.c.quarantined).label("quarantined"),
-                sa.func.max(landed_files.c.arrived_at).label("arrived"),
-            )
-            .where(landed_files.c.run_id.in_(ids))
-            .group_by(landed_files.c.run_id, landed_files.c.provider)
-        ).all()
-        pending = dict(
-            conn.execute(
-                sa.select(entity_results.c.run_id, sa.func.count())
-                .where(
-                    entity_results.c.run_id.in_(ids)
-                    & entity_results.c.flags.like("%objection_pending%")
-                )
-                .group_by(entity_results.c.run_id)
-            ).all()
-        )
+        gates = gates_of(conn, ids)
+        files = deliveries_by_provider(conn, ids)
+        pending = objections_pending(conn, ids)
     out = []
     for r in chosen:
         mine = [g for g in gates if g.run_id == r.run_id]
@@ -95,9 +64,8 @@ def overview(store, nights: int = 30) -> list[dict]:
                         "quarantined": int(f.quarantined or 0),
                         "arrived": _local(f.arrived),
                     }
-                    for f in sorted(
-                        (f for f in files if f.run_id == r.run_id), key=lambda f: f.provider
-                    )
+                    for f in files
+                    if f.run_id == r.run_id
                 ],
                 "tier_shares": {t: round(int(tiers.get(t, 0)) / total, 4) for t in TIERS},
                 "entities": r.entities_scored,
