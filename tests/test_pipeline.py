@@ -225,5 +225,12 @@ def test_an_unregistered_folder_delivering_the_debtor_list_changes_no_tier(
     ]
     report = next((rogue["home"] / "runs").rglob("report.html")).read_text(encoding="utf-8")
     assert "rogue" in report and "unregistered_folder" in report
+    # The manifest names the layout and provider-registry versions the night read with.
+    from scoring.intake.layouts import LayoutSet
+    from scoring.intake.providers import Registry
+
+    manifest = json.loads(next((rogue["home"] / "runs").rglob("manifest.json")).read_text("utf-8"))
+    assert manifest["layouts_sha256"] == LayoutSet.in_force(AS_OF).sha256
+    assert manifest["providers_sha256"] == Registry.in_force(AS_OF).sha256
     control = night("court")["summary"]
     assert control["tiers"]["D"] > s["tiers"]["D"], "the same rows from the court do count"

@@ -38,6 +38,7 @@ def build_manifest(
     gates=None,
     result_files=None,
     waivers=None,
+    intake=None,
 ) -> dict:
     deps = {}
     for name in ("pandas", "numpy", "pyarrow", "great-expectations", "scikit-learn", "sqlalchemy"):
@@ -55,6 +56,9 @@ def build_manifest(
         # The policy registry entry that put this policy in force (None: a --policy file), and how
         # far the run knew the registry: a rerun as known then sees the same approvals.
         "policy_approval": getattr(pol, "approval", None),
+        # The feed layouts and the provider registry the night's deliveries were read with.
+        "layouts_sha256": (intake or {}).get("layouts_sha256"),
+        "providers_sha256": (intake or {}).get("providers_sha256"),
         "model_sha256": None,
         "code_version": __version__,
         "code_commit": code_commit(),

@@ -410,3 +410,39 @@ def test_the_corpus_passes_the_gate_row_by_row():
         raw = ingest.read_bytes(data, "20260630_x.xlsx" if data[:2] == b"PK" else "x.csv", "samr")
         bad = _row_reasons(raw, CAT, DAY)
         assert raw.received > 0 and len(bad) == 0, (what, bad.tolist())
+
+
+def test_a_broken_layout_file_stops_the_night_before_it_starts(tmp_path):
+    import shutil
+
+    from conftest import run_cli
+
+    from scoring.common.config import CONFIG_DIR
+
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    v1 = config / "layouts" / "v1.yaml"
+    v1.write_text(
+        v1.read_text(encoding="utf-8").replace("feed: inspection", "feed: inspections", 1),
+        encoding="utf-8",
+    )
+    (tmp_path / "landing" / "samr").mkdir(parents=True)
+    home = tmp_path / "home"
+    p = run_cli(
+        "run",
+        "--as-of",
+        "2026-06-30",
+        "--landing",
+        str(tmp_path / "landing"),
+        "--home",
+        str(home),
+        env={"CREDIT_CONFIG_DIR": str(config), "CREDIT_DB_URL": ""},
+    )
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    line = p.stderr.strip().splitlines()[-1]
+    assert "v1.yaml:" in line and "unknown feed 'inspections'" in line, line
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from runs")).scalar() == 0

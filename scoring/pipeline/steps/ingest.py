@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from scoring.common.config import canonical_json
 from scoring.history import files as landed
 from scoring.history.runs import interrupted_runs, start_run
 from scoring.history.store import Store, update_run, write_parquet
-from scoring.intake.deliveries import stage_deliveries
+from scoring.intake.deliveries import intake_config, stage_deliveries
 from scoring.pipeline.context import RunContext
 from scoring.pipeline.steps.common import (
     configs,
@@ -42,6 +43,7 @@ def ingest(ctx: RunContext) -> dict:
     """Read the deliveries due by the as-of date that no earlier run has stored, and stage them."""
     store = open_store(ctx)
     cat, pol = configs(ctx)
+    layouts, registry = intake_config(ctx.as_of)  # a broken one: the night does not start
     close_interrupted_runs(store, ctx)
     folder = store.run_folder(ctx.run_id)
     folder.raw.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,9 @@ def ingest(ctx: RunContext) -> dict:
         landed.clear_run_files(conn, ctx.run_id)
         history = landed.earlier_files(conn, ctx.run_id)
         save_versions(store, conn, cat, pol)
+        # The layouts and provider registry the night reads with, named in its manifest.
+        store.save_artifact(conn, "layouts", layouts.sha256, canonical_json(layouts.doc))
+        store.save_artifact(conn, "providers", registry.sha256, canonical_json(registry.doc))
     night = stage_deliveries(
         ctx.landing,
         pd.Timestamp(ctx.as_of),
@@ -62,9 +67,14 @@ def ingest(ctx: RunContext) -> dict:
         save_raw=lambda name, frame: write_parquet(folder.raw / name, frame),
         say=ctx.say,
         arrival_cut=ctx.arrival_cut,
+        registry=registry,
+        layouts=layouts,
     )
     cut = ctx.arrival_cut.isoformat() if ctx.arrival_cut else None
-    write_json(folder.landing, {"arrival_cut": cut, "problems": night.problems})
+    write_json(
+        folder.landing,
+        {"arrival_cut": cut, "problems": night.problems, "versions": night.versions},
+    )
     write_json(folder.raw_index, night.raw_index, indent=None)
     staged = (night.records, night.entities, night.changes, night.unparsed)
     for name, frame in zip(folder.STAGED_TABLES, staged, strict=True):

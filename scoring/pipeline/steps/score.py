@@ -256,6 +256,7 @@ def _stored_run(ctx, store, conn, plan, folder, versions, facts) -> tuple[dict, 
                 qg.gate_summary(facts["gates"]),
                 {name: sha256_file(run / name) for name in (run.ENTITY_SCORE, run.PUBLISHED)},
                 waivers=read_json(run.waivers, []),
+                intake=read_json(run.landing, {}).get("versions"),
             )
         finally:
             copy.result()  # joined before the transaction commits or rolls back
