@@ -28,7 +28,7 @@ class RunFolder:
     PREVIOUS_POLICY = "previous_policy.parquet"  # a new policy's first month: the old one beside it
     MANIFEST = "manifest.json"
     WAIVERS = "waivers.json"
-    LANDING = "landing.json"  # the arrival cut and the landing folder's problems
+    LANDING = "landing.json"  # arrival cut, landing problems, the layouts and registry read with
     DATA_DOCS = "data_docs.json"
     REPORT = "report.html"
     PROVIDER_REPORT = "provider_report.csv"
