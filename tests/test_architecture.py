@@ -20,6 +20,7 @@ LAYERS = (
     "quality",
     "evaluation",
     "publication",
+    "exchange",
     "reporting",
     "audit",
     "sampling",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scoring.cli.common import EXIT_OK, add_common, home_dir, print_json
+from scoring.history.exchange import agency_exchange
 from scoring.history.reads import deliveries as delivered
 from scoring.history.reads import registered_reads
 from scoring.history.store import Store
@@ -24,9 +25,18 @@ def cmd_reads(args) -> int:
     with store.engine.connect() as conn:
         reads = registered_reads(conn, args.agency)
         deliveries = delivered(conn, args.agency)
+        pushed = [a for a in agency_exchange(conn) if args.agency in (None, a["agency_id"])]
     if args.json:
-        print_json({"reads": reads, "deliveries": deliveries})
+        print_json({"reads": reads, "deliveries": deliveries, "pushes": pushed})
         return EXIT_OK
+    for a in pushed:
+        # Pushed to the agency's own system: what it confirmed receiving, and what it has not.
+        print(
+            f"push {a['agency_id']}: last pushed {a['last_pushed'] or '-'}, "
+            f"last acknowledged {a['last_acknowledged'] or '-'}, "
+            f"outstanding {', '.join(a['outstanding']) or 'none'}"
+            + (f", {a['failed']} failed ({a.get('last_failure')})" if a["failed"] else "")
+        )
     print(
         f"{len(deliveries)} delivered files, {len(reads)} registered reads"
         + (f" for {args.agency}" if args.agency else "")

@@ -25,6 +25,7 @@ from scoring.history.store import (
     runs,
     sha256_file,
 )
+from scoring.reporting.exchange_section import exchange_section
 from scoring.reporting.policy_section import (
     policy_change_section,
     previous_policy,
@@ -116,6 +117,7 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
             )
             + "</ul>"
         )
+    out += exchange_section(store, run)
     with store.engine.connect() as conn:
         hist = pd.read_sql(
             sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on)

@@ -49,6 +49,7 @@ def _assert_no_drift(url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import scoring.history.exchange  # noqa: F401  (its tables are models too)
     from scoring.history.store import metadata, migrate, schema_include_object
 
     migrate(url)

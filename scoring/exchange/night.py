@@ -1,0 +1,112 @@
+"""The exchange steps of a night, one definition for the DAG and the CLI: pull every source (of
+some providers) before ingest, push the published night to every agency with a push target
+after publication, and the exchange status the night's report and `credit reads` show."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from scoring.exchange.pull import commit_watermarks, pull_source
+from scoring.exchange.push import push_agency
+from scoring.exchange.secrets import Conn, ExchangeError
+from scoring.exchange.sources import Exchange, Source, push_target
+from scoring.history import exchange as hx
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def night_of(moment: dt.datetime) -> dt.date:
+    """The night a pull made at this moment feeds: the run of as-of D starts at 01:00 on D+1
+    (Asia/Shanghai), so anything before then is for D."""
+    return (moment.astimezone(SHANGHAI) - dt.timedelta(hours=1)).date()
+
+
+def resolve(connect: Callable[[str], Conn], conn_id: str) -> Conn | ExchangeError:
+    try:
+        return connect(conn_id)
+    except ExchangeError as exc:
+        return exc
+
+
+def pulled_sources(exchange: Exchange, providers: list[str] | None = None) -> list[Source]:
+    """The sources a night pulls (``landing`` sources are files dropped by the provider)."""
+    return [
+        s
+        for s in exchange.sources
+        if s.kind != "landing" and (providers is None or s.provider in providers)
+    ]
+
+
+def pull_all(
+    store,
+    landing: Path,
+    exchange: Exchange,
+    connect: Callable[[str], Conn],
+    as_of: dt.date,
+    pulled_at: dt.datetime,
+    providers: list[str] | None = None,
+    since: str | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> list[dict]:
+    out = []
+    for source in pulled_sources(exchange, providers):
+        conn = resolve(connect, source.conn_id)
+        if isinstance(conn, ExchangeError):
+            conn = ExchangeError(conn.code, f"source {source.id}: {conn}")
+        out.append(
+            pull_source(store, landing, exchange, source, conn, as_of, pulled_at, since, say)
+        )
+    return out
+
+
+def push_all(
+    store,
+    agencies: list[dict],
+    connect: Callable[[str], Conn],
+    pushed_at: dt.datetime,
+    run_id: str | None = None,
+    only: str | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> list[dict]:
+    out = []
+    with store.engine.begin() as c:
+        commit_watermarks(c)  # the night just published: its pulls are settled
+    for agency in agencies:
+        target = push_target(agency)
+        if target is None or (only and agency["id"] != only):
+            continue
+        conn = resolve(connect, target["conn_id"])
+        if isinstance(conn, ExchangeError):
+            conn = ExchangeError(conn.code, f"push {agency['id']}: {conn}")
+        out.append(push_agency(store, agency, target, conn, run_id, pushed_at, say))
+    return out
+
+
+def exchange_status(store, as_of) -> dict:
+    """Per source: this night's pulls, rows, watermark before/after and whether a published
+    night has read them; per agency: last pushed, last acknowledged, outstanding."""
+    with store.engine.begin() as c:
+        commit_watermarks(c)
+        pulls = hx.pulls(c, as_of=as_of)
+        marks = hx.watermarks(c)
+        agencies = hx.agency_exchange(c)
+    sources = []
+    for p in pulls:
+        sources.append(
+            {
+                "source_id": p["source_id"],
+                "provider": p["provider"],
+                "kind": p["kind"],
+                "status": p["status"],
+                "rows": p["rows"],
+                "revoked": p["revoked"],
+                "watermark_before": p["watermark_before"],
+                "watermark_after": p["watermark_after"],
+                "committed_by": p["committed_by"],
+                "watermark_now": (marks.get(p["source_id"]) or {}).get("watermark"),
+                "message": p["message"],
+            }
+        )
+    return {"sources": sources, "agencies": agencies}
