@@ -246,6 +246,8 @@ def fetch_http(source: Source, conn: Conn, codes: dict, since: str | None, day) 
                 break
     except Exception as exc:  # a source is the unit of failure: one line, the night goes on
         raise http_error(what, conn, exc, source.timeout_s) from None
+    if not items:  # nothing after the watermark (and no columns to check)
+        return Fetched()
     columns = sorted({k for i in items for k in i}, key=_column_order(items))
     key = source.watermark
     items.sort(key=lambda i: (str(i.get(key) or "") if key else "", json.dumps(i, sort_keys=True)))

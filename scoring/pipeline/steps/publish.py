@@ -4,6 +4,7 @@ replacement of an earlier attempt (scoring.publication); the last step."""
 from __future__ import annotations
 
 from scoring.common.errors import PipelineError
+from scoring.exchange.pull import commit_watermarks
 from scoring.history.store import run_row
 from scoring.pipeline.context import RunContext
 from scoring.pipeline.steps.common import open_store
@@ -24,4 +25,8 @@ def publish(ctx: RunContext) -> dict:
         )
     out = pub.publish_run(store, ctx.run_id, progress=ctx.say)
     mark_report(store, ctx.run_id, "scored", "published")
+    with store.engine.begin() as conn:
+        # The pulls this night read are settled: their sources' watermarks move now (a pull
+        # also settles them first, should this process die in between).
+        commit_watermarks(conn)
     return out

@@ -1,0 +1,187 @@
+"""Real servers the exchange tests start on this machine: a provider's exchange database (a
+fresh PostgreSQL database with a table in the exchange field codes), an SFTP server (asyncssh,
+on a free port, with a host key made for the test), an HTTP server of paged JSON, and a TCP
+listener that accepts and never answers (a server that hangs)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import sqlalchemy as sa
+
+PENALTY_CODES = None  # filled lazily from config/exchange.yaml
+
+
+@contextmanager
+def fresh_database(server_url: str):
+    """A new empty database on the real server (as the pg_url fixture makes), dropped after."""
+    name = f"credit_x_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.engine.make_url(server_url).set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def create_role(server_url: str, role: str, password: str) -> None:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        conn.execute(sa.text(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"))
+    admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------ SFTP
+
+
+class SftpServer:
+    """asyncssh's SSH server with its SFTP subsystem chrooted to ``root``, password login."""
+
+    def __init__(self, root, user: str, password: str):
+        import asyncssh
+
+        self.root, self.user, self.password = str(root), user, password
+        self.key = asyncssh.generate_private_key("ssh-ed25519")
+        self.host_key = self.key.export_public_key().decode().split()[:2]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(20)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _start(self):
+        import asyncssh
+
+        outer = self
+
+        class Auth(asyncssh.SSHServer):
+            def begin_auth(self, username):
+                return True
+
+            def password_auth_supported(self):
+                return True
+
+            def validate_password(self, username, password):
+                return username == outer.user and password == outer.password
+
+        return await asyncssh.create_server(
+            Auth,
+            "127.0.0.1",
+            0,
+            server_host_keys=[self.key],
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=self.root.encode()),
+            process_factory=None,
+        )
+
+    def close(self):
+        self.server.close()
+        asyncio.run_coroutine_threadsafe(self.server.wait_closed(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+# ------------------------------------------------------------------------------------ HTTP
+
+
+class JsonApi:
+    """Paged JSON of credit records (``updated_at`` their update time), Basic auth; ``mode``
+    'html' answers every page after the first with an HTML error page instead."""
+
+    def __init__(self, user: str, password: str):
+        self.items: list[dict] = []
+        self.mode = "json"
+        self.requests = 0
+        self.received: list[dict] = []  # POSTed pushes
+        api = self
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, ctype, body: bytes):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                api.requests += 1
+                if self.headers.get("Authorization") != f"Basic {token}":
+                    return self._send(401, "application/json", b'{"error":"unauthorized"}')
+                u = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
+                page, size = int(q.get("page", 1)), int(q.get("page_size", 100))
+                if api.mode == "html" and page > 1:
+                    body = b"<html><body>502 Bad Gateway</body></html>"
+                    return self._send(200, "text/html; charset=utf-8", body)
+                since = q.get("since") or ""
+                rows = sorted(
+                    (i for i in api.items if i["updated_at"] > since),
+                    key=lambda i: (i["updated_at"], i["文书编号"]),
+                )
+                pages = max(1, -(-len(rows) // size))
+                doc = {"data": rows[(page - 1) * size : page * size], "page": page, "pages": pages}
+                self._send(200, "application/json", json.dumps(doc, ensure_ascii=False).encode())
+
+            def do_POST(self):
+                if self.headers.get("Authorization") != f"Basic {token}":
+                    return self._send(401, "application/json", b"{}")
+                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.received.append(doc)
+                body = json.dumps({"receipt": doc["publication_sha256"]}).encode()
+                self._send(200, "application/json", body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Hang:
+    """Accepts connections and never says a word: a server that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
