@@ -85,6 +85,8 @@ def _sql_error(source: Source, conn: Conn, exc) -> ExchangeError:
     low = msg.lower()
     if "password authentication" in low or "authentication failed" in low or "role" in low:
         return ExchangeError("auth", f"source {source.id}: the exchange database refused the login")
+    if "permission denied" in low:
+        return ExchangeError("auth", f"source {source.id}: no permission to read {source.table}")
     if "timeout" in low or "timed out" in low or "canceling statement" in low:
         return ExchangeError("timeout", f"source {source.id}: no answer in {source.timeout_s:g}s")
     if "does not exist" in low and "column" in low:
@@ -98,8 +100,12 @@ def _sql_error(source: Source, conn: Conn, exc) -> ExchangeError:
 def open_sftp(conn: Conn, timeout: float):
     """An SFTP session over SSH, the server's host key checked against the connection's
     ``host_key`` (an OpenSSH public key line) unless ``no_host_key_check`` is set."""
+    import logging
+
     import paramiko
 
+    # paramiko logs each failed handshake with its traceback; the caller reports it in one line.
+    logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
     client = paramiko.SSHClient()
     key = conn.extra.get("host_key")
     if key:
@@ -133,11 +139,15 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+def _named(what: str, exc: ExchangeError) -> ExchangeError:
+    return exc if str(exc).startswith(what) else ExchangeError(exc.code, f"{what}: {exc}")
+
+
 def sftp_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> ExchangeError:
     import paramiko
 
     if isinstance(exc, ExchangeError):
-        return exc
+        return _named(what, exc)
     if isinstance(exc, paramiko.AuthenticationException):
         return ExchangeError("auth", f"{what}: the SFTP server refused the login")
     if (
@@ -145,7 +155,9 @@ def sftp_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> Exc
         and "key" in str(exc).lower()
     ):
         return ExchangeError("host_key", f"{what}: the SFTP server's host key is not the known one")
-    if isinstance(exc, TimeoutError | socket.timeout) or "timeout" in str(exc).lower():
+    # A server that never says its SSH banner ends the session before any login is tried.
+    silent = any(t in str(exc).lower() for t in ("timeout", "banner", "no existing session"))
+    if isinstance(exc, TimeoutError | socket.timeout) or silent:
         return ExchangeError("timeout", f"{what}: no answer in {timeout:g}s")
     if isinstance(exc, FileNotFoundError):
         return ExchangeError("missing_path", f"{what}: remote path not found")
@@ -157,7 +169,10 @@ def sftp_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> Exc
 
 
 def fetch_sftp(source: Source, conn: Conn, codes: dict, since: str | None, day) -> Fetched:
-    folder = safe_remote_path(source.path)
+    try:
+        folder = safe_remote_path(source.path)
+    except ExchangeError as exc:
+        raise _named(f"source {source.id}", exc) from None
     out = Fetched()
     client = None
     try:
@@ -211,7 +226,7 @@ def http_request(conn: Conn, url: str, timeout: float, data: bytes | None = None
 
 def http_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> ExchangeError:
     if isinstance(exc, ExchangeError):
-        return exc
+        return _named(what, exc)
     if isinstance(exc, urllib.error.HTTPError):
         if exc.code in (401, 403):
             return ExchangeError("auth", f"{what}: HTTP {exc.code} (credentials refused)")

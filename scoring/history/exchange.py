@@ -51,7 +51,7 @@ exchange_pushes = sa.Table(
     sa.Column("run_id", sa.String(80), nullable=False),
     sa.Column("kind", sa.String(10), nullable=False),  # sql | sftp | http
     sa.Column("pushed_at", sa.DateTime, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),  # pushed | acknowledged | failed
+    sa.Column("status", sa.String(12), nullable=False),  # pushed|acknowledged|failed|unchanged
     sa.Column("rows", sa.Integer, nullable=False, default=0),
     sa.Column("changed", sa.Integer, nullable=False, default=0),  # rows marked with a cause
     sa.Column("sha256", sa.String(64)),  # the publication hash the receipt must carry
@@ -215,6 +215,8 @@ def agency_exchange(conn) -> list[dict]:
                 "failed": 0,
             },
         )
+        if p["status"] == "unchanged":  # nothing was sent, nothing to confirm
+            continue
         if p["status"] == "failed":
             a["failed"] += 1
             a["last_failure"] = p["message"]

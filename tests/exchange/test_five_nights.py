@@ -14,7 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import (
+from exchange_servers import (
     AGENCY_SECRET,
     API_SECRET,
     NIGHTS,
@@ -246,11 +246,15 @@ def test_every_pulled_row_is_accounted_for(nights):
         )
     pulled = files[files["path"].str.contains(r"_(?:sql|http|sftp)\.csv$|ema/2026030[69]_")]
     assert len(pulled) >= 6
-    assert (pulled["received"] == pulled["accepted"] + pulled["quarantined"] + pulled["excluded"]).all()
+    assert (
+        pulled["received"] == pulled["accepted"] + pulled["quarantined"] + pulled["excluded"]
+    ).all()
     n2 = nights["pulls"][NIGHTS[1]]["eco-qzj-penalty"]
     assert (n2["rows"], n2["revoked"]) == (4, 1)
     got = files.set_index("path")["received"]
-    assert got["eco/20260307_penalty_sql.csv"] == 3 and got["eco/20260307_credit_change_sql.csv"] == 1
+    assert (
+        got["eco/20260307_penalty_sql.csv"] == 3 and got["eco/20260307_credit_change_sql.csv"] == 1
+    )
     assert got["eco/20260306_penalty_sql.csv"] == len(nights["rows"])
     assert got["hf/20260307_credit_record_http.csv"] == len(nights["api"].items)
 
@@ -293,7 +297,9 @@ def test_an_upheld_objection_reaches_the_agency_with_a_receipt(nights):
             c,
             params={"u": t["uscc"]},
         )
-        receipts = {r[0] for r in c.execute(sa.text("SELECT publication_sha256 FROM credit_tier_receipt"))}
+        receipts = {
+            r[0] for r in c.execute(sa.text("SELECT publication_sha256 FROM credit_tier_receipt"))
+        }
     eng.dispose()
     assert list(rows["run_id"]) == ["nightly-20260306", "nightly-20260307", "nightly-20260308"]
     first, worse, back = rows.to_dict("records")
@@ -313,7 +319,16 @@ def test_credit_reads_shows_pushed_acknowledged_outstanding(nights):
     import os
 
     p = subprocess.run(
-        [sys.executable, "-m", "scoring", "reads", "--home", str(nights["home"]), "--agency", AGENCY],
+        [
+            sys.executable,
+            "-m",
+            "scoring",
+            "reads",
+            "--home",
+            str(nights["home"]),
+            "--agency",
+            AGENCY,
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "CREDIT_DB_URL": ""},
