@@ -17,24 +17,36 @@ from scoring.exchange.rows import Fetched, delivery_files, watermark_text
 from scoring.exchange.secrets import Conn, ExchangeError, redact
 from scoring.exchange.sources import Source, safe_remote_path
 from scoring.intake.ingest import DELIVERY_NAME
+from scoring.intake.layouts import LayoutSet
 
 REMOTE_NAME = re.compile(r"^[A-Za-z0-9_\-\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]*\.(csv|xlsx)$")
 MAX_PAGES = 10_000
 MAX_REMOTE_BYTES = 4_000_000_000
 
 
-def fetch(source: Source, conn: Conn, codes: dict, since: str | None, day: dt.date) -> Fetched:
-    """What the source holds after the watermark ``since``, as landing files named for ``day``."""
+def fetch(source: Source, conn: Conn, since: str | None, day: dt.date) -> Fetched:
+    """What the source holds after the watermark ``since``, as landing files named for ``day``
+    (rows in the layout in force that day)."""
     fn = {"sql": fetch_sql, "sftp": fetch_sftp, "http": fetch_http}.get(source.kind)
     if fn is None:
         raise ExchangeError("kind", f"source {source.id}: a {source.kind} source is not pulled")
-    return fn(source, conn, codes, since, day)
+    return fn(source, conn, since, day)
+
+
+def layout_of(source: Source, day):
+    try:
+        return LayoutSet.in_force(day).by_id(source.layout)
+    except StopIteration:
+        raise ExchangeError(
+            "unknown_layout", f"source {source.id}: no layout {source.layout}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------ SQL
 
 
-def fetch_sql(source: Source, conn: Conn, codes: dict, since: str | None, day) -> Fetched:
+def fetch_sql(source: Source, conn: Conn, since: str | None, day) -> Fetched:
+    layout = layout_of(source, day)
     import sqlalchemy as sa
 
     timeout = max(1, int(source.timeout_s))
@@ -77,7 +89,7 @@ def fetch_sql(source: Source, conn: Conn, codes: dict, since: str | None, day) -
         raise _sql_error(source, conn, exc) from None
     finally:
         eng.dispose()
-    return delivery_files(source, codes, records, columns, day)
+    return delivery_files(source, layout, records, columns, day)
 
 
 def _sql_error(source: Source, conn: Conn, exc) -> ExchangeError:
@@ -168,7 +180,7 @@ def sftp_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> Exc
     )
 
 
-def fetch_sftp(source: Source, conn: Conn, codes: dict, since: str | None, day) -> Fetched:
+def fetch_sftp(source: Source, conn: Conn, since: str | None, day) -> Fetched:
     try:
         folder = safe_remote_path(source.path)
     except ExchangeError as exc:
@@ -241,7 +253,8 @@ def http_error(what: str, conn: Conn, exc: BaseException, timeout: float) -> Exc
     )
 
 
-def fetch_http(source: Source, conn: Conn, codes: dict, since: str | None, day) -> Fetched:
+def fetch_http(source: Source, conn: Conn, since: str | None, day) -> Fetched:
+    layout = layout_of(source, day)
     items: list[dict] = []
     what = f"source {source.id}"
     try:
@@ -266,7 +279,7 @@ def fetch_http(source: Source, conn: Conn, codes: dict, since: str | None, day) 
     columns = sorted({k for i in items for k in i}, key=_column_order(items))
     key = source.watermark
     items.sort(key=lambda i: (str(i.get(key) or "") if key else "", json.dumps(i, sort_keys=True)))
-    return delivery_files(source, codes, items, columns, day)
+    return delivery_files(source, layout, items, columns, day)
 
 
 def _json_page(what: str, page: int, ctype: str, body: bytes):

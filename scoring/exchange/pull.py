@@ -99,7 +99,7 @@ def pull_source(
     try:
         if isinstance(conn, ExchangeError):  # its credentials could not be resolved
             raise conn
-        got = fetch(source, conn, exchange.field_codes.get(source.layout, {}), before, as_of)
+        got = fetch(source, conn, before, as_of)
         written = write_landing(Path(landing) / source.provider, got.files, pulled_at)
         pairs = [[f"{source.provider}/{n}", sha] for n, sha in written]
         shas = sorted(s for _, s in pairs)
@@ -134,6 +134,6 @@ def pull_source(
 def _summary(source: Source, rows: int, revoked: int, pairs: list, status: str) -> str:
     unit = "files" if source.kind == "sftp" else "rows"
     names = ", ".join(p for p, _ in pairs) or "nothing new after the watermark"
-    extra = f", {revoked} marked deleted (revocations)" if revoked else ""
+    extra = f", {revoked} marked deleted (withdrawn by the night)" if revoked else ""
     tail = " (the same bytes as an earlier pull)" if status == "repeat" else ""
     return f"{rows} {unit}{extra} -> {names}{tail}"

@@ -1,7 +1,7 @@
-"""Rows fetched from a source, made into ordinary landing files: the exchange field codes renamed
-to the layout's standard headers, rows the source marks deleted split off as revocations, and
-every value written as text in a stable order, so a re-pull of the same window is the same bytes
-(the same content hash: a repeat)."""
+"""Rows fetched from a source, made into an ordinary landing file: the exchange field codes (the
+layout's ``codes``) renamed to its standard headers, rows the source marks deleted kept with
+their 当前状态 (the layout withdraws them), and every value written as text in a stable order,
+so a re-pull of the same window is the same bytes (the same content hash: a repeat)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 
 from scoring.exchange.secrets import ExchangeError
 from scoring.exchange.sources import Source
-from scoring.intake.layouts import BY_ID, CHANGES
-
-REVOKE_OP = "撤销"
 
 
 @dataclass
@@ -51,36 +48,38 @@ def watermark_text(value) -> str | None:
     return text(value)
 
 
-def header_map(source: Source, codes: dict, columns: list[str]) -> dict[str, str]:
-    """Source column -> the layout's header. Field codes are renamed; a column that already is
-    one of the layout's headers is kept; anything else (the watermark, 当前状态) is left out."""
-    layout = BY_ID.get(source.layout)
-    if layout is None:
-        raise ExchangeError("unknown_layout", f"source {source.id}: no layout {source.layout}")
-    headers = {h for aliases in layout.columns.values() for h in aliases}
+def header_map(source: Source, layout, columns: list[str]) -> dict[str, str]:
+    """Source column -> the layout's standard header. Exchange field codes (the layout's
+    ``codes``) and any of its headers are kept; anything else is left out of the delivery."""
     out = {}
-    for c in columns:
-        if c in codes:
-            out[c] = codes[c]
-        elif c in headers:
-            out[c] = c
-    required = [layout.columns[c][0] for c in layout.required]
-    have = set(out.values())
-    missing = [h for h in required if h not in have and not _alias_present(layout, h, have)]
+    for canon, headers in layout.columns.items():
+        for name in (*layout.codes.get(canon, ()), *headers):
+            if name in columns and name not in out:
+                out[name] = headers[0]
+    missing = [
+        c
+        for c in layout.required
+        if c not in layout.combine and layout.columns[c][0] not in out.values()
+    ]
+    missing += [
+        c
+        for c, parts in layout.combine.items()
+        if c in layout.required and not any(layout.columns[p][0] in out.values() for p in parts)
+    ]
     if missing:
-        back = {v: k for k, v in codes.items()}
-        names = ", ".join(back.get(h, h) for h in missing)
+        names = ", ".join(
+            (layout.codes.get(c) or layout.columns.get(c) or (c,))[0] for c in sorted(missing)
+        )
         raise ExchangeError(
             "schema", f"source {source.id}: required column(s) missing: {names} (renamed?)"
         )
+    if source.status_column and out.get(source.status_column) is None:
+        raise ExchangeError(
+            "schema",
+            f"source {source.id}: status column {source.status_column} is not in the table, or "
+            f"layout {layout.id} has no 当前状态 column to carry deletions",
+        )
     return out
-
-
-def _alias_present(layout, header: str, have: set[str]) -> bool:
-    for aliases in layout.columns.values():
-        if aliases[0] == header:
-            return any(a in have for a in aliases)
-    return False
 
 
 def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
@@ -92,60 +91,25 @@ def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
 
 
 def delivery_files(
-    source: Source, codes: dict, records: list[dict], columns: list[str], day: dt.date
+    source: Source, layout, records: list[dict], columns: list[str], day: dt.date
 ) -> Fetched:
-    """The landing files of one pull: the feed's rows, and the rows marked deleted as revocations
-    (信用信息变更, 操作类型 撤销) of the records they name."""
-    hmap = header_map(source, codes, columns)
+    """The landing file of one pull. Rows the source marks deleted (当前状态 撤销/删除) travel
+    with their status, which the layout maps to "withdrawn": the night revokes those records."""
+    hmap = header_map(source, layout, columns)
     kept = [c for c in columns if c in hmap]
-    live, gone = [], []
-    for r in records:
-        status = text(r.get(source.status_column)).strip() if source.status_column else ""
-        (gone if status in source.deleted_values else live).append(r)
-    out = Fetched(rows=len(records), revoked=len(gone))
-    stamp = day.strftime("%Y%m%d")
-    if live:
-        body = [[text(r.get(c)) for c in kept] for r in live]
-        out.files[f"{stamp}_{source.feed}_{source.kind}.csv"] = csv_bytes(
-            [hmap[c] for c in kept], body
+    gone = 0
+    if source.status_column:
+        gone = sum(
+            text(r.get(source.status_column)).strip() in source.deleted_values for r in records
         )
-    if gone:
-        out.files[f"{stamp}_credit_change_{source.kind}.csv"] = _revocations(
-            source, hmap, gone, day
+    out = Fetched(rows=len(records), revoked=gone)
+    if records:
+        body = [[text(r.get(c)) for c in kept] for r in records]
+        out.files[f"{day:%Y%m%d}_{source.feed}_{source.kind}.csv"] = csv_bytes(
+            [hmap[c] for c in kept], body
         )
     if source.watermark:
         marks = [watermark_text(r.get(source.watermark)) for r in records]
         marks = [m for m in marks if m is not None]
         out.watermark_after = max(marks) if marks else None
     return out
-
-
-def _revocations(source: Source, hmap: dict, rows: list[dict], day: dt.date) -> bytes:
-    by_header = {h: c for c, h in hmap.items()}
-    layout = BY_ID[source.layout]
-
-    def value(r: dict, canonical: str) -> str:
-        for h in layout.columns.get(canonical, ()):
-            if h in by_header:
-                v = text(r.get(by_header[h])).strip()
-                if v:
-                    return v
-        return ""
-
-    header = [CHANGES.columns[c][0] for c in ("op", "doc_number", "subject_code", "subject_name")]
-    header += [CHANGES.columns[c][0] for c in ("effective_date", "remarks", "source_unit")]
-    body = []
-    for r in rows:
-        when = watermark_text(r.get(source.watermark)) if source.watermark else None
-        body.append(
-            [
-                REVOKE_OP,
-                value(r, "doc_number"),
-                value(r, "uscc") or value(r, "id_number") or value(r, "subject_code"),
-                value(r, "subject_name"),
-                (when or day.isoformat())[:10],
-                f"{source.status_column}={text(r.get(source.status_column)).strip()} ({source.id})",
-                value(r, "source_unit"),
-            ]
-        )
-    return csv_bytes(header, body)

@@ -59,7 +59,6 @@ class Source:
 @dataclass(frozen=True)
 class Exchange:
     sources: tuple[Source, ...]
-    field_codes: dict  # layout id -> {exchange field code: the layout's standard header}
 
     def for_provider(self, provider: str) -> list[Source]:
         return [s for s in self.sources if s.provider == provider]
@@ -80,7 +79,7 @@ def load_exchange(path: Path | str = DEFAULT_SOURCES) -> Exchange:
     ids = [s.id for s in out]
     if len(ids) != len(set(ids)):
         raise ValueError(f"{path}: duplicate source ids")
-    return Exchange(sources=tuple(out), field_codes=dict(doc.get("field_codes") or {}))
+    return Exchange(sources=tuple(out))
 
 
 def _source(provider: str, item: dict) -> Source:

@@ -26,13 +26,11 @@ from exchange_servers import (
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, pg_server_url):
     """The world of night one, with three providers' deliveries moved behind real servers."""
-    from scoring.exchange.sources import load_exchange
     from scoring.world.province import write_deliveries
 
     root = tmp_path_factory.mktemp("exchange")
     write_deliveries(root, NIGHTS[0], n_entities=ENTITIES, seed=5)
     landing = root / "landing"
-    codes = load_exchange().field_codes["sgs_penalty"]
     eco = landing / "eco" / "20260306_penalty.csv"
     penalties = read_text_csv(eco)
     eco.unlink()
@@ -52,7 +50,7 @@ def servers(tmp_path_factory, pg_server_url):
     with fresh_database(pg_server_url) as qzj, fresh_database(pg_server_url) as agency:
         qzj_url = qzj.render_as_string(hide_password=False)
         agency_url = agency.render_as_string(hide_password=False)
-        rows = provider_table(qzj_url, codes, penalties, dt.datetime(2026, 3, 6, 17, 0))
+        rows = provider_table(qzj_url, penalties, dt.datetime(2026, 3, 6, 17, 0))
         agency_tables(agency_url)
         env = {
             "CREDIT_CONN_ECO_QZJ": uri(
@@ -74,7 +72,6 @@ def servers(tmp_path_factory, pg_server_url):
             "qzj_url": qzj_url,
             "agency_url": agency_url,
             "rows": rows,
-            "codes": codes,
             "sftp": sftp,
             "sftp_root": sftp_root,
             "api": api,

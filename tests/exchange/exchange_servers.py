@@ -198,16 +198,28 @@ QZJ_SECRET = "qzj-Pw-0c9e8d7b"
 AGENCY_SECRET = "agency-Pw-5a4b3c2d"
 SECRETS = (SFTP_SECRET, API_SECRET, QZJ_SECRET, AGENCY_SECRET)
 TABLE = "T_SGS_XZCF"
+# The world's 双公示 penalty headers -> the field codes of a 2016 exchange table (layout
+# sgs_penalty_2016 in config/layouts/), as a provider's 前置机 names them.
+WORLD_TO_2016 = {
+    "行政相对人名称": "CF_XDR_MC",
+    "行政相对人代码_1(统一社会信用代码)": "CF_XDR_SHXYM",
+    "证件号码": "CF_XDR_SFZ",
+    "法定代表人": "CF_FR",
+    "行政处罚决定书文号": "CF_WSH",
+    "处罚类别": "CF_CFLB1",
+    "违法事实": "CF_SY",
+    "处罚依据": "CF_YJ",
+    "处罚内容": "CF_JG",
+    "处罚决定日期": "CF_JDRQ",
+    "处罚机关": "CF_XZJG",
+}
 
 
-def provider_table(url, codes: dict, frame: pd.DataFrame, stamp: dt.datetime) -> pd.DataFrame:
+def provider_table(url, frame: pd.DataFrame, stamp: dt.datetime) -> pd.DataFrame:
     """The provider's 前置机 table in exchange field codes, filled with its penalties, each row
-    stamped with its 数据更新时间戳 (SJC) and 当前状态 (CF_ZT)."""
-    back = {h: c for c, h in codes.items()}
-    rows = frame[[h for h in frame.columns if h in back]].rename(columns=back)
-    rows = rows.assign(
-        SJC=[stamp + dt.timedelta(seconds=i) for i in range(len(rows))], CF_ZT="正常"
-    )
+    stamped with its 数据更新时间戳 (SJC) and 当前状态 (CF_ZT, 0: 正常)."""
+    rows = frame[[h for h in frame.columns if h in WORLD_TO_2016]].rename(columns=WORLD_TO_2016)
+    rows = rows.assign(SJC=[stamp + dt.timedelta(seconds=i) for i in range(len(rows))], CF_ZT="0")
     eng = sa.create_engine(url)
     cols = ", ".join(f'"{c}" text' for c in rows.columns if c != "SJC")
     with eng.begin() as c:

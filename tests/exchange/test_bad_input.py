@@ -26,13 +26,12 @@ from exchange_servers import (
 
 from scoring.exchange.night import pull_all, push_all
 from scoring.exchange.secrets import conn_from_env, redact
-from scoring.exchange.sources import Exchange, Source, load_exchange
+from scoring.exchange.sources import Exchange, Source
 from scoring.history import exchange as hx
 from scoring.history.store import Store, entity_results, runs
 
 AS_OF = dt.date(2026, 3, 6)
 AT = dt.datetime(2026, 3, 6, 15, 0, tzinfo=dt.UTC)
-CODES = load_exchange().field_codes
 
 
 def _penalties(n: int = 3):
@@ -50,7 +49,9 @@ def _penalties(n: int = 3):
 
 
 def _source(id_, kind, **kw) -> Source:
-    base = dict(provider="eco", feed="penalty", layout="sgs_penalty", conn_id=id_, timeout_s=1.5)
+    base = dict(
+        provider="eco", feed="penalty", layout="sgs_penalty_2016", conn_id=id_, timeout_s=1.5
+    )
     return Source(id=id_, kind=kind, **{**base, **kw})
 
 
@@ -79,7 +80,6 @@ def world(tmp_path_factory, pg_server_url):
     with fresh_database(pg_server_url) as qzj, fresh_database(pg_server_url) as agency:
         provider_table(
             qzj.render_as_string(hide_password=False),
-            CODES["sgs_penalty"],
             _penalties(),
             dt.datetime(2026, 3, 6, 9),
         )
@@ -150,7 +150,7 @@ def test_each_bad_source_is_one_line_and_the_night_goes_on(world, tmp_path):
     sources = [_source(k, kind, conn_id=conn, **kw) for k, (conn, kind, kw, _) in BAD.items()]
     good = _source("good-one", "sql", conn_id="good", table=TABLE, watermark="SJC")
     unset = _source("no-conn", "sql", conn_id="never_set", table=TABLE)
-    exchange = Exchange(sources=(*sources, good, unset), field_codes=CODES)
+    exchange = Exchange(sources=(*sources, good, unset))
     store = Store.open(None, tmp_path / "home")
     landing = tmp_path / "landing"
     log: list[str] = []

@@ -100,17 +100,17 @@ def _provider_changes(state):
             "CF_XDR_MC": target["name"],
             "CF_XDR_SHXYM": target["uscc"],
             "CF_WSH": SEVERE_DOC,
-            "CF_CFLB": "吊销许可证件,罚款",
-            "CF_NR_FK": "500",
-            "CF_NR_ZKDX": "吊销排污许可证",
+            "CF_CFLB1": "吊销许可证件",
+            "CF_JG": "吊销排污许可证，罚款500万元",
             "CF_JDRQ": "2026-03-02",
-            "CF_GSJZQ": "2029-03-02",
             "SJC": stamp + dt.timedelta(seconds=1),
         },
     ]
     with eng.begin() as c:
         c.execute(
-            sa.text(f'UPDATE "{TABLE}" SET "CF_NR_FK" = \'9.99\', "SJC" = :t WHERE "CF_WSH" = :d'),
+            sa.text(
+                f'UPDATE "{TABLE}" SET "CF_JG" = \'罚款9.99万元（更正）\', "SJC" = :t WHERE "CF_WSH" = :d'
+            ),
             {"t": stamp + dt.timedelta(seconds=2), "d": first["CF_WSH"]},
         )
         c.execute(
@@ -252,9 +252,7 @@ def test_every_pulled_row_is_accounted_for(nights):
     n2 = nights["pulls"][NIGHTS[1]]["eco-qzj-penalty"]
     assert (n2["rows"], n2["revoked"]) == (4, 1)
     got = files.set_index("path")["received"]
-    assert (
-        got["eco/20260307_penalty_sql.csv"] == 3 and got["eco/20260307_credit_change_sql.csv"] == 1
-    )
+    assert got["eco/20260307_penalty_sql.csv"] == 4
     assert got["eco/20260306_penalty_sql.csv"] == len(nights["rows"])
     assert got["hf/20260307_credit_record_http.csv"] == len(nights["api"].items)
 
@@ -272,17 +270,18 @@ def test_a_repull_of_the_same_window_is_a_repeat(nights):
 
 
 def test_a_row_deleted_at_the_source_is_revoked(nights):
-    from scoring.evaluation.evaluate import apply_changes
     from scoring.history.inputs import load_inputs
 
     store = nights["store"]
     with store.engine.connect() as c:
-        _, rec, chg, _ = load_inputs(store, c, "2026-03-07")
+        _, rec, _, _ = load_inputs(store, c, "2026-03-07")
     gone = nights["deleted"]
-    key = f"{gone['CF_WSH']}|{gone['CF_XDR_SHXYM']}"
-    assert (chg.loc[chg["record_key"] == key, "op"] == "revoke").any()
-    status = apply_changes(rec, chg, "2026-03-07").set_index("record_key")["status"]
-    assert status[key] == "revoked"
+    subject = gone["CF_XDR_SHXYM"] or gone["CF_XDR_SFZ"] or gone["CF_XDR_MC"]
+    row = rec.set_index("record_key").loc[f"{gone['CF_WSH']}|{subject}"]
+    # Withdrawn from its decision date: it never counts, and says why.
+    assert row["removal_reason"] == "当前状态：撤销"
+    assert pd.Timestamp(row["removal_date"]) == pd.Timestamp(row["decision_date"])
+    assert nights["pulls"][NIGHTS[1]]["eco-qzj-penalty"]["revoked"] == 1
 
 
 def test_an_upheld_objection_reaches_the_agency_with_a_receipt(nights):
