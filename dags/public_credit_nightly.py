@@ -16,6 +16,13 @@ at once with no retry; transient ones (database, disk) retry with backoff. A re-
 night is built beside it as a new attempt (`nightly-YYYYMMDD-r2`) and replaces it only when it
 publishes; a failed re-run changes nothing agencies see.
 
+Exchange: before ingest, one mapped **pull** task per source of `config/exchange.yaml` (a
+provider's exchange database, SFTP folder or HTTP interface) writes what it fetched into the
+landing folder as an ordinary delivery; a source that fails is that provider's missing delivery
+(network errors are retried with backoff first), and the freshness gate decides the night. After
+**publish**, **push** sends the night to every agency with a push target and records receipts.
+Credentials come from Airflow Connections (the conn ids in the config), resolved in the task.
+
 The steps are defined once in `scoring.pipeline` (the CLI `credit run` calls the same ones);
 the run context of a scheduled night is made by the same function as `credit run --from/--to`'s.
 Tasks pass only a small JSON run context through XCom. Trigger form: every field may stay empty
@@ -84,6 +91,32 @@ def _run(step: str, ctx_json: str) -> dict:
     return run_step(step, RunContext.from_json(ctx_json))
 
 
+def _airflow_conn(conn_id: str):
+    """An Airflow Connection as the resolved parameters the library takes (secret included,
+    never logged: the library redacts it from every message)."""
+    from airflow.sdk import BaseHook
+
+    from scoring.exchange.secrets import Conn, ExchangeError
+
+    try:
+        c = BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - any lookup failure: the source is not configured
+        raise ExchangeError(
+            "no_connection", f"Airflow Connection {conn_id} is not defined"
+        ) from None
+    scheme = {"postgres": "postgresql", "sftp": "sftp", "ssh": "sftp"}.get(c.conn_type, c.conn_type)
+    return Conn(
+        conn_id=conn_id,
+        scheme=scheme or "",
+        host=c.host or "",
+        port=c.port,
+        login=c.login or "",
+        secret=c.password or "",
+        database=(c.schema or "") if scheme != "http" else "",
+        extra=c.extra_dejson or {},
+    )
+
+
 def _optional(title: str, description: str, **schema) -> Param:
     return Param(None, type=["null", "string"], title=title, description=description, **schema)
 
@@ -91,9 +124,13 @@ def _optional(title: str, description: str, **schema) -> Param:
 def _step(name: str):
     """A task running one step of the night (``credit run`` runs the same)."""
 
+    trigger = "all_done" if name in ALWAYS_RUN else "all_success"
+    if name == STEP_NAMES[0]:  # after the pulls, of which there may be none (skipped)
+        trigger = "none_failed"
+
     @task(
         task_id=name,
-        trigger_rule="all_done" if name in ALWAYS_RUN else "all_success",
+        trigger_rule=trigger,
         execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)),
     )
     def step(ctx_json: str) -> dict:
@@ -192,14 +229,72 @@ with DAG(
 
         return evaluate_partition(RunContext.from_json(ctx_json), partition)
 
+    @task(task_id="pull_sources", retries=1, execution_timeout=dt.timedelta(minutes=5))
+    def pull_sources(ctx_json: str) -> list[str]:
+        """The sources this night pulls (none for a catch-up night: the latest one pulls)."""
+        from scoring.exchange.night import pull_moment, pulled_sources
+        from scoring.exchange.sources import load_exchange
+        from scoring.pipeline import RunContext
+
+        ctx = RunContext.from_json(ctx_json)
+        if pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) is None:
+            return []
+        return [s.id for s in pulled_sources(load_exchange())]
+
+    @task(
+        task_id="pull",
+        retries=3,
+        retry_delay=dt.timedelta(seconds=30),
+        retry_exponential_backoff=True,
+        execution_timeout=dt.timedelta(minutes=30),
+    )
+    def pull(ctx_json: str, source_id: str) -> dict:
+        """One source into the landing folder. Auth, schema or path errors are recorded at once
+        (retrying cannot help); a network error is retried, and recorded on the last try: either
+        way the night goes on, and the source is its provider's missing delivery."""
+        from airflow.sdk import get_current_context
+
+        from scoring.exchange.night import pull_moment, pull_one
+        from scoring.history.store import Store
+        from scoring.pipeline import RunContext
+
+        ctx = RunContext.from_json(ctx_json)
+        ti = get_current_context()["ti"]
+        at = pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) or ctx.arrival_cut
+        store = Store.open(ctx.db_url, ctx.home)
+        row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at)
+        transient = row["status"] == "failed" and row["message"].split(": ")[-1].startswith(
+            ("no answer", "database error", "URLError", "ConnectionRefused", "OSError")
+        )
+        if transient and ti.try_number <= ti.max_tries:
+            raise RuntimeError(row["message"])  # retried with backoff
+        return {k: str(row[k]) for k in ("source_id", "status", "rows", "message")}
+
+    @task(task_id="push", execution_timeout=dt.timedelta(minutes=30))
+    def push(ctx_json: str) -> list[dict]:
+        """The published night to every agency with a push target; failures are recorded."""
+        from scoring.exchange.night import push_all
+        from scoring.history.store import Store
+        from scoring.pipeline import RunContext
+        from scoring.publication.publish import load_agencies
+
+        ctx = RunContext.from_json(ctx_json)
+        store = Store.open(ctx.db_url, ctx.home)
+        now = dt.datetime.now(dt.UTC)
+        rows = push_all(store, load_agencies(), _airflow_conn, now, ctx.run_id)
+        return [{k: str(r[k]) for k in ("agency_id", "status", "rows", "message")} for r in rows]
+
     ctx = prepare()
     # One task per step, named by scoring.steps (the score step assembles the partitions).
     ingest, gate, score, report, publish = (_step(name)(ctx) for name in STEP_NAMES)
     planned = plan_partitions(ctx)
     pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
     night = published(ctx)
+    pulled = pull.partial(ctx_json=ctx).expand(source_id=pull_sources(ctx))
+    pushed = push(ctx)
 
-    ingest >> gate >> planned >> pieces >> score >> report >> publish >> night
+    # Only ingest waits for the pulls (its trigger lets a night with none to make go on).
+    pulled >> ingest >> gate >> planned >> pieces >> score >> report >> publish >> pushed >> night
     # A step runs only if every earlier step succeeded, not just the one before it (the report
     # runs whatever happened: a failed score must still stop the publication after it).
     ingest >> planned

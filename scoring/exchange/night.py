@@ -110,3 +110,40 @@ def exchange_status(store, as_of) -> dict:
             }
         )
     return {"sources": sources, "agencies": agencies}
+
+
+# A pull by the night's own run counts as arriving by the night's cut (the run starts at the cut:
+# what it pulls then is what was there when the night was due); a catch-up run days later does
+# not pull: whatever it would fetch arrived after its cut, and the latest night pulls it.
+CATCH_UP_AFTER = dt.timedelta(hours=6)
+
+
+def pull_moment(now: dt.datetime, arrival_cut: dt.datetime | None) -> dt.datetime | None:
+    """The arrival time of a pull made ``now`` for a night with this arrival cut, or None when
+    the night is a catch-up and must not pull."""
+    if arrival_cut is None:
+        return now
+    if now - arrival_cut > CATCH_UP_AFTER:
+        return None
+    return min(now, arrival_cut)
+
+
+def pull_one(
+    store,
+    landing: Path,
+    source_id: str,
+    connect: Callable[[str], Conn],
+    as_of: dt.date,
+    pulled_at: dt.datetime,
+    exchange: Exchange | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> dict:
+    """One source (the DAG maps this over the sources): the same as ``pull_all`` for one."""
+    from scoring.exchange.sources import load_exchange
+
+    exchange = exchange or load_exchange()
+    source = exchange.source(source_id)
+    conn = resolve(connect, source.conn_id)
+    if isinstance(conn, ExchangeError):
+        conn = ExchangeError(conn.code, f"source {source.id}: {conn}")
+    return pull_source(store, landing, exchange, source, conn, as_of, pulled_at, None, say)
