@@ -277,3 +277,41 @@ def test_redact_hides_uri_passwords_and_known_secrets():
     assert c.secret == "p@ss-w0rd" and "p@ss" not in repr(c)
     msg = redact("failed for postgresql://u:p%40ss-w0rd@h/db and p@ss-w0rd\nagain", c)
     assert msg == "failed for postgresql://u:***@h/db and *** again"
+
+
+def _credit(*args, env: dict):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "scoring", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo), **env},
+        cwd=repo,
+        timeout=300,
+    )
+
+
+def test_credit_pull_reads_credentials_from_the_environment(world, tmp_path):
+    args = ["pull", "--provider", "eco", "--as-of", "2026-03-06", "--home", str(tmp_path / "h")]
+    args += ["--landing", str(tmp_path / "landing"), "--db", f"sqlite:///{tmp_path / 'c.db'}"]
+    ok = _credit(*args, env={"CREDIT_CONN_ECO_QZJ": world["env"]["CREDIT_CONN_GOOD"]})
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "eco-qzj-penalty: ok — 3 rows -> eco/20260306_penalty_sql.csv\n"
+    again = _credit(*args, env={"CREDIT_CONN_ECO_QZJ": world["env"]["CREDIT_CONN_GOOD"]})
+    assert "(the same bytes as an earlier pull)" in again.stdout  # nothing committed it yet
+    bad = _credit(*args, env={"CREDIT_CONN_ECO_QZJ": world["env"]["CREDIT_CONN_WRONG_LOGIN"]})
+    assert bad.returncode == 4
+    assert bad.stdout == (
+        "eco-qzj-penalty: failed — source eco-qzj-penalty: the exchange database refused the login\n"
+    )
+    assert QZJ_SECRET not in bad.stdout + bad.stderr + ok.stderr
+    unset = _credit(*args, env={"CREDIT_CONN_ECO_QZJ": ""})
+    assert unset.returncode == 4 and "set CREDIT_CONN_ECO_QZJ" in unset.stdout
+    nobody = _credit("pull", "--provider", "nobody", "--home", str(tmp_path / "h"), env={})
+    assert nobody.returncode == 2
+    assert nobody.stderr == "credit pull: provider nobody has no exchange source\n"
