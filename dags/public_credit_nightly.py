@@ -255,6 +255,7 @@ with DAG(
         from airflow.sdk import get_current_context
 
         from scoring.exchange.night import pull_moment, pull_one
+        from scoring.exchange.pull import TRANSIENT
         from scoring.history.store import Store
         from scoring.pipeline import RunContext
 
@@ -263,10 +264,7 @@ with DAG(
         at = pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) or ctx.arrival_cut
         store = Store.open(ctx.db_url, ctx.home)
         row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at)
-        transient = row["status"] == "failed" and row["message"].split(": ")[-1].startswith(
-            ("no answer", "database error", "URLError", "ConnectionRefused", "OSError")
-        )
-        if transient and ti.try_number <= ti.max_tries:
+        if row["code"] in TRANSIENT and ti.try_number <= ti.max_tries:
             raise RuntimeError(row["message"])  # retried with backoff
         return {k: str(row[k]) for k in ("source_id", "status", "rows", "message")}
 

@@ -40,6 +40,10 @@ def commit_watermarks(conn) -> list[dict]:
     return done
 
 
+# Failures worth another try (the network); anything else fails the same way again.
+TRANSIENT = ("timeout", "unreachable")
+
+
 def write_landing(folder: Path, files: dict[str, bytes], arrived_at: dt.datetime) -> list:
     """Write the files into the provider's landing folder, all or none visible: each is written
     beside its name as .partial (never read by a night), synced, then renamed. A file already
@@ -96,6 +100,7 @@ def pull_source(
         revoked=0,
         committed_by=None,
     )
+    code = None
     try:
         if isinstance(conn, ExchangeError):  # its credentials could not be resolved
             raise conn
@@ -119,14 +124,17 @@ def pull_source(
     except ExchangeError as exc:
         secret = conn if isinstance(conn, Conn) else None
         row.update(status="failed", paths_json="[]", message=redact(str(exc), secret))
+        code = exc.code
     except OSError as exc:  # the landing folder itself: the pull is lost, never half-written
         row.update(
             status="failed",
             paths_json="[]",
             message=f"source {source.id}: landing folder: {exc.strerror or type(exc).__name__}",
         )
+        code = "landing"
     with store.engine.begin() as c:
         row["pull_id"] = hx.record_pull(c, **row)
+    row["code"] = code  # why it failed (not stored: the message says it): the DAG retries some
     say(f"pull {source.id}: {row['status']} — {row['message']}")
     return row
 
