@@ -299,4 +299,4 @@ with DAG(
     [ingest, gate, planned] >> score
     [ingest, gate, planned, pieces, score] >> publish
     # The final task alone decides the night's state: it waits for every task.
-    [ingest, gate, planned, pieces, score, report] >> night
+    [ingest, gate, planned, pieces, score, report, publish] >> night
