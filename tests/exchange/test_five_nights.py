@@ -22,6 +22,7 @@ from exchange_servers import (
     TABLE,
     acknowledge_all,
     dump,
+    servers,  # noqa: F401  (the fixture: real servers of this module)
     uri,
 )
 
@@ -145,8 +146,9 @@ def _new_sftp_file(state) -> None:
 
 
 @pytest.fixture(scope="module")
-def nights(servers):
-    state = dict(servers, log=[], pulls={}, pushes={}, marks={}, summaries={})
+def nights(request):
+    state = dict(request.getfixturevalue("servers"), log=[], pulls={}, pushes={}, marks={})
+    state["summaries"] = {}
     state["store"] = Store.open(None, state["home"])
     log = state["log"]
     # Night one: the API refuses its (wrong) credentials, so hf's feed is missing.
