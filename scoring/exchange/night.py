@@ -87,8 +87,7 @@ def push_all(
 def exchange_status(store, as_of) -> dict:
     """Per source: this night's pulls, rows, watermark before/after and whether a published
     night has read them; per agency: last pushed, last acknowledged, outstanding."""
-    with store.engine.begin() as c:
-        commit_watermarks(c)
+    with store.engine.connect() as c:  # a read: the publish step settles watermarks
         pulls = hx.pulls(c, as_of=as_of)
         marks = hx.watermarks(c)
         agencies = hx.agency_exchange(c)
