@@ -104,16 +104,7 @@ def rerun(
     with store.engine.connect() as conn:
         cat = Catalogue.from_doc(_artifact(conn, manifest["catalogue_sha256"]))
         pol = _policy_of_run(conn, manifest, mode)
-        if mode == "as-known-then":
-            ids = [b["batch_id"] for b in manifest["input_batches"]]
-            batches = visible_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
-            missing = sorted(set(ids) - {b["batch_id"] for b in batches})
-            if missing:
-                raise PipelineError(
-                    f"input batches missing from the store: {', '.join(missing[:3])}"
-                )
-        else:
-            batches = visible_inputs(store, conn, FAR_FUTURE)
+        batches = _input_batches(store, conn, manifest, mode)
     folder = store.home / "audits" / run_id / mode
     # The same partitioned evaluation as the night (any partition count gives the same bytes).
     store.verify_batches(batches)
@@ -161,27 +152,11 @@ def rerun(
     }
     if mode == "as-known-then" and not identical:
         out["input_changed"] = out["input_sha256"] != out["original_input_sha256"]
-    causes = pd.DataFrame()
-    if mode == "as-known-now" and len(diff):
-        original_ids = {b["batch_id"] for b in manifest["input_batches"]}
-        orig = [
-            b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"
-        ]
-        had = set(store.read_batches(orig, columns=["record_key"])["record_key"]) if orig else set()
-        changed = sorted(set(diff["uscc"]))
-        rec = store.read_batches(
-            [b for b in batches if b["table_name"] == "records"],
-            where_in=("uscc", changed),
-            verified=True,
-        )
-        if len(rec):
-            rec = rec.drop_duplicates("record_key", keep="last").sort_values(
-                "record_key", ignore_index=True
-            )
-        chg = store.read_batches(
-            [b for b in batches if b["table_name"] == "changes"], verified=True
-        )
-        causes = explain_causes(diff, rec, chg, original_ids, manifest["as_of"], had)
+    causes = (
+        _causes(store, diff, batches, manifest)
+        if mode == "as-known-now" and len(diff)
+        else pd.DataFrame()
+    )
     (folder / "rerun.json").write_text(
         json.dumps(out, ensure_ascii=False, indent=1, sort_keys=True)
     )
@@ -189,6 +164,37 @@ def rerun(
     causes.to_csv(folder / "causes.csv", index=False, encoding="utf-8-sig")
     out["report"] = str(write_auditor_report(folder, run, manifest, out, diff, causes))
     return out
+
+
+def _input_batches(store, conn, manifest: dict, mode: str) -> list[dict]:
+    """The batches the rerun reads: the night's own (all of them still stored), or all known now."""
+    if mode != "as-known-then":
+        return visible_inputs(store, conn, FAR_FUTURE)
+    ids = [b["batch_id"] for b in manifest["input_batches"]]
+    batches = visible_inputs(store, conn, manifest["knowledge_cutoff"], batch_ids=ids)
+    missing = sorted(set(ids) - {b["batch_id"] for b in batches})
+    if missing:
+        raise PipelineError(f"input batches missing from the store: {', '.join(missing[:3])}")
+    return batches
+
+
+def _causes(store, diff: pd.DataFrame, batches: list[dict], manifest: dict) -> pd.DataFrame:
+    """The records learned since the night that made the changed entities differ."""
+    original_ids = {b["batch_id"] for b in manifest["input_batches"]}
+    orig = [b for b in batches if b["batch_id"] in original_ids and b["table_name"] == "records"]
+    had = set(store.read_batches(orig, columns=["record_key"])["record_key"]) if orig else set()
+    changed = sorted(set(diff["uscc"]))
+    rec = store.read_batches(
+        [b for b in batches if b["table_name"] == "records"],
+        where_in=("uscc", changed),
+        verified=True,
+    )
+    if len(rec):
+        rec = rec.drop_duplicates("record_key", keep="last").sort_values(
+            "record_key", ignore_index=True
+        )
+    chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=True)
+    return explain_causes(diff, rec, chg, original_ids, manifest["as_of"], had)
 
 
 def diff_results(stored: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:

@@ -67,11 +67,11 @@ def basis(store, agency_id: str, period: str | None = None) -> dict:
     reg = registry()
     agency = check_agency(agency_id, reg)
     with store.engine.connect() as conn:
-        base = plans._published(conn)
+        base = plans.published(conn)
         if base is None:
             raise SamplingRefused("no published run yet: a plan commits to a published population")
-        mine = plans._records(conn, agency_id)
-        plan_ids = {r["plan_id"] for r in plans._records(conn)}
+        mine = plans.records(conn, agency_id)
+        plan_ids = {r["plan_id"] for r in plans.records(conn)}
     as_of = str(base.as_of)
     period = period or f"{dt.date.fromisoformat(as_of) + dt.timedelta(days=1):%Y-%m}"
     check_period(period, as_of)
@@ -82,7 +82,7 @@ def basis(store, agency_id: str, period: str | None = None) -> dict:
         if r["period"] == period and r["status"] != "abandoned"
     )
     capacity = capacity_for(agency_id, reg)
-    pop, ins = plans._population(store, base, agency)
+    pop, ins = plans.population(store, base, agency)
     counts = {t: int((pop["tier"] == t).sum()) for t in TIERS}
     observed = _hit_counts(ins, pop, plan_ids)
     basis_note = "随机抽查结果 randomly drawn inspections only"

@@ -51,25 +51,8 @@ def annotate_changes(
         earliest[sel] = decided[sel] + pd.DateOffset(months=int(m))
     c["repair_earliest_date"] = earliest
     c["record_decision_date"] = decided
-    # An objection decision needs a filing or mark of the same record on or before it.
-    stored = (
-        stored_changes.reindex(columns=["record_key", "op", "effective_date"])
-        if stored_changes is not None and len(stored_changes)
-        else None
-    )
-    prior = pd.concat([stored, c[["record_key", "op", "effective_date"]]])
-    first_open = (
-        prior[prior["op"].isin(["objection_filed", "objection"])]
-        .groupby("record_key")["effective_date"]
-        .min()
-    )
     is_dec = (c["op"] == "objection_closed").fillna(False).to_numpy()
-    opened_at = pd.to_datetime(
-        pd.Series(first_open.reindex(c["record_key"].to_numpy()).to_numpy(), index=c.index)
-    )
-    c["objection_opened"] = (
-        ~is_dec | (opened_at.notna() & (opened_at <= c["effective_date"])).to_numpy()
-    )
+    c["objection_opened"] = ~is_dec | _opened_before(c, stored_changes)
     c["result_known"] = ~is_dec | decision_result(c["result"]).notna().to_numpy()
     new_item = (
         c["new_item_code"]
@@ -91,3 +74,23 @@ def annotate_changes(
     )
     c["seen_before"] = c["change_key"].isin(stored_keys)
     return c
+
+
+def _opened_before(c: pd.DataFrame, stored_changes: pd.DataFrame | None):
+    """Per change: a filing or mark of the same record (stored, or in this delivery) is dated on or
+    before it; an objection decision needs one."""
+    stored = (
+        stored_changes.reindex(columns=["record_key", "op", "effective_date"])
+        if stored_changes is not None and len(stored_changes)
+        else None
+    )
+    prior = pd.concat([stored, c[["record_key", "op", "effective_date"]]])
+    first_open = (
+        prior[prior["op"].isin(["objection_filed", "objection"])]
+        .groupby("record_key")["effective_date"]
+        .min()
+    )
+    opened_at = pd.to_datetime(
+        pd.Series(first_open.reindex(c["record_key"].to_numpy()).to_numpy(), index=c.index)
+    )
+    return (opened_at.notna() & (opened_at <= c["effective_date"])).to_numpy()
