@@ -9,7 +9,16 @@ import great_expectations as gx
 from expectations import custom
 
 SUITE_NAME = "stg_change"
-OPS = ["correct", "revoke", "objection_filed", "objection", "objection_closed", "repair"]
+OPS = [
+    "correct",
+    "revoke",
+    "objection_filed",
+    "objection",
+    "objection_closed",
+    "repair",
+    "positive_optout",
+    "positive_optin",
+]
 
 
 def build_suite(catalogue, as_of: str) -> gx.ExpectationSuite:

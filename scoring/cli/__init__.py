@@ -12,14 +12,26 @@ import logging
 import os
 import sys
 
-from scoring.cli import check, exchange, explain, layout, policy, reads, rerun, run, sample, world
+from scoring.cli import (
+    check,
+    exchange,
+    explain,
+    layout,
+    policy,
+    reads,
+    report,
+    rerun,
+    run,
+    sample,
+    world,
+)
 from scoring.cli.common import EXIT_GATE, EXIT_UNUSABLE, CliError
 from scoring.common.config import ConfigError
 from scoring.common.errors import PipelineError
 from scoring.intake.ingest import UnusableFile
 
 # The order of `credit --help`.
-GROUPS = (world, run, check, layout, explain, rerun, sample, policy, reads, exchange)
+GROUPS = (world, run, check, layout, explain, report, rerun, sample, policy, reads, exchange)
 
 
 def build_parser() -> argparse.ArgumentParser:

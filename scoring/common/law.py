@@ -21,6 +21,19 @@ import numpy as np
 import pandas as pd
 
 GRADES = ("minor", "general", "severe")
+# Art. 28 ¶3: a court-listed dishonest judgment debtor is a severe-dishonesty entity; the listing is
+# the court's (objections to it are referred, never decided by the platform). Art. 35: objections
+# to any severe-dishonesty listing are decided within 3 working days, without extension.
+COURT_LISTING_ITEMS = ("DISHONEST_DEBTOR",)
+SEVERE_LIST_ITEMS = ("DISHONEST_DEBTOR", "SEVERE_DISHONESTY_LIST")
+# One fact, one answer: within the penalty family the item follows the grade (and the grade the
+# item), whichever a provider or a correction states.
+PENALTY_ITEM_BY_GRADE = {
+    "minor": "PENALTY_GENERAL",
+    "general": "PENALTY_GENERAL",
+    "severe": "PENALTY_SEVERE",
+}
+PENALTY_GRADE_BY_ITEM = {"PENALTY_GENERAL": "general", "PENALTY_SEVERE": "severe"}
 SIMPLIFIED = "simplified"
 SIMPLIFIED_REASON = "simplified procedure (Art. 18): not public credit information"
 
@@ -51,9 +64,26 @@ def effective_grade(doc: dict, set_idx: np.ndarray, grade: pd.Series) -> np.ndar
     return np.where((g == "minor") & ~has_minor[set_idx], "general", g)
 
 
-def period_bounds(doc: dict, decision_dates, grades) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def field_minimum(doc: dict, set_idx: np.ndarray, providers) -> np.ndarray:
+    """The set's field-specific minimum (Order 58: one year for food, drugs, special equipment,
+    work safety and fire) for records from the providers of those fields; 0 elsewhere."""
+    sets = period_sets(doc)
+    prov = pd.Series(providers, dtype="string").fillna("").to_numpy(dtype=object)
+    out = np.zeros(len(set_idx), dtype=np.int64)
+    for k, r in enumerate(sets):
+        fm = r.get("field_minimum")
+        if fm:
+            hit = (set_idx == k) & np.isin(prov, list(fm["providers"]))
+            out[hit] = int(fm["min_months"])
+    return out
+
+
+def period_bounds(
+    doc: dict, decision_dates, grades, providers=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(min months, max months, rule set id) for each record's grade under the set in force on
-    its decision date."""
+    its decision date; the set's field minimum raises the minimum where the provider's field
+    has one."""
     sets = period_sets(doc)
     idx = set_index_on(doc, decision_dates)
     g = pd.Series(grades).astype("string").fillna("").to_numpy(dtype=object)
@@ -61,6 +91,8 @@ def period_bounds(doc: dict, decision_dates, grades) -> tuple[np.ndarray, np.nda
         [int(sets[i][x]["min_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
         dtype=np.int64,
     )
+    if providers is not None:
+        lo = np.maximum(lo, np.where(np.isin(g, GRADES), field_minimum(doc, idx, providers), 0))
     hi = np.array(
         [int(sets[i][x]["max_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
         dtype=np.int64,

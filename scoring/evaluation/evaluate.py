@@ -12,21 +12,35 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import CONFIG_DIR, content_hash, load_document
-from scoring.common.law import GRADES, months_table, period_sets
 from scoring.evaluation import canonical
-from scoring.evaluation.objections import objection_calendar
-from scoring.evaluation.signals import check_signals, policy_signals, signal_values
+from scoring.evaluation.lookup import arrow_array, category_codes, positions  # noqa: F401 (re-exported)
+from scoring.evaluation.publicity import (  # noqa: F401 (re-exported)
+    NA_DAY,
+    PUB_KINDS,
+    add_months,
+    day_numbers,
+    item_table,
+    minor_records,
+    publicity_until,
+    repair_days,
+    to_dates,
+)
+from scoring.evaluation.reasons import (  # noqa: F401 (re-exported)
+    NO_RECORD_REASON,
+    add_signal_groups,
+    format_reasons,
+    say_no_negative,
+)
+from scoring.evaluation.rights import apply_changes  # noqa: F401 (re-exported)
+from scoring.evaluation.signals import check_signals, policy_signals
 from scoring.history.policy_registry import approval, in_force_entry, seed_entries
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
 DAYS_PER_MONTH = 30.4375
 OUTPUT_SCHEMA_VERSION = "entity_score/1"
-NO_RECORD_REASON = "R000 暂无计分信用记录 / no credit records count on this date"
 
 
 @dataclass(frozen=True)
@@ -103,100 +117,6 @@ class Policy:
         return pd.DataFrame(rows).sort_values("item_code", ignore_index=True)
 
 
-# --------------------------------------------------------------------------- rights of the evaluated
-
-CORRECTABLE = {
-    "new_decision_date": "decision_date",
-    "new_publicity_end_date": "publicity_end_date",
-    "new_item_code": "item_code",
-    "new_grade": "grade",
-    "new_amount_yuan": "amount_yuan",
-    "new_removal_date": "removal_date",
-}
-
-
-def _by_key(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """``values`` (indexed by record key) looked up for each key; missing keys give NA. Works for
-    empty lookups of any dtype (Series.map with an empty datetime Series raises TypeError)."""
-    return values.reindex(keys.to_numpy()).to_numpy()
-
-
-def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.DataFrame:
-    """Apply the corrections, revocations, objections and repairs known at the cutoff.
-
-    ``changes`` holds only what was known by the cutoff, so the as-known-then view is the old one.
-    A correction (Art. 38) replaces any field it carries -- item, grade, amount, dates, subject --
-    and a revocation withdraws the record, both from when they were learned, whatever the as-of
-    date; a repair applies from its date; an objection (Art. 39) follows its working-day calendar
-    (objections.objection_calendar): pending until decided, upheld without a correction withdraws
-    the record as of the decision, rejected lets it count again from the decision. Adds: status,
-    corrected, repaired_date, objection_pending, objection_state.
-    """
-    r = records.copy(deep=False)  # copy-on-write: the caller's frame is never modified
-    r["status"] = "active"
-    r["corrected"] = False
-    r["repaired_date"] = pd.Series(pd.NaT, index=r.index, dtype="datetime64[s]")
-    r["objection_pending"] = False
-    r["objection_state"] = pd.Series(pd.NA, index=r.index, dtype="string")
-    if changes is None or changes.empty or r.empty:
-        return r
-    order = [
-        c for c in ("known_from", "batch_id", "source_file", "line_no") if c in changes.columns
-    ]
-    ch = changes.sort_values(order, kind="stable")
-    key = r["record_key"]
-    r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = (
-        "revoked"
-    )
-    cor = ch[ch["op"] == "correct"]
-    if len(cor):
-        for new, col in CORRECTABLE.items():
-            if new not in cor:
-                continue
-            latest = (
-                cor[cor[new].notna()]
-                .drop_duplicates("record_key", keep="last")
-                .set_index("record_key")[new]
-            )
-            if latest.empty:
-                continue
-            v = pd.Series(_by_key(latest, key), index=r.index)
-            if col.endswith("_date"):
-                old = pd.to_datetime(r[col]) if col in r else pd.Series(pd.NaT, index=r.index)
-                r[col] = old.where(v.isna(), pd.to_datetime(v)).astype("datetime64[s]")
-            else:
-                old = r[col] if col in r else pd.Series(pd.NA, index=r.index, dtype=v.dtype)
-                r[col] = old.where(v.isna(), v)
-        if "new_subject_code" in cor:
-            latest = cor[cor["new_subject_code"].notna()].drop_duplicates("record_key", keep="last")
-            v = pd.Series(
-                _by_key(latest.set_index("record_key")["new_subject_code"], key),
-                index=r.index,
-                dtype="string",
-            )
-            person = v.str.fullmatch(r"\d{17}[\dX]").fillna(False) & (
-                r["subject_type"] == "natural"
-            ).fillna(False)
-            r["uscc"] = r["uscc"].astype("string").where(v.isna() | person, v)
-            if "id_number" in r:
-                r["id_number"] = r["id_number"].astype("string").where(~person, v)
-        r["corrected"] = key.isin(set(cor["record_key"])).to_numpy()
-    rep = ch[ch["op"] == "repair"].groupby("record_key")["effective_date"].min()
-    r["repaired_date"] = pd.to_datetime(
-        pd.Series(_by_key(pd.to_datetime(rep), key), index=r.index)
-    ).astype("datetime64[s]")
-    cal = objection_calendar(ch, as_of).set_index("record_key")
-    if len(cal):
-        state = pd.Series(_by_key(cal["state"], key), index=r.index, dtype="string")
-        r["objection_state"] = state
-        r["objection_pending"] = state.isin(["pending", "overdue"]).to_numpy()
-        withdrawn = (state == "upheld").fillna(False).to_numpy() & ~r["corrected"].to_numpy(
-            dtype=bool
-        )
-        r.loc[withdrawn & (r["status"] == "active").to_numpy(), "status"] = "objection_upheld"
-    return r
-
-
 # --------------------------------------------------------------------------- which records count
 
 EXCLUSION_ORDER = (
@@ -206,155 +126,12 @@ EXCLUSION_ORDER = (
     "objection_upheld",
     "removed_from_list",
     "repaired",
-    "objection_pending",
     "expired",
+    "minor_record",
+    "no_department_finding",
     "not_scored_item",
     "not_an_entity",
 )
-PUB_KINDS = ("none", "rules", "fixed", "listed", "validity")
-
-
-def add_months(dates: np.ndarray, months: np.ndarray) -> np.ndarray:
-    """dates + months, clipped to the end of the month (like DateOffset(months=...)), vectorised."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    ym = d.astype("datetime64[M]")
-    day = (d - ym.astype("datetime64[D]")).astype(np.int64)
-    target = ym + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
-    dim = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
-    out = target.astype("datetime64[D]") + np.minimum(day, dim - 1).astype("timedelta64[D]")
-    return np.where(np.isnat(d), np.datetime64("NaT", "D"), out)
-
-
-def add_months_by_table(
-    days: np.ndarray, group: np.ndarray, group_months: np.ndarray
-) -> np.ndarray:
-    """days[i] + group_months[group[i]] months on int32 day numbers (NA_DAY kept), for millions of
-    rows: dates span a few thousand days and there are few groups, so each (group, day) pair is
-    computed once and gathered."""
-    valid = days != NA_DAY
-    if not valid.any():
-        return days.copy()
-    lo, hi = int(days[valid].min()), int(days[valid].max())
-    span = np.arange(lo, hi + 1).astype("datetime64[D]")
-    table = np.stack([add_months(span, np.full(len(span), m)) for m in group_months]).astype(
-        np.int64
-    )
-    table = np.concatenate(
-        [table.astype(np.int32), np.full((len(group_months), 1), NA_DAY, np.int32)], axis=1
-    )
-    offset = days - np.int32(lo)
-    offset[~valid] = hi - lo + 1  # the NA column
-    return table[group, offset]
-
-
-def item_table(catalogue: Catalogue, policy: Policy, as_of) -> pd.DataFrame:
-    """One row per item code (sorted), with everything the engine needs on the as-of date."""
-    rules = catalogue.rules_in_force(pd.Timestamp(as_of).date())
-    pol = policy.items_frame().set_index("item_code")
-    dims = {d: i for i, d in enumerate(policy.dimension_ids)}
-    codes = sorted(set(catalogue.item_codes) | set(pol.index))
-    rows = []
-    for code in codes:
-        spec = next((i for i in catalogue.items if i["code"] == code), {})
-        pub = spec.get("publicity", "none")
-        kind = pub if isinstance(pub, str) else "fixed"
-        sev = spec.get("severity", "none")
-        months = {
-            "rules": rules[sev]["max_months"] if sev in rules else 0,
-            "fixed": pub["months"] if isinstance(pub, dict) else 0,
-            "listed": spec.get("listing_max_months") or 1200,
-        }.get(kind, 0)  # no term: 100 years
-        p = pol.loc[code] if code in pol.index else None
-        rows.append(
-            {
-                "item_code": code,
-                "pub_kind": PUB_KINDS.index(kind),
-                "months": int(months),
-                "grade": GRADES.index(sev) if sev in GRADES else -1,
-                "scored": p is not None,
-                "points": float(p["points"]) if p is not None else 0.0,
-                "half_life_months": float(p["half_life_months"]) if p is not None else np.nan,
-                "dim": dims.get(p["dimension"], -1) if p is not None else -1,
-                "severe_list": code in set(policy.doc["overrides"]["severe_list_items"]),
-                "reason_code": p["reason_code"] if p is not None else "",
-                "text_zh": p["text_zh"] if p is not None else code,
-                "text_en_one": p["text_en_one"] if p is not None else code,
-                "text_en_many": p["text_en_many"] if p is not None else code,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-NA_DAY = np.iinfo(np.int32).min  # "no date" in the engine's int32 day numbers
-
-
-def day_numbers(frame: pd.DataFrame, col: str) -> np.ndarray:
-    """A date column as int32 days since 1970-01-01 (NA_DAY where missing): half the memory of
-    datetime64 and plain integer comparisons."""
-    if col not in frame:
-        return np.full(len(frame), NA_DAY, dtype=np.int32)
-    d = pd.to_datetime(frame[col]).to_numpy()
-    per_day = np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(d.dtype)[0])
-    raw = d.view(np.int64)
-    out = (raw // per_day).astype(np.int32)  # floor: days before 1970 stay on their own date
-    out[raw == np.iinfo(np.int64).min] = NA_DAY  # NaT
-    return out
-
-
-def _to_dates(days: np.ndarray) -> np.ndarray:
-    out = days.astype(np.int64).astype("datetime64[D]")
-    out[days == NA_DAY] = np.datetime64("NaT")
-    return out
-
-
-def publicity_until(
-    records: pd.DataFrame,
-    items: pd.DataFrame,
-    catalogue: Catalogue,
-    _item_idx: np.ndarray | None = None,
-    _dec: np.ndarray | None = None,
-) -> np.ndarray:
-    """The day each record stops being published (int32 days; NA_DAY = no end).
-
-    Rule-governed records: the maximum for the record's grade (its own, else the item's) under the
-    period set in force on its DECISION date; a shorter end the provider gives wins. Listings: the
-    end the source gives (or the catalogue's maximum for the list), never an invented term.
-    Licences: their validity. Shared by the engine and calibration."""
-    item_idx = (
-        category_codes(records["item_code"], items["item_code"]).astype(np.int16)
-        if _item_idx is None
-        else _item_idx
-    )
-    known = item_idx >= 0
-    ii = np.where(known, item_idx, 0).astype(np.int16)
-    pub_kind = np.where(known, items["pub_kind"].to_numpy(dtype=np.int8)[ii], 0).astype(np.int8)
-    dec = day_numbers(records, "decision_date") if _dec is None else _dec
-    until = add_months_by_table(dec, ii, items["months"].to_numpy())
-    rules = pub_kind == PUB_KINDS.index("rules")
-    if rules.any():
-        rows = np.flatnonzero(rules)
-        grade = items["grade"].to_numpy()[ii[rows]]
-        if "grade" in records:
-            own = category_codes(records["grade"], GRADES, rows)
-            grade = np.where(own >= 0, own, grade)
-        grade = np.where(grade >= 0, grade, GRADES.index("general"))
-        starts = np.array(
-            [
-                (pd.Timestamp(str(r["effective_from"])) - pd.Timestamp("1970-01-01")).days
-                for r in period_sets(catalogue.doc)
-            ]
-        )
-        set_idx = np.clip(np.searchsorted(starts, dec[rows], side="right") - 1, 0, len(starts) - 1)
-        group = (set_idx * len(GRADES) + grade).astype(np.int64)
-        until[rows] = add_months_by_table(dec[rows], group, months_table(catalogue.doc).reshape(-1))
-    given = day_numbers(records, "publicity_end_date")
-    listed = pub_kind == PUB_KINDS.index("listed")
-    shorter = (rules | listed) & (given != NA_DAY) & (given < until)
-    until[shorter] = given[shorter]
-    validity = pub_kind == PUB_KINDS.index("validity")
-    until[validity] = day_numbers(records, "valid_to_date")[validity]
-    until[pub_kind == PUB_KINDS.index("none")] = NA_DAY
-    return until
 
 
 def _classify(
@@ -376,16 +153,13 @@ def _classify(
             else np.zeros(n, bool)
         )
 
+    # Art. 39: an objection marks the record (flags, explain, publication); it never suspends it.
     pending = (
         records["objection_pending"].fillna(False).to_numpy(dtype=bool)
         if "objection_pending" in records
         else np.zeros(n, dtype=bool)
     )
-    suspend = policy.doc["overrides"].get("pending_objection", "suspend") == "suspend"
-
-    def repaired():
-        r = day_numbers(records, "repaired_date")
-        return (r != NA_DAY) & (r <= as_day)
+    repair_from = repair_days(records, catalogue, dec)
 
     def removed():
         r = day_numbers(records, "removal_date")
@@ -397,9 +171,11 @@ def _classify(
         lambda: is_("status", "revoked"),
         lambda: is_("status", "objection_upheld"),
         removed,
-        repaired,
-        lambda: pending & suspend,
-        lambda: (until != NA_DAY) & (until <= as_day),
+        lambda: (repair_from != NA_DAY) & (repair_from <= as_day),
+        # Published through its last day (Civil Code Arts. 201-203: the period's last day counts).
+        lambda: (until != NA_DAY) & (until < as_day),
+        lambda: minor_records(records, catalogue, dec),
+        lambda: items["finding_required"].to_numpy(dtype=bool)[ii] & known,
         lambda: ~(known & items["scored"].to_numpy(dtype=bool)[ii]),
         lambda: (records["subject_type"] == "natural").fillna(True).to_numpy(dtype=bool),
     ]
@@ -448,7 +224,7 @@ def classify_records(
     )
     r["counts"] = a["counts"]
     r["objection_flag"] = a["objection"]
-    r["publicity_until"] = _to_dates(a["until"])
+    r["publicity_until"] = to_dates(a["until"])
     for col in ("weight", "points"):
         full = np.zeros(len(r))
         full[a["rows"]] = a[col]
@@ -471,48 +247,6 @@ def evaluate_inputs(
     return score_entities(
         entities, apply_changes(records, changes, as_of), catalogue, policy, as_of
     )
-
-
-def _arrow(s: pd.Series):
-    """The Arrow array behind a string Series (no copy when it is Arrow-backed already)."""
-    arr = getattr(s.array, "_pa_array", None)
-    return arr if arr is not None else pa.array(s.astype("string").array._pa_array)
-
-
-def positions(values: pd.Series, index: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
-    """Position in ``index`` of each value (of ``values[rows]`` if given; -1 if absent), with one
-    Arrow hash lookup (the value set's table is built once)."""
-    arr = _arrow(values)
-    if rows is not None:
-        arr = arr.take(pa.array(rows))
-    if not len(arr):
-        return np.zeros(0, dtype=np.int32)
-    return (
-        pc.index_in(arr, value_set=_arrow(index))
-        .fill_null(-1)
-        .to_numpy(zero_copy_only=False)
-        .astype(np.int32)
-    )
-
-
-def category_codes(values: pd.Series, categories, rows: np.ndarray | None = None) -> np.ndarray:
-    """``pd.Categorical(values, categories=categories).codes`` (of ``values[rows]`` if given) by
-    one Arrow hash lookup: a text column is not turned into Python objects first, and a
-    categorical column is looked up by its categories only."""
-    categories = pd.Series(list(categories), dtype="string")
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        lookup = (
-            positions(pd.Series(values.cat.categories.astype("string")), categories)
-            if len(values.cat.categories)
-            else np.zeros(0, dtype=np.int32)
-        )
-        codes = values.cat.codes.to_numpy()
-        if rows is not None:
-            codes = codes[rows]
-        return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1).astype(
-            np.int32
-        )
-    return positions(values, categories, rows)
 
 
 DENSE_GROUP_LIMIT = 1 << 28  # (entity, item) cells: 2 GB of dense tables at most
@@ -610,6 +344,68 @@ def score_entities(
         )
 
     dims = policy.dimension_ids
+    dim, score = _scores(policy, items, g_ent, g_item, g_sum, n_ent)
+
+    tier, on_list, capped, cap_ids, insufficient = _tiers(
+        policy, ent, items, score, g_ent, g_item, has_records, as_of_ts
+    )
+    out = _result_frame(
+        ent, score, tier, dim, dims, on_list, capped, cap_ids, insufficient, objection
+    )
+    out["reasons"] = format_reasons(
+        g_ent, g_item, g_n, g_sum, g_latest, items, n_ent, int(policy.doc["reasons"]["top_n"])
+    )
+    clean = policy.doc["reasons"].get("no_negative")
+    if clean:  # say why a clean entity is clean, not only what would lower it
+        negative = np.zeros(n_ent, dtype=bool)
+        negative[g_ent[g_sum < 0]] = True
+        out["reasons"] = say_no_negative(
+            out["reasons"].array,
+            ~negative,
+            has_records,
+            f"{clean['code']} {clean['zh']} / {clean['en']}",
+        )
+    return out
+
+
+def _result_frame(ent, score, tier, dim, dims, on_list, capped, cap_ids, insufficient, objection):
+    """The result columns before the reasons; flags and override as categorical codes (no
+    per-entity strings)."""
+    flags = pd.Categorical.from_codes(
+        np.array([0, 1, 3, 2], dtype=np.int8)[
+            insufficient.astype(np.int8) + 2 * objection.astype(np.int8)
+        ],
+        categories=[
+            "",
+            "insufficient_information",
+            "insufficient_information;objection_pending",
+            "objection_pending",
+        ],
+    )
+    out = pd.DataFrame(
+        {
+            "uscc": ent["uscc"].array,
+            "name": ent["subject_name"].array,
+            "division_code": ent["division_code"].array,
+            "industry": ent["industry"].array,
+            "eval_class": ent["eval_class"].array,
+            "score": score,
+            "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
+        }
+    )
+    for j, d in enumerate(dims):
+        out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
+    override = np.where(on_list, 1, np.where(capped > 0, capped + 1, 0)).astype(np.int8)
+    out["override"] = pd.Categorical.from_codes(
+        override, categories=["", "severe_dishonesty_list", *cap_ids]
+    ).remove_unused_categories()
+    out["flags"] = flags.remove_unused_categories()
+    return out
+
+
+def _scores(policy: Policy, items, g_ent, g_item, g_sum, n_ent: int):
+    """Dimension sums clipped to their bounds, and the 0-1000 score rounded half up."""
+    dims = policy.dimension_ids
     g_dim = items["dim"].to_numpy()[g_item]
     dim_raw = np.bincount(
         g_ent * len(dims) + g_dim, weights=g_sum, minlength=n_ent * len(dims)
@@ -621,7 +417,13 @@ def score_entities(
     score = np.floor(np.clip(total, float(scale["min"]), float(scale["max"])) + 0.5).astype(
         np.int64
     )
+    return dim, score
 
+
+def _tiers(policy: Policy, ent, items, score, g_ent, g_item, has_records, as_of_ts):
+    """Tier by cut score, then the caps, the severe-list override and insufficient information.
+    Returns (tier, on_list, capped: 1-based cap index or 0, cap ids, insufficient)."""
+    n_ent = len(ent)
     tiers = policy.doc["tiers"]
     tier = np.select([score >= t["min_score"] for t in tiers], [t["tier"] for t in tiers], "D")
     ov = policy.doc["overrides"]
@@ -645,199 +447,7 @@ def score_entities(
     ).to_numpy()
     insufficient = new & ~has_records
     tier = np.where(insufficient & ~on_list, ov["insufficient_information_tier"], tier)
-    # Flags and override as categorical codes: no per-entity strings.
-    flags = pd.Categorical.from_codes(
-        np.array([0, 1, 3, 2], dtype=np.int8)[
-            insufficient.astype(np.int8) + 2 * objection.astype(np.int8)
-        ],
-        categories=[
-            "",
-            "insufficient_information",
-            "insufficient_information;objection_pending",
-            "objection_pending",
-        ],
-    )
-
-    out = pd.DataFrame(
-        {
-            "uscc": ent["uscc"].array,
-            "name": ent["subject_name"].array,
-            "division_code": ent["division_code"].array,
-            "industry": ent["industry"].array,
-            "eval_class": ent["eval_class"].array,
-            "score": score,
-            "tier": pd.Categorical(tier, categories=["A", "B", "C", "D"]),
-        }
-    )
-    for j, d in enumerate(dims):
-        out[f"dim_{d}"] = np.round(dim[:, j], 1) + 0.0  # +0.0 turns -0.0 into 0.0
-    override = np.where(on_list, 1, np.where(capped > 0, capped + 1, 0)).astype(np.int8)
-    out["override"] = pd.Categorical.from_codes(
-        override, categories=["", "severe_dishonesty_list", *cap_ids]
-    ).remove_unused_categories()
-    out["flags"] = flags.remove_unused_categories()
-    out["reasons"] = format_reasons(
-        g_ent, g_item, g_n, g_sum, g_latest, items, n_ent, int(policy.doc["reasons"]["top_n"])
-    )
-    clean = policy.doc["reasons"].get("no_negative")
-    if clean:  # say why a clean entity is clean, not only what would lower it
-        negative = np.zeros(n_ent, dtype=bool)
-        negative[g_ent[g_sum < 0]] = True
-        out["reasons"] = say_no_negative(
-            out["reasons"].array,
-            ~negative,
-            has_records,
-            f"{clean['code']} {clean['zh']} / {clean['en']}",
-        )
-    return out
-
-
-def add_signal_groups(
-    policy: Policy,
-    ent: pd.DataFrame,
-    items: pd.DataFrame,
-    as_of: pd.Timestamp,
-    g_ent,
-    g_item,
-    g_n,
-    g_sum,
-    g_latest,
-):
-    """The policy's signals (scoring/evaluation/signals.py) as extra (entity, rule) groups beside
-    the records', so they enter the dimension sums, the caps and the reasons like items do. A
-    signal whose data the store does not have (representative changes) stops the run: ValueError."""
-    # A signal at 0 points changes nothing and is no reason (a candidate may keep one "considered").
-    sig = {k: v for k, v in policy_signals(policy.doc).items() if v["points"]}
-    as_day = int((as_of.normalize() - pd.Timestamp("1970-01-01")).days)
-    n_ent = len(ent)
-    reg = day_numbers(ent, "registered_date")
-    pairs = pd.DataFrame(
-        {
-            "row": g_ent,
-            "item_code": items["item_code"].to_numpy()[g_item],
-            "age_days": as_day - g_latest.astype(np.int64),
-        }
-    )
-    values = signal_values(sig, np.full(n_ent, as_day), reg, pairs, None)
-    dims = {d: i for i, d in enumerate(policy.dimension_ids)}
-    extra = pd.DataFrame(
-        [
-            {
-                "item_code": k,
-                "pub_kind": -1,
-                "months": 0,
-                "grade": -1,
-                "scored": True,
-                "points": float(v["points"]),
-                "half_life_months": np.nan,
-                "dim": dims[v["dimension"]],
-                "severe_list": False,
-                "reason_code": v.get("reason", ""),
-                "text_zh": v.get("zh", k),
-                "text_en_one": (v.get("en") or [k, k])[0],
-                "text_en_many": (v.get("en") or [k, k])[1],
-                "signal": True,
-            }
-            for k, v in sig.items()
-        ]
-    )
-    items = pd.concat([items.assign(signal=False), extra], ignore_index=True)
-    first = len(items) - len(sig)
-    e, j = np.nonzero(values)
-    v = values[e, j]
-    g_ent = np.r_[g_ent, e]
-    g_item = np.r_[g_item, first + j].astype(np.int64)
-    g_n = np.r_[g_n, np.round(v).astype(g_n.dtype)]
-    g_sum = np.r_[g_sum, v * extra["points"].to_numpy()[j]]
-    g_latest = np.r_[g_latest, np.full(len(e), as_day, dtype=g_latest.dtype)]
-    order = np.lexsort((g_item, g_ent))  # entity, then item order, as the record groups are
-    return g_ent[order], g_item[order], g_n[order], g_sum[order], g_latest[order], items
-
-
-def say_no_negative(reasons, clean: np.ndarray, has_records: np.ndarray, text: str):
-    """The no-negative-record reason first for clean entities (alone when they have no record)."""
-    arr = _arrow(pd.Series(reasons))
-    lead = pa.scalar(text, type=arr.type)
-    joined = pc.binary_join_element_wise(lead, arr, pa.scalar(" | ", type=arr.type))
-    out = pc.if_else(pa.array(clean & ~has_records), lead, pc.if_else(pa.array(clean), joined, arr))
-    return pd.arrays.ArrowStringArray(out)
-
-
-def format_reasons(
-    g_ent, g_item, g_n, g_sum, g_latest, items: pd.DataFrame, n_ent: int, top_n: int
-):
-    """Top contributions per entity with fixed bilingual wording, ranked by absolute effect
-    (ties by item code). ``g_*`` are per (entity, item) groups in entity order. Texts are built
-    once per distinct (item, count, date), then taken and joined per entity in Arrow's C++."""
-    if not len(g_ent):
-        return pd.arrays.ArrowStringArray(
-            pa.array(np.full(n_ent, NO_RECORD_REASON, dtype=object), pa.string())
-        )
-    # Rank key, unique within an entity: larger |contribution| (to 1e-6 points) first, then item code.
-    bits = max(1, int(len(items) - 1).bit_length())
-    q = np.minimum(np.round(np.abs(g_sum) * 1e6), (1 << 31) - 1).astype(np.int64)
-    rank_key = (q << bits) | ((1 << bits) - 1 - g_item)
-    starts = np.flatnonzero(np.r_[True, g_ent[1:] != g_ent[:-1]])
-    seg_len = np.diff(np.r_[starts, len(g_ent)])
-    # Rank k: each entity's best remaining group (top_n passes of a segment max, no sort).
-    chosen, ranks = [], []
-    for k in range(top_n):
-        best = np.maximum.reduceat(rank_key, starts)
-        hit = np.flatnonzero((rank_key == np.repeat(best, seg_len)) & (rank_key >= 0))
-        rank_key[hit] = -1
-        chosen.append(hit)
-        ranks.append(np.full(len(hit), k, dtype=np.int64))
-    pick, rank = np.concatenate(chosen), np.concatenate(ranks)
-    e = g_ent[pick]
-    # One text per distinct (item, count, latest date): pack the triple into one integer key.
-    packed = (
-        (g_item[pick].astype(np.int64) << 42)
-        | (np.minimum(g_n[pick], (1 << 21) - 1).astype(np.int64) << 21)
-        | (g_latest[pick].astype(np.int64) + (1 << 20))
-    )
-    codes_, uniq = pd.factorize(packed, sort=True)
-    u = pd.DataFrame(
-        {
-            "it": uniq >> 42,
-            "n": (uniq >> 21) & ((1 << 21) - 1),
-            "d": (uniq & ((1 << 21) - 1)) - (1 << 20),
-        }
-    )
-    date = pd.to_datetime(u["d"].to_numpy().astype("datetime64[D]")).strftime("%Y-%m-%d")
-    ni = u["n"].astype(str)
-    row = items.iloc[u["it"].to_numpy()].reset_index(drop=True)
-    en = np.where(u["n"] == 1, row["text_en_one"], row["text_en_many"])
-    texts = (
-        row["reason_code"]
-        + " "
-        + row["text_zh"]
-        + ni
-        + " 条，最近 "
-        + date
-        + " / "
-        + ni
-        + " "
-        + en
-        + ", latest "
-        + date
-    )
-    if "signal" in row:  # a policy signal is a rule on the as-of date, not a count of records
-        rule = row["reason_code"] + " " + row["text_zh"] + " / " + en
-        texts = texts.where(~row["signal"].fillna(False).astype(bool), rule)
-    texts = texts.tolist() + [NO_RECORD_REASON]
-    # Each entity's texts in rank order (ranks are dense), or the no-record text: one list per entity.
-    per_entity = np.bincount(e, minlength=n_ent)
-    offsets = np.r_[0, np.cumsum(np.maximum(per_entity, 1))]
-    take = np.full(offsets[-1], len(texts) - 1, dtype=np.int64)
-    take[offsets[e] + rank] = codes_
-    text_bytes = np.array([len(t.encode()) for t in texts], dtype=np.int64)
-    big = int(text_bytes[take].sum()) + 3 * len(take) >= (1 << 31) - 1
-    dictionary = pa.array(texts, type=pa.large_string() if big else pa.string())
-    small = len(take) < (1 << 31) - 1
-    lists = (pa.ListArray if small else pa.LargeListArray).from_arrays(
-        pa.array(offsets, pa.int32() if small else pa.int64()), pc.take(dictionary, pa.array(take))
-    )
-    return pd.arrays.ArrowStringArray(pc.binary_join(lists, " | "))
+    return tier, on_list, capped, cap_ids, insufficient
 
 
 # --------------------------------------------------------------------------- canonical output

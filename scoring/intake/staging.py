@@ -400,6 +400,10 @@ CHANGE_OPS = {
     "异议办结": "objection_closed",
     "异议处理": "objection_closed",
     "信用修复": "repair",
+    # Art. 37 ¶1: the entity asks that its positive information not be published (and withdraws
+    # that request); entity-level, keyed by the request's number and the entity's code.
+    "不公示守信信息": "positive_optout",
+    "撤回不公示守信信息": "positive_optin",
 }
 STG_CHANGE_COLUMNS = [
     "source_file",
@@ -420,6 +424,9 @@ STG_CHANGE_COLUMNS = [
     "new_subject_code",
     "new_removal_date",
     "assisted",
+    "assist_notified",
+    "assist_replied",
+    "excluded_days",
     "record_key",
     "bad_values",
 ]
@@ -451,8 +458,11 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
         ("new_decision_date", "new_decision_date"),
         ("new_publicity_end_date", "new_publicity_end"),
         ("new_removal_date", "new_removal_date"),
+        ("assist_notified", "assist_notified"),
+        ("assist_replied", "assist_replied"),
     ):
-        d, d_bad = parse_dates(f[src])
+        # Columns a layout version before 2022-07-01 does not have are empty.
+        d, d_bad = parse_dates(f[src] if src in f else pd.Series(pd.NA, index=f.index))
         out[col] = d
         bad = bad.where(~d_bad, bad + col + ";")
     out["result"] = clean_text(f["result"])
@@ -468,6 +478,13 @@ def stage_changes(raw: RawFile, delivered_on: pd.Timestamp) -> pd.DataFrame:
     out["assisted"] = assisted.isin(["是", "需要", "Y", "y", "1", "true", "True"]).to_numpy(
         dtype=bool
     )
+    days_text = clean_text(
+        f["excluded_days"] if "excluded_days" in f else pd.Series(pd.NA, index=f.index)
+    )
+    days = pd.to_numeric(days_text, errors="coerce")
+    days_bad = days_text.notna() & (days.isna() | (days < 0) | (days % 1 != 0))
+    out["excluded_days"] = days.where(~days_bad).astype("Int64")
+    bad = bad.where(~days_bad, bad + "excluded_days;")
     out["record_key"] = (
         identity_text(out["doc_number"]).fillna("") + "|" + out["subject_code"].fillna("")
     ).astype("string")

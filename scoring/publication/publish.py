@@ -35,7 +35,12 @@ from scoring.history.store import artifacts, publications, record_batches, runs,
 from scoring.publication.access import ensure_access_control
 from scoring.publication.free_text import mask_text_columns
 from scoring.publication.labels import DICTIONARY_FILE, dictionary_table, labelled, variant
-from scoring.publication.masking import mask_personal_data
+from scoring.publication.masking import (
+    check_rules,
+    mask_personal_data,
+    positive_optouts,
+    withhold_positive,
+)
 from scoring.publication.nights import supersede_others
 from scoring.publication.sheet import XlsxFile
 
@@ -533,11 +538,31 @@ def write_published_piece(
         else pd.DataFrame(columns=REGISTER_COLUMNS)
     )
     published = published_table(
-        mask_personal_data(
-            _with_register(results, register), catalogue.doc.get("personal_data", {})
-        )
+        _publishable(store, _with_register(results, register), catalogue, plan["batches"], plan)
     )
     part.write_piece(folder, plan, partition, PUBLISHED_PIECE, published)
+
+
+def _publishable(store, rows: pd.DataFrame, catalogue, batches: list[dict], run) -> pd.DataFrame:
+    """Rows as they may be published: personal data masked by the catalogue's rules (checked
+    against the published columns), and the positive information of the entities that asked
+    for it not to be published withheld (Art. 37 ¶1)."""
+    personal = catalogue.doc.get("personal_data", {})
+    check_rules(personal, PUBLISHED_COLUMNS)
+    out = mask_personal_data(rows, personal)
+    chg = [b for b in batches if b["table_name"] == "changes"]
+    optouts = (
+        positive_optouts(
+            store.read_batches(chg, columns=["op", "subject_code", "effective_date"]), run["as_of"]
+        )
+        if chg
+        else set()
+    )
+    if optouts:
+        pol = json.loads(_artifact(store, run["policy_sha256"]))
+        codes = sorted(s["reason"] for s in pol["items"].values() if float(s["points"]) > 0)
+        out = withhold_positive(out, optouts, codes)
+    return out
 
 
 def _published_file(store, conn, run: dict, manifest: dict) -> Path:
@@ -555,7 +580,17 @@ def _published_file(store, conn, run: dict, manifest: dict) -> Path:
     results = _with_register(
         store.read_run_results(conn, run["run_id"], manifest), _register_for(store, conn, run)
     )
-    published = published_table(mask_personal_data(results, cat.doc.get("personal_data", {})))
+    wanted = {b["batch_id"] for b in manifest["input_batches"]}
+    batches = [
+        dict(b._mapping)
+        for b in conn.execute(
+            sa.select(record_batches).where(record_batches.c.table_name == "changes")
+        )
+        if b.batch_id in wanted
+    ]
+    published = published_table(
+        _publishable(store, results, cat, batches, {**run, **manifest, "as_of": str(run["as_of"])})
+    )
     tmp = path.with_name(SNAPSHOT_FILE + ".tmp")
     pq.write_table(published, tmp, compression="zstd")
     os.replace(tmp, path)

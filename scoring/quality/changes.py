@@ -22,7 +22,9 @@ def annotate_changes(
     the record's decision; is a corrected item a catalogue item."""
     c = stg_chg.copy()
     ref = known.set_index("record_key")
-    c["record_known"] = c["record_key"].isin(ref.index)
+    # A request not to publish positive information (Art. 37 ¶1) is about the entity, not a record.
+    entity_level = c["op"].isin(["positive_optout", "positive_optin"]).fillna(False)
+    c["record_known"] = c["record_key"].isin(ref.index) | entity_level
 
     def look(col):
         if col not in ref:
@@ -44,7 +46,7 @@ def annotate_changes(
     )
     is_repair = (c["op"] == "repair").fillna(False).to_numpy()
     c["repair_allowed"] = ~is_repair | repairable.to_numpy()
-    lo, _, _ = period_bounds(cat.doc, decided, grade)
+    lo, _, _ = period_bounds(cat.doc, decided, grade, look("provider"))
     earliest = pd.Series(pd.NaT, index=c.index, dtype="datetime64[s]")
     for m in sorted(set(lo[is_repair])):
         sel = is_repair & (lo == m)

@@ -41,6 +41,9 @@ CHANGE_COLUMNS = [
     "new_subject_code",
     "new_removal_date",
     "assisted",
+    "assist_notified",
+    "assist_replied",
+    "excluded_days",
     "record_key",
     "change_key",
 ]

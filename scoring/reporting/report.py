@@ -26,6 +26,12 @@ from scoring.history.store import (
     sha256_file,
 )
 from scoring.reporting.exchange_section import exchange_section
+from scoring.reporting.lifecycle import (  # noqa: F401 (re-exported)
+    calendar_notice,
+    excluded_by_provider,
+    lifecycle_sections,
+    overdue_by_provider,
+)
 from scoring.reporting.policy_section import (
     policy_change_section,
     previous_policy,
@@ -77,7 +83,7 @@ def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
     from scoring.quality.freshness import feed_freshness
 
     rdir = store.run_folder(run["run_id"])
-    out = []
+    out = calendar_notice(run["as_of"], rdir.objections)
     waivers = json.loads(rdir.waivers.read_text(encoding="utf-8")) if rdir.waivers.exists() else []
     for w in waivers:
         covered = ", ".join(w["covered"]) or "nothing (no such gate failed)"
@@ -255,74 +261,6 @@ def provider_feedback(
     }
     g["top_reasons"] = g.index.map(tops)
     return g.reset_index()
-
-
-def excluded_by_provider(gates: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
-    """Simplified-procedure penalties excluded (Art. 18) per provider: counted, never quarantined."""
-    g = gates[gates["gate"] == "excluded_simplified_procedure"]
-    if g.empty:
-        return pd.DataFrame(columns=["provider", "excluded", "reason"])
-    g = g.merge(files[["path", "provider"]], left_on="scope", right_on="path", how="left")
-    out = (
-        g.assign(excluded=g["observed"].astype(int))
-        .groupby("provider", as_index=False)["excluded"]
-        .sum()
-    )
-    return out.assign(reason=g["message"].iloc[0]).sort_values("provider", ignore_index=True)
-
-
-def overdue_by_provider(objections: pd.DataFrame) -> pd.DataFrame:
-    """Objections past their Art. 39 deadline, per provider of the record: a duty to act on."""
-    od = objections[objections["state"] == "overdue"]
-    cols = ["provider", "overdue", "oldest_received", "earliest_due"]
-    if od.empty:
-        return pd.DataFrame(columns=cols)
-    return (
-        od.groupby("record_provider", dropna=False)
-        .agg(
-            overdue=("record_key", "size"),
-            oldest_received=("received", "min"),
-            earliest_due=("decision_due", "min"),
-        )
-        .reset_index()
-        .rename(columns={"record_provider": "provider"})[cols]
-    )
-
-
-def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir: RunFolder) -> list[str]:
-    parts = []
-    exc = excluded_by_provider(gates, files)
-    parts.append(
-        "<h2>排除 Excluded: simplified-procedure penalties (Art. 18, not public credit information)</h2>"
-        + (_table(exc) if len(exc) else "<p>None.</p>")
-    )
-    obj_path = rdir.objections
-    if obj_path.exists():
-        obj = pd.read_parquet(obj_path)
-        od = overdue_by_provider(obj)
-        states = (
-            obj["state"]
-            .value_counts()
-            .reindex(["pending", "overdue", "upheld", "partly", "rejected"], fill_value=0)
-        )
-        parts.append(
-            "<h2>异议 Objections (Art. 39: mark within 1 working day, decide within 3, or 7 with "
-            "assistance)</h2>" + _table(states.rename_axis("state").reset_index(name="records"))
-        )
-        parts.append(
-            "<h3 class='fail'>逾期未办结 Overdue, per provider (a duty the agency must act on)</h3>"
-            if len(od)
-            else "<h3>逾期未办结 Overdue</h3>"
-        )
-        parts.append(_table(od, 100) if len(od) else "<p>None.</p>")
-        if len(od):
-            od.to_csv(rdir.objections_overdue, index=False, encoding="utf-8-sig")
-    return parts
-
-    parts.append(
-        "<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded)</h2>"
-    )
-    parts += lifecycle_sections(gates, files, rdir)
 
 
 REPORT_COLUMNS = ["uscc", "eval_class", "score", "tier", "flags"]

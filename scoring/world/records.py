@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from scoring.common.catalogue import Catalogue
+from scoring.common.law import period_bounds
 from scoring.world import positive_signals, truth
 from scoring.world._deps import CONFIG_DIR, Policy, load_document, seed_entries
 from scoring.world.base import CREDIT_RECORD_PROVIDER, PENALTY_PROVIDERS, pick_weighted, stable_seed
@@ -371,11 +372,15 @@ def _build_changes(rng, rec: pd.DataFrame, cat: Catalogue) -> pd.DataFrame:
         neg["kind"].isin(["PENALTY_SEVERE", "FALSIFICATION", "SEVERE_DISHONESTY_LIST"]).to_numpy()
     )
     minor = (neg["kind"] == "INSPECTION").to_numpy()
-    repair_at = (
-        dec
-        + pd.to_timedelta(np.where(severe, 372, np.where(minor, 5, 95)), unit="D")
-        + days(0, 150)
-    )
+    # Repairs come after the minimum period of the set in force on the decision date (with its
+    # field minimum: Order 58 gives work safety a year), plus a few days to months.
+    grade = np.where(severe, "severe", np.where(minor, "minor", "general"))
+    lo, _, _ = period_bounds(cat.doc, dec, grade, neg["penalty_provider"].to_numpy())
+    repair_at = pd.Series(pd.NaT, index=dec.index, dtype="datetime64[ns]")
+    for m in np.unique(lo):
+        sel = lo == m
+        repair_at[sel] = dec[sel] + pd.DateOffset(months=int(m))
+    repair_at = repair_at + pd.Timedelta(days=2) + days(0, 150)
     frames = []
 
     def add(mask, op, eff, **extra):

@@ -79,10 +79,13 @@ def test_three_period_sets_by_effective_date(cat):
         r2019["severe"]["min_months"],
         o58["severe"]["min_months"],
         o36["severe"]["min_months"],
-    ) == (6, 12, 12)
+    ) == (6, 3, 12)
     assert {r["general"]["min_months"] for r in (r2019, o58, o36)} == {3}
-    assert {r["general"]["max_months"] for r in (r2019, o58, o36)} == {12}
+    # Order 58: every penalty 3 months to 3 years, no split by grade; one year for the named fields.
+    assert (r2019["general"]["max_months"], o58["general"]["max_months"]) == (12, 36)
+    assert o36["general"]["max_months"] == 12
     assert {r["severe"]["max_months"] for r in (r2019, o58, o36)} == {36}
+    assert o58["field_minimum"]["min_months"] == 12 and "安全生产" in o58["field_minimum"]["fields"]
     assert o36["minor"]["max_months"] == 3 and o36["minor_class"] and not o58["minor_class"]
 
 

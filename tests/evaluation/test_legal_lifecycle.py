@@ -5,8 +5,8 @@ Rules and sources (README, "How the law is applied"):
   listing     a court listing counts from publication until the court removes it; no invented end
   list_end    a listing ends at an end date only when the source gives one
   art35       an upheld objection to a severe listing removes it as of the decision
-  art39       objections: pending (suspended, policy) until decided; rejected counts again from the
-              decision; upheld withdraws from the decision; deadlines in Chinese working days
+  art39       objections mark a record, never suspend it: it counts while pending or overdue;
+              upheld withdraws from the decision; deadlines in Chinese working days
   art38       corrections replace what was known from when they were learned; revocations withdraw
   periods     a record's period follows the set in force on its decision date (2019 / Order 58 /
               Order 36), publication stops at the maximum
@@ -182,23 +182,24 @@ TABLE = [
     ),  # 24 months: still listed
     ("listing", "COURT_OPEN", "2026-06-30", "2026-06-30", True, None, "D"),
     ("list_end", "COURT_TERM", "2026-02-28", "2026-06-30", True, None, "D"),
-    ("list_end", "COURT_TERM", "2026-03-01", "2026-06-30", False, "expired", None),
+    ("list_end", "COURT_TERM", "2026-03-01", "2026-06-30", True, None, "D"),  # its last day counts
+    ("list_end", "COURT_TERM", "2026-03-02", "2026-06-30", False, "expired", None),
     ("art35", "LIST_ART35", "2026-02-11", "2026-06-30", True, None, "D"),
-    ("art35", "LIST_ART35", "2026-02-13", "2026-06-30", False, "objection_pending", None),
-    ("art35", "LIST_ART35", "2026-02-23", "2026-06-30", False, "objection_pending", None),
+    ("art35", "LIST_ART35", "2026-02-13", "2026-06-30", True, None, "D"),  # marked, still listed
+    ("art35", "LIST_ART35", "2026-02-23", "2026-06-30", True, None, "D"),
     ("art35", "LIST_ART35", "2026-02-24", "2026-06-30", False, "objection_upheld", None),
     ("art35", "LIST_ART35", "2026-03-31", "2026-06-30", False, "objection_upheld", None),
     ("art39", "OBJ_PENDING", "2026-02-11", "2026-06-30", True, None, None),
-    ("art39", "OBJ_PENDING", "2026-02-24", "2026-06-30", False, "objection_pending", None),
-    ("art39", "OBJ_PENDING", "2026-02-25", "2026-06-30", False, "objection_pending", None),
+    ("art39", "OBJ_PENDING", "2026-02-24", "2026-06-30", True, None, None),  # marked, counts
+    ("art39", "OBJ_PENDING", "2026-02-25", "2026-06-30", True, None, None),  # overdue, counts
     ("art39", "OBJ_REJECTED", "2026-05-31", "2026-06-30", True, None, None),
-    ("art39", "OBJ_REJECTED", "2026-06-03", "2026-06-30", False, "objection_pending", None),
+    ("art39", "OBJ_REJECTED", "2026-06-03", "2026-06-30", True, None, None),
     ("art39", "OBJ_REJECTED", "2026-06-04", "2026-06-30", True, None, None),
-    ("art39", "OBJ_UPHELD", "2026-06-03", "2026-06-30", False, "objection_pending", None),
+    ("art39", "OBJ_UPHELD", "2026-06-03", "2026-06-30", True, None, None),
     ("art39", "OBJ_UPHELD", "2026-06-04", "2026-06-30", False, "objection_upheld", None),
     ("art39", "OBJ_UPHELD_CORR", "2026-06-04", "2026-06-30", True, None, None),
     ("art38", "CORR_ITEM", "2026-03-09", "2026-03-09", True, None, None),
-    ("art38", "CORR_ITEM", "2026-03-10", "2026-03-10", True, None, None),
+    ("art38", "CORR_ITEM", "2026-03-10", "2026-03-10", False, "no_department_finding", None),
     ("art38", "REVOKED", "2026-03-31", "2026-03-09", True, None, None),
     ("art38", "REVOKED", "2026-03-31", "2026-03-10", False, "revoked", None),
     (
@@ -210,8 +211,8 @@ TABLE = [
         None,
         None,
     ),  # Order 58: up to 12 months
-    ("periods", "MINOR_O58", "2027-03-30", "2026-06-30", True, None, None),
-    ("periods", "MINOR_O58", "2027-03-31", "2026-06-30", False, "expired", None),
+    ("periods", "MINOR_O58", "2029-03-31", "2026-06-30", True, None, None),  # Order 58: 3 years
+    ("periods", "MINOR_O58", "2029-04-01", "2026-06-30", False, "expired", None),
     (
         "periods",
         "MINOR_O36",
@@ -221,13 +222,14 @@ TABLE = [
         None,
         None,
     ),  # Order 36: up to 3 months
-    ("periods", "MINOR_O36", "2026-07-01", "2026-06-30", False, "expired", None),
-    ("periods", "GEN_MAX", "2026-06-29", "2026-06-30", True, None, None),
-    ("periods", "GEN_MAX", "2026-06-30", "2026-06-30", False, "expired", None),
-    ("periods", "SEV_2019", "2026-04-29", "2026-06-30", True, None, None),
-    ("periods", "SEV_2019", "2026-04-30", "2026-06-30", False, "expired", None),
-    ("periods", "WARN_O36", "2026-06-30", "2026-06-30", True, None, None),  # minor under Order 36
-    ("periods", "WARN_O36", "2026-07-01", "2026-06-30", False, "expired", None),
+    ("periods", "MINOR_O36", "2026-07-01", "2026-06-30", True, None, None),
+    ("periods", "MINOR_O36", "2026-07-02", "2026-06-30", False, "expired", None),
+    ("periods", "GEN_MAX", "2028-06-30", "2026-06-30", True, None, None),  # Order 58: 3 years
+    ("periods", "GEN_MAX", "2028-07-01", "2026-06-30", False, "expired", None),
+    ("periods", "SEV_2019", "2026-04-30", "2026-06-30", True, None, None),
+    ("periods", "SEV_2019", "2026-05-01", "2026-06-30", False, "expired", None),
+    ("periods", "WARN_O36", "2026-06-30", "2026-06-30", False, "minor_record", None),  # Order 36
+    ("periods", "WARN_O36", "2026-07-02", "2026-06-30", False, "expired", None),
     ("repair", "REPAIRED", "2026-05-19", "2026-06-30", True, None, None),
     ("repair", "REPAIRED", "2026-05-20", "2026-06-30", False, "repaired", None),
     (
@@ -278,12 +280,13 @@ def test_partly_upheld_objection_counts_in_its_corrected_form():
 
 
 def test_periods_follow_the_set_in_force_on_the_decision_date():
-    # Decided the day before Order 58: severe minimum 6 months (2019); the day it starts: 12.
+    # Decided the day before Order 58: severe minimum 6 months (2019); under Order 58 every penalty
+    # has 3 months to 3 years; Order 36 brings back the split and a minor class.
     from scoring.common.law import period_bounds
 
     d = pd.Series(pd.to_datetime(["2023-04-30", "2023-05-01", "2026-03-31", "2026-04-01"]))
     lo, hi, rule = period_bounds(CAT.doc, d, pd.Series(["severe", "severe", "minor", "minor"]))
-    assert list(lo) == [6, 12, 0, 0] and list(hi) == [36, 36, 12, 3]
+    assert list(lo) == [6, 3, 3, 0] and list(hi) == [36, 36, 36, 3]
     assert list(rule) == [
         "ndrc-2019",
         "ndrc-order-58-2023",

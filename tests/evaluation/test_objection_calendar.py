@@ -79,3 +79,50 @@ def test_a_new_objection_after_a_decision_opens_a_new_cycle():
     )
     s = objection_calendar(ev, "2026-07-02").set_index("record_key")
     assert s.loc["k", "state"] == "pending" and s.loc["k", "received"] == pd.Timestamp("2026-07-01")
+
+
+def test_court_listing_objections_are_referred_and_severe_list_ones_get_three_days():
+    """Art. 28 ¶3: the court decides objections to its listing (referred, no platform deadline,
+    never withdrawn by a platform decision); Art. 35: three working days for a severe listing,
+    assistance or not; Art. 39: seven when assisted, plus recorded testing/expert-review days."""
+    ev = _events(
+        [
+            ("court", "objection_filed", "2026-06-01", None),
+            ("court2", "objection_filed", "2026-06-01", None),
+            ("court2", "objection_closed", "2026-06-03", "采纳"),
+            ("list", "objection_filed", "2026-06-01", None),
+            ("plain", "objection_filed", "2026-06-01", None),
+        ]
+    )
+    ev["assisted"] = True
+    ev["excluded_days"] = [0, 0, 0, 0, 2]
+    s = objection_calendar(
+        ev, "2026-06-30", severe_keys={"court", "court2", "list"}, court_keys={"court", "court2"}
+    ).set_index("record_key")
+    assert s.loc["court", "state"] == "overdue" and bool(s.loc["court", "court_listing"])
+    assert s.loc["court", "decision_due"] == pd.Timestamp("2026-06-04")
+    assert (
+        objection_calendar(ev, "2026-06-02", court_keys={"court"})
+        .set_index("record_key")
+        .loc["court", "state"]
+        == "referred"
+    )
+    assert s.loc["court2", "state"] == "referred"  # the platform's "upheld" does not lift it
+    assert s.loc["list", "decision_due"] == pd.Timestamp("2026-06-04")  # 3, not 7
+    assert s.loc["list", "state"] == "overdue"
+    # assisted: 7 working days (06-02..06-10), plus 2 excluded days: 06-12
+    assert s.loc["plain", "decision_due"] == pd.Timestamp("2026-06-12")
+    assert s.loc["plain", "mark_due"] == pd.Timestamp("2026-06-02")
+    assert bool(s.loc["plain", "mark_late"])  # never marked, the day has passed
+
+
+def test_a_deadline_in_a_year_without_a_calendar_is_flagged_never_guessed():
+    """2027: no State Council notice is in config/calendar/ nor in the pinned package. An
+    objection filed 2027-02-03 (in what will be the Spring Festival week) gets no due date and
+    calendar_unknown, and is never called overdue."""
+    ev = _events([("k", "objection_filed", "2027-02-03", None)])
+    s = objection_calendar(ev, "2027-03-01").set_index("record_key")
+    assert bool(s.loc["k", "calendar_unknown"]) and pd.isna(s.loc["k", "decision_due"])
+    assert s.loc["k", "state"] == "pending"
+    with pytest.raises(workdays.CalendarUnknown, match="config/calendar/2027.yaml"):
+        workdays.add_working_days(D("2027-02-03"), 3, strict=True)

@@ -26,9 +26,10 @@ CAT, POL = Catalogue.in_force("2026-06-30"), Policy.shipped_in_force("2026-06-30
 # Five entities, each telling one story:
 #   decay      two general penalties of different ages
 #   boundary   a minor inspection finding decided 2025-12-01: its period follows the set in force on
-#              its decision date (Order 58: up to 12 months), not Order 36 (3 months) in force later
+#              its decision date (Order 58: up to 3 years), not Order 36 (3 months) in force later
 #   repair     a severe penalty repaired on 2026-05-20
-#   objection  a penalty under a pending objection, and a corrected tax-arrears record
+#   objection  a penalty under a pending objection (marked, still counting), and a corrected
+#              tax-arrears record
 #   listed     a dishonest judgment debtor with good records too
 E = ["decay", "boundary", "repair", "objection", "listed"]
 
@@ -132,16 +133,17 @@ def test_the_stories_behind_the_golden_files():
     # Decay: the newer penalty weighs more than the older one.
     w = dict(zip(cls["doc_number"], cls["weight"]))
     assert 0.9 < w["P1"] <= 1.0 and 0.5 < w["P2"] < 0.7
-    # A minor record decided under Order 58 keeps its 12 months after Order 36 (3 months) starts.
+    # A minor record decided under Order 58 keeps its period (3 years) after Order 36 (3 months).
     assert "R011" in before.loc[U["boundary"], "reasons"]
     assert pd.isna(why["I1"]) and "R011" in after.loc[U["boundary"], "reasons"]
     # Repair: counts before the repair date, not after.
     assert "R013" in before.loc[U["repair"], "reasons"] and why["S1"] == "repaired"
     assert after.loc[U["repair"], "score"] > before.loc[U["repair"], "score"]
-    # Objection pending: suspended (policy) and flagged; correction shortened a record to expiry.
+    # Objection pending: the record is marked, keeps counting (Art. 39 marks, never lifts) and the
+    # entity is flagged; a correction shortened another record to expiry.
+    assert pd.isna(why["O1"]) and "objection_pending" in after.loc[U["objection"], "flags"]
     assert (
-        why["O1"] == "objection_pending"
-        and "objection_pending" in after.loc[U["objection"], "flags"]
+        after.loc[U["objection"], "tier"] == "B" and "R012" in after.loc[U["objection"], "reasons"]
     )
     assert why["C1"] == "expired"
     # Severe-list override: D whatever the score.

@@ -216,7 +216,8 @@ def test_no_identifier_is_published_in_free_text(hostile_night):
             df = pd.read_excel(path, dtype=str).fillna("")
             text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c not in USCC_HEADERS)
         elif path.suffix == ".json":
-            text = " ".join(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
+            # Values kept apart: three adjacent counts ("198", "2195", "1779") are not a phone.
+            text = " | ".join(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
         else:
             text = path.read_text(encoding="utf-8", errors="replace")
         leaks += [(path.name, hit) for hit in scan_text(text)]

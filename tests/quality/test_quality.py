@@ -171,16 +171,16 @@ def _reasons(ctx, df):
 
 
 def test_publicity_bounds_follow_the_rules_in_force_on_the_decision_date(ctx):
-    # Severe: 6-36 months under the 2019 notice, 12-36 from NDRC Order 58 (2023-05-01) on.
+    # Severe: 6-36 months under the 2019 notice; NDRC Order 58 (2023-05-01): every penalty 3-36.
     df = _stg(
         item_code=["PENALTY_SEVERE"] * 3,
         penalty_category=["吊销许可证件"] * 3,
         decision_date=["2023-04-15", "2023-05-15", "2023-05-15"],
-        publicity_end_date=["2023-10-15", "2023-11-15", "2024-05-15"],
+        publicity_end_date=["2023-08-15", "2023-08-15", "2023-07-15"],
     )
     df["decision_date"] = pd.to_datetime(df["decision_date"]).astype("datetime64[s]")
     r = _reasons(ctx, df)
-    assert ["publicity_out_of_range" in x for x in r] == [False, True, False]
+    assert ["publicity_out_of_range" in x for x in r] == [True, False, True]
 
 
 def test_dates_duplicates_and_catalogue(ctx):
