@@ -12,8 +12,6 @@ import datetime as dt
 import math
 from decimal import Decimal
 
-import sqlalchemy as sa
-
 from scoring.publication.labels import CODES
 from scoring.sampling import doublerandom as dr
 from scoring.sampling import plans
@@ -235,15 +233,3 @@ def public_file(store, plan_id: str, name: str):
     if name not in {p.name for p in folder.glob("*") if p.is_file()}:
         raise SamplingRefused(f"plan {plan_id} has no public file {name!r}")
     return path
-
-
-def latest_published(store) -> str | None:
-    from scoring.history.store import runs
-
-    with store.engine.connect() as conn:
-        return conn.execute(
-            sa.select(runs.c.as_of)
-            .where(runs.c.status == "published")
-            .order_by(runs.c.as_of.desc())
-            .limit(1)
-        ).scalar()
