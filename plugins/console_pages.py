@@ -103,21 +103,8 @@ update();
 """
 
 
-def planner(root: str, user: str, pages: list[str], agencies: list[dict], b: dict | None, err):
-    pick = "".join(
-        f'<option value="{esc(a["id"])}"{" selected" if b and b["agency"]["id"] == a["id"] else ""}>'
-        f"{esc(a['name'])} ({esc(a['id'])})</option>"
-        for a in agencies
-    )
-    chooser = (
-        f'<form method="get" action="{root}/planner" class="noprint">'
-        f'<label>部门 Department <select name="agency">{pick}</select></label>'
-        f'<label>期间 Period <input name="period" value="{esc(b["period"] if b else "")}" '
-        'placeholder="YYYY-MM" size="8"></label><button>查看 Show</button></form>'
-    )
-    if b is None:
-        return page(root, "抽查比例设置 Ratio planner", chooser + message(err), user, pages)
-    start = b["proposal"] or {t["tier"]: t["bounds"][0] for t in b["tiers"]}
+def _tier_grid(b: dict, start: dict) -> str:
+    """The tiers with their counts, bounds, hit rates and the editable ratio per tier."""
     rows = []
     for t in b["tiers"]:
         iv = t["hit_interval"]
@@ -137,7 +124,7 @@ def planner(root: str, user: str, pages: list[str], agencies: list[dict], b: dic
     rows.append(
         ["合计 Total", "", "", "", "", '<span id="total">—</span>', '<span id="found">—</span>']
     )
-    grid = table(
+    return table(
         [
             "等级 Tier",
             "主体数 Entities",
@@ -149,13 +136,11 @@ def planner(root: str, user: str, pages: list[str], agencies: list[dict], b: dic
         ],
         rows,
     )
-    proposal = (
-        f"<p>建议 Advisor: {esc(', '.join(f'{k}={v}' for k, v in b['proposal'].items()))} "
-        '<button type="button" id="adopt">采用建议 Adopt</button></p>'
-        if b["proposal"]
-        else f"<p class='error'>{esc(b['proposal_note'])}</p>"
-    )
-    plans = (
+
+
+def _plans_table(root: str, plans: list[dict]) -> str:
+    """The department's committed plans, each linked to its draw and verification."""
+    return (
         table(
             ["计划 Plan", "期间 Period", "状态 Status", "承诺哈希 Commitment"],
             [
@@ -165,12 +150,37 @@ def planner(root: str, user: str, pages: list[str], agencies: list[dict], b: dic
                     esc(p["status"]),
                     f"<code>{esc(p['commitment_sha256'])}</code>",
                 ]
-                for p in b["plans"]
+                for p in plans
             ],
         )
-        if b["plans"]
+        if plans
         else "<p>尚无计划 No plans yet</p>"
     )
+
+
+def planner(root: str, user: str, pages: list[str], agencies: list[dict], b: dict | None, err):
+    pick = "".join(
+        f'<option value="{esc(a["id"])}"{" selected" if b and b["agency"]["id"] == a["id"] else ""}>'
+        f"{esc(a['name'])} ({esc(a['id'])})</option>"
+        for a in agencies
+    )
+    chooser = (
+        f'<form method="get" action="{root}/planner" class="noprint">'
+        f'<label>部门 Department <select name="agency">{pick}</select></label>'
+        f'<label>期间 Period <input name="period" value="{esc(b["period"] if b else "")}" '
+        'placeholder="YYYY-MM" size="8"></label><button>查看 Show</button></form>'
+    )
+    if b is None:
+        return page(root, "抽查比例设置 Ratio planner", chooser + message(err), user, pages)
+    start = b["proposal"] or {t["tier"]: t["bounds"][0] for t in b["tiers"]}
+    grid = _tier_grid(b, start)
+    proposal = (
+        f"<p>建议 Advisor: {esc(', '.join(f'{k}={v}' for k, v in b['proposal'].items()))} "
+        '<button type="button" id="adopt">采用建议 Adopt</button></p>'
+        if b["proposal"]
+        else f"<p class='error'>{esc(b['proposal_note'])}</p>"
+    )
+    plans = _plans_table(root, b["plans"])
     body = (
         chooser + f"<p>{esc(b['agency']['name'])} — 依据 {esc(b['run_id'])}（{esc(b['as_of'])}）；"
         f"期间 {esc(b['period'])}；能力 capacity {b['capacity']:,}，其他计划 other plans "

@@ -277,7 +277,6 @@ SIZED = ("scoring", "dags", "bench", "plugins")  # scoring/migrations aside: gen
 # Being split right now: an entry must go once the module or function is within the limits (the
 # test fails on it too), so the list only shrinks.
 KNOWN_OVERSIZE: list[str] = [
-    "plugins/console_pages.py planner",
     "scoring/intake/xlsx.py _sheet_records",
     "scoring/publication/access.py ensure_access_control",
     "scoring/publication/publish.py",
