@@ -14,6 +14,7 @@ import sys
 
 from scoring.cli import (
     check,
+    credentials,
     exchange,
     explain,
     layout,
@@ -31,7 +32,20 @@ from scoring.common.errors import PipelineError
 from scoring.intake.ingest import UnusableFile
 
 # The order of `credit --help`.
-GROUPS = (world, run, check, layout, explain, report, rerun, sample, policy, reads, exchange)
+GROUPS = (
+    world,
+    run,
+    check,
+    layout,
+    explain,
+    report,
+    rerun,
+    sample,
+    policy,
+    reads,
+    exchange,
+    credentials,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

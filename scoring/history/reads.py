@@ -9,7 +9,7 @@ from scoring.history.store import publications, read_log
 
 def registered_reads(conn, agency: str | None = None) -> list[dict]:
     r = read_log.c
-    q = sa.select(r.read_id, r.agency_id, r.db_role, r.channel, r.read_at, r.query)
+    q = sa.select(r.read_id, r.agency_id, r.db_role, r.channel, r.read_at, r.query, r.backend_pid)
     if agency:
         q = q.where(r.agency_id == agency)
     return [dict(x._mapping) for x in conn.execute(q.order_by(r.read_id))]

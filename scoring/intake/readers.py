@@ -224,6 +224,13 @@ def header_fields(text: str) -> list[str]:
         raise UnusableFile("no_header", "the header row cannot be parsed as CSV") from None
 
 
+def one_line_end(text: str) -> str:
+    """A file whose lines end in LF CR (``\\n\\r``, CR LF written the wrong way round) read with
+    one line end per line, not a blank line after each: its header decides."""
+    m = re.search(r"\r\n|\n\r|\n|\r", text[: 1 << 20])
+    return text.replace("\n\r", "\n") if m and m.group() == "\n\r" else text
+
+
 def parse_csv(
     text: str, limits: ReaderLimits = DEFAULT_LIMITS
 ) -> tuple[list[str], pd.DataFrame, list[tuple[int, str, str]]]:
@@ -231,6 +238,7 @@ def parse_csv(
     (line_no, reason, text)). Record numbers count records, header = 1, as a spreadsheet numbers
     rows. Arrow's C++ reader does the work; only a file whose values span lines (a quoted newline,
     or an unterminated quote that swallowed the records after it) is re-read record by record."""
+    text = one_line_end(text)
     header = header_fields(text)
     width = len(header)
     if width > limits.max_columns:

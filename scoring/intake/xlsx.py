@@ -28,6 +28,14 @@ _DATE_CODE = re.compile(r"(?<![\\_])[dmhysDMHYS]")
 _COLUMN = re.compile(r"^([A-Z]{1,3})")
 
 
+# Shared strings against the sheet that uses them: a cell takes at least ~20 bytes of sheet XML
+# (<c r="A1" t="s"><v>0</v></c>), so a sheet of N bytes uses at most N / 20 strings; a real file's
+# strings part is a few times its sheet. Millions of unused strings are refused before parsing.
+SHARED_MIN_CELL_BYTES = 20
+SHARED_FREE = 1024  # strings (and KB of strings) always allowed, whatever the sheet
+SHARED_BYTES_PER_SHEET_BYTE = 16
+
+
 class _Budget:
     """Decompressed bytes read so far, against an absolute limit and a packing ratio."""
 
@@ -35,6 +43,7 @@ class _Budget:
         self.packed = max(packed, 1)
         self.limits = limits
         self.total = 0
+        self.sizes: dict[str, int] = {}  # inflated bytes of each member
         self.cap = max(limits.xlsx_free_bytes, limits.xlsx_bytes_per_cell * limits.max_cells)
 
     def add(self, n: int) -> None:
@@ -66,6 +75,22 @@ def _measure(zf: zipfile.ZipFile, budget: _Budget) -> None:
                 if not block:
                     break
                 budget.add(len(block))
+                budget.sizes[info.filename] = budget.sizes.get(info.filename, 0) + len(block)
+
+
+def _shared_limit(budget: _Budget, sheets: list[str], shared: str) -> int:
+    """How many shared strings the sheets can use; a strings part far larger than its sheets is
+    refused here, before it is parsed."""
+    sheet_bytes = sum(budget.sizes.get(sheet, 0) for sheet in sheets)
+    shared_bytes = budget.sizes.get(shared, 0)
+    allowed = max(SHARED_FREE * 1024, SHARED_BYTES_PER_SHEET_BYTE * sheet_bytes)
+    if shared_bytes > allowed:
+        raise UnusableFile(
+            "too_large",
+            f"XLSX shared strings take {shared_bytes:,} bytes for a sheet of {sheet_bytes:,} "
+            f"bytes (at most {allowed:,}): strings the sheet cannot use",
+        )
+    return sheet_bytes // SHARED_MIN_CELL_BYTES + SHARED_FREE
 
 
 def _parse_part(zf: zipfile.ZipFile, name: str, budget, start, end=None, text=None) -> None:
@@ -158,7 +183,7 @@ def _workbook(zf, budget) -> tuple[list[tuple[str, str]], str | None, str | None
     )
 
 
-def _shared_strings(zf, path, budget, limits) -> list[str]:
+def _shared_strings(zf, path, budget, limits, most: int) -> list[str]:
     strings: list[str] = []
     parts: list[str] = []
     state = {"in_t": False, "in_rph": 0, "len": 0}
@@ -181,6 +206,11 @@ def _shared_strings(zf, path, budget, limits) -> list[str]:
             state["in_rph"] -= 1
         elif local == "si":
             strings.append("".join(parts))
+            if len(strings) > most:
+                raise UnusableFile(
+                    "too_large",
+                    f"XLSX has more than {most:,} shared strings, more than its sheet can use",
+                )
 
     def text(data):
         if state["in_t"]:
@@ -313,7 +343,17 @@ def _read(data: bytes, limits: ReaderLimits, locate=None):
     budget = _Budget(len(data), limits)
     _measure(zf, budget)
     sheets, shared_path, styles_path, date1904 = _workbook(zf, budget)
-    shared = _shared_strings(zf, shared_path, budget, limits) if shared_path else []
+    shared = (
+        _shared_strings(
+            zf,
+            shared_path,
+            budget,
+            limits,
+            _shared_limit(budget, [p for _, p in sheets], shared_path),
+        )
+        if shared_path
+        else []
+    )
     date_styles = _date_styles(zf, styles_path, budget) if styles_path else set()
     fallback = None
     for name, path in sheets:

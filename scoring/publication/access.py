@@ -1,11 +1,14 @@
 """Database-enforced agency scopes on PostgreSQL: one role per agency, row-level security on the
-results, invoker-rights views of the latest published run, and registration of every read
-(the credit plan's query registration and review, 信息查询使用登记和审查制度): the row-security policy itself writes one
-``read_log`` row per statement that touches the results, whatever the path (table, view, join),
-before any row is returned. A read that cannot be registered (a read-only transaction) fails.
+results, views of the latest published run, and registration of every read (the credit plan's
+query registration and review, 信息查询使用登记和审查制度): agencies read only through
+``agency_current`` / ``agency_history`` (and their own views over them), which a security-definer
+function serves with the reader's own rows, after writing one ``read_log`` row per statement
+through a connection of its own, so that no rollback of the reader's undoes it.
 
-Idempotent: safe to run at every publication. SQLite (the embedded default) has no roles; there
-the scope is enforced by what is written to each agency's outbox.
+The policies, views, grants and the registration function are set once by a migration
+(``agency_access_set_once``) and name one group role; a publication only adds what a new agency
+needs (see ``ensure_access_control``). SQLite (the embedded default) has no roles; there the scope
+is enforced by what is written to each agency's outbox.
 """
 
 from __future__ import annotations
@@ -61,98 +64,104 @@ def scope_rows(agencies: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+AGENCY_GROUP = "credit_agency"  # policies and grants name it (set once by migration)
+# An agency session may not hold what it reads open for long, nor run a statement for long: a
+# forgotten transaction ends on its own (the night never waits for it, but vacuum does).
+AGENCY_SETTINGS = {
+    "log_statement": "all",  # every statement of a LOGIN session also reaches the server log
+    "idle_in_transaction_session_timeout": "60s",
+    "statement_timeout": "300s",
+}
+LOCK_TIMEOUT = "5s"  # a night's statement never queues behind anyone's lock for longer
+
+
 def ensure_access_control(conn, agencies: list[dict]) -> None:
-    """Create or refresh roles, grants, policies and views for the registry (PostgreSQL only)."""
+    """Bring the registry's agencies into the access set up by migration (PostgreSQL only): a role
+    per agency in the group the policies name, with its session limits, its scope rows and its
+    own view. Only what is missing is created, so a night that changes nothing takes no lock, and
+    nothing here waits for a lock an agency's session can hold: memberships and role settings are
+    catalogue rows of the server, the scope rows are written with row locks, and a view is created
+    only for a new agency (and dropped only for a removed one)."""
     if conn.dialect.name != "postgresql":
         return
-
-    x = lambda sql: conn.execute(sa.text(sql))  # noqa: E731
-    roles = [role_name(a["id"]) for a in agencies]
-    for r in roles:
-        # Every statement an agency session runs also goes to the server log. Roles are shared by
-        # every database of the server: set only what is missing, so publications running at once
-        # in other databases do not update the same role row ("tuple concurrently updated").
-        x(
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN "
-            f"CREATE ROLE {r} NOLOGIN; END IF; "
-            f"IF NOT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setdatabase = 0 "
-            f"AND s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{r}') "
-            f"AND 'log_statement=all' = ANY (s.setconfig)) THEN ALTER ROLE {r} SET log_statement = 'all'; END IF; END $$"
-        )
-    conn.execute(sa.delete(agency_scope))
-    conn.execute(
-        agency_scope.insert(),
-        scope_rows(agencies).astype(object).where(lambda d: d.notna(), None).to_dict("records"),
-    )
-    x("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC")
-    x("ALTER TABLE entity_results ENABLE ROW LEVEL SECURITY")
-    x("ALTER TABLE agency_scope ENABLE ROW LEVEL SECURITY")
-    x("DROP POLICY IF EXISTS agency_reads_own_scope ON entity_results")
-    x("DROP POLICY IF EXISTS agency_sees_own_scope_rows ON agency_scope")
-    role_list = ", ".join(roles)
-    x(f"""CREATE POLICY agency_sees_own_scope_rows ON agency_scope FOR SELECT TO {role_list}
-          USING (role_name = current_user)""")
-    # Read registration runs with the owner's rights and a fixed search_path (pg_temp last, and
-    # every name schema-qualified, so no temporary table or function can stand in), and takes the
-    # reader from the session: the role it has set (SET ROLE is checked by the server against the
-    # session user's memberships) or the session user. "Once per statement" is looked up in the
-    # log itself (this backend, this statement's start), never in a setting the reader can set.
-    # Agencies cannot write the log except through this function.
-    x("""CREATE OR REPLACE FUNCTION public.credit_register_read() RETURNS boolean
-          LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-          DECLARE
-            reader text := COALESCE(NULLIF(pg_catalog.current_setting('role', true), 'none'), session_user::text);
-          BEGIN
-            IF EXISTS (SELECT 1 FROM public.read_log l WHERE l.backend_pid = pg_catalog.pg_backend_pid()
-                       AND l.statement_at = pg_catalog.statement_timestamp()
-                       AND l.query = pg_catalog.current_query()) THEN
-              RETURN true;
-            END IF;
-            INSERT INTO public.read_log (agency_id, channel, db_role, query, backend_pid, statement_at)
-            VALUES (COALESCE((SELECT s.agency_id FROM public.agency_scope s WHERE s.role_name = reader
-                              ORDER BY s.agency_id LIMIT 1), reader),
-                    'sql', reader, pg_catalog.current_query(), pg_catalog.pg_backend_pid(),
-                    pg_catalog.statement_timestamp());
-            RETURN true;
-          END $fn$""")
-    x("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # no one but the owner defines objects there
-    x("REVOKE ALL ON FUNCTION public.credit_register_read() FROM PUBLIC")
-    x(f"GRANT EXECUTE ON FUNCTION public.credit_register_read() TO {role_list}")
-    x("ALTER TABLE read_log ENABLE ROW LEVEL SECURITY")
-    x("DROP POLICY IF EXISTS agency_registers_own_reads ON read_log")
-    x(f"REVOKE ALL ON read_log FROM {role_list}")
-    x(f"REVOKE ALL ON SEQUENCE read_log_read_id_seq FROM {role_list}")
-    # A row is visible to an agency only if its run was published and the entity is in scope. The
-    # policy registers any statement that examines a row of the results; the views below register
-    # theirs up front (a one-time filter), so a lookup that finds nothing is registered too.
-    x(f"""CREATE POLICY agency_reads_own_scope ON entity_results FOR SELECT TO {role_list} USING (
-          (SELECT public.credit_register_read())
-          AND run_id IN (SELECT r.run_id FROM runs r WHERE r.status = 'published')
-          AND EXISTS (SELECT 1 FROM agency_scope s WHERE s.role_name = current_user
-                      AND entity_results.division_code LIKE s.division_prefix || '%'
-                      AND (s.industry IS NULL OR s.industry = entity_results.industry)))""")
-    cols = ", ".join(f"e.{c}" for c in RESULT_COLUMNS)
-    latest = (
-        "(SELECT r.run_id FROM runs r WHERE r.status = 'published' AND r.kind = 'nightly' "
-        "ORDER BY r.as_of DESC, r.run_id DESC LIMIT 1)"
-    )
-    # Scope is the table's row security (always applied first); the views only choose runs, so
-    # they need no security barrier, and their registration is a one-time filter before any scan.
-    x(
-        "DROP VIEW IF EXISTS agency_current CASCADE"
-    )  # with the per-agency views (and any of a removed agency)
-    x("DROP VIEW IF EXISTS agency_history")
-    x(f"""CREATE VIEW agency_current WITH (security_invoker = true) AS
-          SELECT {cols} FROM entity_results e WHERE (SELECT public.credit_register_read()) AND e.run_id = {latest}""")
-    x(f"""CREATE VIEW agency_history WITH (security_invoker = true) AS
-          SELECT {cols} FROM entity_results e WHERE (SELECT public.credit_register_read())""")
+    x = lambda sql, **kw: conn.execute(sa.text(sql), kw)  # noqa: E731
+    x(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     for a in agencies:
-        r, v = role_name(a["id"]), view_name(a["id"])
-        x(f"""CREATE VIEW {v} WITH (security_invoker = true) AS SELECT * FROM agency_current""")
-        x(f"REVOKE ALL ON {v} FROM PUBLIC")
-        x(f"GRANT SELECT ON {v} TO {r}")
-    x(f"GRANT USAGE ON SCHEMA public TO {role_list}")
-    x(
-        f"GRANT SELECT ON entity_results, agency_current, agency_history, agency_scope TO {role_list}"
+        _ensure_role(conn, role_name(a["id"]))
+    _sync_scope(conn, agencies)
+    existing = set(
+        x(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'v' AND c.relname LIKE 'current\\_%'"
+        ).scalars()
     )
-    x(f"GRANT SELECT (run_id, as_of, status, kind) ON runs TO {role_list}")
+    wanted = {view_name(a["id"]): role_name(a["id"]) for a in agencies}
+    for v in sorted(existing - set(wanted)):  # a removed agency's view
+        x(f"DROP VIEW IF EXISTS {v}")
+    for v, r in sorted(wanted.items()):
+        if v not in existing:
+            x(f"CREATE VIEW {v} WITH (security_invoker = true) AS SELECT * FROM agency_current")
+            x(f"REVOKE ALL ON {v} FROM PUBLIC")
+            x(f"GRANT SELECT ON {v} TO {r}")
+
+
+def _ensure_role(conn, role: str) -> None:
+    """The agency's role, a member of the group, with its session settings. Roles are shared by
+    every database of the server: set only what is missing, so publications running at once in
+    other databases do not update the same role row ("tuple concurrently updated")."""
+    x = lambda sql, **kw: conn.execute(sa.text(sql), kw)  # noqa: E731
+    x(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+        f"CREATE ROLE {role} NOLOGIN; END IF; "
+        "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    )
+    if not x(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_roles r ON r.oid = m.member WHERE g.rolname = :g AND r.rolname = :r",
+        g=AGENCY_GROUP,
+        r=role,
+    ).first():
+        x(f"GRANT {AGENCY_GROUP} TO {role}")
+    have = set(
+        x(
+            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_roles r "
+            "ON r.oid = s.setrole WHERE s.setdatabase = 0 AND r.rolname = :r",
+            r=role,
+        ).scalars()
+    )
+    for key, value in AGENCY_SETTINGS.items():
+        if f"{key}={value}" not in have:
+            x(f"ALTER ROLE {role} SET {key} = '{value}'")
+
+
+def _sync_scope(conn, agencies: list[dict]) -> None:
+    """The scope table as the registry says, rewritten only when it differs."""
+    want = scope_rows(agencies).astype(object).where(lambda d: d.notna(), None).to_dict("records")
+    key = lambda r: (r["agency_id"], r["role_name"], r["division_prefix"], r["industry"] or "")  # noqa: E731
+    have = [dict(r._mapping) for r in conn.execute(sa.select(agency_scope))]
+    if sorted(map(key, have)) == sorted(map(key, want)):
+        return
+    conn.execute(sa.delete(agency_scope))
+    conn.execute(agency_scope.insert(), want)
+
+
+def issue_credentials(conn, agency_id: str, agencies: list[dict]) -> dict:
+    """A new password for an agency's LOGIN role (the old one stops working). The agency then
+    connects as itself, so the role's settings apply to its session: the timeouts, and every
+    statement in the server log, the record of last resort beside ``read_log``."""
+    import secrets
+
+    if conn.dialect.name != "postgresql":
+        raise ValueError("credentials are issued on PostgreSQL only (SQLite has no roles)")
+    if agency_id not in {a["id"] for a in agencies}:
+        raise ValueError(f"no agency {agency_id!r} in the registry")
+    ensure_access_control(conn, agencies)
+    role = role_name(agency_id)
+    password = secrets.token_urlsafe(24)  # a secret, not an output: no seed wanted
+    conn.execute(sa.text(f"ALTER ROLE {role} LOGIN PASSWORD '{password}'"))
+    return {"agency_id": agency_id, "role": role, "password": password}
+
+
+def revoke_credentials(conn, agency_id: str) -> None:
+    """The agency's role can no longer log in (its reads through other sessions are unchanged)."""
+    conn.execute(sa.text(f"ALTER ROLE {role_name(agency_id)} NOLOGIN PASSWORD NULL"))

@@ -104,31 +104,11 @@ def validate_staged(
     new content, `corrections`) supersede the earlier ones by key: they are not duplicates."""
     stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
     out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
-    empty = pd.Series([], dtype="string")
     if len(stored_rec):  # the latest stored version of each record
         stored_rec = stored_rec.drop_duplicates("record_key", keep="last")
-
     if len(stg_ent):
         stg_ent["seen_before"] = False
-        say(f"gate: validating {len(stg_ent):,} register rows (suite stg_entity)")
-        out.validations["entities"] = quality.validate_table(
-            gx_ctx, "stg_entity", stg_ent, cat, as_of, run_id, with_docs=True
-        )
-        out.reasons["entities"] = out.validations["entities"].reasons
-    else:
-        out.reasons["entities"] = empty
-    acc_ent = out.accepted("entities")
-    reg = pd.concat(
-        [
-            stored_ent[["uscc", "registered_date"]]
-            if len(stored_ent)
-            else pd.DataFrame(columns=["uscc", "registered_date"]),
-            acc_ent[["uscc", "registered_date"]]
-            if len(acc_ent)
-            else pd.DataFrame(columns=["uscc", "registered_date"]),
-        ],
-        ignore_index=True,
-    ).drop_duplicates("uscc", keep="last")
+    _validate(out, "entities", "stg_entity", "register", stg_ent, gx_ctx, cat, as_of, run_id, say)
     if len(stg_rec):
         simple = (
             (stg_rec["grade"] == SIMPLIFIED).fillna(False).to_numpy(dtype=bool)
@@ -138,42 +118,11 @@ def validate_staged(
         out.excluded = stg_rec[simple].assign(reason=SIMPLIFIED_REASON).reset_index(drop=True)
         stg_rec = stg_rec[~simple].reset_index(drop=True)
     if len(stg_rec):
-        stg_rec["record_key"] = record_key(stg_rec)
-        # Seen before = the same record saying the same thing (a resend). A re-delivery that changes
-        # it (item, grade, dates, a listing's removal) is a new version from its knowledge date.
-        stg_rec["content_sha"] = record_content_hash(stg_rec)
-        stg_rec["seen_before"] = False
-        if len(stored_rec):
-            same = (
-                stored_rec.set_index("record_key")["content_sha"]
-                if "content_sha" in stored_rec
-                else pd.Series(np.nan, index=stored_rec["record_key"])
-            )
-            prior = pd.Series(
-                same.reindex(stg_rec["record_key"].to_numpy()).to_numpy(), index=stg_rec.index
-            )
-            # (batches stored before content hashes existed: a resend is judged by its key alone)
-            stg_rec["seen_before"] = (
-                stg_rec["record_key"].isin(same.index)
-                & (prior.isna() | (prior == stg_rec["content_sha"]))
-            ).astype(bool)
-        stg_rec["seen_before"] &= ~stg_rec["source_file"].isin(corrections)
-        reg_map = (
-            reg.set_index("uscc")["registered_date"]
-            if len(reg)
-            else pd.Series(dtype="datetime64[s]")
+        stg_rec = _mark_seen_before(stg_rec, stored_rec, corrections)
+        stg_rec["registered_date"] = registered_dates(
+            stg_rec["uscc"], [stored_ent, out.accepted("entities")]
         )
-        stg_rec["registered_date"] = pd.to_datetime(stg_rec["uscc"].map(reg_map)).astype(
-            "datetime64[s]"
-        )
-        say(f"gate: validating {len(stg_rec):,} record rows (suite stg_record)")
-        out.validations["records"] = quality.validate_table(
-            gx_ctx, "stg_record", stg_rec, cat, as_of, run_id, with_docs=True
-        )
-        out.reasons["records"] = out.validations["records"].reasons
-    else:
-        out.reasons["records"] = empty
-
+    _validate(out, "records", "stg_record", "record", stg_rec, gx_ctx, cat, as_of, run_id, say)
     if len(stg_chg):
         ref_cols = [
             "record_key",
@@ -191,15 +140,77 @@ def validate_staged(
         ).drop_duplicates("record_key", keep="last")
         stg_chg = annotate_changes(stg_chg, known, cat, stored_changes)
         stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)
-        say(f"gate: validating {len(stg_chg):,} change rows (suite stg_change)")
-        out.validations["changes"] = quality.validate_table(
-            gx_ctx, "stg_change", stg_chg, cat, as_of, run_id, with_docs=True
-        )
-        out.reasons["changes"] = out.validations["changes"].reasons
-    else:
-        out.reasons["changes"] = empty
+    _validate(out, "changes", "stg_change", "change", stg_chg, gx_ctx, cat, as_of, run_id, say)
     out.records, out.entities, out.changes = stg_rec, stg_ent, stg_chg
     return out
+
+
+def _validate(out: StagedVerdicts, table, suite, what, frame, gx_ctx, cat, as_of, run_id, say):
+    """One staged table through its suite (nothing to validate: no reasons)."""
+    if not len(frame):
+        out.reasons[table] = pd.Series([], dtype="string")
+        return
+    say(f"gate: validating {len(frame):,} {what} rows (suite {suite})")
+    out.validations[table] = quality.validate_table(
+        gx_ctx, suite, frame, cat, as_of, run_id, with_docs=True
+    )
+    out.reasons[table] = out.validations[table].reasons
+
+
+def _mark_seen_before(stg_rec: pd.DataFrame, stored_rec: pd.DataFrame, corrections) -> pd.DataFrame:
+    """Keys and content hashes, and whether each row was seen before: the same record saying the
+    same thing (a resend). A re-delivery that changes it (item, grade, dates, a listing's removal)
+    is a new version from its knowledge date."""
+    stg_rec["record_key"] = record_key(stg_rec)
+    stg_rec["content_sha"] = record_content_hash(stg_rec)
+    stg_rec["seen_before"] = False
+    if len(stored_rec):
+        same = (
+            stored_rec.set_index("record_key")["content_sha"]
+            if "content_sha" in stored_rec
+            else pd.Series(np.nan, index=stored_rec["record_key"])
+        )
+        prior = pd.Series(
+            same.reindex(stg_rec["record_key"].to_numpy()).to_numpy(), index=stg_rec.index
+        )
+        # (batches stored before content hashes existed: a resend is judged by its key alone)
+        stg_rec["seen_before"] = (
+            stg_rec["record_key"].isin(same.index)
+            & (prior.isna() | (prior == stg_rec["content_sha"]))
+        ).astype(bool)
+    stg_rec["seen_before"] &= ~stg_rec["source_file"].isin(corrections)
+    return stg_rec
+
+
+def registered_dates(usccs: pd.Series, registers: list[pd.DataFrame]) -> pd.Series:
+    """Each USCC's registration date (``datetime64[s]``, NaT where unknown) from the registers
+    given, later ones winning. Any of them may be empty, lack the columns, or hold dates of any
+    type or none that parse (a damaged register file): what does not parse is unknown, never an
+    error. A record whose entity has no known date is judged by the suite, not here."""
+    parts = []
+    for reg in registers:
+        if reg is None or not len(reg) or not {"uscc", "registered_date"} <= set(reg.columns):
+            continue
+        dates = reg["registered_date"]
+        if isinstance(dates.dtype, pd.DatetimeTZDtype):
+            dates = dates.dt.tz_localize(None)
+        elif not pd.api.types.is_datetime64_any_dtype(dates):
+            dates = pd.to_datetime(dates.astype("string"), errors="coerce", format="mixed")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "uscc": reg["uscc"].astype("string").to_numpy(),
+                    "registered_date": dates.astype("datetime64[s]").to_numpy(),
+                }
+            )
+        )
+    out = pd.Series(pd.NaT, index=usccs.index, dtype="datetime64[s]")
+    if not parts:
+        return out
+    reg = pd.concat(parts, ignore_index=True).dropna(subset=["uscc"])
+    reg = reg.drop_duplicates("uscc", keep="last").set_index("uscc")["registered_date"]
+    found = reg.reindex(usccs.astype("string").to_numpy())
+    return pd.Series(found.to_numpy(dtype="datetime64[s]"), index=usccs.index)
 
 
 def build_quarantine(
@@ -268,81 +279,37 @@ def reconcile_files(
     return files
 
 
+HISTORY_COLUMNS = ["path", "provider", "feed", "delivered_on", "status", "received"]
+
+
+def _count(value) -> int:
+    """A row count from a files row: missing, NaN or not a number counts as 0."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(n) if np.isfinite(n) else 0
+
+
 def decide_gates(
     files: pd.DataFrame, history: pd.DataFrame, verdicts: StagedVerdicts, cat: Catalogue, as_of
 ) -> list[GateResult]:
-    """Every gate of the night, per file and per feed; the hard ones that fail stop the run."""
+    """Every gate of the night, per file and per feed; the hard ones that fail stop the run. Any
+    input may be empty or hold a file whose every row was refused: the gates then decide (a share
+    of 100 %, a feed not delivered), they never fail to."""
+    history = (
+        history.reindex(columns=sorted(set(history.columns) | set(HISTORY_COLUMNS)))
+        if history is not None
+        else pd.DataFrame(columns=HISTORY_COLUMNS)
+    )
+    files = files.reindex(
+        columns=sorted(set(files.columns) | {"path", "status"} | set(HISTORY_COLUMNS))
+    )
     gates: list[GateResult] = []
     for f in files.itertuples():
         if f.status == "rejected":
             continue
-        excluded = int(getattr(f, "excluded", 0) or 0)  # repeats of an earlier delivery
-        simplified = int(
-            getattr(f, "simplified", 0) or 0
-        )  # not public credit information (Art. 18)
-        balanced = f.received == f.accepted + f.quarantined + excluded + simplified
-        gates.append(
-            GateResult(
-                "reconciliation",
-                f.path,
-                True,
-                balanced,
-                observed=f"{f.received}={f.accepted}+{f.quarantined}+{excluded}+{simplified}",
-                threshold="received = accepted + quarantined + excluded (repeats) "
-                "+ simplified procedure",
-                message="" if balanced else "rows unaccounted for",
-            )
-        )
-        if simplified:  # counted and reported, never a bad row
-            gates.append(
-                GateResult(
-                    "excluded_simplified_procedure",
-                    f.path,
-                    False,
-                    True,
-                    observed=str(simplified),
-                    threshold="not public credit information",
-                    message=SIMPLIFIED_REASON,
-                )
-            )
-        if f.status == "same_content":
-            continue  # a repeat of a delivery already judged: nothing else to gate
-        note = f.message if isinstance(f.message, str) else ""
-        missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
-        gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
-        gates.append(
-            gate_quarantine_share(
-                f.path,
-                f.received - excluded - simplified,
-                f.quarantined,
-                float(cat.gates["max_quarantine_share"]),
-                int(cat.gates.get("min_rows_for_share_gate", 0)),
-            )
-        )
-        if note.startswith("correction of") and "path" in history:
-            # A correction is judged against the file it replaces, not against the feed's daily
-            # size (a corrected history load is as large as the load).
-            hist = history[
-                (history["path"] == f.path) & (history["status"] == "stored")
-            ].sort_values("delivered_on")
-            gates.append(
-                gate_row_count(
-                    f.path,
-                    int(f.received),
-                    hist["received"].tolist()[-1:],
-                    cat.gates,
-                    min_history=1,
-                )
-            )
-        else:
-            hist = history[
-                (history["provider"] == f.provider)
-                & (history["feed"] == f.feed)
-                & (history["status"] == "stored")
-            ].sort_values("delivered_on")
-            gates.append(
-                gate_row_count(f.path, int(f.received), hist["received"].tolist(), cat.gates)
-            )
+        gates += _file_gates(f, history, cat)
     delivered = pd.concat(
         [
             history[history["status"].isin(["stored", "same_content"])][
@@ -368,6 +335,69 @@ def decide_gates(
                     message="" if v.success else "an expectation raised an error",
                 )
             )
+    return gates
+
+
+def _file_gates(f, history: pd.DataFrame, cat: Catalogue) -> list[GateResult]:
+    """One file's gates: reconciliation, schema, quarantine share, row count."""
+    received, accepted, quarantined = (
+        _count(getattr(f, c, 0)) for c in ("received", "accepted", "quarantined")
+    )
+    excluded = _count(getattr(f, "excluded", 0))  # repeats of an earlier delivery
+    simplified = _count(getattr(f, "simplified", 0))  # not public credit information (Art. 18)
+    balanced = received == accepted + quarantined + excluded + simplified
+    gates = [
+        GateResult(
+            "reconciliation",
+            f.path,
+            True,
+            balanced,
+            observed=f"{received}={accepted}+{quarantined}+{excluded}+{simplified}",
+            threshold="received = accepted + quarantined + excluded (repeats) "
+            "+ simplified procedure",
+            message="" if balanced else "rows unaccounted for",
+        )
+    ]
+    if simplified:  # counted and reported, never a bad row
+        gates.append(
+            GateResult(
+                "excluded_simplified_procedure",
+                f.path,
+                False,
+                True,
+                observed=str(simplified),
+                threshold="not public credit information",
+                message=SIMPLIFIED_REASON,
+            )
+        )
+    if f.status == "same_content":
+        return gates  # a repeat of a delivery already judged: nothing else to gate
+    note = f.message if isinstance(getattr(f, "message", None), str) else ""
+    missing = note.removeprefix(MISSING_COLUMNS) if note.startswith(MISSING_COLUMNS) else ""
+    gates.append(gate_schema(f.path, [m for m in missing.split(",") if m]))
+    gates.append(
+        gate_quarantine_share(
+            f.path,
+            received - excluded - simplified,
+            quarantined,
+            float(cat.gates["max_quarantine_share"]),
+            int(cat.gates.get("min_rows_for_share_gate", 0)),
+        )
+    )
+    stored = history[history["status"] == "stored"]
+    if note.startswith("correction of"):
+        # A correction is judged against the file it replaces, not against the feed's daily size
+        # (a corrected history load is as large as the load).
+        hist = stored[stored["path"] == f.path].sort_values("delivered_on")
+        counts = [_count(v) for v in hist["received"]][-1:]
+        gates.append(gate_row_count(f.path, received, counts, cat.gates, min_history=1))
+    else:
+        hist = stored[(stored["provider"] == f.provider) & (stored["feed"] == f.feed)].sort_values(
+            "delivered_on"
+        )
+        gates.append(
+            gate_row_count(f.path, received, [_count(v) for v in hist["received"]], cat.gates)
+        )
     return gates
 
 

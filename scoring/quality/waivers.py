@@ -64,7 +64,9 @@ def from_dicts(items) -> tuple[Waiver, ...]:
 
 def apply_waivers(gates: list, waivers: tuple[Waiver, ...]) -> tuple[list, list[dict]]:
     """Split failed hard gates into (still failing, waived). Returns the failing gates and, per
-    waiver, what it covered this run (an unused waiver is recorded as covering nothing)."""
+    waiver, what it covered this run. A waiver is for a gate that failed: one that covers no
+    failed gate is recorded as covering nothing and stops the run like a failed gate of its own
+    (an approval of nothing is a mistake to correct, not a permission to keep)."""
     failing, used = [], {w: [] for w in waivers}
     for g in gates:
         if not (g.hard and not g.passed):
@@ -76,4 +78,21 @@ def apply_waivers(gates: list, waivers: tuple[Waiver, ...]) -> tuple[list, list[
             used[w].append(g.scope)
             g.waiver = f"WAIVED by {w.approver}: {w.reason}"
     record = [{**w.as_dict(), "covered": sorted(scopes)} for w, scopes in used.items()]
+    for w, scopes in used.items():
+        if not scopes:
+            failing.append(_unused(w))
     return failing, record
+
+
+def _unused(w: Waiver):
+    from scoring.quality.validate import GateResult
+
+    return GateResult(
+        "waiver",
+        w.label(),
+        True,
+        False,
+        observed="covers no failed gate",
+        threshold="a waiver is for a gate that failed",
+        message=f"waiver {w.label()} covers no failed gate: run again without it",
+    )

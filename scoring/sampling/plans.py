@@ -45,6 +45,7 @@ from scoring.sampling.rules import (
     capacity_for,
     check_agency,
     check_ratios,
+    check_task,
     load_register,
     parse_ratios,
     period_days,
@@ -93,6 +94,7 @@ def commit_plan(
     """Commit a department's plan for a period on the latest publication; nothing is drawn yet."""
     reg = registry(agencies_path)
     agency = check_agency(agency_id, reg)
+    task = check_task(task)
     ratios = parse_ratios(ratios)
     register = load_register(inspectors_path, agency_id)
     if len(register) < 2:

@@ -117,7 +117,7 @@ def publish_plan(
         .to_csv(index=False, lineterminator="\r\n")
         .encode("utf-8-sig"),
     }
-    write_outbox(folder, files)
+    write_outbox(folder, files, home=store.home)
     _write_agency_copy(store, current, current_targets, files["plan.json"])
     return {name: folder / name for name in files}
 
@@ -182,4 +182,5 @@ def _write_agency_copy(
                 "utf-8-sig"
             ),
         },
+        home=store.home,
     )

@@ -10,6 +10,7 @@ plan must pass before anything is drawn. Every refusal is one line that names wh
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 
 import pandas as pd
@@ -50,6 +51,8 @@ def parse_ratios(value) -> dict[str, str]:
     for tier, v in pairs:
         if tier not in TIERS:
             raise SamplingRefused(f"unknown tier {tier!r} in the ratios (tiers are A, B, C, D)")
+        if tier in out:  # "A=0.9,A=0.03" must not quietly mean the last one
+            raise SamplingRefused(f"tier {tier} is given twice in the ratios: give each once")
         if isinstance(v, bool):
             raise SamplingRefused(f"ratio for tier {tier} is not a number: {v!r}")
         try:
@@ -58,7 +61,7 @@ def parse_ratios(value) -> dict[str, str]:
             raise SamplingRefused(f"ratio for tier {tier} is not a number: {v!r}") from None
         if not d.is_finite() or not 0 <= d <= 1:
             raise SamplingRefused(f"ratio for tier {tier} is {v!r}, outside 0..1")
-        out[tier] = format(d.normalize(), "f")
+        out[tier] = format(d.normalize() + 0, "f")  # + 0: "-0" and "-0.0" are "0"
     missing = [t for t in TIERS if t not in out]
     if missing:
         raise SamplingRefused(
@@ -67,8 +70,24 @@ def parse_ratios(value) -> dict[str, str]:
     return {t: out[t] for t in TIERS}
 
 
+TASK_NAME = re.compile(r"[\w.-]{1,64}")  # a file-name part: no separators, newlines or spaces
+PERIOD = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])")  # a calendar month of this century
+
+
+def check_task(task) -> str:
+    """A plan's task name, which names its files: letters, digits, '_', '.', '-' only, not only
+    dots, at most 64 characters."""
+    if not isinstance(task, str) or not TASK_NAME.fullmatch(task) or not task.strip("."):
+        raise SamplingRefused(
+            f"bad task name {str(task)[:40]!r}: use letters, digits, '_', '.', '-' (at most 64)"
+        )
+    return task
+
+
 def period_days(period: str) -> tuple[dt.date, dt.date]:
     """First and last day of a period 'YYYY-MM'."""
+    if not isinstance(period, str) or not PERIOD.fullmatch(period):
+        raise SamplingRefused(f"bad period {str(period)[:20]!r}: use YYYY-MM (2000-01..2099-12)")
     try:
         first = dt.date.fromisoformat(f"{period}-01")
     except (TypeError, ValueError):

@@ -190,13 +190,12 @@ def _catalogue(conn) -> dict:
 
 AGENCY_READS = {
     "hrb-samr": [
-        "select run_id, uscc from entity_results",
         "select run_id, uscc from agency_current",
         "select run_id, uscc from agency_history",
         "select run_id, uscc from current_hrb_samr",
     ],
     "hlj-eco": [
-        "select run_id, uscc from entity_results",
+        "select run_id, uscc from agency_history",
         "select run_id, uscc from current_hlj_eco",
     ],
     "lindian-samr": [
@@ -234,7 +233,8 @@ def _expected_scope(agency: dict, n: int) -> list[tuple]:
 
 @pg
 def test_upgrading_a_database_in_use_keeps_rows_buckets_and_every_agencys_reads(pg_url):
-    from scoring.publication.access import ensure_access_control
+    from legacy_access import access_as_of_0006
+
     from scoring.publication.publish import load_agencies
 
     n = 500
@@ -263,7 +263,7 @@ def test_upgrading_a_database_in_use_keeps_rows_buckets_and_every_agencys_reads(
             ),
             _rows(n),
         )
-        ensure_access_control(c, agencies)
+        access_as_of_0006(c, agencies)
     with eng.connect() as c:
         before_rows, before_cat = _stored(c, bucket=False), _catalogue(c)
     before_reads = _agency_reads(pg_url)
@@ -274,7 +274,7 @@ def test_upgrading_a_database_in_use_keeps_rows_buckets_and_every_agencys_reads(
         and before_cat["rls"][0][0]
     )
 
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "0007")
     with eng.connect() as c:
         after_rows, after_cat = _stored(c), _catalogue(c)
         partitioned = c.execute(
@@ -320,4 +320,14 @@ def test_upgrading_a_database_in_use_keeps_rows_buckets_and_every_agencys_reads(
     assert kind == "r" and "part_bucket" not in columns
     pd.testing.assert_frame_equal(down_rows, before_rows)
     assert down_cat == before_cat
+    assert _agency_reads(pg_url) == before_reads
+    # Up to the newest: access set once by migration (the agencies' own views by the next
+    # publication), the same reads through the views.
+    from scoring.publication.access import ensure_access_control
+
+    command.upgrade(cfg, "head")
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        ensure_access_control(c, agencies)
+    eng.dispose()
     assert _agency_reads(pg_url) == before_reads

@@ -182,7 +182,9 @@ def test_nothing_outside_the_landing_folder_is_read(corpus, hostile_night):
 
 
 def _json_strings(doc):
-    """Every value of a JSON document except content hashes (hex digits are not identifiers)."""
+    """Every value of a JSON document except content hashes (hex digits are not identifiers).
+    Values are joined with '|', which no number is written across (a space or a dot would join
+    one value's digits to the next's)."""
     import re
 
     if isinstance(doc, dict):
@@ -207,14 +209,16 @@ def test_no_identifier_is_published_in_free_text(hostile_night):
     for path in files:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
-            text = " ".join(df[c].astype(str).str.cat(sep=" ") for c in df.columns if c != "uscc")
+            text = " | ".join(
+                df[c].astype(str).str.cat(sep=" | ") for c in df.columns if c != "uscc"
+            )
         elif path.suffix == ".csv":
             enc = "gb18030" if path.read_bytes()[:3] != b"\xef\xbb\xbf" else "utf-8-sig"
             df = pd.read_csv(path, dtype=str, encoding=enc, keep_default_na=False)
-            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c not in USCC_HEADERS)
+            text = " | ".join(df[c].str.cat(sep=" | ") for c in df.columns if c not in USCC_HEADERS)
         elif path.suffix == ".xlsx":
             df = pd.read_excel(path, dtype=str).fillna("")
-            text = " ".join(df[c].str.cat(sep=" ") for c in df.columns if c not in USCC_HEADERS)
+            text = " | ".join(df[c].str.cat(sep=" | ") for c in df.columns if c not in USCC_HEADERS)
         elif path.suffix == ".json":
             # Values kept apart: three adjacent counts ("198", "2195", "1779") are not a phone.
             text = " | ".join(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
@@ -227,3 +231,100 @@ def test_no_identifier_is_published_in_free_text(hostile_night):
     )
     assert hlj["name"].str.contains("********5018", regex=False).any()
     assert hlj["name"].str.contains("138****5678", regex=False).any()
+
+
+def _xlsx(rows: int, strings: int, used: int | None = None) -> bytes:
+    """A minimal workbook: `rows` rows of two shared-string cells, and `strings` shared strings of
+    which the sheet uses the first `used`."""
+    import io
+    import zipfile
+
+    used = 2 * rows if used is None else used
+    cells = "".join(
+        f'<row r="{r + 1}"><c r="A{r + 1}" t="s"><v>{(2 * r) % used}</v></c>'
+        f'<c r="B{r + 1}" t="s"><v>{(2 * r + 1) % used}</v></c></row>'
+        for r in range(rows)
+    )
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    parts = {
+        "_rels/.rels": f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook {ns} xmlns:r="{rel}"><sheets><sheet name="s" sheetId="1" r:id="r1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="r2" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": f"<worksheet {ns}><sheetData>{cells}</sheetData></worksheet>",
+        "xl/sharedStrings.xml": f"<sst {ns}>"
+        + "".join(f"<si><t>s{i}</t></si>" for i in range(strings))
+        + "</sst>",
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in parts.items():
+            z.writestr(name, text)
+    return out.getvalue()
+
+
+def test_unused_shared_strings_are_refused_before_they_are_parsed():
+    import time
+
+    from scoring.intake.xlsx import read_xlsx
+
+    header, records = read_xlsx(_xlsx(50, 100))[:2]
+    assert header == ["s0", "s1"] and len(records) == 49  # a normal file reads
+    bomb = _xlsx(50, 600_000, used=100)
+    start = time.monotonic()
+    with pytest.raises(UnusableFile, match="shared strings") as info:
+        read_xlsx(bomb)
+    assert info.value.code == "too_large" and time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        # "billion laughs": nine levels of ten aliases each
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n"
+                for i in range(8)
+            ),
+            "expands to more than",
+        ),
+        ("k: &k [1]\n" + "".join(f"k{i}: *k\n" for i in range(200)), "aliases"),
+        ("a: [" * 5000 + "]" * 5000, "not a YAML document"),
+        ("a: b\n\xff\xfe", "not a YAML document"),
+    ],
+    ids=["billion-laughs", "many-aliases", "deep-nesting", "not-utf8"],
+)
+def test_configuration_yaml_is_read_within_limits(tmp_path, text, match):
+    from scoring.common.config import load_document
+
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(
+        text.encode("utf-8", errors="surrogateescape")
+        if "\xff" not in text
+        else text.encode("latin-1")
+    )
+    with pytest.raises(ValueError, match=match):
+        load_document(path)
+
+
+def test_an_oversized_configuration_file_is_refused_unread(tmp_path):
+    from scoring.common import config
+
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"a: " + b"x" * (config.MAX_DOCUMENT_BYTES + 10))
+    with pytest.raises(ValueError, match="larger than"):
+        config.load_document(path)
+
+
+def test_lf_cr_line_ends_are_one_line_end_each(corpus):
+    """A file written with LF CR (the wrong way round) reads as the same rows, no blank ones."""
+    from scoring.intake import ingest
+
+    data = (corpus["landing"] / "samr" / "20260331_penalty.csv").read_bytes()
+    lf = data.replace(b"\r\n", b"\n")
+    lf_cr = lf.replace(b"\n", b"\n\r")
+    plain = ingest.read_bytes(lf, "20260331_penalty.csv", "samr")
+    swapped = ingest.read_bytes(lf_cr, "20260331_penalty.csv", "samr")
+    assert swapped.received == plain.received > 0
+    assert len(swapped.bad_rows) == len(plain.bad_rows) == 0
