@@ -248,11 +248,16 @@ def evaluate_partitions(
     processes (default CREDIT_WORKERS, else one per core). Any order gives the same pieces.
     ``after`` (a top-level function, run in the worker) writes ``after_pieces`` of its own.
     Returns the largest worker process's peak memory in GB (0 when evaluated in this process)."""
+    import multiprocessing as mp
+
     missing = missing_partitions(plan, folder, after_pieces)
     workers = min(
         len(missing), int(workers or os.environ.get("CREDIT_WORKERS") or os.cpu_count() or 1)
     )
-    if workers <= 1:
+    # A daemonic process (a Celery pool child, and the task it runs) may not have children: there
+    # the missing pieces are evaluated here, one after another (the orchestrator's own mapped
+    # tasks are what spread a night over workers).
+    if workers <= 1 or mp.current_process().daemon:
         for p in missing:
             out = evaluate_partition(store, plan, p, catalogue, policy, folder, run_name)
             if after is not None:
@@ -261,7 +266,6 @@ def evaluate_partitions(
                 f"partition {p + 1}/{plan['partitions']}: {out['entities']:,} entities, {out['records']:,} records"
             )
         return 0.0
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     peak = 0.0

@@ -157,3 +157,31 @@ def test_a_partition_that_breaks_the_entity_score_contract_stops_the_night(tmp_p
         row = run_row(conn, ctx.run_id)
     assert row["status"] == "failed" and row["output_sha256"] is None
     assert not (store.run_dir(ctx.run_id) / "entity_score.parquet").exists()
+
+
+def _score_in_daemon(ctx, out) -> None:
+    out.put(pipeline.score(ctx)["output_sha256"])
+
+
+def test_score_in_a_daemonic_worker_evaluates_the_missing_pieces_itself(tmp_path, monkeypatch):
+    # A Celery pool child is daemonic and may not start a process pool: a retried score there
+    # (its worker killed mid-night) evaluates what is missing in its own process.
+    import multiprocessing as mp
+
+    monkeypatch.setenv("CREDIT_WORKERS", "2")
+    ent, rec = bench.synthetic_province(400, 4_000)
+    first = _night(tmp_path, 4, ent, rec)
+    home = tmp_path / "k4"
+    ctx = pipeline.RunContext(as_of="2026-06-30", landing=home, home=home, partitions=4)
+    store = Store.open(f"sqlite:///{home}/credit.db", home)
+    with store.engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.run_id == ctx.run_id).values(status="running"))
+    pipeline.plan_partitions(ctx)
+    pipeline.evaluate_partition(ctx, 1)  # one piece done by a mapped task; three missing
+    fork = mp.get_context("fork")
+    out = fork.Queue()
+    child = fork.Process(target=_score_in_daemon, args=(ctx, out), daemon=True)
+    child.start()
+    child.join(300)
+    assert child.exitcode == 0
+    assert out.get(timeout=5) == first["out"]["output_sha256"]
