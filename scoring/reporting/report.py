@@ -212,19 +212,25 @@ def provider_feedback(
     if files.empty:
         return pd.DataFrame()
     f = files[files["status"] != "rejected"]
-    g = f.groupby("provider").agg(
-        files=("path", "size"),
-        received=("received", "sum"),
-        accepted=("accepted", "sum"),
-        quarantined=("quarantined", "sum"),
+    counts = ["received", "accepted", "quarantined"]
+    # Every provider that delivered, those whose only files were rejected included (counted 0).
+    g = (
+        f.assign(files=1)[["provider", "files", *counts]]
+        .astype({c: "int64" for c in ("files", *counts)})
+        .groupby("provider")
+        .sum()
+        .reindex(sorted(files["provider"].unique()), fill_value=0)
+        .rename_axis("provider")
     )
+    received = g["received"].where(g["received"] > 0).astype("float64")
     uscc_err = quar[quar["reasons"].str.contains("invalid_uscc")].groupby("provider").size()
-    g["compliance"] = (g["accepted"] / g["received"]).round(4)
+    g["compliance"] = (g["accepted"] / received).round(4)
     g["compliance_ok"] = g["compliance"] >= float(catalogue.gates["compliance_target"])
-    g["uscc_error_per_10k"] = (g.index.map(uscc_err).fillna(0) / g["received"] * 10_000).round(2)
+    errors = uscc_err.reindex(g.index, fill_value=0).astype("float64")
+    g["uscc_error_per_10k"] = (errors / received * 10_000).round(2)
     g["uscc_ok"] = g["uscc_error_per_10k"] <= float(catalogue.gates["uscc_error_target_per_10k"])
     rejected = files[files["status"] == "rejected"].groupby("provider").size()
-    g["rejected_files"] = g.index.map(rejected).fillna(0).astype(int)
+    g["rejected_files"] = rejected.reindex(g.index, fill_value=0).astype("int64")
     if staged is not None and len(staged):
         feed_of = files.set_index("path")["feed"]
         lag = (
