@@ -8,9 +8,9 @@ import datetime as dt
 import functools
 from decimal import Decimal
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, BaseNotifier
 
-from scoring.common.alerts import on_failure
+from scoring.common import alerts
 from scoring.common.config import CONFIG_DIR, load_document
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
@@ -19,33 +19,64 @@ START = dt.datetime(2026, 1, 1, tzinfo=SHANGHAI)  # bounds manual and test runs 
 PUBLISHED = Asset(name="public_credit_published", uri="credit://public-credit/published")
 
 
+class NightAlert(BaseNotifier):
+    """One alert per failed night, from the step that failed (its final try): night, run_id,
+    step, reason_code, message, report_url, to CREDIT_ALERT_WEBHOOK and the log. The last task's
+    failure because an earlier step failed is that step's alert already, not another."""
+
+    def notify(self, context):
+        exc = context.get("exception")
+        if exc is not None and alerts.is_consequence(exc):
+            return
+        night = None
+        try:  # the night's run context, when prepare made one
+            from scoring.pipeline import RunContext, night_facts
+
+            ctx_json = context["ti"].xcom_pull(task_ids="prepare")
+            night = night_facts(RunContext.from_json(ctx_json)) if ctx_json else None
+        except Exception as err:  # an alert must go out whatever its details cost
+            alerts.log.warning("alert without the night's run context: %s", err)
+        alerts.notify(alerts.night_event(context, night))
+
+
+class RunAlert(BaseNotifier):
+    """A DAG run that failed with no task failing (a run timeout): a task failure alerted already."""
+
+    def notify(self, context):
+        if context.get("reason") != "task_failure":
+            alerts.notify(alerts.night_event(context, None))
+
+
 def default_args(retries: int, retry_delay: dt.timedelta, timeout: dt.timedelta, **more) -> dict:
-    """Every task retried (transient failures only: deterministic ones fail fast), bounded in
-    time, and alerting on failure."""
+    """Every task retried (transient failures only: the rest fail fast), bounded in time, and
+    alerting once on its final failure."""
     return {
         "owner": "public-credit-agency",
         "retries": retries,
         "retry_delay": retry_delay,
         "execution_timeout": timeout,
-        "on_failure_callback": on_failure,
+        "on_failure_callback": [NightAlert()],
         **more,
     }
 
 
 def fail_fast(fn):
-    """The same input fails the same way: a PipelineError or ValueError (a failed gate, nothing to
-    publish, a bad parameter, a refused plan) fails the task at once, without retries."""
+    """The same input fails the same way: a configuration, data or code error (a failed gate, a
+    wrong database user, a bad parameter, a bug) fails the task at once, in one line, without
+    retries. Only a transient one (a database that did not answer, a disk, the network) retries."""
 
     @functools.wraps(fn)
     def task_body(*args, **kwargs):
         from airflow.sdk.exceptions import AirflowFailException
 
-        from scoring.common.errors import PipelineError
+        from scoring.common.errors import TRANSIENT, one_line, reason_code
 
         try:
             return fn(*args, **kwargs)
-        except (PipelineError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("airflow") or reason_code(exc) == TRANSIENT:
+                raise  # the orchestrator's own signals (skip, timeout) and what may pass
+            raise AirflowFailException(one_line(exc)) from exc
 
     return task_body
 

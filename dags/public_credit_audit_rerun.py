@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _shared import START, default_args, fail_fast
+from _shared import START, RunAlert, default_args, fail_fast
 from airflow.sdk import DAG, Param, task
 
-from scoring.common.alerts import on_failure
 from scoring.publication.nights import RUN_ID_PATTERN
 
 with DAG(
@@ -32,7 +31,7 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     dagrun_timeout=dt.timedelta(hours=3),
-    on_failure_callback=on_failure,
+    on_failure_callback=[RunAlert()],
     default_args=default_args(1, dt.timedelta(minutes=2), dt.timedelta(hours=2)),
     tags=["public-credit", "audit"],
     doc_md=__doc__,

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _shared import PUBLISHED, START, default_args, fail_fast
+from _shared import PUBLISHED, START, RunAlert, default_args, fail_fast
 from airflow.sdk import DAG, task
-
-from scoring.common.alerts import on_failure
 
 with DAG(
     dag_id="public_credit_calibration",
@@ -30,7 +28,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=4),
-    on_failure_callback=on_failure,
+    on_failure_callback=[RunAlert()],
     default_args=default_args(1, dt.timedelta(minutes=10), dt.timedelta(hours=3)),
     tags=["public-credit", "calibration"],
     doc_md=__doc__,

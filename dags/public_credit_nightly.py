@@ -47,10 +47,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from _shared import PUBLISHED, SHANGHAI, default_args, fail_fast
+from _shared import PUBLISHED, SHANGHAI, RunAlert, default_args, fail_fast
 from airflow.sdk import DAG, Param, task
 
-from scoring.common.alerts import on_failure
 from scoring.steps import ALWAYS_RUN, PARTITIONED_STEP, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
 _CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
@@ -133,7 +132,11 @@ def _step(name: str):
         trigger_rule=trigger,
         execution_timeout=dt.timedelta(minutes=STEP_TIMEOUT_MINUTES.get(name, 60)),
     )
-    def step(ctx_json: str) -> dict:
+    def step(ctx_json: str | None) -> dict:
+        if ctx_json is None:  # prepare failed (it alerted): there is no night to work on
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("prepare failed: this night was never begun")
         return _run(name, ctx_json)
 
     return step
@@ -147,7 +150,7 @@ with DAG(
     catchup=GO_LIVE is not None,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=4),
-    on_failure_callback=on_failure,
+    on_failure_callback=[RunAlert()],
     default_args=DEFAULT_ARGS,
     tags=["public-credit", "nightly", "scoring"],
     doc_md=__doc__,
@@ -202,10 +205,12 @@ with DAG(
         execution_timeout=dt.timedelta(minutes=10),
     )
     @fail_fast
-    def published(ctx_json: str, outlet_events=None) -> dict:
+    def published(ctx_json: str | None, outlet_events=None) -> dict:
         """The run's state is the night's: success only if agencies now see this night."""
-        from scoring.pipeline import RunContext, published_night
+        from scoring.pipeline import NotPublished, RunContext, published_night
 
+        if ctx_json is None:
+            raise NotPublished("the night was never begun: prepare failed")
         night = published_night(RunContext.from_json(ctx_json))
         outlet_events[PUBLISHED].extra = {k: night[k] for k in ("run_id", "as_of", "output_sha256")}
         return night

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _shared import PUBLISHED, START, default_args, fail_fast, sampling_form
+from _shared import PUBLISHED, START, RunAlert, default_args, fail_fast, sampling_form
 from airflow.sdk import DAG, Param, task
-
-from scoring.common.alerts import on_failure
 
 # The form's choices come from the registry (config/agencies.yaml) the commit checks against.
 AGENCIES, BOUNDS, SOURCE = sampling_form()
@@ -49,7 +47,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=2),
-    on_failure_callback=on_failure,
+    on_failure_callback=[RunAlert()],
     default_args=default_args(2, dt.timedelta(minutes=5), dt.timedelta(hours=1)),
     tags=["public-credit", "sampling", "double-random"],
     doc_md=__doc__,

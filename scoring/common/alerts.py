@@ -67,3 +67,48 @@ def notify(event: dict, webhook: str | None = None, timeout: float = 10.0) -> bo
 def on_failure(context) -> None:
     """Failure callback for tasks and DAG runs."""
     notify(event_from_context(context))
+
+
+def _root(exc):
+    """The library's own error behind an orchestrator's wrapper (raise ... from exc)."""
+    while (
+        exc is not None
+        and exc.__cause__ is not None
+        and not type(exc).__module__.startswith("scoring")
+    ):
+        exc = exc.__cause__
+    return exc
+
+
+def is_consequence(exc) -> bool:
+    """A night that did not publish because an earlier step failed: that step has alerted."""
+    from scoring.common.errors import NotPublished
+
+    return isinstance(_root(exc), NotPublished)
+
+
+def night_event(context, night: dict | None) -> dict:
+    """One alert for a failed night: which night and run, the step that failed, the kind of
+    failure (configuration, data, code, transient), one line, and where the night's report is.
+    ``night``: {night, run_id, report_url} of the night's run (None when it was never begun)."""
+    from scoring.common.errors import one_line, reason_code
+
+    ti = _get(context, "ti") or _get(context, "task_instance")
+    run = _get(context, "dag_run")
+    exc = _root(_get(context, "exception"))
+    night = night or {}
+    params = _get(context, "params") or {}
+    return {
+        "event": "night_failed",
+        "night": night.get("night") or params.get("as_of"),
+        "run_id": night.get("run_id"),
+        "dag_id": _get(run, "dag_id") or _get(ti, "dag_id"),
+        "dag_run_id": _get(run, "run_id") or _get(ti, "run_id"),
+        "step": _get(ti, "task_id"),
+        "try_number": _get(ti, "try_number"),
+        "reason_code": reason_code(exc) if exc is not None else "orchestration",
+        "message": one_line(exc)
+        if exc is not None
+        else (str(_get(context, "reason") or "") or None),
+        "report_url": night.get("report_url"),
+    }

@@ -19,7 +19,7 @@ never published is redone in place; a published night is rebuilt beside it as a 
 
 from __future__ import annotations
 
-from scoring.common.errors import GateFailed, PipelineError
+from scoring.common.errors import GateFailed, NotPublished, PipelineError
 from scoring.pipeline.context import (
     RunContext,
     context_for_trigger,
@@ -38,11 +38,12 @@ from scoring.pipeline.steps import (
     report,
     score,
 )
-from scoring.pipeline.summary import published_night, run_summary
+from scoring.pipeline.summary import night_facts, published_night, run_summary
 from scoring.steps import STEP_NAMES
 
 __all__ = [
     "GateFailed",
+    "NotPublished",
     "PipelineError",
     "RunContext",
     "STEP_NAMES",
@@ -56,6 +57,7 @@ __all__ = [
     "ingest",
     "plan_partitions",
     "publish",
+    "night_facts",
     "published_night",
     "report",
     "run_night",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from scoring.common.errors import PipelineError
+from scoring.common.errors import NotPublished
 from scoring.history.files import file_outcomes
 from scoring.history.folders import RunFolder
 from scoring.history.runs import run_publications
@@ -69,14 +70,28 @@ def redact(url: str) -> str:
 
 
 def published_night(ctx: RunContext) -> dict:
-    """The night as agencies now see it, or a PipelineError if this run did not publish it (the
+    """The night as agencies now see it, or NotPublished if this run did not publish it (the
     nightly DAG's last task: a night that did not publish ends failed)."""
     s = run_summary(ctx)
     if s["status"] != "published":
-        raise PipelineError(
+        raise NotPublished(
             f"night {s['run_id']} was not published (status {s['status']}"
             + (f": {s['message']})" if s.get("message") else ")")
         )
     return {
         k: s[k] for k in ("run_id", "as_of", "status", "entities_scored", "tiers", "output_sha256")
+    }
+
+
+def night_facts(ctx: RunContext) -> dict:
+    """What an alert names of a night: its as-of date, run id and report (without a database)."""
+    from scoring.history.folders import db_slug
+    from scoring.history.store import default_db_url
+
+    slug = db_slug(ctx.db_url or default_db_url(ctx.home))
+    report = RunFolder(Path(ctx.home) / "runs" / slug / ctx.run_id).report
+    return {
+        "night": ctx.as_of.isoformat(),
+        "run_id": ctx.run_id,
+        "report_url": report.resolve().as_uri(),
     }

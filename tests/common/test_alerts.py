@@ -66,3 +66,25 @@ def test_without_a_hook_the_alert_is_one_log_line(caplog, monkeypatch):
     assert [r.message for r in caplog.records if "CREDIT ALERT" in r.message] == [
         'CREDIT ALERT {"dag_id": "public_credit_sampling", "event": "failure"}'
     ]
+
+
+def test_one_alert_per_failed_night_names_the_night_step_kind_and_report(tmp_path):
+    from scoring.common.alerts import is_consequence, night_event
+    from scoring.common.errors import GateFailed, NotPublished
+    from scoring.pipeline import RunContext, night_facts
+
+    ctx = RunContext(as_of="2026-07-01", landing=tmp_path, home=tmp_path / "home")
+    wrapped = RuntimeError("task failed")  # how an orchestrator wraps the library's error
+    wrapped.__cause__ = GateFailed("run nightly-20260701 stopped by hard gates: schema")
+    event = night_event({"ti": _TI(), "exception": wrapped}, night_facts(ctx))
+    assert event["night"] == "2026-07-01" and event["run_id"] == "nightly-20260701"
+    assert event["step"] == "gate" and event["reason_code"] == "data"
+    assert event["message"] == "data: run nightly-20260701 stopped by hard gates: schema"
+    assert event["report_url"].startswith("file://" + str(tmp_path / "home" / "runs"))
+    assert event["report_url"].endswith("/nightly-20260701/report.html")
+    # The last task failing because the night did not publish is a consequence, not a new alert.
+    assert is_consequence(NotPublished("night nightly-20260701 was not published"))
+    assert not is_consequence(wrapped)
+    # A night never begun (prepare failed on a wrong database user) still names its step.
+    bare = night_event({"ti": _TI(), "exception": TypeError("x"), "params": {"as_of": None}}, None)
+    assert bare["reason_code"] == "code" and bare["run_id"] is None

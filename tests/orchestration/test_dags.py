@@ -114,14 +114,56 @@ def test_fail_fast_fails_deterministic_errors_and_lets_others_retry():
         return body
 
     for exc in (GateFailed("gate"), ValueError("bad date")):
-        with pytest.raises(AirflowFailException, match=str(exc)):
+        with pytest.raises(AirflowFailException, match=f"^data: {exc}$"):
             raising(exc)(1)
+    # A code error fails once, in one line naming it (the crash that used to be retried 3 times).
+    with pytest.raises(AirflowFailException, match="^code: TypeError: operation 'truediv'"):
+        raising(TypeError("operation 'truediv' not supported\n  more"))(1)
     with pytest.raises(OSError):  # transient: left to the task's retries
         raising(OSError("disk"))(1)
+    with pytest.raises(AirflowFailException, match="^configuration: .*no_such_landing"):
+        raising(FileNotFoundError("no_such_landing"))(1)
     # Airflow reads a task's name, docs and context arguments from the function it decorates.
     body = raising(OSError())
     assert body.__name__ == "body" and body.__doc__ == "A task body."
     assert list(inspect.signature(body).parameters) == ["x", "y"]
+
+
+def test_a_database_that_refuses_fails_once_and_one_that_is_down_retries(pg_url):
+    """Against the real server: a wrong user is configuration (no retry can fix it); nothing
+    listening is transient."""
+    import socket
+
+    import sqlalchemy as sa
+
+    sys.path.insert(0, str(DAGS))
+    try:
+        from _shared import fail_fast
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    def connect(url):
+        @fail_fast
+        def body():
+            engine = sa.create_engine(url)
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+
+        return body
+
+    wrong_user = sa.engine.make_url(pg_url).set(username="no_such_credit_user")
+    with pytest.raises(AirflowFailException, match='^configuration: .*"no_such_credit_user"'):
+        connect(wrong_user.render_as_string(hide_password=False))()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    down = sa.engine.make_url(pg_url).set(port=port)
+    with pytest.raises(sa.exc.OperationalError):
+        connect(down.render_as_string(hide_password=False))()
 
 
 def test_the_sampling_form_shows_the_bounds_in_force_for_every_agency():
