@@ -2,7 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-export CREDIT_HOME ?= $(CURDIR)/var
+# The demo's data (throw-away, in the checkout: `make clean` removes it). A deployment keeps its
+# data outside the repository (CREDIT_DATA_DIR, see deploy/local.py), which `make clean` never touches.
+DEMO_HOME ?= $(CURDIR)/var
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
@@ -17,7 +19,7 @@ DEMO_QUIET ?= 2026-07-01
 DEMO_NEXT ?= 2026-07-02
 DEMO_ENTITIES ?= 20000
 
-.PHONY: lint install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status compose-env
+.PHONY: lint install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status deploy-restart compose-env
 
 install: $(VENV)/.installed
 
@@ -38,21 +40,22 @@ lock:
 # (dags test on SQLite): a night with deliveries, a quiet night (nothing new arrived: evaluated
 # from the stored history as of its own date), and a night with the next deliveries; then where
 # each night's results and report are.
+demo demo-night: export CREDIT_HOME := $(DEMO_HOME)
 demo: install
-	$(BIN)/credit demo-data --out "$(CREDIT_HOME)/demo" --entities $(DEMO_ENTITIES) --as-of $(DEMO_AS_OF)
-	$(BIN)/airflow db migrate > "$(CREDIT_HOME)/airflow-migrate.log" 2>&1 || (tail -20 "$(CREDIT_HOME)/airflow-migrate.log"; exit 1)
+	$(BIN)/credit demo-data --out "$(DEMO_HOME)/demo" --entities $(DEMO_ENTITIES) --as-of $(DEMO_AS_OF)
+	$(BIN)/airflow db migrate > "$(DEMO_HOME)/airflow-migrate.log" 2>&1 || (tail -20 "$(DEMO_HOME)/airflow-migrate.log"; exit 1)
 	@$(MAKE) --no-print-directory demo-night NIGHT=$(DEMO_AS_OF)
 	@$(MAKE) --no-print-directory demo-night NIGHT=$(DEMO_QUIET)
-	$(BIN)/credit demo-data --out "$(CREDIT_HOME)/demo" --entities $(DEMO_ENTITIES) --as-of $(DEMO_NEXT)
+	$(BIN)/credit demo-data --out "$(DEMO_HOME)/demo" --entities $(DEMO_ENTITIES) --as-of $(DEMO_NEXT)
 	@$(MAKE) --no-print-directory demo-night NIGHT=$(DEMO_NEXT)
 	$(BIN)/credit status
 
 demo-night:
-	@echo "night $(NIGHT): DAG public_credit_nightly (airflow dags test; log: $(CREDIT_HOME)/airflow-dags-test-$(NIGHT).log)"
-	@CREDIT_LANDING="$(CREDIT_HOME)/demo/landing" $(BIN)/airflow dags test public_credit_nightly \
-		-c '{"as_of": "$(NIGHT)"}' > "$(CREDIT_HOME)/airflow-dags-test-$(NIGHT).log" 2>&1 \
-		|| (grep -E "ERROR|Error|failed" "$(CREDIT_HOME)/airflow-dags-test-$(NIGHT).log" | tail -20; exit 1)
-	@grep -E "DagRun Finished" "$(CREDIT_HOME)/airflow-dags-test-$(NIGHT).log" | sed 's/.*\(state=[a-z]*\).*/DAG run finished: \1/'
+	@echo "night $(NIGHT): DAG public_credit_nightly (airflow dags test; log: $(DEMO_HOME)/airflow-dags-test-$(NIGHT).log)"
+	@CREDIT_LANDING="$(DEMO_HOME)/demo/landing" $(BIN)/airflow dags test public_credit_nightly \
+		-c '{"as_of": "$(NIGHT)"}' > "$(DEMO_HOME)/airflow-dags-test-$(NIGHT).log" 2>&1 \
+		|| (grep -E "ERROR|Error|failed" "$(DEMO_HOME)/airflow-dags-test-$(NIGHT).log" | tail -20; exit 1)
+	@grep -E "DagRun Finished" "$(DEMO_HOME)/airflow-dags-test-$(NIGHT).log" | sed 's/.*\(state=[a-z]*\).*/DAG run finished: \1/'
 	@$(BIN)/credit status --as-of $(NIGHT)
 
 lint: install
@@ -81,7 +84,9 @@ bench-10m: install
 		$(BIN)/python -m bench --only night-10m --entities 10000000 --records 100000000 $(BENCH_ARGS)
 
 # The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
-# worker) against a PostgreSQL and a Redis; settings from the environment, see deploy/local.py.
+# workers, watchdog) against a PostgreSQL and a Redis, DAGs unpaused; settings from the
+# environment, see deploy/local.py. deploy-status exits 1 naming any component that is down;
+# deploy-restart restarts one (COMPONENT=celery-worker|scheduler|...) by its recorded pid.
 deploy-local: install
 	$(BIN)/python deploy/local.py start
 
@@ -90,6 +95,10 @@ deploy-stop:
 
 deploy-status:
 	$(BIN)/python deploy/local.py status
+
+deploy-restart:
+	@test -n "$(COMPONENT)" || (echo "usage: make deploy-restart COMPONENT=celery-worker|scheduler|dag-processor|triggerer|api-server|watchdog"; exit 2)
+	$(BIN)/python deploy/local.py restart $(COMPONENT)
 
 # .env for docker compose with fresh random secrets (never overwrites an existing .env).
 compose-env: install

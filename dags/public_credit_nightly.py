@@ -75,8 +75,8 @@ START = dt.datetime.combine(
     GO_LIVE + dt.timedelta(days=1) if GO_LIVE else dt.date(2026, 1, 1), dt.time(0), tzinfo=SHANGHAI
 )
 DEFAULT_ARGS = default_args(
-    2,  # transient failures only: deterministic ones fail fast
-    dt.timedelta(minutes=1),
+    2,  # transient failures only (and a worker that died): the rest fail fast
+    dt.timedelta(seconds=int(os.environ.get("CREDIT_RETRY_DELAY_SECONDS") or 60)),
     dt.timedelta(minutes=60),
     retry_exponential_backoff=True,
     max_retry_delay=dt.timedelta(minutes=10),

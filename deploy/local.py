@@ -1,31 +1,43 @@
 """Run the production topology from the project's venv: api-server, scheduler, dag-processor,
-triggerer and Celery workers, on a given PostgreSQL (Airflow metadata + credit store) and Redis.
+triggerer, Celery workers and a watchdog, on a given PostgreSQL (Airflow metadata + credit store)
+and Redis.
 
-    python deploy/local.py start    # what `make deploy-local` runs
+    python deploy/local.py start    # what `make deploy-local` runs (DAGs start unpaused)
     python deploy/local.py stop     # what `make deploy-stop` runs: stops the recorded process ids
-    python deploy/local.py status
+    python deploy/local.py status   # each component's own health; exit 1 naming what is down
+    python deploy/local.py restart NAME   # one component (worker: celery-worker, celery-worker-2)
     python deploy/local.py env      # the environment of the deployment, for `airflow ...` by hand
 
 Settings come from the environment (defaults in brackets):
-  DEPLOY_HOME          [./var/deploy]  pids/, logs/, airflow/ (AIRFLOW_HOME), secrets.json, env
+  CREDIT_DATA_DIR      [$XDG_DATA_HOME/public-credit, else ~/.local/share/public-credit] the data
+                       that outlives a checkout: CREDIT_HOME and secrets.json (never under the
+                       repository, so `make clean` cannot touch it)
+  DEPLOY_HOME          [./var/deploy]  pids/, logs/, airflow/ (AIRFLOW_HOME), env: replaceable
   AIRFLOW_DB_URL       [postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit]
   CREDIT_DB_URL        [postgresql+psycopg://postgres@127.0.0.1:5432/credit]
   REDIS_URL            [redis://127.0.0.1:6379/0]       the Celery broker
   CELERY_QUEUE         [public-credit]   tasks go to this queue only (a shared Redis stays safe)
   CELERY_WORKERS       [1]   Celery workers on this machine (celery-worker, celery-worker-2, ...): each
-                       its own Celery hostname and log server port (WORKER_LOG_PORT, +1, ...) and,
-                       when more than one, its own Airflow hostname (<fqdn>-w<i>, what task
-                       instances record; logs are read from the shared log folder)
-  AIRFLOW_API_PORT     [8080]   and WORKER_LOG_PORT [8793], TRIGGERER_LOG_PORT [8794]
-  CREDIT_HOME          [$DEPLOY_HOME/credit], CREDIT_LANDING [$CREDIT_HOME/landing]
+                       its own Celery name (<queue>-w<i>) and, when more than one, its own Airflow
+                       hostname (<fqdn>-w<i>, what task instances record); task logs are read from
+                       the shared log folder, so no log server listens on any interface
+  AIRFLOW_API_PORT     [8080]  the API listens on 127.0.0.1 only
+  CREDIT_HOME          [$CREDIT_DATA_DIR/credit], CREDIT_LANDING [$CREDIT_HOME/landing]
   AIRFLOW_ADMIN_USER   [admin], AIRFLOW_ADMIN_PASSWORD [generated once into secrets.json]
   CREDIT_NIGHTLY_SCHEDULE  cron of the nightly DAG ["0 1 * * *"; "manual": triggered runs only]
   CREDIT_GO_LIVE       the first night the nightly DAG evaluates, YYYY-MM-DD: missed nights are caught
                        up back to it, never further [unset: no catch-up, only the latest night runs]
+  CREDIT_TASK_HEARTBEAT_TIMEOUT [60]  seconds without a task heartbeat before a task whose worker
+                       died is failed (and retried on another worker)
+  CREDIT_WATCHDOG_INTERVAL [15]  seconds between the watchdog's checks; a component down at two
+                       checks in a row alerts (CREDIT_ALERT_WEBHOOK) once per outage
+  CREDIT_* (any other: CREDIT_ALERT_WEBHOOK, CREDIT_PARTITIONS, ...) passed to every component
 
-Databases that do not exist yet are created (the URL's user needs CREATEDB). Secrets (Fernet key,
-JWT secret, API secret key, admin password) are generated once and kept in secrets.json (0600),
-never in the repository. Only the process ids recorded in pids/ are ever signalled.
+Every setting is written to DEPLOY_HOME/env (0600), from which `restart` starts a component again
+whatever the calling shell has. Databases that do not exist yet are created (the URL's user needs
+CREATEDB). Secrets (Fernet key, JWT secret, API secret key, admin password) are generated once and
+kept in secrets.json (0600), never in the repository. Only the process ids recorded in pids/ are
+ever signalled.
 """
 
 from __future__ import annotations
@@ -38,25 +50,36 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import health  # noqa: E402  (deploy/ is this script's folder)
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker", "watchdog")
+SERVICES = COMPONENTS[:4]  # started before the workers; the watchdog starts last
 
 
 def worker_names(n: int) -> list[str]:
     return ["celery-worker"] + [f"celery-worker-{i}" for i in range(2, n + 1)]
 
 
+def data_dir() -> Path:
+    e = os.environ
+    base = e.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(e.get("CREDIT_DATA_DIR") or Path(base) / "public-credit").resolve()
+
+
 def settings() -> dict:
     e = os.environ
     home = Path(e.get("DEPLOY_HOME") or ROOT / "var" / "deploy").resolve()
-    credit_home = Path(e.get("CREDIT_HOME") or home / "credit").resolve()
+    data = data_dir()
+    credit_home = Path(e.get("CREDIT_HOME") or data / "credit").resolve()
     return {
         "home": home,
+        "data_dir": data,
+        "secrets": data / "secrets.json",
         "airflow_home": home / "airflow",
         "airflow_db_url": e.get("AIRFLOW_DB_URL")
         or "postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit",
@@ -73,11 +96,12 @@ def settings() -> dict:
         "admin_user": e.get("AIRFLOW_ADMIN_USER") or "admin",
         "nightly_schedule": e.get("CREDIT_NIGHTLY_SCHEDULE") or "",
         "go_live": e.get("CREDIT_GO_LIVE") or "",
+        "heartbeat_timeout": int(e.get("CREDIT_TASK_HEARTBEAT_TIMEOUT") or 60),
     }
 
 
 def _secrets(s: dict) -> dict:
-    path = s["home"] / "secrets.json"
+    path = s["secrets"]
     if path.exists():
         data = json.loads(path.read_text())
     else:
@@ -89,7 +113,7 @@ def _secrets(s: dict) -> dict:
             "api_secret_key": secrets.token_urlsafe(48),
             "admin_password": secrets.token_urlsafe(12),
         }
-        s["home"].mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1)
@@ -111,7 +135,8 @@ def environment(s: dict) -> dict[str, str]:
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        # Deployed to run: `airflow dags pause public_credit_nightly` stops the nights.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Shanghai",
         "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
@@ -119,6 +144,12 @@ def environment(s: dict) -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": s["redis_url"],
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # A task is acknowledged when it ends, and given back to the broker if its worker process
+        # dies; a dead worker's task is failed after the heartbeat timeout and retried elsewhere.
+        "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"task_reject_on_worker_lost": True}),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(s["heartbeat_timeout"]),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": s["queue"],
         "AIRFLOW__API__PORT": str(s["api_port"]),
         "AIRFLOW__API__BASE_URL": api,
@@ -132,6 +163,8 @@ def environment(s: dict) -> dict[str, str]:
         "CREDIT_LANDING": str(s["landing"]),
         "PYTHONHASHSEED": "0",
     }
+    # Every other CREDIT_* setting (the alert webhook, partitions, ...) reaches every component.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("CREDIT_") and k not in env})
     if s["nightly_schedule"]:
         env["CREDIT_NIGHTLY_SCHEDULE"] = s["nightly_schedule"]
     if s["go_live"]:
@@ -223,59 +256,12 @@ def running(s: dict) -> dict[str, int]:
     return out
 
 
-def api_health(s: dict) -> dict | None:
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{s['api_port']}/api/v2/monitor/health", timeout=5
-        ) as r:
-            return json.loads(r.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def healthy(h: dict | None) -> bool:
-    return bool(h) and all(
-        (h.get(k) or {}).get("status") == "healthy"
-        for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-    )
-
-
-def start(s: dict | None = None, wait: int = 240) -> dict:
-    s = s or settings()
-    already = running(s)
-    if already:
-        raise SystemExit(
-            f"already running ({', '.join(f'{k} pid {v}' for k, v in already.items())}); "
-            "stop it first: make deploy-stop"
-        )
-    for key in ("api_port", "worker_log_port", "triggerer_log_port"):
-        if not port_free(s[key]):
-            raise SystemExit(
-                f"port {s[key]} ({key}) is taken; set {key.upper().replace('API_PORT', 'AIRFLOW_API_PORT')}"
-            )
-    for i in range(1, s["workers"]):
-        if not port_free(s["worker_log_port"] + i):
-            raise SystemExit(
-                f"port {s['worker_log_port'] + i} (log server of worker {i + 1}) is taken; "
-                "set WORKER_LOG_PORT"
-            )
-    for d in (
-        s["home"] / "pids",
-        s["home"] / "logs",
-        s["airflow_home"],
-        s["credit_home"],
-        s["landing"],
-    ):
-        d.mkdir(parents=True, exist_ok=True)
-    env = environment(s)
-    env_file = s["home"] / "env"  # for `airflow ...` by hand: holds the secrets too, so 0600
-    env_file.unlink(missing_ok=True)
-    with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-        fh.write("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items())))
+def _prepare_databases(s: dict, env: dict) -> None:
+    """Missing databases created, both schemas migrated, the admin login made once."""
     logs = s["home"] / "logs"
+    airflow = str(VENV_BIN / "airflow")
     ensure_database(s["airflow_db_url"])
     ensure_database(s["credit_db_url"])
-    airflow = str(VENV_BIN / "airflow")
     print(f"migrating the Airflow metadata database (log: {logs / 'init.log'})", flush=True)
     _run([airflow, "db", "migrate"], env, logs / "init.log")
     _run(
@@ -310,95 +296,149 @@ def start(s: dict | None = None, wait: int = 240) -> dict:
             env,
             logs / "init.log",
         )
-    commands = {
-        "api-server": [
-            airflow,
-            "api-server",
-            "--port",
-            str(s["api_port"]),
-            "--host",
-            "127.0.0.1",
-            "--workers",
-            "1",
-        ],
+
+
+def _commands(s: dict, names: list[str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """{component: (command, its own environment on top of the deployment's)}."""
+    airflow = str(VENV_BIN / "airflow")
+    fixed = {
+        "api-server": [airflow, "api-server", "--port", str(s["api_port"])]
+        + ["--host", "127.0.0.1", "--workers", "1"],
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],
-        "triggerer": [airflow, "triggerer"],
+        # Logs are read from the shared log folder: no log server listening on every interface.
+        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+        "watchdog": [sys.executable, str(Path(__file__).resolve()), "watchdog"],
     }
-    own_env = {name: {} for name in commands}
-    workers = worker_names(s["workers"])
+    several = len([n for n in names if n.startswith("celery-worker")]) > 1
     fqdn = socket.getfqdn()
-    for i, name in enumerate(workers, 1):
-        commands[name] = [
-            airflow,
-            "celery",
-            "worker",
-            "--queues",
-            s["queue"],
-            "--concurrency",
-            "2",
-            "--celery-hostname",
-            f"{s['queue']}-{os.getpid()}-w{i}@%h",
-        ]
-        own_env[name] = {
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s["worker_log_port"] + i - 1)
-        }
-        if len(workers) > 1:  # several workers on one machine: tell them apart in task instances
-            own_env[name].update(
-                {
-                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "credit_worker_host.hostname",
-                    "CREDIT_WORKER_HOSTNAME": f"{fqdn}-w{i}",
-                    "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(ROOT / "deploy"), os.environ.get("PYTHONPATH")])
-                    ),
-                }
-            )
-    for name in [*COMPONENTS[:-1], *workers]:
-        with open(logs / f"{name}.log", "ab") as fh:
-            # Own session: stop() signals the process group it leads, children included.
-            proc = subprocess.Popen(
-                commands[name],
-                env={**os.environ, **env, **own_env[name]},
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=str(s["home"]),
-            )
-        _pid_file(s, name).write_text(f"{proc.pid}\n")
-        print(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})", flush=True)
+    out = {}
+    for name in names:
+        if name in fixed:
+            out[name] = (fixed[name], {})
+            continue
+        i = health.worker_index(name)
+        cmd = [airflow, "celery", "worker", "--queues", s["queue"], "--concurrency", "2"]
+        cmd += ["--celery-hostname", f"{health.celery_hostname(s['queue'], i)}@%h"]
+        own = {}
+        if several:  # several workers on one machine: tell them apart in task instances
+            own = {
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "credit_worker_host.hostname",
+                "CREDIT_WORKER_HOSTNAME": f"{fqdn}-w{i}",
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(ROOT / "deploy"), os.environ.get("PYTHONPATH")])
+                ),
+            }
+        out[name] = ([*cmd, "--skip-serve-logs"], own)
+    return out
+
+
+def _spawn(s: dict, env: dict, name: str, cmd: list[str], own: dict) -> int:
+    logs = s["home"] / "logs"
+    with open(logs / f"{name}.log", "ab") as fh:
+        # Own session: stop() signals the process group it leads, children included.
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env, **own},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(s["home"]),
+        )
+    _pid_file(s, name).write_text(f"{proc.pid}\n")
+    print(f"started {name} (pid {proc.pid}, log {logs / (name + '.log')})", flush=True)
+    return proc.pid
+
+
+def _write_env(s: dict, env: dict) -> None:
+    env_file = s["home"] / "env"  # for `airflow ...` by hand and restarts: holds secrets, so 0600
+    env_file.unlink(missing_ok=True)
+    with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items())))
+
+
+def recorded_env(s: dict) -> dict[str, str]:
+    """The deployment's environment as `start` wrote it (DEPLOY_HOME/env)."""
+    out = {}
+    for line in (s["home"] / "env").read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        out[key] = json.loads(value)
+    return out
+
+
+def _wait_healthy(s: dict, names: list[str], wait: int) -> dict:
     deadline = time.monotonic() + wait
     h = None
     while time.monotonic() < deadline:
-        h = api_health(s)
-        if healthy(h):
-            break
-        dead = [n for n in [*COMPONENTS[:-1], *workers] if n not in running(s)]
+        h = health.api_health(s["api_port"])
+        if health.healthy(h):
+            return h
+        dead = [n for n in names if n not in running(s)]
         if dead:
             stop(s)
-            raise SystemExit(f"{', '.join(dead)} exited at start; see {logs}/<component>.log")
+            raise SystemExit(f"{', '.join(dead)} exited at start; see {s['home'] / 'logs'}")
         time.sleep(2)
-    else:
-        stop(s)
-        raise SystemExit(f"not healthy after {wait}s: {h}; see {logs}")
+    stop(s)
+    raise SystemExit(f"not healthy after {wait}s: {h}; see {s['home'] / 'logs'}")
+
+
+def start(s: dict | None = None, wait: int = 240) -> dict:
+    s = s or settings()
+    already = running(s)
+    if already:
+        raise SystemExit(
+            f"already running ({', '.join(f'{k} pid {v}' for k, v in already.items())}); "
+            "stop it first (make deploy-stop), or restart one: make deploy-restart COMPONENT=..."
+        )
+    if not port_free(s["api_port"]):
+        raise SystemExit(f"port {s['api_port']} is taken; set AIRFLOW_API_PORT")
+    for d in (s["home"] / "pids", s["home"] / "logs", s["airflow_home"], s["landing"]):
+        d.mkdir(parents=True, exist_ok=True)
+    env = environment(s)
+    _write_env(s, env)
+    _prepare_databases(s, env)
+    names = [*SERVICES, *worker_names(s["workers"])]
+    for name, (cmd, own) in _commands(s, names).items():
+        _spawn(s, env, name, cmd, own)
+    h = _wait_healthy(s, names, wait)
+    cmd, own = _commands(s, ["watchdog"])["watchdog"]
+    _spawn(s, env, "watchdog", cmd, own)
     print(
         f"Airflow is up: http://127.0.0.1:{s['api_port']}  user {s['admin_user']}, password in "
-        f"{s['home'] / 'secrets.json'}; logs in {logs}",
+        f"{s['secrets']}; DAGs unpaused; logs in {s['home'] / 'logs'}; data in {s['credit_home']}",
         flush=True,
     )
     return h
 
 
-def stop(s: dict | None = None, grace: float = 30.0) -> list[str]:
-    """SIGTERM each recorded process group, SIGKILL what is left after the grace period."""
+def restart(s: dict, name: str, grace: float = 30.0) -> int:
+    """Stop one component (its recorded process group) and start it again with the recorded
+    environment; the others keep running."""
+    known = _recorded_names(s)
+    if name not in known:
+        raise SystemExit(f"no component {name!r}; components: {', '.join(known)}")
+    if not (s["home"] / "env").exists():
+        raise SystemExit(f"no deployment recorded in {s['home']}; start it: make deploy-local")
+    stop(s, grace, only=[name])
+    env = recorded_env(s)
+    workers = [n for n in known if n.startswith("celery-worker") and _pid_file(s, n).exists()]
+    names = sorted({*workers, name})
+    cmd, own = _commands(s, names)[name]
+    return _spawn(s, env, name, cmd, own)
+
+
+def stop(s: dict | None = None, grace: float = 30.0, only: list[str] | None = None) -> list[str]:
+    """SIGTERM each recorded process group (all, or ``only`` those), SIGKILL what is left after
+    the grace period."""
     s = s or settings()
     pids = {}
-    for name in _recorded_names(s):
+    for name in only or _recorded_names(s):
         f = _pid_file(s, name)
         if f.exists():
             pids[name] = int(f.read_text().split()[0])
-    for _name, pid in pids.items():
-        if _alive(pid):
+    for pid in pids.values():
+        if _group_alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -406,16 +446,23 @@ def stop(s: dict | None = None, grace: float = 30.0) -> list[str]:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_group_alive(p) for p in pids.values()):
         time.sleep(0.5)
-    for _name, pid in pids.items():
+    for name, pid in pids.items():
         if _group_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         _pid_file(s, name).unlink(missing_ok=True)
-    for _name, pid in pids.items():
         print(f"stopped {name} (pid {pid})", flush=True)
     return list(pids)
+
+
+def _components(s: dict) -> tuple[dict[str, int], list[str]]:
+    """(the running recorded pids, the workers the deployment has)."""
+    pids = running(s)
+    workers = [n for n in _recorded_names(s) if n.startswith("celery-worker")]
+    recorded = [n for n in workers if _pid_file(s, n).exists()]
+    return pids, recorded or worker_names(s["workers"])
 
 
 def _group_alive(pgid: int) -> bool:
@@ -436,34 +483,6 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def write_compose_env(path: Path) -> None:
-    """A .env for docker compose from .env.example, every secret freshly generated."""
-    from cryptography.fernet import Fernet
-
-    if path.exists():
-        print(f"{path} exists; left as it is")
-        return
-    fresh = {
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
-        "CREDIT_DB_PASSWORD": secrets.token_urlsafe(18),
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
-        "_AIRFLOW_WWW_USER_PASSWORD": secrets.token_urlsafe(12),
-        "AIRFLOW_UID": str(os.getuid() or 50000),
-    }
-    lines = []
-    for line in (ROOT / ".env.example").read_text().splitlines():
-        key = line.split("=", 1)[0]
-        lines.append(f"{key}={fresh[key]}" if key in fresh and not line.startswith("#") else line)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print(
-        f"wrote {path} (0600) with fresh secrets; the admin password is _AIRFLOW_WWW_USER_PASSWORD there"
-    )
-
-
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "status"
     s = settings()
@@ -473,11 +492,14 @@ def main(argv: list[str]) -> int:
         if not stop(s):
             print("nothing recorded as running")
     elif cmd == "status":
-        r = running(s)
-        for name in _recorded_names(s):
-            print(f"{name:16s} {'pid ' + str(r[name]) if name in r else 'not running'}")
-        print("health:", json.dumps(api_health(s)))
+        return health.status(s, *_components(s))
+    elif cmd == "restart" and len(argv) > 2:
+        restart(s, argv[2])
+    elif cmd == "watchdog":
+        health.watchdog(s, lambda: _components(s))
     elif cmd == "compose-env":
+        from compose_env import write_compose_env
+
         write_compose_env(ROOT / ".env")
     elif cmd == "env":
         sys.stdout.write((s["home"] / "env").read_text())
