@@ -10,6 +10,12 @@ What agencies see must only change when a night fully succeeds: a gate-failure n
 with the previous publication intact, and a failed re-run of a published night leaves that night
 (row, manifest, hash, results, publications.delivered_at, outbox files, CURRENT) exactly as it was.
 
+Faults cost a retry, not a night: a worker killed (kill -9) mid-partition and another mid-`score`
+leave the night published once, with the bytes of an uninterrupted one; `deploy-status` names the
+dead worker (non-zero exit), the watchdog alerts within a minute, `deploy-restart` brings it back.
+Errors that will repeat fail once (a hard gate, a wrong database user: try 1), a failed night
+still has its report, and each failed night sends one alert naming night, step and reason.
+
 One Airflow for the whole module (a unique metadata database, credit database, Celery queue and
 free ports); its processes are stopped by their recorded pids and the databases dropped at the end.
 """
@@ -20,11 +26,14 @@ import ast
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -126,6 +135,24 @@ class Api:
         return v
 
 
+def _alert_hook() -> tuple[HTTPServer, list[dict]]:
+    """The operator's webhook: a real HTTP server on loopback that keeps what it is sent."""
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, got
+
+
 @pytest.fixture(scope="module")
 def deployment(pg_server_url, tmp_path_factory):
     import sqlalchemy as sa
@@ -140,6 +167,7 @@ def deployment(pg_server_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("deploy")
     province = home / "province"
     write_deliveries(province, AS_OF, n_entities=600, seed=11, defect_rate=0.01)
+    hook, alerts = _alert_hook()
     env = {
         **os.environ,
         "DEPLOY_HOME": str(home),
@@ -151,11 +179,17 @@ def deployment(pg_server_url, tmp_path_factory):
         "AIRFLOW_API_PORT": str(_free_port()),
         "WORKER_LOG_PORT": str(_free_port()),
         "TRIGGERER_LOG_PORT": str(_free_port()),
-        "CREDIT_HOME": str(home / "credit"),
+        "CREDIT_DATA_DIR": str(home / "data"),  # CREDIT_HOME and secrets default under it
         "CREDIT_LANDING": str(province / "landing"),
         "CREDIT_NIGHTLY_SCHEDULE": "manual",
+        "CREDIT_ALERT_WEBHOOK": f"http://127.0.0.1:{hook.server_port}/alert",
+        # A dead worker's task is failed after 30 s without a heartbeat and retried 5 s later.
+        "CREDIT_TASK_HEARTBEAT_TIMEOUT": "30",
+        "CREDIT_RETRY_DELAY_SECONDS": "5",
+        "CREDIT_WATCHDOG_INTERVAL": "5",
         "AIRFLOW_ADMIN_PASSWORD": f"pw-{tag}",
     }
+    env.pop("CREDIT_HOME", None)
     for k in [k for k in env if k.startswith("AIRFLOW__")]:
         del env[k]  # the deployment's own configuration only
     script = [sys.executable, str(REPO / "deploy" / "local.py")]
@@ -173,10 +207,14 @@ def deployment(pg_server_url, tmp_path_factory):
         yield {
             "api": api,
             "home": home,
-            "credit_home": home / "credit",
+            "credit_home": home / "data" / "credit",
+            "province": province,
             "landing": province / "landing",
             "engine": engine,
             "recorded": recorded,
+            "alerts": alerts,
+            "script": script,
+            "env": env,
         }
         engine.dispose()
     finally:
@@ -189,6 +227,7 @@ def deployment(pg_server_url, tmp_path_factory):
             for db in (f"airflow_d_{tag}", f"credit_d_{tag}"):
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         admin.dispose()
+        hook.shutdown()
         assert stopped.returncode == 0 and not left, (
             f"processes left running: {left}\n{stopped.stdout}{stopped.stderr}"
         )
@@ -253,10 +292,19 @@ def _schema_broken_file(path: Path) -> None:
     path.write_text(",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8")
 
 
+def _night_alerts(d: dict, dag_run_id: str) -> list[dict]:
+    return [a for a in d["alerts"] if a.get("dag_run_id") == dag_run_id]
+
+
 def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nights(deployment):
     api, d = deployment["api"], deployment
+    # A fresh deployment runs what it is sent (the operations guide's trigger works as written),
+    # and every setting, the alert hook included, is in the recorded environment.
     for dag_id in ("public_credit_nightly", "public_credit_audit_rerun"):
-        api.unpause(dag_id)
+        assert api.get(f"/dags/{dag_id}")["is_paused"] is False, dag_id
+    recorded_env = (d["home"] / "env").read_text()
+    assert "CREDIT_ALERT_WEBHOOK=" in recorded_env and "CREDIT_DATA_DIR=" in recorded_env
+    assert (d["home"] / "data" / "secrets.json").exists()
 
     # 1. A night through the REST API, cut into 4 partitions: success, and agencies have it.
     r = api.trigger(
@@ -327,6 +375,14 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
         ).one()
     assert row.status == "gate_failed" and "schema" in row.message
     assert _visible(d, NIGHT) == before
+    # The failed night has its report, and its one alert names night, step, kind and report.
+    alerts = _night_alerts(d, "night-20260701")
+    assert [(a["night"], a["run_id"], a["step"], a["reason_code"]) for a in alerts] == [
+        ("2026-07-01", "nightly-20260701", "gate", "data")
+    ], d["alerts"]
+    assert alerts[0]["message"].startswith("data: ") and "schema" in alerts[0]["message"]
+    report = Path(alerts[0]["report_url"].removeprefix("file://"))
+    assert report.is_file() and "nightly-20260701" in report.read_text(encoding="utf-8")
 
     audit = api.wait("public_credit_audit_rerun", "audit-1")
     assert audit["state"] == "success", api.states("public_credit_audit_rerun", "audit-1")
@@ -345,3 +401,124 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
     assert all(
         (d["credit_home"] / "outbox" / a / "CURRENT").read_text() == v for a, v in current.items()
     )
+
+
+def _deploy(d: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*d["script"], *args], env=d["env"], capture_output=True, text=True, timeout=180
+    )
+
+
+def _kill_worker_running(d: dict, run_id: str, task_id: str, timeout: float = 240) -> str:
+    """kill -9 the process group of the Celery worker that is running ``task_id`` (the worker,
+    its task supervisors and tasks: as a machine dying would); returns the worker's name."""
+    api, fqdn = d["api"], socket.getfqdn()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tis = api.get(f"/dags/public_credit_nightly/dagRuns/{run_id}/taskInstances", limit=100)
+        for t in tis["task_instances"]:
+            if t["task_id"] == task_id and t["state"] == "running" and t["hostname"]:
+                i = int(t["hostname"].removeprefix(f"{fqdn}-w"))
+                name = "celery-worker" if i == 1 else f"celery-worker-{i}"
+                os.killpg(int((d["home"] / "pids" / f"{name}.pid").read_text()), signal.SIGKILL)
+                return name
+        time.sleep(0.3)
+    raise AssertionError(f"{task_id} never ran: {api.states('public_credit_nightly', run_id)}")
+
+
+def _restart(d: dict, name: str) -> None:
+    down = _deploy(d, "status")
+    assert down.returncode == 1 and f"DOWN: {name}" in down.stdout, down.stdout + down.stderr
+    restarted = _deploy(d, "restart", name)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    deadline = time.monotonic() + 120
+    while (up := _deploy(d, "status")).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(3)
+    assert up.returncode == 0, up.stdout + up.stderr
+
+
+def test_a_worker_killed_mid_partition_and_mid_score_costs_a_retry_not_the_night(deployment):
+    """Two workers; kill -9 the one running a mapped partition, then the one running score."""
+    import sqlalchemy as sa
+
+    from scoring.world.province import write_deliveries
+
+    api, d = deployment["api"], deployment
+    for broken in ("20260701_credit_record.csv", "20260630_credit_record_resent.csv"):
+        (d["landing"] / "ndrc" / broken).unlink(missing_ok=True)  # the providers re-sent them
+    write_deliveries(d["province"], "2026-07-02", n_entities=600, seed=11, defect_rate=0.01)
+    run_id = "night-20260702"
+    r = api.trigger(
+        "public_credit_nightly",
+        {"as_of": "2026-07-02", "partitions": PARTITIONS},
+        logical_date="2026-07-02T17:00:00Z",
+        run_id=run_id,
+    )
+    assert r.status_code == 200, r.text
+    killed = _kill_worker_running(d, run_id, "evaluate_partition")
+    t_kill = time.monotonic()
+    # The watchdog says so within a minute; deploy-status names it; deploy-restart brings it back.
+    while time.monotonic() - t_kill < 60 and not any(
+        a.get("event") == "component_down" and a.get("component") == killed for a in d["alerts"]
+    ):
+        time.sleep(1)
+    assert any(a.get("component") == killed for a in d["alerts"]), d["alerts"]
+    _restart(d, killed)
+    _restart(d, _kill_worker_running(d, run_id, "score"))
+    run = api.wait("public_credit_nightly", run_id)
+    states = api.states("public_credit_nightly", run_id)
+    assert run["state"] == "success", states
+    tis = api.get(f"/dags/public_credit_nightly/dagRuns/{run_id}/taskInstances", limit=100)
+    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in tis["task_instances"]}
+    assert max(n for (task, _), n in tries.items() if task == "evaluate_partition") == 2, tries
+    assert tries[("score", -1)] == 2, tries
+    assert not _night_alerts(d, run_id)  # a retried worker death is no failed night
+    # One publication, with the bytes of the same night evaluated uninterrupted in one piece.
+    with d["engine"].connect() as conn:
+        published = conn.execute(
+            sa.text("SELECT run_id, output_sha256 FROM runs WHERE as_of = '2026-07-02'")
+        ).all()
+        agencies = conn.execute(
+            sa.text(
+                "SELECT agency_id, count(*) FROM publications WHERE run_id = 'nightly-20260702' "
+                "GROUP BY agency_id"
+            )
+        ).all()
+    assert [p.run_id for p in published] == ["nightly-20260702"], published
+    assert agencies and all(n == 1 for _, n in agencies), agencies
+    r = api.trigger(
+        "public_credit_audit_rerun",
+        {"run_id": "nightly-20260702", "mode": "as-known-then"},
+        run_id="audit-20260702",
+    )
+    assert r.status_code == 200, r.text
+    audit = api.wait("public_credit_audit_rerun", "audit-20260702")
+    assert audit["state"] == "success", api.states("public_credit_audit_rerun", "audit-20260702")
+    out = api.xcom("public_credit_audit_rerun", "audit-20260702", "rerun")
+    assert out["identical"] is True and out["output_sha256"] == published[0].output_sha256
+
+
+def test_a_wrong_database_user_fails_once_and_alerts_once(deployment):
+    api, d = deployment["api"], deployment
+    import sqlalchemy as sa
+
+    wrong = sa.engine.make_url(str(d["engine"].url)).set(username="no_such_credit_user")
+    run_id = "night-wrong-user"
+    r = api.trigger(
+        "public_credit_nightly",
+        {"as_of": "2026-07-03", "db_url": wrong.render_as_string(hide_password=False)},
+        run_id=run_id,
+    )
+    assert r.status_code == 200, r.text
+    run = api.wait("public_credit_nightly", run_id)
+    states = api.states("public_credit_nightly", run_id)
+    assert run["state"] == "failed", states
+    assert states["prepare"] == ("failed", 1), states  # configuration: no retry can fix it
+    assert states["report"][0] == "skipped" and states["published"] == ("failed", 1), states
+    deadline = time.monotonic() + 30
+    while not _night_alerts(d, run_id) and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(3)  # nothing more may follow
+    alerts = _night_alerts(d, run_id)
+    assert [(a["step"], a["reason_code"]) for a in alerts] == [("prepare", "configuration")], alerts
+    assert "no_such_credit_user" in alerts[0]["message"]
