@@ -92,3 +92,25 @@ def test_publication_failing_midway_shows_nothing(night_one, monkeypatch):
     assert set(current.values()) == {"nightly-20260302"}
     # The report was written before publication; its status line says what happened next.
     assert "<!--status-->failed<!--/status-->" in (home / s["report"]).read_text(encoding="utf-8")
+
+
+def test_a_night_whose_only_delivery_was_rejected_still_gets_its_report(tmp_path):
+    """A court file re-sent unreadable is rejected at intake, and nothing else arrived: whatever
+    the night's outcome, the report (with the provider feedback the court needs) is written."""
+    from scoring.history.store import Store
+    from scoring.world.province import write_deliveries
+
+    out, home = tmp_path / "province", tmp_path / "home"
+    write_deliveries(out, "2026-03-02", n_entities=ENTITIES, seed=3)
+    landing = out / "landing"
+    first = pipeline.run_night(pipeline.RunContext(as_of="2026-03-02", landing=landing, home=home))
+    assert first["status"] == "published", first
+    (landing / "court" / "20260303_dishonest_debtor_resent.csv").write_bytes(b"\x00\xff\xfe" * 50)
+    ctx = pipeline.RunContext(as_of="2026-03-03", landing=landing, home=home)
+    pipeline.run_night(ctx)
+    run = Store.open(None, home).run_folder(ctx.run_id)
+    text = run.report.read_text(encoding="utf-8")
+    assert "Provider feedback" in text and "court" in text
+    feedback = run.provider_report.read_text(encoding="utf-8-sig").splitlines()
+    court = [line for line in feedback if line.startswith("court,")]
+    assert court and court[0].split(",")[feedback[0].split(",").index("rejected_files")] == "1"

@@ -464,7 +464,7 @@ def test_a_worker_killed_mid_partition_and_mid_score_costs_a_retry_not_the_night
         time.sleep(1)
     assert any(a.get("component") == killed for a in d["alerts"]), d["alerts"]
     _restart(d, killed)
-    _restart(d, _kill_worker_running(d, run_id, "score"))
+    second = _kill_worker_running(d, run_id, "score")  # left dead: the other worker takes over
     run = api.wait("public_credit_nightly", run_id)
     states = api.states("public_credit_nightly", run_id)
     assert run["state"] == "success", states
@@ -480,12 +480,18 @@ def test_a_worker_killed_mid_partition_and_mid_score_costs_a_retry_not_the_night
         ).all()
         agencies = conn.execute(
             sa.text(
-                "SELECT agency_id, count(*) FROM publications WHERE run_id = 'nightly-20260702' "
-                "GROUP BY agency_id"
+                "SELECT agency_id, path, count(*) FROM publications "
+                "WHERE run_id = 'nightly-20260702' GROUP BY agency_id, path"
             )
         ).all()
     assert [p.run_id for p in published] == ["nightly-20260702"], published
-    assert agencies and all(n == 1 for _, n in agencies), agencies
+    assert agencies and all(n == 1 for *_, n in agencies), agencies  # each file delivered once
+    current = {
+        p.parent.name: p.read_text() for p in (d["credit_home"] / "outbox").glob("*/CURRENT")
+    }
+    assert current and all(v.split()[0] == "nightly-20260702" for v in current.values())
+    down = _deploy(d, "status")
+    assert down.returncode == 1 and f"DOWN: {second}" in down.stdout, down.stdout
     r = api.trigger(
         "public_credit_audit_rerun",
         {"run_id": "nightly-20260702", "mode": "as-known-then"},
