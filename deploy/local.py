@@ -8,36 +8,26 @@ and Redis.
     python deploy/local.py restart NAME   # one component (worker: celery-worker, celery-worker-2)
     python deploy/local.py env      # the environment of the deployment, for `airflow ...` by hand
 
-Settings come from the environment (defaults in brackets):
-  CREDIT_DATA_DIR      [$XDG_DATA_HOME/public-credit, else ~/.local/share/public-credit] the data
-                       that outlives a checkout: CREDIT_HOME and secrets.json (never under the
-                       repository, so `make clean` cannot touch it)
+Settings come from the environment (defaults in brackets; all in docs/operations.md):
+  CREDIT_DATA_DIR      [$XDG_DATA_HOME/public-credit, else ~/.local/share/public-credit]: the data
+                       that outlives a checkout (CREDIT_HOME, secrets.json), never in the repository
   DEPLOY_HOME          [./var/deploy]  pids/, logs/, airflow/ (AIRFLOW_HOME), env: replaceable
-  AIRFLOW_DB_URL       [postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit]
-  CREDIT_DB_URL        [postgresql+psycopg://postgres@127.0.0.1:5432/credit]
-  REDIS_URL            [redis://127.0.0.1:6379/0]       the Celery broker
-  CELERY_QUEUE         [public-credit]   tasks go to this queue only (a shared Redis stays safe)
-  CELERY_WORKERS       [1]   Celery workers on this machine (celery-worker, celery-worker-2, ...): each
-                       its own Celery name (<queue>-w<i>) and, when more than one, its own Airflow
-                       hostname (<fqdn>-w<i>, what task instances record); task logs are read from
-                       the shared log folder, so no log server listens on any interface
-  AIRFLOW_API_PORT     [8080]  the API listens on 127.0.0.1 only
+  AIRFLOW_DB_URL, CREDIT_DB_URL [postgresql+psycopg://postgres@127.0.0.1:5432/airflow_credit,
+                       .../credit]
+  REDIS_URL [redis://127.0.0.1:6379/0], CELERY_QUEUE [public-credit] (tasks go to this queue only)
+  CELERY_WORKERS       [1]  workers here (celery-worker, celery-worker-2, ...), each its own Celery
+                       name (<queue>-w<i>) and, when several, Airflow hostname (<fqdn>-w<i>)
+  AIRFLOW_API_PORT     [8080] on 127.0.0.1 only; no log server listens (logs: the shared folder)
   CREDIT_HOME          [$CREDIT_DATA_DIR/credit], CREDIT_LANDING [$CREDIT_HOME/landing]
   AIRFLOW_ADMIN_USER   [admin], AIRFLOW_ADMIN_PASSWORD [generated once into secrets.json]
-  CREDIT_NIGHTLY_SCHEDULE  cron of the nightly DAG ["0 1 * * *"; "manual": triggered runs only]
-  CREDIT_GO_LIVE       the first night the nightly DAG evaluates, YYYY-MM-DD: missed nights are caught
-                       up back to it, never further [unset: no catch-up, only the latest night runs]
-  CREDIT_TASK_HEARTBEAT_TIMEOUT [60]  seconds without a task heartbeat before a task whose worker
-                       died is failed (and retried on another worker)
-  CREDIT_WATCHDOG_INTERVAL [15]  seconds between the watchdog's checks; a component down at two
-                       checks in a row alerts (CREDIT_ALERT_WEBHOOK) once per outage
+  CREDIT_NIGHTLY_SCHEDULE [0 1 * * *; manual], CREDIT_GO_LIVE [unset: no catch-up] (YYYY-MM-DD)
+  CREDIT_TASK_HEARTBEAT_TIMEOUT [60] s without a heartbeat before a dead worker's task is retried
+  CREDIT_WATCHDOG_INTERVAL [15] s between checks; down at two in a row alerts once per outage
   CREDIT_* (any other: CREDIT_ALERT_WEBHOOK, CREDIT_PARTITIONS, ...) passed to every component
 
-Every setting is written to DEPLOY_HOME/env (0600), from which `restart` starts a component again
-whatever the calling shell has. Databases that do not exist yet are created (the URL's user needs
-CREATEDB). Secrets (Fernet key, JWT secret, API secret key, admin password) are generated once and
-kept in secrets.json (0600), never in the repository. Only the process ids recorded in pids/ are
-ever signalled.
+Every setting is written to DEPLOY_HOME/env (0600); `restart` starts a component from it, whatever
+the calling shell has. Missing databases are created (the URL's user needs CREATEDB). Secrets are
+generated once into secrets.json (0600). Only the process ids recorded in pids/ are signalled.
 """
 
 from __future__ import annotations
