@@ -301,7 +301,9 @@ def audit(root, user, pages, past: list[dict], chosen: str, mode: str, manifest,
         "body:JSON.stringify({run_id:f.run_id.value,mode:f.mode.value})});const d=await r.json();"
         "if(!r.ok){m.className='error';m.setAttribute('role','alert');m.textContent=d.detail;return}"
         "const p=new URLSearchParams({run_id:f.run_id.value,mode:f.mode.value});"
-        "for(;;){await new Promise(x=>setTimeout(x,1000));const s=await (await fetch(ROOT+'/api/audit/reruns?'+p)).json();"
+        "for(;;){m.textContent='审计DAG运行 audit DAG run '+(d.dag_run_id||'')+': '+d.state;"
+        "await new Promise(x=>setTimeout(x,2000));const s=await (await fetch(ROOT+'/api/audit/reruns?'+p)).json();"
+        "d.state=s.state;d.dag_run_id=s.dag_run_id||d.dag_run_id;"
         "if(s.state==='done'){location.href=ROOT+'/audit?'+p;return}"
         "if(s.state==='failed'){m.className='error';m.textContent=s.error;return}}});</script>"
     )

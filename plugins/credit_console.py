@@ -228,7 +228,7 @@ def audit_page(request: Request, run_id: str = "", mode: str = "as-known-then"):
         try:
             audit.check_mode(mode)
             manifest = audit.readable_manifest(audit.check_run_id(s, run_id))
-            state = audit.rerun_state(s.home, run_id, mode)
+            state = _rerun_status(s.home, run_id, mode)
             result = (
                 audit.rerun_result(s.home, run_id, mode) if state.get("state") == "done" else None
             )
@@ -426,24 +426,42 @@ async def api_rerun(request: Request):
         audit.check_run_id(s, run_id)
     except ValueError as exc:
         raise _refused(exc) from None
-    if audit.rerun_state(s.home, run_id, mode).get("state") == "running":
-        return {"state": "running", "run_id": run_id, "mode": mode}
-    audit.set_rerun_state(s.home, run_id, mode, state="running", by=name)
-    threading.Thread(target=_rerun, args=(s, run_id, mode, name), daemon=True).start()
-    return {"state": "running", "run_id": run_id, "mode": mode}
+    from console_airflow import trigger_audit
+    from starlette.concurrency import run_in_threadpool
+
+    state = await run_in_threadpool(_rerun_status, s.home, run_id, mode)
+    if state["state"] in ("queued", "running"):
+        return {**state, "run_id": run_id, "mode": mode}
+    try:
+        dag_run_id = await run_in_threadpool(trigger_audit, run_id, mode, name)
+    except ValueError as exc:
+        raise _refused(exc) from None
+    audit.set_rerun_state(s.home, run_id, mode, state="queued", by=name, dag_run_id=dag_run_id)
+    return {"state": "queued", "run_id": run_id, "mode": mode, "dag_run_id": dag_run_id}
 
 
-def _rerun(s, run_id: str, mode: str, name: str) -> None:
-    """The audit library's rerun (never publishes; writes under CREDIT_HOME/audits/ only)."""
-    from scoring.audit.rerun import rerun
+def _rerun_status(home, run_id: str, mode: str) -> dict:
+    """The console's record of the rerun, brought up to date from the audit DAG run's state."""
+    from console_airflow import audit_run_state
+
     from scoring.console import audit
 
-    try:
-        rerun(run_id, mode, db_url=s.url, home=Path(s.home))
-        audit.set_rerun_state(s.home, run_id, mode, state="done", by=name)
-    except Exception as exc:  # shown to the auditor on the page, one line
-        error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        audit.set_rerun_state(s.home, run_id, mode, state="failed", by=name, error=error)
+    state = audit.rerun_state(home, run_id, mode)
+    if state.get("state") not in ("queued", "running") or not state.get("dag_run_id"):
+        return state
+    now = audit_run_state(state["dag_run_id"])
+    if now == state["state"]:
+        return state
+    if now == "done" and audit.rerun_result(home, run_id, mode) is None:
+        now = "failed"
+    if now == "failed":
+        state["error"] = (
+            f"审计DAG运行失败 / audit DAG run {state['dag_run_id']} failed: "
+            "its task log in Airflow says why"
+        )
+    state["state"] = now
+    audit.set_rerun_state(home, run_id, mode, **state)
+    return state
 
 
 @app.get("/api/audit/reruns")
@@ -451,8 +469,10 @@ async def api_rerun_state(request: Request, run_id: str, mode: str = "as-known-t
     from scoring.console import audit
 
     await allowed(request, "audit")
+    from starlette.concurrency import run_in_threadpool
+
     try:
-        state = audit.rerun_state(store().home, run_id, mode)
+        state = await run_in_threadpool(_rerun_status, store().home, run_id, mode)
         if state["state"] == "done":
             state["result"] = audit.rerun_result(store().home, run_id, mode)
     except ValueError as exc:

@@ -1,7 +1,8 @@
-"""One real Airflow api-server for the console tests: a temporary AIRFLOW_HOME with SQLite metadata,
+"""One real Airflow for the console tests: api-server, scheduler and dag-processor (LocalExecutor)
+on a temporary AIRFLOW_HOME with its metadata in a fresh PostgreSQL database,
 the FAB auth manager, the project's plugins folder, on a free local port, and a credit store with
 one published night of a small province. Users and roles are made through FAB's own REST API.
-The api-server is stopped by its recorded process group at the end; a headless Debian Chromium
+The servers are stopped by their recorded process groups at the end; a headless Debian Chromium
 (Selenium, the system chromedriver: no browser download) drives the pages."""
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 
 AS_OF = "2026-06-30"
+AUDIT_DAG = "public_credit_audit_rerun"
 NIGHT = "nightly-20260630"
 ADMIN = ("admin", "admin-pw-console")
 # user: (password, roles)
@@ -99,8 +102,9 @@ class Console:
         return Store.open(f"sqlite:///{self.credit_home / 'credit.db'}", self.credit_home)
 
 
-def _environment(af: Path, credit: Path, port: int) -> dict:
-    """The api-server's settings: its own home and metadata, FAB, the project's plugins."""
+def _environment(af: Path, credit: Path, port: int, meta_url: str) -> dict:
+    """The servers' settings: their own home, metadata on PostgreSQL (LocalExecutor runs the audit
+    DAG, which SQLite's single writer does not allow), FAB, the project's DAGs and plugins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(
         {
@@ -113,7 +117,12 @@ def _environment(af: Path, credit: Path, port: int) -> dict:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
             "AIRFLOW__API__SECRET_KEY": os.urandom(24).hex(),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -128,14 +137,29 @@ def _environment(af: Path, credit: Path, port: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
+def airflow_meta_url(pg_server_url):
+    """A fresh PostgreSQL database for Airflow's metadata, dropped (with its sessions) after."""
+    import sqlalchemy as sa
+
+    name = f"airflow_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(pg_server_url).set(database=name).render_as_string(False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory, airflow_meta_url):
     from scoring.world.province import write_deliveries
 
     home = tmp_path_factory.mktemp("console")
     af, credit = home / "airflow", home / "credit"
     af.mkdir()
     port = _free_port()
-    env = _environment(af, credit, port)
+    env = _environment(af, credit, port, airflow_meta_url)
     airflow = str(Path(sys.executable).parent / "airflow")
     # The night's data and Airflow's metadata at the same time; then the admin and the server.
     write_deliveries(home / "prov", AS_OF, n_entities=400, seed=11, defect_rate=0.01)
@@ -152,7 +176,7 @@ def console(tmp_path_factory):
     try:
         procs.append(_start([airflow, "db", "migrate"], env, home / "migrate.log"))
         _finish(procs[-1], "airflow db migrate", home / "migrate.log", 300)
-        # Both sync FAB's permissions as they start: one after the other, or SQLite sees a race.
+        # Both sync FAB's permissions as they start: one after the other, or they race on its tables.
         procs.append(_start(make_admin, env, home / "users.log"))
         _finish(procs[-1], "airflow users create", home / "users.log", 300)
         server = _start(
@@ -161,6 +185,9 @@ def console(tmp_path_factory):
             home / "api.log",
         )
         procs.append(server)
+        # Beside the api-server, what runs the audit DAG the auditor triggers.
+        for what in ("dag-processor", "scheduler"):
+            procs.append(_start([airflow, what], env, home / f"{what}.log"))
         _finish(night, "credit run", home / "night.log", 600)
         c = Console(f"http://127.0.0.1:{port}", home, credit, env)
         deadline = time.monotonic() + 240
@@ -174,6 +201,11 @@ def console(tmp_path_factory):
             assert time.monotonic() < deadline, "api-server not healthy after 240 s"
             time.sleep(1)
         h = c.as_user(ADMIN[0])
+        while c.http.get(f"/api/v2/dags/{AUDIT_DAG}", headers=h).status_code != 200:
+            assert time.monotonic() < deadline + 120, (
+                "the dag-processor did not parse the audit DAG"
+            )
+            time.sleep(1)
         for role in ROLES:
             r = c.http.post("/auth/fab/v1/roles", json={"name": role, "actions": []}, headers=h)
             assert r.status_code in (200, 201), r.text

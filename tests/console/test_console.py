@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import pytest
 from airflow_console import (
+    ADMIN,
     AS_OF,
+    AUDIT_DAG,
     NIGHT,
     REPO,
     Console,
+    airflow_meta_url,
     browser,
     console,
     login,
@@ -24,7 +27,7 @@ from airflow_console import (
 )
 
 pytestmark = [pytest.mark.airflow]
-__all__ = ["browser", "console"]  # module fixtures used by the tests below
+__all__ = ["airflow_meta_url", "browser", "console"]  # module fixtures used by the tests below
 
 
 # ------------------------------------------------------------------------------- the checks
@@ -265,6 +268,13 @@ def test_auditor_reruns_a_night_and_sees_identical_with_the_manifest(console, br
     assert "identical" in text_of(browser, "#verdict")
     screenshot(browser, "console-audit.png")
     assert (console.credit_home / "audits" / NIGHT / "as-known-then" / "rerun.json").exists()
+    # the rerun was a run of the audit DAG in Airflow, with the form's params, by the auditor
+    runs = console.http.get(
+        f"/api/v2/dags/{AUDIT_DAG}/dagRuns", headers=console.as_user(ADMIN[0])
+    ).json()["dag_runs"]
+    assert [(r["state"], r["conf"], r["triggering_user_name"]) for r in runs] == [
+        ("success", {"run_id": NIGHT, "mode": "as-known-then"}, "auditor")
+    ]
     r = console.http.get(
         "/console/api/audit/reruns?run_id=../../etc&mode=as-known-then",
         headers=console.as_user("auditor"),
