@@ -123,6 +123,8 @@ def _environment(af: Path, credit: Path, port: int, meta_url: str) -> dict:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
+            # the scheduler's log server on a free port, not 8793 that another Airflow may hold
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
             "AIRFLOW__API__SECRET_KEY": os.urandom(24).hex(),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
