@@ -55,3 +55,25 @@ def audit_run_state(dag_run_id: str) -> str:
     if state is None:
         return "failed"  # the run was deleted in Airflow
     return STATES.get(str(state.value if hasattr(state, "value") else state), "running")
+
+
+def rerun_status(home, run_id: str, mode: str) -> dict:
+    """The console's record of the rerun, brought up to date from the audit DAG run's state."""
+    from scoring.console import audit
+
+    state = audit.rerun_state(home, run_id, mode)
+    if state.get("state") not in ("queued", "running") or not state.get("dag_run_id"):
+        return state
+    now = audit_run_state(state["dag_run_id"])
+    if now == state["state"]:
+        return state
+    if now == "done" and audit.rerun_result(home, run_id, mode) is None:
+        now = "failed"
+    if now == "failed":
+        state["error"] = (
+            f"审计DAG运行失败 / audit DAG run {state['dag_run_id']} failed: "
+            "its task log in Airflow says why"
+        )
+    state["state"] = now
+    audit.set_rerun_state(home, run_id, mode, **state)
+    return state

@@ -332,7 +332,18 @@ def _shares_svg(nights: list[dict]) -> str:
     )
 
 
-def nights(root: str, user: str, pages: list[str], rows: list[dict], late: list[dict]) -> str:
+def _overdue_cell(run_id: str, late: list[dict]) -> str:
+    """A night's objections pending past their decision deadline, by provider."""
+    text = "、".join(f"{x['provider']} {x['overdue']}" for x in late)
+    return (
+        f"<span class='error' data-overdue='{esc(run_id)}'>{esc(text)}</span>"
+        if late
+        else f"<span data-overdue='{esc(run_id)}'>—</span>"
+    )
+
+
+def nights(root: str, user: str, pages: list[str], rows: list[dict], late: dict) -> str:
+    """``late``: each night's overdue objections by its run id."""
     body_rows, cls = [], []
     for n in rows:
         deliveries = (
@@ -356,9 +367,10 @@ def nights(root: str, user: str, pages: list[str], rows: list[dict], late: list[
                 deliveries,
                 " ".join(f"{t} {v:.1%}" for t, v in n["tier_shares"].items()),
                 str(n["objections_pending"]),
+                _overdue_cell(n["run_id"], late.get(n["run_id"], [])),
             ]
         )
-        cls.append("warn" if n["overdue"] or n["hard_failed"] else "")
+        cls.append("warn" if n["overdue"] or n["hard_failed"] or late.get(n["run_id"]) else "")
     grid = table(
         [
             "日期 Night",
@@ -369,16 +381,19 @@ def nights(root: str, user: str, pages: list[str], rows: list[dict], late: list[
             "报送 Deliveries",
             "等级占比 Tier shares",
             "异议待处理 Objections pending",
+            "逾期异议 Overdue objections",
         ],
         body_rows,
         cls,
     )
+    latest = late.get(rows[0]["run_id"], []) if rows else []
     overdue = (
-        "<p id='overdue-objections' class='error'>逾期未处理异议 Overdue objections: "
-        + esc("、".join(f"{x['provider']} {x['overdue']}" for x in late))
+        "<p id='overdue-objections' class='error'>最近一夜逾期未处理异议 Overdue objections on the "
+        "latest night: "
+        + esc("、".join(f"{x['provider']} {x['overdue']}" for x in latest))
         + "</p>"
-        if late
-        else "<p id='overdue-objections'>无逾期异议 No overdue objections on the latest night</p>"
+        if latest
+        else "<p id='overdue-objections'>最近一夜无逾期异议 No overdue objections on the latest night</p>"
     )
     body = (
         "<p>最近 30 个夜间运行（时间为北京时间 Asia/Shanghai）</p>"

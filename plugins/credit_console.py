@@ -24,6 +24,7 @@ app = FastAPI(
 _store = None
 _store_lock = threading.Lock()
 _bases: dict[tuple, dict] = {}  # planner bases by (agency, period, latest run, plans)
+_overdue: dict[tuple, list] = {}  # overdue objections by (run id, status)
 
 
 def store():
@@ -216,6 +217,7 @@ def plan_file(request: Request, plan_id: str, filename: str):
 
 @app.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, run_id: str = "", mode: str = "as-known-then"):
+    from console_airflow import rerun_status
     from console_pages import audit as render
 
     from scoring.console import audit
@@ -228,7 +230,7 @@ def audit_page(request: Request, run_id: str = "", mode: str = "as-known-then"):
         try:
             audit.check_mode(mode)
             manifest = audit.readable_manifest(audit.check_run_id(s, run_id))
-            state = _rerun_status(s.home, run_id, mode)
+            state = rerun_status(s.home, run_id, mode)
             result = (
                 audit.rerun_result(s.home, run_id, mode) if state.get("state") == "done" else None
             )
@@ -256,7 +258,12 @@ def nights_page(request: Request):
 
     name, roles = _sync(allowed, request, "nights")
     rows = overview(store())
-    late = overdue_objections(store(), rows[0]["run_id"]) if rows else []
+    late = {}
+    for n in rows:  # a stored run's batches and date are fixed: its answer is kept
+        key = (n["run_id"], n["status"])
+        if key not in _overdue:
+            _overdue[key] = overdue_objections(store(), n["run_id"])
+        late[n["run_id"]] = _overdue[key]
     return render(_root(request), name, pages_for(roles), rows, late)
 
 
@@ -426,10 +433,10 @@ async def api_rerun(request: Request):
         audit.check_run_id(s, run_id)
     except ValueError as exc:
         raise _refused(exc) from None
-    from console_airflow import trigger_audit
+    from console_airflow import rerun_status, trigger_audit
     from starlette.concurrency import run_in_threadpool
 
-    state = await run_in_threadpool(_rerun_status, s.home, run_id, mode)
+    state = await run_in_threadpool(rerun_status, s.home, run_id, mode)
     if state["state"] in ("queued", "running"):
         return {**state, "run_id": run_id, "mode": mode}
     try:
@@ -440,39 +447,16 @@ async def api_rerun(request: Request):
     return {"state": "queued", "run_id": run_id, "mode": mode, "dag_run_id": dag_run_id}
 
 
-def _rerun_status(home, run_id: str, mode: str) -> dict:
-    """The console's record of the rerun, brought up to date from the audit DAG run's state."""
-    from console_airflow import audit_run_state
-
-    from scoring.console import audit
-
-    state = audit.rerun_state(home, run_id, mode)
-    if state.get("state") not in ("queued", "running") or not state.get("dag_run_id"):
-        return state
-    now = audit_run_state(state["dag_run_id"])
-    if now == state["state"]:
-        return state
-    if now == "done" and audit.rerun_result(home, run_id, mode) is None:
-        now = "failed"
-    if now == "failed":
-        state["error"] = (
-            f"审计DAG运行失败 / audit DAG run {state['dag_run_id']} failed: "
-            "its task log in Airflow says why"
-        )
-    state["state"] = now
-    audit.set_rerun_state(home, run_id, mode, **state)
-    return state
-
-
 @app.get("/api/audit/reruns")
 async def api_rerun_state(request: Request, run_id: str, mode: str = "as-known-then"):
     from scoring.console import audit
 
     await allowed(request, "audit")
+    from console_airflow import rerun_status
     from starlette.concurrency import run_in_threadpool
 
     try:
-        state = await run_in_threadpool(_rerun_status, store().home, run_id, mode)
+        state = await run_in_threadpool(rerun_status, store().home, run_id, mode)
         if state["state"] == "done":
             state["result"] = audit.rerun_result(store().home, run_id, mode)
     except ValueError as exc:
