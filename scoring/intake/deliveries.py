@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,24 @@ from scoring.intake.providers import Registry
 
 MISSING_COLUMNS = "missing required columns: "
 UNPARSED_COLUMNS = ["line_no", "reason", "raw", "path", "provider"]
+STAGE_CHUNK_ROWS = 250_000  # staging's working columns (parsed dates, amounts) per pass
+
+
+def stage_in_chunks(
+    raw: ing.RawFile, stage: Callable[[ing.RawFile], pd.DataFrame], chunk_rows: int
+) -> pd.DataFrame:
+    """`stage(raw)` over slices of at most `chunk_rows` of the file's rows, concatenated: the
+    intermediate frames of a pass follow the chunk, and the rows keep their index."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    n = len(raw.rows)
+    if n <= chunk_rows:
+        return stage(raw)
+    parts = [
+        stage(replace(raw, rows=raw.rows.iloc[i : i + chunk_rows], raw=raw.raw.iloc[0:0]))
+        for i in range(0, n, chunk_rows)
+    ]
+    return pd.concat(parts)
 
 
 def intake_config(as_of) -> tuple[LayoutSet, Registry]:
@@ -69,16 +87,18 @@ def stage_deliveries(
     arrival_cut=None,
     registry: Registry | None = None,
     layouts: LayoutSet | None = None,
+    chunk_rows: int = STAGE_CHUNK_ROWS,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given). `history`: the landed_files rows of earlier runs, which say what is already known (see
     scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file.
     Only folders of the provider registry are read, each provider only for its feeds, with the
-    layouts and registry in force on `as_of` unless given."""
+    layouts and registry in force on `as_of` unless given. A file's rows are staged `chunk_rows` at
+    a time (the same staged rows as one pass: staging judges each row by its own values)."""
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
     listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
-    night = _Night(cat, history, listing, registry, layouts, save_raw)
+    night = _Night(cat, history, listing, registry, layouts, save_raw, chunk_rows)
     files = listing.candidates
     for i, c in enumerate(files, start=1):
         delivered = c.name_date if c.name_date is not None else as_of
@@ -119,8 +139,9 @@ def stage_deliveries(
 class _Night:
     """What a night's files add up to, file by file: staged frames, landed_files rows, raw parts."""
 
-    def __init__(self, cat, history, listing, registry, layouts, save_raw):
+    def __init__(self, cat, history, listing, registry, layouts, save_raw, chunk_rows):
         self.cat, self.history, self.listing = cat, history, listing
+        self.chunk_rows = chunk_rows
         self.registry, self.layouts, self.save_raw = registry, layouts, save_raw
         self.frames: dict[str, list] = {"held": [], "entities": [], "changes": [], "records": []}
         self.file_rows: list[dict] = []
@@ -225,10 +246,12 @@ class _Night:
             )
             return raw, ("held", held)
         if raw.layout.feed == "register":
-            return raw, ("entities", ing.stage_entities(raw, delivered))
-        if raw.layout.feed == "credit_change":
-            return raw, ("changes", ing.stage_changes(raw, delivered))
-        return raw, ("records", ing.stage_records(raw, self.cat, delivered))
+            kind, stage = "entities", lambda r: ing.stage_entities(r, delivered)
+        elif raw.layout.feed == "credit_change":
+            kind, stage = "changes", lambda r: ing.stage_changes(r, delivered)
+        else:
+            kind, stage = "records", lambda r: ing.stage_records(r, self.cat, delivered)
+        return raw, (kind, stage_in_chunks(raw, stage, self.chunk_rows))
 
 
 def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame) -> dict:

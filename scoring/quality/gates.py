@@ -18,6 +18,7 @@ from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.intake.ingest import record_content_hash, record_key
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
+from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
 from scoring.quality.freshness import gate_feeds_present
 from scoring.quality.validate import GateResult
 
@@ -97,18 +98,23 @@ def validate_staged(
     run_id: str,
     say: Callable[[str], None] = lambda _m: None,
     corrections: set | frozenset = frozenset(),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    with_docs: bool = True,
 ) -> StagedVerdicts:
     """Run each staged table through its suite, in dependency order: the register first (records
     are checked against registration dates), then records, then changes (which refer to records
     accepted earlier or in this run). Rows of a correction delivery (a file name sent again with
-    new content, `corrections`) supersede the earlier ones by key: they are not duplicates."""
+    new content, `corrections`) supersede the earlier ones by key: they are not duplicates. Each
+    suite runs over chunks of at most `chunk_rows` rows (scoring.quality.chunks), with the same
+    verdicts as one run over the whole table."""
     stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
     out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
     if len(stored_rec):  # the latest stored version of each record
         stored_rec = stored_rec.drop_duplicates("record_key", keep="last")
     if len(stg_ent):
         stg_ent["seen_before"] = False
-    _validate(out, "entities", "stg_entity", "register", stg_ent, gx_ctx, cat, as_of, run_id, say)
+    run = (gx_ctx, cat, as_of, run_id, say, chunk_rows, with_docs)
+    _validate(out, "entities", "stg_entity", "register", stg_ent, run)
     if len(stg_rec):
         simple = (
             (stg_rec["grade"] == SIMPLIFIED).fillna(False).to_numpy(dtype=bool)
@@ -122,7 +128,7 @@ def validate_staged(
         stg_rec["registered_date"] = registered_dates(
             stg_rec["uscc"], [stored_ent, out.accepted("entities")]
         )
-    _validate(out, "records", "stg_record", "record", stg_rec, gx_ctx, cat, as_of, run_id, say)
+    _validate(out, "records", "stg_record", "record", stg_rec, run)
     if len(stg_chg):
         ref_cols = [
             "record_key",
@@ -140,19 +146,21 @@ def validate_staged(
         ).drop_duplicates("record_key", keep="last")
         stg_chg = annotate_changes(stg_chg, known, cat, stored_changes)
         stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)
-    _validate(out, "changes", "stg_change", "change", stg_chg, gx_ctx, cat, as_of, run_id, say)
+    _validate(out, "changes", "stg_change", "change", stg_chg, run)
     out.records, out.entities, out.changes = stg_rec, stg_ent, stg_chg
     return out
 
 
-def _validate(out: StagedVerdicts, table, suite, what, frame, gx_ctx, cat, as_of, run_id, say):
-    """One staged table through its suite (nothing to validate: no reasons)."""
+def _validate(out: StagedVerdicts, table, suite, what, frame, run: tuple):
+    """One staged table through its suite, in chunks (nothing to validate: no reasons). `run`:
+    (GX context, catalogue, as-of, run id, say, rows per chunk, with Data Docs)."""
+    gx_ctx, cat, as_of, run_id, say, chunk_rows, with_docs = run
     if not len(frame):
         out.reasons[table] = pd.Series([], dtype="string")
         return
     say(f"gate: validating {len(frame):,} {what} rows (suite {suite})")
-    out.validations[table] = quality.validate_table(
-        gx_ctx, suite, frame, cat, as_of, run_id, with_docs=True
+    out.validations[table] = validate_in_chunks(
+        gx_ctx, suite, frame, cat, as_of, run_id, with_docs, chunk_rows
     )
     out.reasons[table] = out.validations[table].reasons
 
