@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from bench.intake import bench_first_night
 from bench.measure import print_table
 from bench.night import bench_night, bench_night_once
 from bench.stages import (
@@ -27,7 +28,8 @@ BENCHES = (
     "gate",
     "fit",
 )  # default set; "publish", "rerun", "nights": older single-step views;
-# "night-10m": one night by partitions alone (make bench-10m)
+# "night-10m": one night by partitions alone (make bench-10m); "first-night": intake through the
+# landing at --intake-sizes
 
 
 def main(argv=None) -> int:
@@ -66,6 +68,12 @@ def main(argv=None) -> int:
         default=os.environ.get("CREDIT_BENCH_PG_URL"),
         help="PostgreSQL for the publish figure (default: embedded SQLite)",
     )
+    p.add_argument(
+        "--intake-sizes",
+        default="100000,300000",
+        help="first-night bench: province sizes (entities) through `credit demo-data` files",
+    )
+    p.add_argument("--intake-made", default=None, help="first-night bench: reuse DIR/p<N>/landing")
     args = p.parse_args(argv)
     print(f"benchmarks on {sys.platform}, python {sys.version.split()[0]}")
     for name in args.only.split(","):
@@ -92,6 +100,10 @@ def main(argv=None) -> int:
             bench_rerun_and_publish(args.rerun_entities, args.rerun_records, args.pg_url)
         elif name == "nights":
             bench_nights(args.entities, args.records, args.night_rows, args.pg_url)
+        elif name == "first-night":
+            bench_first_night(
+                tuple(int(n) for n in args.intake_sizes.split(",")), args.pg_url, args.intake_made
+            )
         elif name == "fit":
             bench_fit(args.inspections)
     print_table()
