@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import replace
 
 import hostile_corpus
 import pandas as pd
@@ -22,6 +23,7 @@ from scoring.quality import validate as quality
 
 AS_OF = "2026-03-31"
 WHOLE = 10**9
+FILE_ROWS = 24
 SETTINGS = settings(
     max_examples=30,
     deadline=None,
@@ -97,6 +99,9 @@ def read_files(night):
             continue
         if raw.missing_required:
             continue
+        # Each file's first rows (chunks down to one row cost a staging pass per row): the
+        # whole files, in chunks of 7, are compared through stage_deliveries below.
+        raw = replace(raw, rows=raw.rows.head(FILE_ROWS))
         feed = raw.layout.feed
         if feed == "register":
             stage = lambda r: stage_entities(r, delivered)  # noqa: E731
@@ -109,8 +114,8 @@ def read_files(night):
     return out
 
 
-@SETTINGS
-@given(chunk_rows=st.integers(min_value=1, max_value=400))
+@settings(SETTINGS, max_examples=12)
+@given(chunk_rows=st.integers(min_value=1, max_value=FILE_ROWS + 1))
 def test_chunked_staging_is_byte_identical(read_files, chunk_rows):
     for raw, stage, whole_bytes in read_files:
         assert _bytes(stage_in_chunks(raw, stage, chunk_rows)) == whole_bytes, raw.path
@@ -167,8 +172,9 @@ def test_chunked_validation_gives_the_same_verdicts(night, whole, data, chunk_ro
     staged = {}
     for table in ("records", "entities", "changes"):
         frame = getattr(whole, table)
+        least = 1 if table == "records" else 0  # (stored records are drawn from these)
         rows = data.draw(
-            st.lists(st.integers(0, len(frame) - 1), min_size=0, max_size=5), label=table
+            st.lists(st.integers(0, len(frame) - 1), min_size=least, max_size=5), label=table
         )
         staged[table] = frame.iloc[rows].reset_index(drop=True)
     stored = staged["records"].head(2)
