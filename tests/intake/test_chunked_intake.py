@@ -23,7 +23,7 @@ from scoring.quality import validate as quality
 
 AS_OF = "2026-03-31"
 WHOLE = 10**9
-FILE_ROWS = 24
+FILE_ROWS = 10
 SETTINGS = settings(
     max_examples=30,
     deadline=None,
@@ -114,7 +114,7 @@ def read_files(night):
     return out
 
 
-@settings(SETTINGS, max_examples=12)
+@settings(SETTINGS, max_examples=6)
 @given(chunk_rows=st.integers(min_value=1, max_value=FILE_ROWS + 1))
 def test_chunked_staging_is_byte_identical(read_files, chunk_rows):
     for raw, stage, whole_bytes in read_files:
