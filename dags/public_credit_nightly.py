@@ -16,7 +16,7 @@ at once with no retry; transient ones (database, disk) retry with backoff. A re-
 night is built beside it as a new attempt (`nightly-YYYYMMDD-r2`) and replaces it only when it
 publishes; a failed re-run changes nothing agencies see.
 
-Exchange: before ingest, one mapped **pull** task per source of `config/exchange.yaml` (a
+Exchange: before ingest, one mapped **pull** task per source of the provider registry (a
 provider's exchange database, SFTP folder or HTTP interface) writes what it fetched into the
 landing folder as an ordinary delivery; a source that fails is that provider's missing delivery
 (network errors are retried with backoff first), and the freshness gate decides the night. After
@@ -244,7 +244,7 @@ with DAG(
         ctx = RunContext.from_json(ctx_json)
         if pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) is None:
             return []
-        return [s.id for s in pulled_sources(load_exchange())]
+        return [s.id for s in pulled_sources(load_exchange(ctx.as_of))]
 
     @task(
         task_id="pull",
@@ -267,8 +267,10 @@ with DAG(
         ctx = RunContext.from_json(ctx_json)
         ti = get_current_context()["ti"]
         at = pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) or ctx.arrival_cut
+        # A source's schedule window is checked against the wall clock: outside it, skipped.
         store = Store.open(ctx.db_url, ctx.home)
-        row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at)
+        now = dt.datetime.now(dt.UTC)
+        row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at, now=now)
         if row["code"] in TRANSIENT and ti.try_number <= ti.max_tries:
             raise RuntimeError(row["message"])  # retried with backoff
         return {k: str(row[k]) for k in ("source_id", "status", "rows", "message")}

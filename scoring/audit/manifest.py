@@ -59,6 +59,8 @@ def build_manifest(
         # The feed layouts and the provider registry the night's deliveries were read with.
         "layouts_sha256": (intake or {}).get("layouts_sha256"),
         "providers_sha256": (intake or {}).get("providers_sha256"),
+        # The pulls whose deliveries the night read, with the registry version each pulled with.
+        "pulled_with": (intake or {}).get("pulled_with") or [],
         "model_sha256": None,
         "code_version": __version__,
         "code_commit": code_commit(),

@@ -23,6 +23,34 @@ def night_of(moment: dt.datetime) -> dt.date:
     return (moment.astimezone(SHANGHAI) - dt.timedelta(hours=1)).date()
 
 
+def night_window(source: Source, as_of: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+    """The moments (Asia/Shanghai) the source may be pulled for night ``as_of``: from ``from``
+    (on D if it is in the afternoon or evening, else the next morning) to the first ``to`` after."""
+    if not source.window:
+        return None
+    f = dt.time.fromisoformat(source.window["from"])
+    to = source.window["to"]
+    start = dt.datetime.combine(as_of + dt.timedelta(days=0 if f.hour >= 12 else 1), f, SHANGHAI)
+    if to == "24:00":
+        end = dt.datetime.combine(start.date() + dt.timedelta(days=1), dt.time(0), SHANGHAI)
+    else:
+        end = dt.datetime.combine(start.date(), dt.time.fromisoformat(to), SHANGHAI)
+    return start, end if end > start else end + dt.timedelta(days=1)
+
+
+def outside_window(source: Source, as_of: dt.date, now: dt.datetime | None) -> str | None:
+    """Why a pull at ``now`` is not made (outside the source's window), or None."""
+    win = night_window(source, as_of) if now is not None else None
+    if win is None or win[0] <= now <= win[1]:
+        return None
+    w = source.window
+    when = "before" if now < win[0] else "after"
+    return (
+        f"source {source.id}: not pulled at {now.astimezone(SHANGHAI):%Y-%m-%d %H:%M}, {when} its "
+        f"window {w['from']}–{w['to']} (Asia/Shanghai) for the night of {as_of}: a missing delivery"
+    )
+
+
 def resolve(connect: Callable[[str], Conn], conn_id: str) -> Conn | ExchangeError:
     try:
         return connect(conn_id)
@@ -49,16 +77,27 @@ def pull_all(
     providers: list[str] | None = None,
     since: str | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    now: dt.datetime | None = None,
 ) -> list[dict]:
+    """Pull every source (of ``providers``). With ``now`` (the wall clock of a scheduled pull), a
+    source whose window does not hold ``now`` is skipped with a line instead."""
     out = []
     for source in pulled_sources(exchange, providers):
+        out.append(
+            _pull(store, landing, exchange, source, connect, as_of, pulled_at, since, say, now)
+        )
+    return out
+
+
+def _pull(store, landing, exchange, source, connect, as_of, pulled_at, since, say, now) -> dict:
+    why = outside_window(source, as_of, now)
+    if why is not None:
+        conn = ExchangeError("window", why)
+    else:
         conn = resolve(connect, source.conn_id)
         if isinstance(conn, ExchangeError):
             conn = ExchangeError(conn.code, f"source {source.id}: {conn}")
-        out.append(
-            pull_source(store, landing, exchange, source, conn, as_of, pulled_at, since, say)
-        )
-    return out
+    return pull_source(store, landing, exchange, source, conn, as_of, pulled_at, since, say)
 
 
 def push_all(
@@ -136,13 +175,11 @@ def pull_one(
     pulled_at: dt.datetime,
     exchange: Exchange | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    now: dt.datetime | None = None,
 ) -> dict:
     """One source (the DAG maps this over the sources): the same as ``pull_all`` for one."""
     from scoring.exchange.sources import load_exchange
 
-    exchange = exchange or load_exchange()
+    exchange = exchange or load_exchange(as_of)
     source = exchange.source(source_id)
-    conn = resolve(connect, source.conn_id)
-    if isinstance(conn, ExchangeError):
-        conn = ExchangeError(conn.code, f"source {source.id}: {conn}")
-    return pull_source(store, landing, exchange, source, conn, as_of, pulled_at, None, say)
+    return _pull(store, landing, exchange, source, connect, as_of, pulled_at, None, say, now)

@@ -40,7 +40,8 @@ def commit_watermarks(conn) -> list[dict]:
     return done
 
 
-# Failures worth another try (the network); anything else fails the same way again.
+# Failures worth another try (the network); anything else fails the same way again. A pull
+# outside its source's schedule window is "skipped" (nothing fetched): a missing delivery too.
 TRANSIENT = ("timeout", "unreachable")
 
 
@@ -99,6 +100,7 @@ def pull_source(
         rows=0,
         revoked=0,
         committed_by=None,
+        registry_sha256=exchange.registry_sha256 or None,
     )
     code = None
     try:
@@ -123,7 +125,8 @@ def pull_source(
         )
     except ExchangeError as exc:
         secret = conn if isinstance(conn, Conn) else None
-        row.update(status="failed", paths_json="[]", message=redact(str(exc), secret))
+        status = "skipped" if exc.code == "window" else "failed"
+        row.update(status=status, paths_json="[]", message=redact(str(exc), secret))
         code = exc.code
     except OSError as exc:  # the landing folder itself: the pull is lost, never half-written
         row.update(

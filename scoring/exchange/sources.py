@@ -1,38 +1,19 @@
-"""Sources per provider and push targets per agency, as data (config/exchange.yaml and the
-``push`` key of config/agencies.yaml). Only connection ids live here: credentials come from the
+"""Sources per provider and push targets per agency, as data (the ``sources`` key of the
+provider registry, config/providers.yaml, in force on the night; the ``push`` key of
+config/agencies.yaml). Only connection ids live here: credentials come from the
 environment or Airflow Connections, never from the repository."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from scoring.common.config import CONFIG_DIR, load_document
 from scoring.exchange.secrets import ExchangeError
+from scoring.intake.provider_sources import IDENT
+from scoring.intake.providers import PROVIDERS_FILE, Registry
 
-DEFAULT_SOURCES = CONFIG_DIR / "exchange.yaml"
-KINDS = ("landing", "sql", "sftp", "http")
 PUSH_KINDS = ("sql", "sftp", "http")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
-_SOURCE_KEYS = {
-    "id",
-    "kind",
-    "conn_id",
-    "table",
-    "path",
-    "endpoint",
-    "feed",
-    "layout",
-    "watermark",
-    "status_column",
-    "deleted_values",
-    "order_by",
-    "page_size",
-    "items_key",
-    "timeout_s",
-    "window",
-}
+_IDENT = IDENT
 
 
 @dataclass(frozen=True)
@@ -49,6 +30,8 @@ class Source:
     watermark: str = ""  # the source's 数据更新时间戳 column (field, for HTTP)
     status_column: str = ""  # 当前状态: rows marked deleted become revocations
     deleted_values: tuple[str, ...] = ("撤销", "删除")
+    delete_table: str = ""  # a table of deleted record ids (delete_key): revoked by the night
+    delete_key: str = ""
     order_by: tuple[str, ...] = ()
     page_size: int = 500
     items_key: str = "data"
@@ -59,6 +42,7 @@ class Source:
 @dataclass(frozen=True)
 class Exchange:
     sources: tuple[Source, ...]
+    registry_sha256: str = ""  # the provider registry version the sources come from
 
     def for_provider(self, provider: str) -> list[Source]:
         return [s for s in self.sources if s.provider == provider]
@@ -70,30 +54,32 @@ class Exchange:
         raise ExchangeError("unknown_source", f"no source {source_id} in the exchange registry")
 
 
-def load_exchange(path: Path | str = DEFAULT_SOURCES) -> Exchange:
-    doc = load_document(path)
+def load_exchange(as_of=None, path: Path | str = PROVIDERS_FILE) -> Exchange:
+    """The sources of the provider registry version in force on ``as_of`` (the latest without)."""
+    reg = Registry.latest(path) if as_of is None else Registry.in_force(as_of, path)
     out = []
-    for provider, items in sorted((doc.get("sources") or {}).items()):
-        for item in items or []:
-            out.append(_source(str(provider), dict(item)))
+    for prov in sorted(reg.providers, key=lambda p: p.id):
+        for item in prov.extra.get("sources") or []:
+            if item["feed"] not in prov.feeds:
+                raise ValueError(
+                    f"{path}: source {item['id']}: provider {prov.id} does not deliver "
+                    f"{item['feed']!r}"
+                )
+            out.append(_source(prov.id, dict(item)))
     ids = [s.id for s in out]
-    if len(ids) != len(set(ids)):
-        raise ValueError(f"{path}: duplicate source ids")
-    return Exchange(sources=tuple(out))
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"{path}: source id {dup[0]} appears under two providers")
+    return Exchange(sources=tuple(out), registry_sha256=reg.sha256)
 
 
 def _source(provider: str, item: dict) -> Source:
-    unknown = sorted(set(item) - _SOURCE_KEYS)
-    name = item.get("id", "?")
-    if unknown:
-        raise ValueError(f"exchange source {name}: unknown keys {', '.join(unknown)}")
-    if item.get("kind") not in KINDS:
-        raise ValueError(f"exchange source {name}: kind must be one of {', '.join(KINDS)}")
-    if item.get("table") and not _IDENT.match(str(item["table"])):
-        raise ValueError(f"exchange source {name}: table {item['table']!r} is not a plain name")
+    """A checked registry entry (scoring.intake.provider_sources) as a Source."""
     for key in ("deleted_values", "order_by"):
         if key in item:
             item[key] = tuple(str(v) for v in item[key])
+    if "window" in item:
+        item["window"] = dict(item["window"])
     return Source(provider=provider, **item)
 
 

@@ -6,6 +6,8 @@ A source's watermark moves only when a night that read the pulled delivery has p
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from scoring.history.store import landed_files, metadata, runs
@@ -41,6 +43,7 @@ exchange_pulls = sa.Table(
     sa.Column("paths_json", sa.Text),  # [[landing path, sha256], ...] written by this pull
     sa.Column("message", sa.Text),  # secrets never reach it (scoring.exchange.secrets)
     sa.Column("committed_by", sa.String(80)),  # the published run that read it
+    sa.Column("registry_sha256", sa.String(64)),  # the provider registry version it pulled with
 )
 
 exchange_pushes = sa.Table(
@@ -142,6 +145,24 @@ def uncommitted_pulls(conn) -> list[dict]:
         .order_by(exchange_pulls.c.pull_id)
     )
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def pulled_with(conn, files: list[dict]) -> list[dict]:
+    """The pulls whose files a night read (not yet settled by a published night), each with the
+    provider registry version whose sources it pulled with: the manifest names them."""
+    read = {(f["path"], f["sha256"]) for f in files if f.get("status") != "rejected"}
+    out = []
+    for p in uncommitted_pulls(conn):
+        pairs = {tuple(x) for x in json.loads(p["paths_json"] or "[]")}
+        if pairs & read:
+            out.append(
+                {
+                    "pull_id": p["pull_id"],
+                    "source_id": p["source_id"],
+                    "providers_sha256": p["registry_sha256"],
+                }
+            )
+    return out
 
 
 def watermarks(conn) -> dict[str, dict]:

@@ -57,7 +57,7 @@ def file_outcomes(conn, run_id: str) -> pd.DataFrame:
 
 
 def record_file_verdicts(conn, run_id: str, files: pd.DataFrame, held: bool) -> None:
-    """Each file's accepted and quarantined rows, and its status: rejected and repeated files as
+    """Each file's accepted, quarantined and excluded (repeated) rows, and its status: rejected and repeated files as
     they were; the others held when a hard gate stopped the night, else stored."""
     for f in files.itertuples():
         status = (
@@ -66,7 +66,13 @@ def record_file_verdicts(conn, run_id: str, files: pd.DataFrame, held: bool) -> 
         conn.execute(
             sa.update(landed_files)
             .where((_f.run_id == run_id) & (_f.path == f.path))
-            .values(accepted=int(f.accepted), quarantined=int(f.quarantined), status=status)
+            .values(
+                accepted=int(f.accepted),
+                quarantined=int(f.quarantined),
+                # repeats: of an earlier delivery, or of records an earlier file of the night has
+                excluded=int(getattr(f, "excluded", 0) or 0),
+                status=status,
+            )
         )
 
 

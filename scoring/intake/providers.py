@@ -24,6 +24,7 @@ from pathlib import Path
 from scoring.common.config import CONFIG_DIR, ConfigError, content_hash, load_with_lines
 from scoring.common.text import shown
 from scoring.intake.layouts import FEEDS, LayoutSet, header_key
+from scoring.intake.provider_sources import check_sources
 
 PROVIDERS_FILE = CONFIG_DIR / "providers.yaml"
 MAX_FOLDER_CHARS = 64
@@ -231,5 +232,6 @@ PROVIDER_FIELDS: dict[str, tuple[bool, Callable]] = {
     "folder": (True, _folder),
     "feeds": (True, _feeds),
     "overrides": (False, _overrides),
+    "sources": (False, check_sources),  # where the nightly pull fetches from (exchange)
 }
 _CORE = {"id", "name", "folder", "feeds", "overrides"}

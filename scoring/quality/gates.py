@@ -20,6 +20,7 @@ from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
 from scoring.quality.freshness import gate_feeds_present
+from scoring.quality.resends import RESEND_REASON, split_resends
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
@@ -125,6 +126,9 @@ def validate_staged(
         stg_rec = stg_rec[~simple].reset_index(drop=True)
     if len(stg_rec):
         stg_rec = _mark_seen_before(stg_rec, stored_rec, corrections)
+        stg_rec, resent = split_resends(stg_rec)
+        if len(resent):
+            out.excluded = concat_frames([out.excluded, resent])
         stg_rec["registered_date"] = registered_dates(
             stg_rec["uscc"], [stored_ent, out.accepted("entities")]
         )
@@ -275,15 +279,18 @@ def reconcile_files(
         ]
     ).value_counts()
     q_counts = quar["path"].value_counts()
-    x_counts = (
-        verdicts.excluded["source_file"].value_counts()
-        if len(verdicts.excluded)
-        else pd.Series(dtype=int)
-    )
+    exc = verdicts.excluded
+    resent = exc["reason"] == RESEND_REASON if len(exc) else pd.Series(dtype=bool)
+    x_counts = exc.loc[~resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
+    r_counts = exc.loc[resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
     files = files.copy()
     files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
     files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
     files["simplified"] = files["path"].map(x_counts).fillna(0).astype(int)
+    # Repeats of records an earlier file of the night carries count with the file's repeats.
+    resends = files["path"].map(r_counts).fillna(0).astype(int)
+    base = files["excluded"] if "excluded" in files else 0
+    files["excluded"] = (pd.Series(base, index=files.index).fillna(0) + resends).astype(int)
     return files
 
 

@@ -58,7 +58,7 @@ def _pull(state, as_of: str, since=None, providers=None):
         for p in pull_all(
             state["store"],
             state["landing"],
-            load_exchange(),
+            load_exchange(dt.date.fromisoformat(as_of)),
             lambda cid: conn_from_env(cid, state["env"]),
             dt.date.fromisoformat(as_of),
             at,

@@ -7,6 +7,7 @@ import pandas as pd
 
 from scoring.common.config import canonical_json
 from scoring.history import files as landed
+from scoring.history.exchange import pulled_with
 from scoring.history.runs import interrupted_runs, start_run
 from scoring.history.store import Store, update_run, write_parquet
 from scoring.intake.deliveries import intake_config, stage_deliveries
@@ -71,9 +72,15 @@ def ingest(ctx: RunContext) -> dict:
         layouts=layouts,
     )
     cut = ctx.arrival_cut.isoformat() if ctx.arrival_cut else None
+    with store.engine.connect() as conn:
+        pulled = pulled_with(conn, night.files)
     write_json(
         folder.landing,
-        {"arrival_cut": cut, "problems": night.problems, "versions": night.versions},
+        {
+            "arrival_cut": cut,
+            "problems": night.problems,
+            "versions": {**night.versions, "pulled_with": pulled},
+        },
     )
     write_json(folder.raw_index, night.raw_index, indent=None)
     staged = (night.records, night.entities, night.changes, night.unparsed)

@@ -1,0 +1,27 @@
+"""Records a night receives twice: a row repeating, unchanged, a record that an earlier file of
+the same night carries (a pull made again from an unmoved watermark after a failed night; a file
+sent twice under two names). The record is counted once; the repeat is excluded with its reason,
+not quarantined as a duplicate. A repeat inside one file is still a duplicate (the provider's own
+error), and a record sent again with other content is judged as a new version, as before."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+RESEND_REASON = "resend: the same record, unchanged, is in an earlier file of this night"
+
+
+def split_resends(stg_rec: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows kept, repeats excluded with their reason) of staged records that already carry
+    ``record_key`` and ``content_sha``; the first occurrence, in file order, is the one kept."""
+    ident = ["record_key", "content_sha"]
+    first = stg_rec.drop_duplicates(ident, keep="first").set_index(ident)["source_file"]
+    origin = first.reindex(pd.MultiIndex.from_frame(stg_rec[ident])).to_numpy()
+    resend = (
+        stg_rec.duplicated(ident, keep="first")
+        & stg_rec["record_key"].notna()
+        & (pd.Series(origin, index=stg_rec.index) != stg_rec["source_file"])
+    )
+    work = [c for c in (*ident, "seen_before") if c in stg_rec]
+    gone = stg_rec[resend].drop(columns=work).assign(reason=RESEND_REASON)
+    return stg_rec[~resend].reset_index(drop=True), gone.reset_index(drop=True)
