@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
-from scoring.exchange.rows import Fetched, delivery_files, watermark_text
+from scoring.exchange.rows import Fetched, delivery_files, watermark_text, with_deletions
 from scoring.exchange.secrets import Conn, ExchangeError, redact
 from scoring.exchange.sources import Source, safe_remote_path
 from scoring.intake.ingest import DELIVERY_NAME
@@ -24,12 +24,15 @@ MAX_PAGES = 10_000
 MAX_REMOTE_BYTES = 4_000_000_000
 
 
-def fetch(source: Source, conn: Conn, since: str | None, day: dt.date) -> Fetched:
+def fetch(source: Source, conn: Conn, since: str | None, day: dt.date, earlier=None) -> Fetched:
     """What the source holds after the watermark ``since``, as landing files named for ``day``
-    (rows in the layout in force that day)."""
+    (rows in the layout in force that day). ``earlier()``: the rows this source delivered
+    before (a delete table's ids are revoked from them)."""
     fn = {"sql": fetch_sql, "sftp": fetch_sftp, "http": fetch_http}.get(source.kind)
     if fn is None:
         raise ExchangeError("kind", f"source {source.id}: a {source.kind} source is not pulled")
+    if source.kind == "sql":
+        return fetch_sql(source, conn, since, day, earlier or (lambda: []))
     return fn(source, conn, since, day)
 
 
@@ -45,7 +48,7 @@ def layout_of(source: Source, day):
 # ------------------------------------------------------------------------------------------ SQL
 
 
-def fetch_sql(source: Source, conn: Conn, since: str | None, day) -> Fetched:
+def fetch_sql(source: Source, conn: Conn, since: str | None, day, earlier=lambda: []) -> Fetched:
     layout = layout_of(source, day)
     import sqlalchemy as sa
 
@@ -79,6 +82,7 @@ def fetch_sql(source: Source, conn: Conn, since: str | None, day) -> Fetched:
             q = q.order_by(*[table.c[k] for k in source.order_by if k in columns])
             q = q.order_by(*[table.c[k] for k in columns])  # a total order: the same bytes
             records = [dict(r._mapping) for r in c.execute(q)]
+            gone = _deleted(c, source, since) if source.delete_table else []
     except ExchangeError:
         raise
     except sa.exc.NoSuchTableError:
@@ -89,7 +93,39 @@ def fetch_sql(source: Source, conn: Conn, since: str | None, day) -> Fetched:
         raise _sql_error(source, conn, exc) from None
     finally:
         eng.dispose()
-    return delivery_files(source, layout, records, columns, day)
+    records, unknown = with_deletions(source, layout, records, columns, gone, earlier)
+    return delivery_files(source, layout, records, columns, day, unknown)
+
+
+def _deleted(c, source: Source, since: str | None) -> list[dict]:
+    """The delete table's rows after the watermark (its key and update-time columns)."""
+    import sqlalchemy as sa
+
+    schema, _, name = source.delete_table.rpartition(".")
+    try:
+        table = sa.Table(name, sa.MetaData(), autoload_with=c, schema=schema or None)
+    except sa.exc.NoSuchTableError:
+        raise ExchangeError(
+            "missing_table", f"source {source.id}: delete table {source.delete_table} not found"
+        ) from None
+    for col in (source.delete_key, source.watermark):
+        if col and col not in table.c:
+            raise ExchangeError("schema", f"source {source.id}: delete table has no column {col}")
+    q = sa.select(
+        table.c[source.delete_key], *([table.c[source.watermark]] if source.watermark else [])
+    )
+    if source.watermark:
+        wm = table.c[source.watermark]
+        if since is not None:
+            bound = (
+                dt.datetime.fromisoformat(since)
+                if isinstance(wm.type, sa.DateTime | sa.Date)
+                else since
+            )
+            q = q.where(wm > bound)
+        q = q.order_by(wm)
+    q = q.order_by(table.c[source.delete_key])
+    return [dict(r._mapping) for r in c.execute(q)]
 
 
 def _sql_error(source: Source, conn: Conn, exc) -> ExchangeError:

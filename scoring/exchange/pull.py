@@ -7,6 +7,7 @@ again from the old one, and a pull of the same window gives the same bytes: a re
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -106,7 +107,7 @@ def pull_source(
     try:
         if isinstance(conn, ExchangeError):  # its credentials could not be resolved
             raise conn
-        got = fetch(source, conn, before, as_of)
+        got = fetch(source, conn, before, as_of, lambda: earlier_rows(landing, source, earlier))
         written = write_landing(Path(landing) / source.provider, got.files, pulled_at)
         pairs = [[f"{source.provider}/{n}", sha] for n, sha in written]
         shas = sorted(s for _, s in pairs)
@@ -115,13 +116,18 @@ def pull_source(
             for p in earlier
         )
         status = "empty" if not pairs else "repeat" if repeat else "ok"
+        note = (
+            f"; {got.unknown_deletions} deleted id(s) this source never delivered: nothing to revoke"
+            if got.unknown_deletions
+            else ""
+        )
         row.update(
             status=status,
             rows=got.rows,
             revoked=got.revoked,
             watermark_after=got.watermark_after or before,
             paths_json=json.dumps(pairs, ensure_ascii=False),
-            message=_summary(source, got.rows, got.revoked, pairs, status),
+            message=_summary(source, got.rows, got.revoked, pairs, status) + note,
         )
     except ExchangeError as exc:
         secret = conn if isinstance(conn, Conn) else None
@@ -140,6 +146,24 @@ def pull_source(
     row["code"] = code  # why it failed (not stored: the message says it): the DAG retries some
     say(f"pull {source.id}: {row['status']} — {row['message']}")
     return row
+
+
+def earlier_rows(landing: Path, source: Source, earlier: list[dict]) -> list[dict]:
+    """The rows of this source's earlier pulled files still in the landing area, oldest first
+    (by standard header): what a delete table's ids are revoked from."""
+    out = []
+    seen = set()
+    for p in earlier:
+        if p["status"] not in hx.PULLED:
+            continue
+        for path, _sha in json.loads(p["paths_json"] or "[]"):
+            f = Path(landing) / path
+            if path in seen or not f.is_file() or f.suffix != ".csv":
+                continue
+            seen.add(path)
+            with open(f, encoding="utf-8-sig", newline="") as fh:
+                out.extend(csv.DictReader(fh))
+    return out
 
 
 def _summary(source: Source, rows: int, revoked: int, pairs: list, status: str) -> str:

@@ -23,6 +23,7 @@ class Fetched:
     rows: int = 0
     revoked: int = 0
     watermark_after: str | None = None
+    unknown_deletions: int = 0  # ids in the delete table this source never delivered
 
 
 def text(value) -> str:
@@ -82,6 +83,39 @@ def header_map(source: Source, layout, columns: list[str]) -> dict[str, str]:
     return out
 
 
+def with_deletions(
+    source: Source, layout, records: list[dict], columns: list[str], gone: list[dict], earlier
+) -> tuple[list[dict], int]:
+    """The rows of the source's delete table (ids of records the provider deleted) as rows of the
+    delivery marked deleted (当前状态), so the night revokes them like a row marked 撤销: each
+    built from the latest row this source delivered with that id (``earlier()``: the rows of its
+    earlier pulled files, by standard header). Returns the rows and how many ids were never
+    delivered (nothing to revoke; the pull's line says how many)."""
+    if not gone:
+        return records, 0
+    hmap = header_map(source, layout, columns)
+    back = {h: c for c, h in hmap.items()}
+    key = hmap.get(source.delete_key)
+    if key is None:
+        raise ExchangeError(
+            "schema", f"source {source.id}: delete key {source.delete_key} is not a layout column"
+        )
+    prior = {row.get(key): row for row in earlier()}
+    mark = "删除" if "删除" in source.deleted_values else source.deleted_values[0]
+    out, unknown = list(records), 0
+    for g in gone:
+        row = prior.get(text(g.get(source.delete_key)))
+        if row is None:
+            unknown += 1
+            continue
+        rec = {back[h]: v for h, v in row.items() if h in back}
+        rec[source.status_column] = mark
+        if source.watermark:
+            rec[source.watermark] = g.get(source.watermark)
+        out.append(rec)
+    return out, unknown
+
+
 def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -91,7 +125,12 @@ def csv_bytes(header: list[str], rows: list[list[str]]) -> bytes:
 
 
 def delivery_files(
-    source: Source, layout, records: list[dict], columns: list[str], day: dt.date
+    source: Source,
+    layout,
+    records: list[dict],
+    columns: list[str],
+    day: dt.date,
+    unknown: int = 0,
 ) -> Fetched:
     """The landing file of one pull. Rows the source marks deleted (当前状态 撤销/删除) travel
     with their status, which the layout maps to "withdrawn": the night revokes those records."""
@@ -102,7 +141,7 @@ def delivery_files(
         gone = sum(
             text(r.get(source.status_column)).strip() in source.deleted_values for r in records
         )
-    out = Fetched(rows=len(records), revoked=gone)
+    out = Fetched(rows=len(records), revoked=gone, unknown_deletions=unknown)
     if records:
         body = [[text(r.get(c)) for c in kept] for r in records]
         out.files[f"{day:%Y%m%d}_{source.feed}_{source.kind}.csv"] = csv_bytes(

@@ -5,6 +5,7 @@ its own overlapping one: every overlapping row is counted once."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -101,12 +102,12 @@ def test_a_source_for_a_feed_its_provider_does_not_deliver_is_refused(tmp_path):
         load_exchange(None, path)
 
 
-def _pull(state, as_of: str, now=None):
+def _pull(state, as_of: str, now=None, exchange=None):
     at = dt.datetime.fromisoformat(as_of).replace(hour=15, tzinfo=dt.UTC)  # 23:00 Shanghai
     rows = pull_all(
         state["store"],
         state["landing"],
-        load_exchange(dt.date.fromisoformat(as_of)),
+        exchange or load_exchange(dt.date.fromisoformat(as_of)),
         lambda cid: conn_from_env(cid, state["env"]),
         dt.date.fromisoformat(as_of),
         at,
@@ -151,6 +152,26 @@ def overlap(servers):  # noqa: F811
     )
     state["s2"] = pipeline.run_night(
         pipeline.RunContext(as_of=n2, progress=state["log"].append, waivers=waivers, **ctx)
+    )
+    # Night three: the provider deletes a row outright and names it in its delete table.
+    state["gone"] = state["rows"].iloc[3]
+    with sa.create_engine(state["qzj_url"]).begin() as c:
+        c.execute(sa.text('CREATE TABLE "T_SGS_XZCF_DEL" ("CF_WSH" text, "SJC" timestamp)'))
+        c.execute(sa.text('GRANT SELECT ON "T_SGS_XZCF_DEL" TO qzj_reader'))
+        c.execute(
+            sa.text(f'DELETE FROM "{TABLE}" WHERE "CF_WSH" = :d'), {"d": state["gone"]["CF_WSH"]}
+        )
+        c.execute(
+            sa.text("INSERT INTO \"T_SGS_XZCF_DEL\" VALUES (:d, :t), ('黑eco罚字〔1999〕0号', :t)"),
+            {"d": state["gone"]["CF_WSH"], "t": dt.datetime(2026, 3, 8, 16, 0)},
+        )
+    ex = load_exchange(dt.date.fromisoformat(NIGHTS[2]))
+    src = replace(ex.sources[0], delete_table="T_SGS_XZCF_DEL", delete_key="CF_WSH")
+    state["p3"] = _pull(state, NIGHTS[2], exchange=replace(ex, sources=(src,)))
+    state["s3"] = pipeline.run_night(
+        pipeline.RunContext(
+            as_of=NIGHTS[2], progress=state["log"].append, waivers=waivers[:2], **ctx
+        )
     )
     return state
 
@@ -200,3 +221,18 @@ def test_the_manifest_names_the_registry_version_pulled_with(overlap):
     assert {(p["source_id"], p["providers_sha256"]) for p in m["pulled_with"]} == {
         ("eco-qzj-penalty", sha)
     }
+
+
+def test_a_delete_table_revokes_the_records_it_names(overlap):
+    p3 = overlap["p3"]
+    assert (p3["rows"], p3["revoked"]) == (1, 1)
+    assert p3["message"].endswith(
+        "; 1 deleted id(s) this source never delivered: nothing to revoke"
+    )
+    assert overlap["s3"]["status"] == "published", "\n".join(overlap["log"][-3:])
+    gone = overlap["gone"]
+    subject = gone["CF_XDR_SHXYM"] or gone["CF_XDR_SFZ"] or gone["CF_XDR_MC"]
+    with overlap["store"].engine.connect() as c:
+        _, rec, _, _ = load_inputs(overlap["store"], c, NIGHTS[2])
+    row = rec.set_index("record_key").loc[f"{gone['CF_WSH']}|{subject}"]
+    assert row["removal_reason"] == "当前状态：删除"
