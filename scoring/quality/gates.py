@@ -20,7 +20,7 @@ from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
 from scoring.quality.freshness import gate_feeds_present
-from scoring.quality.resends import RESEND_REASON, split_resends
+from scoring.quality.resends import count_excluded, split_resends
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
@@ -279,18 +279,9 @@ def reconcile_files(
         ]
     ).value_counts()
     q_counts = quar["path"].value_counts()
-    exc = verdicts.excluded
-    resent = exc["reason"] == RESEND_REASON if len(exc) else pd.Series(dtype=bool)
-    x_counts = exc.loc[~resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
-    r_counts = exc.loc[resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
-    files = files.copy()
+    files = count_excluded(files, verdicts.excluded)
     files["accepted"] = files["path"].map(acc_counts).fillna(0).astype(int)
     files["quarantined"] = files["path"].map(q_counts).fillna(0).astype(int)
-    files["simplified"] = files["path"].map(x_counts).fillna(0).astype(int)
-    # Repeats of records an earlier file of the night carries count with the file's repeats.
-    resends = files["path"].map(r_counts).fillna(0).astype(int)
-    base = files["excluded"] if "excluded" in files else 0
-    files["excluded"] = (pd.Series(base, index=files.index).fillna(0) + resends).astype(int)
     return files
 
 

@@ -25,3 +25,17 @@ def split_resends(stg_rec: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     work = [c for c in (*ident, "seen_before") if c in stg_rec]
     gone = stg_rec[resend].drop(columns=work).assign(reason=RESEND_REASON)
     return stg_rec[~resend].reset_index(drop=True), gone.reset_index(drop=True)
+
+
+def count_excluded(files: pd.DataFrame, exc: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the night's files with ``simplified`` (excluded by Art. 18) per file, and the
+    resends added to ``excluded`` (the file's repeats of an earlier delivery)."""
+    resent = exc["reason"] == RESEND_REASON if len(exc) else pd.Series(dtype=bool)
+    simple = exc.loc[~resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
+    again = exc.loc[resent, "source_file"].value_counts() if len(exc) else pd.Series(dtype=int)
+    files = files.copy()
+    files["simplified"] = files["path"].map(simple).fillna(0).astype(int)
+    resends = files["path"].map(again).fillna(0).astype(int)
+    base = files["excluded"] if "excluded" in files else 0
+    files["excluded"] = (pd.Series(base, index=files.index).fillna(0) + resends).astype(int)
+    return files
