@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import pandas as pd
 import provider_formats as pf
@@ -421,11 +422,13 @@ def test_a_broken_layout_file_stops_the_night_before_it_starts(tmp_path):
 
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
-    v1 = config / "layouts" / "v1.yaml"
-    v1.write_text(
-        v1.read_text(encoding="utf-8").replace("feed: inspection", "feed: inspections", 1),
-        encoding="utf-8",
-    )
+    # The version the night reads with (a later one appended to the history takes over; breaking
+    # one no night reads would prove nothing).
+    in_force = config / "layouts" / Path(LayoutSet.in_force("2026-06-30").source).name
+    text = in_force.read_text(encoding="utf-8")
+    broken = text.replace("feed: inspection", "feed: inspections", 1)
+    assert broken != text
+    in_force.write_text(broken, encoding="utf-8")
     (tmp_path / "landing" / "samr").mkdir(parents=True)
     home = tmp_path / "home"
     p = run_cli(
@@ -440,7 +443,7 @@ def test_a_broken_layout_file_stops_the_night_before_it_starts(tmp_path):
     )
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
     line = p.stderr.strip().splitlines()[-1]
-    assert "v1.yaml:" in line and "unknown feed 'inspections'" in line, line
+    assert f"{in_force.name}:" in line and "unknown feed 'inspections'" in line, line
     import sqlalchemy as sa
 
     eng = sa.create_engine(f"sqlite:///{home / 'credit.db'}")
