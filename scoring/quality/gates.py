@@ -16,6 +16,7 @@ from scoring.common.frames import concat_frames
 from scoring.common.law import SIMPLIFIED, SIMPLIFIED_REASON
 from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.intake.ingest import record_content_hash, record_key
+from scoring.intake.staging import STG_CHANGE_COLUMNS
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
@@ -24,31 +25,8 @@ from scoring.quality.resends import count_excluded, split_resends
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
-CHANGE_COLUMNS = [
-    "source_file",
-    "line_no",
-    "provider",
-    "delivered_on",
-    "op",
-    "doc_number",
-    "subject_code",
-    "item_code",
-    "effective_date",
-    "result",
-    "new_decision_date",
-    "new_publicity_end_date",
-    "new_item_code",
-    "new_grade",
-    "new_amount_yuan",
-    "new_subject_code",
-    "new_removal_date",
-    "assisted",
-    "assist_notified",
-    "assist_replied",
-    "excluded_days",
-    "record_key",
-    "change_key",
-]
+# The staged change columns, with the key a change is known by in place of its staging notes.
+CHANGE_COLUMNS = [c for c in STG_CHANGE_COLUMNS if c != "bad_values"] + ["change_key"]
 
 
 @dataclass
@@ -142,11 +120,15 @@ def validate_staged(
             "provider",
             "penalty_category",
         ]
-        known = pd.concat(
+        # Changes with no record stored or staged tonight: every one refers to nothing known.
+        known = concat_frames(
             [
-                stored_rec.reindex(columns=ref_cols) if len(stored_rec) else None,
-                stg_rec.loc[out.reasons["records"] == "", ref_cols] if len(stg_rec) else None,
-            ]
+                stored_rec.reindex(columns=ref_cols),
+                stg_rec.reindex(columns=ref_cols)[out.reasons["records"] == ""]
+                if len(stg_rec)
+                else stg_rec.reindex(columns=ref_cols),
+            ],
+            columns=ref_cols,
         ).drop_duplicates("record_key", keep="last")
         stg_chg = annotate_changes(stg_chg, known, cat, stored_changes)
         stg_chg["seen_before"] = stg_chg["seen_before"] & ~stg_chg["source_file"].isin(corrections)

@@ -134,3 +134,62 @@ def test_a_waiver_for_a_gate_that_passed_stops_the_night():
         ("waiver", "feed_present:court", False)
     ]
     assert "covers no failed gate" in failing[0].message
+
+
+def _staged(csv: str, stage, name: str) -> pd.DataFrame:
+    from scoring.intake import ingest
+
+    return stage(ingest.read_bytes(csv.encode("utf-8"), name, "ndrc"), pd.Timestamp("2026-06-30"))
+
+
+def _validate_staged(rec, chg, stored_ent):
+    from scoring.quality.gates import validate_staged
+    from scoring.quality.validate import gx_context
+
+    empty = pd.DataFrame()
+    cat = Catalogue.load()
+    return validate_staged(
+        gx_context(None), rec, empty, chg, stored_ent, empty, empty, cat, "2026-06-30", "r1",
+        with_docs=False,
+    )  # fmt: skip
+
+
+def test_changes_with_no_record_stored_or_staged_are_quarantined_not_raised():
+    from scoring.intake.staging import stage_changes
+
+    chg = _staged(
+        "操作类型,原文书编号,统一社会信用代码,生效日期\n撤销,D9,91330100799655058B,2026-06-01\n",
+        stage_changes,
+        "20260630_change.csv",
+    )
+    v = _validate_staged(pd.DataFrame(), chg, pd.DataFrame())
+    assert len(chg) == 1 and v.reasons["records"].empty
+    assert list(v.reasons["changes"]) == ["unknown_record"]
+
+
+@pytest.mark.parametrize(
+    "stored_ent",
+    [
+        pd.DataFrame(),
+        pd.DataFrame(
+            {
+                "uscc": pd.Series([], dtype="string"),
+                "registered_date": pd.Series([], dtype="datetime64[s]"),
+            }
+        ),
+    ],
+    ids=["nothing", "no-rows"],
+)
+def test_records_with_no_registration_at_all_are_decided_by_the_suite(stored_ent):
+    from scoring.intake.staging import stage_records
+
+    cat = Catalogue.load()
+    rec = _staged(
+        "信息项编码,主体名称,统一社会信用代码,文书编号,认定日期\n"
+        "PENALTY_GENERAL,某公司,91330100799655058B,D1,2026-01-10\n",
+        lambda raw, day: stage_records(raw, cat, day),
+        "20260630_record.csv",
+    )
+    v = _validate_staged(rec, pd.DataFrame(), stored_ent)
+    assert len(v.reasons["records"]) == 1 and v.records["registered_date"].isna().all()
+    assert "records" in v.validations
