@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
@@ -25,7 +23,6 @@ from scoring.history.store import (
     runs,
     sha256_file,
 )
-from scoring.reporting.exchange_section import exchange_section
 from scoring.reporting.lifecycle import (  # noqa: F401 (re-exported)
     calendar_notice,
     excluded_by_provider,
@@ -36,6 +33,16 @@ from scoring.reporting.policy_section import (
     policy_change_section,
     previous_policy,
     run_registry,
+)
+from scoring.reporting.report_sections import (  # noqa: F401 (re-exported)
+    data_docs_section,
+    feedback_section,
+    files_section,
+    first_screen,
+    gates_section,
+    html_table,
+    png_img,
+    provider_feedback,
 )
 
 CSS = """body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",
@@ -75,80 +82,6 @@ def random_hit_rate_by_tier(
 # The provincial plan's evaluation coverage targets (公共信用评价覆盖率): config/coverage_targets.yaml.
 COVERAGE_TARGETS = coverage_targets()
 STATUS_MARK = "<!--status-->{status}<!--/status-->"  # publish rewrites it once the run is published
-
-
-def first_screen(store, run: dict, files: pd.DataFrame, cat) -> list[str]:
-    """What an operator must see before anything else: waivers, tonight's deliveries (or that
-    there were none), problems in the landing folder, and each provider's freshness."""
-    from scoring.quality.freshness import feed_freshness
-
-    rdir = store.run_folder(run["run_id"])
-    out = calendar_notice(run["as_of"], rdir.objections)
-    waivers = json.loads(rdir.waivers.read_text(encoding="utf-8")) if rdir.waivers.exists() else []
-    for w in waivers:
-        covered = ", ".join(w["covered"]) or "nothing (no such gate failed)"
-        out.append(
-            f"<p class='fail'>豁免 WAIVER for this run only: gate <b>{html.escape(w['gate'])}</b> scope "
-            f"<b>{html.escape(w['scope'])}</b> approved by <b>{html.escape(w['approver'])}</b> — "
-            f"{html.escape(w['reason'])}; covered: {html.escape(covered)}</p>"
-        )
-    landing = json.loads(rdir.landing.read_text(encoding="utf-8")) if rdir.landing.exists() else {}
-    ok = files[files["status"] != "rejected"] if len(files) else files
-    if not len(files):
-        out.append(
-            "<p><b>无新到文件 No new deliveries</b> tonight: evaluated as of its own date from the stored "
-            "history (decay, ends of publicity periods and deadlines move with the date).</p>"
-        )
-    else:
-        same = int((files["status"] == "same_content").sum())
-        rejected = int((files["status"] == "rejected").sum())
-        corr = int(files["message"].fillna("").str.startswith("correction of").sum())
-        notes = (
-            ([f"{same} with the same content as an earlier file (no new rows)"] if same else [])
-            + ([f"{corr} corrections of files sent before"] if corr else [])
-            + ([f"{rejected} rejected"] if rejected else [])
-        )
-        out.append(
-            f"<p>{len(files)} new deliveries, {int(ok['received'].sum()):,} rows received"
-            + ("; " + "; ".join(notes) if notes else "")
-            + ".</p>"
-        )
-    problems = landing.get("problems") or []
-    if problems:
-        out.append(
-            "<h2>到货问题 Landing folder</h2><ul>"
-            + "".join(
-                f"<li class='fail'>{html.escape(p['kind'])}: {html.escape(p['path'])} — {html.escape(p['message'])}</li>"
-                for p in problems
-            )
-            + "</ul>"
-        )
-    out += exchange_section(store, run)
-    with store.engine.connect() as conn:
-        hist = pd.read_sql(
-            sa.select(landed_files.c.provider, landed_files.c.feed, landed_files.c.delivered_on)
-            .select_from(landed_files.join(runs, runs.c.run_id == landed_files.c.run_id))
-            .where(landed_files.c.status.in_(["stored", "same_content"]))
-            .where(runs.c.as_of <= run["as_of"]),
-            conn,
-        )
-    if len(ok):
-        hist = pd.concat([hist, ok[["provider", "feed", "delivered_on"]]], ignore_index=True)
-    fr = feed_freshness(cat, hist, run["as_of"])
-    fr.to_csv(rdir.freshness, index=False, encoding="utf-8-sig")
-    late = fr[~fr["ok"]]
-    out.append(
-        "<h2>数据时效 Provider freshness (Chinese working days)</h2>"
-        f"<p>{len(fr) - len(late)} of {len(fr)} feeds within their update cycle plus grace"
-        + (
-            f"; <span class='fail'>overdue: {html.escape(', '.join(late['provider'] + '/' + late['feed']))}</span>"
-            if len(late)
-            else ""
-        )
-        + "</p>"
-        + _table(fr.drop(columns=["provider_name", "calendar_covered"]), 100)
-    )
-    return out
 
 
 TIER_ROWS = ["A", "B", "C", "D", "new"]
@@ -191,84 +124,6 @@ def coverage(results: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
     return c.reset_index().rename(columns={"index": "eval_class"})
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "<img src='data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + "'/>"
-
-
-def _table(df: pd.DataFrame, max_rows: int = 50) -> str:
-    return df.head(max_rows).to_html(index=False, escape=True, border=0)
-
-
-def provider_feedback(
-    files: pd.DataFrame, quar: pd.DataFrame, catalogue, staged: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Per provider: rows received/accepted, 双公示 compliance vs 98%, USCC errors in ‱ vs 1‱,
-    timeliness against the feed's update cycle, and the top reasons with an example line."""
-    if files.empty:
-        return pd.DataFrame()
-    f = files[files["status"] != "rejected"]
-    counts = ["received", "accepted", "quarantined"]
-    # Every provider that delivered, those whose only files were rejected included (counted 0).
-    g = (
-        f.assign(files=1)[["provider", "files", *counts]]
-        .astype({c: "int64" for c in ("files", *counts)})
-        .groupby("provider")
-        .sum()
-        .reindex(sorted(files["provider"].unique()), fill_value=0)
-        .rename_axis("provider")
-    )
-    received = g["received"].where(g["received"] > 0).astype("float64")
-    uscc_err = quar[quar["reasons"].str.contains("invalid_uscc")].groupby("provider").size()
-    g["compliance"] = (g["accepted"] / received).round(4)
-    g["compliance_ok"] = g["compliance"] >= float(catalogue.gates["compliance_target"])
-    errors = uscc_err.reindex(g.index, fill_value=0).astype("float64")
-    g["uscc_error_per_10k"] = (errors / received * 10_000).round(2)
-    g["uscc_ok"] = g["uscc_error_per_10k"] <= float(catalogue.gates["uscc_error_target_per_10k"])
-    rejected = files[files["status"] == "rejected"].groupby("provider").size()
-    g["rejected_files"] = rejected.reindex(g.index, fill_value=0).astype("int64")
-    if staged is not None and len(staged):
-        feed_of = files.set_index("path")["feed"]
-        lag = (
-            pd.to_datetime(staged["delivered_on"]) - pd.to_datetime(staged["decision_date"])
-        ).dt.days
-        limit = (
-            staged["source_file"]
-            .map(feed_of)
-            .map(
-                {f: int(c["cycle_days"]) + int(c["grace_days"]) for f, c in catalogue.feeds.items()}
-            )
-        )
-        t = pd.DataFrame(
-            {"provider": staged["provider"], "lag": lag, "timely": lag <= limit}
-        ).dropna(subset=["lag"])
-        tg = t.groupby("provider").agg(
-            median_lag_days=("lag", "median"), timely_share=("timely", "mean")
-        )
-        g["median_lag_days"] = tg["median_lag_days"].reindex(g.index)
-        g["timely_share"] = tg["timely_share"].reindex(g.index).round(4)
-    top = (
-        quar.assign(reason=quar["reasons"].str.split(","))
-        .explode("reason")
-        .groupby(["provider", "reason"])
-        .agg(n=("line_no", "size"), example=("line_no", "min"), path=("path", "first"))
-        .reset_index()
-    )
-    top = top.sort_values(["provider", "n"], ascending=[True, False])
-    tops = {
-        prov: "; ".join(
-            f"{r.reason} ×{r.n} (e.g. {r.path}:{r.example})" for r in t.head(3).itertuples()
-        )
-        for prov, t in top.groupby("provider", sort=True)
-    }
-    g["top_reasons"] = g.index.map(tops)
-    return g.reset_index()
-
-
 REPORT_COLUMNS = ["uscc", "eval_class", "score", "tier", "flags"]
 
 
@@ -304,14 +159,8 @@ def _previous_tiers(store, conn, run_id: str) -> pd.DataFrame:
     )
 
 
-def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
-    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rdir = store.run_folder(run_id)
-    rdir.path.mkdir(parents=True, exist_ok=True)
+def _load(store, run_id: str) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The run's row, its landed files, gate results and quarantined lines."""
     with store.engine.connect() as conn:
         run = dict(conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()._mapping)
         files = pd.read_sql(
@@ -332,7 +181,11 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
             ).where(quarantine.c.run_id == run_id),
             conn,
         )
-    cat = Catalogue.in_force(run["as_of"])
+    return run, files, gates, quar
+
+
+def _header(run: dict, run_id: str) -> list[str]:
+    """Title, dates and status (with a marker ``publish`` rewrites), and the run's message."""
     parts = [
         f"<html><head><meta charset='utf-8'><title>公共信用综合评价 运行报告 {html.escape(run_id)}</title>"
         f"<style>{CSS}</style></head><body>",
@@ -349,178 +202,138 @@ def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
     ]
     if run.get("message"):
         parts.append(f"<p class='fail'>{html.escape(run['message'])}</p>")
-    parts += first_screen(store, run, files, cat)
-    scores_path = rdir.entity_score
-    if scores_path.exists() and run["status"] in ("scored", "published"):
-        use_cjk_font()
-        # Only the columns the report reads (a province's names and reasons are gigabytes), all of
-        # them in a new policy's first month, whose section lists movers with their reasons.
-        first_month = (
-            previous_policy(
-                pd.Timestamp(str(run["as_of"])), run.get("policy_sha256"), run_registry(store, run)
-            )
-            is not None
-        )
-        res = read_lean(scores_path, None if first_month else REPORT_COLUMNS)
-        tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
-        fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
-        ax[0].bar(tiers.index, tiers.values, color=["#2a9d8f", "#8ab17d", "#f4a261", "#e76f51"])
-        ax[0].set_title("信用风险分类 Tier distribution (A 低 … D 高)")
-        for x, v in zip(tiers.index, tiers.values):
-            ax[0].annotate(f"{v:,}", (x, v), ha="center", va="bottom", fontsize=8)
-        ax[1].hist(res["score"], bins=50, color="#264653")
-        ax[1].set_title("综合评价得分 Score distribution (0–1000)")
-        parts.append("<h2>等级分布 Tiers</h2>" + _png(fig))
-        parts.append(
-            _table(
-                pd.DataFrame(
-                    {
-                        "tier": tiers.index,
-                        "entities": tiers.values,
-                        "share": (tiers.values / max(1, len(res))).round(4),
-                    }
-                )
-            )
-        )
-        with store.engine.connect() as conn:
-            prev = conn.execute(
-                sa.select(runs.c.run_id)
-                .where(
-                    (runs.c.as_of < run["as_of"])
-                    & runs.c.status.in_(["scored", "published"])
-                    & (runs.c.kind == run["kind"])
-                )
-                .order_by(runs.c.as_of.desc())
-                .limit(1)
-            ).first()
-            prev_res = _previous_tiers(store, conn, prev.run_id) if prev else None
-        if prev_res is not None and len(prev_res):
-            mm = migration_matrix(prev_res, res)
-            fig, ax = plt.subplots(figsize=(5.5, 4))
-            ax.imshow(np.log1p(mm.to_numpy()), cmap="Reds")
-            ax.set_xticks(range(len(mm.columns)), mm.columns)
-            ax.set_yticks(range(len(mm.index)), mm.index)
-            ax.set_xlabel(f"本次 this run ({run_id})")
-            ax.set_ylabel(f"上次 previous run ({prev.run_id})")
-            for i in range(mm.shape[0]):
-                for j in range(mm.shape[1]):
-                    dark = np.log1p(mm.iat[i, j]) > 0.6 * np.log1p(mm.to_numpy().max())
-                    ax.text(
-                        j,
-                        i,
-                        f"{mm.iat[i, j]:,}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if dark else "black",
-                    )
-            ax.set_title("等级迁移矩阵 Tier migration")
-            parts.append(
-                "<h2>等级迁移 Migration against the previous run</h2>"
-                + _png(fig)
-                + _table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"}))
-            )
-        else:
-            parts.append("<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>")
-        parts.append(policy_change_section(store, run, res, rdir))  # a new policy's first month
-        reg_path = rdir.active_entities
-        if reg_path.exists():
-            cov = coverage(res, read_lean(reg_path))
-            parts.append(
-                "<h2>覆盖率 Coverage</h2><p>The provincial plan's targets: composite evaluation for "
-                "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + _table(cov)
-            )
-        truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
-        if truth is not None and truth.exists():
-            hit, note = random_hit_rate_by_tier(
-                pd.read_csv(truth, dtype={"uscc": str, "plan_id": str}), res, run["as_of"]
-            )
-            head = "<h2>分级有效性 Hit rate of later randomly drawn inspections by tier (demo ground truth)</h2>"
-            if hit is None:
-                parts.append(head + f"<p>{html.escape(note)}</p>")
-            else:
-                fig, ax = plt.subplots(figsize=(5, 3))
-                ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
-                ax.set_title("后续双随机检查问题发现率 Problem-finding rate by tier")
-                parts.append(
-                    head
-                    + f"<p>{html.escape(note)}</p>"
-                    + _png(fig)
-                    + _table(
-                        hit.reset_index().rename(
-                            columns={"mean": "hit_rate", "size": "inspections"}
-                        )
-                    )
-                )
-    parts.append("<h2>闸门 Gates</h2>")
-    if len(gates):
-        g = gates.assign(result=gates["passed"].map({True: "pass", False: "FAIL"}))
-        failed = g[~g["passed"]]
-        parts.append(
-            f"<p>{len(g)} gates, <span class='{'fail' if len(failed) else 'ok'}'>{len(failed)} failed</span></p>"
-        )
-        parts.append(
-            _table(
-                pd.concat([failed, g[g["passed"]]])[
-                    ["gate", "scope", "hard", "result", "observed", "threshold", "message"]
-                ],
-                200,
-            )
-        )
-    parts.append(
-        "<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats + simplified procedure)</h2>"
-    )
-    parts.append(
-        _table(
-            files[
-                [
-                    "path",
-                    "provider",
-                    "feed",
-                    "encoding",
-                    "status",
-                    "received",
-                    "accepted",
-                    "quarantined",
-                    "excluded",
-                    "reject_code",
-                    "message",
-                ]
-            ],
-            500,
-        )
-        if len(files)
-        else "<p>无新到文件 No new deliveries tonight.</p>"
-    )
-    parts += lifecycle_sections(gates, files, rdir)
-    staged_path = rdir.staged_table("stg_record")
-    want = ["source_file", "provider", "delivered_on", "decision_date"]
-    staged = None
-    if staged_path.exists():
-        import pyarrow.parquet as pq
+    return parts
 
-        if set(want) <= set(pq.read_schema(staged_path).names):  # a quiet night stages nothing
-            staged = pd.read_parquet(staged_path, columns=want)
-    fb = provider_feedback(files, quar, cat, staged)
-    if len(fb):
-        parts.append(
-            "<h2>数据提供单位反馈 Provider feedback</h2><p>双公示 compliance target ≥ 98%; USCC error "
-            "rate target ≤ 1‱; timeliness = share of records delivered within the feed's "
-            "update cycle (plus grace) after their decision date.</p>" + _table(fb, 100)
-        )
-        fb.to_csv(rdir.provider_report, index=False, encoding="utf-8-sig")
-    docs = rdir.data_docs
-    if docs.exists():
-        links = {k: v for k, v in json.loads(docs.read_text()).items() if v}
-        if links:
-            parts.append(
-                "<h2>GX Data Docs</h2><ul>"
-                + "".join(
-                    f"<li><a href='{html.escape(v)}'>{html.escape(k)}</a></li>"
-                    for k, v in sorted(links.items())
-                )
-                + "</ul>"
+
+def _tier_section(res: pd.DataFrame, plt) -> list[str]:
+    """Tier counts and the score histogram."""
+    tiers = res["tier"].astype(str).value_counts().reindex(list("ABCD"), fill_value=0)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
+    ax[0].bar(tiers.index, tiers.values, color=["#2a9d8f", "#8ab17d", "#f4a261", "#e76f51"])
+    ax[0].set_title("信用风险分类 Tier distribution (A 低 … D 高)")
+    for x, v in zip(tiers.index, tiers.values):
+        ax[0].annotate(f"{v:,}", (x, v), ha="center", va="bottom", fontsize=8)
+    ax[1].hist(res["score"], bins=50, color="#264653")
+    ax[1].set_title("综合评价得分 Score distribution (0–1000)")
+    return [
+        "<h2>等级分布 Tiers</h2>" + png_img(fig),
+        html_table(
+            pd.DataFrame(
+                {
+                    "tier": tiers.index,
+                    "entities": tiers.values,
+                    "share": (tiers.values / max(1, len(res))).round(4),
+                }
             )
+        ),
+    ]
+
+
+def _migration_section(store, run: dict, res: pd.DataFrame, plt) -> list[str]:
+    """The tier migration matrix against the previous scored run of the same kind."""
+    with store.engine.connect() as conn:
+        prev = conn.execute(
+            sa.select(runs.c.run_id)
+            .where(
+                (runs.c.as_of < run["as_of"])
+                & runs.c.status.in_(["scored", "published"])
+                & (runs.c.kind == run["kind"])
+            )
+            .order_by(runs.c.as_of.desc())
+            .limit(1)
+        ).first()
+        prev_res = _previous_tiers(store, conn, prev.run_id) if prev else None
+    if prev_res is None or not len(prev_res):
+        return ["<h2>等级迁移 Migration</h2><p>No earlier run to compare with.</p>"]
+    mm = migration_matrix(prev_res, res)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.imshow(np.log1p(mm.to_numpy()), cmap="Reds")
+    ax.set_xticks(range(len(mm.columns)), mm.columns)
+    ax.set_yticks(range(len(mm.index)), mm.index)
+    ax.set_xlabel(f"本次 this run ({run['run_id']})")
+    ax.set_ylabel(f"上次 previous run ({prev.run_id})")
+    for i in range(mm.shape[0]):
+        for j in range(mm.shape[1]):
+            dark = np.log1p(mm.iat[i, j]) > 0.6 * np.log1p(mm.to_numpy().max())
+            ax.text(
+                j,
+                i,
+                f"{mm.iat[i, j]:,}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    ax.set_title("等级迁移矩阵 Tier migration")
+    return [
+        "<h2>等级迁移 Migration against the previous run</h2>"
+        + png_img(fig)
+        + html_table(mm.reset_index().rename(columns={"tier_prev": "previous \\ now"}))
+    ]
+
+
+def _hit_rate_section(run: dict, res: pd.DataFrame, landing: Path | None, plt) -> list[str]:
+    """Later randomly drawn inspections' hit rate by tier, when the demo's ground truth is there."""
+    truth = (landing.parent / "ground_truth" / "inspections.csv") if landing else None
+    if truth is None or not truth.exists():
+        return []
+    hit, note = random_hit_rate_by_tier(
+        pd.read_csv(truth, dtype={"uscc": str, "plan_id": str}), res, run["as_of"]
+    )
+    head = "<h2>分级有效性 Hit rate of later randomly drawn inspections by tier (demo ground truth)</h2>"
+    if hit is None:
+        return [head + f"<p>{html.escape(note)}</p>"]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(hit.index, hit["mean"].fillna(0), color="#e76f51")
+    ax.set_title("后续双随机检查问题发现率 Problem-finding rate by tier")
+    return [
+        head
+        + f"<p>{html.escape(note)}</p>"
+        + png_img(fig)
+        + html_table(hit.reset_index().rename(columns={"mean": "hit_rate", "size": "inspections"}))
+    ]
+
+
+def _scored_sections(store, run: dict, rdir, landing: Path | None, plt) -> list[str]:
+    """Sections that read the run's scores: tiers, migration, a new policy, coverage, hit rate."""
+    use_cjk_font()
+    # Only the columns the report reads (a province's names and reasons are gigabytes), all of
+    # them in a new policy's first month, whose section lists movers with their reasons.
+    first_month = (
+        previous_policy(
+            pd.Timestamp(str(run["as_of"])), run.get("policy_sha256"), run_registry(store, run)
+        )
+        is not None
+    )
+    res = read_lean(rdir.entity_score, None if first_month else REPORT_COLUMNS)
+    parts = _tier_section(res, plt) + _migration_section(store, run, res, plt)
+    parts.append(policy_change_section(store, run, res, rdir))  # a new policy's first month
+    reg_path = rdir.active_entities
+    if reg_path.exists():
+        cov = coverage(res, read_lean(reg_path))
+        parts.append(
+            "<h2>覆盖率 Coverage</h2><p>The provincial plan's targets: composite evaluation for "
+            "≥80% of legal persons and ≥70% of unincorporated organisations.</p>" + html_table(cov)
+        )
+    return parts + _hit_rate_section(run, res, landing, plt)
+
+
+def write_run_report(store, run_id: str, landing: Path | None = None) -> Path:
+    import matplotlib  # lazy: only the reports draw, and matplotlib is slow to import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rdir = store.run_folder(run_id)
+    rdir.path.mkdir(parents=True, exist_ok=True)
+    run, files, gates, quar = _load(store, run_id)
+    cat = Catalogue.in_force(run["as_of"])
+    parts = _header(run, run_id) + first_screen(store, run, files, cat)
+    if rdir.entity_score.exists() and run["status"] in ("scored", "published"):
+        parts += _scored_sections(store, run, rdir, landing, plt)
+    parts += gates_section(gates) + files_section(files)
+    parts += lifecycle_sections(gates, files, rdir)
+    parts += feedback_section(files, quar, cat, rdir) + data_docs_section(rdir)
     parts.append("</body></html>")
     path = rdir.report
     path.write_text("\n".join(parts), encoding="utf-8")
