@@ -42,6 +42,9 @@ def candidate_policy(
     cut scores at the current policy's tier shares. X_pop: the training population's counts under
     the learned half-lives; X_pop_current: under the current ones."""
     doc = json.loads(json.dumps(current.doc))
+    if "pending_objection" in doc.get("overrides", {}):
+        # A new document says what the engine does: an objection marks, never suspends (Art. 39).
+        doc["overrides"]["pending_objection"] = "count"
     if getattr(learner, "keep_current_", False):
         # The learned numbers did not beat the current policy on the validation inspections.
         doc["version_label"] = "candidate (no change: the current policy predicted better)"

@@ -9,7 +9,6 @@ import zoneinfo
 
 import sqlalchemy as sa
 
-from scoring.evaluation.objections import objection_calendar
 from scoring.history.nights import (
     deliveries_by_provider,
     gates_of,
@@ -76,8 +75,8 @@ def overview(store, nights: int = 30) -> list[dict]:
 
 
 def overdue_objections(store, run_id: str) -> list[dict]:
-    """Objections pending past their decision deadline on a night (working days after receipt),
-    by the provider that must decide them, from the change batches the night used."""
+    """Objections pending past their decision deadline on a night, per provider of the record: the
+    run report's own answer (the same library functions over the batches the night used)."""
     with store.engine.connect() as conn:
         run = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
         if run is None or not run.manifest_json:
@@ -86,16 +85,22 @@ def overdue_objections(store, run_id: str) -> list[dict]:
         batches = [
             dict(b._mapping)
             for b in conn.execute(
-                sa.select(record_batches)
-                .where(record_batches.c.table_name == "changes")
-                .order_by(record_batches.c.known_from, record_batches.c.batch_id)
+                sa.select(record_batches).order_by(
+                    record_batches.c.known_from, record_batches.c.batch_id
+                )
             )
             if b.batch_id in ids
         ]
-    chg = store.read_batches(batches) if batches else None
-    cal = objection_calendar(chg, str(run.as_of))
-    late = cal[cal["state"] == "overdue"]
-    if late.empty:
+    if not any(b["table_name"] == "changes" for b in batches):
         return []
-    counts = late.groupby(late["provider"].astype("string").fillna("?")).size()
-    return [{"provider": str(p), "overdue": int(n)} for p, n in sorted(counts.items())]
+    import pandas as pd
+
+    from scoring.evaluation.partitioned import objections as night_objections
+    from scoring.reporting.lifecycle import overdue_by_provider
+
+    od = overdue_by_provider(night_objections(store, batches, str(run.as_of)))
+    od = od[od["overdue"] > 0]
+    return [
+        {"provider": str(r.provider) if pd.notna(r.provider) else "?", "overdue": int(r.overdue)}
+        for r in od.itertuples(index=False)
+    ]

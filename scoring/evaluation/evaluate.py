@@ -40,6 +40,15 @@ from scoring.history.policy_registry import approval, in_force_entry, seed_entri
 
 DEFAULT_POLICY = CONFIG_DIR / "policy" / "v1.yaml"
 DAYS_PER_MONTH = 30.4375
+# The shipped v1 and v2 (config/policy/history.yaml) predate the rule that an objection marks and
+# never suspends; their hashes are pinned in the registry and in past manifests, so they keep
+# loading and their ``pending_objection: suspend`` is ignored. Any other document is refused.
+GRANDFATHERED_SUSPEND = frozenset(
+    {
+        "968af1fc8e35841dd601c06a2e67a7bda45425206c666ccbdca5bafff37453f2",
+        "3c85c23ecadc35afe26182bd6c2b3a61578fc70a36aa5ea904db70cd5a074bdb",
+    }
+)
 OUTPUT_SCHEMA_VERSION = "entity_score/1"
 
 
@@ -74,6 +83,12 @@ class Policy:
         ]:
             raise ValueError("policy tiers must be A, B, C, D with falling cut scores")
         check_signals(self.doc)
+        asks = (self.doc.get("overrides") or {}).get("pending_objection", "count")
+        if asks != "count" and self.sha256 not in GRANDFATHERED_SUSPEND:
+            raise ValueError(
+                f"policy asks pending_objection: {asks}; 《黑龙江省社会信用条例》 Art. 39 has an "
+                "objection marked (异议标注), never suspended: use pending_objection: count"
+            )
 
     @classmethod
     def in_force(cls, as_of, registry: list[dict]) -> Policy:

@@ -323,13 +323,15 @@ def _empty_like_entities(store, plan: dict) -> pd.DataFrame:
 
 def objections(store, batches: list[dict], as_of) -> pd.DataFrame:
     """Where every objection stands on the as-of date (the night's, not a partition's: changes are
-    few), with the provider of each record it names, read by key from the stored records."""
+    few), with the provider and item of each record it names, read by key from the stored records
+    (the item decides the severe-list and court-listing deadlines). The one answer the run report
+    and the console both give."""
     chg = store.read_batches([b for b in batches if b["table_name"] == "changes"], verified=True)
     keys = sorted(set(chg["record_key"].dropna())) if len(chg) and "record_key" in chg else []
     rec = (
         store.read_batches(
             [b for b in batches if b["table_name"] == "records"],
-            columns=["record_key", "provider"],
+            columns=["record_key", "provider", "item_code"],
             where_in=("record_key", keys),
             verified=True,
         )

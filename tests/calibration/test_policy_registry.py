@@ -51,6 +51,8 @@ def _one_line_refusal(p, words: str) -> None:
 def _variant(path: Path, label: str, a_cut: int | None = None) -> dict:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     doc["version_label"] = label
+    # A new document must not ask for suspension (Art. 39); only the shipped v1/v2 may.
+    doc["overrides"]["pending_objection"] = "count"
     if a_cut is not None:
         doc["tiers"][0]["min_score"] = a_cut
     return doc
@@ -225,3 +227,20 @@ def test_promotions_write_only_the_registry_and_a_rerun_sees_what_the_night_knew
     now = json.loads(p.stdout)
     assert now["policy_approval"]["entry_id"] == 4 and now["policy_sha256"] == content_hash(cand)
     assert not now["identical"]
+
+
+def test_a_new_policy_asking_to_suspend_is_refused_while_the_shipped_ones_load():
+    """《黑龙江省社会信用条例》 第三十九条第二款: "应当自收到异议申请之日起一个工作日内作出异议标注" --
+    an objection is marked, never suspends the record. The shipped v1/v2 (hashes pinned) keep
+    loading with their ignored key; a new document asking for it is refused in one line."""
+    from scoring.evaluation.evaluate import Policy
+
+    for path in (V1, V2):
+        assert Policy.load(path).doc["overrides"]["pending_objection"] == "suspend"
+    doc = yaml.safe_load(V2.read_text(encoding="utf-8"))
+    doc["version_label"] = "a new one"
+    with pytest.raises(ValueError, match=r"Art\. 39") as exc:
+        Policy.from_doc(doc)
+    assert "\n" not in str(exc.value)
+    doc["overrides"]["pending_objection"] = "count"
+    assert Policy.from_doc(doc).doc["version_label"] == "a new one"

@@ -394,6 +394,25 @@ def test_deadlines_of_the_marks(night):
     assert "Overdue marks and decisions, per provider" in page and "CALENDAR UNKNOWN" not in page
 
 
+def test_the_console_and_the_run_report_give_one_answer_on_overdue_objections(night):
+    """Art. 35 ¶2: the severe listing's objection is due in three working days even when assisted,
+    and Art. 28 ¶3's court listing goes to the court within them: the console's overdue count per
+    provider is the run report's, from the same library function."""
+    from scoring.console.nights import overdue_objections
+    from scoring.history.store import Store
+
+    run_dir = next(night["home"].glob("runs/*/nightly-20260630"))
+    csv = pd.read_csv(run_dir / "objections_overdue.csv", encoding="utf-8-sig")
+    report = {str(p): int(n) for p, n in zip(csv["provider"], csv["overdue"]) if n > 0}
+    store = Store.open(f"sqlite:///{night['home'] / 'credit.db'}", night["home"])
+    console = {
+        x["provider"]: x["overdue"] for x in overdue_objections(store, night["run"]["run_id"])
+    }
+    assert console == report
+    # LIST_OBJ_3DAYS (ndrc, severe list, assisted) would be pending under Art. 39's seven days.
+    assert console.get("ndrc", 0) >= 1 and console.get("court", 0) >= 1, console
+
+
 def _published(night):
     out = night["home"] / "outbox"
     frames = [pd.read_parquet(p) for p in sorted(out.glob("*/nightly-20260630/results.parquet"))]
