@@ -34,6 +34,8 @@ class RunFolder:
     PROVIDER_REPORT = "provider_report.csv"
     FRESHNESS = "freshness.csv"
     OBJECTIONS_OVERDUE = "objections_overdue.csv"
+    CORRECTIONS = "corrections.parquet"
+    CORRECTIONS_LATE = "corrections_late.csv"
     STAGED_TABLES = ("stg_record", "stg_entity", "stg_change", "unparsed")
 
     def __init__(self, path: Path | str):
@@ -129,3 +131,11 @@ class RunFolder:
     @property
     def objections_overdue(self) -> Path:
         return self.path / self.OBJECTIONS_OVERDUE
+
+    @property
+    def corrections(self) -> Path:
+        return self.path / self.CORRECTIONS
+
+    @property
+    def corrections_late(self) -> Path:
+        return self.path / self.CORRECTIONS_LATE

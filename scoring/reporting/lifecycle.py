@@ -135,4 +135,23 @@ def lifecycle_sections(gates: pd.DataFrame, files: pd.DataFrame, rdir) -> list[s
         parts.append(table_html(od, 100) if len(od) else "<p>None.</p>")
         if len(od):
             od.to_csv(rdir.objections_overdue, index=False, encoding="utf-8-sig")
+    parts += corrections_section(rdir)
     return parts
+
+
+def corrections_section(rdir) -> list[str]:
+    """Art. 38's deadlines missed per provider, beside the objections'."""
+    from scoring.evaluation.provider_deadlines import late_by_provider
+
+    if not rdir.corrections.exists():
+        return []
+    late = late_by_provider(pd.read_parquet(rdir.corrections))
+    head = (
+        "更正撤销 Corrections and revocations (Art. 38: the provider corrects within 3 working "
+        "days of finding the error, proposes a revocation within 2 of the basis changing; the "
+        "platform revokes within 1 of receiving it), late per provider"
+    )
+    if late.empty:
+        return [f"<h3>{head}</h3><p>None.</p>"]
+    late.to_csv(rdir.corrections_late, index=False, encoding="utf-8-sig")
+    return [f"<h3 class='fail'>{head}</h3>", table_html(late, 100)]

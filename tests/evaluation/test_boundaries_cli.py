@@ -90,6 +90,9 @@ CASES = {
     "REPAIR_AFTER_MIN": ("Order 58", "penalty", {"date": "2026-01-10"}),
     "REPAIR_FIELD_MIN": ("Order 58", "ema", {"date": "2026-01-10"}),
     "SIMPLIFIED": ("Art. 18", "penalty", {"date": "2026-05-10", "simple": True}),
+    "CORR_ON_TIME": ("Art. 38", "penalty", {"date": "2026-05-10"}),
+    "REVOKED_LATE": ("Art. 38", "penalty", {"date": "2026-05-10"}),
+    "REVOKED_ON_TIME": ("Art. 38", "penalty", {"date": "2026-05-10"}),
 }
 NAMES = sorted(CASES)
 USCC = {k: _uscc(9000 + i) for i, k in enumerate(NAMES)}
@@ -131,6 +134,12 @@ CHANGE_ROWS = [
     ("LIST_OBJ_3DAYS", "异议申请", "2026-06-23", {"需协助核查": "是"}),
     ("GRADE_TO_SEVERE", "更正", "2026-06-20", {"更正后失信严重程度": "严重"}),
     ("ITEM_TO_SEVERE", "更正", "2026-06-20", {"更正后信息项编码": "PENALTY_SEVERE"}),
+    # Art. 38, all delivered 06-30: a correction is due 3 working days after its date (Sat 06-20
+    # gives Wed 06-24: the two above are late; Fri 06-26 gives Wed 07-01), a revocation 2 (Thu
+    # 06-25 gives Mon 06-29: late; Fri 06-26 gives Tue 06-30: on its last day).
+    ("CORR_ON_TIME", "更正", "2026-06-26", {"更正后金额（元）": "800"}),
+    ("REVOKED_LATE", "撤销", "2026-06-25", {}),
+    ("REVOKED_ON_TIME", "撤销", "2026-06-26", {}),
     ("REPAIR_EARLY", "信用修复", "2026-06-15", {}),
     ("REPAIR_AFTER_MIN", "信用修复", "2026-06-30", {}),
     ("REPAIR_FIELD_MIN", "信用修复", "2026-06-30", {}),
@@ -164,6 +173,9 @@ EXPECTED = {
     "REPAIR_AFTER_MIN": (False, "repaired", "A", None),
     "REPAIR_FIELD_MIN": (True, None, "B", None),
     "SIMPLIFIED": (False, "simplified_procedure", "A", None),
+    "CORR_ON_TIME": (True, None, "B", None),
+    "REVOKED_LATE": (False, "revoked", "A", None),
+    "REVOKED_ON_TIME": (False, "revoked", "A", None),
 }
 
 
@@ -411,6 +423,34 @@ def test_the_console_and_the_run_report_give_one_answer_on_overdue_objections(ni
     assert console == report
     # LIST_OBJ_3DAYS (ndrc, severe list, assisted) would be pending under Art. 39's seven days.
     assert console.get("ndrc", 0) >= 1 and console.get("court", 0) >= 1, console
+
+
+def test_providers_late_corrections_and_revocations_are_listed(night):
+    """Art. 38: "应当自发现之日起三个工作日内进行更正……自依据被改变之日起两个工作日内向公共信用工作机构
+    提出更新信息，公共信用工作机构应当在一个工作日内撤销或者变更该信息". All the crafted changes
+    come from ndrc's change feed of 06-30, applied that night."""
+    run_dir = next(night["home"].glob("runs/*/nightly-20260630"))
+    d = pd.read_parquet(run_dir / "corrections.parquet")
+    d["doc"] = d["record_key"].str.split("|").str[0]
+    by_doc = d.set_index("doc")
+    for key, late in [
+        ("GRADE_TO_SEVERE", True),
+        ("ITEM_TO_SEVERE", True),
+        ("CORR_ON_TIME", False),
+        ("REVOKED_LATE", True),
+        ("REVOKED_ON_TIME", False),
+    ]:
+        row = by_doc.loc[DOC[key]]
+        assert bool(row["provider_late"]) is late, (key, row)
+        assert not row["platform_late"] and not row["calendar_unknown"], (key, row)
+    assert by_doc.loc[DOC["REVOKED_ON_TIME"], "provider_due"] == pd.Timestamp("2026-06-30")
+    late = pd.read_csv(run_dir / "corrections_late.csv", encoding="utf-8-sig")
+    ndrc = late.set_index("provider").loc["ndrc"]
+    nd = d[d["provider"] == "ndrc"]
+    assert ndrc["corrections_late"] == (nd["provider_late"] & (nd["op"] == "correct")).sum() >= 2
+    assert ndrc["revocations_late"] == (nd["provider_late"] & (nd["op"] == "revoke")).sum() >= 1
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Corrections and revocations (Art. 38" in page
 
 
 def _published(night):

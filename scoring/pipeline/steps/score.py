@@ -22,6 +22,7 @@ from scoring.common.config import canonical_json, content_hash
 from scoring.common.errors import GateFailed, PipelineError
 from scoring.evaluation import evaluate, piece_files
 from scoring.evaluation import partitioned as part
+from scoring.evaluation.provider_deadlines import night_corrections
 from scoring.history import results as stored
 from scoring.history.folders import RunFolder
 from scoring.history.gates import gate_verdicts
@@ -222,6 +223,7 @@ def _merge(store: Store, plan: dict, folder: Path, run: RunFolder, as_of) -> str
             for piece, dest in merges.items()
         ]
         write_parquet(run.objections, part.objections(store, plan["batches"], as_of))
+        write_parquet(run.corrections, night_corrections(store, plan["batches"], as_of))
         out_sha = hashed.result()
         for d in done:
             d.result()
