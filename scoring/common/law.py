@@ -64,26 +64,35 @@ def effective_grade(doc: dict, set_idx: np.ndarray, grade: pd.Series) -> np.ndar
     return np.where((g == "minor") & ~has_minor[set_idx], "general", g)
 
 
-def field_minimum(doc: dict, set_idx: np.ndarray, providers) -> np.ndarray:
+def field_minimum(doc: dict, set_idx: np.ndarray, providers, fields=None) -> np.ndarray:
     """The set's field-specific minimum (Order 58: one year for food, drugs, special equipment,
-    work safety and fire) for records from the providers of those fields; 0 elsewhere."""
+    work safety and fire) for records from the providers of those fields, or whose 违法行为类型
+    (``fields``: the record's violation_type text) names one of the fields; 0 elsewhere."""
     sets = period_sets(doc)
     prov = pd.Series(providers, dtype="string").fillna("").to_numpy(dtype=object)
+    text = (
+        pd.Series(fields, dtype="string").fillna("")
+        if fields is not None
+        else pd.Series("", index=range(len(set_idx)), dtype="string")
+    )
     out = np.zeros(len(set_idx), dtype=np.int64)
     for k, r in enumerate(sets):
         fm = r.get("field_minimum")
         if fm:
-            hit = (set_idx == k) & np.isin(prov, list(fm["providers"]))
+            named = np.zeros(len(set_idx), dtype=bool)
+            for word in fm.get("fields", []):
+                named |= text.str.contains(word, regex=False).to_numpy(dtype=bool)
+            hit = (set_idx == k) & (np.isin(prov, list(fm.get("providers", []))) | named)
             out[hit] = int(fm["min_months"])
     return out
 
 
 def period_bounds(
-    doc: dict, decision_dates, grades, providers=None
+    doc: dict, decision_dates, grades, providers=None, fields=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(min months, max months, rule set id) for each record's grade under the set in force on
-    its decision date; the set's field minimum raises the minimum where the provider's field
-    has one."""
+    its decision date; the set's field minimum raises the minimum where the provider's field, or
+    the record's 违法行为类型 (``fields``), has one."""
     sets = period_sets(doc)
     idx = set_index_on(doc, decision_dates)
     g = pd.Series(grades).astype("string").fillna("").to_numpy(dtype=object)
@@ -91,8 +100,10 @@ def period_bounds(
         [int(sets[i][x]["min_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
         dtype=np.int64,
     )
-    if providers is not None:
-        lo = np.maximum(lo, np.where(np.isin(g, GRADES), field_minimum(doc, idx, providers), 0))
+    if providers is not None or fields is not None:
+        prov = providers if providers is not None else [None] * len(idx)
+        fm = field_minimum(doc, idx, prov, fields)
+        lo = np.maximum(lo, np.where(np.isin(g, GRADES), fm, 0))
     hi = np.array(
         [int(sets[i][x]["max_months"]) if x in GRADES else 0 for i, x in zip(idx, g)],
         dtype=np.int64,

@@ -136,6 +136,7 @@ def _record_rows(cls: pd.DataFrame, cat: Catalogue) -> list[dict]:
         cls["decision_date"],
         cls["grade"] if "grade" in cls else pd.Series(pd.NA, index=cls.index),
         cls["provider"] if "provider" in cls else None,
+        cls["violation_type"] if "violation_type" in cls else None,
     )
     rows = []
     for r, min_months, rule_id in zip(cls.itertuples(), lo, rule):

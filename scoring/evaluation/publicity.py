@@ -185,7 +185,8 @@ def repair_days(records: pd.DataFrame, catalogue: Catalogue, dec: np.ndarray) ->
     if len(rows):
         dates = pd.Series(to_dates(dec[rows]))
         prov = records["provider"].to_numpy()[rows] if "provider" in records else None
-        lo, _, _ = period_bounds(catalogue.doc, dates, grade[rows], prov)
+        kind = records["violation_type"].to_numpy()[rows] if "violation_type" in records else None
+        lo, _, _ = period_bounds(catalogue.doc, dates, grade[rows], prov, kind)
         earliest = _months_after(dec[rows], lo)
         rep = rep.copy()
         rep[rows] = np.maximum(rep[rows], earliest)

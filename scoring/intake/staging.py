@@ -44,6 +44,8 @@ STG_RECORD_COLUMNS = [
     "legal_rep_id_number",
     "doc_number",
     "penalty_category",
+    # 违法行为类型: names the field (food, drugs, special equipment...) of Order 58's minimum.
+    "violation_type",
     "amount_yuan",
     "decision_date",
     "publicity_end_date",
@@ -254,7 +256,13 @@ def _stage_text(out: pd.DataFrame, f: pd.DataFrame, feed: str) -> None:
         )
     else:
         out["doc_number"] = clean_text(f["doc_number"])  # the provider's own text, kept
-    for col in ("authority_name", "penalty_category", "inspection_result", "removal_reason"):
+    for col in (
+        "authority_name",
+        "penalty_category",
+        "violation_type",
+        "inspection_result",
+        "removal_reason",
+    ):
         out[col] = clean_text(f[col]) if col in f else pd.NA
 
 

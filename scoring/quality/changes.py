@@ -46,7 +46,7 @@ def annotate_changes(
     )
     is_repair = (c["op"] == "repair").fillna(False).to_numpy()
     c["repair_allowed"] = ~is_repair | repairable.to_numpy()
-    lo, _, _ = period_bounds(cat.doc, decided, grade, look("provider"))
+    lo, _, _ = period_bounds(cat.doc, decided, grade, look("provider"), look("violation_type"))
     earliest = pd.Series(pd.NaT, index=c.index, dtype="datetime64[s]")
     for m in sorted(set(lo[is_repair])):
         sel = is_repair & (lo == m)

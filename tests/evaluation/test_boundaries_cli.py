@@ -10,8 +10,9 @@ Each case names its article. 《黑龙江省社会信用条例》:
            Arts. 201-203: 期间的最后一日是截止日)
   Art. 39  ¶2 an objection is marked within one working day, decided within three (seven when
            assisted); the mark never suspends the record
-NDRC Order 58 (2023-05-01): penalties published 3 months to 3 years, one year minimum for work
-safety and the other named fields. NDRC Order 36 (2026-04-01): minor records not published in
+NDRC Order 58 (2023-05-01): penalties published 3 months to 3 years, "食品、药品、特种设备、安全生产、
+消防领域行政处罚信息最短公示期一年" (work safety by its provider, food, drugs and special equipment by the
+penalty's 违法行为类型): a repair within the year is too early and the record keeps counting. NDRC Order 36 (2026-04-01): minor records not published in
 principle; general 3-12 months, severe 12-36; repair only after the minimum.
 """
 
@@ -89,6 +90,22 @@ CASES = {
     "REPAIR_EARLY": ("Order 36", "penalty", {"date": "2026-05-01"}),
     "REPAIR_AFTER_MIN": ("Order 58", "penalty", {"date": "2026-01-10"}),
     "REPAIR_FIELD_MIN": ("Order 58", "ema", {"date": "2026-01-10"}),
+    # Market regulation's penalties in a named field, told by their 违法行为类型.
+    "REPAIR_FOOD_MIN": (
+        "Order 58",
+        "penalty",
+        {"date": "2026-01-10", "violation": "违反《中华人民共和国食品安全法》第三十四条"},
+    ),
+    "REPAIR_DRUG_MIN": (
+        "Order 58",
+        "penalty",
+        {"date": "2026-01-10", "violation": "违反《中华人民共和国药品管理法》第九十八条"},
+    ),
+    "REPAIR_SPECIAL_EQUIPMENT_MIN": (
+        "Order 58",
+        "penalty",
+        {"date": "2026-01-10", "violation": "违反《中华人民共和国特种设备安全法》第三十二条"},
+    ),
     "SIMPLIFIED": ("Art. 18", "penalty", {"date": "2026-05-10", "simple": True}),
     "CORR_ON_TIME": ("Art. 38", "penalty", {"date": "2026-05-10"}),
     "REVOKED_LATE": ("Art. 38", "penalty", {"date": "2026-05-10"}),
@@ -143,6 +160,9 @@ CHANGE_ROWS = [
     ("REPAIR_EARLY", "信用修复", "2026-06-15", {}),
     ("REPAIR_AFTER_MIN", "信用修复", "2026-06-30", {}),
     ("REPAIR_FIELD_MIN", "信用修复", "2026-06-30", {}),
+    ("REPAIR_FOOD_MIN", "信用修复", "2026-06-30", {}),
+    ("REPAIR_DRUG_MIN", "信用修复", "2026-06-30", {}),
+    ("REPAIR_SPECIAL_EQUIPMENT_MIN", "信用修复", "2026-06-30", {}),
 ]
 
 # case -> (counts, reason, tier, objection state or None)
@@ -172,6 +192,9 @@ EXPECTED = {
     "REPAIR_EARLY": (True, None, "B", None),
     "REPAIR_AFTER_MIN": (False, "repaired", "A", None),
     "REPAIR_FIELD_MIN": (True, None, "B", None),
+    "REPAIR_FOOD_MIN": (True, None, "B", None),
+    "REPAIR_DRUG_MIN": (True, None, "B", None),
+    "REPAIR_SPECIAL_EQUIPMENT_MIN": (True, None, "B", None),
     "SIMPLIFIED": (False, "simplified_procedure", "A", None),
     "CORR_ON_TIME": (True, None, "B", None),
     "REVOKED_LATE": (False, "revoked", "A", None),
@@ -215,6 +238,7 @@ def _penalty_row(k, f):
         "行政相对人代码_1(统一社会信用代码)": USCC[k],
         "行政处罚决定书文号": DOC[k],
         "处罚类别": f.get("type", "罚款"),
+        "违法行为类型": f.get("violation", ""),
         "罚款金额（万元）": "0.2" if f.get("simple") else "2",
         "适用程序": "简易程序" if f.get("simple") else "一般程序",
         "处罚决定日期": f["date"],
@@ -385,6 +409,26 @@ def test_grade_and_item_corrections_to_severe_give_one_answer(night):
     assert (a["score"], a["tier"], a["override"]) == (b["score"], b["tier"], b["override"])
     ra = next(r for r in a["records"] if r["doc_number"] == DOC["GRADE_TO_SEVERE"])
     assert ra["item_code"] == "PENALTY_SEVERE" and ra["min_months"] == 12
+
+
+def test_field_minimum_follows_the_violation_type(night):
+    """Order 58: "食品、药品、特种设备……领域行政处罚信息最短公示期一年" -- the same provider's penalty
+    of the same date has 3 months' minimum outside those fields and 12 inside them."""
+    mins = {}
+    for key in (
+        "REPAIR_AFTER_MIN",
+        "REPAIR_FOOD_MIN",
+        "REPAIR_DRUG_MIN",
+        "REPAIR_SPECIAL_EQUIPMENT_MIN",
+    ):
+        rec = next(r for r in explain(night, key)["records"] if r["doc_number"] == DOC[key])
+        mins[key] = rec["min_months"]
+    assert mins == {
+        "REPAIR_AFTER_MIN": 3,
+        "REPAIR_FOOD_MIN": 12,
+        "REPAIR_DRUG_MIN": 12,
+        "REPAIR_SPECIAL_EQUIPMENT_MIN": 12,
+    }
 
 
 def test_deadlines_of_the_marks(night):

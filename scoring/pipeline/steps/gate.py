@@ -27,6 +27,7 @@ _RECORD_COLUMNS = [
     "grade",
     "provider",
     "penalty_category",
+    "violation_type",
 ]
 _CHANGE_COLUMNS = ["record_key", "op", "effective_date", "change_key"]
 _SUITES = (("records", "stg_record"), ("entities", "stg_entity"), ("changes", "stg_change"))
