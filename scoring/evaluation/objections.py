@@ -52,7 +52,7 @@ COLUMNS = [
 ]
 
 
-def _shift_working(dates: pd.Series, n: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+def shift_working(dates: pd.Series, n: np.ndarray) -> tuple[pd.Series, np.ndarray]:
     """(dates + n working days, calendar_unknown), computed once per distinct (date, n). A count
     that needs a year no calendar covers gives NaT and True."""
     d = pd.to_datetime(dates)
@@ -156,13 +156,13 @@ def objection_calendar(
 
 def _deadlines(out: pd.DataFrame, day: pd.Timestamp, pend: np.ndarray) -> pd.DataFrame:
     n = len(out)
-    out["mark_due"], unk_mark = _shift_working(out["received"], np.full(n, MARK_DAYS))
+    out["mark_due"], unk_mark = shift_working(out["received"], np.full(n, MARK_DAYS))
     decide = np.where(
         out["severe_list"], SEVERE_LIST_DAYS, np.where(out["assisted"], ASSISTED_DAYS, DECIDE_DAYS)
     )
     decide = decide + out["excluded_days"].to_numpy(dtype=np.int64)
-    out["decision_due"], unk_dec = _shift_working(out["received"], decide)
-    out["assist_due"], unk_assist = _shift_working(
+    out["decision_due"], unk_dec = shift_working(out["received"], decide)
+    out["assist_due"], unk_assist = shift_working(
         out["assist_notified"], np.full(n, ASSIST_REPLY_DAYS)
     )
     court = out["court_listing"].to_numpy(dtype=bool)

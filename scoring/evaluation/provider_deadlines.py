@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scoring.evaluation.objections import _shift_working
+from scoring.evaluation.objections import shift_working
 
 CORRECT_DAYS, REVOKE_DAYS, PLATFORM_DAYS = 3, 2, 1
 COLUMNS = [
@@ -66,8 +66,8 @@ def correction_deadlines(changes: pd.DataFrame | None, as_of) -> pd.DataFrame:
     )
     revoke = (out["op"] == "revoke").to_numpy()
     days = np.where(revoke, REVOKE_DAYS, CORRECT_DAYS)
-    out["provider_due"], unk_p = _shift_working(out["basis_date"], days)
-    platform_due, unk_f = _shift_working(out["delivered"], np.full(len(out), PLATFORM_DAYS))
+    out["provider_due"], unk_p = shift_working(out["basis_date"], days)
+    platform_due, unk_f = shift_working(out["delivered"], np.full(len(out), PLATFORM_DAYS))
     # Art. 38 gives the platform's one working day for revocations only.
     out["platform_due"] = platform_due.where(revoke)
     unk_f = unk_f & revoke
