@@ -276,10 +276,7 @@ MAX_FUNCTION_LINES = 80
 SIZED = ("scoring", "dags", "bench", "plugins")  # scoring/migrations aside: generated, never edited
 # Being split right now: an entry must go once the module or function is within the limits (the
 # test fails on it too), so the list only shrinks.
-KNOWN_OVERSIZE: list[str] = [
-    "scoring/intake/xlsx.py _sheet_records",
-    "scoring/quality/validate.py validate_table",
-]
+KNOWN_OVERSIZE: list[str] = []
 
 
 def oversize(source: str, rel: str) -> list[str]:

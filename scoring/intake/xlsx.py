@@ -370,6 +370,44 @@ def _read(data: bytes, limits: ReaderLimits, locate=None):
     return _frame(fallback[1], (0, 1, None), fallback[0])
 
 
+def _start_cell(cur: dict, attrs, limits) -> None:
+    col = _column_index(attrs.get("r"))
+    cur["col"] = cur["col"] + 1 if col is None else col
+    if cur["col"] >= limits.max_columns:
+        raise UnusableFile(
+            "too_many_columns",
+            f"XLSX has a cell in column {cur['col'] + 1:,}, "
+            f"beyond the limit {limits.max_columns:,}",
+        )
+    cur["type"] = attrs.get("t", "n")
+    try:
+        cur["style"] = int(attrs.get("s", "0"))
+    except ValueError:
+        cur["style"] = 0
+    cur["text"] = []
+    cur["len"] = 0
+
+
+def _start_row(cur: dict, attrs, limits, records: list) -> None:
+    r = attrs.get("r")
+    n = int(r) if r and r.isdigit() and int(r) > cur["last_row"] else cur["last_row"] + 1
+    cur["last_row"] = n
+    cur["row"], cur["cells"], cur["col"] = n, {}, -1
+    if len(records) >= limits.max_rows:
+        raise UnusableFile("too_large", f"XLSX has more than {limits.max_rows:,} rows")
+
+
+def _end_cell(cur: dict, limits, shared, date_styles, date1904) -> None:
+    raw = "".join(cur["text"])
+    as_date = cur["style"] in date_styles
+    value = _cell_value(raw, cur["type"], shared, as_date, date1904)
+    if value:
+        cur["cells"][cur["col"]] = value
+    cur["cells_total"] += 1
+    if cur["cells_total"] > limits.max_cells:
+        raise UnusableFile("too_large", f"XLSX has more than {limits.max_cells:,} cells")
+
+
 def _sheet_records(zf, sheet, budget, limits, shared, date_styles, date1904):
     """A sheet's rows as (row number, cells), as the sheet holds them."""
 
@@ -392,28 +430,9 @@ def _sheet_records(zf, sheet, budget, limits, shared, date_styles, date1904):
     def start(name, attrs):
         local = _local(name)
         if local == "c":
-            col = _column_index(attrs.get("r"))
-            cur["col"] = cur["col"] + 1 if col is None else col
-            if cur["col"] >= limits.max_columns:
-                raise UnusableFile(
-                    "too_many_columns",
-                    f"XLSX has a cell in column {cur['col'] + 1:,}, "
-                    f"beyond the limit {limits.max_columns:,}",
-                )
-            cur["type"] = attrs.get("t", "n")
-            try:
-                cur["style"] = int(attrs.get("s", "0"))
-            except ValueError:
-                cur["style"] = 0
-            cur["text"] = []
-            cur["len"] = 0
+            _start_cell(cur, attrs, limits)
         elif local == "row":
-            r = attrs.get("r")
-            n = int(r) if r and r.isdigit() and int(r) > cur["last_row"] else cur["last_row"] + 1
-            cur["last_row"] = n
-            cur["row"], cur["cells"], cur["col"] = n, {}, -1
-            if len(records) >= limits.max_rows:
-                raise UnusableFile("too_large", f"XLSX has more than {limits.max_rows:,} rows")
+            _start_row(cur, attrs, limits, records)
         elif local == "v":
             cur["in_v"] = True
         elif local == "rPh":
@@ -430,14 +449,7 @@ def _sheet_records(zf, sheet, budget, limits, shared, date_styles, date1904):
         elif local == "rPh":
             cur["in_rph"] -= 1
         elif local == "c" and cur["cells"] is not None:
-            raw = "".join(cur["text"])
-            as_date = cur["style"] in date_styles
-            value = _cell_value(raw, cur["type"], shared, as_date, date1904)
-            if value:
-                cur["cells"][cur["col"]] = value
-            cur["cells_total"] += 1
-            if cur["cells_total"] > limits.max_cells:
-                raise UnusableFile("too_large", f"XLSX has more than {limits.max_cells:,} cells")
+            _end_cell(cur, limits, shared, date_styles, date1904)
         elif local == "row" and cur["cells"] is not None:
             cells = cur["cells"]
             width = max(cells) + 1 if cells else 0

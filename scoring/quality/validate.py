@@ -92,10 +92,6 @@ def validate_table(
     with_docs: bool,
 ) -> Verdicts:
     """Validate a staged frame against the suite named after its table."""
-    import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.core.run_identifier import RunIdentifier
-
     suite = _suite_module(table).build_suite(catalogue, as_of)
     # GX hashes the whole batch; hand it only the columns its expectations read.
     used = _suite_columns(suite)
@@ -103,6 +99,27 @@ def validate_table(
     reasons = pd.Series("", index=frame.index, dtype="object")
     if frame.empty:
         return Verdicts(reasons=reasons.astype("string"))
+    vr = _run_checkpoint(ctx, table, suite, frame, as_of, run_name, with_docs)
+    codes, summary, ok = _read_results(vr, len(frame))
+    docs = None
+    if with_docs:
+        sites = ctx.get_docs_sites_urls()
+        docs = sites[0]["site_url"] if sites else None
+    return Verdicts(
+        reasons=pd.Series(codes, index=frame.index).astype("string"),
+        summary=summary,
+        docs_index=docs,
+        success=ok,
+    )
+
+
+def _run_checkpoint(ctx, table: str, suite, frame: pd.DataFrame, as_of, run_name, with_docs):
+    """Run the table's checkpoint (asset, batch, suite and definition made or updated) on
+    ``frame``; its one validation result."""
+    import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GX's own deprecation chatter is not ours to fix
         ds = ctx.data_sources.add_or_update_pandas("pipeline")
@@ -133,7 +150,12 @@ def validate_table(
                 batch_parameters={"dataframe": frame},
                 run_id=RunIdentifier(run_name=run_name, run_time=run_time),
             )
-    vr = next(iter(res.run_results.values()))
+    return next(iter(res.run_results.values()))
+
+
+def _read_results(vr, n_rows: int) -> tuple[np.ndarray, list[dict], bool]:
+    """Per row the comma-joined reasons (sorted) of the expectations it fails, a summary line per
+    expectation, and False when an expectation raised instead of validating."""
     summary, ok = [], True
     hits: dict[str, list[np.ndarray]] = {}
     for r in vr.results:
@@ -165,20 +187,11 @@ def validate_table(
                 "error": None,
             }
         )
-    codes = np.full(len(frame), "", dtype=object)
+    codes = np.full(n_rows, "", dtype=object)
     for reason in sorted(hits):
         rows = np.unique(np.concatenate(hits[reason]))
         codes[rows] = np.where(codes[rows] == "", reason, codes[rows] + "," + reason)
-    docs = None
-    if with_docs:
-        sites = ctx.get_docs_sites_urls()
-        docs = sites[0]["site_url"] if sites else None
-    return Verdicts(
-        reasons=pd.Series(codes, index=frame.index).astype("string"),
-        summary=summary,
-        docs_index=docs,
-        success=ok,
-    )
+    return codes, summary, ok
 
 
 def _suite_columns(suite) -> set[str]:
