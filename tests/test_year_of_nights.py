@@ -105,7 +105,11 @@ class Province:
                 self.arrivals[rel] = _at(RESUMES)
             else:
                 self.arrivals[rel] = _at(named)
-        self.late = self._busiest(LATE_FROM, LATE_FROM + dt.timedelta(days=10), first=True)
+        # Not a court file: its civil judgments count only with a department's finding (Art. 27),
+        # so it may change no score, and the as-known-now rerun must name the late file.
+        self.late = self._busiest(
+            LATE_FROM, LATE_FROM + dt.timedelta(days=10), first=True, skip="court/"
+        )
         named = self.named(self.late)
         self.late_days = (named, named + dt.timedelta(days=3))
         self.arrivals[self.late] = _at(self.late_days[1])
@@ -115,7 +119,7 @@ class Province:
         name = rel.split("/")[1]
         return D(f"{name[:4]}-{name[4:6]}-{name[6:8]}")
 
-    def _busiest(self, lo: dt.date, hi: dt.date, column=None, first=False) -> str:
+    def _busiest(self, lo: dt.date, hi: dt.date, column=None, first=False, skip=None) -> str:
         """The provider CSV file named in [lo, hi] with most rows (never the register or change
         feed); ``first``: on the earliest day that has one."""
         best = None
@@ -124,6 +128,8 @@ class Province:
             if best is not None and first and named > self.named(best[1]):
                 break
             if not lo <= named <= hi or "register" in rel or "credit_change" in rel:
+                continue
+            if skip and rel.startswith(skip):
                 continue
             if not rel.endswith(".csv"):
                 continue
