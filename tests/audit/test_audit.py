@@ -119,6 +119,7 @@ def _write_day2(landing, x, y, z, w):
 
 def _new_versions(tmp_path):
     pol = yaml.safe_load((REPO / "config" / "policy" / "v1.yaml").read_text(encoding="utf-8"))
+    pol.setdefault("overrides", {})["pending_objection"] = "count"  # a new document (Art. 39)
     pol["version_label"] = "2026.2-test"
     pol["items"]["PENALTY_GENERAL"]["points"] = -95
     cat = yaml.safe_load((REPO / "config" / "catalogue" / "v1.yaml").read_text(encoding="utf-8"))

@@ -192,6 +192,7 @@ def _wrong_policy():
     """The shipped policy with one-month half-lives on every negative record: sign-correct, but
     it forgets what the outcomes say still matters."""
     doc = json.loads(json.dumps(Policy.shipped_in_force("2026-05-31").doc))
+    doc.setdefault("overrides", {})["pending_objection"] = "count"  # a new document (Art. 39)
     for spec in doc["items"].values():
         if spec["points"] < 0:
             spec["half_life_months"] = 1
@@ -285,6 +286,7 @@ def test_candidate_scores_like_the_engine():
 
     cat = Catalogue.load()
     doc = json.loads(json.dumps(Policy.shipped_in_force("2026-06-30").doc))
+    doc.setdefault("overrides", {})["pending_objection"] = "count"  # a new document (Art. 39)
     doc["items"]["PENALTY_GENERAL"].update(points=-95, half_life_months=None)
     doc["items"]["TAX_ARREARS"].update(points=-130, half_life_months=36)
     doc["items"]["COMMENDATION"]["points"] = 120
@@ -381,6 +383,7 @@ def test_candidate_with_signals_scores_like_the_engine_and_says_why():
 
     cat = Catalogue.in_force("2026-06-30")
     doc = json.loads(json.dumps(Policy.shipped_in_force("2026-06-30").doc))
+    doc.setdefault("overrides", {})["pending_objection"] = "count"  # a new document (Art. 39)
     signals = {
         k: dict(CANDIDATE_SIGNALS[k], points=p)
         for k, p in (

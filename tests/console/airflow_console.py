@@ -120,7 +120,9 @@ def _environment(af: Path, credit: Path, port: int, meta_url: str) -> dict:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Only the audit DAG runs here (unpaused below): a scheduled nightly would take the
+            # store's run lock from under the tests' own nights.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             # the scheduler's log server on a free port, not 8793 that another Airflow may hold
@@ -208,6 +210,8 @@ def console(tmp_path_factory, airflow_meta_url):
                 "the dag-processor did not parse the audit DAG"
             )
             time.sleep(1)
+        r = c.http.patch(f"/api/v2/dags/{AUDIT_DAG}", json={"is_paused": False}, headers=h)
+        assert r.status_code == 200, r.text
         for role in ROLES:
             r = c.http.post("/auth/fab/v1/roles", json={"name": role, "actions": []}, headers=h)
             assert r.status_code in (200, 201), r.text
