@@ -329,3 +329,27 @@ def uscc_in(console: Console, agency_prefix: str = "2306") -> str:
             ),
             {"r": NIGHT, "p": agency_prefix + "%"},
         ).scalar_one()
+
+
+NEXT_NIGHT = "2026-07-01"  # a quiet night: nothing new arrives
+
+
+def publish_next_night(console: Console) -> None:
+    """Publish the quiet night after AS_OF, as the nightly would, unless a test already did
+    (a published night is never run again): tests that need two nights do not depend on order."""
+    import sqlalchemy as sa
+
+    run_id = "nightly-" + NEXT_NIGHT.replace("-", "")
+    with console.store().engine.connect() as conn:
+        status = conn.execute(
+            sa.text("SELECT status FROM runs WHERE run_id = :r"), {"r": run_id}
+        ).scalar_one_or_none()
+    if status == "published":
+        return
+    env = {**console.env, "CREDIT_HOME": str(console.credit_home), "CREDIT_DB_URL": ""}
+    night = subprocess.run(
+        [sys.executable, "-m", "scoring", "run", "--as-of", NEXT_NIGHT, "--json",
+         "--landing", str(console.home / "prov" / "landing")],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert night.returncode == 0, night.stderr[-2000:]

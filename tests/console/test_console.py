@@ -19,6 +19,7 @@ from airflow_console import (
     console,
     login,
     plans_in,
+    publish_next_night,
     screenshot,
     text_of,
     type_into,
@@ -163,9 +164,6 @@ def test_planner_refuses_d0_updates_consequences_and_commits_a_plan(console, bro
 def test_after_the_next_publication_the_plan_shows_its_draw_inspectors_and_verification(
     console, browser
 ):
-    import subprocess
-    import sys
-
     from selenium.webdriver.common.by import By
 
     from scoring.sampling.plans import draw_committed
@@ -184,13 +182,7 @@ def test_after_the_next_publication_the_plan_shows_its_draw_inspectors_and_verif
         plans = [p for p in plans_in(console) if p["plan_id"] == r.json()["plan_id"]]
     plan_id = plans[0]["plan_id"]
     # The next night (nothing new arrives) is published: its output hash is the plan's seed.
-    env = {**console.env, "CREDIT_HOME": str(console.credit_home), "CREDIT_DB_URL": ""}
-    night = subprocess.run(
-        [sys.executable, "-m", "scoring", "run", "--as-of", "2026-07-01", "--json",
-         "--landing", str(console.home / "prov" / "landing")],
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
-    )  # fmt: skip
-    assert night.returncode == 0, night.stderr[-2000:]
+    publish_next_night(console)
     drawn = draw_committed(console.store(), plan_id)  # as the sampling DAG does on publication
     login(browser, console, "reg_dq")
     browser.get(console.base + f"/console/plans/{plan_id}")
@@ -283,6 +275,7 @@ def test_auditor_reruns_a_night_and_sees_identical_with_the_manifest(console, br
 
 
 def test_operator_sees_the_nights(console, browser):
+    publish_next_night(console)
     login(browser, console, "operator")
     browser.get(console.base + "/console/nights")
     wait_for(browser, lambda d: AS_OF in d.page_source)
@@ -291,7 +284,7 @@ def test_operator_sees_the_nights(console, browser):
     from scoring.console.nights import overdue_objections, overview
 
     nights = overview(console.store())
-    assert len(nights) >= 2  # the planner's test published a second night
+    assert len(nights) >= 2
     for n in nights:  # every night's overdue objections, in its own row
         late = overdue_objections(console.store(), n["run_id"])
         cell = text_of(browser, f"[data-overdue='{n['run_id']}']")
