@@ -32,23 +32,31 @@ class World:
     representative_changes: pd.DataFrame | None = (
         None  # register change history: entity, change_date
     )
+    first_entity: int = 0  # a shard of a larger province: its entities' place in the province
 
 
 def build_world(
-    n_entities: int = 20_000, seed: int = 42, world: Path | str | WorldParams = DEFAULT_WORLD
+    n_entities: int = 20_000,
+    seed: int = 42,
+    world: Path | str | WorldParams = DEFAULT_WORLD,
+    shard: tuple[int, int, int] | None = None,
 ) -> World:
     """Entities and every record they will ever have in the window, from the seed and the world
-    file alone (config/world/default.yaml; mirror.yaml is the control where truth = hand policy)."""
+    file alone (config/world/default.yaml; mirror.yaml is the control where truth = hand policy).
+    ``shard``: (province seed, first entity, first record number) of a piece of a province built
+    piece by piece; codes and numbers then stay unique across the pieces."""
     params = world if isinstance(world, WorldParams) else load_world(world)
     rng = np.random.default_rng(seed)
     n = int(n_entities)
+    code_seed, first_entity, first_record = shard or (seed, 0, 0)
+    index = np.arange(first_entity, first_entity + n, dtype=np.int64)
     kinds = geo.ENTITY_KINDS
     k = pick_weighted(rng, kinds, [x[4] for x in kinds], n)
     div = pick_weighted(rng, geo.DIVISIONS, [d[3] for d in geo.DIVISIONS], n)
     ind = pick_weighted(rng, geo.INDUSTRIES, [i[2] for i in geo.INDUSTRIES], n)
     div_codes = np.array([d[0] for d in geo.DIVISIONS])[div]
     # A bijective affine map of the index gives unique organisation-code bodies without a set.
-    body_int = (np.arange(n, dtype=np.int64) * 7_919_333 + 10_007 + seed * 101) % 100_000_000
+    body_int = (index * 7_919_333 + 10_007 + code_seed * 101) % 100_000_000
     body = (body_int[:, None] // (10 ** np.arange(7, -1, -1))) % 10
     first = np.array([x[0] for x in kinds])[k]
     kind_char = np.array([x[1] for x in kinds])[k]
@@ -69,7 +77,7 @@ def build_world(
     )
     name = np.char.add(
         np.char.add(np.char.add(np.char.add(city.astype(str), trade), words), suffix),
-        np.char.zfill((np.arange(n) % 997).astype(str), 3),
+        np.char.zfill((index % 997).astype(str), 3),
     )
     rep_div = div_codes
     entities = pd.DataFrame(
@@ -94,7 +102,7 @@ def build_world(
         np.random.default_rng(stable_seed(seed, "latent")), entities, params, offset
     )
     entities["latent_risk"] = np.round(lat["stable"], 6)
-    records, changes = build_records(rng, entities, seed, params, lat, cat)
+    records, changes = build_records(rng, entities, seed, params, lat, cat, first_record)
     reps = truth.representative_changes(
         np.random.default_rng(stable_seed(seed, "representative-changes")),
         lat,
@@ -107,4 +115,5 @@ def build_world(
         seed=seed,
         params=params,
         representative_changes=reps,
+        first_entity=first_entity,
     )

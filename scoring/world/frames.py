@@ -93,7 +93,7 @@ def delivery_frames(
     _dishonest_debtors(out, ent, rec, rng)
     _credit_records(out, ent, rec, cat, rng)
     _changes(out, world, ent, cat, rng, delivered_after, delivered_until)
-    _natural_persons(out, ent, cat, rng, delivered_until)
+    _natural_persons(out, ent, cat, rng, delivered_until, world.first_entity)
     return out
 
 
@@ -383,8 +383,11 @@ def _changes(
             )
 
 
-def _natural_persons(out: dict, ent: pd.DataFrame, cat: Catalogue, rng, delivered_until) -> None:
-    """Natural persons appear in penalty feeds too (not evaluated, but validated and masked)."""
+def _natural_persons(
+    out: dict, ent: pd.DataFrame, cat: Catalogue, rng, delivered_until, first: int = 0
+) -> None:
+    """Natural persons appear in penalty feeds too (not evaluated, but validated and masked);
+    ``first``: where a shard's numbers start (fewer persons than entities: unique per province)."""
     fd = partial(fmt_dates, rng)
     n_np = max(1, len(out.get(("samr", "penalty"), [])) // 25) if ("samr", "penalty") in out else 0
     if n_np:
@@ -399,7 +402,8 @@ def _natural_persons(out: dict, ent: pd.DataFrame, cat: Catalogue, rng, delivere
                 "id_type": np.full(n_np, "身份证"),
                 "id_number": id_numbers(rng, n_np, pdiv),
                 "doc_number": np.char.add(
-                    f"黑市监罚字〔{delivered_until:%Y%m%d}〕NP", np.arange(n_np).astype(str)
+                    f"黑市监罚字〔{delivered_until:%Y%m%d}〕NP",
+                    np.arange(first, first + n_np).astype(str),
                 ),
                 "penalty_category": np.full(n_np, "罚款"),
                 "fine_wan_yuan": np.round(0.1 + rng.exponential(0.5, n_np), 2).astype(str),

@@ -54,6 +54,10 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -
     tmp.replace(path)
 
 
+# Provinces larger than this are built and written piece by piece (scoring/world/pieces.py): one
+# piece's world in memory at a time. Smaller ones are built whole, as they always were.
+PIECES_FROM = 500_000
+
 # Every provider reports every feed it owes, even with nothing new (a "zero report").
 FEED_LAYOUT = {
     "register": REGISTER,
@@ -113,28 +117,41 @@ def write_deliveries(
         }
     say = progress or (lambda msg: None)
     say(f"building the province: {n_entities:,} entities (seed {seed})")
-    world = _the_world(prebuilt, n_entities, seed, params)
-    rng = np.random.default_rng(stable_seed(seed, "deliveries", as_of.date()))
-    frames = _all_frames(world, cat, after, as_of, rng)
-    stamp = as_of.strftime("%Y%m%d")
-    written, all_labels = [], []
     bad_path = truth / "quarantined_records.csv"
     bad_keys = (
         set(map(tuple, pd.read_csv(bad_path, dtype=str).fillna("").to_numpy()))
         if bad_path.exists()
         else set()
     )
-    new_bad = []
-    # Provider feeds first, so the change feed knows which records their defects keep out.
-    order = sorted(frames.items(), key=lambda kv: (kv[0][1] == "credit_change", kv[0]))
-    for (prov, feed), frame in order:
-        frng = np.random.default_rng(stable_seed(seed, prov, feed, stamp))
-        # The platform's own change feed carries no injected defects (they are labelled per provider feed).
-        rate = 0.0 if feed == "credit_change" else defect_rate
-        frame, labels = _with_defects(frame, feed, rate, frng, as_of, bad_keys, new_bad)
-        entry, labels = _write_feed(landing, prov, feed, frame, labels, stamp, as_of, say)
-        written.append(entry)
-        all_labels.append(labels)
+    new_bad: list = []
+    if prebuilt is None and n_entities > PIECES_FROM:
+        from scoring.world.pieces import write_in_pieces
+
+        written, all_labels = write_in_pieces(
+            out,
+            as_of,
+            cat,
+            after,
+            (n_entities, seed, defect_rate, params),
+            (bad_keys, new_bad),
+            say,
+        )
+    else:
+        world = _the_world(prebuilt, n_entities, seed, params)
+        stamp = as_of.strftime("%Y%m%d")
+        done = deliver_world(
+            world,
+            cat,
+            after,
+            as_of,
+            defect_rate,
+            (bad_keys, new_bad),
+            lambda p, f, frame, labels: _write_feed(
+                landing, p, f, frame, labels, stamp, as_of, say
+            ),
+        )
+        written, all_labels = [d[0] for d in done], [d[1] for d in done]
+        _write_truth(truth, world)
     _append_csv(pd.DataFrame(new_bad, columns=["doc_number", "subject_code"]), bad_path)
     defects = (
         pd.concat(all_labels, ignore_index=True)
@@ -142,7 +159,6 @@ def write_deliveries(
         else pd.DataFrame(columns=["file", "line", "defect"])
     )
     _append_csv(defects, truth / "defects.csv")
-    _write_truth(truth, world)
     state = {
         "params": gen,
         "delivered_until": str(as_of.date()),
@@ -190,6 +206,25 @@ def _the_world(prebuilt: World | None, n_entities: int, seed: int, params: World
     ):
         raise ValueError("the prebuilt world was built with other parameters")
     return prebuilt if prebuilt is not None else build_world(n_entities, seed, params)
+
+
+def deliver_world(world: World, cat: Catalogue, after, as_of, defect_rate, bad: tuple, emit):
+    """Each (provider, feed) frame of the period with its defects, handed to ``emit(provider,
+    feed, frame, labels)``; what it returned, in delivery order. ``bad``: (keys of records made
+    defective earlier, the list this period's are added to)."""
+    rng = np.random.default_rng(stable_seed(world.seed, "deliveries", as_of.date()))
+    frames = _all_frames(world, cat, after, as_of, rng)
+    stamp = as_of.strftime("%Y%m%d")
+    done = []
+    # Provider feeds first, so the change feed knows which records their defects keep out.
+    order = sorted(frames.items(), key=lambda kv: (kv[0][1] == "credit_change", kv[0]))
+    for (prov, feed), frame in order:
+        frng = np.random.default_rng(stable_seed(world.seed, prov, feed, stamp))
+        # The platform's own change feed carries no injected defects (they are labelled per provider feed).
+        rate = 0.0 if feed == "credit_change" else defect_rate
+        frame, labels = _with_defects(frame, feed, rate, frng, as_of, *bad)
+        done.append(emit(prov, feed, frame, labels))
+    return done
 
 
 def _all_frames(world: World, cat: Catalogue, after, as_of: pd.Timestamp, rng) -> dict:
@@ -257,11 +292,13 @@ def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, 
     return entry, labels[["file", "line", "defect"]]
 
 
-def _write_truth(truth: Path, world: World) -> None:
-    """The ground truth a test or an experiment checks against: entities and inspections."""
+def _write_truth(truth: Path, world: World, append: bool = False) -> None:
+    """The ground truth a test or an experiment checks against: entities and inspections
+    (``append``: a later piece of a province built in pieces)."""
+    more = {"mode": "a", "header": False} if append else {}
     ent = world.entities
     ent[["uscc", "eval_class", "industry", "division_code", "latent_risk"]].to_csv(
-        truth / "entities.csv", index=False, encoding="utf-8"
+        truth / "entities.csv", index=False, encoding="utf-8", **more
     )
     ins = world.records[world.records["kind"] == "INSPECTION"]
     pd.DataFrame(
@@ -276,7 +313,7 @@ def _write_truth(truth: Path, world: World) -> None:
             "represents": ins["represents"],
             "oracle_logit": ins["oracle_logit"].round(6),
         }
-    ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8")
+    ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8", **more)
 
 
 def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:

@@ -1,0 +1,102 @@
+"""A province of millions of entities, built and written piece by piece: building a world holds
+every record it will ever have in memory (about 1 GB per 100,000 entities), so a 3M province is
+built as pieces of PIECE_ENTITIES entities, one at a time, each from its own seed, with codes and
+record numbers that stay unique across the pieces. Each piece's frames are parked on disk; once
+all pieces are built, each delivery file is written from its parts (XLSX only if the whole file
+fits a workbook, as ``province._write_feed`` decides for a whole frame).
+
+The deliveries of a province in pieces are not those of the same province built whole (other
+random draws); provinces up to ``province.PIECES_FROM`` entities are always built whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from scoring.intake.arrivals import SHANGHAI, set_arrival
+from scoring.world.base import DELIVERY_FORMAT, DELIVERY_TIME, XLSX_MAX_ROWS, stable_seed
+from scoring.world.build import build_world
+
+PIECE_ENTITIES = 250_000
+
+
+def pieces(n_entities: int, seed: int) -> list[tuple[int, int, int]]:
+    """(entities, seed, first entity) of each piece; the first piece keeps the province's seed."""
+    out, first = [], 0
+    while first < n_entities:
+        n = min(PIECE_ENTITIES, n_entities - first)
+        out.append((n, seed if not out else stable_seed(seed, "piece", len(out)), first))
+        first += n
+    return out
+
+
+def write_in_pieces(out: Path, as_of, cat, after, spec: tuple, bad: tuple, say):
+    """Build each piece, deliver its period into parts, then write each file from its parts.
+    ``spec``: (entities, seed, defect rate, world parameters). Returns (files written, labels)."""
+    from scoring.world.province import _write_truth, deliver_world
+
+    n_entities, seed, defect_rate, params = spec
+    parts_dir = out / ".pieces"
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True)
+    parts: dict[tuple[str, str], list[tuple[Path, Path, int]]] = {}
+    first_record = 0
+    plan = pieces(n_entities, seed)
+    for k, (n, piece_seed, first) in enumerate(plan):
+        say(f"piece {k + 1}/{len(plan)}: {n:,} entities from entity {first:,}")
+        world = build_world(n, piece_seed, params, shard=(seed, first, first_record))
+        first_record += len(world.records)
+
+        def park(prov, feed, frame, labels, k=k):
+            stem = parts_dir / f"{prov}.{feed}.{k}"
+            frame_path, labels_path = Path(f"{stem}.frame.pkl"), Path(f"{stem}.labels.pkl")
+            frame.to_pickle(frame_path)
+            labels.to_pickle(labels_path)
+            parts.setdefault((prov, feed), []).append((frame_path, labels_path, len(frame)))
+
+        deliver_world(world, cat, after, as_of, defect_rate, bad, park)
+        _write_truth(out / "ground_truth", world, append=k > 0)
+        del world
+    written, all_labels = [], []
+    for (prov, feed), its_parts in parts.items():  # in delivery order (dicts keep insertion order)
+        entry, labels = _write_parts(out / "landing", prov, feed, its_parts, as_of, say)
+        written.append(entry)
+        all_labels.append(labels)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return written, all_labels
+
+
+def _write_parts(landing: Path, prov: str, feed: str, parts: list, as_of, say):
+    """One delivery file from its pieces' parts: its entry in the state and its defect labels,
+    each label's line counted in the whole file."""
+    fmt, enc = DELIVERY_FORMAT[(prov, feed)]
+    rows = sum(p[2] for p in parts)
+    if fmt == "xlsx" and rows > XLSX_MAX_ROWS:
+        fmt, enc = "csv", "gb18030"
+    rel = Path(prov) / f"{as_of:%Y%m%d}_{feed}.{fmt}"
+    (landing / prov).mkdir(exist_ok=True)
+    say(f"writing {rel} ({rows:,} rows from {len(parts)} pieces, {fmt}, {enc or 'xlsx'})")
+    path = landing / rel
+    tmp = path.with_name(path.name + ".partial")
+    if fmt == "xlsx":  # small enough for a workbook: all parts at once
+        frame = pd.concat([pd.read_pickle(f) for f, _, _ in parts], ignore_index=True)
+        frame.to_excel(tmp, index=False, engine="openpyxl")
+    else:
+        with open(tmp, "w", encoding=enc, newline="") as fh:
+            for i, (frame_path, _, _) in enumerate(parts):
+                pd.read_pickle(frame_path).to_csv(fh, index=False, header=i == 0)
+    labels, before = [], 0
+    for _, labels_path, n in parts:
+        lab = pd.read_pickle(labels_path)
+        labels.append(lab.assign(row_index=lab["row_index"] + before))
+        before += n
+    tmp.replace(path)
+    set_arrival(path, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
+    lab = pd.concat(labels, ignore_index=True)
+    lab = lab.assign(file=str(rel), line=lab["row_index"] + 2)
+    entry = {"file": str(rel), "rows": int(rows), "format": fmt, "encoding": enc or "xlsx"}
+    return entry, lab[["file", "line", "defect"]]
