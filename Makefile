@@ -19,7 +19,7 @@ DEMO_QUIET ?= 2026-07-01
 DEMO_NEXT ?= 2026-07-02
 DEMO_ENTITIES ?= 20000
 
-.PHONY: lint install demo demo-night test bench bench-quick bench-10m lock clean deploy-local deploy-stop deploy-status deploy-restart compose-env
+.PHONY: lint install demo demo-night test bench bench-quick bench-10m bench-intake lock clean deploy-local deploy-stop deploy-status deploy-restart compose-env
 
 install: $(VENV)/.installed
 
@@ -82,6 +82,18 @@ bench-quick: install
 bench-10m: install
 	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		$(BIN)/python -m bench --only night-10m --entities 10000000 --records 100000000 $(BENCH_ARGS)
+
+# Intake through the landing, not a seeded store: the first night of a province from the files
+# `credit demo-data` writes, at each of INTAKE_SIZES (entities), step by step (time, rows/s, tree
+# PSS; the peaks compared between sizes), then the night after it with the register a full
+# snapshot. INTAKE_MADE keeps the generated provinces (DIR/p<N>) for the next run; generating
+# 3M entities takes tens of minutes. INTAKE_TIMEOUT (seconds) stops a first night that runs over.
+INTAKE_SIZES ?= 100000,300000
+bench-intake: install
+	CREDIT_BENCH_PG_URL=$${CREDIT_BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m bench --only snapshot-night --intake-sizes $(INTAKE_SIZES) \
+		$(if $(INTAKE_MADE),--intake-made $(INTAKE_MADE)) \
+		$(if $(INTAKE_TIMEOUT),--intake-timeout $(INTAKE_TIMEOUT)) $(BENCH_ARGS)
 
 # The production topology from the venv (api-server, scheduler, dag-processor, triggerer, Celery
 # workers, watchdog) against a PostgreSQL and a Redis, DAGs unpaused; settings from the

@@ -29,7 +29,8 @@ BENCHES = (
     "fit",
 )  # default set; "publish", "rerun", "nights": older single-step views;
 # "night-10m": one night by partitions alone (make bench-10m); "first-night": intake through the
-# landing at --intake-sizes
+# landing at --intake-sizes, "snapshot-night": that and the night after it with the register a
+# full snapshot (make bench-intake)
 
 
 def main(argv=None) -> int:
@@ -73,7 +74,17 @@ def main(argv=None) -> int:
         default="100000,300000",
         help="first-night bench: province sizes (entities) through `credit demo-data` files",
     )
-    p.add_argument("--intake-made", default=None, help="first-night bench: reuse DIR/p<N>/landing")
+    p.add_argument(
+        "--intake-made",
+        default=None,
+        help="first-night bench: provinces kept in DIR/p<N> (made there once if missing)",
+    )
+    p.add_argument(
+        "--intake-timeout",
+        type=float,
+        default=None,
+        help="first-night bench: seconds a size's first night may take before it is stopped",
+    )
     args = p.parse_args(argv)
     print(f"benchmarks on {sys.platform}, python {sys.version.split()[0]}")
     for name in args.only.split(","):
@@ -100,9 +111,13 @@ def main(argv=None) -> int:
             bench_rerun_and_publish(args.rerun_entities, args.rerun_records, args.pg_url)
         elif name == "nights":
             bench_nights(args.entities, args.records, args.night_rows, args.pg_url)
-        elif name == "first-night":
+        elif name in ("first-night", "snapshot-night"):
             bench_first_night(
-                tuple(int(n) for n in args.intake_sizes.split(",")), args.pg_url, args.intake_made
+                tuple(int(n) for n in args.intake_sizes.split(",")),
+                args.pg_url,
+                args.intake_made,
+                snapshot=name == "snapshot-night",
+                timeout=args.intake_timeout,
             )
         elif name == "fit":
             bench_fit(args.inspections)

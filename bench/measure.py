@@ -53,9 +53,10 @@ def scratch_database(server_url: str | None):
         admin.dispose()
 
 
-def run_child(args: list[str], env: dict, label: str) -> dict:
+def run_child(args: list[str], env: dict, label: str, timeout: float | None = None) -> dict:
     """Run ``credit`` in its own process (as an operator or the DAG would) and measure that process
-    alone: wall time and its peak RSS (os.wait4 on it), with its JSON answer."""
+    alone: wall time and its peak RSS (os.wait4 on it), with its JSON answer. ``timeout``: seconds
+    after which the process and its workers are killed (the run then says ``timed_out``)."""
     import subprocess
     import threading
 
@@ -67,12 +68,17 @@ def run_child(args: list[str], env: dict, label: str) -> dict:
             stdout=out,
             stderr=err,
             text=True,
+            start_new_session=True,  # its own process group: a timeout ends its workers too
         )
-        tree_peak, done = [0.0], threading.Event()
+        tree_peak, done, timed_out = [0.0], threading.Event(), [False]
 
         def sample():  # the whole process tree's resident memory, summed, five times a second
             while not done.wait(0.2):
                 tree_peak[0] = max(tree_peak[0], _tree_rss_gb(proc.pid))
+                if timeout is not None and time.perf_counter() - t > timeout and not timed_out[0]:
+                    timed_out[0] = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, 9)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -88,15 +94,22 @@ def run_child(args: list[str], env: dict, label: str) -> dict:
         answer = json.loads(text[text.index("{") :]) if "{" in text else {}
     except ValueError:
         answer = {}
-    if proc.returncode != 0:
-        print(f"  {label}: credit exited {proc.returncode}: {errors.strip().splitlines()[-3:]}")
+    if timed_out[0]:
+        print(f"  {label}: stopped after {timeout:.0f} s (timeout); last lines: {_tail(errors)}")
+    elif proc.returncode != 0:
+        print(f"  {label}: credit exited {proc.returncode}: {_tail(errors)}")
     return {
+        "timed_out": timed_out[0],
         "wall": wall,
         "rss_gb": usage.ru_maxrss / 1024 / 1024,
         "answer": answer,
         "code": proc.returncode,
         "tree_gb": tree_peak[0],
     }
+
+
+def _tail(text: str) -> list[str]:
+    return text.strip().splitlines()[-3:]
 
 
 def _tree_rss_gb(root: int) -> float:

@@ -12,6 +12,7 @@ random draws); provinces up to ``province.PIECES_FROM`` entities are always buil
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -36,38 +37,87 @@ def pieces(n_entities: int, seed: int) -> list[tuple[int, int, int]]:
 
 def write_in_pieces(out: Path, as_of, cat, after, spec: tuple, bad: tuple, say):
     """Build each piece, deliver its period into parts, then write each file from its parts.
-    ``spec``: (entities, seed, defect rate, world parameters). Returns (files written, labels)."""
-    from scoring.world.province import _write_truth, deliver_world
-
+    ``spec``: (entities, seed, defect rate, world parameters). Returns (files written, labels).
+    Resumable: a piece whose parts were parked by an earlier, interrupted call is not built again
+    (building a 3M province takes about an hour of one core)."""
     n_entities, seed, defect_rate, params = spec
-    parts_dir = out / ".pieces"
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    parts_dir.mkdir(parents=True)
-    parts: dict[tuple[str, str], list[tuple[Path, Path, int]]] = {}
-    first_record = 0
+    bad_keys, new_bad = bad
+    parts_dir = out / ".pieces" / f"{as_of:%Y%m%d}"
     plan = pieces(n_entities, seed)
+    what = {"plan": plan, "defect_rate": defect_rate, "world": params.sha256, "after": str(after)}
+    if not parts_dir.is_dir() or _read(parts_dir / "plan.json") != json.loads(json.dumps(what)):
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        parts_dir.mkdir(parents=True)
+        (parts_dir / "plan.json").write_text(json.dumps(what))
+    first_record, done = 0, []
     for k, (n, piece_seed, first) in enumerate(plan):
-        say(f"piece {k + 1}/{len(plan)}: {n:,} entities from entity {first:,}")
-        world = build_world(n, piece_seed, params, shard=(seed, first, first_record))
-        first_record += len(world.records)
-
-        def park(prov, feed, frame, labels, k=k):
+        piece = _read(parts_dir / f"{k}.json")
+        if piece is None:
+            say(f"piece {k + 1}/{len(plan)}: {n:,} entities from entity {first:,}")
+            world = build_world(n, piece_seed, params, shard=(seed, first, first_record))
+            piece = _park_piece(parts_dir, k, world, (cat, after, as_of, defect_rate), bad)
+            del world
+        else:
+            say(f"piece {k + 1}/{len(plan)}: parked by an earlier call")
+            bad_keys.update(map(tuple, piece["new_bad"]))
+            new_bad.extend(map(tuple, piece["new_bad"]))
+        first_record += piece["records"]
+        done.append(piece)
+    parts: dict[tuple[str, str], list[tuple[Path, Path, int]]] = {}
+    for k, piece in enumerate(done):
+        for prov, feed, rows in piece["files"]:
             stem = parts_dir / f"{prov}.{feed}.{k}"
-            frame_path, labels_path = Path(f"{stem}.frame.pkl"), Path(f"{stem}.labels.pkl")
-            frame.to_pickle(frame_path)
-            labels.to_pickle(labels_path)
-            parts.setdefault((prov, feed), []).append((frame_path, labels_path, len(frame)))
-
-        deliver_world(world, cat, after, as_of, defect_rate, bad, park)
-        _write_truth(out / "ground_truth", world, append=k > 0)
-        del world
+            parts.setdefault((prov, feed), []).append(
+                (Path(f"{stem}.frame.pkl"), Path(f"{stem}.labels.pkl"), rows)
+            )
     written, all_labels = [], []
     for (prov, feed), its_parts in parts.items():  # in delivery order (dicts keep insertion order)
         entry, labels = _write_parts(out / "landing", prov, feed, its_parts, as_of, say)
         written.append(entry)
         all_labels.append(labels)
+    for name in ("entities.csv", "inspections.csv"):
+        _concat_csv(
+            [parts_dir / f"truth{k}" / name for k in range(len(done))], out / "ground_truth" / name
+        )
     shutil.rmtree(parts_dir, ignore_errors=True)
     return written, all_labels
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _park_piece(parts_dir: Path, k: int, world, period: tuple, bad: tuple) -> dict:
+    """Park a piece's frames, labels and ground truth; its record, written last (a piece is
+    parked whole or not at all). ``period``: (catalogue, after, as of, defect rate)."""
+    from scoring.world.province import _write_truth, deliver_world
+
+    cat, after, as_of, defect_rate = period
+    before = len(bad[1])
+
+    def park(prov, feed, frame, labels):
+        stem = parts_dir / f"{prov}.{feed}.{k}"
+        frame.to_pickle(f"{stem}.frame.pkl")
+        labels.to_pickle(f"{stem}.labels.pkl")
+        return [prov, feed, len(frame)]
+
+    files = deliver_world(world, cat, after, as_of, defect_rate, bad, park)
+    (parts_dir / f"truth{k}").mkdir(exist_ok=True)
+    _write_truth(parts_dir / f"truth{k}", world)
+    record = {"records": len(world.records), "files": files, "new_bad": bad[1][before:]}
+    (parts_dir / f"{k}.json").write_text(json.dumps(record, ensure_ascii=False))
+    return record
+
+
+def _concat_csv(parts: list[Path], target: Path) -> None:
+    """CSV files of one header, one after the other, the header once."""
+    with open(target, "wb") as out:
+        for i, part in enumerate(parts):
+            with open(part, "rb") as fh:
+                header = fh.readline()
+                if i == 0:
+                    out.write(header)
+                shutil.copyfileobj(fh, out)
 
 
 def _write_parts(landing: Path, prov: str, feed: str, parts: list, as_of, say):

@@ -292,13 +292,11 @@ def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, 
     return entry, labels[["file", "line", "defect"]]
 
 
-def _write_truth(truth: Path, world: World, append: bool = False) -> None:
-    """The ground truth a test or an experiment checks against: entities and inspections
-    (``append``: a later piece of a province built in pieces)."""
-    more = {"mode": "a", "header": False} if append else {}
+def _write_truth(truth: Path, world: World) -> None:
+    """The ground truth a test or an experiment checks against: entities and inspections."""
     ent = world.entities
     ent[["uscc", "eval_class", "industry", "division_code", "latent_risk"]].to_csv(
-        truth / "entities.csv", index=False, encoding="utf-8", **more
+        truth / "entities.csv", index=False, encoding="utf-8"
     )
     ins = world.records[world.records["kind"] == "INSPECTION"]
     pd.DataFrame(
@@ -313,7 +311,7 @@ def _write_truth(truth: Path, world: World, append: bool = False) -> None:
             "represents": ins["represents"],
             "oracle_logit": ins["oracle_logit"].round(6),
         }
-    ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8", **more)
+    ).to_csv(truth / "inspections.csv", index=False, encoding="utf-8")
 
 
 def _key_columns(frame: pd.DataFrame) -> tuple[str | None, str | None]:
