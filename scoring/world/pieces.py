@@ -11,6 +11,7 @@ random draws); provinces up to ``province.PIECES_FROM`` entities are always buil
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -80,6 +81,8 @@ def write_in_pieces(out: Path, as_of, cat, after, spec: tuple, bad: tuple, say):
             [parts_dir / f"truth{k}" / name for k in range(len(done))], out / "ground_truth" / name
         )
     shutil.rmtree(parts_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # other days' pieces may still be parked there
+        parts_dir.parent.rmdir()
     return written, all_labels
 
 

@@ -112,3 +112,32 @@ def test_a_province_in_pieces_has_unique_codes_and_labels_in_the_whole_files(tmp
         bad = mine.loc[mine["defect"] == "bad_check_digit", "line"] - 2
         if code_col and "行政相对人类别" not in frame.columns and len(bad):
             assert not codes.valid_uscc(frame[code_col].to_numpy()[bad]).any(), f["file"]
+
+
+def test_a_province_in_pieces_resumes_after_a_crash_with_the_same_files(tmp_path, monkeypatch):
+    """Building a province in pieces takes long: a call stopped mid-way (here: the third piece
+    fails to build) leaves its finished pieces parked, and the next call builds only the rest and
+    writes the same files as a call never stopped."""
+    from scoring.world import pieces, province
+
+    monkeypatch.setattr(province, "PIECES_FROM", 300)
+    monkeypatch.setattr(pieces, "PIECE_ENTITIES", 200)
+    write_deliveries(tmp_path / "whole", "2026-06-30", n_entities=600, seed=5)
+    built, real = [], pieces.build_world
+
+    def crash_on_third(n, seed, params, shard):
+        built.append(shard[1])
+        if len(built) == 3:
+            raise MemoryError("stopped")
+        return real(n, seed, params, shard=shard)
+
+    monkeypatch.setattr(pieces, "build_world", crash_on_third)
+    try:
+        write_deliveries(tmp_path / "resumed", "2026-06-30", n_entities=600, seed=5)
+    except MemoryError:
+        pass
+    assert not (tmp_path / "resumed" / "demo_state.json").exists()
+    write_deliveries(tmp_path / "resumed", "2026-06-30", n_entities=600, seed=5)
+    assert built == [0, 200, 400, 400]  # the first two pieces were not built again
+    assert not (tmp_path / "resumed" / ".pieces").exists()
+    assert _digest(tmp_path / "resumed") == _digest(tmp_path / "whole")
