@@ -33,7 +33,7 @@ BENCHES = (
 # full snapshot (make bench-intake)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument(
         "--only", default=",".join(BENCHES), help="comma-separated: " + ",".join(BENCHES)
@@ -85,7 +85,11 @@ def main(argv=None) -> int:
         default=None,
         help="first-night bench: seconds a size's first night may take before it is stopped",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     print(f"benchmarks on {sys.platform}, python {sys.version.split()[0]}")
     for name in args.only.split(","):
         if name == "night":

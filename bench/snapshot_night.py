@@ -65,7 +65,7 @@ def write_next_day(landing: Path, state: dict) -> int:
     every other feed; the register's rows."""
     from scoring.intake.arrivals import SHANGHAI, set_arrival
     from scoring.world.base import DELIVERY_TIME
-    from scoring.world.province import FEED_LAYOUT, _write_frame
+    from scoring.world.province import FEED_LAYOUT, write_frame
 
     stamp, rows = NEXT.replace("-", ""), 0
     arrival = dt.datetime.combine(dt.date.fromisoformat(NEXT), DELIVERY_TIME, tzinfo=SHANGHAI)
@@ -78,7 +78,7 @@ def write_next_day(landing: Path, state: dict) -> int:
             rows = _resend_register(landing / f["file"], target, enc)
         else:
             empty = pd.DataFrame(columns=FEED_LAYOUT[feed].standard_headers())
-            _write_frame(empty, target, f["format"], enc)
+            write_frame(empty, target, f["format"], enc)
         set_arrival(target, arrival)
     return rows
 

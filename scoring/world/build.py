@@ -36,15 +36,12 @@ class World:
 
 
 def build_world(
-    n_entities: int = 20_000,
-    seed: int = 42,
-    world: Path | str | WorldParams = DEFAULT_WORLD,
-    shard: tuple[int, int, int] | None = None,
+    n_entities=20_000, seed=42, world: Path | str | WorldParams = DEFAULT_WORLD, shard=None
 ) -> World:
     """Entities and every record they will ever have in the window, from the seed and the world
     file alone (config/world/default.yaml; mirror.yaml is the control where truth = hand policy).
     ``shard``: (province seed, first entity, first record number) of a piece of a province built
-    piece by piece; codes and numbers then stay unique across the pieces."""
+    piece by piece (scoring/world/pieces.py); codes and numbers then stay unique across pieces."""
     params = world if isinstance(world, WorldParams) else load_world(world)
     rng = np.random.default_rng(seed)
     n = int(n_entities)

@@ -36,12 +36,14 @@ def pieces(n_entities: int, seed: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def write_in_pieces(out: Path, as_of, cat, after, spec: tuple, bad: tuple, say):
+def write_in_pieces(out: Path, as_of, period: tuple, bad: tuple, say, deliver, write_truth):
     """Build each piece, deliver its period into parts, then write each file from its parts.
-    ``spec``: (entities, seed, defect rate, world parameters). Returns (files written, labels).
+    ``period``: (catalogue, delivered after, (entities, seed, defect rate, world parameters));
+    ``deliver``, ``write_truth``: province.deliver_world and province.write_truth (passed in:
+    this module is province's helper, not its client). Returns (files written, labels).
     Resumable: a piece whose parts were parked by an earlier, interrupted call is not built again
     (building a 3M province takes about an hour of one core)."""
-    n_entities, seed, defect_rate, params = spec
+    cat, after, (n_entities, seed, defect_rate, params) = period
     bad_keys, new_bad = bad
     parts_dir = out / ".pieces" / f"{as_of:%Y%m%d}"
     plan = pieces(n_entities, seed)
@@ -56,7 +58,9 @@ def write_in_pieces(out: Path, as_of, cat, after, spec: tuple, bad: tuple, say):
         if piece is None:
             say(f"piece {k + 1}/{len(plan)}: {n:,} entities from entity {first:,}")
             world = build_world(n, piece_seed, params, shard=(seed, first, first_record))
-            piece = _park_piece(parts_dir, k, world, (cat, after, as_of, defect_rate), bad)
+            piece = _park_piece(
+                parts_dir, k, world, (cat, after, as_of, defect_rate), bad, (deliver, write_truth)
+            )
             del world
         else:
             say(f"piece {k + 1}/{len(plan)}: parked by an earlier call")
@@ -90,12 +94,11 @@ def _read(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _park_piece(parts_dir: Path, k: int, world, period: tuple, bad: tuple) -> dict:
+def _park_piece(parts_dir: Path, k: int, world, period: tuple, bad: tuple, tools: tuple) -> dict:
     """Park a piece's frames, labels and ground truth; its record, written last (a piece is
     parked whole or not at all). ``period``: (catalogue, after, as of, defect rate)."""
-    from scoring.world.province import _write_truth, deliver_world
-
     cat, after, as_of, defect_rate = period
+    deliver_world, write_truth = tools
     before = len(bad[1])
 
     def park(prov, feed, frame, labels):
@@ -106,7 +109,7 @@ def _park_piece(parts_dir: Path, k: int, world, period: tuple, bad: tuple) -> di
 
     files = deliver_world(world, cat, after, as_of, defect_rate, bad, park)
     (parts_dir / f"truth{k}").mkdir(exist_ok=True)
-    _write_truth(parts_dir / f"truth{k}", world)
+    write_truth(parts_dir / f"truth{k}", world)
     record = {"records": len(world.records), "files": files, "new_bad": bad[1][before:]}
     (parts_dir / f"{k}.json").write_text(json.dumps(record, ensure_ascii=False))
     return record

@@ -45,7 +45,7 @@ from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
 # --------------------------------------------------------------------------- writing
 
 
-def _write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -> None:
+def write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -> None:
     tmp = path.with_name(path.name + ".partial")
     if fmt == "xlsx":
         df.to_excel(tmp, index=False, engine="openpyxl")
@@ -123,36 +123,11 @@ def write_deliveries(
         if bad_path.exists()
         else set()
     )
-    new_bad: list = []
-    if prebuilt is None and n_entities > PIECES_FROM:
-        from scoring.world.pieces import write_in_pieces
-
-        written, all_labels = write_in_pieces(
-            out,
-            as_of,
-            cat,
-            after,
-            (n_entities, seed, defect_rate, params),
-            (bad_keys, new_bad),
-            say,
-        )
-    else:
-        world = _the_world(prebuilt, n_entities, seed, params)
-        stamp = as_of.strftime("%Y%m%d")
-        done = deliver_world(
-            world,
-            cat,
-            after,
-            as_of,
-            defect_rate,
-            (bad_keys, new_bad),
-            lambda p, f, frame, labels: _write_feed(
-                landing, p, f, frame, labels, stamp, as_of, say
-            ),
-        )
-        written, all_labels = [d[0] for d in done], [d[1] for d in done]
-        _write_truth(truth, world)
-    _append_csv(pd.DataFrame(new_bad, columns=["doc_number", "subject_code"]), bad_path)
+    bad: tuple = (bad_keys, [])
+    written, all_labels = _deliver(
+        out, as_of, cat, after, (n_entities, seed, defect_rate, params), bad, prebuilt, say
+    )
+    _append_csv(pd.DataFrame(bad[1], columns=["doc_number", "subject_code"]), bad_path)
     defects = (
         pd.concat(all_labels, ignore_index=True)
         if all_labels
@@ -173,6 +148,31 @@ def write_deliveries(
         "defects": {k: int(v) for k, v in defects["defect"].value_counts().sort_index().items()},
         "delivered_until": str(as_of.date()),
     }
+
+
+def _deliver(out: Path, as_of, cat, after, spec: tuple, bad: tuple, prebuilt, say):
+    """Build the world (or its pieces) and write the period's files; (files, defect labels).
+    ``spec``: (entities, seed, defect rate, world parameters)."""
+    n_entities, seed, defect_rate, params = spec
+    if prebuilt is None and n_entities > PIECES_FROM:
+        from scoring.world.pieces import write_in_pieces
+
+        return write_in_pieces(out, as_of, (cat, after, spec), bad, say, deliver_world, write_truth)
+    world = _the_world(prebuilt, n_entities, seed, params)
+    stamp = as_of.strftime("%Y%m%d")
+    done = deliver_world(
+        world,
+        cat,
+        after,
+        as_of,
+        defect_rate,
+        bad,
+        lambda p, f, frame, labels: _write_feed(
+            out / "landing", p, f, frame, labels, stamp, as_of, say
+        ),
+    )
+    write_truth(out / "ground_truth", world)
+    return [d[0] for d in done], [d[1] for d in done]
 
 
 def _generator(n_entities: int, seed: int, defect_rate: float, params: WorldParams) -> dict:
@@ -283,7 +283,7 @@ def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, 
     rel = Path(prov) / f"{stamp}_{feed}.{fmt}"
     (landing / prov).mkdir(exist_ok=True)
     say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
-    _write_frame(frame, landing / rel, fmt, enc)
+    write_frame(frame, landing / rel, fmt, enc)
     # Providers deliver in the evening of the day the file is named for: its arrival time is
     # what a night's arrival cut (catch-up runs) compares with.
     set_arrival(landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
@@ -292,7 +292,7 @@ def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, 
     return entry, labels[["file", "line", "defect"]]
 
 
-def _write_truth(truth: Path, world: World) -> None:
+def write_truth(truth: Path, world: World) -> None:
     """The ground truth a test or an experiment checks against: entities and inspections."""
     ent = world.entities
     ent[["uscc", "eval_class", "industry", "division_code", "latent_risk"]].to_csv(

@@ -95,14 +95,10 @@ def end_days(
 
 
 def build_records(
-    rng,
-    ent: pd.DataFrame,
-    seed: int,
-    params: WorldParams,
-    lat: dict,
-    cat: Catalogue,
-    first_record: int = 0,
+    rng, ent: pd.DataFrame, seed: int, params: WorldParams, lat: dict, cat: Catalogue, first=0
 ) -> pd.DataFrame:
+    """Every record of the world and its changes; record numbers from ``first`` (a piece of a
+    province built in pieces numbers its records after the earlier pieces')."""
     rec = truth.emit_records(np.random.default_rng(stable_seed(seed, "records")), ent, lat, params)
     rec = _record_attributes(rng, rec)
     rec["inspection_failed"] = False
@@ -163,8 +159,8 @@ def build_records(
     rec["inspection_failed"] = rec["inspection_failed"].fillna(False).astype(bool)
     rec = rec.sort_values(["decision_date", "entity", "kind"], kind="stable", ignore_index=True)
     final_no = np.empty(len(rec), dtype=np.int64)
-    final_no[rec["record_no"].to_numpy()] = first_record + np.arange(len(rec))
-    rec["record_no"] = first_record + np.arange(len(rec))
+    final_no[rec["record_no"].to_numpy()] = first + np.arange(len(rec))
+    rec["record_no"] = first + np.arange(len(rec))
     rec["doc_number"] = _doc_numbers(rec, ent)
     _add_listing_lives(rec, seed)
     changes = (
