@@ -13,6 +13,7 @@ import os
 import sys
 
 from scoring.cli import (
+    backfill,
     check,
     credentials,
     exchange,
@@ -35,6 +36,7 @@ from scoring.intake.ingest import UnusableFile
 GROUPS = (
     world,
     run,
+    backfill,
     check,
     layout,
     explain,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from scoring.history.store import landed_files
+from scoring.history.store import landed_files, runs
 
 _f = landed_files.c
 # What intake needs of the files earlier runs stored, to tell a new delivery from a repeat.
@@ -43,8 +43,13 @@ def earlier_files(conn, run_id: str) -> pd.DataFrame:
 
 
 def earlier_deliveries(conn, run_id: str) -> pd.DataFrame:
-    """Every other run's files as the gates compare against."""
-    return pd.read_sql(sa.select(*(_f[c] for c in _GATE_COLUMNS)).where(_f.run_id != run_id), conn)
+    """Every other run's files as the gates compare against, with the kind of run that read each."""
+    return pd.read_sql(
+        sa.select(*(_f[c] for c in _GATE_COLUMNS), runs.c.kind.label("run_kind"))
+        .select_from(landed_files.outerjoin(runs, runs.c.run_id == _f.run_id))
+        .where(_f.run_id != run_id),
+        conn,
+    )
 
 
 def run_files(conn, run_id: str) -> pd.DataFrame:

@@ -9,6 +9,11 @@ import sqlalchemy as sa
 
 from scoring.history.store import publications, runs
 
+# A backfill loads a province's history file by file, one run of this kind per file
+# (scoring.pipeline.backfill); a file run whose rows are stored ends ``loaded``.
+BACKFILL_KIND = "backfill"
+LOADED = "loaded"
+
 
 def start_run(conn, run_id: str, kind: str, as_of, knowledge_cutoff, catalogue, policy) -> None:
     """The run's row, fresh (a redone unpublished attempt starts over): running its first step."""

@@ -20,12 +20,12 @@ runs = sa.Table(
     "runs",
     metadata,
     sa.Column("run_id", sa.String(80), primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),  # nightly | rerun
+    sa.Column("kind", sa.String(20), nullable=False),  # nightly | rerun | backfill
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("knowledge_cutoff", sa.Date, nullable=False),
     sa.Column(
         "status", sa.String(20), nullable=False
-    ),  # running | gate_failed | scored | published | failed
+    ),  # running | gate_failed | scored | published | failed | loaded (a backfill file)
     sa.Column("step", sa.String(20)),
     sa.Column("catalogue_sha256", sa.String(64)),
     sa.Column("policy_sha256", sa.String(64)),

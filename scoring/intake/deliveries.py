@@ -88,16 +88,19 @@ def stage_deliveries(
     registry: Registry | None = None,
     layouts: LayoutSet | None = None,
     chunk_rows: int = STAGE_CHUNK_ROWS,
+    listing: arr.Listing | None = None,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
-    given). `history`: the landed_files rows of earlier runs, which say what is already known (see
+    given), or exactly the files of `listing`, already listed and classified (a backfill stages
+    one file per run). `history`: the landed_files rows of earlier runs, which say what is already known (see
     scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file.
     Only folders of the provider registry are read, each provider only for its feeds, with the
     layouts and registry in force on `as_of` unless given. A file's rows are staged `chunk_rows` at
     a time (the same staged rows as one pass: staging judges each row by its own values)."""
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
-    listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
+    if listing is None:
+        listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
     night = _Night(cat, history, listing, registry, layouts, save_raw, chunk_rows)
     files = listing.candidates
     for i, c in enumerate(files, start=1):

@@ -21,7 +21,7 @@ from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
 from scoring.quality.freshness import gate_feeds_present
-from scoring.quality.resends import count_excluded, split_resends
+from scoring.quality.resends import count_excluded, split_earlier_resends, split_resends
 from scoring.quality.validate import GateResult
 
 QUARANTINE_COLUMNS = ["path", "line_no", "provider", "reasons", "raw_json"]
@@ -79,19 +79,22 @@ def validate_staged(
     corrections: set | frozenset = frozenset(),
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     with_docs: bool = True,
+    earlier: dict | None = None,
 ) -> StagedVerdicts:
     """Run each staged table through its suite, in dependency order: the register first (records
     are checked against registration dates), then records, then changes (which refer to records
     accepted earlier or in this run). Rows of a correction delivery (a file name sent again with
     new content, `corrections`) supersede the earlier ones by key: they are not duplicates. Each
     suite runs over chunks of at most `chunk_rows` rows (scoring.quality.chunks), with the same
-    verdicts as one run over the whole table."""
+    verdicts as one run over the whole table. `earlier`: the keys the night's earlier files hold
+    when each file is committed by a run of its own (a backfill): records (record_key,
+    content_sha) and entities (uscc), judged as rows earlier in the same table."""
     stg_rec, stg_ent, stg_chg = stg_rec.copy(), stg_ent.copy(), stg_chg.copy()
     out = StagedVerdicts(stg_rec, stg_ent, stg_chg)
     if len(stored_rec):  # the latest stored version of each record
         stored_rec = stored_rec.drop_duplicates("record_key", keep="last")
     if len(stg_ent):
-        stg_ent["seen_before"] = False
+        stg_ent["seen_before"] = stg_ent["uscc"].isin(earlier["entities"]) if earlier else False
     run = (gx_ctx, cat, as_of, run_id, say, chunk_rows, with_docs)
     _validate(out, "entities", "stg_entity", "register", stg_ent, run)
     if len(stg_rec):
@@ -105,6 +108,9 @@ def validate_staged(
     if len(stg_rec):
         stg_rec = _mark_seen_before(stg_rec, stored_rec, corrections)
         stg_rec, resent = split_resends(stg_rec)
+        if earlier:
+            stg_rec, again = split_earlier_resends(stg_rec, earlier["records"])
+            resent = concat_frames([resent, again])
         if len(resent):
             out.excluded = concat_frames([out.excluded, resent])
         stg_rec["registered_date"] = registered_dates(

@@ -27,6 +27,25 @@ def split_resends(stg_rec: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return stg_rec[~resend].reset_index(drop=True), gone.reset_index(drop=True)
 
 
+def split_earlier_resends(
+    stg_rec: pd.DataFrame, earlier: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``split_resends`` against the records (``record_key``, ``content_sha``) of the night's
+    earlier files that their own runs committed (a backfill loads a night file by file): the same
+    record unchanged is excluded as a resend, and another version of it is marked seen, a
+    duplicate, as it would be in one pass over the night."""
+    if not len(stg_rec) or earlier is None or not len(earlier):
+        return stg_rec, stg_rec.iloc[0:0].assign(reason=RESEND_REASON)
+    pairs = pd.MultiIndex.from_frame(earlier[["record_key", "content_sha"]])
+    again = pd.MultiIndex.from_frame(stg_rec[["record_key", "content_sha"]]).isin(pairs)
+    again &= stg_rec["record_key"].notna().to_numpy()
+    work = [c for c in ("record_key", "content_sha", "seen_before") if c in stg_rec]
+    gone = stg_rec[again].drop(columns=work).assign(reason=RESEND_REASON)
+    kept = stg_rec[~again].reset_index(drop=True)
+    kept["seen_before"] = kept["seen_before"] | kept["record_key"].isin(earlier["record_key"])
+    return kept, gone.reset_index(drop=True)
+
+
 def count_excluded(files: pd.DataFrame, exc: pd.DataFrame) -> pd.DataFrame:
     """A copy of the night's files with ``simplified`` (excluded by Art. 18) per file, and the
     resends added to ``excluded`` (the file's repeats of an earlier delivery)."""

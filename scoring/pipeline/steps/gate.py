@@ -11,6 +11,7 @@ from scoring.common.errors import GateFailed
 from scoring.history import files as landed
 from scoring.history.folders import RunFolder
 from scoring.history.gates import record_appended_batches, record_gate
+from scoring.history.runs import BACKFILL_KIND, LOADED
 from scoring.history.store import Store, read_parquet, update_run
 from scoring.intake.deliveries import raw_values
 from scoring.pipeline.context import RunContext
@@ -48,7 +49,27 @@ def _stored_lookups(store: Store, prior: dict, staged: dict) -> tuple:
     )
 
 
-def _judge(ctx: RunContext, store: Store, folder: RunFolder, cat) -> tuple:
+def _earlier_files(store: Store, prior: dict, staged: dict, stored_rec: pd.DataFrame) -> dict:
+    """The keys of this file's rows that the backfill's earlier files hold (one night, loaded file
+    by file): records (by key and content) and registrations (by USCC)."""
+    ours = {t: [b for b in prior[t] if b["run_id"].startswith(f"{BACKFILL_KIND}-")] for t in prior}
+    ids = {b["batch_id"] for b in ours["records"]}
+    records = (
+        stored_rec.loc[stored_rec["batch_id"].isin(ids), ["record_key", "content_sha"]]
+        if len(stored_rec) and "content_sha" in stored_rec
+        else pd.DataFrame(columns=["record_key", "content_sha"])
+    )
+    ent = staged["stg_entity"]
+    usccs = sorted(set(ent["uscc"].dropna())) if len(ent) and "uscc" in ent else []
+    held = (
+        store.read_batches(ours["entities"], columns=["uscc"], where_in=("uscc", usccs))
+        if usccs
+        else pd.DataFrame()
+    )
+    return {"records": records, "entities": set(held["uscc"]) if len(held) else set()}
+
+
+def _judge(ctx: RunContext, store: Store, folder: RunFolder, cat, backfill: bool) -> tuple:
     """(files reconciled, gates, verdicts, quarantine) of the night's staged rows."""
     staged = {name: read_parquet(folder.staged_table(name)) for name in folder.STAGED_TABLES}
     raw_index = json.loads(folder.raw_index.read_text())
@@ -64,7 +85,10 @@ def _judge(ctx: RunContext, store: Store, folder: RunFolder, cat) -> tuple:
         }
         files = landed.run_files(conn, ctx.run_id)
         history = landed.earlier_deliveries(conn, ctx.run_id)
+    if backfill:  # judged against the nights' deliveries, not the backfill's other files
+        history = history[history["run_kind"] != BACKFILL_KIND]
     stored_ent, stored_rec, stored_chg = _stored_lookups(store, prior, staged)
+    earlier = _earlier_files(store, prior, staged, stored_rec) if backfill else None
     corrections = set(
         files.loc[files["message"].fillna("").str.startswith("correction of"), "path"]
     )
@@ -81,6 +105,7 @@ def _judge(ctx: RunContext, store: Store, folder: RunFolder, cat) -> tuple:
         ctx.run_id,
         say=ctx.say,
         corrections=corrections,
+        earlier=earlier,
     )
     quar = qg.build_quarantine(
         verdicts,
@@ -89,15 +114,19 @@ def _judge(ctx: RunContext, store: Store, folder: RunFolder, cat) -> tuple:
         ctx.run_id,
     )
     files = qg.reconcile_files(files, verdicts, quar)
-    return files, qg.decide_gates(files, history, verdicts, cat, ctx.as_of), verdicts, quar
+    gates = qg.decide_gates(files, history, verdicts, cat, ctx.as_of)
+    if backfill:  # a file is not a night: the night after the backfill judges feed presence
+        gates = [g for g in gates if g.gate != "feed_present"]
+    return files, gates, verdicts, quar
 
 
 def _any(staged: dict) -> bool:
     return any(len(staged[n]) for n in ("stg_record", "stg_entity", "stg_change"))
 
 
-def _record(ctx, store: Store, files, gates, verdicts, quar, failed) -> None:
-    """The gate's verdicts in one transaction; the accepted rows appended only if none failed."""
+def _record(ctx, store: Store, files, gates, verdicts, quar, failed, done: str) -> None:
+    """The gate's verdicts in one transaction; the accepted rows appended only if none failed,
+    the run then left ``done`` (running on to its score step, or a backfill's file loaded)."""
     with store.engine.begin() as conn:
         record_gate(
             store, conn, ctx.run_id, quar, pd.DataFrame([g.as_row(ctx.run_id) for g in gates])
@@ -118,18 +147,21 @@ def _record(ctx, store: Store, files, gates, verdicts, quar, failed) -> None:
             if len(frame)
         ]
         record_appended_batches(store, conn, batches)
-        update_run(conn, ctx.run_id, step="gate", status="running", message=None)
+        update_run(conn, ctx.run_id, step="gate", status=done, message=None)
 
 
-def gate(ctx: RunContext) -> dict:
+def gate(ctx: RunContext, backfill: bool = False) -> dict:
     """Validate staged rows with the GX suites, quarantine bad rows, reconcile, apply hard gates,
-    and only if every hard gate passes append the accepted rows to the record history."""
+    and only if every hard gate passes append the accepted rows to the record history.
+    ``backfill``: a backfill's run of one file (scoring.pipeline.backfill), judged as the first
+    night would judge it: against the deliveries nights stored, not the backfill's other files;
+    feed presence is the night's; the run is done (``loaded``) in the transaction that stores it."""
     store = open_store(ctx)
     cat, _ = configs(ctx)
     folder = store.run_folder(ctx.run_id)
-    files, gates, verdicts, quar = _judge(ctx, store, folder, cat)
+    files, gates, verdicts, quar = _judge(ctx, store, folder, cat, backfill)
     failed, waived = apply_waivers(gates, from_dicts(ctx.waivers))
-    _record(ctx, store, files, gates, verdicts, quar, failed)
+    _record(ctx, store, files, gates, verdicts, quar, failed, LOADED if backfill else "running")
     docs = {
         suite: verdicts.validations[t].docs_index
         for t, suite in _SUITES

@@ -10,6 +10,7 @@ from scoring.history import files as landed
 from scoring.history.exchange import pulled_with
 from scoring.history.runs import interrupted_runs, start_run
 from scoring.history.store import Store, update_run, write_parquet
+from scoring.intake.arrivals import Listing
 from scoring.intake.deliveries import intake_config, stage_deliveries
 from scoring.pipeline.context import RunContext
 from scoring.pipeline.steps.common import (
@@ -40,8 +41,9 @@ def close_interrupted_runs(store: Store, ctx: RunContext) -> list[str]:
     return notes + closed
 
 
-def ingest(ctx: RunContext) -> dict:
-    """Read the deliveries due by the as-of date that no earlier run has stored, and stage them."""
+def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
+    """Read the deliveries due by the as-of date that no earlier run has stored, and stage them
+    (or only the files of ``listing``: a backfill's run of one file, scoring.pipeline.backfill)."""
     store = open_store(ctx)
     cat, pol = configs(ctx)
     layouts, registry = intake_config(ctx.as_of)  # a broken one: the night does not start
@@ -70,6 +72,7 @@ def ingest(ctx: RunContext) -> dict:
         arrival_cut=ctx.arrival_cut,
         registry=registry,
         layouts=layouts,
+        listing=listing,
     )
     cut = ctx.arrival_cut.isoformat() if ctx.arrival_cut else None
     with store.engine.connect() as conn:
