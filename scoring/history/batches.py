@@ -59,6 +59,12 @@ def write_batch(lake: Path, run_id: str, table_name: str, frame: pd.DataFrame, k
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
+    return batch_row(run_id, table_name, digest, len(frame), known_from)
+
+
+def batch_row(run_id: str, table_name: str, digest: str, rows: int, known_from) -> dict:
+    """The ``record_batches`` row of a batch file whose content hash is ``digest``."""
+    rel = Path(table_name) / f"{digest[:2]}" / f"{digest}.parquet"
     return {
         "batch_id": f"{table_name}:{digest[:32]}:{run_id}",
         "run_id": run_id,
@@ -66,7 +72,7 @@ def write_batch(lake: Path, run_id: str, table_name: str, frame: pd.DataFrame, k
         "known_from": pd.Timestamp(known_from).date(),
         "path": rel.as_posix(),
         "sha256": digest,
-        "rows": int(len(frame)),
+        "rows": int(rows),
     }
 
 
