@@ -81,6 +81,51 @@ def fail_fast(fn):
     return task_body
 
 
+class ExchangeRetry(ConnectionError):
+    """A source or agency that did not answer (the network, a timeout): worth another try."""
+
+
+def exchange_rule(rows: list[dict], try_number: int, max_tries: int) -> list[dict]:
+    """One rule for the pulls and the push. Each row is one source or agency, already recorded,
+    with the code of its failure (None if it worked). Auth, schema and path errors are final at
+    once: recorded, and the night goes on (a failed source is its provider's missing delivery, a
+    failed push is on the report and carried by the next night's). A network error or a timeout
+    is retried with backoff while tries remain, and recorded as it is on the last."""
+    from scoring.exchange.secrets import retried
+
+    again = [r for r in rows if retried(r.get("code"))]
+    if again and try_number <= max_tries:
+        raise ExchangeRetry("; ".join(str(r.get("message", "")) for r in again))
+    return rows
+
+
+def exchange_task(fn):
+    """A pull or push task body (returns its recorded rows) under the exchange rule, inside
+    ``fail_fast``: a failure of the pipeline itself (its registry, its store) fails as any step's."""
+
+    @functools.wraps(fn)
+    def body(*args, **kwargs):
+        from airflow.sdk import get_current_context
+
+        out = fn(*args, **kwargs)
+        ti = get_current_context()["ti"]
+        rows = exchange_rule(out if isinstance(out, list) else [out], ti.try_number, ti.max_tries)
+        return rows if isinstance(out, list) else rows[0]
+
+    wrapped = fail_fast(body)
+    wrapped.exchange_rule = exchange_rule  # what the DAG tests look for on pull and push
+    return wrapped
+
+
+# The exchange tasks' retries: network errors only (exchange_rule), with backoff up to this.
+EXCHANGE_RETRIES = dict(
+    retries=3,
+    retry_delay=dt.timedelta(seconds=30),
+    retry_exponential_backoff=2.0,  # a multiplier in Airflow 3.3: True (1.0) is a constant delay
+    max_retry_delay=dt.timedelta(minutes=10),
+)
+
+
 def _number(x) -> str:
     return format(Decimal(str(x)).normalize(), "f")
 

@@ -47,11 +47,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from _shared import PUBLISHED, SHANGHAI, RunAlert, default_args, fail_fast
+from _shared import (
+    EXCHANGE_RETRIES,
+    PUBLISHED,
+    SHANGHAI,
+    RunAlert,
+    default_args,
+    exchange_task,
+    fail_fast,
+)
 from airflow.sdk import DAG, Param, task
 
 from scoring.steps import ALWAYS_RUN, PARTITIONED_STEP, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
+PULL_SHOWN = ("source_id", "status", "rows", "message", "code")
+PUSH_SHOWN = ("agency_id", "status", "rows", "message", "code")
 _CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
 SCHEDULE = None if _CRON.lower() in ("", "manual", "none") else _CRON
 
@@ -78,7 +88,7 @@ DEFAULT_ARGS = default_args(
     2,  # transient failures only (and a worker that died): the rest fail fast
     dt.timedelta(seconds=int(os.environ.get("CREDIT_RETRY_DELAY_SECONDS") or 60)),
     dt.timedelta(minutes=60),
-    retry_exponential_backoff=True,
+    retry_exponential_backoff=2.0,  # a multiplier in Airflow 3.3: True (1.0) is a constant delay
     max_retry_delay=dt.timedelta(minutes=10),
 )
 
@@ -95,7 +105,7 @@ def _airflow_conn(conn_id: str):
     never logged: the library redacts it from every message)."""
     from airflow.sdk import BaseHook
 
-    from scoring.exchange.secrets import Conn, ExchangeError
+    from scoring.exchange.secrets import ExchangeError, conn_from_airflow
 
     try:
         c = BaseHook.get_connection(conn_id)
@@ -103,17 +113,7 @@ def _airflow_conn(conn_id: str):
         raise ExchangeError(
             "no_connection", f"Airflow Connection {conn_id} is not defined"
         ) from None
-    scheme = {"postgres": "postgresql", "sftp": "sftp", "ssh": "sftp"}.get(c.conn_type, c.conn_type)
-    return Conn(
-        conn_id=conn_id,
-        scheme=scheme or "",
-        host=c.host or "",
-        port=c.port,
-        login=c.login or "",
-        secret=c.password or "",
-        database=(c.schema or "") if scheme != "http" else "",
-        extra=c.extra_dejson or {},
-    )
+    return conn_from_airflow(conn_id, c)
 
 
 def _optional(title: str, description: str, **schema) -> Param:
@@ -235,6 +235,7 @@ with DAG(
         return evaluate_partition(RunContext.from_json(ctx_json), partition)
 
     @task(task_id="pull_sources", retries=1, execution_timeout=dt.timedelta(minutes=5))
+    @fail_fast
     def pull_sources(ctx_json: str) -> list[str]:
         """The sources this night pulls (none for a catch-up night: the latest one pulls)."""
         from scoring.exchange.night import pull_moment, pulled_sources
@@ -246,48 +247,40 @@ with DAG(
             return []
         return [s.id for s in pulled_sources(load_exchange(ctx.as_of))]
 
-    @task(
-        task_id="pull",
-        retries=3,
-        retry_delay=dt.timedelta(seconds=30),
-        retry_exponential_backoff=True,
-        execution_timeout=dt.timedelta(minutes=30),
-    )
+    @task(task_id="pull", execution_timeout=dt.timedelta(minutes=30), **EXCHANGE_RETRIES)
+    @exchange_task
     def pull(ctx_json: str, source_id: str) -> dict:
-        """One source into the landing folder. Auth, schema or path errors are recorded at once
-        (retrying cannot help); a network error is retried, and recorded on the last try: either
-        way the night goes on, and the source is its provider's missing delivery."""
-        from airflow.sdk import get_current_context
-
+        """One source into the landing folder; its own failure is recorded (exchange_rule)."""
         from scoring.exchange.night import pull_moment, pull_one
-        from scoring.exchange.pull import TRANSIENT
         from scoring.history.store import Store
         from scoring.pipeline import RunContext
 
         ctx = RunContext.from_json(ctx_json)
-        ti = get_current_context()["ti"]
         at = pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) or ctx.arrival_cut
         # A source's schedule window is checked against the wall clock: outside it, skipped.
         store = Store.open(ctx.db_url, ctx.home)
         now = dt.datetime.now(dt.UTC)
         row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at, now=now)
-        if row["code"] in TRANSIENT and ti.try_number <= ti.max_tries:
-            raise RuntimeError(row["message"])  # retried with backoff
-        return {k: str(row[k]) for k in ("source_id", "status", "rows", "message")}
+        return {k: None if row[k] is None else str(row[k]) for k in PULL_SHOWN}
 
-    @task(task_id="push", execution_timeout=dt.timedelta(minutes=30))
+    @task(task_id="push", execution_timeout=dt.timedelta(minutes=30), **EXCHANGE_RETRIES)
+    @exchange_task
     def push(ctx_json: str) -> list[dict]:
-        """The published night to every agency with a push target; failures are recorded."""
+        """The published night to every agency with a push target; failures are recorded, and
+        a retry pushes only to the agencies whose push failed."""
+        from airflow.sdk import get_current_context
+
         from scoring.exchange.night import push_all
         from scoring.history.store import Store
         from scoring.pipeline import RunContext
         from scoring.publication.publish import load_agencies
 
         ctx = RunContext.from_json(ctx_json)
+        again = get_current_context()["ti"].try_number > 1
         store = Store.open(ctx.db_url, ctx.home)
         now = dt.datetime.now(dt.UTC)
-        rows = push_all(store, load_agencies(), _airflow_conn, now, ctx.run_id)
-        return [{k: str(r[k]) for k in ("agency_id", "status", "rows", "message")} for r in rows]
+        rows = push_all(store, load_agencies(), _airflow_conn, now, ctx.run_id, again=again)
+        return [{k: None if r[k] is None else str(r[k]) for k in PUSH_SHOWN} for r in rows]
 
     ctx = prepare()
     # One task per step, named by scoring.steps (the score step assembles the partitions).

@@ -108,19 +108,33 @@ def push_all(
     run_id: str | None = None,
     only: str | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    again: bool = False,
 ) -> list[dict]:
+    """Push ``run_id`` (the latest published night without) to every agency with a push target.
+    ``again`` (a retry after a network error): only the agencies whose last push of this run
+    failed, so an agency that has it is not sent an empty push again."""
     out = []
     with store.engine.begin() as c:
         commit_watermarks(c)  # the night just published: its pulls are settled
+        done = pushed_already(c, run_id) if again and run_id else set()
     for agency in agencies:
         target = push_target(agency)
-        if target is None or (only and agency["id"] != only):
+        if target is None or (only and agency["id"] != only) or agency["id"] in done:
             continue
         conn = resolve(connect, target["conn_id"])
         if isinstance(conn, ExchangeError):
             conn = ExchangeError(conn.code, f"push {agency['id']}: {conn}")
         out.append(push_agency(store, agency, target, conn, run_id, pushed_at, say))
     return out
+
+
+def pushed_already(conn, run_id: str) -> set[str]:
+    """The agencies whose last push of ``run_id`` did not fail."""
+    last: dict[str, str] = {}
+    for p in hx.pushes(conn):
+        if p["run_id"] == run_id:
+            last[p["agency_id"]] = p["status"]
+    return {a for a, status in last.items() if status != "failed"}
 
 
 def exchange_status(store, as_of) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scoring.exchange.fetch import fetch
-from scoring.exchange.secrets import Conn, ExchangeError, redact
+from scoring.exchange.secrets import RETRIED, Conn, ExchangeError, redact
 from scoring.exchange.sources import Exchange, Source
 from scoring.history import exchange as hx
 
@@ -43,7 +43,7 @@ def commit_watermarks(conn) -> list[dict]:
 
 # Failures worth another try (the network); anything else fails the same way again. A pull
 # outside its source's schedule window is "skipped" (nothing fetched): a missing delivery too.
-TRANSIENT = ("timeout", "unreachable")
+TRANSIENT = RETRIED
 
 
 def write_landing(folder: Path, files: dict[str, bytes], arrived_at: dt.datetime) -> list:

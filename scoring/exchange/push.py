@@ -138,6 +138,7 @@ def push_agency(
     sha = publication_hash(aid, run_id, rows)
     row = dict(agency_id=aid, run_id=run_id, kind=target["kind"], pushed_at=at, sha256=sha)
     row.update(rows=len(rows), changed=changed, target=_target_name(target, run_id, aid, sha))
+    code = None
     try:
         if isinstance(conn, ExchangeError):
             raise conn
@@ -150,10 +151,12 @@ def push_agency(
                 row.update(status="acknowledged", acknowledged_at=at, receipt=receipt)
     except ExchangeError as exc:
         row.update(status="failed", message=redact(str(exc), _conn(conn)))
+        code = exc.code
     with store.engine.begin() as c:
         row["push_id"] = hx.record_push(c, **row)
         if row["status"] in ("pushed", "acknowledged"):
             hx.save_pushed_tiers(c, aid, rows, run_id)
+    row["code"] = code  # why it failed (not stored: the message says it): the DAG retries some
     say(f"push {aid}: {row['status']} — {row['message']}")
     return row
 
@@ -198,13 +201,25 @@ def write_sql(target, conn, agency_id, run_id, sha, rows, at) -> str | None:
                 [{"publication_sha256": sha, "run_id": run_id, "pushed_at": at, **r} for r in rows],
             )
     except sa.exc.SQLAlchemyError as exc:
-        msg = redact(str(getattr(exc, "orig", None) or exc), conn).split(" [SQL:")[0]
-        raise ExchangeError(
-            "refused", f"push {agency_id}: the target refused the write: {msg[:160]}"
-        ) from None
+        raise _write_error(agency_id, conn, exc) from None
     finally:
         eng.dispose()
     return None
+
+
+def _write_error(agency_id: str, conn: Conn, exc) -> ExchangeError:
+    """A database that did not answer may on the next try; one that answered and refused the
+    login or the write (a constraint, a missing table) will refuse again."""
+    msg = redact(str(getattr(exc, "orig", None) or exc), conn).split(" [SQL:")[0]
+    low = msg.lower()
+    if isinstance(exc, sa.exc.OperationalError):
+        if "authentication failed" in low or "password" in low or "role" in low:
+            return ExchangeError("auth", f"push {agency_id}: the target database refused the login")
+        if "timeout" in low or "timed out" in low:
+            return ExchangeError("timeout", f"push {agency_id}: the target did not answer in time")
+        if ("connection" in low and "refused" in low) or "could not connect" in low:
+            return ExchangeError("unreachable", f"push {agency_id}: {msg[:160]}")
+    return ExchangeError("refused", f"push {agency_id}: the target refused the write: {msg[:160]}")
 
 
 def write_sftp(target, conn, agency_id, run_id, sha, rows, at) -> str | None:

@@ -22,6 +22,16 @@ class ExchangeError(Exception):
         self.code = code
 
 
+# Failures worth another try (the network, a server that did not answer in time); any other code
+# (auth, a missing table or path, a renamed column, a refused write) fails the same way again.
+RETRIED = ("timeout", "unreachable")
+
+
+def retried(code: str | None) -> bool:
+    """Whether a failure with this code may pass on another try (with backoff)."""
+    return code in RETRIED
+
+
 @dataclass(frozen=True)
 class Conn:
     conn_id: str
@@ -55,6 +65,22 @@ class Conn:
         scheme = "https" if self.scheme == "https" else "http"
         port = f":{self.port}" if self.port else ""
         return f"{scheme}://{self.host}{port}{self.database}"
+
+
+def conn_from_airflow(conn_id: str, c) -> Conn:
+    """An Airflow Connection (any object with its attributes: conn_type, host, port, login,
+    password, schema, extra_dejson) as the resolved parameters the library takes."""
+    scheme = {"postgres": "postgresql", "sftp": "sftp", "ssh": "sftp"}.get(c.conn_type, c.conn_type)
+    return Conn(
+        conn_id=conn_id,
+        scheme=scheme or "",
+        host=c.host or "",
+        port=c.port,
+        login=c.login or "",
+        secret=c.password or "",
+        database=(c.schema or "") if scheme not in ("http", "https") else "",
+        extra=c.extra_dejson or {},
+    )
 
 
 def conn_from_uri(conn_id: str, uri: str) -> Conn:

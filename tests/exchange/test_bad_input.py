@@ -252,6 +252,7 @@ def test_a_push_the_target_refuses_leaves_nothing_and_is_sent_again(world, tmp_p
     connect = lambda c: conn_from_env(c, world["env"])  # noqa: E731
     (first,) = push_all(store, [agency], connect, AT)
     assert first["status"] == "failed" and "\n" not in first["message"]
+    assert first["code"] == "refused"  # it answered and refused: a retry would be refused again
     assert first["message"].startswith("push hlj-samr: the target refused the write:")
     assert AGENCY_SECRET not in first["message"]
     with eng.connect() as c:
@@ -275,6 +276,50 @@ def test_a_push_the_target_refuses_leaves_nothing_and_is_sent_again(world, tmp_p
         1,
     )
     eng.dispose()
+
+
+def test_a_push_target_that_does_not_answer_is_retried_alone(world, tmp_path):
+    """A target that is down fails with a code worth retrying (the DAG retries it with backoff);
+    one that refuses the login does not; the retry sends only to the agencies that failed."""
+    from exchange_servers import free_port
+
+    from scoring.exchange.secrets import retried
+
+    eng = sa.create_engine(world["agency_url"])
+    with eng.begin() as c:
+        c.execute(
+            sa.text(
+                "CREATE TABLE retry_push (publication_sha256 char(64), run_id text, uscc text,"
+                " name text, tier char(1), previous_tier text, score int, cause text,"
+                " pushed_at timestamp)"
+            )
+        )
+    eng.dispose()
+    db = "/" + sa.engine.make_url(world["agency_url"]).database
+    env = {
+        **world["env"],
+        "CREDIT_CONN_DOWN": uri("postgresql", "postgres", AGENCY_SECRET, free_port(), db),
+        "CREDIT_CONN_NOBODY": uri("postgresql", "no_such_agency_user", AGENCY_SECRET, 5432, db),
+    }
+    store = Store.open(None, tmp_path / "home")
+    run_id = _published_run(store, {"91230100MA1AAAAA0X": "A"})
+    agencies = [
+        {
+            "id": f"a-{conn}",
+            "divisions": ["23"],
+            "industries": [],
+            "push": {"kind": "sql", "conn_id": conn, "table": "retry_push", "timeout_s": 3},
+        }
+        for conn in ("agency", "down", "nobody")
+    ]
+    connect = lambda c: conn_from_env(c, env)  # noqa: E731
+    ok, down, nobody = push_all(store, agencies, connect, AT, run_id)
+    assert (ok["status"], ok["code"]) == ("pushed", None)
+    assert down["status"] == "failed" and down["code"] == "unreachable" and retried(down["code"])
+    assert nobody["status"] == "failed" and nobody["code"] == "auth" and not retried("auth")
+    assert AGENCY_SECRET not in down["message"] + nobody["message"]
+    again = push_all(store, agencies, connect, AT, run_id, again=True)
+    assert [r["agency_id"] for r in again] == ["a-down", "a-nobody"]  # a-agency has it
 
 
 def test_redact_hides_uri_passwords_and_known_secrets():

@@ -146,3 +146,15 @@ def test_deterministic_errors_fail_without_retry(tmp_path):
     )
     with pytest.raises(AirflowFailException, match="^data: .*not scored"):
         mod._run("publish", ctx.to_json())  # nothing scored: no retry can change that
+
+
+def test_pull_and_push_follow_the_exchange_rule(dags):
+    """The pull (mapped per source) and the push run under the one exchange rule (exchange_task):
+    network errors retried with backoff, the rest recorded at once; the night goes on."""
+    nightly = dags["public_credit_nightly"]
+    for name in ("pull", "push"):
+        t = nightly.get_task(name)
+        fn = getattr(t, "python_callable", None) or t.partial_kwargs["python_callable"]
+        assert getattr(fn, "exchange_rule", None) is not None, name
+        assert t.retries >= 3 and t.retry_exponential_backoff >= 2, name
+    assert nightly.get_task("ingest").trigger_rule == "none_failed"  # after pulls, even none

@@ -41,7 +41,8 @@ for path in sys.argv[1:]:
                 "tags": sorted(obj.tags), "doc": bool(obj.doc_md), "catchup": obj.catchup,
                 "start_date": obj.start_date.isoformat() if obj.start_date else None,
                 "max_active_runs": obj.max_active_runs, "schedule": str(obj.schedule),
-                "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in obj.tasks},
+                "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids),
+                                       "backoff": float(t.retry_exponential_backoff or 0)} for t in obj.tasks},
                 "params": sorted(obj.params.keys()),
             }
 heavy = sorted(m for m in ("pandas", "numpy", "great_expectations", "sklearn", "pyarrow", "scoring.pipeline")
@@ -127,6 +128,44 @@ def test_fail_fast_fails_deterministic_errors_and_lets_others_retry():
     body = raising(OSError())
     assert body.__name__ == "body" and body.__doc__ == "A task body."
     assert list(inspect.signature(body).parameters) == ["x", "y"]
+
+
+def test_pulls_and_pushes_retry_the_network_and_record_the_rest_at_once(parsed):
+    """One rule for the exchange tasks: a source's or agency's auth, schema or path error is
+    recorded on the first try (the night goes on); a network error or timeout is retried with
+    backoff while tries remain and recorded on the last; a failure of the pipeline itself is
+    fail_fast's (one line, no retry)."""
+    sys.path.insert(0, str(DAGS))
+    try:
+        from _shared import ExchangeRetry, exchange_rule, exchange_task
+    finally:
+        sys.path.remove(str(DAGS))
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from scoring.common.errors import TRANSIENT, reason_code
+
+    auth = {"source_id": "a", "code": "auth", "message": "source a: the login was refused"}
+    schema = {"source_id": "s", "code": "schema", "message": "source s: column SJC missing"}
+    slow = {"source_id": "b", "code": "timeout", "message": "source b: no answer in 30s"}
+    ok = {"source_id": "c", "code": None, "message": "12 rows"}
+    assert exchange_rule([auth, schema, ok], 1, 3) == [auth, schema, ok]  # no retry can help
+    with pytest.raises(ExchangeRetry, match="^source b: no answer in 30s$") as got:
+        exchange_rule([auth, slow, ok], 1, 3)
+    assert reason_code(got.value) == TRANSIENT  # fail_fast leaves it to Airflow's retries
+    assert exchange_rule([slow], 4, 3) == [slow]  # the last try records it: a missing delivery
+
+    @exchange_task
+    def broken_registry(ctx_json, source_id):
+        raise ValueError("source eco-qzj-penalty: provider eco does not deliver 'licence'")
+
+    with pytest.raises(AirflowFailException, match="^data: source eco-qzj-penalty"):
+        broken_registry("{}", "eco-qzj-penalty")  # before any context is needed: fails at once
+    assert list(inspect.signature(broken_registry).parameters) == ["ctx_json", "source_id"]
+    tasks = parsed["dags"]["public_credit_nightly"]["tasks"]
+    for name in ("pull", "push"):
+        assert tasks[name]["retries"] >= 3 and tasks[name]["backoff"] >= 2, (name, tasks[name])
+    # Every retried task backs off (a multiplier: 1.0, which True is, would be a constant delay).
+    assert all(t["backoff"] >= 2 for t in tasks.values() if t["retries"]), tasks
 
 
 def test_a_database_that_refuses_fails_once_and_one_that_is_down_retries(pg_url):
