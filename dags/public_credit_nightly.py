@@ -47,6 +47,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+from _exchange import PUSH_SHOWN, PullSource, airflow_conn, shown
 from _shared import (
     EXCHANGE_RETRIES,
     PUBLISHED,
@@ -60,8 +61,6 @@ from airflow.sdk import DAG, Param, task
 
 from scoring.steps import ALWAYS_RUN, PARTITIONED_STEP, STEP_NAMES, STEP_TIMEOUT_MINUTES
 
-PULL_SHOWN = ("source_id", "status", "rows", "message", "code")
-PUSH_SHOWN = ("agency_id", "status", "rows", "message", "code")
 _CRON = os.environ.get("CREDIT_NIGHTLY_SCHEDULE", "0 1 * * *").strip()
 SCHEDULE = None if _CRON.lower() in ("", "manual", "none") else _CRON
 
@@ -98,22 +97,6 @@ def _run(step: str, ctx_json: str) -> dict:
     from scoring.pipeline import RunContext, run_step
 
     return run_step(step, RunContext.from_json(ctx_json))
-
-
-def _airflow_conn(conn_id: str):
-    """An Airflow Connection as the resolved parameters the library takes (secret included,
-    never logged: the library redacts it from every message)."""
-    from airflow.sdk import BaseHook
-
-    from scoring.exchange.secrets import ExchangeError, conn_from_airflow
-
-    try:
-        c = BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - any lookup failure: the source is not configured
-        raise ExchangeError(
-            "no_connection", f"Airflow Connection {conn_id} is not defined"
-        ) from None
-    return conn_from_airflow(conn_id, c)
 
 
 def _optional(title: str, description: str, **schema) -> Param:
@@ -247,22 +230,6 @@ with DAG(
             return []
         return [s.id for s in pulled_sources(load_exchange(ctx.as_of))]
 
-    @task(task_id="pull", execution_timeout=dt.timedelta(minutes=30), **EXCHANGE_RETRIES)
-    @exchange_task
-    def pull(ctx_json: str, source_id: str) -> dict:
-        """One source into the landing folder; its own failure is recorded (exchange_rule)."""
-        from scoring.exchange.night import pull_moment, pull_one
-        from scoring.history.store import Store
-        from scoring.pipeline import RunContext
-
-        ctx = RunContext.from_json(ctx_json)
-        at = pull_moment(dt.datetime.now(dt.UTC), ctx.arrival_cut) or ctx.arrival_cut
-        # A source's schedule window is checked against the wall clock: outside it, skipped.
-        store = Store.open(ctx.db_url, ctx.home)
-        now = dt.datetime.now(dt.UTC)
-        row = pull_one(store, ctx.landing, source_id, _airflow_conn, ctx.as_of, at, now=now)
-        return {k: None if row[k] is None else str(row[k]) for k in PULL_SHOWN}
-
     @task(task_id="push", execution_timeout=dt.timedelta(minutes=30), **EXCHANGE_RETRIES)
     @exchange_task
     def push(ctx_json: str) -> list[dict]:
@@ -279,8 +246,8 @@ with DAG(
         again = get_current_context()["ti"].try_number > 1
         store = Store.open(ctx.db_url, ctx.home)
         now = dt.datetime.now(dt.UTC)
-        rows = push_all(store, load_agencies(), _airflow_conn, now, ctx.run_id, again=again)
-        return [{k: None if r[k] is None else str(r[k]) for k in PUSH_SHOWN} for r in rows]
+        rows = push_all(store, load_agencies(), airflow_conn, now, ctx.run_id, again=again)
+        return [shown(r, PUSH_SHOWN) for r in rows]
 
     ctx = prepare()
     # One task per step, named by scoring.steps (the score step assembles the partitions).
@@ -288,7 +255,10 @@ with DAG(
     planned = plan_partitions(ctx)
     pieces = evaluate_partition.partial(ctx_json=ctx).expand(partition=planned)
     night = published(ctx)
-    pulled = pull.partial(ctx_json=ctx).expand(source_id=pull_sources(ctx))
+    # One pull per source, mapped; one that declares a readiness signal waits for it deferred.
+    pulled = PullSource.partial(
+        task_id="pull", ctx_json=ctx, execution_timeout=dt.timedelta(minutes=30), **EXCHANGE_RETRIES
+    ).expand(source_id=pull_sources(ctx))
     pushed = push(ctx)
 
     # Only ingest waits for the pulls (its trigger lets a night with none to make go on).

@@ -90,7 +90,7 @@ def fetch_sql(source: Source, conn: Conn, since: str | None, day, earlier=lambda
             "missing_table", f"source {source.id}: table {source.table} not found"
         ) from None
     except sa.exc.SQLAlchemyError as exc:
-        raise _sql_error(source, conn, exc) from None
+        raise sql_error(f"source {source.id}", source.table, source.timeout_s, conn, exc) from None
     finally:
         eng.dispose()
     records, unknown = with_deletions(source, layout, records, columns, gone, earlier)
@@ -128,18 +128,19 @@ def _deleted(c, source: Source, since: str | None) -> list[dict]:
     return [dict(r._mapping) for r in c.execute(q)]
 
 
-def _sql_error(source: Source, conn: Conn, exc) -> ExchangeError:
+def sql_error(what: str, table: str, timeout: float, conn: Conn, exc) -> ExchangeError:
+    """A database error as one line with its code (``what`` names the source)."""
     msg = redact(str(getattr(exc, "orig", None) or exc), conn).split(" [SQL:")[0]
     low = msg.lower()
     if "password authentication" in low or "authentication failed" in low or "role" in low:
-        return ExchangeError("auth", f"source {source.id}: the exchange database refused the login")
+        return ExchangeError("auth", f"{what}: the exchange database refused the login")
     if "permission denied" in low:
-        return ExchangeError("auth", f"source {source.id}: no permission to read {source.table}")
+        return ExchangeError("auth", f"{what}: no permission to read {table}")
     if "timeout" in low or "timed out" in low or "canceling statement" in low:
-        return ExchangeError("timeout", f"source {source.id}: no answer in {source.timeout_s:g}s")
+        return ExchangeError("timeout", f"{what}: no answer in {timeout:g}s")
     if "does not exist" in low and "column" in low:
-        return ExchangeError("schema", f"source {source.id}: {msg[:200]}")
-    return ExchangeError("unreachable", f"source {source.id}: database error: {msg[:200]}")
+        return ExchangeError("schema", f"{what}: {msg[:200]}")
+    return ExchangeError("unreachable", f"{what}: database error: {msg[:200]}")
 
 
 # ----------------------------------------------------------------------------------------- SFTP

@@ -128,6 +128,20 @@ def push_all(
     return out
 
 
+def record_missing(
+    store, landing: Path, source_id: str, as_of: dt.date, pulled_at, code: str, message: str
+) -> dict:
+    """Record a source that was not pulled because its provider never signalled that the night
+    was complete (or its signal could not be read): a failed pull, its provider's missing
+    delivery, with the line that says why."""
+    from scoring.exchange.sources import load_exchange
+
+    exchange = load_exchange(as_of)
+    source = exchange.source(source_id)
+    why = ExchangeError(code, message)
+    return pull_source(store, landing, exchange, source, why, as_of, pulled_at)
+
+
 def pushed_already(conn, run_id: str) -> set[str]:
     """The agencies whose last push of ``run_id`` did not fail."""
     last: dict[str, str] = {}

@@ -67,9 +67,16 @@ class Conn:
         return f"{scheme}://{self.host}{port}{self.database}"
 
 
-def conn_from_airflow(conn_id: str, c) -> Conn:
-    """An Airflow Connection (any object with its attributes: conn_type, host, port, login,
-    password, schema, extra_dejson) as the resolved parameters the library takes."""
+def conn_from_airflow(conn_id: str, get) -> Conn:
+    """The Airflow Connection ``get(conn_id)`` returns (Airflow's ``BaseHook.get_connection``:
+    an object with conn_type, host, port, login, password, schema, extra_dejson) as the resolved
+    parameters the library takes. A lookup that fails is a source that is not configured."""
+    try:
+        c = get(conn_id)
+    except Exception:  # noqa: BLE001 - any lookup failure: the connection is not defined
+        raise ExchangeError(
+            "no_connection", f"Airflow Connection {conn_id} is not defined"
+        ) from None
     scheme = {"postgres": "postgresql", "sftp": "sftp", "ssh": "sftp"}.get(c.conn_type, c.conn_type)
     return Conn(
         conn_id=conn_id,

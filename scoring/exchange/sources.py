@@ -5,7 +5,7 @@ environment or Airflow Connections, never from the repository."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from scoring.exchange.secrets import ExchangeError
@@ -14,6 +14,23 @@ from scoring.intake.providers import PROVIDERS_FILE, Registry
 
 PUSH_KINDS = ("sql", "sftp", "http")
 _IDENT = IDENT
+
+
+@dataclass(frozen=True)
+class Ready:
+    """How a provider says a night is complete (``scoring.exchange.ready`` looks)."""
+
+    kind: str  # table | marker | endpoint
+    table: str = ""  # table: the readiness (batch) table of the exchange database
+    date_column: str = ""  # table: the night's date (date, timestamp or text YYYY-MM-DD/YYYYMMDD)
+    flag_column: str = ""  # table: optional completion flag (完成标志)
+    path: str = ""  # marker: the SFTP path of the marker; {date} is the night as YYYYMMDD
+    endpoint: str = ""  # endpoint: GET endpoint?date=YYYY-MM-DD -> {"ready": true}
+    timeout_s: float = 3600.0  # how long the night waits for the signal
+    poll_s: float = 60.0  # how often it looks
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class Source:
     items_key: str = "data"
     timeout_s: float = 30.0
     window: dict = field(default_factory=dict)  # {from: "HH:MM", to: "HH:MM"} Asia/Shanghai
+    ready: Ready | None = None  # the provider's signal that the night is complete, if it gives one
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,8 @@ def _source(provider: str, item: dict) -> Source:
             item[key] = tuple(str(v) for v in item[key])
     if "window" in item:
         item["window"] = dict(item["window"])
+    if "ready" in item:
+        item["ready"] = Ready(**dict(item["ready"]))
     return Source(provider=provider, **item)
 
 

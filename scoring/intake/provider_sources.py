@@ -32,9 +32,24 @@ SOURCE_KEYS = (
     "items_key",
     "timeout_s",
     "window",
+    "ready",
 )
 # Where each kind reads from (the one key it must have).
 WHERE = {"sql": "table", "sftp": "path", "http": "endpoint"}
+# The readiness signal each kind of source may give (through its own connection), and its keys.
+READY_KINDS = {"sql": "table", "sftp": "marker", "http": "endpoint"}
+READY_NEEDS = {"table": ("table", "date_column"), "marker": ("path",), "endpoint": ("endpoint",)}
+MAX_READY_WAIT_S = 3 * 3600
+READY_KEYS = (
+    "kind",
+    "table",
+    "date_column",
+    "flag_column",
+    "path",
+    "endpoint",
+    "timeout_s",
+    "poll_s",
+)
 
 
 def check_sources(v, layouts) -> tuple[str, tuple] | None:
@@ -84,7 +99,44 @@ def _check_one(item, layouts) -> tuple[str, tuple] | None:
     for key in ("timeout_s", "page_size"):
         if key in item and (not isinstance(item[key], int | float) or item[key] <= 0):
             return (f"{key} must be a positive number", (key,))
+    if "ready" in item:
+        err = _check_ready(item["ready"], kind)
+        if err:
+            return err
     return _check_window(item.get("window")) if "window" in item else None
+
+
+def _check_ready(r, kind: str) -> tuple[str, tuple] | None:
+    """``ready: {kind: table|marker|endpoint, ..., timeout_s, poll_s}``: the signal a provider
+    gives when a night is complete, of the one kind its source's connection can read."""
+    if kind not in READY_KINDS:
+        return ("only a sql, sftp or http source waits for a readiness signal", ("ready",))
+    if not isinstance(r, dict):
+        return ("ready must be a mapping", ("ready",))
+    unknown = sorted(set(r) - set(READY_KEYS))
+    if unknown:
+        return (f"ready: unknown key {unknown[0]!r} (known: {', '.join(READY_KEYS)})", ("ready",))
+    if r.get("kind") != READY_KINDS[kind]:
+        return (f"a {kind} source's ready kind is {READY_KINDS[kind]}", ("ready", "kind"))
+    for key in READY_NEEDS[r["kind"]]:
+        if not isinstance(r.get(key), str) or not r[key].strip():
+            return (f"a {r['kind']} readiness signal needs {key}", ("ready",))
+    for key in ("table", "date_column", "flag_column"):
+        if r.get(key) and not IDENT.match(str(r[key])):
+            return (f"ready {key} {r[key]!r} is not a plain name", ("ready", key))
+    if r.get("path") and (".." in str(r["path"]).split("/") or "\x00" in str(r["path"])):
+        return (f"ready path {r['path']!r} climbs with '..'", ("ready", "path"))
+    if r.get("endpoint") and not str(r["endpoint"]).startswith("/"):
+        return ("ready endpoint must be a path on the source's connection (/...)", ("ready",))
+    for key in ("timeout_s", "poll_s"):
+        v = r.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            return (f"ready {key} must be a positive number", ("ready", key))
+    if r.get("timeout_s", 3600) > MAX_READY_WAIT_S:  # the night itself must end in time
+        return (f"ready timeout_s is over {MAX_READY_WAIT_S}s (3 h)", ("ready", "timeout_s"))
+    if r.get("poll_s", 60) > r.get("timeout_s", 3600):
+        return ("ready poll_s is longer than its timeout_s", ("ready", "poll_s"))
+    return None
 
 
 def _check_window(w) -> tuple[str, tuple] | None:

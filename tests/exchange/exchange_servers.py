@@ -112,6 +112,7 @@ class JsonApi:
         self.mode = "json"
         self.requests = 0
         self.received: list[dict] = []  # POSTed pushes
+        self.ready_dates: set[str] = set()  # GET .../ready?date=YYYY-MM-DD answers ready for these
         api = self
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -132,6 +133,9 @@ class JsonApi:
                     return self._send(401, "application/json", b'{"error":"unauthorized"}')
                 u = urlsplit(self.path)
                 q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
+                if u.path.endswith("/ready"):  # the provider's status URL for a night
+                    doc = {"date": q.get("date"), "ready": q.get("date") in api.ready_dates}
+                    return self._send(200, "application/json", json.dumps(doc).encode())
                 page, size = int(q.get("page", 1)), int(q.get("page_size", 100))
                 if api.mode == "html" and page > 1:
                     body = b"<html><body>502 Bad Gateway</body></html>"

@@ -85,6 +85,19 @@ GOOD = {
         ({"password": "p"}, "unknown key 'password'"),
         ({"delete_table": "T_DEL"}, "a delete_table needs delete_key and status_column"),
         ({"table": None}, "a sql source needs table"),
+        ({"ready": {"kind": "marker", "path": "x.ok"}}, "a sql source's ready kind is table"),
+        (
+            {"ready": {"kind": "table", "table": "T_PC"}},
+            "a table readiness signal needs date_column",
+        ),
+        (
+            {"ready": {"kind": "table", "table": "T", "date_column": "D", "pw": 1}},
+            "unknown key 'pw'",
+        ),
+        (
+            {"ready": {"kind": "table", "table": "T", "date_column": "D", "timeout_s": 86400}},
+            "ready timeout_s is over 10800s",
+        ),
     ],
 )
 def test_a_bad_source_is_one_line_naming_its_place(tmp_path, change, message):

@@ -150,11 +150,20 @@ def test_deterministic_errors_fail_without_retry(tmp_path):
 
 def test_pull_and_push_follow_the_exchange_rule(dags):
     """The pull (mapped per source) and the push run under the one exchange rule (exchange_task):
-    network errors retried with backoff, the rest recorded at once; the night goes on."""
+    network errors retried with backoff, the rest recorded at once; the night goes on. The pull
+    is an operator, so that a source with a readiness signal waits for it deferred."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "dags"))
+    try:
+        import _exchange
+    finally:
+        sys.path.remove(str(REPO / "dags"))
     nightly = dags["public_credit_nightly"]
-    for name in ("pull", "push"):
-        t = nightly.get_task(name)
-        fn = getattr(t, "python_callable", None) or t.partial_kwargs["python_callable"]
-        assert getattr(fn, "exchange_rule", None) is not None, name
-        assert t.retries >= 3 and t.retry_exponential_backoff >= 2, name
+    pull, push = nightly.get_task("pull"), nightly.get_task("push")
+    assert pull.operator_name == "PullSource" and pull.is_mapped
+    for fn in (_exchange.pull_now, _exchange.never_ready, push.python_callable):
+        assert getattr(fn, "exchange_rule", None) is not None, fn
+    for t in (pull, push):
+        assert t.retries >= 3 and t.retry_exponential_backoff >= 2, t.task_id
     assert nightly.get_task("ingest").trigger_rule == "none_failed"  # after pulls, even none
