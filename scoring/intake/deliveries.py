@@ -7,40 +7,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from scoring.common.catalogue import Catalogue
 from scoring.common.config import ConfigError
 from scoring.common.errors import PipelineError
-from scoring.common.frames import concat_frames
 from scoring.intake import arrivals as arr
 from scoring.intake import ingest as ing
+from scoring.intake import sinks
 from scoring.intake.layouts import LayoutSet
 from scoring.intake.providers import Registry
 
 MISSING_COLUMNS = "missing required columns: "
-UNPARSED_COLUMNS = ["line_no", "reason", "raw", "path", "provider"]
-STAGE_CHUNK_ROWS = 250_000  # staging's working columns (parsed dates, amounts) per pass
+STAGE_CHUNK_ROWS = 250_000  # a file's rows read, staged and written per chunk
 
-
-def stage_in_chunks(
-    raw: ing.RawFile, stage: Callable[[ing.RawFile], pd.DataFrame], chunk_rows: int
-) -> pd.DataFrame:
-    """`stage(raw)` over slices of at most `chunk_rows` of the file's rows, concatenated: the
-    intermediate frames of a pass follow the chunk, and the rows keep their index."""
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
-    n = len(raw.rows)
-    if n <= chunk_rows:
-        return stage(raw)
-    parts = [
-        stage(replace(raw, rows=raw.rows.iloc[i : i + chunk_rows], raw=raw.raw.iloc[0:0]))
-        for i in range(0, n, chunk_rows)
-    ]
-    return pd.concat(parts)
+# each staged chunk of a file, on its way to its table: (candidate, kind, rows) -> rows to write
+OnChunk = Callable[[arr.Candidate, str, pd.DataFrame], pd.DataFrame]
 
 
 def intake_config(as_of) -> tuple[LayoutSet, Registry]:
@@ -54,16 +40,35 @@ def intake_config(as_of) -> tuple[LayoutSet, Registry]:
 
 @dataclass
 class StagedNight:
-    records: pd.DataFrame
-    entities: pd.DataFrame
-    changes: pd.DataFrame
-    unparsed: pd.DataFrame
+    """What a night's files added up to: counts and file rows; the staged rows are in `out`."""
+
+    out: Path  # the staged tables (scoring.intake.sinks.TABLES) and raw/ parts
     files: list[dict] = field(default_factory=list)  # one landed_files row per file seen
     raw_index: dict[str, str] = field(default_factory=dict)  # file → its raw-values part
     problems: list[dict] = field(
         default_factory=list
     )  # landing lines the operator must see (arrivals.Listing)
     versions: dict = field(default_factory=dict)  # layouts and provider registry read with
+
+    def table(self, kind: str) -> pd.DataFrame:
+        """A staged table read back whole (for a look at a small night: tests, the CLI)."""
+        return pd.read_parquet(self.out / f"{sinks.TABLES[kind]}.parquet")
+
+    @property
+    def records(self) -> pd.DataFrame:
+        return self.table("records")
+
+    @property
+    def entities(self) -> pd.DataFrame:
+        return self.table("entities")
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        return self.table("changes")
+
+    @property
+    def unparsed(self) -> pd.DataFrame:
+        return self.table("held")
 
     def summary(self, run_id: str) -> dict:
         return {
@@ -82,28 +87,63 @@ def stage_deliveries(
     cat: Catalogue,
     history: pd.DataFrame,
     run_id: str,
-    save_raw: Callable[[str, pd.DataFrame], None],
+    out: Path,
     say: Callable[[str], None] = lambda _m: None,
     arrival_cut=None,
     registry: Registry | None = None,
     layouts: LayoutSet | None = None,
     chunk_rows: int = STAGE_CHUNK_ROWS,
     listing: arr.Listing | None = None,
+    on_chunk: OnChunk | None = None,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given), or exactly the files of `listing`, already listed and classified (a backfill stages
-    one file per run). `history`: the landed_files rows of earlier runs, which say what is already known (see
-    scoring.intake.arrivals). `save_raw(name, frame)` keeps the provider's own values per file.
-    Only folders of the provider registry are read, each provider only for its feeds, with the
-    layouts and registry in force on `as_of` unless given. A file's rows are staged `chunk_rows` at
-    a time (the same staged rows as one pass: staging judges each row by its own values)."""
+    one file per run). `history`: the landed_files rows of earlier runs, which say what is already
+    known (see scoring.intake.arrivals). The staged tables are written into the folder `out`, and
+    the provider's own values per file into `out/raw` (scoring.intake.sinks). Only folders of the
+    provider registry are read, each provider only for its feeds, with the layouts and registry
+    in force on `as_of` unless given. A file is read, staged and written `chunk_rows` rows at a
+    time (the same staged rows as one pass: staging judges each row by its own values); each
+    staged chunk passes through `on_chunk` (when given) before it is written."""
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
     if listing is None:
         listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
-    night = _Night(cat, history, listing, registry, layouts, save_raw, chunk_rows)
-    files = listing.candidates
-    for i, c in enumerate(files, start=1):
+    out_sinks = sinks.StagedSinks(out)
+    night = _Night(cat, history, listing, registry, layouts, out_sinks, chunk_rows, on_chunk)
+    try:
+        files = listing.candidates
+        for i, c in enumerate(files, start=1):
+            say(f"[{i}/{len(files)}] {c.rel}: {night.take(c, run_id, as_of)}")
+    except BaseException:
+        out_sinks.abandon()
+        raise
+    out_sinks.close()
+    for p in listing.problems:
+        say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
+    return StagedNight(
+        out=Path(out),
+        files=night.file_rows,
+        raw_index=night.raw_index,
+        problems=listing.problems,
+        versions={"layouts_sha256": layouts.sha256, "providers_sha256": registry.sha256},
+    )
+
+
+class _Night:
+    """What a night's files add up to, file by file: landed_files rows and raw parts, the staged
+    rows written to the sinks chunk by chunk (never held)."""
+
+    def __init__(self, cat, history, listing, registry, layouts, out, chunk_rows, on_chunk):
+        self.cat, self.history, self.listing = cat, history, listing
+        self.chunk_rows, self.on_chunk = chunk_rows, on_chunk
+        self.registry, self.layouts, self.sinks = registry, layouts, out
+        self.file_rows: list[dict] = []
+        self.raw_index: dict[str, str] = {}
+        self.last_by_feed = _last_delivery_by_feed(history)
+
+    def take(self, c, run_id: str, as_of: pd.Timestamp) -> str:
+        """One candidate file: a repeat of known bytes, or read and staged. Says what it was."""
         delivered = c.name_date if c.name_date is not None else as_of
         row = {
             "run_id": run_id,
@@ -119,37 +159,11 @@ def stage_deliveries(
             "excluded": 0,
         }
         if c.action == "same_content" and any(
-            r["path"] == c.same_as and r["status"] == "rejected" for r in night.file_rows
+            r["path"] == c.same_as and r["status"] == "rejected" for r in self.file_rows
         ):
             # Its twin was rejected a moment ago: nothing of these bytes was read, so read them.
             c.action, c.same_as = ("correction", c.rel) if c.read_before else ("new", None)
-        said = night.repeat(c, row) if c.action == "same_content" else night.read(c, row, delivered)
-        say(f"[{i}/{len(files)}] {c.rel}: {said}")
-    for p in listing.problems:
-        say(f"landing: {p['kind']}: {p['path']}: {p['message']}")
-    return StagedNight(
-        records=concat_frames(night.frames["records"], columns=ing.STG_RECORD_COLUMNS),
-        entities=concat_frames(night.frames["entities"], columns=ing.STG_ENTITY_COLUMNS),
-        changes=concat_frames(night.frames["changes"], columns=ing.STG_CHANGE_COLUMNS),
-        unparsed=concat_frames(night.frames["held"], columns=UNPARSED_COLUMNS),
-        files=night.file_rows,
-        raw_index=night.raw_index,
-        problems=listing.problems,
-        versions={"layouts_sha256": layouts.sha256, "providers_sha256": registry.sha256},
-    )
-
-
-class _Night:
-    """What a night's files add up to, file by file: staged frames, landed_files rows, raw parts."""
-
-    def __init__(self, cat, history, listing, registry, layouts, save_raw, chunk_rows):
-        self.cat, self.history, self.listing = cat, history, listing
-        self.chunk_rows = chunk_rows
-        self.registry, self.layouts, self.save_raw = registry, layouts, save_raw
-        self.frames: dict[str, list] = {"held": [], "entities": [], "changes": [], "records": []}
-        self.file_rows: list[dict] = []
-        self.raw_index: dict[str, str] = {}
-        self.last_by_feed = _last_delivery_by_feed(history)
+        return self.repeat(c, row) if c.action == "same_content" else self.read(c, row, delivered)
 
     def repeat(self, c, row: dict) -> str:
         """Counts as this day's delivery for freshness; its rows are already known: none added."""
@@ -168,9 +182,15 @@ class _Night:
         return f"same content as {c.same_as} (a delivery; no new rows)"
 
     def read(self, c, row: dict, delivered: pd.Timestamp) -> str:
+        mark = self.sinks.mark()
+        part = f"{len(self.raw_index):05d}.parquet"
+        raw_sink = sinks.RawSink(self.sinks.raw_dir / part)
         try:
-            raw, (kind, frame) = self._stage(c, delivered)
+            raw, received = self._stage(c, delivered, raw_sink)
+            raw_sink.close()
         except Exception as exc:  # a file is the unit of failure: it rejects this file only
+            raw_sink.abandon()
+            self.sinks.rollback(mark)  # what it had written so far goes with it
             if not isinstance(exc, ing.UnusableFile):
                 exc = ing.UnusableFile(
                     "unreadable_content", f"the file could not be staged ({type(exc).__name__})"
@@ -199,62 +219,85 @@ class _Night:
             encoding=raw.encoding,
             file_format=raw.file_format,
             status="staged",
-            received=raw.received,
+            received=received,
             message=missing or note,
         )
         self.file_rows.append(row)
-        self.frames[kind].append(frame)
-        if len(raw.bad_rows):
-            self.frames["held"].append(raw.bad_rows.assign(path=c.rel, provider=raw.provider))
-        self.raw_index[c.rel] = f"{len(self.raw_index):05d}.parquet"
-        self.save_raw(self.raw_index[c.rel], raw.raw)
-        return f"{raw.layout.title}, {raw.encoding}, {raw.where}, {raw.received:,} rows" + (
+        self.raw_index[c.rel] = part
+        return f"{raw.layout.title}, {raw.encoding}, {raw.where}, {received:,} rows" + (
             f" — {note}" if note else ""
         )
 
-    def _stage(self, c, delivered: pd.Timestamp):
-        """Read one file as its registered provider, for that provider's feeds only, and stage it."""
+    def _pass(self, c, kind: str, frame: pd.DataFrame) -> None:
+        """Every staged chunk of every file passes here on its way to its table (`kind`:
+        records, entities, changes, held): `on_chunk` sees it, and says what is written."""
+        if self.on_chunk is not None:
+            frame = self.on_chunk(c, kind, frame)
+        self.sinks.write(kind, frame)
+
+    def _stage(self, c, delivered: pd.Timestamp, raw_sink) -> tuple[ing.RawFile, int]:
+        """Read one file as its registered provider, for that provider's feeds only, and stage it
+        chunk by chunk. (its head, rows received)"""
         provider = self.registry.by_id(c.provider)
-        raw = ing.read_file(
+        head, chunks = ing.open_file(
             c.path,
+            self.chunk_rows,
             provider=c.provider,
             max_cells=int(self.cat.gates["max_xlsx_cells"]),
             max_bytes=int(self.cat.gates["max_file_bytes"]),
             layouts=self.layouts,
             overrides=provider.overrides if provider else None,
         )
-        raw.path = c.rel
-        if provider is not None and raw.layout.feed not in provider.feeds:
+        if provider is not None and head.layout.feed not in provider.feeds:
             self.listing.problem(
                 "feed_not_allowed",
                 c.rel,
-                f"a {raw.layout.feed} file ({raw.layout.title}) from {provider.id}, which "
+                f"a {head.layout.feed} file ({head.layout.title}) from {provider.id}, which "
                 f"the provider registry does not let deliver it: not stored",
             )
             raise ing.UnusableFile(
                 "feed_not_allowed",
-                f"provider {provider.id} may not deliver the {raw.layout.feed} feed "
+                f"provider {provider.id} may not deliver the {head.layout.feed} feed "
                 f"(registered: {', '.join(provider.feeds)})",
             )
-        if raw.missing_required:
+        kind, stage = self._staging(head, delivered)
+        received, unparsed_after = 0, []
+        for chunk in chunks:
+            chunk.path = c.rel
+            received += chunk.received
+            raw_sink.write(chunk.raw)
+            self._pass(c, kind, stage(chunk))
+            bad = chunk.bad_rows.assign(path=c.rel, provider=chunk.provider)
+            if kind == "held":
+                # A held file's unparseable rows follow its held rows, as they always have.
+                unparsed_after.append(bad)
+            elif len(bad):
+                self._pass(c, "held", bad)
+        for bad in unparsed_after:
+            if len(bad):
+                self._pass(c, "held", bad)
+        head.path = c.rel
+        return head, received
+
+    def _staging(self, head: ing.RawFile, delivered: pd.Timestamp):
+        """(kind of staged rows, how a chunk of the file is staged)."""
+        if head.missing_required:
             # A schema mismatch is a hard gate: the rows are held with the file, not staged.
-            held = pd.DataFrame(
+            return "held", lambda r: pd.DataFrame(
                 {
-                    "line_no": raw.rows["line_no"],
+                    "line_no": r.rows["line_no"],
                     "reason": "schema_mismatch",
-                    "raw": ing.raw_json(raw.raw),
-                    "path": c.rel,
-                    "provider": raw.provider,
+                    "raw": ing.raw_json(r.raw),
+                    "path": r.path,
+                    "provider": r.provider,
                 }
             )
-            return raw, ("held", held)
-        if raw.layout.feed == "register":
-            kind, stage = "entities", lambda r: ing.stage_entities(r, delivered)
-        elif raw.layout.feed == "credit_change":
-            kind, stage = "changes", lambda r: ing.stage_changes(r, delivered)
-        else:
-            kind, stage = "records", lambda r: ing.stage_records(r, self.cat, delivered)
-        return raw, (kind, stage_in_chunks(raw, stage, self.chunk_rows))
+        feed = head.layout.feed
+        if feed == "register":
+            return "entities", lambda r: ing.stage_entities(r, delivered)
+        if feed == "credit_change":
+            return "changes", lambda r: ing.stage_changes(r, delivered)
+        return "records", lambda r: ing.stage_records(r, self.cat, delivered)
 
 
 def _twin(path: str, sha256: str, this_night: list[dict], history: pd.DataFrame) -> dict:
@@ -285,11 +328,13 @@ def _last_delivery_by_feed(history: pd.DataFrame) -> dict:
 
 
 def raw_values(raw_dir: Path, raw_index: dict[str, str], rows: pd.DataFrame) -> pd.Series:
-    """The provider's own values (header → value) for these staged rows, read back per file."""
+    """The provider's own values (header → value) for these staged rows, read back per file (only
+    the rows asked for: the file's parts are filtered by line as they are read)."""
     out = pd.Series(pd.NA, index=rows.index, dtype="string")
     for path, part in rows.groupby("source_file", sort=True):
-        raw = pd.read_parquet(raw_dir / raw_index[path])
-        raw = raw[raw["line_no"].isin(part["line_no"])]
+        lines = sorted({int(n) for n in part["line_no"]})
+        raw = pq.read_table(raw_dir / raw_index[path], filters=[("line_no", "in", lines)])
+        raw = raw.to_pandas()
         by_line = pd.Series(ing.raw_json(raw).to_numpy(), index=raw["line_no"].to_numpy())
         out[part.index] = part["line_no"].map(by_line).to_numpy()
     return out

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,6 +135,43 @@ def read_file(
     )
     raw.path = str(path)
     return raw
+
+
+def file_chunks(raw: RawFile, chunk_rows: int) -> Iterator[RawFile]:
+    """A file read whole, as the chunks a chunked read gives: its rows `chunk_rows` at a time,
+    each chunk with the unparseable rows among its lines (the last chunk those after them). A
+    file without rows is one chunk without rows."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    n, bad = len(raw.rows), raw.bad_rows
+    starts = list(range(0, n, chunk_rows)) or [0]
+    for i in starts:
+        last = i + chunk_rows >= n
+        upto = None if last else raw.rows["line_no"].iloc[i + chunk_rows]
+        mine = bad if upto is None else bad[bad["line_no"] < upto]
+        bad = bad.iloc[len(mine) :] if upto is not None else bad.iloc[0:0]
+        yield replace(
+            raw,
+            rows=raw.rows.iloc[i : i + chunk_rows],
+            raw=raw.raw.iloc[i : i + chunk_rows],
+            bad_rows=mine,
+        )
+
+
+def open_file(
+    path: Path | str,
+    chunk_rows: int,
+    provider: str | None = None,
+    max_cells: int = 50_000_000,
+    max_bytes: int = 4_000_000_000,
+    layouts: LayoutSet | None = None,
+    overrides: dict[str, dict[str, str]] | None = None,
+) -> tuple[RawFile, Iterator[RawFile]]:
+    """(the file's head: layout, header, encoding, hash, no rows; its rows `chunk_rows` at a
+    time). Every verdict on the whole file (UnusableFile) is given before the first chunk."""
+    raw = read_file(path, provider, max_cells, max_bytes, layouts, overrides)
+    head = replace(raw, rows=raw.rows.iloc[0:0], raw=raw.raw.iloc[0:0], bad_rows=raw.bad_rows[0:0])
+    return head, file_chunks(raw, chunk_rows)
 
 
 def read_bytes(

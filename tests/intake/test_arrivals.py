@@ -231,7 +231,7 @@ def test_a_copy_of_a_file_rejected_the_same_night_is_read_not_recorded_as_a_repe
         cat,
         pd.DataFrame(),
         "r1",
-        save_raw=lambda *_a: None,
+        out=tmp_path / "staged",
     )
     assert [(f["path"], f["status"]) for f in night.files] == [
         ("tax/20260105_penalty.csv", "rejected"),
@@ -246,7 +246,7 @@ def test_a_copy_of_a_file_rejected_the_same_night_is_read_not_recorded_as_a_repe
         cat,
         history,
         "r2",
-        save_raw=lambda *_a: None,
+        out=tmp_path / "staged",
     )
     assert [(f["path"], f["status"], f["received"]) for f in later.files] == [
         ("tax/20260106_penalty.csv", "staged", 1)

@@ -6,17 +6,29 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import hostile_corpus
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from scoring.common.catalogue import Catalogue
-from scoring.intake.deliveries import stage_deliveries, stage_in_chunks
-from scoring.intake.ingest import read_file, stage_changes, stage_entities, stage_records
+from scoring.history.folders import RunFolder
+from scoring.intake import sinks
+from scoring.intake.deliveries import raw_values, stage_deliveries
+from scoring.intake.ingest import (
+    file_chunks,
+    read_file,
+    stage_changes,
+    stage_entities,
+    stage_records,
+)
 from scoring.intake.readers import UnusableFile
 from scoring.quality import gates as qg
 from scoring.quality import validate as quality
@@ -55,22 +67,41 @@ def night(tmp_path_factory):
     return landing, Catalogue.load()
 
 
-def _stage(landing, cat, chunk_rows):
+def _stage(landing, cat, chunk_rows, out, on_chunk=None):
     return stage_deliveries(
         landing,
         pd.Timestamp(AS_OF),
         cat,
         pd.DataFrame(),
         "r1",
-        save_raw=lambda _n, _f: None,
+        out=out,
         chunk_rows=chunk_rows,
+        on_chunk=on_chunk,
     )
 
 
 @pytest.fixture(scope="module")
-def whole(night):
+def whole(night, tmp_path_factory):
+    """The night staged with every file in one chunk: the whole-file reference."""
     landing, cat = night
-    return _stage(landing, cat, WHOLE)
+    return _stage(landing, cat, WHOLE, tmp_path_factory.mktemp("whole"))
+
+
+def _table_bytes(path: Path) -> bytes:
+    """A Parquet file's rows re-serialised in one row group: its content, whatever its layout
+    in row groups (which chunking changes)."""
+    table = pq.read_table(path)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=max(table.num_rows, 1))
+    return buf.getvalue()
+
+
+def _written(night) -> dict:
+    """Everything a staged night wrote: each table's content, each file's raw values, the file
+    rows and the raw-values index."""
+    out = {k: _table_bytes(night.out / f"{t}.parquet") for k, t in sinks.TABLES.items()}
+    out |= {f"raw {f}": _table_bytes(night.out / "raw" / p) for f, p in night.raw_index.items()}
+    return out | {"files": night.files, "raw_index": night.raw_index}
 
 
 def test_the_night_covers_every_feed(whole):
@@ -118,15 +149,88 @@ def read_files(night):
 @given(chunk_rows=st.integers(min_value=1, max_value=FILE_ROWS + 1))
 def test_chunked_staging_is_byte_identical(read_files, chunk_rows):
     for raw, stage, whole_bytes in read_files:
-        assert _bytes(stage_in_chunks(raw, stage, chunk_rows)) == whole_bytes, raw.path
+        parts = [stage(chunk) for chunk in file_chunks(raw, chunk_rows)]
+        assert _bytes(pd.concat(parts)) == whole_bytes, raw.path
 
 
-def test_the_night_stages_the_same_through_stage_deliveries(night, whole):
+@settings(SETTINGS, max_examples=3)
+@given(chunk_rows=st.sampled_from([1, 3, 50]))
+def test_the_night_writes_the_same_in_chunks(night, whole, chunk_rows):
+    """The whole night through stage_deliveries, chunk by chunk into the sinks: the same staged
+    tables, raw values, file rows and index as one chunk per file."""
     landing, cat = night
-    got = _stage(landing, cat, 7)
-    for table in ("records", "entities", "changes", "unparsed"):
-        assert _bytes(getattr(got, table)) == _bytes(getattr(whole, table)), table
-    assert got.files == whole.files
+    with tempfile.TemporaryDirectory() as tmp:
+        got = _written(_stage(landing, cat, chunk_rows, Path(tmp)))
+    assert got.keys() == _written(whole).keys()
+    for key, value in _written(whole).items():
+        assert got[key] == value, key
+
+
+def test_the_staged_tables_keep_their_names_and_types(whole, tmp_path):
+    """The files are the run folder's staged tables, and read back with the dtypes the staged
+    frames had; a night without rows writes the same schemas."""
+    assert tuple(sinks.TABLES.values()) == RunFolder.STAGED_TABLES
+    run = RunFolder(tmp_path / "run")  # the ingest step stages into run.staged
+    assert run.raw == run.staged / "raw"
+    for kind, table in sinks.TABLES.items():
+        assert run.staged_table(table) == run.staged / f"{table}.parquet"
+        assert pq.read_schema(whole.out / f"{table}.parquet").metadata == (
+            sinks.SCHEMAS[kind].metadata
+        )
+    empty = stage_deliveries(
+        tmp_path / "nothing",
+        pd.Timestamp(AS_OF),
+        Catalogue.load(),
+        pd.DataFrame(),
+        "r0",
+        out=tmp_path / "staged",
+    )
+    for kind, table in sinks.TABLES.items():
+        frame = empty.table(kind)
+        assert len(frame) == 0
+        assert frame.dtypes.to_dict() == whole.table(kind).dtypes.to_dict(), kind
+        assert pq.read_schema(empty.out / f"{table}.parquet").equals(
+            pq.read_schema(whole.out / f"{table}.parquet"), check_metadata=True
+        )
+
+
+def test_a_file_that_fails_part_way_leaves_nothing_behind(night, whole, tmp_path):
+    """A file whose second chunk cannot be staged is rejected whole: the rows of its first chunk
+    are taken back out of the tables, and every other file is staged as before."""
+    landing, cat = night
+    victim = next(
+        f["path"] for f in whole.files if f.get("feed") == "penalty" and f["received"] > 4
+    )
+    seen = []
+
+    def fail_second(c, kind, frame):
+        if c.rel == victim and kind == "records":
+            seen.append(len(frame))
+            if len(seen) == 2:
+                raise RuntimeError("staging broke")
+        return frame
+
+    got = _stage(landing, cat, 2, tmp_path / "staged", on_chunk=fail_second)
+    row = next(f for f in got.files if f["path"] == victim)
+    assert (row["status"], row["reject_code"]) == ("rejected", "unreadable_content")
+    assert victim not in got.raw_index
+    for kind in ("records", "held"):
+        want = whole.table(kind)
+        col = "source_file" if kind == "records" else "path"
+        want = want[want[col] != victim].reset_index(drop=True)
+        assert got.table(kind).equals(want), kind
+
+
+def test_raw_values_reads_back_the_rows_asked_for(whole):
+    rec = whole.records
+    rows = rec.iloc[::5]
+    got = raw_values(whole.out / "raw", whole.raw_index, rows)
+    assert got.notna().all()
+    for i in rows.index[:20]:
+        values = json.loads(got[i])
+        raw = pd.read_parquet(whole.out / "raw" / whole.raw_index[rec.at[i, "source_file"]])
+        line = raw[raw["line_no"] == rec.at[i, "line_no"]].drop(columns="line_no").iloc[0]
+        assert values == {k: ("" if pd.isna(v) else v) for k, v in line.items()}
 
 
 def _validate(staged, cat, chunk_rows, stored_rec, stored_ent):

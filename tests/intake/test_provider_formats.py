@@ -306,7 +306,7 @@ def test_a_provider_may_deliver_only_its_feeds(tmp_path):
     _land(landing / "samr" / "20260630_dishonest_debtor.csv", text)
     _land(landing / "court" / "20260630_dishonest_debtor.csv", text + text.splitlines()[1] + "\n")
     _land(landing / "nobody" / "20260630_dishonest_debtor.csv", text)
-    night = stage_deliveries(landing, DAY, CAT, pd.DataFrame(), "r1", save_raw=lambda *_a: None)
+    night = stage_deliveries(landing, DAY, CAT, pd.DataFrame(), "r1", out=tmp_path / "staged")
     status = {f["path"]: (f["status"], f.get("reject_code")) for f in night.files}
     assert status == {
         "court/20260630_dishonest_debtor.csv": ("staged", None),

@@ -9,7 +9,7 @@ from scoring.common.config import canonical_json
 from scoring.history import files as landed
 from scoring.history.exchange import pulled_with
 from scoring.history.runs import interrupted_runs, start_run
-from scoring.history.store import Store, update_run, write_parquet
+from scoring.history.store import Store, update_run
 from scoring.intake.arrivals import Listing
 from scoring.intake.deliveries import intake_config, stage_deliveries
 from scoring.pipeline.context import RunContext
@@ -49,7 +49,6 @@ def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
     layouts, registry = intake_config(ctx.as_of)  # a broken one: the night does not start
     close_interrupted_runs(store, ctx)
     folder = store.run_folder(ctx.run_id)
-    folder.raw.mkdir(parents=True, exist_ok=True)
     with store.engine.begin() as conn:
         refuse_published(conn, ctx)
         start_run(
@@ -67,7 +66,7 @@ def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
         cat,
         history,
         ctx.run_id,
-        save_raw=lambda name, frame: write_parquet(folder.raw / name, frame),
+        out=folder.staged,
         say=ctx.say,
         arrival_cut=ctx.arrival_cut,
         registry=registry,
@@ -86,9 +85,6 @@ def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
         },
     )
     write_json(folder.raw_index, night.raw_index, indent=None)
-    staged = (night.records, night.entities, night.changes, night.unparsed)
-    for name, frame in zip(folder.STAGED_TABLES, staged, strict=True):
-        write_parquet(folder.staged_table(name), frame)
     with store.engine.begin() as conn:
         landed.record_landed(store, conn, night.files)
         update_run(conn, ctx.run_id, step="ingest")
