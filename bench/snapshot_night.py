@@ -118,6 +118,15 @@ def snapshot_night(entities: int, home: Path, env: dict, made: Path) -> dict:
     label = f"snapshot night {entities:,}"
     print(f"\n{label}: the register ({register_rows:,} rows) {how}")
     steps = run_steps(label, NEXT, env, register_rows, None)
+    staged = register_counts(env)
+    if staged:
+        table_row(
+            f"{label}: the register file",
+            f"{staged['received']:,} received, {staged['staged']:,} staged "
+            f"({staged['accepted']:,} accepted, {staged['quarantined']:,} quarantined, "
+            f"{staged['withdrawn']:,} of them withdrawals), {staged['excluded']:,} excluded "
+            f"(unchanged)",
+        )
     wall = sum(r["wall"] for r in steps.values())
     peak = max(r["tree_gb"] for r in steps.values())
     ok = all(r["code"] == 0 for r in steps.values())
@@ -128,4 +137,33 @@ def snapshot_night(entities: int, home: Path, env: dict, made: Path) -> dict:
         f"<= {SNAPSHOT_WALL_S} s" if big else "",
         (ok and wall <= SNAPSHOT_WALL_S) if big else None,
     )
-    return {"steps": steps, "register_rows": register_rows, "declared": declared}
+    return {
+        "steps": steps,
+        "register_rows": register_rows,
+        "declared": declared,
+        "register_file": staged,
+    }
+
+
+def register_counts(env: dict) -> dict:
+    """What the snapshot night did with the register file: rows received, staged (new, changed
+    and withdrawn: what went on to the gate), excluded (unchanged), as its landed_files row says."""
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(env["CREDIT_DB_URL"])
+    try:
+        with eng.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    "select received, accepted, quarantined, excluded, withdrawn "
+                    "from landed_files where path like :p order by run_id desc"
+                ),
+                {"p": f"%/{NEXT.replace('-', '')}_register.%"},
+            ).first()
+    finally:
+        eng.dispose()
+    if row is None:
+        return {}
+    out = dict(row._mapping)
+    out["staged"] = out["accepted"] + out["quarantined"]
+    return out

@@ -60,6 +60,11 @@ class RunFolder:
     def raw_index(self) -> Path:
         return self.raw / "index.json"
 
+    @property
+    def snapshots(self) -> Path:
+        """The night's full-snapshot files: counts, guard verdicts, their next indexes (beside)."""
+        return self.staged / "snapshots.json"
+
     def staged_table(self, name: str) -> Path:
         return self.staged / f"{name}.parquet"
 

@@ -61,7 +61,10 @@ landed_files = sa.Table(
     sa.Column("quarantined", sa.Integer, nullable=False, default=0),
     sa.Column(
         "excluded", sa.Integer, nullable=False, default=0, server_default="0"
-    ),  # repeats of an earlier delivery
+    ),  # repeats of an earlier delivery, rows of a snapshot unchanged since the previous one
+    # rows a snapshot withdrew (keys of the previous snapshot it no longer carries): staged beside
+    # the received ones, so received + withdrawn = accepted + quarantined + excluded
+    sa.Column("withdrawn", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.PrimaryKeyConstraint("run_id", "path", name="pk_landed_files"),
 )
 

@@ -21,6 +21,7 @@ from scoring.intake import ingest as ing
 from scoring.intake import sinks
 from scoring.intake.layouts import LayoutSet
 from scoring.intake.providers import Registry
+from scoring.intake.snapshot_files import SnapshotNight
 
 MISSING_COLUMNS = "missing required columns: "
 STAGE_CHUNK_ROWS = 250_000  # a file's rows read, staged and written per chunk
@@ -95,6 +96,7 @@ def stage_deliveries(
     chunk_rows: int = STAGE_CHUNK_ROWS,
     listing: arr.Listing | None = None,
     on_chunk: OnChunk | None = None,
+    snapshots: SnapshotNight | None = None,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given), or exactly the files of `listing`, already listed and classified (a backfill stages
@@ -104,13 +106,18 @@ def stage_deliveries(
     provider registry are read, each provider only for its feeds, with the layouts and registry
     in force on `as_of` unless given. A file is read, staged and written `chunk_rows` rows at a
     time (the same staged rows as one pass: staging judges each row by its own values); each
-    staged chunk passes through `on_chunk` (when given) before it is written."""
+    staged chunk passes through `on_chunk` (when given) before it is written. ``snapshots``: the
+    night's full-snapshot feeds; each staged chunk of theirs is diffed on its way (only new and
+    changed rows written), their withdrawals written after them (scoring.intake.snapshot_files)."""
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
     if listing is None:
         listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
     out_sinks = sinks.StagedSinks(out)
     night = _Night(cat, history, listing, registry, layouts, out_sinks, chunk_rows, on_chunk)
+    night.snapshots = snapshots
+    if snapshots is not None:
+        snapshots.begin([c.rel for c in listing.candidates])
     try:
         files = listing.candidates
         for i, c in enumerate(files, start=1):
@@ -141,6 +148,7 @@ class _Night:
         self.file_rows: list[dict] = []
         self.raw_index: dict[str, str] = {}
         self.last_by_feed = _last_delivery_by_feed(history)
+        self.snapshots: SnapshotNight | None = None
 
     def take(self, c, run_id: str, as_of: pd.Timestamp) -> str:
         """One candidate file: a repeat of known bytes, or read and staged. Says what it was."""
@@ -157,13 +165,25 @@ class _Night:
             "accepted": 0,
             "quarantined": 0,
             "excluded": 0,
+            "withdrawn": 0,
         }
         if c.action == "same_content" and any(
             r["path"] == c.same_as and r["status"] == "rejected" for r in self.file_rows
         ):
             # Its twin was rejected a moment ago: nothing of these bytes was read, so read them.
             c.action, c.same_as = ("correction", c.rel) if c.read_before else ("new", None)
+        elif c.action == "same_content" and self.snapshot_twin(c):
+            # The bytes of an earlier snapshot are the provider's whole list again (a list that
+            # went back to what it was): diffed against the snapshot in force, not skipped.
+            c.action, c.same_as = "new", None
         return self.repeat(c, row) if c.action == "same_content" else self.read(c, row, delivered)
+
+    def snapshot_twin(self, c) -> bool:
+        """Whether ``c`` repeats the bytes of an earlier file of a full-snapshot feed."""
+        if self.snapshots is None:
+            return False
+        feed = _twin(c.same_as, c.sha256, self.file_rows, self.history).get("feed")
+        return isinstance(feed, str) and self.snapshots.is_snapshot(c.provider, feed)
 
     def repeat(self, c, row: dict) -> str:
         """Counts as this day's delivery for freshness; its rows are already known: none added."""
@@ -222,6 +242,8 @@ class _Night:
             received=received,
             message=missing or note,
         )
+        if self.snapshots is not None:
+            row.update(self.snapshots.file_row(c.rel))
         self.file_rows.append(row)
         self.raw_index[c.rel] = part
         return f"{raw.layout.title}, {raw.encoding}, {raw.where}, {received:,} rows" + (
@@ -231,6 +253,8 @@ class _Night:
     def _pass(self, c, kind: str, frame: pd.DataFrame) -> None:
         """Every staged chunk of every file passes here on its way to its table (`kind`:
         records, entities, changes, held): `on_chunk` sees it, and says what is written."""
+        if self.snapshots is not None:  # a snapshot's unchanged rows stop here
+            frame = self.snapshots.on_chunk(c.rel, kind, frame)
         if self.on_chunk is not None:
             frame = self.on_chunk(c, kind, frame)
         self.sinks.write(kind, frame)
@@ -261,6 +285,8 @@ class _Night:
                 f"(registered: {', '.join(provider.feeds)})",
             )
         kind, stage = self._staging(head, delivered)
+        if self.snapshots is not None:
+            self.snapshots.start(c.rel, head, kind)
         received, unparsed_after = 0, []
         for chunk in chunks:
             chunk.path = c.rel
@@ -276,6 +302,8 @@ class _Night:
         for bad in unparsed_after:
             if len(bad):
                 self._pass(c, "held", bad)
+        if self.snapshots is not None:  # its withdrawals: the diff's own rows, written after it
+            self.sinks.write(kind, self.snapshots.finish(c.rel, received, delivered))
         head.path = c.rel
         return head, received
 

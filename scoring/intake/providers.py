@@ -28,6 +28,10 @@ from scoring.intake.provider_sources import check_sources
 
 PROVIDERS_FILE = CONFIG_DIR / "providers.yaml"
 MAX_FOLDER_CHARS = 64
+INCREMENT, SNAPSHOT = "increment", "snapshot"
+# Changes are events (a correction, a revocation), never a list whose absent rows mean anything.
+NOT_SNAPSHOT_FEEDS = ("credit_change",)
+SNAPSHOT_MAX_DROP = 0.05  # a snapshot dropping more of its previous rows is held for a person
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,17 @@ class Provider:
     feeds: tuple[str, ...]
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # layout -> header -> col
     extra: dict = field(default_factory=dict)  # keys added by later schema entries
+
+    def delivery(self, feed: str) -> str:
+        """How this provider delivers ``feed``: ``increment`` (the day's new and changed rows, the
+        default) or ``snapshot`` (its whole current list every time; scoring.intake.snapshots)."""
+        d = self.extra.get("delivery", INCREMENT)
+        mode = d if isinstance(d, str) else d.get(feed, INCREMENT)
+        return INCREMENT if feed in NOT_SNAPSHOT_FEEDS else mode
+
+    def snapshot_max_drop(self) -> float:
+        """The share of its previous snapshot's rows a snapshot may drop before it is held."""
+        return float(self.extra.get("snapshot_max_drop", SNAPSHOT_MAX_DROP))
 
 
 @dataclass(frozen=True)
@@ -56,12 +71,13 @@ class Registry:
         return next((p for p in self.providers if p.id == pid), None)
 
     @classmethod
-    def in_force(cls, as_of, path: Path | str = PROVIDERS_FILE) -> Registry:
-        return _in_force(str(as_of)[:10], str(path))
+    def in_force(cls, as_of, path: Path | str | None = None) -> Registry:
+        # the module's file looked up at call time: a test or a bench may point it elsewhere
+        return _in_force(str(as_of)[:10], str(path or PROVIDERS_FILE))
 
     @classmethod
-    def latest(cls, path: Path | str = PROVIDERS_FILE) -> Registry:
-        return _in_force("2262-01-01", str(path))
+    def latest(cls, path: Path | str | None = None) -> Registry:
+        return _in_force("2262-01-01", str(path or PROVIDERS_FILE))
 
     @classmethod
     def load(cls, path: Path | str, as_of="2262-01-01") -> Registry:
@@ -225,6 +241,28 @@ def _overrides(v, layouts: LayoutSet) -> tuple[str, tuple] | None:
     return None
 
 
+def _delivery(v, _layouts) -> tuple[str, tuple] | None:
+    """``snapshot`` or ``increment`` for all the provider's feeds, or per feed {feed: mode}."""
+    modes = (INCREMENT, SNAPSHOT)
+    items = {"*": v} if isinstance(v, str) else v
+    if not isinstance(items, dict) or not items:
+        return (f"must be one of {', '.join(modes)}, or map feeds to one of them", ())
+    for feed, mode in items.items():
+        at = () if feed == "*" else (feed,)
+        if feed != "*" and feed not in FEEDS:
+            return (f"unknown feed {feed!r} (known: {', '.join(FEEDS)})", at)
+        if mode not in modes:
+            return (f"{mode!r} is not a delivery mode ({', '.join(modes)})", at)
+        if mode == SNAPSHOT and feed in NOT_SNAPSHOT_FEEDS:
+            return (f"{feed} is a feed of events, never a snapshot", at)
+    return None
+
+
+def _share(v, _layouts) -> tuple[str, tuple] | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+    return None if ok else ("must be a share between 0 and 1 (e.g. 0.05)", ())
+
+
 # key -> (required, check(value, layouts) -> (message, line or 0) | None)
 PROVIDER_FIELDS: dict[str, tuple[bool, Callable]] = {
     "id": (True, _text),
@@ -233,5 +271,8 @@ PROVIDER_FIELDS: dict[str, tuple[bool, Callable]] = {
     "feeds": (True, _feeds),
     "overrides": (False, _overrides),
     "sources": (False, check_sources),  # where the nightly pull fetches from (exchange)
+    # increment (default) | snapshot, for all feeds or per feed: scoring.intake.snapshots
+    "delivery": (False, _delivery),
+    "snapshot_max_drop": (False, _share),  # default SNAPSHOT_MAX_DROP
 }
 _CORE = {"id", "name", "folder", "feeds", "overrides"}

@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from scoring.history import exchange as _exchange_tables  # noqa: F401  (its tables join the metadata)
+from scoring.history import snapshot_index as _snapshot_tables  # noqa: F401  (likewise)
 from scoring.history.tables import metadata, schema_include_object
 
 config = context.config

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 # Gates an operator may waive; the others protect the data itself (rows unaccounted for, a
 # broken score contract) and no approval makes them safe.
-WAIVABLE = ("feed_present", "row_count", "quarantine_share", "schema")
+WAIVABLE = ("feed_present", "row_count", "quarantine_share", "schema", "snapshot_guard")
 
 
 class WaiverError(ValueError):

@@ -198,6 +198,7 @@ FILE_COLUMNS = [
     "accepted",
     "quarantined",
     "excluded",
+    "withdrawn",
     "reject_code",
     "message",
 ]
@@ -206,8 +207,8 @@ FILE_COLUMNS = [
 def files_section(files: pd.DataFrame) -> list[str]:
     """Tonight's files and how their rows were reconciled."""
     return [
-        "<h2>文件对账 Files and reconciliation (received = accepted + quarantined + excluded repeats + simplified procedure)</h2>",
-        html_table(files[FILE_COLUMNS], 500)
+        "<h2>文件对账 Files and reconciliation (received + withdrawn = accepted + quarantined + excluded (repeats, snapshot rows unchanged) + simplified procedure)</h2>",
+        html_table(files.reindex(columns=FILE_COLUMNS), 500)
         if len(files)
         else "<p>无新到文件 No new deliveries tonight.</p>",
     ]

@@ -50,6 +50,7 @@ def _assert_no_drift(url):
     from alembic.migration import MigrationContext
 
     import scoring.history.exchange  # noqa: F401  (its tables are models too)
+    import scoring.history.snapshot_index  # noqa: F401  (likewise)
     from scoring.history.store import metadata, migrate, schema_include_object
 
     migrate(url)

@@ -7,11 +7,14 @@ import pandas as pd
 
 from scoring.common.config import canonical_json
 from scoring.history import files as landed
+from scoring.history import snapshot_index
 from scoring.history.exchange import pulled_with
 from scoring.history.runs import interrupted_runs, start_run
 from scoring.history.store import Store, update_run
-from scoring.intake.arrivals import Listing
+from scoring.intake.arrivals import Listing, list_landing
 from scoring.intake.deliveries import intake_config, stage_deliveries
+from scoring.intake.snapshot_files import SnapshotNight
+from scoring.intake.snapshots import KEY_COLUMN
 from scoring.pipeline.context import RunContext
 from scoring.pipeline.steps.common import (
     configs,
@@ -41,6 +44,39 @@ def close_interrupted_runs(store: Store, ctx: RunContext) -> list[str]:
     return notes + closed
 
 
+def _snapshot_night(store: Store, ctx: RunContext, registry, folder, one_file) -> SnapshotNight:
+    """The night's full-snapshot feeds: each diffed against the index its provider's last
+    accepted snapshot left (scoring.history.snapshot_index), vanished keys withdrawn from the
+    latest stored version of their rows."""
+
+    def previous(provider: str, feed: str):
+        with store.engine.connect() as conn:
+            row = snapshot_index.current(conn, provider, feed)
+        return snapshot_index.read_index(store.lake, row) if row else None
+
+    def stored(kind: str, keys: list[str]) -> pd.DataFrame:
+        with store.engine.connect() as conn:
+            batches = [
+                b
+                for b in store.visible_batches(conn, kind, ctx.knowledge_cutoff)
+                if b["run_id"] != ctx.run_id
+            ]
+        key = KEY_COLUMN[kind]
+        rows = store.read_batches(batches, where_in=(key, keys))
+        if not len(rows):
+            return rows
+        rows = rows.drop_duplicates(key, keep="last")  # batches in order: the latest version
+        return rows.rename(columns={"known_from": "delivered_on"})
+
+    # A run of one file (a backfill) judges which snapshots are superseded as one night would:
+    # by the files of the whole landing due by its date.
+    rels = None
+    if one_file:
+        listed = list_landing(ctx.landing, ctx.as_of, ctx.arrival_cut, registry)
+        rels = [c.rel for c in listed.candidates]
+    return SnapshotNight(registry, previous, stored, folder.staged, rels)
+
+
 def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
     """Read the deliveries due by the as-of date that no earlier run has stored, and stage them
     (or only the files of ``listing``: a backfill's run of one file, scoring.pipeline.backfill)."""
@@ -60,6 +96,7 @@ def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
         # The layouts and provider registry the night reads with, named in its manifest.
         store.save_artifact(conn, "layouts", layouts.sha256, canonical_json(layouts.doc))
         store.save_artifact(conn, "providers", registry.sha256, canonical_json(registry.doc))
+    snapshots = _snapshot_night(store, ctx, registry, folder, listing is not None)
     night = stage_deliveries(
         ctx.landing,
         pd.Timestamp(ctx.as_of),
@@ -72,7 +109,9 @@ def ingest(ctx: RunContext, listing: Listing | None = None) -> dict:
         registry=registry,
         layouts=layouts,
         listing=listing,
+        snapshots=snapshots,
     )
+    write_json(folder.snapshots, snapshots.entries)
     cut = ctx.arrival_cut.isoformat() if ctx.arrival_cut else None
     with store.engine.connect() as conn:
         pulled = pulled_with(conn, night.files)
