@@ -117,7 +117,7 @@ class PullSource(BaseOperator):
         event = event or {}
         if event.get("status") == "ready":
             self.log.info(
-                "source %s: ready after %ss (%s looks): %s",
+                "source %s: ready after %ss (%s look(s)): %s",
                 self.source_id,
                 event.get("waited_s"),
                 event.get("polls"),

@@ -19,7 +19,10 @@ publishes; a failed re-run changes nothing agencies see.
 Exchange: before ingest, one mapped **pull** task per source of the provider registry (a
 provider's exchange database, SFTP folder or HTTP interface) writes what it fetched into the
 landing folder as an ordinary delivery; a source that fails is that provider's missing delivery
-(network errors are retried with backoff first), and the freshness gate decides the night. After
+(network errors are retried with backoff first), and the freshness gate decides the night. A
+source whose provider signals that a night is complete (`ready` in the registry: a batch-table
+row, an SFTP marker, a status URL) waits for it first, **deferred**: the triggerer looks every
+`poll_s`, no worker slot is held, and no signal by its `timeout_s` is a missing delivery. After
 **publish**, **push** sends the night to every agency with a push target and records receipts.
 Credentials come from Airflow Connections (the conn ids in the config), resolved in the task.
 

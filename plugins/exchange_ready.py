@@ -29,6 +29,13 @@ def airflow_conn(conn_id: str):
     return conn_from_airflow(conn_id, BaseHook.get_connection)
 
 
+def _library():
+    from scoring.exchange.ready import check_ready, wait_reason
+    from scoring.exchange.sources import Ready
+
+    return check_ready, wait_reason, Ready
+
+
 class ReadinessTrigger(BaseTrigger):
     """Waits for one source's readiness signal for one night, until ``deadline`` (UTC, ISO)."""
 
@@ -71,9 +78,10 @@ class ReadinessTrigger(BaseTrigger):
         )
 
     async def run(self):
-        from scoring.exchange.ready import check_ready, wait_reason
+        # The library (SQLAlchemy, the layouts) is imported in a thread: never block the loop
+        # every other trigger of the triggerer runs on.
+        check_ready, wait_reason, Ready = await asyncio.to_thread(_library)
         from scoring.exchange.secrets import ExchangeError, redact, retried
-        from scoring.exchange.sources import Ready
 
         ready, day = Ready(**self.ready), dt.date.fromisoformat(self.as_of)
         deadline = dt.datetime.fromisoformat(self.deadline)

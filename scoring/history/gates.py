@@ -8,14 +8,15 @@ import sqlalchemy as sa
 from scoring.history.store import Store, gate_results, quarantine, record_batches
 
 
-def record_gate(
-    store: Store, conn, run_id: str, quarantined: pd.DataFrame, verdicts: pd.DataFrame
-) -> None:
+def record_gate(store: Store, conn, run_id: str, quarantined, verdicts: pd.DataFrame) -> None:
     """The run's quarantine and gate verdicts, replacing any earlier attempt's (and the batches
-    that attempt appended: the gate appends them again only if every hard gate passes)."""
+    that attempt appended: the gate appends them again only if every hard gate passes).
+    ``quarantined``: a frame, or frames one after another (a night's, chunk by chunk)."""
     for table in (quarantine, gate_results, record_batches):
         conn.execute(sa.delete(table).where(table.c.run_id == run_id))
-    store.insert_frame(conn, quarantine, quarantined)
+    for frame in [quarantined] if isinstance(quarantined, pd.DataFrame) else quarantined:
+        if len(frame):
+            store.insert_frame(conn, quarantine, frame)
     store.insert_frame(conn, gate_results, verdicts)
 
 

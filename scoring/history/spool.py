@@ -48,6 +48,21 @@ class BatchSpool:
     def __len__(self) -> int:
         return self.rows
 
+    @classmethod
+    def joined(cls, spools: list[BatchSpool]) -> BatchSpool:
+        """One batch of the spools' rows, each spool's after the one before (unbucketed tables:
+        the rows of several kinds, each kind parked as it came)."""
+        out = cls(spools[0].folder, spools[0].table_name, spools[0].range_rows)
+        if out.table_name in BUCKETED:
+            raise ValueError(f"{out.table_name} rows are placed by bucket, not joined in order")
+        for s in spools:
+            out.parts += s.parts
+            out.rows += s.rows
+            out._samples += s._samples
+            if out._empty is None and s._empty is not None:
+                out._empty = s._empty
+        return out
+
     def add(self, frame: pd.DataFrame) -> None:
         """Park one chunk's rows (in the order they come: chunks in order give the batch's)."""
         if self._empty is None:
@@ -181,3 +196,37 @@ class _RowGroups:
 
     def _write(self, table: pa.Table) -> None:
         self.writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+
+
+class FrameSpool:
+    """Frames parked on disk as they come (Arrow IPC) and given back one by one, in order: rows a
+    step must keep until its end but need not hold (a hostile night's quarantine)."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name = Path(folder), name
+        self.parts: list[Path] = []
+        self.rows = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{self.name}-{len(self.parts):06d}.arrow"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        self.parts.append(path)
+        self.rows += len(frame)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def frames(self):
+        for path in self.parts:
+            with pa.memory_map(str(path)) as src:
+                yield ipc.open_file(src).read_all().to_pandas()
+
+    def close(self) -> None:
+        for path in self.parts:
+            path.unlink(missing_ok=True)
+        self.parts = []

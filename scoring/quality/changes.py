@@ -15,11 +15,14 @@ def annotate_changes(
     known: pd.DataFrame,
     cat: Catalogue,
     stored_changes: pd.DataFrame | None = None,
+    opens: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Add what the stg_change contract checks: does the record exist; may it be repaired and from
     when (the minimum period for its grade under the set in force on its decision date); does an
     objection decision follow a filing or mark of the same record; is the change dated on or after
-    the record's decision; is a corrected item a catalogue item."""
+    the record's decision; is a corrected item a catalogue item. ``opens``: the filings and marks
+    (record_key, op, effective_date) of the whole delivery when ``stg_chg`` is one chunk of it;
+    by default the filings are the rows of ``stg_chg`` itself."""
     c = stg_chg.copy()
     ref = known.set_index("record_key")
     # A request not to publish positive information (Art. 37 ¶1) is about the entity, not a record.
@@ -54,7 +57,7 @@ def annotate_changes(
     c["repair_earliest_date"] = earliest
     c["record_decision_date"] = decided
     is_dec = (c["op"] == "objection_closed").fillna(False).to_numpy()
-    c["objection_opened"] = ~is_dec | _opened_before(c, stored_changes)
+    c["objection_opened"] = ~is_dec | _opened_before(c, stored_changes, opens)
     c["result_known"] = ~is_dec | decision_result(c["result"]).notna().to_numpy()
     new_item = (
         c["new_item_code"]
@@ -78,7 +81,7 @@ def annotate_changes(
     return c
 
 
-def _opened_before(c: pd.DataFrame, stored_changes: pd.DataFrame | None):
+def _opened_before(c: pd.DataFrame, stored_changes: pd.DataFrame | None, opens=None):
     """Per change: a filing or mark of the same record (stored, or in this delivery) is dated on or
     before it; an objection decision needs one."""
     stored = (
@@ -86,7 +89,8 @@ def _opened_before(c: pd.DataFrame, stored_changes: pd.DataFrame | None):
         if stored_changes is not None and len(stored_changes)
         else None
     )
-    prior = pd.concat([stored, c[["record_key", "op", "effective_date"]]])
+    staged = c if opens is None else opens
+    prior = pd.concat([stored, staged[["record_key", "op", "effective_date"]]])
     first_open = (
         prior[prior["op"].isin(["objection_filed", "objection"])]
         .groupby("record_key")["effective_date"]

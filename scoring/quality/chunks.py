@@ -50,33 +50,70 @@ def validate_in_chunks(
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     if len(frame) <= chunk_rows:
         return quality.validate_table(ctx, table, frame, cat, as_of, run_name, with_docs)
-    dup = first_occurrence_columns(table, cat, as_of)
-    seen_keys: set = set()
-    codes = np.empty(len(frame), dtype=object)
-    parts: list[quality.Verdicts] = []
-    for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start : start + chunk_rows]
-        if dup is not None and dup[0] in chunk:
-            key, seen = dup
-            keys = chunk[key]
-            earlier = keys.isin(seen_keys).to_numpy(dtype=bool) & keys.notna().to_numpy()
-            if earlier.any():
-                base = (
-                    chunk[seen].fillna(False).astype(bool).to_numpy()
-                    if seen in chunk
-                    else np.zeros(len(chunk), dtype=bool)
-                )
-                chunk = chunk.assign(**{seen: base | earlier})
-            seen_keys.update(keys.dropna().tolist())
-        v = quality.validate_table(ctx, table, chunk, cat, as_of, run_name, with_docs)
-        codes[start : start + len(chunk)] = v.reasons.to_numpy(dtype=object)
-        parts.append(v)
-    return quality.Verdicts(
-        reasons=pd.Series(codes, index=pd.RangeIndex(len(frame))).astype("string"),
-        summary=_add_up([p.summary for p in parts]),
-        docs_index=next((p.docs_index for p in reversed(parts) if p.docs_index), None),
-        success=all(p.success for p in parts),
-    )
+    suite = ChunkedSuite(ctx, table, cat, as_of, run_name, with_docs, chunk_rows)
+    codes = suite.validate(frame)
+    v = suite.verdicts()
+    v.reasons = pd.Series(codes, index=pd.RangeIndex(len(frame))).astype("string")
+    return v
+
+
+class ChunkedSuite:
+    """One suite run over a table that arrives in pieces (``validate`` each in turn, in table
+    order), each piece in GX runs of at most ``chunk_rows`` rows, with the verdicts of one run over
+    the whole table: the duplicate expectation is fed the key index of the earlier pieces."""
+
+    def __init__(self, ctx, table, cat, as_of, run_name, with_docs, chunk_rows=DEFAULT_CHUNK_ROWS):
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+        self.ctx, self.table, self.cat, self.as_of = ctx, table, cat, as_of
+        self.run_name, self.with_docs, self.chunk_rows = run_name, with_docs, chunk_rows
+        self.seen_keys: set = set()
+        self.parts: list[quality.Verdicts] = []
+        self._dup: tuple | None | bool = False  # not looked up yet (building a suite costs)
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.parts)
+
+    def validate(self, frame: pd.DataFrame) -> np.ndarray:
+        """Reasons per row of ``frame`` ("" = accepted), in its row order."""
+        codes = np.empty(len(frame), dtype=object)
+        for start in range(0, len(frame), self.chunk_rows):
+            chunk = self._with_key_index(frame.iloc[start : start + self.chunk_rows])
+            v = quality.validate_table(
+                self.ctx, self.table, chunk, self.cat, self.as_of, self.run_name, self.with_docs
+            )
+            codes[start : start + len(chunk)] = v.reasons.to_numpy(dtype=object)
+            self.parts.append(v)
+        return codes
+
+    def _with_key_index(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The chunk with the keys of earlier chunks marked seen; its keys then join the index."""
+        if self._dup is False:
+            self._dup = first_occurrence_columns(self.table, self.cat, self.as_of)
+        if self._dup is None or self._dup[0] not in chunk:
+            return chunk
+        key, seen = self._dup
+        keys = chunk[key]
+        earlier = keys.isin(self.seen_keys).to_numpy(dtype=bool) & keys.notna().to_numpy()
+        if earlier.any():
+            base = (
+                chunk[seen].fillna(False).astype(bool).to_numpy()
+                if seen in chunk
+                else np.zeros(len(chunk), dtype=bool)
+            )
+            chunk = chunk.assign(**{seen: base | earlier})
+        self.seen_keys.update(keys.dropna().tolist())
+        return chunk
+
+    def verdicts(self) -> quality.Verdicts:
+        """The suite's result over every piece (reasons were given back piece by piece)."""
+        return quality.Verdicts(
+            reasons=pd.Series([], dtype="string"),
+            summary=_add_up([p.summary for p in self.parts]),
+            docs_index=next((p.docs_index for p in reversed(self.parts) if p.docs_index), None),
+            success=all(p.success for p in self.parts),
+        )
 
 
 def _add_up(summaries: list[list[dict]]) -> list[dict]:

@@ -106,7 +106,7 @@ def validate_staged(
         out.excluded = stg_rec[simple].assign(reason=SIMPLIFIED_REASON).reset_index(drop=True)
         stg_rec = stg_rec[~simple].reset_index(drop=True)
     if len(stg_rec):
-        stg_rec = _mark_seen_before(stg_rec, stored_rec, corrections)
+        stg_rec = mark_seen_before(stg_rec, stored_rec, corrections)
         stg_rec, resent = split_resends(stg_rec)
         if earlier:
             stg_rec, again = split_earlier_resends(stg_rec, earlier["records"])
@@ -157,7 +157,7 @@ def _validate(out: StagedVerdicts, table, suite, what, frame, run: tuple):
     out.reasons[table] = out.validations[table].reasons
 
 
-def _mark_seen_before(stg_rec: pd.DataFrame, stored_rec: pd.DataFrame, corrections) -> pd.DataFrame:
+def mark_seen_before(stg_rec: pd.DataFrame, stored_rec: pd.DataFrame, corrections) -> pd.DataFrame:
     """Keys and content hashes, and whether each row was seen before: the same record saying the
     same thing (a resend). A re-delivery that changes it (item, grade, dates, a listing's removal)
     is a new version from its knowledge date."""
@@ -165,8 +165,10 @@ def _mark_seen_before(stg_rec: pd.DataFrame, stored_rec: pd.DataFrame, correctio
     stg_rec["content_sha"] = record_content_hash(stg_rec)
     stg_rec["seen_before"] = False
     if len(stored_rec):
+        # As Python integers: a key not stored reindexes to NaN, which would turn 64-bit hashes
+        # into floats and make two versions differing in their low bits compare equal.
         same = (
-            stored_rec.set_index("record_key")["content_sha"]
+            stored_rec.set_index("record_key")["content_sha"].astype(object)
             if "content_sha" in stored_rec
             else pd.Series(np.nan, index=stored_rec["record_key"])
         )
@@ -187,23 +189,7 @@ def registered_dates(usccs: pd.Series, registers: list[pd.DataFrame]) -> pd.Seri
     given, later ones winning. Any of them may be empty, lack the columns, or hold dates of any
     type or none that parse (a damaged register file): what does not parse is unknown, never an
     error. A record whose entity has no known date is judged by the suite, not here."""
-    parts = []
-    for reg in registers:
-        if reg is None or not len(reg) or not {"uscc", "registered_date"} <= set(reg.columns):
-            continue
-        dates = reg["registered_date"]
-        if isinstance(dates.dtype, pd.DatetimeTZDtype):
-            dates = dates.dt.tz_localize(None)
-        elif not pd.api.types.is_datetime64_any_dtype(dates):
-            dates = pd.to_datetime(dates.astype("string"), errors="coerce", format="mixed")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "uscc": reg["uscc"].astype("string").to_numpy(),
-                    "registered_date": dates.astype("datetime64[s]").to_numpy(),
-                }
-            )
-        )
+    parts = [p for p in (register_frame(reg) for reg in registers) if p is not None]
     out = pd.Series(pd.NaT, index=usccs.index, dtype="datetime64[s]")
     if not parts:
         return out
@@ -211,6 +197,25 @@ def registered_dates(usccs: pd.Series, registers: list[pd.DataFrame]) -> pd.Seri
     reg = reg.drop_duplicates("uscc", keep="last").set_index("uscc")["registered_date"]
     found = reg.reindex(usccs.astype("string").to_numpy())
     return pd.Series(found.to_numpy(dtype="datetime64[s]"), index=usccs.index)
+
+
+def register_frame(reg: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A register's (uscc as string, registered_date as ``datetime64[s]``, NaT where it does not
+    parse); None when it holds no rows or lacks the columns. Giving its own output back is a no-op,
+    so a night's registers can be reduced to this as they arrive."""
+    if reg is None or not len(reg) or not {"uscc", "registered_date"} <= set(reg.columns):
+        return None
+    dates = reg["registered_date"]
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        dates = dates.dt.tz_localize(None)
+    elif not pd.api.types.is_datetime64_any_dtype(dates):
+        dates = pd.to_datetime(dates.astype("string"), errors="coerce", format="mixed")
+    return pd.DataFrame(
+        {
+            "uscc": reg["uscc"].astype("string").to_numpy(),
+            "registered_date": dates.astype("datetime64[s]").to_numpy(),
+        }
+    )
 
 
 def build_quarantine(
@@ -224,32 +229,40 @@ def build_quarantine(
     for table, stg in verdicts.tables():
         reasons = verdicts.reasons[table]
         if len(stg):
-            bad = stg[reasons != ""]
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "path": bad["source_file"],
-                        "line_no": bad["line_no"],
-                        "provider": bad["provider"],
-                        "reasons": reasons[reasons != ""],
-                        "raw_json": raw_values(bad),
-                    }
-                )
-            )
+            bad = (reasons != "").to_numpy(dtype=bool)
+            parts.append(staged_quarantine(stg[bad], reasons[bad].to_numpy(), raw_values))
     if len(unparsed):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "path": unparsed["path"],
-                    "line_no": unparsed["line_no"],
-                    "provider": unparsed["provider"],
-                    "reasons": unparsed["reason"],
-                    "raw_json": unparsed["raw"],
-                }
-            )
-        )
+        parts.append(unparsed_quarantine(unparsed))
     quar = concat_frames(parts, columns=QUARANTINE_COLUMNS)
     return quar.sort_values(["path", "line_no"], ignore_index=True).assign(run_id=run_id)
+
+
+def staged_quarantine(
+    bad: pd.DataFrame, reasons, raw_values: Callable[[pd.DataFrame], pd.Series]
+) -> pd.DataFrame:
+    """Quarantine rows of staged rows refused with ``reasons`` (one per row, in row order)."""
+    return pd.DataFrame(
+        {
+            "path": bad["source_file"],
+            "line_no": bad["line_no"],
+            "provider": bad["provider"],
+            "reasons": pd.Series(reasons, index=bad.index, dtype="string"),
+            "raw_json": raw_values(bad),
+        }
+    )
+
+
+def unparsed_quarantine(unparsed: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine rows of the lines the reader could not parse."""
+    return pd.DataFrame(
+        {
+            "path": unparsed["path"],
+            "line_no": unparsed["line_no"],
+            "provider": unparsed["provider"],
+            "reasons": unparsed["reason"],
+            "raw_json": unparsed["raw"],
+        }
+    )
 
 
 def reconcile_files(

@@ -178,7 +178,9 @@ def _load(store, run_id: str) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.Data
         quar = pd.read_sql(
             sa.select(
                 quarantine.c.path, quarantine.c.line_no, quarantine.c.provider, quarantine.c.reasons
-            ).where(quarantine.c.run_id == run_id),
+            )
+            .where(quarantine.c.run_id == run_id)
+            .order_by(quarantine.c.path, quarantine.c.line_no),  # stored chunk by chunk
             conn,
         )
     return run, files, gates, quar

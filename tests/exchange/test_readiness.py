@@ -229,3 +229,33 @@ def test_a_refused_login_ends_the_wait_at_once(monkeypatch, world):
     assert (event["status"], event["code"]) == ("failed", "no_connection"), event
     assert "no_such_conn" in event["message"]
     assert "exchange_ready" in sys.modules
+
+
+def test_a_night_never_ready_is_recorded_as_the_providers_missing_delivery(tmp_path):
+    """What the pull task does with the trigger's not-ready event: one failed pull with the
+    trigger's line, nothing written to the landing folder, shown on the night's exchange status."""
+    from scoring.exchange.night import exchange_status, record_missing
+    from scoring.history.store import Store
+
+    store = Store.open(None, tmp_path / "home")
+    why = (
+        "source eco-qzj-penalty: not ready after 60 min (waited for a row for 2026-06-30 in "
+        "T_PC_ZT; last seen: no row for 2026-06-30 in T_PC_ZT): a missing delivery"
+    )
+    at = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
+    row = record_missing(
+        store, tmp_path / "landing", "eco-qzj-penalty", NIGHT, at, "not_ready", why
+    )
+    assert (row["status"], row["code"], row["rows"], row["message"]) == (
+        "failed",
+        "not_ready",
+        0,
+        why,
+    )
+    assert not (tmp_path / "landing").exists()
+    (shown,) = exchange_status(store, NIGHT)["sources"]
+    assert (shown["source_id"], shown["status"], shown["message"]) == (
+        "eco-qzj-penalty",
+        "failed",
+        why,
+    )

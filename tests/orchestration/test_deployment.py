@@ -16,6 +16,15 @@ dead worker (non-zero exit), the watchdog alerts within a minute, `deploy-restar
 Errors that will repeat fail once (a hard gate, a wrong database user: try 1), a failed night
 still has its report, and each failed night sends one alert naming night, step and reason.
 
+Exchange, for real: the first night's 生态环境厅 penalties are not dropped as a file but sit in a
+provider's exchange database (a PostgreSQL database made here, in the CF_* field codes, read by its
+own login through an Airflow Connection given only in the environment), and the registry the
+deployment reads declares that source with a readiness wait (a row of the provider's batch table
+for the night). The night's pull is seen *deferred* (waiting in the triggerer, no worker slot)
+until the test writes that row; then it pulls every row, ingest reads the pulled file as an
+ordinary delivery (landed with provider and hash), the published night settles the watermark,
+and the connection's password appears in no log, manifest, report or table.
+
 One Airflow for the whole module (a unique metadata database, credit database, Celery queue and
 free ports); its processes are stopped by their recorded pids and the databases dropped at the end.
 """
@@ -26,6 +35,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +145,108 @@ class Api:
         return v
 
 
+QZJ_CONN = "eco_qzj_deploy"
+QZJ_SOURCE = {
+    "id": "eco-qzj-penalty",
+    "kind": "sql",
+    "conn_id": QZJ_CONN,
+    "table": "T_SGS_XZCF",
+    "feed": "penalty",
+    "layout": "sgs_penalty_2016",
+    "watermark": "SJC",
+    "status_column": "CF_ZT",
+    "deleted_values": ["1", "撤销", "删除"],
+    "timeout_s": 30,
+    # The provider writes its batch row (批次日期, 完成标志) when the night's rows are complete.
+    "ready": {
+        "kind": "table",
+        "table": "T_PC_ZT",
+        "date_column": "PCRQ",
+        "flag_column": "WCBZ",
+        "timeout_s": 600,
+        "poll_s": 2,
+    },
+}
+
+
+def _provider_exchange_db(server, tag: str, landing: Path) -> dict:
+    """The provider's 前置机: a database with the night's penalties in exchange field codes (the
+    file the province dropped is taken out of the landing folder: the night must pull them), a
+    batch table the provider writes when a night is complete, and a login of its own."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    sys.path.insert(0, str(REPO / "tests" / "exchange"))
+    try:
+        from exchange_servers import WORLD_TO_2016, read_text_csv
+    finally:
+        sys.path.remove(str(REPO / "tests" / "exchange"))
+    dropped = landing / "eco" / f"{AS_OF.replace('-', '')}_penalty.csv"
+    frame = read_text_csv(dropped)
+    dropped.unlink()
+    name, secret = f"qzj_d_{tag}", f"qzj-pw-{uuid.uuid4().hex}"
+    admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        c.execute(sa.text(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{secret}'"))
+    admin.dispose()
+    url = server.set(database=name)
+    rows = frame[[h for h in frame.columns if h in WORLD_TO_2016]].rename(columns=WORLD_TO_2016)
+    start = dt.datetime(2026, 6, 30, 17)
+    rows = rows.assign(SJC=[start + dt.timedelta(seconds=i) for i in range(len(rows))], CF_ZT="0")
+    eng = sa.create_engine(url)
+    cols = ", ".join(f'"{c}" text' for c in rows.columns if c != "SJC")
+    with eng.begin() as c:
+        c.execute(sa.text(f'CREATE TABLE "T_SGS_XZCF" ({cols}, "SJC" timestamp NOT NULL)'))
+        c.execute(sa.text('CREATE TABLE "T_PC_ZT" ("PCRQ" text, "WCBZ" text)'))
+        # The later nights of this module are complete at once; the first one is not, yet.
+        for day in ("20260701", "20260702", "20260703"):
+            c.execute(sa.text("""INSERT INTO "T_PC_ZT" VALUES (:d, '1')"""), {"d": day})
+        c.execute(sa.text(f'GRANT SELECT ON "T_SGS_XZCF", "T_PC_ZT" TO "{name}"'))
+    rows.to_sql("T_SGS_XZCF", eng, if_exists="append", index=False)
+    eng.dispose()
+    port = server.port or 5432
+    return {
+        "name": name,
+        "url": url,
+        "secret": secret,
+        "rows": len(rows),
+        "uri": f"postgresql://{name}:{secret}@{server.host or '127.0.0.1'}:{port}/{name}",
+    }
+
+
+def _config_with_a_waiting_source(config: Path) -> Path:
+    """The configuration folder with one more provider registry version: eco's penalties come
+    from its exchange database, pulled when its batch row says the night is complete."""
+    import copy
+    import shutil
+
+    import yaml
+
+    shutil.copytree(REPO / "config", config)
+    doc = yaml.safe_load((config / "providers.yaml").read_text(encoding="utf-8"))
+    latest = max(doc["versions"], key=lambda v: str(v["effective_from"]))
+    assert str(latest["effective_from"]) < "2026-06-01"
+    providers = copy.deepcopy(latest["providers"])
+    for p in providers:
+        p.pop("sources", None)
+        if p["id"] == "eco":
+            p["sources"] = [QZJ_SOURCE]
+    doc["versions"].append(
+        {
+            "effective_from": "2026-06-01",
+            "approved_by": "deployment test",
+            "reason": "eco's penalties pulled from its exchange database, after its batch row",
+            "providers": providers,
+        }
+    )
+    (config / "providers.yaml").write_text(
+        yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+    return config
+
+
 def _alert_hook() -> tuple[HTTPServer, list[dict]]:
     """The operator's webhook: a real HTTP server on loopback that keeps what it is sent."""
     got: list[dict] = []
@@ -167,6 +279,7 @@ def deployment(pg_server_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("deploy")
     province = home / "province"
     write_deliveries(province, AS_OF, n_entities=600, seed=11, defect_rate=0.01)
+    qzj = _provider_exchange_db(server, tag, province / "landing")
     hook, alerts = _alert_hook()
     env = {
         **os.environ,
@@ -188,6 +301,10 @@ def deployment(pg_server_url, tmp_path_factory):
         "CREDIT_RETRY_DELAY_SECONDS": "5",
         "CREDIT_WATCHDOG_INTERVAL": "5",
         "AIRFLOW_ADMIN_PASSWORD": f"pw-{tag}",
+        # The registry with the provider's exchange database as a source, and its connection:
+        # an Airflow Connection from the environment only (never in the repository or config).
+        "CREDIT_CONFIG_DIR": str(_config_with_a_waiting_source(home / "config")),
+        f"AIRFLOW_CONN_{QZJ_CONN.upper()}": qzj["uri"],
     }
     env.pop("CREDIT_HOME", None)
     for k in [k for k in env if k.startswith("AIRFLOW__")]:
@@ -215,6 +332,7 @@ def deployment(pg_server_url, tmp_path_factory):
             "alerts": alerts,
             "script": script,
             "env": env,
+            "qzj": qzj,
         }
         engine.dispose()
     finally:
@@ -224,8 +342,9 @@ def deployment(pg_server_url, tmp_path_factory):
         left = [f"{name} pid {pid}" for name, pid in recorded.items() if _running(pid)]
         admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            for db in (f"airflow_d_{tag}", f"credit_d_{tag}"):
+            for db in (f"airflow_d_{tag}", f"credit_d_{tag}", qzj["name"]):
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{qzj["name"]}"'))
         admin.dispose()
         hook.shutdown()
         assert stopped.returncode == 0 and not left, (
@@ -292,6 +411,96 @@ def _schema_broken_file(path: Path) -> None:
     path.write_text(",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n", encoding="utf-8")
 
 
+def _see_deferred(api: Api, run_id: str, task_id: str, timeout: float = 240) -> None:
+    """Wait until the task (map index 0) is deferred: waiting in the triggerer, no worker slot."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        tis = api.get(f"/dags/public_credit_nightly/dagRuns/{run_id}/taskInstances", limit=100)
+        seen = [t["state"] for t in tis["task_instances"] if t["task_id"] == task_id]
+        if seen == ["deferred"]:
+            return
+        assert not seen or seen[0] not in ("success", "failed", "skipped"), seen
+        time.sleep(0.5)
+    raise AssertionError(
+        f"{task_id} never deferred ({seen}): {api.states('public_credit_nightly', run_id)}"
+    )
+
+
+def _provider_says_ready(d: dict, day: str) -> None:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(d["qzj"]["url"])
+    with eng.begin() as c:
+        c.execute(
+            sa.text("""INSERT INTO "T_PC_ZT" VALUES (:d, '1')"""), {"d": day.replace("-", "")}
+        )
+    eng.dispose()
+
+
+def _pulled_as_a_delivery(d: dict) -> None:
+    """The night pulled every row of the 前置机 once it was ready, ingest read the pulled file as
+    a delivery of eco (landed with its hash), and the published night settled the watermark."""
+    import sqlalchemy as sa
+
+    with d["engine"].connect() as conn:
+        pulls = conn.execute(
+            sa.text(
+                "SELECT source_id, status, rows, paths_json, committed_by, watermark_after"
+                " FROM exchange_pulls WHERE as_of = :d ORDER BY pull_id"
+            ),
+            {"d": AS_OF},
+        ).all()
+        assert [(p.source_id, p.status, p.rows) for p in pulls] == [
+            ("eco-qzj-penalty", "ok", d["qzj"]["rows"])
+        ], pulls
+        ((path, sha),) = json.loads(pulls[0].paths_json)
+        landed = conn.execute(
+            sa.text(
+                "SELECT provider, feed, sha256, status, received FROM landed_files"
+                " WHERE run_id = :r AND path = :p"
+            ),
+            {"r": NIGHT, "p": path},
+        ).one()
+    assert path == "eco/20260630_penalty_sql.csv", path
+    assert (landed.provider, landed.feed, landed.sha256) == ("eco", "penalty", sha), landed
+    assert landed.status == "stored" and landed.received == d["qzj"]["rows"], landed
+    assert pulls[0].committed_by == NIGHT and pulls[0].watermark_after
+    logs = {
+        p.name: p.read_text(errors="replace")
+        for p in (d["home"] / "logs" / "tasks").rglob("*.log")
+        if "run_id=night-20260630" in str(p) and "task_id=pull/" in str(p)
+    }
+    task = logs.get("attempt=1.log", "")
+    # The triggerer's part of the task log: attempt=1.log.trigger.<triggerer job id>.log
+    trigger = "".join(t for name, t in logs.items() if name.startswith("attempt=1.log.trigger."))
+    assert "waiting for the provider's table signal for 2026-06-30" in task, logs.keys()
+    assert "ready after" in task and "T_PC_ZT has the row for 2026-06-30" in task, task[-2000:]
+    # The looks ran in the triggerer: the first saw no row yet, a later one the row.
+    assert "not ready (no row for 2026-06-30 in T_PC_ZT); next look in 2s" in trigger, trigger
+    fired = re.search(r"'status': 'ready'.*?'polls': (\d+)", trigger)
+    assert fired and int(fired.group(1)) >= 2, trigger[-2000:]
+
+
+def _no_secret_anywhere(d: dict) -> None:
+    """The 前置机 password: in no log (task, triggerer, components), manifest, report, outbox,
+    landing file or table of the credit store."""
+    import sqlalchemy as sa
+
+    secret = d["qzj"]["secret"].encode()
+    leaks = [
+        str(p)
+        for root in (d["home"], d["province"])
+        for p in root.rglob("*")
+        if p.is_file() and secret in p.read_bytes()
+    ]
+    assert leaks == [], leaks
+    with d["engine"].connect() as conn:
+        for table, col in (("exchange_pulls", "message"), ("runs", "message")):
+            texts = conn.execute(sa.text(f"SELECT {col} FROM {table}")).scalars().all()
+            assert not any(t and d["qzj"]["secret"] in t for t in texts), table
+
+
 def _night_alerts(d: dict, dag_run_id: str) -> list[dict]:
     return [a for a in d["alerts"] if a.get("dag_run_id") == dag_run_id]
 
@@ -314,6 +523,10 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
         run_id="night-20260630",
     )
     assert r.status_code == 200, r.text
+    # eco's source waits for its provider's batch row: deferred, until the provider writes it.
+    _see_deferred(api, "night-20260630", "pull")
+    time.sleep(5)  # the triggerer looks every 2 s: it sees no batch row, then the row appears
+    _provider_says_ready(d, AS_OF)
     run = api.wait("public_credit_nightly", "night-20260630")
     assert run["state"] == "success", api.states("public_credit_nightly", "night-20260630")
     # Scale-out: every mapped partition task succeeded, and they ran on both Celery workers.
@@ -336,6 +549,7 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
         p.parent.name: p.read_text() for p in (d["credit_home"] / "outbox").glob("*/CURRENT")
     }
     assert current and all(v.split()[0] == NIGHT for v in current.values())
+    _pulled_as_a_delivery(d)
 
     # A duplicate run id gets a clear 409, not a second run.
     dup = api.trigger(
@@ -401,6 +615,7 @@ def test_the_scheduled_service_publishes_fails_honestly_and_keeps_published_nigh
     assert all(
         (d["credit_home"] / "outbox" / a / "CURRENT").read_text() == v for a, v in current.items()
     )
+    _no_secret_anywhere(d)
 
 
 def _deploy(d: dict, *args: str) -> subprocess.CompletedProcess:
