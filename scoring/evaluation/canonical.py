@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CHUNK_ROWS = 250_000
+CHUNK_ROWS = 50_000
 _NEEDS_QUOTES = r'[,"\n]'
 
 

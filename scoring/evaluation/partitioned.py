@@ -14,6 +14,7 @@ piece replaces its own file and a piece of another plan is never mixed in.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -276,6 +277,9 @@ def evaluate_partitions(
     )
     if method == "fork":
         _gx()  # once, before forking: every worker inherits the context
+        # The parent's objects out of the collector's reach: a collection in a worker would
+        # otherwise write to every inherited object and copy the parent's heap page by page.
+        gc.freeze()
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
         futures = [
             pool.submit(
