@@ -21,6 +21,7 @@ from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks
 from scoring.quality.freshness import gate_feeds_present
+from scoring.quality.quarantine import staged_quarantine, unparsed_quarantine
 from scoring.quality.resends import count_excluded, split_earlier_resends, split_resends
 from scoring.quality.validate import GateResult
 
@@ -235,34 +236,6 @@ def build_quarantine(
         parts.append(unparsed_quarantine(unparsed))
     quar = concat_frames(parts, columns=QUARANTINE_COLUMNS)
     return quar.sort_values(["path", "line_no"], ignore_index=True).assign(run_id=run_id)
-
-
-def staged_quarantine(
-    bad: pd.DataFrame, reasons, raw_values: Callable[[pd.DataFrame], pd.Series]
-) -> pd.DataFrame:
-    """Quarantine rows of staged rows refused with ``reasons`` (one per row, in row order)."""
-    return pd.DataFrame(
-        {
-            "path": bad["source_file"],
-            "line_no": bad["line_no"],
-            "provider": bad["provider"],
-            "reasons": pd.Series(reasons, index=bad.index, dtype="string"),
-            "raw_json": raw_values(bad),
-        }
-    )
-
-
-def unparsed_quarantine(unparsed: pd.DataFrame) -> pd.DataFrame:
-    """Quarantine rows of the lines the reader could not parse."""
-    return pd.DataFrame(
-        {
-            "path": unparsed["path"],
-            "line_no": unparsed["line_no"],
-            "provider": unparsed["provider"],
-            "reasons": unparsed["reason"],
-            "raw_json": unparsed["raw"],
-        }
-    )
 
 
 def reconcile_files(

@@ -38,6 +38,7 @@ from scoring.intake.ingest import record_key
 from scoring.quality import gates as qg
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, ChunkedSuite
+from scoring.quality.quarantine import staged_quarantine, unparsed_quarantine
 from scoring.quality.resends import RESEND_REASON, split_earlier_resends
 
 REF_COLUMNS = ["record_key", "item_code", "decision_date", "grade", "provider", "penalty_category"]
@@ -166,7 +167,7 @@ def gate_staged(
         if table == "stg_record":
             n.known = [concat_frames(n.known, columns=REF_COLUMNS)]
     for chunk in read_chunks(src.staged["unparsed"], chunk_rows):
-        _quarantine(n, qg.unparsed_quarantine(chunk))
+        _quarantine(n, unparsed_quarantine(chunk))
     n.out.validations = {t: s.verdicts() for t, s in suites.items() if s.ran}
     return n.out
 
@@ -277,7 +278,7 @@ def _quarantine_rows(n: _Night, stg: pd.DataFrame, reasons: np.ndarray) -> None:
     bad = reasons != ""
     if bad.any():
         rows = stg[bad]
-        _quarantine(n, qg.staged_quarantine(rows, reasons[bad], n.src.raw_values))
+        _quarantine(n, staged_quarantine(rows, reasons[bad], n.src.raw_values))
 
 
 def _quarantine(n: _Night, quar: pd.DataFrame) -> None:

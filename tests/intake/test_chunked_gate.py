@@ -9,6 +9,7 @@ against register rows and changes against records of other chunks. The whole-tab
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import hostile_corpus
 import numpy as np
@@ -22,7 +23,6 @@ from hypothesis import strategies as st
 from scoring.common.catalogue import Catalogue
 from scoring.history.batches import write_batch
 from scoring.history.spool import BatchSpool, FrameSpool
-from scoring.history.store import write_parquet
 from scoring.intake.deliveries import stage_deliveries
 from scoring.quality import gates as qg
 from scoring.quality import stream
@@ -51,14 +51,12 @@ def night(tmp_path_factory):
     template_xlsx = (landing / "ema" / "20260331_penalty.xlsx").read_bytes()
     hostile_corpus.build(landing, template_csv, template_xlsx, root / "outside")
     cat = Catalogue.load()
-    staged = stage_deliveries(
-        landing, pd.Timestamp(AS_OF), cat, pd.DataFrame(), "r1", save_raw=lambda _n, _f: None
+    night = stage_deliveries(
+        landing, pd.Timestamp(AS_OF), cat, pd.DataFrame(), "r1", out=root / "staged"
     )
-    # As the gate step reads them: through Parquet (dates come back in milliseconds).
-    for table in ("records", "entities", "changes", "unparsed"):
-        write_parquet(root / f"{table}.parquet", getattr(staged, table))
-        setattr(staged, table, pd.read_parquet(root / f"{table}.parquet"))
-    return staged, cat
+    # The staged tables as the gate step reads them: Parquet, as the ingest step wrote them.
+    tables = {t: getattr(night, t) for t in ("records", "entities", "changes", "unparsed")}
+    return SimpleNamespace(**tables, files=night.files), cat
 
 
 def _stored(staged) -> dict:
