@@ -333,10 +333,8 @@ def _file_gates(f, history: pd.DataFrame, cat: Catalogue) -> list[GateResult]:
             f.path,
             True,
             balanced,
-            observed=f"{received}{f'+{withdrawn}' if withdrawn else ''}="
-            f"{accepted}+{quarantined}+{excluded}+{simplified}",
-            threshold="received (+ withdrawn) = accepted + quarantined + excluded (repeats, "
-            "unchanged) + simplified procedure",
+            observed=f"{received}+{withdrawn}={accepted}+{quarantined}+{excluded}+{simplified}",
+            threshold="received + withdrawn = accepted + quarantined + excluded + simplified",
             message="" if balanced else "rows unaccounted for",
         )
     ]
@@ -360,8 +358,7 @@ def _file_gates(f, history: pd.DataFrame, cat: Catalogue) -> list[GateResult]:
     gates.append(
         gate_quarantine_share(
             f.path,
-            # a snapshot's unchanged rows are rows it sent: its bad rows are a share of them all
-            received - excluded + _count(getattr(f, "unchanged", 0)) - simplified,
+            received - excluded + _count(getattr(f, "unchanged", 0)) - simplified,  # all it sent
             quarantined,
             float(cat.gates["max_quarantine_share"]),
             int(cat.gates.get("min_rows_for_share_gate", 0)),
