@@ -15,6 +15,7 @@ import pandas as pd
 
 from scoring.common.catalogue import Catalogue
 from scoring.quality import validate as quality
+from scoring.quality.keyindex import KeyIndex
 
 # Rows per GX run: large enough that the per-run overhead (a checkpoint run costs ~0.2 s) stays
 # small against the rows' own cost, small enough that GX's result lists stay a few hundred MB.
@@ -67,7 +68,7 @@ class ChunkedSuite:
             raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
         self.ctx, self.table, self.cat, self.as_of = ctx, table, cat, as_of
         self.run_name, self.with_docs, self.chunk_rows = run_name, with_docs, chunk_rows
-        self.seen_keys: set = set()
+        self.seen_keys = KeyIndex()
         self.parts: list[quality.Verdicts] = []
         self._dup: tuple | None | bool = False  # not looked up yet (building a suite costs)
 
@@ -84,6 +85,7 @@ class ChunkedSuite:
                 self.ctx, self.table, chunk, self.cat, self.as_of, self.run_name, self.with_docs
             )
             codes[start : start + len(chunk)] = v.reasons.to_numpy(dtype=object)
+            v.reasons = v.reasons.iloc[0:0]  # given back: the parts keep their summaries only
             self.parts.append(v)
         return codes
 
@@ -95,7 +97,7 @@ class ChunkedSuite:
             return chunk
         key, seen = self._dup
         keys = chunk[key]
-        earlier = keys.isin(self.seen_keys).to_numpy(dtype=bool) & keys.notna().to_numpy()
+        earlier = self.seen_keys.contains(keys) & keys.notna().to_numpy()
         if earlier.any():
             base = (
                 chunk[seen].fillna(False).astype(bool).to_numpy()
@@ -103,7 +105,7 @@ class ChunkedSuite:
                 else np.zeros(len(chunk), dtype=bool)
             )
             chunk = chunk.assign(**{seen: base | earlier})
-        self.seen_keys.update(keys.dropna().tolist())
+        self.seen_keys.add(keys)
         return chunk
 
     def verdicts(self) -> quality.Verdicts:

@@ -38,6 +38,7 @@ from scoring.intake.ingest import record_key
 from scoring.quality import gates as qg
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, ChunkedSuite
+from scoring.quality.keyindex import KeyIndex
 from scoring.quality.quarantine import staged_quarantine, unparsed_quarantine
 from scoring.quality.resends import RESEND_REASON, split_earlier_resends
 
@@ -68,11 +69,12 @@ def staged_rows(path: Path) -> int:
 
 
 class ResendIndex:
-    """(record_key, content_sha) → the file it first came in, over the chunks so far: what
-    ``resends.split_resends`` decides over a whole table, decided chunk by chunk."""
+    """(record_key, content_sha) → the file it first came in, over the chunks so far (held as
+    Arrow arrays, ``keyindex.KeyIndex``): what ``resends.split_resends`` decides over a whole
+    table, decided chunk by chunk."""
 
     def __init__(self):
-        self.first: dict[str, int] = {}
+        self.first = KeyIndex()
         self.files: dict[str, int] = {}
 
     def split(self, rec: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -81,15 +83,15 @@ class ResendIndex:
         has_key = rec["record_key"].notna().to_numpy()
         src = rec["source_file"].astype("string").fillna("\x00")
         codes = np.array([self.files.setdefault(s, len(self.files)) for s in src], dtype=np.int64)
-        earlier = pair.map(self.first).to_numpy(dtype=float)
+        earlier = self.first.values(pair)
         within = pair.duplicated(keep="first").to_numpy()
         first_code = pd.Series(codes, index=rec.index).groupby(pair.to_numpy(), sort=False)
         origin_within = first_code.transform("first").to_numpy()
-        seen = ~np.isnan(earlier)
+        seen = earlier >= 0
         origin = np.where(seen, earlier, origin_within)
         resend = (seen | within) & has_key & (origin != codes)
         fresh = has_key & ~seen & ~within
-        self.first.update(zip(pair[fresh].tolist(), codes[fresh].tolist(), strict=True))
+        self.first.add(pair[fresh], codes[fresh])
         work = [c for c in ("record_key", "content_sha", "seen_before") if c in rec]
         gone = rec[resend].drop(columns=work).assign(reason=RESEND_REASON)
         return rec[~resend].reset_index(drop=True), gone.reset_index(drop=True)
