@@ -291,3 +291,87 @@ def test_one_row_chunks_on_a_night_with_every_kind_of_row(tmp_path, night):
     one = _run(tmp_path, tables, _files(staged), cat, _stored(staged), False, 1, 1)
     assert int(one["files"]["excluded"].sum()) >= 1  # the resend
     assert one["quarantine"]["reasons"].str.contains("duplicate").any()
+
+
+def _synthetic(staged, copies: int) -> dict:
+    """A night ``copies`` times the records of the small one (distinct documents, so distinct
+    keys): large enough that the rows held show against what GX and pandas cost anyway."""
+    rec = staged.records
+    parts = [rec.assign(doc_number=rec["doc_number"].fillna("") + f"-{i}") for i in range(copies)]
+    return {
+        "stg_record": pd.concat(parts, ignore_index=True),
+        "stg_entity": staged.entities,
+        "stg_change": staged.changes,
+        "unparsed": staged.unparsed,
+    }
+
+
+def measure_child(folder: str, mode: str, rows: int) -> None:
+    """In a process of its own: warm GX up on a few rows, then run one gate over the night in
+    ``folder`` and print how much its resident memory grew at the peak (bytes)."""
+    import gc
+    import pickle
+    import threading
+
+    from scoring.history import batches, spool
+
+    spool.ROW_GROUP_ROWS = batches.ROW_GROUP_ROWS = 2_000  # the batch's row groups, both ways
+    root = Path(folder)
+    files, stored = pickle.loads((root / "aux.pkl").read_bytes())
+    stored_rows, _ = _lookups(stored, False)
+    cat = Catalogue.load()
+    paths = {n: root / "staged" / f"{n}.parquet" for n in (*TABLES, "unparsed")}
+    warm = {n: next(stream.read_chunks(p, 40), pd.DataFrame()) for n, p in paths.items()}
+    warm_paths = _write_staged(root / f"warm-{mode}", warm, 10)
+    _chunked(warm_paths, files, cat, stored_rows, None, set(), root / "w1", root / "w2", 20)
+    _reference(warm, files, cat, stored_rows, None, set(), root / "w3")
+    del warm
+    gc.collect()
+    before, peak, done = _resident(), [0], threading.Event()
+
+    def sample():  # the resident set, every 10 ms, while the gate runs
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], _resident())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    if mode == "whole":
+        tables = {n: pd.read_parquet(p) for n, p in paths.items()}
+        _reference(tables, files, cat, stored_rows, None, set(), root / f"lake-{mode}")
+        del tables
+    else:
+        _chunked(paths, files, cat, stored_rows, None, set(), root / "lake", root / "sp", rows)
+    done.set()
+    sampler.join()
+    print(max(peak[0], _resident()) - before)
+
+
+def _resident() -> int:
+    """This process's resident set now, in bytes (Linux)."""
+    import os
+
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_the_chunked_gate_holds_a_fraction_of_what_the_whole_table_gate_holds(tmp_path, night):
+    """Peak resident memory growth of the chunked gate (chunks of 7,000 rows) against the
+    whole-table gate over the same 66,000-record night, each in a fresh process (not timed)."""
+    import pickle
+    import subprocess
+    import sys
+
+    staged, cat = night
+    _write_staged(tmp_path / "staged", _synthetic(staged, 200), 2_000)
+    (tmp_path / "aux.pkl").write_bytes(pickle.dumps((_files(staged), _stored(staged))))
+    grew = {}
+    for mode in ("chunked", "whole"):
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_chunked_gate as t; t.measure_child({str(tmp_path)!r}, {mode!r}, 7000)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
+        )
+        grew[mode] = int(out.stdout.split()[-1])
+    print("resident growth (bytes):", grew)
+    assert grew["chunked"] < 0.6 * grew["whole"], grew
