@@ -11,6 +11,7 @@ import pandas as pd
 from scoring.common.errors import GateFailed
 from scoring.history import files as landed
 from scoring.history import snapshot_index
+from scoring.history.batches import ROW_GROUP_ROWS
 from scoring.history.folders import RunFolder
 from scoring.history.gates import record_appended_batches, record_gate
 from scoring.history.runs import BACKFILL_KIND, LOADED
@@ -101,8 +102,11 @@ def _sinks(folder: RunFolder, chunk_rows: int) -> dict:
     """Where the judged rows go as they are judged: a batch per table, the exclusions of each
     kind (joined in validate_staged's order when written) and the quarantine."""
     parked = folder.path / "gate-spool"
-    sinks = {t: BatchSpool(parked / t, t, chunk_rows) for t in ("records", "entities", "changes")}
-    sinks |= {s: BatchSpool(parked / s, "exclusions", chunk_rows) for s in stream.EXCLUSION_SINKS}
+    # A bucket range read back while the batch is written sits beside the row group being
+    # filled; a quarter of a row group keeps the two together near one row group's rows.
+    rows = min(chunk_rows, ROW_GROUP_ROWS // 4)
+    sinks = {t: BatchSpool(parked / t, t, rows) for t in ("records", "entities", "changes")}
+    sinks |= {s: BatchSpool(parked / s, "exclusions", rows) for s in stream.EXCLUSION_SINKS}
     sinks["quarantine"] = FrameSpool(parked / "quarantine", "quarantine")
     return sinks
 
