@@ -19,6 +19,7 @@ from scoring.common.errors import PipelineError
 from scoring.intake import arrivals as arr
 from scoring.intake import ingest as ing
 from scoring.intake import sinks
+from scoring.intake.csv_stream import BLOCK_BYTES
 from scoring.intake.layouts import LayoutSet
 from scoring.intake.providers import Registry
 from scoring.intake.snapshot_files import SnapshotNight
@@ -97,6 +98,7 @@ def stage_deliveries(
     listing: arr.Listing | None = None,
     on_chunk: OnChunk | None = None,
     snapshots: SnapshotNight | None = None,
+    read_block: int = BLOCK_BYTES,
 ) -> StagedNight:
     """Stage every new delivery in `landing` due by `as_of` (and landed by `arrival_cut`, when
     given), or exactly the files of `listing`, already listed and classified (a backfill stages
@@ -108,13 +110,15 @@ def stage_deliveries(
     time (the same staged rows as one pass: staging judges each row by its own values); each
     staged chunk passes through `on_chunk` (when given) before it is written. ``snapshots``: the
     night's full-snapshot feeds; each staged chunk of theirs is diffed on its way (only new and
-    changed rows written), their withdrawals written after them (scoring.intake.snapshot_files)."""
+    changed rows written), their withdrawals written after them (scoring.intake.snapshot_files). A CSV
+    is read `read_block` bytes at a time."""
     registry = registry or Registry.in_force(as_of.date())
     layouts = layouts or LayoutSet.in_force(as_of.date())
     if listing is None:
         listing = arr.classify(arr.list_landing(landing, as_of, arrival_cut, registry), history)
     out_sinks = sinks.StagedSinks(out)
     night = _Night(cat, history, listing, registry, layouts, out_sinks, chunk_rows, on_chunk)
+    night.read_block = read_block
     night.snapshots = snapshots
     if snapshots is not None:
         snapshots.begin([c.rel for c in listing.candidates])
@@ -143,7 +147,7 @@ class _Night:
 
     def __init__(self, cat, history, listing, registry, layouts, out, chunk_rows, on_chunk):
         self.cat, self.history, self.listing = cat, history, listing
-        self.chunk_rows, self.on_chunk = chunk_rows, on_chunk
+        self.chunk_rows, self.on_chunk, self.read_block = chunk_rows, on_chunk, BLOCK_BYTES
         self.registry, self.layouts, self.sinks = registry, layouts, out
         self.file_rows: list[dict] = []
         self.raw_index: dict[str, str] = {}
@@ -271,7 +275,15 @@ class _Night:
             max_bytes=int(self.cat.gates["max_file_bytes"]),
             layouts=self.layouts,
             overrides=provider.overrides if provider else None,
+            block=self.read_block,
         )
+        try:
+            return self._stage_chunks(c, head, chunks, delivered, raw_sink)
+        finally:
+            chunks.close()  # (the file, too, when it is refused before its first chunk)
+
+    def _stage_chunks(self, c, head, chunks, delivered, raw_sink) -> tuple[ing.RawFile, int]:
+        provider = self.registry.by_id(c.provider)
         if provider is not None and head.layout.feed not in provider.feeds:
             self.listing.problem(
                 "feed_not_allowed",

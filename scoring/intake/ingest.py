@@ -10,7 +10,6 @@ re-exported here for the callers that read and stage in one place.
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -25,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.intake import csv_stream as cs
 from scoring.intake.layouts import HEADER_SEARCH_ROWS, LayoutSet, locate_header
 from scoring.intake.readers import (  # noqa: F401 (RawFile re-exported)
     DEFAULT_LIMITS,
@@ -34,6 +34,7 @@ from scoring.intake.readers import (  # noqa: F401 (RawFile re-exported)
     check_bytes,
     check_header,
     decode,
+    header_at,
     header_hint,
     parse_csv,
     physical_lines,
@@ -81,6 +82,16 @@ def delivery_date(name: str) -> pd.Timestamp | None:
 def _open_regular(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file, opened without following a symbolic link (a FIFO, a device or
     a folder is refused before anything is read)."""
+    with _open_checked(path, max_bytes) as fh:
+        try:
+            return fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise UnusableFile("unreadable", f"cannot read file: {exc.strerror}") from None
+
+
+def _open_checked(path: Path, max_bytes: int):
+    """A regular file open for reading, not through a symbolic link, neither empty nor beyond
+    `max_bytes`."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -99,8 +110,7 @@ def _open_regular(path: Path, max_bytes: int) -> bytes:
             raise UnusableFile(
                 "too_large", f"the file has {st.st_size:,} bytes, beyond the limit {max_bytes:,}"
             )
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(max_bytes + 1)
+        return os.fdopen(os.dup(fd), "rb")
     except OSError as exc:
         raise UnusableFile("unreadable", f"cannot read file: {exc.strerror}") from None
     finally:
@@ -166,12 +176,118 @@ def open_file(
     max_bytes: int = 4_000_000_000,
     layouts: LayoutSet | None = None,
     overrides: dict[str, dict[str, str]] | None = None,
+    block: int = cs.BLOCK_BYTES,
 ) -> tuple[RawFile, Iterator[RawFile]]:
     """(the file's head: layout, header, encoding, hash, no rows; its rows `chunk_rows` at a
-    time). Every verdict on the whole file (UnusableFile) is given before the first chunk."""
-    raw = read_file(path, provider, max_cells, max_bytes, layouts, overrides)
-    head = replace(raw, rows=raw.rows.iloc[0:0], raw=raw.raw.iloc[0:0], bad_rows=raw.bad_rows[0:0])
-    return head, file_chunks(raw, chunk_rows)
+    time, each chunk a RawFile with the unparseable rows among its lines). A CSV is read in blocks
+    of `block` bytes, never whole; an XLSX is read whole. Every verdict on the whole file
+    (UnusableFile, as read_file gives it) comes before the first chunk."""
+    path = Path(path)
+    check_name(path.name)
+    if path.is_symlink():
+        raise UnusableFile(
+            "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
+        )
+    fh = _open_checked(path, max_bytes)
+    try:
+        if fh.read(4) == b"PK\x03\x04" or path.name.lower().endswith(".xlsx"):
+            fh.seek(0)
+            raw = read_bytes(
+                fh.read(max_bytes + 1),
+                path.name,
+                provider or path.parent.name,
+                max_cells,
+                layouts,
+                overrides,
+            )
+            raw.path = str(path)
+            fh.close()
+            return _head_of(raw), file_chunks(raw, chunk_rows)
+        head, chunks = _open_csv(
+            fh, path, provider or path.parent.name, layouts, overrides, chunk_rows, max_bytes, block
+        )
+    except BaseException:
+        fh.close()
+        raise
+    return head, _Closing(chunks, fh)
+
+
+def _head_of(raw: RawFile) -> RawFile:
+    return replace(raw, rows=raw.rows.iloc[0:0], raw=raw.raw.iloc[0:0], bad_rows=raw.bad_rows[0:0])
+
+
+def _open_csv(fh, path, provider, layouts, overrides, chunk_rows, max_bytes, block):
+    pool, sha = _pool(layouts, overrides), ""
+    try:
+        csv_head, parts = cs.read_chunks(
+            fh, _locator(pool), DEFAULT_LIMITS, chunk_rows, max_bytes + 1, block
+        )
+        sha = csv_head.sha256
+        header, layout, mapping, missing = _layout_of(csv_head.header, DEFAULT_LIMITS, pool)
+    except Exception as exc:
+        raise _as_unusable(exc, sha) from None
+    head = RawFile(
+        path=str(path),
+        provider=provider,
+        encoding=csv_head.encoding,
+        file_format="csv",
+        layout=layout,
+        header=header,
+        mapping=mapping,
+        missing_required=missing,
+        rows=pd.DataFrame(),
+        raw=pd.DataFrame(),
+        sha256=sha,
+        n_bytes=csv_head.n_bytes,
+        header_line=csv_head.header_line,
+        header_rows=csv_head.header_rows,
+    )
+
+    def chunks():
+        try:
+            for rows, bad in parts:
+                frame, raw, bad_rows = _shape(rows, bad, header, layout, mapping, DEFAULT_LIMITS)
+                yield replace(head, rows=frame, raw=raw, bad_rows=bad_rows)
+        except Exception as exc:
+            raise _as_unusable(exc, sha) from None
+
+    return head, chunks()
+
+
+def _as_unusable(exc: Exception, sha: str) -> UnusableFile:
+    """A file is the unit of failure: whatever breaks reading it, it breaks this file."""
+    if not isinstance(exc, UnusableFile):
+        exc = UnusableFile(
+            "unreadable_content", f"the reader failed on this file ({type(exc).__name__})"
+        )
+    exc.sha256 = sha
+    return exc
+
+
+class _Closing:
+    """A file's chunks that close the file when they end, or when `close()` is called (before the
+    first one, too: a file refused after its head is read)."""
+
+    def __init__(self, chunks: Iterator[RawFile], fh):
+        self.chunks, self.fh = chunks, fh
+
+    def __iter__(self) -> Iterator[RawFile]:
+        try:
+            yield from self.chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.fh.close()
+
+
+def _pool(layouts: LayoutSet | None, overrides: dict[str, dict[str, str]] | None) -> tuple:
+    """The layouts a file is read with, each with the provider's own header names."""
+    return tuple(
+        lay.with_headers(overrides[lay.id]) if overrides and lay.id in overrides else lay
+        for lay in (layouts or LayoutSet.latest()).layouts
+    )
 
 
 def read_bytes(
@@ -188,10 +304,7 @@ def read_bytes(
 
     limits = replace(DEFAULT_LIMITS, max_cells=max_cells)
     sha = hashlib.sha256(data).hexdigest()
-    pool = tuple(
-        lay.with_headers(overrides[lay.id]) if overrides and lay.id in overrides else lay
-        for lay in (layouts or LayoutSet.latest()).layouts
-    )
+    pool = _pool(layouts, overrides)
     try:
         return _read_bytes(data, name, provider, limits, sha, pool)
     except UnusableFile as exc:
@@ -210,11 +323,7 @@ def _read_bytes(
 ) -> RawFile:
     if not data:
         raise UnusableFile("empty", "the file is empty (0 bytes)")
-
-    def locate(rows):
-        at = locate_header([[str(c) for c in r] for r in rows], pool)
-        return None if at is None else (at.row, at.rows, at.header if at.rows > 1 else None)
-
+    locate = _locator(pool)
     sheet = None
     if data[:4] == b"PK\x03\x04" or name.lower().endswith(".xlsx"):
         if data[:4] != b"PK\x03\x04":
@@ -231,6 +340,40 @@ def _read_bytes(
             text, limits, locate
         )
         fmt = "csv"
+    header, layout, mapping, missing = _layout_of(header, limits, pool)
+    frame, raw, bad_rows = _shape(data_frame, bad, header, layout, mapping, limits)
+    return RawFile(
+        path=name,
+        provider=provider,
+        encoding=encoding,
+        file_format=fmt,
+        layout=layout,
+        header=header,
+        mapping=mapping,
+        missing_required=missing,
+        rows=frame,
+        raw=raw,
+        bad_rows=bad_rows,
+        sha256=sha,
+        n_bytes=len(data),
+        header_line=header_line,
+        header_rows=header_rows,
+        sheet=sheet,
+    )
+
+
+def _locator(pool):
+    """Where a header is among a file's first rows, for readers.header_at and read_xlsx."""
+
+    def locate(rows):
+        at = locate_header([[str(c) for c in r] for r in rows], pool)
+        return None if at is None else (at.row, at.rows, at.header if at.rows > 1 else None)
+
+    return locate
+
+
+def _layout_of(header: list[str], limits: ReaderLimits, pool):
+    """(the header's names, its layout, header → canonical column, required columns missing)."""
     header = check_header(header, limits)
     at = locate_header([header], pool)
     if at is None:
@@ -239,7 +382,14 @@ def _read_bytes(
             f"header matches no known layout in its first {HEADER_SEARCH_ROWS} rows "
             f"(the first: {header_hint(header)})",
         )
-    layout, mapping, missing = at.match.layout, at.match.mapping, at.match.missing
+    return header, at.match.layout, at.match.mapping, at.match.missing
+
+
+def _shape(data_frame: pd.DataFrame, bad: list, header, layout, mapping, limits: ReaderLimits):
+    """Parsed rows (columns 0..width-1, line_no) as (canonical columns, the provider's own
+    columns, unparseable rows): blank rows and rows with a value beyond the limit join the bad
+    ones. Row by row, so a chunk's rows give what the file's rows give."""
+    bad = list(bad)
     width = len(header)
     values = data_frame[list(range(width))]
     blank = (values.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
@@ -262,40 +412,14 @@ def _read_bytes(
     frame["line_no"] = data_frame["line_no"].to_numpy(dtype=np.int64)
     raw["line_no"] = frame["line_no"].to_numpy()
     bad_rows = pd.DataFrame(sorted(bad), columns=["line_no", "reason", "raw"])
-    return RawFile(
-        path=name,
-        provider=provider,
-        encoding=encoding,
-        file_format=fmt,
-        layout=layout,
-        header=header,
-        mapping=mapping,
-        missing_required=missing,
-        rows=frame,
-        raw=raw,
-        bad_rows=bad_rows,
-        sha256=sha,
-        n_bytes=len(data),
-        header_line=header_line,
-        header_rows=header_rows,
-        sheet=sheet,
-    )
+    return frame, raw, bad_rows
 
 
 def _parse_csv_at_header(text: str, limits: ReaderLimits, locate):
     """Parse CSV text from its header row: the first row, or the row (or two merged rows) the
     header was found at below title rows. Rows keep their numbers in the whole file."""
-    head = physical_lines(text[: 1 << 20])[:HEADER_SEARCH_ROWS]
-    rows = []
-    for line in head:
-        try:
-            rows.append(next(csv.reader([line.rstrip("\r\n")]), []))
-        except csv.Error:
-            rows.append([])
-    found = locate(rows) if rows else None
-    at, n_rows, merged = found if found else (0, 1, None)
+    at, n_rows, merged, offset = header_at(text, locate)
     skip = at + n_rows - 1  # parse from the header's last row
-    offset = sum(len(line) for line in head[:skip])
     header, frame, bad = parse_csv(text[offset:] if skip else text, limits)
     if merged is not None:
         header = list(merged) + [""] * (len(header) - len(merged))

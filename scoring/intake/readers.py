@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scoring.common.text import shown
-from scoring.intake.layouts import Layout
+from scoring.intake.layouts import HEADER_SEARCH_ROWS, Layout
 
 
 @dataclass
@@ -104,6 +104,14 @@ def _line_of(data: bytes, offset: int) -> int:
 
 def check_bytes(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS) -> None:
     """Checks on a CSV delivery's raw bytes, before decoding: UTF-16/32, NUL bytes, the header's size."""
+    nul = data.find(b"\x00")
+    check_head(data, nul, lambda: _line_of(data, nul), limits)
+
+
+def check_head(head: bytes, nul: int, nul_line, limits: ReaderLimits = DEFAULT_LIMITS) -> None:
+    """check_bytes on a file's first bytes (at least the header's limit and 8 KB, or all of it),
+    the offset of its first NUL byte (-1: none) and `nul_line()`, the line that byte is on."""
+    data = head
     if data[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
         raise UnusableFile(
             "bad_encoding", "UTF-32 encoded; CSV deliveries must be UTF-8 or GB18030"
@@ -113,7 +121,6 @@ def check_bytes(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS) -> None:
             "bad_encoding",
             "UTF-16 encoded (byte-order mark); CSV deliveries must be UTF-8 or GB18030",
         )
-    nul = data.find(b"\x00")
     if nul >= 0:
         utf16 = _utf16_without_bom(data)
         if utf16:
@@ -122,7 +129,7 @@ def check_bytes(data: bytes, limits: ReaderLimits = DEFAULT_LIMITS) -> None:
                 f"{utf16} encoded (no byte-order mark); CSV deliveries must be UTF-8 or GB18030",
             )
         raise UnusableFile(
-            "binary", f"binary content: NUL byte at byte {nul:,} (line {_line_of(data, nul):,})"
+            "binary", f"binary content: NUL byte at byte {nul:,} (line {nul_line():,})"
         )
     n = limits.max_header_bytes
     ends = [i for i in (data.find(b"\n", 0, n + 1), data.find(b"\r", 0, n + 1)) if i >= 0]
@@ -165,36 +172,49 @@ def decode(data: bytes) -> tuple[str, str]:
     try:
         return label, body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data" and exc.start >= len(body) - 3:
-            raise UnusableFile(
-                "truncated",
-                f"the file ends inside a UTF-8 character at byte {exc.start + skip:,} "
-                f"of {len(data):,} (truncated?)",
-            ) from None
-        if skip:
-            raise UnusableFile(
-                "bad_encoding",
-                f"UTF-8 byte-order mark but invalid UTF-8 at byte {exc.start + skip:,} "
-                f"(line {_line_of(data, exc.start + skip):,})",
-            ) from None
         utf8_error = exc.start
+        not_utf8(exc.start, exc.reason, skip, len(data), lambda at: _line_of(data, at))
     try:
         return "gb18030", data.decode("gb18030")
     except UnicodeDecodeError as exc:
-        if exc.start >= len(data) - 3 and exc.reason in (
-            "incomplete multibyte sequence",
-            "unexpected end of data",
-        ):
-            raise UnusableFile(
-                "truncated",
-                f"the file ends inside a GB18030 character at byte {exc.start:,} "
-                f"of {len(data):,} (truncated?)",
-            ) from None
-        at = min(utf8_error, exc.start)
+        raise not_gb18030(
+            exc.start, exc.reason, utf8_error, len(data), lambda at: _line_of(data, at)
+        ) from None
+
+
+def not_utf8(start: int, reason: str, skip: int, n_bytes: int, line_of) -> None:
+    """The verdict on a file that is not UTF-8 (`start`: the first bad byte after a BOM of `skip`
+    bytes), where GB18030 is not tried: cut inside a character, or invalid after a UTF-8 BOM."""
+    if reason == "unexpected end of data" and start >= n_bytes - skip - 3:
+        raise UnusableFile(
+            "truncated",
+            f"the file ends inside a UTF-8 character at byte {start + skip:,} "
+            f"of {n_bytes:,} (truncated?)",
+        )
+    if skip:
         raise UnusableFile(
             "bad_encoding",
-            f"neither UTF-8 nor GB18030: invalid byte at {at:,} (line {_line_of(data, at):,})",
-        ) from None
+            f"UTF-8 byte-order mark but invalid UTF-8 at byte {start + skip:,} "
+            f"(line {line_of(start + skip):,})",
+        )
+
+
+def not_gb18030(start: int, reason: str, utf8_error: int, n_bytes: int, line_of) -> UnusableFile:
+    """The verdict on a file that is neither UTF-8 nor GB18030."""
+    if start >= n_bytes - 3 and reason in (
+        "incomplete multibyte sequence",
+        "unexpected end of data",
+    ):
+        return UnusableFile(
+            "truncated",
+            f"the file ends inside a GB18030 character at byte {start:,} "
+            f"of {n_bytes:,} (truncated?)",
+        )
+    at = min(utf8_error, start)
+    return UnusableFile(
+        "bad_encoding",
+        f"neither UTF-8 nor GB18030: invalid byte at {at:,} (line {line_of(at):,})",
+    )
 
 
 def physical_lines(text: str) -> list[str]:
@@ -212,6 +232,23 @@ def physical_lines(text: str) -> list[str]:
 
 def _line_breaks(text: str) -> int:
     return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def header_at(text: str, locate) -> tuple[int, int, list[str] | None, int]:
+    """Where the header is in a CSV text's first rows (title rows above it): (its first row,
+    1 or 2 merged rows, the merged header or None, characters before its last row). `locate`
+    (rows of fields) -> (row, rows, merged header) or None: the first row."""
+    head = physical_lines(text[: 1 << 20])[:HEADER_SEARCH_ROWS]
+    rows = []
+    for line in head:
+        try:
+            rows.append(next(csv.reader([line.rstrip("\r\n")]), []))
+        except csv.Error:
+            rows.append([])
+    found = locate(rows) if rows else None
+    at, n_rows, merged = found if found else (0, 1, None)
+    skip = at + n_rows - 1  # parse from the header's last row
+    return at, n_rows, merged, sum(len(line) for line in head[:skip])
 
 
 def header_fields(text: str) -> list[str]:
@@ -360,38 +397,48 @@ def _parse_python(text: str, width: int, limits: ReaderLimits):
             continue
         if fields is None:
             break
-        span = k - start
-        if span > 1 or k == n:
-            strict = _strict_fields(lines[start:k])
-            # A well-formed record of the file's width is kept whatever its values hold.
-            unterminated = (strict is None or len(strict) != width) and (
-                (span > 1 and _looks_like_records(lines[start + 1 : k], width))
-                or (k == n and strict is None)
-            )
-        else:
-            unterminated = False
-        if unterminated:
+        kind = record_kind(lines[start:k], fields, width, k == n, text.endswith(("\n", "\r")))
+        if kind == "unterminated_quote":
             # The quote opened on this line never closed where a value could end: quarantine the
             # line and read on from the next one, so the records it swallowed are kept.
             k = start + 1
-            bad.append((rec, "unterminated_quote", lines[start]))
-            continue
-        if len(fields) != width:
-            last = k == n and not text.endswith(("\n", "\r"))
-            bad.append(
-                (rec, "truncated_row" if last else "wrong_field_count", "".join(lines[start:k]))
-            )
-            continue
-        rows.append(fields)
-        numbers.append(rec)
+            bad.append((rec, kind, lines[start]))
+        elif kind is not None:
+            bad.append((rec, kind, "".join(lines[start:k])))
+        else:
+            rows.append(fields)
+            numbers.append(rec)
+    return header_fields(text), python_frame(rows, numbers, width), bad
+
+
+def record_kind(
+    taken: list[str], fields: list[str], width: int, at_end: bool, ends_in_line_end: bool
+) -> str | None:
+    """What is wrong with a record read from the physical lines `taken` (None: nothing);
+    `at_end`: no line follows it."""
+    span = len(taken)
+    unterminated = False
+    if span > 1 or at_end:
+        strict = _strict_fields(taken)
+        # A well-formed record of the file's width is kept whatever its values hold.
+        unterminated = (strict is None or len(strict) != width) and (
+            (span > 1 and _looks_like_records(taken[1:], width)) or (at_end and strict is None)
+        )
+    if unterminated:
+        return "unterminated_quote"
+    if len(fields) != width:
+        return "truncated_row" if at_end and not ends_in_line_end else "wrong_field_count"
+    return None
+
+
+def python_frame(rows: list[list[str]], numbers: list[int], width: int) -> pd.DataFrame:
     data = (
         pd.DataFrame(rows, columns=range(width), dtype="string")
         if rows
         else pd.DataFrame({i: pd.Series([], dtype="string") for i in range(width)})
     )
     data["line_no"] = np.asarray(numbers, dtype=np.int64)
-    header = header_fields(text)
-    return header, data, bad
+    return data
 
 
 def check_header(header: list[str], limits: ReaderLimits = DEFAULT_LIMITS) -> list[str]:
