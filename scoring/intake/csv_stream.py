@@ -244,20 +244,7 @@ class _Utf8(io.RawIOBase):
 
 
 def _arrow(stream, width: int, on_invalid, block: int):
-    return pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(
-            use_threads=False, autogenerate_column_names=True, block_size=block
-        ),
-        parse_options=pacsv.ParseOptions(
-            newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f"f{i}": pa.string() for i in range(width)},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    return pacsv.open_csv(stream, **rd.arrow_csv_options(width, on_invalid, block))
 
 
 ARROW_FAILS = (pa.ArrowInvalid, pa.ArrowCapacityError, pa.ArrowNotImplementedError)
