@@ -245,8 +245,9 @@ class Agency:
         out = {}
         for scope, observed, passed in rows:
             assert passed, f"{run_id} {scope}: rows unaccounted for ({observed})"
-            r, rest = observed.split("=")
-            out[scope] = (int(r), *map(int, rest.split("+")))
+            # received + withdrawn (a snapshot's) = accepted + quarantined + excluded + simplified
+            left, right = observed.split("=")
+            out[scope] = (*map(int, left.split("+")), *map(int, right.split("+")))
         return out
 
     def stored_rows(self, run_id: str) -> collections.Counter:
@@ -483,9 +484,10 @@ def _check_night(
         if f.status == "rejected":
             assert f.received == 0 and f.reject_code, f
             continue
-        r, a, q, x, simplified = rec[f.path]
+        r, withdrawn, a, q, x, simplified = rec[f.path]
         assert (r, a, q, x) == (f.received, f.accepted, f.quarantined, f.excluded), (run_id, f.path)
-        assert r == a + q + x + simplified
+        assert withdrawn == 0  # no provider of this province sends snapshots
+        assert r + withdrawn == a + q + x + simplified
         simplified_rows += simplified
     published = s["status"] == "published"
     if published:
