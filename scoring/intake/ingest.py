@@ -79,6 +79,17 @@ def delivery_date(name: str) -> pd.Timestamp | None:
     return pd.to_datetime(m.group("date"), format="%Y%m%d", errors="coerce")
 
 
+def delivery_path(path) -> Path:
+    """A delivery's path, once its name is acceptable and it is no symbolic link."""
+    path = Path(path)
+    check_name(path.name)
+    if path.is_symlink():
+        raise UnusableFile(
+            "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
+        )
+    return path
+
+
 def _open_regular(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file, opened without following a symbolic link (a FIFO, a device or
     a folder is refused before anything is read)."""
@@ -128,12 +139,7 @@ def read_file(
     """Read one provider file into raw canonical columns, with these layouts (default: the latest)
     and the provider's overrides (layout id -> {its header: canonical column}). Raises
     UnusableFile with a one-line reason."""
-    path = Path(path)
-    check_name(path.name)
-    if path.is_symlink():
-        raise UnusableFile(
-            "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
-        )
+    path = delivery_path(path)
     data = _open_regular(path, max_bytes)
     raw = read_bytes(
         data,
@@ -182,12 +188,7 @@ def open_file(
     time, each chunk a RawFile with the unparseable rows among its lines). A CSV is read in blocks
     of `block` bytes, never whole; an XLSX is read whole. Every verdict on the whole file
     (UnusableFile, as read_file gives it) comes before the first chunk."""
-    path = Path(path)
-    check_name(path.name)
-    if path.is_symlink():
-        raise UnusableFile(
-            "symlink", f"{path.name} is a symbolic link; deliveries must be regular files"
-        )
+    path = delivery_path(path)
     fh = _open_checked(path, max_bytes)
     try:
         if fh.read(4) == b"PK\x03\x04" or path.name.lower().endswith(".xlsx"):
