@@ -30,7 +30,7 @@ EXCLUSION_REASONS = {
 def frame_positions(population: pd.DataFrame) -> pd.DataFrame:
     """uscc, tier, position: position p of a tier is its p-th USCC in ascending order."""
     pop = population[["uscc", "tier"]].astype({"uscc": str, "tier": str})
-    bad = sorted(set(pop["tier"]) - set(TIERS))
+    bad = sorted(set(pop["tier"].unique().tolist()) - set(TIERS))
     if bad:
         raise SamplingRefused(f"population has tiers {bad} outside A, B, C, D")
     if pop["uscc"].duplicated().any():
@@ -42,7 +42,9 @@ def frame_positions(population: pd.DataFrame) -> pd.DataFrame:
 
 
 def frame_sha256(positions: pd.DataFrame) -> str:
-    text = "".join(f"{u},{t}\n" for u, t in zip(positions["uscc"], positions["tier"]))
+    # Plain lists: iterating Arrow-backed string columns element by element is ~10x slower.
+    rows = map("{},{}\n".format, positions["uscc"].tolist(), positions["tier"].tolist())
+    text = "".join(rows)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -90,7 +92,7 @@ def commit_plan(
     population); exclusions: uscc, reason; inspectors: inspector_id, unit, conflicts ((uscc, reason), ...).
     Nothing here depends on a seed: the draw is unknown until draw_plan gets a later published value."""
     pos = frame_positions(population)
-    where = dict(zip(pos["uscc"], zip(pos["tier"], pos["position"])))
+    where = dict(zip(pos["uscc"].tolist(), zip(pos["tier"].tolist(), pos["position"].tolist())))
     excl = []
     if exclusions is not None and len(exclusions):
         for u, reason in sorted(zip(exclusions["uscc"].astype(str), exclusions["reason"])):

@@ -22,6 +22,7 @@ import pandas as pd
 from scoring.intake.arrivals import SHANGHAI, set_arrival
 from scoring.world.base import DELIVERY_FORMAT, DELIVERY_TIME, XLSX_MAX_ROWS, stable_seed
 from scoring.world.build import build_world
+from scoring.world.xlsx_out import text_only, write_xlsx
 
 PIECE_ENTITIES = 250_000
 
@@ -138,9 +139,13 @@ def _write_parts(landing: Path, prov: str, feed: str, parts: list, as_of, say):
     say(f"writing {rel} ({rows:,} rows from {len(parts)} pieces, {fmt}, {enc or 'xlsx'})")
     path = landing / rel
     tmp = path.with_name(path.name + ".partial")
+    arrival = dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI)
     if fmt == "xlsx":  # small enough for a workbook: all parts at once
         frame = pd.concat([pd.read_pickle(f) for f, _, _ in parts], ignore_index=True)
-        frame.to_excel(tmp, index=False, engine="openpyxl")
+        if text_only(frame):
+            write_xlsx(frame, tmp, arrival)
+        else:
+            frame.to_excel(tmp, index=False, engine="openpyxl")
     else:
         with open(tmp, "w", encoding=enc, newline="") as fh:
             for i, (frame_path, _, _) in enumerate(parts):
@@ -151,7 +156,7 @@ def _write_parts(landing: Path, prov: str, feed: str, parts: list, as_of, say):
         labels.append(lab.assign(row_index=lab["row_index"] + before))
         before += n
     tmp.replace(path)
-    set_arrival(path, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
+    set_arrival(path, arrival)
     lab = pd.concat(labels, ignore_index=True)
     lab = lab.assign(file=str(rel), line=lab["row_index"] + 2)
     entry = {"file": str(rel), "rows": int(rows), "format": fmt, "encoding": enc or "xlsx"}

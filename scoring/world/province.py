@@ -41,13 +41,20 @@ from scoring.world.build import World, build_world
 from scoring.world.defects import inject_defects
 from scoring.world.frames import authority_names, delivery_frames, fmt_dates
 from scoring.world.params import DEFAULT_WORLD, WorldParams, load_world
+from scoring.world.xlsx_out import text_only, write_xlsx
 
 # --------------------------------------------------------------------------- writing
 
 
-def write_frame(df: pd.DataFrame, path: Path, fmt: str, encoding: str | None) -> None:
+def write_frame(
+    df: pd.DataFrame, path: Path, fmt: str, encoding: str | None, when: dt.datetime | None = None
+) -> None:
+    """One delivery file; a workbook made at ``when`` (the delivery's time) is written by
+    xlsx_out, reproducibly, where its values are all text."""
     tmp = path.with_name(path.name + ".partial")
-    if fmt == "xlsx":
+    if fmt == "xlsx" and when is not None and text_only(df):
+        write_xlsx(df, tmp, when)
+    elif fmt == "xlsx":
         df.to_excel(tmp, index=False, engine="openpyxl")
     else:
         df.to_csv(tmp, index=False, encoding=encoding)
@@ -283,10 +290,11 @@ def _write_feed(landing: Path, prov: str, feed: str, frame, labels, stamp: str, 
     rel = Path(prov) / f"{stamp}_{feed}.{fmt}"
     (landing / prov).mkdir(exist_ok=True)
     say(f"writing {rel} ({len(frame):,} rows, {fmt}, {enc or 'xlsx'})")
-    write_frame(frame, landing / rel, fmt, enc)
     # Providers deliver in the evening of the day the file is named for: its arrival time is
     # what a night's arrival cut (catch-up runs) compares with.
-    set_arrival(landing / rel, dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI))
+    arrival = dt.datetime.combine(as_of.date(), DELIVERY_TIME, tzinfo=SHANGHAI)
+    write_frame(frame, landing / rel, fmt, enc, arrival)
+    set_arrival(landing / rel, arrival)
     labels = labels.assign(file=str(rel), line=labels["row_index"] + 2)
     entry = {"file": str(rel), "rows": int(len(frame)), "format": fmt, "encoding": enc or "xlsx"}
     return entry, labels[["file", "line", "defect"]]
