@@ -82,7 +82,14 @@ class ChunkedSuite:
         for start in range(0, len(frame), self.chunk_rows):
             chunk = self._with_key_index(frame.iloc[start : start + self.chunk_rows])
             v = quality.validate_table(
-                self.ctx, self.table, chunk, self.cat, self.as_of, self.run_name, self.with_docs
+                self.ctx,
+                self.table,
+                chunk,
+                self.cat,
+                self.as_of,
+                self.run_name,
+                self.with_docs,
+                docs_now=False,
             )
             codes[start : start + len(chunk)] = v.reasons.to_numpy(dtype=object)
             v.reasons = v.reasons.iloc[0:0]  # given back: the parts keep their summaries only
@@ -109,11 +116,14 @@ class ChunkedSuite:
         return chunk
 
     def verdicts(self) -> quality.Verdicts:
-        """The suite's result over every piece (reasons were given back piece by piece)."""
+        """The suite's result over every piece (reasons were given back piece by piece); its
+        Data Docs pages rendered here, once for all its GX runs."""
+        # Chunks share suite, run and batch, so GX stores them under one key: render it once.
+        pending = list(dict.fromkeys(k for p in self.parts for k in p.docs_pending))
         return quality.Verdicts(
             reasons=pd.Series([], dtype="string"),
             summary=_add_up([p.summary for p in self.parts]),
-            docs_index=next((p.docs_index for p in reversed(self.parts) if p.docs_index), None),
+            docs_index=quality.build_docs(self.ctx, pending) if self.with_docs else None,
             success=all(p.success for p in self.parts),
         )
 

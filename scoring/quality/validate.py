@@ -44,6 +44,7 @@ class Verdicts:
     summary: list[dict] = field(default_factory=list)
     docs_index: str | None = None
     success: bool = True
+    docs_pending: list = field(default_factory=list)  # stored results whose pages wait
 
 
 def _suite_module(table: str):
@@ -90,8 +91,11 @@ def validate_table(
     as_of: str,
     run_name: str,
     with_docs: bool,
+    docs_now: bool = True,
 ) -> Verdicts:
-    """Validate a staged frame against the suite named after its table."""
+    """Validate a staged frame against the suite named after its table. ``docs_now=False``:
+    the result is stored for Data Docs, rendered later by ``build_docs`` with its identifier
+    (``Verdicts.docs_pending``): a table in many chunks renders its pages once, not per chunk."""
     suite = _suite_module(table).build_suite(catalogue, as_of)
     # GX hashes the whole batch; hand it only the columns its expectations read.
     used = _suite_columns(suite)
@@ -99,23 +103,38 @@ def validate_table(
     reasons = pd.Series("", index=frame.index, dtype="object")
     if frame.empty:
         return Verdicts(reasons=reasons.astype("string"))
-    vr = _run_checkpoint(ctx, table, suite, frame, as_of, run_name, with_docs)
+    key, vr = _run_checkpoint(ctx, table, suite, frame, as_of, run_name, (with_docs, docs_now))
     codes, summary, ok = _read_results(vr, len(frame))
-    docs = None
-    if with_docs:
-        sites = ctx.get_docs_sites_urls()
-        docs = sites[0]["site_url"] if sites else None
     return Verdicts(
         reasons=pd.Series(codes, index=frame.index).astype("string"),
         summary=summary,
-        docs_index=docs,
+        docs_index=docs_index(ctx) if with_docs and docs_now else None,
         success=ok,
+        docs_pending=[key] if with_docs and not docs_now else [],
     )
 
 
-def _run_checkpoint(ctx, table: str, suite, frame: pd.DataFrame, as_of, run_name, with_docs):
+def docs_index(ctx) -> str | None:
+    sites = ctx.get_docs_sites_urls()
+    return sites[0]["site_url"] if sites else None
+
+
+def build_docs(ctx, pending: list) -> str | None:
+    """Data Docs pages of the stored results ``pending`` (and the site's index), rendered once;
+    the index's address."""
+    if not pending:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctx.build_data_docs(resource_identifiers=list(pending))
+    return docs_index(ctx)
+
+
+def _run_checkpoint(ctx, table: str, suite, frame: pd.DataFrame, as_of, run_name, docs):
     """Run the table's checkpoint (asset, batch, suite and definition made or updated) on
-    ``frame``; its one validation result."""
+    ``frame``; (identifier, result) of its one validation. ``docs``: (with Data Docs, rendered
+    now)."""
+    with_docs, docs_now = docs
     import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
@@ -135,7 +154,7 @@ def _run_checkpoint(ctx, table: str, suite, frame: pd.DataFrame, as_of, run_name
         vd = ctx.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=table, data=bd, suite=suite)
         )
-        actions = [UpdateDataDocsAction(name="update_data_docs")] if with_docs else []
+        actions = [UpdateDataDocsAction(name="update_data_docs")] if with_docs and docs_now else []
         cp = ctx.checkpoints.add_or_update(
             gx.Checkpoint(
                 name=f"{table}_checkpoint",
@@ -150,7 +169,7 @@ def _run_checkpoint(ctx, table: str, suite, frame: pd.DataFrame, as_of, run_name
                 batch_parameters={"dataframe": frame},
                 run_id=RunIdentifier(run_name=run_name, run_time=run_time),
             )
-    return next(iter(res.run_results.values()))
+    return next(iter(res.run_results.items()))
 
 
 def _read_results(vr, n_rows: int) -> tuple[np.ndarray, list[dict], bool]:

@@ -213,3 +213,27 @@ def test_mandatory_fields_by_item_and_subject_type(ctx):
     )
     r = _reasons(ctx, df)
     assert ["missing_field" in x for x in r] == [True, False, True]
+
+
+def test_a_table_in_chunks_renders_its_data_docs_once(tmp_path, ctx):
+    """A chunked table's Data Docs built once at the end (not once per chunk), with the same
+    verdicts as one run without docs. GX keys a stored result by suite, run and batch, which the
+    chunks share: the table's page is its last chunk's run, as it was when each chunk rebuilt."""
+    from scoring.quality.chunks import validate_in_chunks
+
+    _, cat = ctx
+    df = _stg(
+        doc_number=["A", "A", "B", "C", "D"],
+        decision_date=["2026-05-01", "2026-05-01", "2026-07-15", "2019-01-01", "2026-05-01"],
+        publicity_end_date=["2026-11-01", "2026-11-01", "2027-01-15", "2019-06-01", "2026-04-01"],
+    )
+    df["decision_date"] = pd.to_datetime(df["decision_date"]).astype("datetime64[s]")
+    df["record_key"] = (df["doc_number"] + "|" + df["uscc"]).astype("string")
+    gx = gx_context(tmp_path / "gx")
+    v = validate_in_chunks(gx, "stg_record", df, cat, "2026-06-30", "night", True, chunk_rows=2)
+    assert list(v.reasons) == _reasons(ctx, df)
+    assert v.docs_index and v.docs_index.endswith("index.html")
+    site = tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    pages = sorted((site / "validations").rglob("*.html"))
+    assert [p.name for p in pages] == ["pipeline-stg_record.html"]
+    assert "stg_record" in (site / "index.html").read_text(encoding="utf-8")
