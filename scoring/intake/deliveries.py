@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scoring.common.catalogue import Catalogue
@@ -369,12 +371,31 @@ def _last_delivery_by_feed(history: pd.DataFrame) -> dict:
 
 def raw_values(raw_dir: Path, raw_index: dict[str, str], rows: pd.DataFrame) -> pd.Series:
     """The provider's own values (header → value) for these staged rows, read back per file (only
-    the rows asked for: the file's parts are filtered by line as they are read)."""
+    the rows asked for, a batch of the file at a time: memory follows the batch, not the file)."""
     out = pd.Series(pd.NA, index=rows.index, dtype="string")
     for path, part in rows.groupby("source_file", sort=True):
         lines = sorted({int(n) for n in part["line_no"]})
-        raw = pq.read_table(raw_dir / raw_index[path], filters=[("line_no", "in", lines)])
-        raw = raw.to_pandas()
+        raw = _raw_lines(raw_dir / raw_index[path], lines).to_pandas()
         by_line = pd.Series(ing.raw_json(raw).to_numpy(), index=raw["line_no"].to_numpy())
         out[part.index] = part["line_no"].map(by_line).to_numpy()
     return out
+
+
+RAW_BATCH_ROWS = 65_536
+
+
+def _raw_lines(path: Path, lines: list[int]) -> pa.Table:
+    """The rows of a raw file at these line numbers, in file order (what ``pq.read_table`` with a
+    line filter gives), read a batch at a time; a row group without one of them is not read."""
+    f = pq.ParquetFile(path)
+    wanted = pa.array(lines).cast(f.schema_arrow.field("line_no").type)
+    groups = [
+        i
+        for i in range(f.num_row_groups)
+        if pc.any(pc.is_in(f.read_row_group(i, columns=["line_no"])["line_no"], wanted)).as_py()
+    ]
+    kept = [
+        b.filter(pc.is_in(b.column("line_no"), wanted))
+        for b in f.iter_batches(RAW_BATCH_ROWS, row_groups=groups)
+    ]
+    return pa.Table.from_batches([b for b in kept if b.num_rows], schema=f.schema_arrow)

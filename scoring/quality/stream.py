@@ -21,6 +21,7 @@ decided from the counts per file added up here.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -166,6 +167,11 @@ def gate_staged(
             say(f"gate: validating {total:,} staged {what} rows in chunks of {chunk_rows:,}")
         for chunk in read_chunks(src.staged[table], chunk_rows):
             judge(n, chunk)
+            del chunk
+            # A chunk's frames sit in reference cycles (pandas, GX) that the collector's own
+            # schedule frees late: collected now, the next chunk reuses their memory instead of
+            # the process growing chunk by chunk.
+            gc.collect()
         if table == "stg_record":
             n.known = [concat_frames(n.known, columns=REF_COLUMNS)]
     for chunk in read_chunks(src.staged["unparsed"], chunk_rows):
