@@ -114,7 +114,10 @@ def rerun(
     work = folder / "partitions"
     shutil.rmtree(work, ignore_errors=True)
     say(f"rerun {run_id} ({mode}): {len(batches)} batches in {plan['partitions']} partition(s)")
-    worker_peak = part.evaluate_partitions(store, plan, cat, pol, work, f"rerun-{run_id}", say=say)
+    workers = 1 if part.in_one_process(plan) else None  # as the night: piece after piece here
+    worker_peak = part.evaluate_partitions(
+        store, plan, cat, pol, work, f"rerun-{run_id}", workers=workers, say=say
+    )
     folder.mkdir(parents=True, exist_ok=True)
     out_sha = part.canonical_sha256(plan, work, folder / "entity_score.csv")
     identical = out_sha == manifest["output_sha256"]

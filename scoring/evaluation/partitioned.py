@@ -44,6 +44,12 @@ from scoring.quality import validate as quality
 RECORDS_PER_PARTITION = (
     2_000_000  # ≈ 1.6 GB of a worker's memory per piece (3.75M records measured 2.9 GB)
 )
+# A night of at most RECORDS_PER_PARTITION records is evaluated by one process (the score step
+# itself): still in pieces of at most this many records, one after another, so that the process
+# holds a piece and not the night (300k entities, 930k records: 1.0 GB in one piece, 0.7 GB in
+# four). One core either way, so the same time; forked workers would hold more (each carries
+# pages of its parent copied on write).
+RECORDS_PER_PIECE = 262_144
 MAX_PARTITIONS = 256
 PIECE_ROW_GROUP = 16_384
 PIECES = ("entity_score", "active_entities", "canonical", "verdict")
@@ -57,13 +63,25 @@ COMPARE_COLUMNS = [
 ]  # what a policy migration shows
 
 
+def _records(batches: list[dict]) -> int:
+    return sum(int(b.get("rows") or 0) for b in batches if b["table_name"] == "records")
+
+
 def auto_partitions(batches: list[dict]) -> int:
-    """Enough partitions that none holds more than RECORDS_PER_PARTITION records (a power of two)."""
-    records = sum(int(b.get("rows") or 0) for b in batches if b["table_name"] == "records")
+    """Enough partitions that none holds more than RECORDS_PER_PARTITION records, or, for a night
+    one process evaluates (``in_one_process``), more than RECORDS_PER_PIECE (a power of two)."""
+    records = _records(batches)
+    per = RECORDS_PER_PIECE if records <= RECORDS_PER_PARTITION else RECORDS_PER_PARTITION
     k = 1
-    while k < MAX_PARTITIONS and records > k * RECORDS_PER_PARTITION:
+    while k < MAX_PARTITIONS and records > k * per:
         k *= 2
     return k
+
+
+def in_one_process(plan: dict) -> bool:
+    """Whether a night sized by ``auto_partitions`` is evaluated here, piece after piece, rather
+    than by worker processes."""
+    return _records(plan["batches"]) <= RECORDS_PER_PARTITION
 
 
 def make_plan(

@@ -136,6 +136,9 @@ def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> float:
     pieces = (pub.PUBLISHED_PIECE,) + (
         (RESULTS_COPY_PIECE,) if stored.copies_results(store) else ()
     )
+    # A night cut by size alone and small enough for one process is evaluated here, piece after
+    # piece (partitioned.RECORDS_PER_PIECE); a partition count asked for keeps its workers.
+    workers = 1 if not ctx.partitions and part.in_one_process(plan) else None
     return part.evaluate_partitions(
         store,
         plan,
@@ -143,6 +146,7 @@ def _evaluate_missing(ctx: RunContext, plan: dict, folder: Path) -> float:
         pol,
         folder,
         ctx.run_id,
+        workers=workers,
         say=lambda m: ctx.say(f"score: {m}"),
         after=partition_outputs,
         after_pieces=pieces,
