@@ -146,7 +146,9 @@ class BatchSpool:
                 continue
             t = pa.concat_tables(slices, promote_options="permissive")
             order = np.argsort(t.column(BUCKET_COLUMN).to_numpy(), kind="stable")
-            yield t.take(pa.array(order))
+            piece = t.take(pa.array(order))
+            del t, slices  # not held (nor their mapped pages) while the piece is written
+            yield piece
 
     def close(self) -> None:
         for path in self.parts:
@@ -183,6 +185,7 @@ class _RowGroups:
         self.held += table.num_rows
         if self.held >= ROW_GROUP_ROWS:
             t = pa.concat_tables(self.pending).combine_chunks()
+            self.pending = []  # the parts given back before the groups are encoded
             full = (t.num_rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS
             for start in range(0, full, ROW_GROUP_ROWS):
                 self._write(t.slice(start, ROW_GROUP_ROWS))
@@ -191,7 +194,8 @@ class _RowGroups:
 
     def flush(self) -> None:
         if self.held:
-            self._write(pa.concat_tables(self.pending).combine_chunks())
+            t, self.pending = pa.concat_tables(self.pending).combine_chunks(), []
+            self._write(t)
         self.pending, self.held = [], 0
 
     def _write(self, table: pa.Table) -> None:
