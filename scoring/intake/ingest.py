@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.intake import csv_stream as cs
+from scoring.intake import xlsx_stream as xs
 from scoring.intake.layouts import HEADER_SEARCH_ROWS, LayoutSet, locate_header
 from scoring.intake.readers import (  # noqa: F401 (RawFile re-exported)
     DEFAULT_LIMITS,
@@ -186,52 +187,54 @@ def open_file(
 ) -> tuple[RawFile, Iterator[RawFile]]:
     """(the file's head: layout, header, encoding, hash, no rows; its rows `chunk_rows` at a
     time, each chunk a RawFile with the unparseable rows among its lines). A CSV is read in blocks
-    of `block` bytes, never whole; an XLSX is read whole. Every verdict on the whole file
-    (UnusableFile, as read_file gives it) comes before the first chunk."""
+    of `block` bytes, never whole; an XLSX from its file, its sheet's rows a block of XML at a time
+    (csv_stream, xlsx_stream). Every verdict on the whole file (UnusableFile, as read_file gives
+    it) comes before the first chunk."""
     path = delivery_path(path)
     fh = _open_checked(path, max_bytes)
+    provider, pool = provider or path.parent.name, _pool(layouts, overrides)
     try:
         if fh.read(4) == b"PK\x03\x04" or path.name.lower().endswith(".xlsx"):
-            fh.seek(0)
-            raw = read_bytes(
-                fh.read(max_bytes + 1),
-                path.name,
-                provider or path.parent.name,
-                max_cells,
-                layouts,
-                overrides,
+            limits = replace(DEFAULT_LIMITS, max_cells=max_cells)
+            head, chunks = _open_rows(
+                path,
+                provider,
+                pool,
+                limits,
+                "xlsx",
+                lambda: xs.read_chunks(fh, _locator(pool), limits, chunk_rows, max_bytes + 1),
             )
-            raw.path = str(path)
-            fh.close()
-            return _head_of(raw), file_chunks(raw, chunk_rows)
-        head, chunks = _open_csv(
-            fh, path, provider or path.parent.name, layouts, overrides, chunk_rows, max_bytes, block
-        )
+        else:
+            head, chunks = _open_rows(
+                path,
+                provider,
+                pool,
+                DEFAULT_LIMITS,
+                "csv",
+                lambda: cs.read_chunks(
+                    fh, _locator(pool), DEFAULT_LIMITS, chunk_rows, max_bytes + 1, block
+                ),
+            )
     except BaseException:
         fh.close()
         raise
     return head, _Closing(chunks, fh)
 
 
-def _head_of(raw: RawFile) -> RawFile:
-    return replace(raw, rows=raw.rows.iloc[0:0], raw=raw.raw.iloc[0:0], bad_rows=raw.bad_rows[0:0])
-
-
-def _open_csv(fh, path, provider, layouts, overrides, chunk_rows, max_bytes, block):
-    pool, sha = _pool(layouts, overrides), ""
+def _open_rows(path, provider, pool, limits, file_format, read):
+    """(head, chunks) of a file read in chunks by `read()` -> (its head, its parts)."""
+    sha = ""
     try:
-        csv_head, parts = cs.read_chunks(
-            fh, _locator(pool), DEFAULT_LIMITS, chunk_rows, max_bytes + 1, block
-        )
-        sha = csv_head.sha256
-        header, layout, mapping, missing = _layout_of(csv_head.header, DEFAULT_LIMITS, pool)
+        got, parts = read()
+        sha = got.sha256
+        header, layout, mapping, missing = _layout_of(got.header, limits, pool)
     except Exception as exc:
         raise _as_unusable(exc, sha) from None
     head = RawFile(
         path=str(path),
         provider=provider,
-        encoding=csv_head.encoding,
-        file_format="csv",
+        encoding=got.encoding,
+        file_format=file_format,
         layout=layout,
         header=header,
         mapping=mapping,
@@ -239,15 +242,16 @@ def _open_csv(fh, path, provider, layouts, overrides, chunk_rows, max_bytes, blo
         rows=pd.DataFrame(),
         raw=pd.DataFrame(),
         sha256=sha,
-        n_bytes=csv_head.n_bytes,
-        header_line=csv_head.header_line,
-        header_rows=csv_head.header_rows,
+        n_bytes=got.n_bytes,
+        header_line=got.header_line,
+        header_rows=got.header_rows,
+        sheet=getattr(got, "sheet", None),
     )
 
     def chunks():
         try:
             for rows, bad in parts:
-                frame, raw, bad_rows = _shape(rows, bad, header, layout, mapping, DEFAULT_LIMITS)
+                frame, raw, bad_rows = _shape(rows, bad, header, layout, mapping, limits)
                 yield replace(head, rows=frame, raw=raw, bad_rows=bad_rows)
         except Exception as exc:
             raise _as_unusable(exc, sha) from None
@@ -261,7 +265,7 @@ def _as_unusable(exc: Exception, sha: str) -> UnusableFile:
         exc = UnusableFile(
             "unreadable_content", f"the reader failed on this file ({type(exc).__name__})"
         )
-    exc.sha256 = sha
+    exc.sha256 = sha or getattr(exc, "sha256", "")
     return exc
 
 
