@@ -187,9 +187,9 @@ def open_file(
 ) -> tuple[RawFile, Iterator[RawFile]]:
     """(the file's head: layout, header, encoding, hash, no rows; its rows `chunk_rows` at a
     time, each chunk a RawFile with the unparseable rows among its lines). A CSV is read in blocks
-    of `block` bytes, never whole; an XLSX from its file, its sheet's rows a block of XML at a time
-    (csv_stream, xlsx_stream). Every verdict on the whole file (UnusableFile, as read_file gives
-    it) comes before the first chunk."""
+    of `block` bytes, never whole; an XLSX from its file, its sheet's rows `block` bytes of
+    inflated XML at a time (csv_stream, xlsx_stream). Every verdict on the whole file
+    (UnusableFile, as read_file gives it) comes before the first chunk."""
     path = delivery_path(path)
     fh = _open_checked(path, max_bytes)
     provider, pool = provider or path.parent.name, _pool(layouts, overrides)
@@ -202,7 +202,9 @@ def open_file(
                 pool,
                 limits,
                 "xlsx",
-                lambda: xs.read_chunks(fh, _locator(pool), limits, chunk_rows, max_bytes + 1),
+                lambda: xs.read_chunks(
+                    fh, _locator(pool), limits, chunk_rows, max_bytes + 1, block
+                ),
             )
         else:
             head, chunks = _open_rows(

@@ -147,7 +147,7 @@ def _end_cell(cur: dict, book: Book) -> None:
 
 def sheet_records(book: Book, sheet: str) -> Iterator[list[tuple[int, list[str]]]]:
     """A sheet's rows as (row number, cells), as the sheet holds them: those of each block of
-    inflated XML (``xlsx_parts.BLOCK``) together, never the whole sheet's."""
+    inflated XML (``book.block`` bytes) together, never the whole sheet's."""
     limits = book.limits
     records: list[tuple[int, list[str]]] = []
     cur: dict = {
@@ -205,7 +205,7 @@ def sheet_records(book: Book, sheet: str) -> Iterator[list[tuple[int, list[str]]
                 )
             cur["text"].append(data)
 
-    for _ in parse_blocks(book.zf, sheet, start, end, text):
+    for _ in parse_blocks(book.zf, sheet, start, end, text, book.block):
         if records:
             yield records.copy()
             records.clear()

@@ -111,8 +111,10 @@ def shared_limit(budget: _Budget, sheets: list[str], shared: str) -> int:
     return sheet_bytes // SHARED_MIN_CELL_BYTES + SHARED_FREE
 
 
-def parse_blocks(zf: zipfile.ZipFile, name: str, start, end=None, text=None) -> Iterator[None]:
-    """Stream one XML part through expat with the given handlers, a block of inflated bytes at a
+def parse_blocks(
+    zf: zipfile.ZipFile, name: str, start, end=None, text=None, block: int = BLOCK
+) -> Iterator[None]:
+    """Stream one XML part through expat with the given handlers, `block` inflated bytes at a
     time; yields after each block (what the handlers gathered from it can be taken then)."""
     parser = expat.ParserCreate(namespace_separator=" ")
 
@@ -129,15 +131,15 @@ def parse_blocks(zf: zipfile.ZipFile, name: str, start, end=None, text=None) -> 
     parser.buffer_text = True
     with zf.open(name) as fh:
         while True:
-            block = fh.read(BLOCK)
+            data = fh.read(block)
             try:
-                parser.Parse(block, not block)
+                parser.Parse(data, not data)
             except expat.ExpatError as exc:
                 raise UnusableFile(
                     "malformed", f"XLSX part {name} is not well-formed XML (line {exc.lineno})"
                 ) from None
             yield
-            if not block:
+            if not data:
                 return
 
 
@@ -296,11 +298,13 @@ class Book:
     shared: list[str]
     date_styles: set[int]
     date1904: bool
+    block: int = BLOCK  # inflated bytes of a sheet parsed at a time
 
 
-def open_book(fh, n_bytes: int, limits: ReaderLimits) -> Book:
+def open_book(fh, n_bytes: int, limits: ReaderLimits, block: int = BLOCK) -> Book:
     """The workbook in `fh` (a seekable file or BytesIO of `n_bytes` bytes), every member
-    inflated once and counted first. Raises UnusableFile (run it under ``zip_errors``)."""
+    inflated once and counted first; its sheets to be parsed `block` bytes at a time. Raises
+    UnusableFile (run it under ``zip_errors``)."""
     try:
         zf = zipfile.ZipFile(fh)
     except zipfile.BadZipFile:
@@ -318,4 +322,4 @@ def open_book(fh, n_bytes: int, limits: ReaderLimits) -> Book:
         else []
     )
     date_styles = _date_styles(zf, styles_path) if styles_path else set()
-    return Book(zf, limits, sheets, shared, date_styles, date1904)
+    return Book(zf, limits, sheets, shared, date_styles, date1904, block)

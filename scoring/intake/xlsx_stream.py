@@ -79,12 +79,12 @@ def _choose(book: Book, locate) -> tuple[str, str, list, tuple]:
     return (*fallback, (0, 1, None))
 
 
-def read_chunks(fh, locate, limits: ReaderLimits, chunk_rows: int, limit: int):
+def read_chunks(fh, locate, limits: ReaderLimits, chunk_rows: int, limit: int, block: int = BLOCK):
     """(XlsxHead, chunks of (rows of strings: columns 0..width-1 and line_no, bad records as
     (line_no, reason, text))) of an XLSX delivery open as `fh` (seekable), as whole-file reading
     (`xlsx.read_xlsx`) gives them, `chunk_rows` at a time (a sheet without rows: one chunk without
-    rows). Every verdict on the whole file (UnusableFile, with the file's `sha256`) is given before
-    this returns."""
+    rows); its sheets parsed `block` inflated bytes at a time. Every verdict on the whole file
+    (UnusableFile, with the file's `sha256`) is given before this returns."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     sha, n_bytes, magic = digest(fh, limit)
@@ -93,7 +93,7 @@ def read_chunks(fh, locate, limits: ReaderLimits, chunk_rows: int, limit: int):
             raise UnusableFile("malformed", "named .xlsx but is not an XLSX (ZIP) file")
         with zip_errors():
             fh.seek(0)
-            book = open_book(fh, n_bytes, limits)
+            book = open_book(fh, n_bytes, limits, block)
             name, path, first, found = _choose(book, locate)
             first_line, header = header_of(first, found)
     except UnusableFile as exc:
