@@ -136,18 +136,25 @@ def _start_row(cur: dict, attrs, limits) -> None:
 
 def _end_cell(cur: dict, book: Book) -> None:
     raw = "".join(cur["text"])
-    as_date = cur["style"] in book.date_styles
-    value = _cell_value(raw, cur["type"], book.shared, as_date, book.date1904)
-    if value:
-        cur["cells"][cur["col"]] = value
+    if cur["keep"] is None or cur["rows_total"] < cur["keep"]:
+        as_date = cur["style"] in book.date_styles
+        value = _cell_value(raw, cur["type"], book.shared, as_date, book.date1904)
+        if value:
+            cur["cells"][cur["col"]] = value
+    elif cur["type"] == "s" and raw.strip():
+        book.shared[int(raw)]  # noqa: B018 (the one value that can fail: a string it names)
     cur["cells_total"] += 1
     if cur["cells_total"] > book.limits.max_cells:
         raise UnusableFile("too_large", f"XLSX has more than {book.limits.max_cells:,} cells")
 
 
-def sheet_records(book: Book, sheet: str) -> Iterator[list[tuple[int, list[str]]]]:
+def sheet_records(
+    book: Book, sheet: str, keep: int | None = None
+) -> Iterator[list[tuple[int, list[str]]]]:
     """A sheet's rows as (row number, cells), as the sheet holds them: those of each block of
-    inflated XML (``book.block`` bytes) together, never the whole sheet's."""
+    inflated XML (``book.block`` bytes) together, never the whole sheet's. With `keep`, only the
+    first `keep` rows are given; the rest are parsed and checked alike (every verdict on the
+    sheet) without their values being made."""
     limits = book.limits
     records: list[tuple[int, list[str]]] = []
     cur: dict = {
@@ -164,6 +171,7 @@ def sheet_records(book: Book, sheet: str) -> Iterator[list[tuple[int, list[str]]
         "last_row": 0,
         "rows_total": 0,
         "cells_total": 0,
+        "keep": keep,
     }
 
     def start(name, attrs):
@@ -190,9 +198,10 @@ def sheet_records(book: Book, sheet: str) -> Iterator[list[tuple[int, list[str]]
         elif local == "c" and cur["cells"] is not None:
             _end_cell(cur, book)
         elif local == "row" and cur["cells"] is not None:
-            cells = cur["cells"]
-            width = max(cells) + 1 if cells else 0
-            records.append((cur["row"], [cells.get(i, "") for i in range(width)]))
+            if keep is None or cur["rows_total"] < keep:
+                cells = cur["cells"]
+                width = max(cells) + 1 if cells else 0
+                records.append((cur["row"], [cells.get(i, "") for i in range(width)]))
             cur["rows_total"] += 1
             cur["cells"] = None
 

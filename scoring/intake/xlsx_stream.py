@@ -51,14 +51,9 @@ def digest(fh, limit: int) -> tuple[str, int, bytes]:
     return sha.hexdigest(), n, magic
 
 
-def _first_rows(book: Book, path: str) -> tuple[list[tuple[int, list[str]]], int]:
-    """(a sheet's first SEARCH_ROWS records, how many it has), the whole sheet parsed."""
-    first, n = [], 0
-    for batch in sheet_records(book, path):
-        if len(first) < SEARCH_ROWS:
-            first += batch[: SEARCH_ROWS - len(first)]
-        n += len(batch)
-    return first, n
+def _first_rows(book: Book, path: str) -> list[tuple[int, list[str]]]:
+    """A sheet's first SEARCH_ROWS records, the whole sheet parsed and checked."""
+    return [r for batch in sheet_records(book, path, keep=SEARCH_ROWS) for r in batch]
 
 
 def _choose(book: Book, locate) -> tuple[str, str, list, tuple]:
@@ -66,8 +61,8 @@ def _choose(book: Book, locate) -> tuple[str, str, list, tuple]:
     reading reads: the first whose header `locate` finds, else the first non-empty one."""
     fallback = None
     for name, path in book.sheets:
-        first, n = _first_rows(book, path)
-        if not n:
+        first = _first_rows(book, path)
+        if not first:
             continue
         found = locate([cells for _, cells in first]) if locate is not None else (0, 1, None)
         if found is None:
