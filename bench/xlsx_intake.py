@@ -1,12 +1,14 @@
 """Peak memory of reading one large XLSX delivery whole-file against in chunks.
 
     python -m bench.xlsx_intake --rows 300000 --dir /path/to/scratch [--chunk-rows 250000,50000]
+        [--strings shared|inline]
 
-Writes (once) a penalty workbook of `rows` rows with openpyxl's write-only writer (shared strings,
-dates as date cells), then reads it in a fresh process per mode: ``whole`` (read_file, then its
-rows in chunks as the night used to take them) and ``chunked`` (open_file). Each child prints its
-resident set after imports, its high-water mark (VmHWM), its wall time and a hash of every row it
-read (values, line numbers, quarantined rows), so both modes are seen to read the same rows.
+Writes (once) a penalty workbook of `rows` rows, its texts in the shared strings table as Excel
+writes them (or inline, by openpyxl's write-only writer), dates as date cells; then reads it in a
+fresh process per mode: ``whole`` (read_file, then its rows in chunks as the night used to take
+them) and ``chunked`` (open_file). Each child prints its resident set after imports, its
+high-water mark (VmHWM), its wall time and a hash of every row it read (values, line numbers,
+quarantined rows), so both modes are seen to read the same rows.
 """
 
 from __future__ import annotations
@@ -22,18 +24,14 @@ from pathlib import Path
 NAME = "20260331_penalty.xlsx"
 
 
-def make_workbook(path: Path, rows: int) -> None:
-    """A penalty delivery as a provider's export writes it: each row its own entity, decision
-    number and facts; dates as date cells; the fine as a number."""
-    import openpyxl
-
+def _rows(rows: int):
+    """(header, then each row): a penalty delivery as a provider's export holds it, each row its
+    own entity, decision number and facts; dates as dates; the fine as a number."""
     from scoring.intake.layouts import PENALTY
 
     header = PENALTY.standard_headers()
     col = {h: i for i, h in enumerate(header)}
-    wb = openpyxl.Workbook(write_only=True)
-    ws = wb.create_sheet("行政处罚")
-    ws.append(header)
+    yield header
     day0 = dt.datetime(2020, 1, 1)
     for i in range(rows):
         row = [None] * len(header)
@@ -53,9 +51,76 @@ def make_workbook(path: Path, rows: int) -> None:
         row[col["处罚决定日期"]] = day0 + dt.timedelta(days=i % 2000)
         row[col["处罚机关"]] = "哈尔滨市市场监督管理局"
         row[col["数据来源单位"]] = "哈尔滨市市场监督管理局"
+        yield row
+
+
+def make_inline(path: Path, rows: int) -> None:
+    """The workbook by openpyxl's write-only writer (inline strings)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("行政处罚")
+    for row in _rows(rows):
         ws.append(row)
     tmp = path.with_name(path.name + ".partial")
     wb.save(tmp)
+    tmp.replace(path)
+
+
+_NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG = 'xmlns="http://schemas.openxmlformats.org/package/2006/relationships"'
+
+
+def make_shared(path: Path, rows: int) -> None:
+    """The workbook with every text in the shared strings table, as Excel and WPS write it (each
+    distinct text once; dates as serials in a date format)."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    strings: dict[str, int] = {}
+    epoch = dt.datetime(1899, 12, 30)
+    tmp = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as out:
+            out.write(f"<worksheet {_NS}><sheetData>".encode())
+            for n, row in enumerate(_rows(rows), start=1):
+                cells = []
+                for v in row:
+                    if isinstance(v, str):
+                        cells.append(f'<c t="s"><v>{strings.setdefault(v, len(strings))}</v></c>')
+                    elif isinstance(v, dt.datetime):
+                        cells.append(f'<c s="1"><v>{(v - epoch).days}</v></c>')
+                    elif v is None:
+                        cells.append("<c/>")
+                    else:
+                        cells.append(f"<c><v>{v}</v></c>")
+                out.write(f'<row r="{n}">{"".join(cells)}</row>'.encode())
+            out.write(b"</sheetData></worksheet>")
+        sst = "".join(f"<si><t>{escape(t)}</t></si>" for t in strings)
+        z.writestr("xl/sharedStrings.xml", f'<sst {_NS} count="{len(strings)}">{sst}</sst>')
+        z.writestr(
+            "xl/styles.xml",
+            f'<styleSheet {_NS}><cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="14"/>'
+            "</cellXfs></styleSheet>",
+        )
+        z.writestr(
+            "_rels/.rels",
+            f'<Relationships {_PKG}><Relationship Id="r1" Type="{_REL}/officeDocument" '
+            'Target="xl/workbook.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook {_NS} xmlns:r="{_REL}"><sheets><sheet name="行政处罚" sheetId="1" '
+            'r:id="s1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            f'<Relationships {_PKG}><Relationship Id="s1" Type="{_REL}/worksheet" '
+            f'Target="worksheets/sheet1.xml"/><Relationship Id="ss" Type="{_REL}/sharedStrings" '
+            f'Target="sharedStrings.xml"/><Relationship Id="st" Type="{_REL}/styles" '
+            'Target="styles.xml"/></Relationships>',
+        )
     tmp.replace(path)
 
 
@@ -109,12 +174,14 @@ def main(argv=None) -> None:
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--dir", type=Path, required=True)
     ap.add_argument("--chunk-rows", default="250000,50000")
+    ap.add_argument("--strings", choices=["inline", "shared"], default="shared")
     args = ap.parse_args(argv)
-    folder = args.dir / f"xlsx{args.rows}" / "p"
+    suffix = "" if args.strings == "inline" else "-shared"
+    folder = args.dir / f"xlsx{args.rows}{suffix}" / "p"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / NAME
     if not path.exists():
-        make_workbook(path, args.rows)
+        (make_inline if args.strings == "inline" else make_shared)(path, args.rows)
     print(f"{path}: {path.stat().st_size:,} bytes, {args.rows:,} rows", flush=True)
     for chunk_rows in [int(c) for c in args.chunk_rows.split(",")]:
         for mode in ("whole", "chunked"):
