@@ -24,20 +24,37 @@ _COLUMN = re.compile(r"^([A-Z]{1,3})")
 SEARCH_ROWS = 10  # a sheet's first rows, where its header is looked for
 
 
+_CACHED = 4096  # distinct element names and column letters remembered (a hostile sheet has more)
+_LOCALS: dict[str, str] = {}
+_COLUMNS: dict[str, int | None] = {}
+_DIGITS = "0123456789"
+
+
 def _local(name: str) -> str:
-    return name.rsplit(" ", 1)[-1]
+    local = _LOCALS.get(name)
+    if local is None:
+        local = name.rsplit(" ", 1)[-1]
+        if len(_LOCALS) < _CACHED:
+            _LOCALS[name] = local
+    return local
 
 
 def _column_index(ref: str | None) -> int | None:
+    """The column of a cell reference's letters (A1 → 0), remembered by its letters: the trailing
+    digits stripped never change what the leading letters say."""
     if not ref:
         return None
-    m = _COLUMN.match(ref)
-    if not m:
-        return None
+    letters = ref.rstrip(_DIGITS)
+    if letters in _COLUMNS:
+        return _COLUMNS[letters]
+    m = _COLUMN.match(letters)
     n = 0
-    for ch in m.group(1):
+    for ch in m.group(1) if m else "":
         n = n * 26 + ord(ch) - 64
-    return n - 1
+    col = n - 1 if m else None
+    if len(_COLUMNS) < _CACHED:
+        _COLUMNS[letters] = col
+    return col
 
 
 def _number_text(v: str, as_date: bool, date1904: bool) -> str:
