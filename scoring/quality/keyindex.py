@@ -1,69 +1,98 @@
-"""Keys a chunked pass has seen, held as Arrow arrays: a key costs its bytes and an offset, not a
-Python object and a hash-table slot (a night's 1.5M record keys are tens of MB, not hundreds)."""
+"""Keys a chunked pass has seen, held as 128-bit digests: a key costs 16 bytes (24 with a value)
+whatever its length, and a lookup is a binary search, not a hash table rebuilt over every key
+held (at 3M entities the night's keys are tens of millions: strings and a per-chunk table were
+the gate's largest growing part).
+
+Two keys are the same when both halves of their digests are (two SipHash-2-4 hashes under
+different keys, pandas' ``hash_array``): two distinct keys of a night colliding in 128 bits is
+far less likely (about n² / 2¹²⁹, 10⁻²⁵ for 30M keys) than a disk returning a wrong byte."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+
+_HASH_KEYS = ("keyindex-half-a0", "keyindex-half-b1")  # 16 bytes each, as SipHash wants
+
+
+def digests(keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) 64-bit halves of each key's digest; keys must not be missing."""
+    text = keys.astype("string").to_numpy(dtype=object)
+    return tuple(pd.util.hash_array(text, hash_key=k, categorize=False) for k in _HASH_KEYS)
 
 
 class KeyIndex:
-    """Distinct string keys in the order first added, each with an optional integer value."""
+    """Distinct string keys, each with an optional integer value (the first one added)."""
 
     def __init__(self):
-        self._keys: list[pa.Array] = []
-        self._values: list[np.ndarray] = []
-        self._all: tuple[pa.Array, np.ndarray] | None = None
+        empty = np.zeros(0, np.uint64)
+        self._hi, self._lo, self._val = empty, empty, np.zeros(0, np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
 
-    @staticmethod
-    def _arrow(keys: pd.Series) -> pa.Array:
-        return pa.array(keys.astype("string"), type=pa.large_string(), from_pandas=True)
+    def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The held digests ordered by their first half (pending additions merged in: a stable
+        sort of sorted runs is a linear merge)."""
+        if self._pending:
+            parts = [(self._hi, self._lo, self._val), *self._pending]
+            hi, lo, val = (np.concatenate([p[i] for p in parts]) for i in range(3))
+            order = np.argsort(hi, kind="stable")
+            self._hi, self._lo, self._val = hi[order], lo[order], val[order]
+            self._pending = []
+        return self._hi, self._lo, self._val
 
-    def _combined(self) -> tuple[pa.Array, np.ndarray]:
-        if self._all is None:
-            keys = (
-                pa.chunked_array(self._keys, type=pa.large_string()).combine_chunks()
-                if self._keys
-                else pa.array([], type=pa.large_string())
-            )
-            values = np.concatenate(self._values) if self._values else np.zeros(0, np.int64)
-            self._keys, self._values = [keys], [values]
-            self._all = keys, values
-        return self._all
+    def _lookup(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Per digest its place among the held ones, -1 where it is not held."""
+        held_hi, held_lo, _ = self._merged()
+        out = np.full(len(hi), -1, dtype=np.int64)
+        if not len(hi) or not len(held_hi):
+            return out
+        left = np.searchsorted(held_hi, hi, "left")
+        right = np.searchsorted(held_hi, hi, "right")
+        one = np.flatnonzero(right - left == 1)
+        match = held_lo[left[one]] == lo[one]
+        out[one[match]] = left[one[match]]
+        # Held keys sharing a first half (about one pair in 10⁶ at 30M keys): scan the run.
+        for i in np.flatnonzero(right - left > 1):
+            same = np.flatnonzero(held_lo[left[i] : right[i]] == lo[i])
+            if len(same):
+                out[i] = left[i] + same[0]
+        return out
 
-    def positions(self, keys: pd.Series) -> np.ndarray:
-        """Per key its position among the keys held, -1 where it is not held (or missing)."""
-        held, _ = self._combined()
-        if not len(keys) or not len(held):
-            return np.full(len(keys), -1, dtype=np.int64)
-        found = pc.index_in(self._arrow(keys), value_set=held)
-        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    def _places(self, keys: pd.Series) -> np.ndarray:
+        out = np.full(len(keys), -1, dtype=np.int64)
+        present = keys.notna().to_numpy()
+        if present.any():
+            hi, lo = digests(keys[present])
+            out[present] = self._lookup(hi, lo)
+        return out
 
     def contains(self, keys: pd.Series) -> np.ndarray:
-        return self.positions(keys) >= 0
+        return self._places(keys) >= 0
 
     def values(self, keys: pd.Series) -> np.ndarray:
         """Per key the value it was added with (-1 where it is not held)."""
-        pos = self.positions(keys)
-        _, values = self._combined()
-        return np.where(pos >= 0, values[np.maximum(pos, 0)] if len(values) else -1, -1)
+        place = self._places(keys)
+        _, _, val = self._merged()
+        return np.where(place >= 0, val[np.maximum(place, 0)] if len(val) else -1, -1)
 
     def add(self, keys: pd.Series, values: np.ndarray | None = None) -> None:
         """Hold the keys not held yet (missing keys are never held); the first value wins."""
-        keep = keys.notna().to_numpy() & ~self.contains(keys)
-        fresh = keys[keep]
-        first = ~fresh.duplicated(keep="first").to_numpy()
+        present = keys.notna().to_numpy()
+        if not present.any():
+            return
+        hi, lo = digests(keys[present])
+        fresh = self._lookup(hi, lo) < 0
+        pair = pd.DataFrame({"hi": hi[fresh], "lo": lo[fresh]})
+        first = ~pair.duplicated(keep="first").to_numpy()
         if not first.any():
             return
         vals = (
-            np.asarray(values)[keep][first]
+            np.asarray(values)[present][fresh][first]
             if values is not None
-            else np.zeros(first.sum(), np.int64)
+            else np.zeros(int(first.sum()), np.int64)
         )
-        self._keys.append(self._arrow(fresh[first]))
-        self._values.append(vals.astype(np.int64))
-        self._all = None
+        new_hi = hi[fresh][first]
+        order = np.argsort(new_hi, kind="stable")
+        self._pending.append((new_hi[order], lo[fresh][first][order], vals.astype(np.int64)[order]))
         self.size += int(first.sum())

@@ -71,7 +71,7 @@ def staged_rows(path: Path) -> int:
 
 class ResendIndex:
     """(record_key, content_sha) → the file it first came in, over the chunks so far (held as
-    Arrow arrays, ``keyindex.KeyIndex``): what ``resends.split_resends`` decides over a whole
+    128-bit digests, ``keyindex.KeyIndex``): what ``resends.split_resends`` decides over a whole
     table, decided chunk by chunk."""
 
     def __init__(self):
