@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from scoring.intake.ingest import open_file, read_bytes
 from scoring.intake.layouts import PENALTY
 from scoring.intake.readers import UnusableFile
+from scoring.world.xlsx_out import column_letter
 
 SETTINGS = settings(
     max_examples=120,
@@ -41,15 +42,6 @@ STYLES = (
     '<xf numFmtId="0"/><xf numFmtId="14"/><xf numFmtId="164"/><xf numFmtId="165"/></cellXfs>'
     "</styleSheet>"
 )
-
-
-def _letters(i: int) -> str:
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(65 + r) + out
-    return out
 
 
 class _Strings:
@@ -87,7 +79,7 @@ def _sheet(rows: list[tuple[int | None, list, bool]], strings) -> str:
     for n, cells, refs in rows:
         r = f' r="{n}"' if n is not None else ""
         xml = "".join(
-            _cell(f"{_letters(i)}{n or 1}" if refs else None, v, strings)
+            _cell(f"{column_letter(i)}{n or 1}" if refs else None, v, strings)
             for i, v in enumerate(cells)
             if not (refs and v is None)
         )
