@@ -53,9 +53,11 @@ def text_only(df: pd.DataFrame) -> bool:
     for col in df.columns:
         values = df[col]
         filled = values[values.notna()]
+        if filled.empty:  # a blank column, whatever its dtype
+            continue
         if not all(isinstance(v, str) for v in filled.tolist()):
             return False
-        if filled.str.startswith("=").any() and (filled.str.len() > 1).any():
+        if (filled.str.startswith("=") & (filled.str.len() > 1)).any():
             return False
     return all(isinstance(c, str) for c in df.columns)
 

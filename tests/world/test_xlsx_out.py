@@ -54,6 +54,7 @@ def test_anything_but_text_is_left_to_pandas(tmp_path):
     assert text_only(_frame())
     assert not text_only(pd.DataFrame({"金额": [1.5, None]}))
     assert not text_only(pd.DataFrame({"公式": ["=SUM(A1:A2)"]}))
+    assert text_only(pd.DataFrame({"等号": ["=", "ab"], "空": [float("nan")] * 2}))
     numbers = pd.DataFrame({"金额": [1.5, 2.0]})
     write_frame(numbers, tmp_path / "n.xlsx", "xlsx", None, WHEN)
     assert b't="n"' in _part(tmp_path / "n.xlsx", "xl/worksheets/sheet1.xml")
