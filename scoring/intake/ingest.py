@@ -42,15 +42,14 @@ from scoring.intake.readers import (  # noqa: F401 (RawFile re-exported)
 )
 from scoring.intake.staging import (  # noqa: F401 (re-exported)
     RECORD_CONTENT,
-    STG_CHANGE_COLUMNS,
     STG_ENTITY_COLUMNS,
     STG_RECORD_COLUMNS,
     record_content_hash,
     record_key,
-    stage_changes,
     stage_entities,
     stage_records,
 )
+from scoring.intake.staging_changes import STG_CHANGE_COLUMNS, stage_changes  # noqa: F401
 from scoring.intake.values import (  # noqa: F401 (re-exported)
     MAX_AMOUNT_YUAN,
     clean_text,

@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoring.intake.staging import STG_CHANGE_COLUMNS, STG_ENTITY_COLUMNS, STG_RECORD_COLUMNS
+from scoring.intake.staging import STG_ENTITY_COLUMNS, STG_RECORD_COLUMNS
+from scoring.intake.staging_changes import STG_CHANGE_COLUMNS
 
 UNPARSED_COLUMNS = ["line_no", "reason", "raw", "path", "provider"]
 # kind of staged rows → the staged table's file name (scoring.history.folders.RunFolder)

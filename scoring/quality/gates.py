@@ -16,7 +16,7 @@ from scoring.common.frames import concat_frames
 from scoring.common.law import SIMPLIFIED, SIMPLIFIED_REASON
 from scoring.intake.deliveries import MISSING_COLUMNS
 from scoring.intake.ingest import record_content_hash, record_key
-from scoring.intake.staging import STG_CHANGE_COLUMNS
+from scoring.intake.staging_changes import STG_CHANGE_COLUMNS
 from scoring.quality import validate as quality
 from scoring.quality.changes import annotate_changes
 from scoring.quality.chunks import DEFAULT_CHUNK_ROWS, validate_in_chunks

@@ -155,7 +155,7 @@ def _validate_staged(rec, chg, stored_ent):
 
 
 def test_changes_with_no_record_stored_or_staged_are_quarantined_not_raised():
-    from scoring.intake.staging import stage_changes
+    from scoring.intake.staging_changes import stage_changes
 
     chg = _staged(
         "操作类型,原文书编号,统一社会信用代码,生效日期\n撤销,D9,91330100799655058B,2026-06-01\n",
