@@ -64,7 +64,8 @@ def run_child(args: list[str], env: dict, label: str, timeout: float | None = No
         t = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "scoring.cli", *args, "--json"],
-            env={**os.environ, **env},
+            # BENCH_CHILD_LOGS: the child says its progress, kept by _keep_log
+            env={**os.environ, **env, **_verbose()},
             stdout=out,
             stderr=err,
             text=True,
@@ -94,6 +95,7 @@ def run_child(args: list[str], env: dict, label: str, timeout: float | None = No
         answer = json.loads(text[text.index("{") :]) if "{" in text else {}
     except ValueError:
         answer = {}
+    _keep_log(label, errors)
     if timed_out[0]:
         print(f"  {label}: stopped after {timeout:.0f} s (timeout); last lines: {_tail(errors)}")
     elif proc.returncode != 0:
@@ -106,6 +108,19 @@ def run_child(args: list[str], env: dict, label: str, timeout: float | None = No
         "code": proc.returncode,
         "tree_gb": tree_peak[0],
     }
+
+
+def _verbose() -> dict:
+    return {"CREDIT_VERBOSE": "1"} if os.environ.get("BENCH_CHILD_LOGS") else {}
+
+
+def _keep_log(label: str, text: str) -> None:
+    """The child's progress lines kept under BENCH_CHILD_LOGS (where a step's time went)."""
+    folder = os.environ.get("BENCH_CHILD_LOGS")
+    if folder:
+        name = "".join(c if c.isalnum() else "_" for c in label).strip("_") + ".log"
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 def _tail(text: str) -> list[str]:

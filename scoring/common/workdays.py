@@ -39,8 +39,7 @@ class CalendarUnknown(ValueError):
         self.year = year
 
 
-def _calendar_dir() -> Path:
-    return Path(os.environ.get("CREDIT_CALENDAR_DIR") or CALENDAR_DIR)
+_CALENDAR_DIR_TEXT = str(CALENDAR_DIR)
 
 
 def _days(spec) -> set[dt.date]:
@@ -72,7 +71,8 @@ def _config_year(folder: str, year: int) -> dict | None:
 
 def config_year(year: int) -> dict | None:
     """The notice for ``year`` from config/calendar/, or None."""
-    return _config_year(str(_calendar_dir()), year)
+    # Asked once per day counted: the folder's name, not a Path, is the cache key.
+    return _config_year(os.environ.get("CREDIT_CALENDAR_DIR") or _CALENDAR_DIR_TEXT, year)
 
 
 def source_of(year: int) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionDtype, take
 
 from scoring.common.law import (
     COURT_LISTING_ITEMS,
@@ -24,10 +25,26 @@ CORRECTABLE = {
 }
 
 
-def _by_key(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """``values`` (indexed by record key) looked up for each key; missing keys give NA. Works for
-    empty lookups of any dtype (Series.map with an empty datetime Series raises TypeError)."""
-    return values.reindex(keys.to_numpy()).to_numpy()
+class KeyLookup:
+    """The records' keys factorized once, so that each lookup of values by key costs the size of
+    the values rather than of the records (a night's partition holds hundreds of thousands of
+    records and a few thousand changed ones, looked up a dozen times)."""
+
+    def __init__(self, keys: pd.Series):
+        self._codes, uniques = pd.factorize(keys.to_numpy())
+        self._uniques = pd.Index(uniques)
+
+    def __call__(self, values: pd.Series) -> np.ndarray:
+        """``values`` (indexed by record key) for each record, as ``values.reindex(keys)`` gives
+        them: a key not among them gives the dtype's NA (bool and int promoted as reindex does)."""
+        where = np.full(len(self._uniques) + 1, -1, dtype=np.intp)  # the last: a missing key
+        pos = self._uniques.get_indexer(values.index)
+        found = pos >= 0
+        where[pos[found]] = np.flatnonzero(found)
+        idx = where[self._codes]
+        if isinstance(values.dtype, ExtensionDtype):
+            return values.array.take(idx, allow_fill=True).to_numpy()
+        return take(values.to_numpy(), idx, allow_fill=True)
 
 
 OBJECTION_COLUMNS = {
@@ -66,21 +83,22 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
     ]
     ch = changes.sort_values(order, kind="stable")
     key = r["record_key"]
+    by_key = KeyLookup(key)
     r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = (
         "revoked"
     )
     cor = ch[ch["op"] == "correct"]
     if len(cor):
-        _apply_corrections(r, cor)
+        _apply_corrections(r, cor, by_key)
     rep = ch[ch["op"] == "repair"].groupby("record_key")["effective_date"].min()
     r["repaired_date"] = pd.to_datetime(
-        pd.Series(_by_key(pd.to_datetime(rep), key), index=r.index)
+        pd.Series(by_key(pd.to_datetime(rep)), index=r.index)
     ).astype("datetime64[s]")
-    _apply_objections(r, ch, as_of)
+    _apply_objections(r, ch, as_of, by_key)
     return r
 
 
-def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame) -> None:
+def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame, by_key: KeyLookup) -> None:
     """Each field a correction carries replaces the record's (the latest correction wins)."""
     key = r["record_key"]
     for new, col in CORRECTABLE.items():
@@ -91,7 +109,7 @@ def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame) -> None:
         )[new]
         if latest.empty:
             continue
-        v = pd.Series(_by_key(latest, key), index=r.index)
+        v = pd.Series(by_key(latest), index=r.index)
         if col.endswith("_date"):
             old = pd.to_datetime(r[col]) if col in r else pd.Series(pd.NaT, index=r.index)
             r[col] = old.where(v.isna(), pd.to_datetime(v)).astype("datetime64[s]")
@@ -102,7 +120,7 @@ def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame) -> None:
     if "new_subject_code" in cor:
         latest = cor[cor["new_subject_code"].notna()].drop_duplicates("record_key", keep="last")
         v = pd.Series(
-            _by_key(latest.set_index("record_key")["new_subject_code"], key),
+            by_key(latest.set_index("record_key")["new_subject_code"]),
             index=r.index,
             dtype="string",
         )
@@ -135,30 +153,36 @@ def _align_penalty_grade(r: pd.DataFrame, cor: pd.DataFrame) -> None:
         r.loc[by_item, "grade"] = item[by_item].map(PENALTY_GRADE_BY_ITEM)
 
 
-def _apply_objections(r: pd.DataFrame, ch: pd.DataFrame, as_of) -> None:
+def _apply_objections(r: pd.DataFrame, ch: pd.DataFrame, as_of, by_key: KeyLookup) -> None:
     key = r["record_key"]
     items = r["item_code"].astype("string")
+    # The calendar asks only about keys with changes: the severe and court sets need no others.
+    changed = key.isin(ch["record_key"].unique()).to_numpy()
     cal = objection_calendar(
         ch,
         as_of,
-        severe_keys=set(key[items.isin(SEVERE_LIST_ITEMS).fillna(False)]),
-        court_keys=set(key[items.isin(COURT_LISTING_ITEMS).fillna(False)]),
+        severe_keys=set(
+            key[changed & items.isin(SEVERE_LIST_ITEMS).fillna(False).to_numpy(dtype=bool)]
+        ),
+        court_keys=set(
+            key[changed & items.isin(COURT_LISTING_ITEMS).fillna(False).to_numpy(dtype=bool)]
+        ),
     ).set_index("record_key")
     if not len(cal):
         return
-    state = pd.Series(_by_key(cal["state"], key), index=r.index, dtype="string")
+    state = pd.Series(by_key(cal["state"]), index=r.index, dtype="string")
     r["objection_state"] = state
     r["objection_pending"] = state.isin(["pending", "overdue", "referred"]).to_numpy()
-    r["objection_received"] = pd.Series(_by_key(cal["received"], key), index=r.index).astype(
+    r["objection_received"] = pd.Series(by_key(cal["received"]), index=r.index).astype(
         "datetime64[s]"
     )
-    r["objection_due"] = pd.Series(_by_key(cal["decision_due"], key), index=r.index).astype(
+    r["objection_due"] = pd.Series(by_key(cal["decision_due"]), index=r.index).astype(
         "datetime64[s]"
     )
-    r["objection_decided"] = pd.Series(_by_key(cal["decided"], key), index=r.index).astype(
+    r["objection_decided"] = pd.Series(by_key(cal["decided"]), index=r.index).astype(
         "datetime64[s]"
     )
-    unknown = pd.Series(_by_key(cal["calendar_unknown"], key), index=r.index)
+    unknown = pd.Series(by_key(cal["calendar_unknown"]), index=r.index)
     r["objection_calendar_unknown"] = unknown.fillna(False).astype(bool)
     withdrawn = (state == "upheld").fillna(False).to_numpy() & ~r["corrected"].to_numpy(dtype=bool)
     r.loc[withdrawn & (r["status"] == "active").to_numpy(), "status"] = "objection_upheld"
