@@ -185,19 +185,37 @@ def mark_seen_before(stg_rec: pd.DataFrame, stored_rec: pd.DataFrame, correction
     return stg_rec
 
 
-def registered_dates(usccs: pd.Series, registers: list[pd.DataFrame]) -> pd.Series:
+def registered_dates(
+    usccs: pd.Series, registers: list[pd.DataFrame], lookup: pd.Series | None = None
+) -> pd.Series:
     """Each USCC's registration date (``datetime64[s]``, NaT where unknown) from the registers
-    given, later ones winning. Any of them may be empty, lack the columns, or hold dates of any
-    type or none that parse (a damaged register file): what does not parse is unknown, never an
-    error. A record whose entity has no known date is judged by the suite, not here."""
+    given, later ones winning, and ``lookup`` (a ``register_lookup``) over them all. Any of them
+    may be empty, lack the columns, or hold dates of any type or none that parse (a damaged
+    register file): what does not parse is unknown, never an error. A record whose entity has no
+    known date is judged by the suite, not here."""
     parts = [p for p in (register_frame(reg) for reg in registers) if p is not None]
     out = pd.Series(pd.NaT, index=usccs.index, dtype="datetime64[s]")
-    if not parts:
-        return out
-    reg = pd.concat(parts, ignore_index=True).dropna(subset=["uscc"])
-    reg = reg.drop_duplicates("uscc", keep="last").set_index("uscc")["registered_date"]
-    found = reg.reindex(usccs.astype("string").to_numpy())
-    return pd.Series(found.to_numpy(dtype="datetime64[s]"), index=usccs.index)
+    if parts:
+        reg = register_lookup(pd.concat(parts, ignore_index=True))
+        found = reg.reindex(usccs.astype("string").to_numpy())
+        out = pd.Series(found.to_numpy(dtype="datetime64[s]"), index=usccs.index)
+    if lookup is not None and len(lookup):
+        pos = lookup.index.get_indexer(usccs.astype("string").to_numpy())
+        hit = pos >= 0
+        out = out.copy()
+        out.iloc[np.flatnonzero(hit)] = lookup.to_numpy(dtype="datetime64[s]")[pos[hit]]
+    return out
+
+
+def register_lookup(reg: pd.DataFrame | None) -> pd.Series | None:
+    """A register as USCC → registration date, later rows winning: made once for a night's
+    register, the hash table of its index serves every chunk that asks (rebuilt per chunk over
+    the 3M-entity register it cost seconds each)."""
+    part = register_frame(reg)
+    if part is None:
+        return None
+    part = part.dropna(subset=["uscc"]).drop_duplicates("uscc", keep="last")
+    return part.set_index("uscc")["registered_date"]
 
 
 def register_frame(reg: pd.DataFrame | None) -> pd.DataFrame | None:

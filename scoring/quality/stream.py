@@ -133,6 +133,7 @@ class _Night:
     out: Outcome = field(default_factory=Outcome)
     resends: ResendIndex = field(default_factory=ResendIndex)
     register: pd.DataFrame | None = None
+    register_dates: pd.Series | None = None
     named: set = field(default_factory=set)
     known: list = field(default_factory=list)
     opens: pd.DataFrame | None = None
@@ -172,6 +173,8 @@ def gate_staged(
             # schedule frees late: collected now, the next chunk reuses their memory instead of
             # the process growing chunk by chunk.
             gc.collect()
+        if table == "stg_entity":
+            n.register_dates, n.register = qg.register_lookup(n.register), None
         if table == "stg_record":
             n.known = [concat_frames(n.known, columns=REF_COLUMNS)]
     for chunk in read_chunks(src.staged["unparsed"], chunk_rows):
@@ -234,7 +237,7 @@ def _records(n: _Night, rec: pd.DataFrame) -> None:
         earlier = n.src.earlier(stored_rec, [])
         rec, again = split_earlier_resends(rec, earlier["records"])
         _exclude(n, "exclusions.earlier", again)
-    rec["registered_date"] = qg.registered_dates(rec["uscc"], [stored_ent, n.register])
+    rec["registered_date"] = qg.registered_dates(rec["uscc"], [stored_ent], n.register_dates)
     reasons = n.suites["records"].validate(rec)
     accepted = rec[reasons == ""]
     if len(accepted):
