@@ -134,7 +134,7 @@ class _Night:
     resends: ResendIndex = field(default_factory=ResendIndex)
     register: pd.DataFrame | None = None
     register_dates: pd.Series | None = None
-    named: set = field(default_factory=set)
+    named: pd.Index = field(default_factory=lambda: pd.Index([]))
     known: list = field(default_factory=list)
     opens: pd.DataFrame | None = None
 
@@ -185,14 +185,16 @@ def gate_staged(
 
 def _read_change_keys(n: _Night, chunk_rows: int) -> None:
     """The record keys the night's changes name, and its objection filings: keys and dates only."""
-    opens = []
+    opens, named = [], []
     path = n.src.staged["stg_change"]
     if not staged_rows(path) or "record_key" not in pq.read_schema(path).names:
         return
     for chunk in read_chunks(path, chunk_rows, columns=["record_key", "op", "effective_date"]):
-        n.named.update(chunk["record_key"].dropna().tolist())
+        named.append(np.asarray(chunk["record_key"].dropna().unique(), dtype=object))
         opens.append(chunk[chunk["op"].isin(OPENING_OPS).fillna(False).to_numpy(dtype=bool)])
     n.opens = pd.concat(opens, ignore_index=True)
+    # An Index keeps its hash table: every record chunk asks it, none rebuilds it.
+    n.named = pd.Index(pd.unique(np.concatenate(named))) if named else pd.Index([])
 
 
 def _entities(n: _Night, ent: pd.DataFrame) -> None:
@@ -247,7 +249,7 @@ def _records(n: _Night, rec: pd.DataFrame) -> None:
             accepted,
             accepted.drop(columns=["seen_before", "registered_date", "bad_values"]),
         )
-        named = accepted["record_key"].isin(n.named).to_numpy(dtype=bool)
+        named = n.named.get_indexer(accepted["record_key"].to_numpy()) >= 0
         if named.any():
             n.known.append(accepted.reindex(columns=REF_COLUMNS)[named])
     _quarantine_rows(n, rec, reasons)

@@ -51,6 +51,11 @@ def _suite_module(table: str):
     return importlib.import_module(f"expectations.{table}")
 
 
+def build_suite(table: str, catalogue: Catalogue, as_of: str):
+    """The suite named after ``table`` for the catalogue and as-of date."""
+    return _suite_module(table).build_suite(catalogue, as_of)
+
+
 def gx_context(docs_root: Path | None):
     """A GX context: file-backed (with Data Docs) when a folder is given, else ephemeral."""
     import great_expectations as gx  # lazy: GX takes seconds to import and only gating needs it
@@ -92,11 +97,14 @@ def validate_table(
     run_name: str,
     with_docs: bool,
     docs_now: bool = True,
+    suite=None,
 ) -> Verdicts:
     """Validate a staged frame against the suite named after its table. ``docs_now=False``:
     the result is stored for Data Docs, rendered later by ``build_docs`` with its identifier
-    (``Verdicts.docs_pending``): a table in many chunks renders its pages once, not per chunk."""
-    suite = _suite_module(table).build_suite(catalogue, as_of)
+    (``Verdicts.docs_pending``): a table in many chunks renders its pages once, not per chunk.
+    ``suite``: the table's suite as ``build_suite`` made it for ``as_of`` (a chunked table's
+    runs share one)."""
+    suite = suite if suite is not None else build_suite(table, catalogue, as_of)
     # GX hashes the whole batch; hand it only the columns its expectations read.
     used = _suite_columns(suite)
     frame = frame[[c for c in frame.columns if c in used]].reset_index(drop=True)
