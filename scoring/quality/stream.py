@@ -157,6 +157,20 @@ def gate_staged(
         for t, suite in qg_suites()
     }
     n = _Night(src, sinks, suites, cat, run_id)
+    # What exists before the first chunk (modules, GX's context) is set aside from the
+    # collections after each chunk: collecting walks only what the chunks made.
+    gc.collect()
+    gc.freeze()
+    try:
+        _judge_tables(n, say, chunk_rows)
+    finally:
+        gc.unfreeze()
+    n.out.validations = {t: s.verdicts() for t, s in suites.items() if s.ran}
+    return n.out
+
+
+def _judge_tables(n: _Night, say: Callable[[str], None], chunk_rows: int) -> None:
+    src = n.src
     _read_change_keys(n, chunk_rows)
     for what, table, judge in (
         ("register", "stg_entity", _entities),
@@ -179,8 +193,6 @@ def gate_staged(
             n.known = [concat_frames(n.known, columns=REF_COLUMNS)]
     for chunk in read_chunks(src.staged["unparsed"], chunk_rows):
         _quarantine(n, unparsed_quarantine(chunk))
-    n.out.validations = {t: s.verdicts() for t, s in suites.items() if s.ran}
-    return n.out
 
 
 def _read_change_keys(n: _Night, chunk_rows: int) -> None:
