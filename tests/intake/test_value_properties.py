@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.common.text import identity_one, identity_text, shown
-from scoring.intake.values import parse_amounts, parse_dates
+from scoring.intake.values import _parse_date_texts, parse_amounts, parse_dates
 
 FULLWIDTH = {ord(c): ord(c) + 0xFEE0 for c in "0123456789"}
 PREFIXES = st.sampled_from(["哈市监罚", "黑环罚", "（2026）黑01执", "京税稽罚", "ABC"])
@@ -83,6 +83,48 @@ def test_every_written_form_of_a_date_reads_back(d, form):
 def test_an_impossible_time_is_a_bad_value(h, m):
     got, bad = parse_dates(pd.Series([f"2026-06-30 {h}:{m:02d}"]))
     assert bad[0] and pd.isna(got[0])
+
+
+DATE_BITS = st.sampled_from(
+    [
+        "2026",
+        "1999",
+        "06",
+        "6",
+        "30",
+        "31",
+        "13",
+        "0",
+        "-",
+        "/",
+        ".",
+        "年",
+        "月",
+        "日",
+        " ",
+        "T",
+        ":",
+        "\n",
+        "\u3000",
+        "２",
+        "０",
+        "46203",
+        "20260630",
+        "12:00",
+        "x",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(DATE_BITS, max_size=7).map("".join)), max_size=12))
+def test_plain_dates_read_by_arrow_as_the_text_steps_read_them(texts):
+    """The quick reading of plain ASCII dates gives what every text step gives, for any mix."""
+    s = pd.Series(texts, dtype=object, index=pd.RangeIndex(3, 3 + len(texts)), name="d")
+    got, bad = parse_dates(s)
+    want, want_bad = _parse_date_texts(s)
+    pd.testing.assert_series_equal(got, want)
+    pd.testing.assert_series_equal(bad, want_bad.astype(bool))
 
 
 def test_impossible_dates_and_words_are_bad_values():
