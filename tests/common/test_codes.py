@@ -104,6 +104,22 @@ def test_normalise_code_handles_case_spaces_and_full_width():
     assert out.isna().iloc[2] and out.isna().iloc[3]
 
 
+CODE_BITS = st.sampled_from(
+    ["9133", "0100", "X", "b", "Ｂ", "９", " ", "\u3000", "\t", "ß", "-", "é", "", "ｘ"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(CODE_BITS, max_size=6).map("".join)), max_size=10))
+def test_plain_codes_pass_through_as_the_text_steps_leave_them(texts):
+    """Plain upper-case ASCII codes skip the text steps; the result is what every step gives."""
+    import pandas as pd
+
+    s = pd.Series(texts, dtype=object, index=pd.RangeIndex(5, 5 + len(texts)), name="uscc")
+    slow = codes._normalise_code_texts(s.astype("string"))
+    pd.testing.assert_series_equal(codes.normalise_code(s), slow)
+
+
 @pytest.mark.parametrize("n", [0, 1, 10_000])
 def test_vectorised_on_any_length(n):
     assert codes.valid_uscc(REAL_USCC * n).sum() == len(REAL_USCC) * n
