@@ -26,25 +26,45 @@ CORRECTABLE = {
 
 
 class KeyLookup:
-    """The records' keys factorized once, so that each lookup of values by key costs the size of
-    the values rather than of the records (a night's partition holds hundreds of thousands of
-    records and a few thousand changed ones, looked up a dozen times)."""
+    """Each record's place among the keys its changes name, found once: every later lookup by
+    key (a dozen per partition) costs the size of the changes, not of the records (a partition
+    holds about a million records and a few tens of thousands of changed ones)."""
 
-    def __init__(self, keys: pd.Series):
-        self._codes, uniques = pd.factorize(keys.to_numpy())
-        self._uniques = pd.Index(uniques)
+    def __init__(self, keys: pd.Series, among: pd.Series):
+        self._among = pd.Index(pd.unique(among.to_numpy(dtype=object)), dtype=object)
+        self._place = self._among.get_indexer(keys.to_numpy(dtype=object))
+        self._keys = keys
+
+    def _places(self, index: pd.Index) -> np.ndarray | None:
+        """Places of ``index``'s keys among the changes' keys; None when one is not among them."""
+        pos = self._among.get_indexer(np.asarray(index, dtype=object))
+        return None if (pos < 0).any() else pos
 
     def __call__(self, values: pd.Series) -> np.ndarray:
         """``values`` (indexed by record key) for each record, as ``values.reindex(keys)`` gives
         them: a key not among them gives the dtype's NA (bool and int promoted as reindex does)."""
-        where = np.full(len(self._uniques) + 1, -1, dtype=np.intp)  # the last: a missing key
-        pos = self._uniques.get_indexer(values.index)
-        found = pos >= 0
-        where[pos[found]] = np.flatnonzero(found)
-        idx = where[self._codes]
+        pos = self._places(values.index) if values.index.is_unique else None
+        if pos is None:
+            return values.reindex(self._keys.to_numpy()).to_numpy()
+        where = np.full(len(self._among) + 1, -1, dtype=np.intp)  # the last: a record unnamed
+        where[pos] = np.arange(len(pos))
+        idx = where[self._place]
         if isinstance(values.dtype, ExtensionDtype):
             return values.array.take(idx, allow_fill=True).to_numpy()
         return take(values.to_numpy(), idx, allow_fill=True)
+
+    def isin(self, keys) -> np.ndarray:
+        """Per record whether its key is among ``keys``, as ``Series.isin`` says."""
+        pos = self._places(pd.Index(pd.unique(np.asarray(keys, dtype=object)), dtype=object))
+        if pos is None:
+            return self._keys.isin(set(keys)).to_numpy()
+        mark = np.zeros(len(self._among) + 1, dtype=bool)
+        mark[pos] = True
+        return mark[self._place]
+
+    def named(self) -> np.ndarray:
+        """Per record whether any change names its key."""
+        return self._place >= 0
 
 
 OBJECTION_COLUMNS = {
@@ -83,10 +103,8 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
     ]
     ch = changes.sort_values(order, kind="stable")
     key = r["record_key"]
-    by_key = KeyLookup(key)
-    r.loc[key.isin(set(ch.loc[ch["op"] == "revoke", "record_key"])).to_numpy(), "status"] = (
-        "revoked"
-    )
+    by_key = KeyLookup(key, ch["record_key"])
+    r.loc[by_key.isin(ch.loc[ch["op"] == "revoke", "record_key"]), "status"] = "revoked"
     cor = ch[ch["op"] == "correct"]
     if len(cor):
         _apply_corrections(r, cor, by_key)
@@ -100,7 +118,6 @@ def apply_changes(records: pd.DataFrame, changes: pd.DataFrame, as_of) -> pd.Dat
 
 def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame, by_key: KeyLookup) -> None:
     """Each field a correction carries replaces the record's (the latest correction wins)."""
-    key = r["record_key"]
     for new, col in CORRECTABLE.items():
         if new not in cor:
             continue
@@ -116,7 +133,7 @@ def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame, by_key: KeyLookup) ->
         else:
             old = r[col] if col in r else pd.Series(pd.NA, index=r.index, dtype=v.dtype)
             r[col] = old.where(v.isna(), v)
-    _align_penalty_grade(r, cor)
+    _align_penalty_grade(r, cor, by_key)
     if "new_subject_code" in cor:
         latest = cor[cor["new_subject_code"].notna()].drop_duplicates("record_key", keep="last")
         v = pd.Series(
@@ -130,19 +147,18 @@ def _apply_corrections(r: pd.DataFrame, cor: pd.DataFrame, by_key: KeyLookup) ->
         r["uscc"] = r["uscc"].astype("string").where(v.isna() | person, v)
         if "id_number" in r:
             r["id_number"] = r["id_number"].astype("string").where(~person, v)
-    r["corrected"] = key.isin(set(cor["record_key"])).to_numpy()
+    r["corrected"] = by_key.isin(cor["record_key"])
 
 
-def _align_penalty_grade(r: pd.DataFrame, cor: pd.DataFrame) -> None:
+def _align_penalty_grade(r: pd.DataFrame, cor: pd.DataFrame, by_key: KeyLookup) -> None:
     """One fact, one answer: a correction of the grade moves a penalty to the item of that grade,
     and a correction of the item (without a grade) gives it the item's grade, so a record
     corrected to severe either way is scored, capped and published as severe."""
-    key = r["record_key"]
     item = r["item_code"].astype("string")
     penalty = item.isin(list(PENALTY_GRADE_BY_ITEM)).fillna(False).to_numpy()
-    said = lambda c: key.isin(  # noqa: E731
-        set(cor.loc[cor[c].notna(), "record_key"]) if c in cor else set()
-    ).to_numpy()
+    said = lambda c: (  # noqa: E731
+        by_key.isin(cor.loc[cor[c].notna(), "record_key"]) if c in cor else by_key.isin([])
+    )
     by_grade = penalty & said("new_grade")
     if by_grade.any():
         g = r["grade"].astype("string")
@@ -157,7 +173,7 @@ def _apply_objections(r: pd.DataFrame, ch: pd.DataFrame, as_of, by_key: KeyLooku
     key = r["record_key"]
     items = r["item_code"].astype("string")
     # The calendar asks only about keys with changes: the severe and court sets need no others.
-    changed = key.isin(ch["record_key"].unique()).to_numpy()
+    changed = by_key.named()
     cal = objection_calendar(
         ch,
         as_of,

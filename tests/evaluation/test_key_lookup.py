@@ -58,10 +58,23 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(
-    records=KEYS, looked_up=st.lists(st.sampled_from(["a", "b", "c", "x", "公示|2"]), unique=True)
+    records=KEYS,
+    looked_up=st.lists(st.sampled_from(["a", "b", "c", "x", "公示|2"]), unique=True),
+    changes=st.lists(st.sampled_from(["a", "b", "c", "d", "x", "公示|2", "y"])),
 )
-def test_lookup_is_reindex(dtype, records, looked_up):
+def test_lookup_is_reindex(dtype, records, looked_up, changes):
+    """Values keyed by the changes' keys (and by keys no change names: the slow way) per record."""
     keys = pd.Series(records, dtype="string[pyarrow]")
     values = _values(looked_up, dtype)
     expected = values.reindex(keys.to_numpy()).to_numpy()
-    assert _same(KeyLookup(keys)(values), expected)
+    lookup = KeyLookup(keys, pd.Series(changes, dtype="string[pyarrow]"))
+    assert _same(lookup(values), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=KEYS, asked=KEYS, changes=KEYS)
+def test_isin_and_named_are_series_isin(records, asked, changes):
+    keys = pd.Series(records, dtype="string[pyarrow]")
+    lookup = KeyLookup(keys, pd.Series(changes, dtype="string[pyarrow]"))
+    assert lookup.isin(asked).tolist() == keys.isin(set(asked)).tolist()
+    assert lookup.named().tolist() == keys.isin(set(changes)).tolist()

@@ -291,3 +291,19 @@ REGISTRY_TEMPLATE = """versions:
         folder: samr
         feeds: [penalty]
 """
+
+
+def file_head(raw) -> tuple:
+    """What a reader says of a file beside its rows (chunked and whole-file reading compared)."""
+    return (
+        "read",
+        raw.encoding,
+        raw.file_format,
+        raw.layout.id,
+        raw.header,
+        raw.mapping,
+        raw.missing_required,
+        raw.sha256,
+        raw.n_bytes,
+        raw.where,
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hostile_corpus
 import pandas as pd
+import provider_formats as pf
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -315,7 +316,7 @@ def _whole_read(read):
         raw = read()
     except UnusableFile as exc:
         return ("rejected", exc.code, str(exc)), None, None, None
-    return _head(raw), raw.rows, raw.raw, raw.bad_rows
+    return pf.file_head(raw), raw.rows, raw.raw, raw.bad_rows
 
 
 def _chunked_read(path: Path, chunk_rows: int, block: int):
@@ -326,23 +327,8 @@ def _chunked_read(path: Path, chunk_rows: int, block: int):
         return ("rejected", exc.code, str(exc)), None, None, None
     assert all(len(c.rows) <= chunk_rows for c in parts)
     return (
-        _head(head),
+        pf.file_head(head),
         *(pd.concat([getattr(c, a) for c in parts]) for a in ("rows", "raw", "bad_rows")),
-    )
-
-
-def _head(raw) -> tuple:
-    return (
-        "read",
-        raw.encoding,
-        raw.file_format,
-        raw.layout.id,
-        raw.header,
-        raw.mapping,
-        raw.missing_required,
-        raw.sha256,
-        raw.n_bytes,
-        raw.where,
     )
 
 

@@ -126,27 +126,12 @@ def workbook(sheets: list[tuple[str, list]], shared=True, date1904=False) -> byt
 # --------------------------------------------------------------------------- reading both ways
 
 
-def _head(raw) -> tuple:
-    return (
-        "read",
-        raw.encoding,
-        raw.file_format,
-        raw.layout.id,
-        raw.header,
-        raw.mapping,
-        raw.missing_required,
-        raw.sha256,
-        raw.n_bytes,
-        raw.where,
-    )
-
-
 def _whole(data: bytes, max_cells: int = 50_000_000):
     try:
         raw = read_bytes(data, NAME, provider="p", max_cells=max_cells)
     except UnusableFile as exc:
         return ("rejected", exc.code, str(exc), exc.sha256), None, None, None
-    return _head(raw), raw.rows, raw.raw, raw.bad_rows
+    return pf.file_head(raw), raw.rows, raw.raw, raw.bad_rows
 
 
 def _chunked(path: Path, chunk_rows: int, block: int, max_cells: int = 50_000_000):
@@ -158,7 +143,7 @@ def _chunked(path: Path, chunk_rows: int, block: int, max_cells: int = 50_000_00
     parts = list(chunks)
     assert all(len(c.rows) <= chunk_rows for c in parts)
     return (
-        _head(head),
+        pf.file_head(head),
         *(pd.concat([getattr(c, a) for c in parts]) for a in ("rows", "raw", "bad_rows")),
     )
 
