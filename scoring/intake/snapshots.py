@@ -36,6 +36,8 @@ import pyarrow.compute as pc
 from scoring.intake.staging import (
     STG_ENTITY_COLUMNS,
     STG_RECORD_COLUMNS,
+    date_text,
+    hash_joined,
     record_content_hash,
     record_key,
 )
@@ -78,14 +80,8 @@ def content_hashes(kind: str, frame: pd.DataFrame) -> np.ndarray:
         return record_content_hash(frame).to_numpy(dtype=np.uint64)
     if not len(frame):
         return np.zeros(0, dtype=np.uint64)
-    text = []
-    for c in ENTITY_CONTENT:
-        v = frame[c]
-        if c.endswith("_date"):
-            v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
-        text.append(v.astype("string").fillna(""))
-    joined = text[0].str.cat(text[1:], sep="\x1f").astype(object)
-    return pd.util.hash_pandas_object(joined, index=False).to_numpy(dtype=np.uint64)
+    text = [date_text(frame[c]) if c.endswith("_date") else frame[c] for c in ENTITY_CONTENT]
+    return hash_joined(text, frame.index).to_numpy(dtype=np.uint64)
 
 
 def key_hashes(keys: pa.Array) -> np.ndarray:

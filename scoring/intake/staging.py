@@ -173,6 +173,36 @@ RECORD_CONTENT = [
 ]
 
 
+def date_text(v: pd.Series) -> pd.Series:
+    """Dates as ``strftime("%Y-%m-%d")`` writes them (NA where there is none), made by numpy for
+    the years it writes alike (1000-9999), not value by value in Python."""
+    d = pd.to_datetime(v)
+    days = d.to_numpy(dtype="datetime64[D]")
+    seen = ~np.isnat(days)
+    years = days[seen].astype("datetime64[Y]").astype(np.int64) + 1970
+    if isinstance(d.dtype, pd.DatetimeTZDtype) or ((years < 1000) | (years > 9999)).any():
+        return d.dt.strftime("%Y-%m-%d").astype("string")
+    text = np.full(len(days), None, dtype=object)
+    text[seen] = np.datetime_as_string(days[seen], unit="D").astype(object)
+    return pd.Series(text, index=v.index, dtype="string")
+
+
+def hash_joined(columns: list[pd.Series], index: pd.Index) -> pd.Series:
+    """A 64-bit hash per row of its values' text (NA as ""), joined with \x1f: joined by Arrow
+    column by column (not row by row in Python, nor through numpy's object sum: seconds and
+    hundreds of MB a chunk), then hashed as Python strings, so the hashes stay those of the stored
+    history. The values are hashed without factorizing first (the same hashes: pandas'
+    ``categorize`` is only a shortcut for repeated values)."""
+    if not len(index):
+        return pd.util.hash_pandas_object(pd.Series([], dtype=str), index=False).astype("uint64")
+    text = [pa.array(v.astype("string").fillna(""), type=pa.large_string()) for v in columns]
+    joined = pc.binary_join_element_wise(*text, pa.scalar("\x1f", pa.large_string()))
+    joined = joined.to_numpy(zero_copy_only=False)
+    return pd.util.hash_pandas_object(
+        pd.Series(joined, index=index, dtype=object), index=False, categorize=False
+    ).astype("uint64")
+
+
 def record_content_hash(stg: pd.DataFrame) -> pd.Series:
     """A 64-bit hash of what a record says (not where it came from): equal for a resend, different
     for a re-delivery that corrects it."""
@@ -181,25 +211,15 @@ def record_content_hash(stg: pd.DataFrame) -> pd.Series:
     for c in RECORD_CONTENT:
         v = cols[c]
         if c.endswith("_date"):
-            v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
+            v = date_text(v)
         elif c == "amount_yuan":
             v = (
                 pd.to_numeric(v, errors="coerce")
                 .round(2)
                 .map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
             )
-        text.append(pa.array(v.astype("string").fillna(""), type=pa.large_string()))
-    if not len(stg):
-        return pd.util.hash_pandas_object(pd.Series([], dtype=str), index=False).astype("uint64")
-    # Joined column by column by Arrow (not row by row in Python, nor through numpy's object sum:
-    # seconds and hundreds of MB a chunk), then hashed as Python strings: the hashes stay those of
-    # the stored history. Every value is distinct, so they are hashed without factorizing first
-    # (the same hashes: pandas' categorize is only a shortcut for repeated values).
-    joined = pc.binary_join_element_wise(*text, pa.scalar("\x1f", pa.large_string()))
-    joined = joined.to_numpy(zero_copy_only=False)
-    return pd.util.hash_pandas_object(
-        pd.Series(joined, index=stg.index, dtype=object), index=False, categorize=False
-    ).astype("uint64")
+        text.append(v)
+    return hash_joined(text, stg.index)
 
 
 def stage_records(raw: RawFile, cat: Catalogue, delivered_on: pd.Timestamp) -> pd.DataFrame:

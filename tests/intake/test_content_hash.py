@@ -1,15 +1,19 @@
-"""record_content_hash joins a record's fields column by column: the hashes are those of the
-row-by-row join the stored history was hashed with (a resend must still match what is stored)."""
+"""Content hashes join a row's fields column by column: the hashes are those of the row-by-row
+joins the stored history and snapshot indexes were hashed with (a resend must still match what is
+stored, an unchanged register row what its snapshot holds)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoring.intake.ingest import RECORD_CONTENT, record_content_hash
+from scoring.intake.snapshots import ENTITY_CONTENT, content_hashes
+from scoring.intake.staging import date_text
 
 
 def _row_by_row(stg: pd.DataFrame) -> pd.Series:
@@ -62,3 +66,52 @@ def test_column_join_hashes_as_the_row_join(rows):
     )
     got = record_content_hash(stg)
     pd.testing.assert_series_equal(got, _row_by_row(stg))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.datetimes(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)))),
+    st.sampled_from(["datetime64[s]", "datetime64[ms]", "datetime64[us]"]),
+)
+def test_date_text_is_strftime(moments, unit):
+    """Dates of any year and time of day written as strftime writes them (numpy's way or not)."""
+    v = pd.Series(
+        pd.to_datetime(pd.Series(moments, dtype=object)).astype(unit), index=range(len(moments))
+    )
+    want = pd.to_datetime(v).dt.strftime("%Y-%m-%d").astype("string")
+    pd.testing.assert_series_equal(date_text(v), want)
+
+
+def _entity_row_join(frame: pd.DataFrame) -> np.ndarray:
+    text = []
+    for c in ENTITY_CONTENT:
+        v = frame[c]
+        if c.endswith("_date"):
+            v = pd.to_datetime(v).dt.strftime("%Y-%m-%d")
+        text.append(v.astype("string").fillna(""))
+    joined = text[0].str.cat(text[1:], sep="\x1f").astype(object)
+    return pd.util.hash_pandas_object(joined, index=False).to_numpy(dtype=np.uint64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(texts, st.one_of(st.none(), st.dates(dt.date(1000, 1, 1), dt.date(2100, 1, 1)))),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_register_rows_hash_as_the_snapshots_were_hashed(rows):
+    """A register row's content hash is the one its stored snapshot index holds."""
+    frame = pd.DataFrame(
+        {
+            c: (
+                pd.to_datetime(pd.Series([r[1] for r in rows], dtype=object))
+                if c.endswith("_date")
+                else pd.Series([r[0] for r in rows], dtype="string")
+            )
+            for c in ENTITY_CONTENT
+        },
+        index=[3 * i for i in range(len(rows))],
+    )
+    assert (content_hashes("entities", frame) == _entity_row_join(frame)).all()
