@@ -161,8 +161,15 @@ def _rule_grades(records: pd.DataFrame, catalogue: Catalogue) -> tuple[np.ndarra
     """(rows governed by the period sets, their grade: own, else the item's severity)."""
     spec = {i["code"]: i for i in catalogue.items}
     item = records["item_code"].astype("string").fillna("")
-    rules = item.map(lambda c: spec.get(c, {}).get("publicity") == "rules").to_numpy(dtype=bool)
-    sev = item.map(lambda c: spec.get(c, {}).get("severity", "general"))
+    # Asked once per distinct item (a few dozen), not once per record.
+    codes, items = pd.factorize(item.to_numpy(dtype=object))
+    per_item = [spec.get(c, {}) for c in items]
+    rules = np.array([i.get("publicity") == "rules" for i in per_item], dtype=bool)[codes]
+    sev = pd.Series(
+        np.array([i.get("severity", "general") for i in per_item], dtype=object)[codes],
+        index=item.index,
+        dtype=object,
+    )
     own = (
         records["grade"].astype("string")
         if "grade" in records
