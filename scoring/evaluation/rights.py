@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionDtype, take
 
 from scoring.common.law import (
@@ -31,13 +33,21 @@ class KeyLookup:
     holds about a million records and a few tens of thousands of changed ones)."""
 
     def __init__(self, keys: pd.Series, among: pd.Series):
-        self._among = pd.Index(pd.unique(among.to_numpy(dtype=object)), dtype=object)
-        self._place = self._among.get_indexer(keys.to_numpy(dtype=object))
+        # Arrow's hash lookups on the text itself: no Python string made per record.
+        unique = pd.unique(among.to_numpy(dtype=object))
+        self._among = _arrow_text(unique)
+        self._place = self._index_in(
+            pc.cast(pa.array(keys.astype("string[pyarrow]").array), pa.large_string())
+        )
         self._keys = keys
 
-    def _places(self, index: pd.Index) -> np.ndarray | None:
+    def _index_in(self, text) -> np.ndarray:
+        found = pc.index_in(text, value_set=self._among)
+        return pc.fill_null(found, -1).to_numpy().astype(np.intp)
+
+    def _places(self, index) -> np.ndarray | None:
         """Places of ``index``'s keys among the changes' keys; None when one is not among them."""
-        pos = self._among.get_indexer(np.asarray(index, dtype=object))
+        pos = self._index_in(_arrow_text(index))
         return None if (pos < 0).any() else pos
 
     def __call__(self, values: pd.Series) -> np.ndarray:
@@ -55,7 +65,7 @@ class KeyLookup:
 
     def isin(self, keys) -> np.ndarray:
         """Per record whether its key is among ``keys``, as ``Series.isin`` says."""
-        pos = self._places(pd.Index(pd.unique(np.asarray(keys, dtype=object)), dtype=object))
+        pos = self._places(pd.unique(np.asarray(keys, dtype=object)))
         if pos is None:
             return self._keys.isin(set(keys)).to_numpy()
         mark = np.zeros(len(self._among) + 1, dtype=bool)
@@ -65,6 +75,10 @@ class KeyLookup:
     def named(self) -> np.ndarray:
         """Per record whether any change names its key."""
         return self._place >= 0
+
+
+def _arrow_text(values) -> pa.Array:
+    return pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
 
 
 OBJECTION_COLUMNS = {
