@@ -27,10 +27,11 @@ BENCHES = (
     "score",
     "gate",
     "fit",
+    "snapshot-night",
 )  # default set; "publish", "rerun", "nights": older single-step views;
 # "night-10m": one night by partitions alone (make bench-10m); "first-night": intake through the
 # landing at --intake-sizes, "snapshot-night": that and the night after it with the register a
-# full snapshot (make bench-intake)
+# full snapshot (by default at 100k and 300k entities; 3M: make bench-intake INTAKE_SIZES=3000000)
 
 
 def _parser() -> argparse.ArgumentParser:
