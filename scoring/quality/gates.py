@@ -215,7 +215,9 @@ def register_lookup(reg: pd.DataFrame | None) -> pd.Series | None:
     if part is None:
         return None
     part = part.dropna(subset=["uscc"]).drop_duplicates("uscc", keep="last")
-    return part.set_index("uscc")["registered_date"]
+    # Python strings in the index: its hash table then takes the chunks' USCCs as they are.
+    usccs = pd.Index(part["uscc"].to_numpy(dtype=object), dtype=object, name="uscc")
+    return pd.Series(part["registered_date"].to_numpy(), index=usccs, name="registered_date")
 
 
 def register_frame(reg: pd.DataFrame | None) -> pd.DataFrame | None:

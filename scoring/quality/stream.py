@@ -134,7 +134,7 @@ class _Night:
     resends: ResendIndex = field(default_factory=ResendIndex)
     register: pd.DataFrame | None = None
     register_dates: pd.Series | None = None
-    named: pd.Index = field(default_factory=lambda: pd.Index([]))
+    named: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
     known: list = field(default_factory=list)
     opens: pd.DataFrame | None = None
 
@@ -206,7 +206,7 @@ def _read_change_keys(n: _Night, chunk_rows: int) -> None:
         opens.append(chunk[chunk["op"].isin(OPENING_OPS).fillna(False).to_numpy(dtype=bool)])
     n.opens = pd.concat(opens, ignore_index=True)
     # An Index keeps its hash table: every record chunk asks it, none rebuilds it.
-    n.named = pd.Index(pd.unique(np.concatenate(named))) if named else pd.Index([])
+    n.named = pd.Index(pd.unique(np.concatenate(named)), dtype=object) if named else n.named
 
 
 def _entities(n: _Night, ent: pd.DataFrame) -> None:
