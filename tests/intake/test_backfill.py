@@ -210,12 +210,22 @@ def test_a_backfill_killed_inside_a_file_resumes_on_postgres(
     home = tmp_path / "home"
     proc = _start(landing, home, pg_url)
     deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
+
+    def inside_a_file() -> bool:
         staged = _count(pg_url, "select count(*) from landed_files where status = 'staged'")
-        if staged and _count(pg_url, "select count(*) from runs where status = 'loaded'") >= 3:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
+        return bool(staged) and (
+            _count(pg_url, "select count(*) from runs where status = 'loaded'") >= 3
+        )
+
+    while proc.poll() is None and time.monotonic() < deadline:
+        if inside_a_file():
+            # Held still, then asked again: it dies in the state just read, not a moment later.
+            proc.send_signal(signal.SIGSTOP)
+            if inside_a_file():
+                proc.send_signal(signal.SIGKILL)
+                break
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
     half = rows(home, "select run_id, path from landed_files where status = 'staged'", pg_url)
