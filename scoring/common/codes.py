@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+
+from scoring.common.text import arrow_text, matches
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = np.array([pow(3, i, 31) for i in range(17)], dtype=np.int64)
@@ -143,9 +143,7 @@ def normalise_code(s: pd.Series) -> pd.Series:
     text = s.astype("string")
     # Most codes arrive as plain upper-case ASCII, which every step leaves as it is: only the
     # others take the steps (Python's per-value string work, the bulk of staging a file).
-    arr = pa.array(text.to_numpy(dtype=object, na_value=None), pa.string())
-    plain = pc.fill_null(pc.match_substring_regex(arr, "^[0-9A-Z]+$"), False)
-    plain = plain.to_numpy(zero_copy_only=False)
+    plain = matches(arrow_text(text), "^[0-9A-Z]+$")
     if plain.all():
         return text
     if not plain.any():

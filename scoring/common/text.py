@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Characters that can hide or reorder text without being visible: zero-width, bidi controls,
 # BOM, soft hyphen, word joiner, the Mongolian vowel separator.
@@ -79,3 +82,14 @@ def identity_text(s: pd.Series) -> pd.Series:
         out[~done] = t[~done].map(identity_one, na_action="ignore")
     out = out.astype("string")
     return out.mask(out == "", pd.NA)
+
+
+def arrow_text(s: pd.Series) -> pa.Array:
+    """A text column as an Arrow string array (NA as null), for Arrow's string kernels."""
+    return pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), pa.string())
+
+
+def matches(text: pa.Array, pattern: str) -> np.ndarray:
+    """Per value whether the RE2 ``pattern`` matches it (null: False), as a numpy bool array."""
+    hit = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    return hit.to_numpy(zero_copy_only=False)

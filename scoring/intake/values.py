@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.common.text import arrow_text, matches
+
 MAX_AMOUNT_YUAN = 1e12  # a trillion yuan: beyond any fine or arrears a provider can send
 UNIT_YUAN = {"元": 1.0, "万元": 10_000.0, "万": 10_000.0}
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -39,10 +41,9 @@ _PLAIN_COMPACT = r"^[0-9]{8}$"
 
 def parse_dates(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse dates in the formats providers use. Returns (dates, unparseable-but-present mask)."""
-    text = pa.array(s.astype("string").to_numpy(dtype=object, na_value=None), pa.string())
+    text = arrow_text(s)
     dashed, dotted, compact = (
-        pc.fill_null(pc.match_substring_regex(text, p), False).to_numpy(zero_copy_only=False)
-        for p in (_PLAIN_DASHED, _PLAIN_DOTTED, _PLAIN_COMPACT)
+        matches(text, p) for p in (_PLAIN_DASHED, _PLAIN_DOTTED, _PLAIN_COMPACT)
     )
     plain = dashed | dotted | compact
     if not plain.any():
