@@ -177,10 +177,12 @@ def date_text(v: pd.Series) -> pd.Series:
     """Dates as ``strftime("%Y-%m-%d")`` writes them (NA where there is none), made by numpy for
     the years it writes alike (1000-9999), not value by value in Python."""
     d = pd.to_datetime(v)
+    if isinstance(d.dtype, pd.DatetimeTZDtype):  # local dates: numpy would write them in UTC
+        return d.dt.strftime("%Y-%m-%d").astype("string")
     days = d.to_numpy(dtype="datetime64[D]")
     seen = ~np.isnat(days)
     years = days[seen].astype("datetime64[Y]").astype(np.int64) + 1970
-    if isinstance(d.dtype, pd.DatetimeTZDtype) or ((years < 1000) | (years > 9999)).any():
+    if ((years < 1000) | (years > 9999)).any():
         return d.dt.strftime("%Y-%m-%d").astype("string")
     text = np.full(len(days), None, dtype=object)
     text[seen] = np.datetime_as_string(days[seen], unit="D").astype(object)
